@@ -1,0 +1,6 @@
+"""Signaling and bootstrap server: introduces the peers of a channel, relays their WebRTC offers,
+answers and ICE candidates over /ws, and serves the pages. It carries no video.
+
+Embed it with `signaling.app.start_server(ServerConfig(port=0))`; run it with `streamer serve` or
+`python -m signaling`. The wire contract is docs/signaling.md.
+"""

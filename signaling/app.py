@@ -1,0 +1,369 @@
+"""The aiohttp application: /ws signaling plus the pages; `start_server` embeds it anywhere.
+
+Rules: every client message goes through rate limit -> parse -> registry, and any refusal is an
+`error` to that client only; nothing a client sends can raise out of its handler; sends go
+through a bounded Outbox so no client can block another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from signaling import pages
+from signaling.channels import Channel, Registry, new_peer_id
+from signaling.config import ServerConfig
+from signaling.outbox import Outbox
+from signaling.protocol import (
+    PROTOCOL_VERSION,
+    ClientMessage,
+    End,
+    GetPeers,
+    Join,
+    Limits,
+    Ping,
+    ProtocolError,
+    Publish,
+    Signal,
+    Status,
+    encode,
+    error_message,
+    parse_client_message,
+)
+from signaling.ratelimit import TokenBucket
+from signaling.state import STATE, Connection, ServerState
+
+log = logging.getLogger(__name__)
+
+FATAL_FLUSH_S = 0.5
+CLOSE_TIMEOUT_S = 2.0
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    """The whole server as an aiohttp Application (routes, pages, shutdown handling)."""
+    app = web.Application(client_max_size=64 * 1024)
+    app[STATE] = ServerState(
+        config=config,
+        registry=Registry(
+            max_peers_per_channel=config.max_peers_per_channel,
+            max_channels=config.max_channels,
+            owner_ttl_s=config.owner_ttl_s,
+            broadcast_token=config.broadcast_token,
+        ),
+        limits=Limits(
+            max_message_bytes=config.max_message_bytes,
+            max_publish_bytes=config.max_publish_bytes,
+            max_init_segment_bytes=config.max_init_segment_bytes,
+            max_public_key_bytes=config.max_public_key_bytes,
+            max_signal_data_bytes=config.max_signal_data_bytes,
+            max_stats_bytes=config.max_stats_bytes,
+            max_get_peers=config.max_get_peers,
+            max_neighbours_reported=config.max_neighbours_reported,
+        ),
+    )
+    app.router.add_get("/ws", websocket_handler)
+    pages.setup(app)
+    app.cleanup_ctx.append(_sweeper)
+    app.on_shutdown.append(_close_all)
+    return app
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Periodically forget owned channels whose broadcaster has been gone for owner_ttl_s."""
+    state = app[STATE]
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(state.config.sweep_interval_s)
+            state.registry.sweep(time.monotonic())
+
+    task = asyncio.get_running_loop().create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_all(app: web.Application) -> None:
+    """On shutdown, close every socket with 1001 so clients know to reconnect elsewhere."""
+    state = app[STATE]
+    closing = [
+        conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        for conn in list(state.connections)
+    ]
+    await asyncio.gather(*closing, return_exceptions=True)
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+def _send(state: ServerState, conn: Connection, message: dict[str, Any]) -> None:
+    text = encode(message)
+    if conn.outbox.send(text):
+        state.metrics.count_out(message["type"], len(text))
+
+
+def _send_to_peers(state: ServerState, peer_ids: Iterable[str], message: dict[str, Any]) -> None:
+    """Encode once, queue for each peer (a broadcast to 5,000 peers shares one string)."""
+    text = encode(message)
+    for peer_id in peer_ids:
+        conn = state.by_peer.get(peer_id)
+        if conn is not None and conn.outbox.send(text):
+            state.metrics.count_out(message["type"], len(text))
+
+
+def _send_error(state: ServerState, conn: Connection, error: ProtocolError) -> None:
+    state.metrics.errors[error.code] += 1
+    _send(state, conn, error_message(error.code, error.message, error.fatal))
+
+
+def _drop(conn: Connection) -> None:
+    """Cut a connection at once (no closing handshake: it is not reading anyway)."""
+    if conn.dropped:
+        return
+    conn.dropped = True
+    if conn.transport is not None:
+        conn.transport.abort()
+
+
+# --- the handler -----------------------------------------------------------------------------
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    state = request.app[STATE]
+    config = state.config
+    ws = web.WebSocketResponse(heartbeat=config.heartbeat_s, max_msg_size=config.ws_max_msg_bytes)
+    await ws.prepare(request)
+    now = time.monotonic()
+    conn: Connection
+
+    def on_overflow() -> None:
+        state.metrics.dropped_slow_total += 1
+        state.metrics.errors["slow_consumer"] += 1
+        _drop(conn)
+
+    conn = Connection(
+        ws=ws,
+        outbox=Outbox(ws, config.send_queue_max_msgs, config.send_queue_max_bytes, on_overflow),
+        msg_bucket=TokenBucket(config.rate_msgs_per_s, config.rate_burst_msgs, now),
+        byte_bucket=TokenBucket(config.rate_bytes_per_s, config.rate_burst_bytes, now),
+        transport=request.transport,
+    )
+    state.connections.add(conn)
+    state.metrics.connections_total += 1
+    try:
+        await _serve(state, conn)
+    except Exception:  # a bug must cost one connection, never the server
+        log.exception("signaling connection failed")
+    finally:
+        await _disconnect(state, conn)
+    return ws
+
+
+async def _serve(state: ServerState, conn: Connection) -> None:
+    ws = conn.ws
+    while not ws.closed and not conn.dropped:
+        timeout_s = None if conn.peer_id else state.config.join_timeout_s
+        try:
+            msg = await ws.receive(timeout=timeout_s)
+        except TimeoutError:
+            _send_error(state, conn, ProtocolError("join_timeout", "no join in time", fatal=True))
+            await _close(conn, WSCloseCode.POLICY_VIOLATION)
+            return
+        if msg.type == WSMsgType.TEXT:
+            fatal = _on_text(state, conn, msg.data)
+            if fatal:
+                await _close(conn, WSCloseCode.POLICY_VIOLATION)
+                return
+        elif msg.type == WSMsgType.BINARY:
+            state.metrics.count_in(None, len(msg.data))
+            _send_error(state, conn, ProtocolError("invalid_message", "send JSON text frames"))
+        elif msg.type == WSMsgType.ERROR:
+            # aiohttp closes with 1009 on a frame over max_msg_size; count it, then we are done.
+            state.metrics.errors["too_large"] += 1
+            return
+        else:  # CLOSE, CLOSING, CLOSED
+            return
+
+
+async def _close(conn: Connection, code: int) -> None:
+    await conn.outbox.flush(FATAL_FLUSH_S)
+    try:
+        await asyncio.wait_for(conn.ws.close(code=code), CLOSE_TIMEOUT_S)
+    except (TimeoutError, ConnectionError):
+        _drop(conn)
+
+
+def _on_text(state: ServerState, conn: Connection, text: str) -> bool:
+    """Handle one text frame; True when the connection must be closed."""
+    size_bytes = len(text.encode("utf-8", "surrogatepass"))
+    now = time.monotonic()
+    if not (conn.msg_bucket.allow(now) and conn.byte_bucket.allow(now, size_bytes)):
+        state.metrics.count_in(None, size_bytes)
+        conn.rate_violations += 1
+        fatal = conn.rate_violations >= state.config.max_rate_violations
+        _send_error(state, conn, ProtocolError("rate_limited", "slow down", fatal=fatal))
+        return fatal
+    conn.rate_violations = 0
+    try:
+        message = parse_client_message(text, size_bytes, state.limits)
+    except ProtocolError as error:
+        state.metrics.count_in(None, size_bytes)
+        _send_error(state, conn, error)
+        return error.fatal
+    state.metrics.count_in(_TYPE_NAMES[type(message)], size_bytes)
+    try:
+        _dispatch(state, conn, message, now)
+    except ProtocolError as error:
+        _send_error(state, conn, error)
+        return error.fatal
+    return False
+
+
+def _dispatch(state: ServerState, conn: Connection, message: ClientMessage, now: float) -> None:
+    if isinstance(message, Join):
+        _on_join(state, conn, message, now)
+        return
+    if isinstance(message, Ping):
+        _send(state, conn, {"type": "pong"})
+        return
+    if conn.peer_id is None:
+        raise ProtocolError("not_joined", "send join first")
+    peer_id = conn.peer_id
+    registry = state.registry
+    if isinstance(message, Signal):
+        registry.record_signal(peer_id, message.to)
+        _send_to_peers(
+            state, [message.to], {"type": "signal", "from": peer_id, "data": message.data}
+        )
+    elif isinstance(message, GetPeers):
+        candidates = registry.candidates(peer_id, message)
+        _send(state, conn, {"type": "peers", "peers": [c.to_json() for c in candidates]})
+    elif isinstance(message, Status):
+        registry.status(peer_id, message)
+    elif isinstance(message, Publish):
+        channel = registry.publish(peer_id, message.media, now)
+        _send_to_peers(state, _others(channel, peer_id), {"type": "media", "media": channel.media})
+    elif isinstance(message, End):
+        ended = registry.end(peer_id, now)
+        if ended is not None:
+            _send_to_peers(
+                state, _others(ended, peer_id), {"type": "broadcast_ended", "reason": "ended"}
+            )
+
+
+def _others(channel: Channel, peer_id: str) -> list[str]:
+    return [other for other in channel.peers if other != peer_id]
+
+
+def _on_join(state: ServerState, conn: Connection, message: Join, now: float) -> None:
+    if conn.peer_id is not None:
+        raise ProtocolError("already_joined", "this connection already joined a channel")
+    peer_id = new_peer_id()
+    result = state.registry.join(message, peer_id, now)
+    conn.peer_id = peer_id
+    state.by_peer[peer_id] = conn
+    if result.replaced is not None:
+        # Same secret, old socket still open (a restart the heartbeat has not noticed yet).
+        old = state.by_peer.pop(result.replaced.peer_id, None)
+        _send_to_peers(
+            state, result.replaced.notify, {"type": "peer_left", "peer_id": result.replaced.peer_id}
+        )
+        if old is not None:
+            old.peer_id = None
+            _send_error(state, old, ProtocolError("replaced", "a newer broadcaster joined", True))
+            asyncio.get_running_loop().create_task(_close(old, WSCloseCode.POLICY_VIOLATION))
+    channel = result.channel
+    candidates = channel.tracker.select(peer_id, state.config.welcome_peers, state.registry.rng)
+    _send(
+        state,
+        conn,
+        {
+            "type": "welcome",
+            "v": PROTOCOL_VERSION,
+            "peer_id": peer_id,
+            "channel": channel.name,
+            "role": message.role,
+            "ice_servers": state.config.ice_servers_json(),
+            "media": channel.media,
+            "peers": [c.to_json() for c in candidates],
+            "heartbeat_s": state.config.heartbeat_s,
+        },
+    )
+
+
+async def _disconnect(state: ServerState, conn: Connection) -> None:
+    state.connections.discard(conn)
+    peer_id = conn.peer_id
+    if peer_id is not None:
+        state.by_peer.pop(peer_id, None)
+        left = state.registry.leave(peer_id, time.monotonic())
+        if left is not None:
+            _send_to_peers(state, left.notify, {"type": "peer_left", "peer_id": peer_id})
+            if left.broadcast_ended:
+                channel = state.registry.channels.get(left.channel)
+                if channel is not None:
+                    _send_to_peers(
+                        state,
+                        list(channel.peers),
+                        {"type": "broadcast_ended", "reason": "broadcaster_left"},
+                    )
+    await conn.outbox.close()
+    if not conn.ws.closed:
+        _drop(conn)
+
+
+_TYPE_NAMES: dict[type, str] = {
+    Join: "join",
+    Publish: "publish",
+    Signal: "signal",
+    GetPeers: "get_peers",
+    Status: "status",
+    End: "end",
+    Ping: "ping",
+}
+
+
+# --- embedding -------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    """A started server: `url` is its http base (e.g. http://127.0.0.1:43117)."""
+
+    runner: web.AppRunner
+    app: web.Application
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(config: ServerConfig) -> RunningServer:
+    """Start the app on config.host:config.port (0 = a free port) in the running event loop."""
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, backlog=4096)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise OSError(
+            error.errno, f"cannot listen on {config.host}:{config.port}: {error.strerror}"
+        ) from error
+    address = runner.addresses[0]
+    return RunningServer(runner=runner, app=app, host=str(address[0]), port=int(address[1]))

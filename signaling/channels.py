@@ -1,0 +1,316 @@
+"""Channels and the peers in them: ownership, membership, who must hear that a peer left (pure).
+
+No sockets here: the app maps peer ids to connections and sends what these methods return. Rules
+this module never breaks: only a hash of a broadcaster's secret is stored; a refused join changes
+nothing; memory is bounded by the peers present plus owned channels kept `owner_ttl_s` after their
+broadcaster left (and `max_channels` in all); per-peer sets are capped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from signaling.protocol import GetPeers, Join, ProtocolError, Role, Status
+from signaling.tracker import Candidate, Tracker
+
+MAX_CONTACTS = 256
+
+
+def new_peer_id() -> str:
+    """Short random URL-safe id (64 bits): unguessable, so ids cannot be used to probe a channel."""
+    return secrets.token_urlsafe(8)
+
+
+@dataclass(eq=False, slots=True)
+class PeerState:
+    peer_id: str
+    channel: str
+    role: Role
+    joined_at_s: float
+    #: Neighbours it last reported (only ids present in the channel, capped by the protocol).
+    neighbours: frozenset[str] = frozenset()
+    #: Peers whose last status listed this one as a neighbour (reverse of `neighbours`).
+    watchers: set[str] = field(default_factory=set)
+    #: Peers it exchanged signals with, oldest first, capped at MAX_CONTACTS.
+    contacts: dict[str, None] = field(default_factory=dict)
+    upload_bps: int = 0
+    spare_upload_bps: int | None = None
+    latest_seq: int | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Channel:
+    name: str
+    created_at_s: float
+    owner_secret_hash: bytes | None = None
+    broadcaster_id: str | None = None
+    media: dict[str, Any] | None = None
+    live_since_s: float | None = None
+    #: When the owner last left (or ended); None while a broadcaster is connected.
+    owner_left_at_s: float | None = None
+    peers: dict[str, PeerState] = field(default_factory=dict)
+    tracker: Tracker = field(default_factory=Tracker)
+    role_counts: dict[str, int] = field(
+        default_factory=lambda: {"viewer": 0, "relay": 0, "broadcaster": 0}
+    )
+    upload_bps_total: int = 0
+
+    @property
+    def state(self) -> str:
+        """`live` (media published), `waiting` (no media yet) or `ended` (owner gone or done)."""
+        if self.media is not None:
+            return "live"
+        if self.owner_secret_hash is not None and self.owner_left_at_s is not None:
+            return "ended"
+        return "waiting"
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """Public facts for the pages and /api (never the secret hash or the init segment)."""
+        media = self.media or {}
+        return {
+            "name": self.name,
+            "state": self.state,
+            "viewers": self.role_counts["viewer"],
+            "relays": self.role_counts["relay"],
+            "broadcaster": self.broadcaster_id is not None,
+            "peers": len(self.peers),
+            "bitrate_bps": media.get("bitrate_bps"),
+            "mime_type": media.get("mime_type"),
+            "chunk_seconds": media.get("chunk_seconds"),
+            "uptime_s": None if self.live_since_s is None else round(now - self.live_since_s, 1),
+            "latest_seq": self.tracker.live_edge_seq,
+            "upload_bps_total": self.upload_bps_total,
+        }
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    channel: Channel
+    peer: PeerState
+    #: A connected broadcaster this join replaced (same secret): the app closes its socket.
+    replaced: LeaveResult | None = None
+
+
+@dataclass(frozen=True)
+class LeaveResult:
+    peer_id: str
+    channel: str
+    #: Peers that had it as neighbour or exchanged signals with it: they get `peer_left`.
+    notify: frozenset[str]
+    #: Set when the broadcaster left mid-broadcast: the channel gets `broadcast_ended`.
+    broadcast_ended: bool
+
+
+class Registry:
+    """All channels of one server."""
+
+    def __init__(
+        self,
+        max_peers_per_channel: int = 10_000,
+        max_channels: int = 1_000,
+        owner_ttl_s: float = 600.0,
+        broadcast_token: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.max_peers_per_channel = max_peers_per_channel
+        self.max_channels = max_channels
+        self.owner_ttl_s = owner_ttl_s
+        self.broadcast_token = broadcast_token
+        self.rng = rng or random.Random()
+        self.channels: dict[str, Channel] = {}
+        self.peers: dict[str, PeerState] = {}
+        # Per-server key: a leaked hash is useless elsewhere and cannot be tried offline cheaply.
+        self._secret_key = secrets.token_bytes(32)
+
+    def _hash_secret(self, secret: str) -> bytes:
+        return hmac.new(
+            self._secret_key, secret.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).digest()
+
+    def _check_token(self, token: str | None) -> None:
+        if self.broadcast_token is None:
+            return
+        if token is None:
+            raise ProtocolError("token_required", "creating a channel needs a token", fatal=True)
+        if not hmac.compare_digest(
+            token.encode("utf-8", "surrogatepass"), self.broadcast_token.encode("utf-8")
+        ):
+            raise ProtocolError("forbidden", "wrong token", fatal=True)
+
+    # --- membership ----------------------------------------------------------------------
+
+    def join(self, message: Join, peer_id: str, now: float) -> JoinResult:
+        """Admit `peer_id` or raise ProtocolError (fatal) without changing anything."""
+        channel = self.channels.get(message.channel)
+        secret_hash: bytes | None = None
+        if message.role == "broadcaster":
+            assert message.secret is not None  # the parser guarantees it
+            secret_hash = self._hash_secret(message.secret)
+            if channel is not None and channel.owner_secret_hash is not None:
+                if not hmac.compare_digest(secret_hash, channel.owner_secret_hash):
+                    raise ProtocolError(
+                        "channel_owned", "this channel belongs to another broadcaster", fatal=True
+                    )
+            else:
+                self._check_token(message.token)
+        elif channel is not None and len(channel.peers) >= self.max_peers_per_channel:
+            raise ProtocolError("channel_full", "this channel is full", fatal=True)
+        if channel is None and len(self.channels) >= self.max_channels:
+            raise ProtocolError("server_full", "too many channels on this server", fatal=True)
+
+        if channel is None:
+            channel = Channel(name=message.channel, created_at_s=now)
+            self.channels[channel.name] = channel
+        replaced = None
+        if message.role == "broadcaster":
+            if channel.broadcaster_id is not None:
+                replaced = self.leave(channel.broadcaster_id, now, replaced=True)
+            channel.owner_secret_hash = secret_hash
+            channel.broadcaster_id = peer_id
+            channel.owner_left_at_s = None
+        peer = PeerState(peer_id=peer_id, channel=channel.name, role=message.role, joined_at_s=now)
+        channel.peers[peer_id] = peer
+        channel.role_counts[message.role] += 1
+        channel.tracker.add(Candidate(peer_id=peer_id, role=message.role))
+        self.peers[peer_id] = peer
+        return JoinResult(channel=channel, peer=peer, replaced=replaced)
+
+    def leave(self, peer_id: str, now: float, replaced: bool = False) -> LeaveResult | None:
+        """Forget `peer_id`; say who must be told. None if it was not here."""
+        peer = self.peers.pop(peer_id, None)
+        if peer is None:
+            return None
+        channel = self.channels[peer.channel]
+        del channel.peers[peer_id]
+        channel.role_counts[peer.role] -= 1
+        channel.upload_bps_total -= peer.upload_bps
+        channel.tracker.remove(peer_id)
+        for other_id in peer.neighbours:
+            other = self.peers.get(other_id)
+            if other is not None:
+                other.watchers.discard(peer_id)
+        for other_id in peer.contacts:
+            other = self.peers.get(other_id)
+            if other is not None:
+                other.contacts.pop(peer_id, None)
+        notify = frozenset(
+            other_id
+            for other_id in (peer.watchers | peer.contacts.keys())
+            if other_id in channel.peers
+        )
+        ended = False
+        if channel.broadcaster_id == peer_id:
+            channel.broadcaster_id = None
+            channel.owner_left_at_s = now
+            ended = channel.media is not None and not replaced
+            channel.media = None
+            channel.live_since_s = None
+        if not channel.peers and channel.owner_secret_hash is None:
+            del self.channels[channel.name]
+        return LeaveResult(peer_id, channel.name, notify, ended)
+
+    def sweep(self, now: float) -> list[str]:
+        """Drop ownership kept past `owner_ttl_s` and channels left empty; returns dropped names."""
+        dropped: list[str] = []
+        for channel in list(self.channels.values()):
+            left_at = channel.owner_left_at_s
+            if channel.broadcaster_id is None and (
+                left_at is None or now - left_at >= self.owner_ttl_s
+            ):
+                channel.owner_secret_hash = None
+                channel.owner_left_at_s = None
+                if not channel.peers:
+                    del self.channels[channel.name]
+                    dropped.append(channel.name)
+        return dropped
+
+    # --- broadcaster -----------------------------------------------------------------------
+
+    def _broadcaster_channel(self, peer_id: str) -> Channel:
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            raise ProtocolError("not_joined", "send join first")
+        if peer.role != "broadcaster":
+            raise ProtocolError("forbidden", "only the broadcaster may do this")
+        return self.channels[peer.channel]
+
+    def publish(self, peer_id: str, media: dict[str, Any], now: float) -> Channel:
+        """Store the broadcaster's media info; the app forwards it to every other peer."""
+        channel = self._broadcaster_channel(peer_id)
+        if channel.media is None:
+            channel.live_since_s = now
+        channel.media = media
+        channel.owner_left_at_s = None
+        return channel
+
+    def end(self, peer_id: str, now: float) -> Channel | None:
+        """The broadcast is over; returns the channel if it was live (it gets `broadcast_ended`)."""
+        channel = self._broadcaster_channel(peer_id)
+        if channel.media is None:
+            return None
+        channel.media = None
+        channel.live_since_s = None
+        channel.owner_left_at_s = now
+        return channel
+
+    # --- peers --------------------------------------------------------------------------------
+
+    def _joined(self, peer_id: str) -> PeerState:
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            raise ProtocolError("not_joined", "send join first")
+        return peer
+
+    def record_signal(self, from_id: str, to_id: str) -> None:
+        """Allow a signal only inside one channel; remember both ends as contacts."""
+        sender = self._joined(from_id)
+        target = self.peers.get(to_id)
+        if target is None or target.channel != sender.channel or to_id == from_id:
+            raise ProtocolError("unknown_peer", "no such peer in this channel")
+        _touch_contact(sender, to_id, self.peers)
+        _touch_contact(target, from_id, self.peers)
+
+    def status(self, peer_id: str, status: Status) -> None:
+        peer = self._joined(peer_id)
+        channel = self.channels[peer.channel]
+        neighbours = frozenset(n for n in status.neighbours if n in channel.peers and n != peer_id)
+        for other_id in peer.neighbours - neighbours:
+            other = self.peers.get(other_id)
+            if other is not None:
+                other.watchers.discard(peer_id)
+        for other_id in neighbours - peer.neighbours:
+            self.peers[other_id].watchers.add(peer_id)
+        peer.neighbours = neighbours
+        channel.upload_bps_total += status.upload_bps - peer.upload_bps
+        peer.upload_bps = status.upload_bps
+        peer.spare_upload_bps = status.spare_upload_bps
+        peer.latest_seq = status.latest_seq
+        peer.stats = status.stats
+        channel.tracker.update(peer_id, status.latest_seq, status.spare_upload_bps, len(neighbours))
+
+    def candidates(self, peer_id: str, request: GetPeers) -> list[Candidate]:
+        peer = self._joined(peer_id)
+        channel = self.channels[peer.channel]
+        exclude = request.exclude | peer.neighbours
+        return channel.tracker.select(peer_id, request.count, self.rng, exclude)
+
+    def public_channels(self) -> list[Channel]:
+        """Channels a broadcaster owns (viewer-only waiting rooms are not advertised)."""
+        return [c for c in self.channels.values() if c.owner_secret_hash is not None]
+
+
+def _touch_contact(peer: PeerState, other_id: str, peers: dict[str, PeerState]) -> None:
+    peer.contacts.pop(other_id, None)
+    peer.contacts[other_id] = None
+    if len(peer.contacts) > MAX_CONTACTS:
+        evicted = next(iter(peer.contacts))
+        del peer.contacts[evicted]
+        other = peers.get(evicted)
+        if other is not None:
+            other.contacts.pop(peer.peer_id, None)

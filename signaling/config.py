@@ -1,0 +1,153 @@
+"""Server settings in one frozen object, plus the argparse options shared by `streamer serve` and
+`python -m signaling`.
+
+Every limit that protects the server from hostile clients lives here with a unit in its name, so
+tests can shrink them (a 0.2 s heartbeat, a 3-peer channel) without patching code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamer.errors import UserError
+
+#: The repository's web/ folder (templates and static files), found next to the package.
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+_ICE_URL_RE = re.compile(r"^(stun|stuns|turn|turns):[^\s]{1,253}$")
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """One STUN/TURN entry, shaped like RTCIceServer in the browser."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.credential is not None:
+            out["credential"] = self.credential
+        return out
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the signaling server needs; defaults suit a public deployment."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ice_servers: tuple[IceServer, ...] = ()
+    #: When set, creating (owning) a channel needs this operator token.
+    broadcast_token: str | None = None
+    #: aiohttp's hard frame limit: a bigger frame closes the socket (code 1009).
+    ws_max_msg_bytes: int = 256 * 1024
+    #: Our own cap for any message but `publish` (answered with a non-fatal `too_large`).
+    max_message_bytes: int = 64 * 1024
+    #: Cap for `publish`, which carries the base64 init segment.
+    max_publish_bytes: int = 160 * 1024
+    max_init_segment_bytes: int = 64 * 1024
+    max_public_key_bytes: int = 1024
+    max_signal_data_bytes: int = 32 * 1024
+    max_stats_bytes: int = 2048
+    max_peers_per_channel: int = 10_000
+    max_channels: int = 1_000
+    #: Per-connection token bucket: sustained messages per second and burst size.
+    rate_msgs_per_s: float = 50.0
+    rate_burst_msgs: float = 200.0
+    #: Per-connection byte budget (sustained and burst), counted on the raw text received.
+    rate_bytes_per_s: float = 256 * 1024
+    rate_burst_bytes: float = 1024 * 1024
+    #: A connection refused this many messages in a row by the rate limit is dropped.
+    max_rate_violations: int = 100
+    #: Bounded outgoing queue per connection: a reader slower than this is dropped.
+    send_queue_max_msgs: int = 512
+    send_queue_max_bytes: int = 4 * 1024 * 1024
+    #: aiohttp pings every heartbeat_s and drops a socket whose pong is late.
+    heartbeat_s: float = 20.0
+    #: Seconds a socket has to send `join` before it is closed.
+    join_timeout_s: float = 30.0
+    #: An owned channel's record is kept this long after its broadcaster left, so it can reclaim it.
+    owner_ttl_s: float = 600.0
+    sweep_interval_s: float = 30.0
+    #: Candidates in `welcome`, and the most a `get_peers` may ask for.
+    welcome_peers: int = 8
+    max_get_peers: int = 32
+    max_neighbours_reported: int = 64
+    web_dir: Path = field(default=DEFAULT_WEB_DIR)
+
+    def ice_servers_json(self) -> list[dict[str, Any]]:
+        return [server.to_json() for server in self.ice_servers]
+
+
+def parse_ice_servers(
+    urls: list[str], username: str | None = None, credential: str | None = None
+) -> tuple[IceServer, ...]:
+    """Check STUN/TURN URLs (RFC 7064/7065 shapes) and attach TURN credentials to turn(s) URLs."""
+    servers: list[IceServer] = []
+    for url in urls:
+        if not _ICE_URL_RE.match(url):
+            raise UserError(
+                f"bad --ice-server {url!r}: expected stun:HOST[:PORT] or turn:HOST[:PORT]"
+            )
+        if url.startswith("turn"):
+            servers.append(IceServer((url,), username, credential))
+        else:
+            servers.append(IceServer((url,)))
+    return tuple(servers)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `streamer serve` and `python -m signaling`."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (0 picks a free one)")
+    parser.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN/TURN URL handed to peers, e.g. stun:stun.example.org:3478 (repeatable)",
+    )
+    parser.add_argument("--turn-username", default=None, help="username for turn: URLs")
+    parser.add_argument("--turn-credential", default=None, help="credential for turn: URLs")
+    parser.add_argument(
+        "--broadcast-token",
+        default=None,
+        metavar="TOKEN",
+        help="require this token to create a channel",
+    )
+    parser.add_argument(
+        "--max-peers-per-channel", type=int, default=ServerConfig.max_peers_per_channel
+    )
+    parser.add_argument("--max-channels", type=int, default=ServerConfig.max_channels)
+    parser.add_argument(
+        "--heartbeat", type=float, default=ServerConfig.heartbeat_s, metavar="SECONDS"
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Build and check a ServerConfig from parsed options; bad values are UserErrors."""
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"bad --port {args.port}: must be 0..65535")
+    if args.max_peers_per_channel < 1 or args.max_channels < 1:
+        raise UserError("--max-peers-per-channel and --max-channels must be >= 1")
+    if args.heartbeat <= 0:
+        raise UserError("--heartbeat must be > 0 seconds")
+    if args.broadcast_token is not None and not args.broadcast_token:
+        raise UserError("--broadcast-token must not be empty")
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        ice_servers=parse_ice_servers(args.ice_server, args.turn_username, args.turn_credential),
+        broadcast_token=args.broadcast_token,
+        max_peers_per_channel=args.max_peers_per_channel,
+        max_channels=args.max_channels,
+        heartbeat_s=args.heartbeat,
+    )

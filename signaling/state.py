@@ -1,0 +1,48 @@
+"""What one running server holds (registry, metrics, open connections), under one aiohttp AppKey.
+
+Kept apart from app.py so the page handlers can reach it without importing the socket code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from signaling.channels import Registry
+from signaling.config import ServerConfig
+from signaling.metrics import Metrics
+from signaling.outbox import Outbox
+from signaling.protocol import Limits
+from signaling.ratelimit import TokenBucket
+
+
+@dataclass(eq=False)
+class Connection:
+    """One WebSocket: its outbox, rate limits and (once joined) its peer id."""
+
+    ws: web.WebSocketResponse
+    outbox: Outbox
+    msg_bucket: TokenBucket
+    byte_bucket: TokenBucket
+    #: The TCP transport, to cut a connection that stopped reading without a closing handshake.
+    transport: Any
+    peer_id: str | None = None
+    rate_violations: int = 0
+    dropped: bool = False
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    registry: Registry
+    limits: Limits
+    metrics: Metrics = field(default_factory=Metrics)
+    connections: set[Connection] = field(default_factory=set)
+    by_peer: dict[str, Connection] = field(default_factory=dict)
+    started_at_s: float = field(default_factory=time.monotonic)
+
+
+STATE = web.AppKey("signaling_state", ServerState)

@@ -1,0 +1,11 @@
+"""Media pipeline: any input FFmpeg opens -> an fMP4 init segment + keyframe-aligned chunks.
+
+Public API (others build on these names): `MediaOptions`, `MediaInfo`, `Chunk`, `MediaStream`,
+`open_media`, `live_chunks`, `MediaError`.
+"""
+
+from streamer.media.errors import MediaError
+from streamer.media.model import Chunk, MediaInfo, MediaOptions
+from streamer.media.stream import MediaStream, open_media
+
+__all__ = ["Chunk", "MediaError", "MediaInfo", "MediaOptions", "MediaStream", "open_media"]

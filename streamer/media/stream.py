@@ -1,0 +1,135 @@
+"""`open_media(input, options)`: an input becomes an init segment and a sequence of chunks.
+
+Joins the PyAV pipeline (bytes) to the pure splitter and chunk assembler. `chunks()` runs as fast as
+the input allows; `streamer.media.pacing.live_chunks` releases them on the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator
+from types import TracebackType
+
+from streamer.media.boxes import BoxError
+from streamer.media.codecs import codecs_for_init, mime_type_for
+from streamer.media.errors import MediaError
+from streamer.media.fmp4 import ChunkAssembler, Fragment, FragmentSplitter
+from streamer.media.inputs import resolve_input
+from streamer.media.model import Chunk, MediaInfo, MediaOptions
+from streamer.media.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class MediaStream:
+    """An opened input: `info` is known at once, `chunks()` yields the media. A context manager."""
+
+    def __init__(self, pipeline: Pipeline, options: MediaOptions) -> None:
+        self._pipeline = pipeline
+        self._options = options
+        self._bytes = pipeline.run()
+        self._splitter = FragmentSplitter()
+        self._ready: deque[Fragment] = deque()
+        self._started = False
+        self._closed = False
+        self.info = self._read_info()
+        self.plan_reason = pipeline.plan.reason
+
+    def _read_info(self) -> MediaInfo:
+        """Pull muxer output until the init segment is complete (keeping any fragments)."""
+        name = self._pipeline.spec.display_name
+        while self._splitter.init_segment is None:
+            data = next(self._bytes, None)
+            if data is None:
+                break
+            self._feed(data)
+        if self._splitter.init_segment is None or self._splitter.init_info is None:
+            self.close()
+            raise MediaError(f"{name}: no media could be read (empty or truncated input)")
+        try:
+            codecs = codecs_for_init(self._splitter.init_info)
+        except BoxError as error:
+            self.close()
+            raise MediaError(f"{name}: cannot derive the codec string: {error}") from error
+        plan = self._pipeline.plan
+        facts = self._pipeline.facts
+        return MediaInfo(
+            mime_type=mime_type_for(codecs),
+            codecs=codecs,
+            init_segment=self._splitter.init_segment,
+            chunk_seconds=self._options.chunk_seconds,
+            has_video=plan.video is not None,
+            has_audio=plan.audio is not None,
+            width=self._pipeline.width,
+            height=self._pipeline.height,
+            video_transcoded=plan.video == "encode",
+            audio_transcoded=plan.audio == "encode",
+            source_video_codec=facts.video_codec,
+            source_audio_codec=facts.audio_codec,
+            is_live=self._pipeline.spec.is_live,
+        )
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._ready.extend(self._splitter.feed(data))
+        except BoxError as error:
+            raise MediaError(
+                f"{self._pipeline.spec.display_name}: bad muxer output: {error}"
+            ) from error
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Chunks in order, seq from 0, unpaced; never ends with loop=True and no duration."""
+        if self._started:
+            raise RuntimeError("chunks() can be iterated only once per MediaStream")
+        self._started = True
+        assembler = ChunkAssembler(self._options.chunk_seconds)
+        try:
+            while True:
+                while self._ready:
+                    chunk = assembler.add(self._ready.popleft())
+                    if chunk is not None:
+                        yield chunk
+                data = next(self._bytes, None)
+                if data is None:
+                    break
+                self._feed(data)
+            try:
+                self._splitter.finish()
+            except BoxError as error:
+                raise MediaError(f"{self._pipeline.spec.display_name}: {error}") from error
+            while self._ready:
+                chunk = assembler.add(self._ready.popleft())
+                if chunk is not None:
+                    yield chunk
+            last = assembler.finish()
+            if last is not None:
+                yield last
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._bytes.close()  # runs the pipeline's cleanup: muxer and input closed
+        self._pipeline.close()
+
+    def __enter__(self) -> MediaStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_media(input: str, options: MediaOptions | None = None) -> MediaStream:
+    """Open and probe `input` (file, device, URL or `testsrc`); raises MediaError on bad input."""
+    options = options or MediaOptions()
+    spec = resolve_input(input)
+    pipeline = Pipeline(spec, options)
+    return MediaStream(pipeline, options)

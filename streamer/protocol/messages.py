@@ -1,0 +1,153 @@
+"""Peer wire messages as plain frozen dataclasses (docs/protocol.md is the spec).
+
+Rules: these are values only; no I/O, no validation against swarm state (that is the core's job).
+Field names match the spec so the JavaScript port reads the same.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 65535
+"""Every message is at most this long: one data-channel message, safe in every browser."""
+PIECE_OVERHEAD_BYTES = 9
+MAX_PIECE_BYTES = MAX_MESSAGE_BYTES - PIECE_OVERHEAD_BYTES
+MAX_PIECES_PER_CHUNK = 1024
+MAX_BUFFER_MAP_BITS = 4096
+MAX_BYE_TEXT_BYTES = 255
+HASH_BYTES = 32
+SIGNATURE_BYTES = 64
+
+
+class MsgType(enum.IntEnum):
+    """The type byte that starts every message."""
+
+    HELLO = 0x01
+    BUFFER_MAP = 0x02
+    HAVE = 0x03
+    REQUEST = 0x04
+    CHUNK_HEADER = 0x05
+    PIECE = 0x06
+    CANCEL = 0x07
+    ABSENT = 0x08
+    BYE = 0x09
+
+
+class Role(enum.IntEnum):
+    """What a peer is in the swarm; the source is the broadcaster."""
+
+    SOURCE = 0
+    RELAY = 1
+    VIEWER = 2
+
+
+class Capability(enum.IntFlag):
+    """Capabilities bitfield carried by hello."""
+
+    NONE = 0
+    UPLOAD = 0x1
+    """Serves requests (a viewer behind a strict NAT or with upload disabled clears it)."""
+    PARTIAL = 0x2
+    """Serves pieces of chunks it is still receiving (forwarding without store-and-forward)."""
+
+
+class ByeReason(enum.IntEnum):
+    """Why a peer closes a neighbour link."""
+
+    NORMAL = 0
+    FULL = 1
+    PROTOCOL_ERROR = 2
+    FORGED = 3
+    STALLED = 4
+    SHUTDOWN = 5
+    VERSION = 6
+
+
+REQUEST_FLAG_HEADER = 0x01
+"""Request flag: send the signed chunk header before the pieces."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    version: int
+    role: Role
+    capabilities: Capability
+
+
+@dataclass(frozen=True, slots=True)
+class BufferMap:
+    """Complete chunks held: bit i set means chunk base_seq + i is complete."""
+
+    base_seq: int
+    bits: tuple[bool, ...]
+
+    def seqs(self) -> list[int]:
+        return [self.base_seq + i for i, bit in enumerate(self.bits) if bit]
+
+
+@dataclass(frozen=True, slots=True)
+class Have:
+    """Pieces held of one chunk (all set: complete; some set: still receiving)."""
+
+    seq: int
+    pieces: tuple[bool, ...]
+
+    @property
+    def piece_count(self) -> int:
+        return len(self.pieces)
+
+    @property
+    def complete(self) -> bool:
+        return all(self.pieces)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Ask for pieces [first_index, first_index + count) of chunk seq, clamped to its count."""
+
+    seq: int
+    first_index: int
+    count: int
+    want_header: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    seq: int
+    index: int
+    count: int
+    payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    seq: int
+    first_index: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Absent:
+    """'I do not have (or no longer have) these pieces': re-request them elsewhere."""
+
+    seq: int
+    first_index: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    reason: ByeReason | int
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A message of a type this version does not know: receivers ignore it."""
+
+    type_byte: int
+
+
+# ChunkHeader lives in chunk_header.py (it carries signing logic) but is a message too.

@@ -1,0 +1,155 @@
+"""Chunk integrity and storage: verified headers, verified pieces, a sliding window of seqs.
+
+Rules: nothing enters the store unverified. A header enters only if the source's Ed25519 signature
+holds; a piece only if its SHA-256 matches the verified header. So whatever the store holds may be
+played and forwarded at once, piece by piece.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from streamer.protocol import ChunkHeader
+
+
+class HeaderVerifier:
+    """Checks chunk header signatures against the broadcaster's raw 32-byte Ed25519 public key.
+
+    Why a class: a simulator running thousands of cores shares one instance, and its small cache
+    of already-verified header bytes saves repeating the same signature check for every peer.
+    """
+
+    def __init__(self, public_key_raw: bytes, cache_size: int = 256) -> None:
+        if len(public_key_raw) != 32:
+            raise ValueError("an Ed25519 public key is 32 raw bytes")
+        self._key = Ed25519PublicKey.from_public_bytes(public_key_raw)
+        self._cache: OrderedDict[bytes, bool] = OrderedDict()
+        self._cache_size = cache_size
+        self.checks = 0
+
+    def verify(self, header: ChunkHeader) -> bool:
+        blob = header.encode()
+        hit = self._cache.get(blob)
+        if hit is not None:
+            self._cache.move_to_end(blob)
+            return hit
+        self.checks += 1
+        ok = header.verify(self._key)
+        self._cache[blob] = ok
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return ok
+
+
+class PieceResult(enum.Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    FORGED = "forged"
+    NO_HEADER = "no_header"
+    MISMATCH = "mismatch"
+    """The piece's count field disagrees with the signed header: a malformed message."""
+
+
+@dataclass(slots=True)
+class ChunkBuffer:
+    """One chunk being received (or complete): its verified header and verified pieces."""
+
+    header: ChunkHeader
+    pieces: list[bytes | None]
+    have_count: int = 0
+    abandoned: bool = False
+    """We stopped fetching it (played past it): do not make neighbours wait for its pieces."""
+    bytes_total: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bytes_total = self.header.total_size
+
+    @property
+    def complete(self) -> bool:
+        return self.have_count == len(self.pieces)
+
+    def bits(self) -> tuple[bool, ...]:
+        return tuple(p is not None for p in self.pieces)
+
+    def missing(self) -> list[int]:
+        return [i for i, p in enumerate(self.pieces) if p is None]
+
+
+class ChunkStore:
+    """Chunks by seq, from a floor up; everything below the floor is forgotten."""
+
+    def __init__(self, verifier: HeaderVerifier | None) -> None:
+        self._verifier = verifier
+        self._chunks: dict[int, ChunkBuffer] = {}
+        self.floor_seq = 0
+        self.newest_seq: int | None = None
+        """Newest seq whose header verified: the anchor for 'far ahead' checks."""
+
+    def get(self, seq: int) -> ChunkBuffer | None:
+        return self._chunks.get(seq)
+
+    def __iter__(self) -> Iterator[ChunkBuffer]:
+        return iter(self._chunks.values())
+
+    def is_complete(self, seq: int) -> bool:
+        chunk = self._chunks.get(seq)
+        return chunk is not None and chunk.complete
+
+    def complete_seqs(self) -> list[int]:
+        return sorted(s for s, c in self._chunks.items() if c.complete)
+
+    def add_header(self, header: ChunkHeader) -> bool | None:
+        """True: newly stored; None: already known (no-op); False: forged (signature fails)."""
+        existing = self._chunks.get(header.seq)
+        if existing is not None:
+            if existing.header.encode() == header.encode():
+                return None
+            return False if not self._verify(header) else None
+        if not self._verify(header):
+            return False
+        if header.seq < self.floor_seq:
+            return None
+        self._chunks[header.seq] = ChunkBuffer(header, [None] * header.piece_count)
+        if self.newest_seq is None or header.seq > self.newest_seq:
+            self.newest_seq = header.seq
+        return True
+
+    def add_own(self, header: ChunkHeader, pieces: list[bytes]) -> ChunkBuffer:
+        """The source stores what it produced and signed itself (no verification needed)."""
+        chunk = ChunkBuffer(header, list(pieces), have_count=len(pieces))
+        self._chunks[header.seq] = chunk
+        if self.newest_seq is None or header.seq > self.newest_seq:
+            self.newest_seq = header.seq
+        return chunk
+
+    def add_piece(self, seq: int, index: int, count: int, payload: bytes) -> PieceResult:
+        chunk = self._chunks.get(seq)
+        if chunk is None:
+            return PieceResult.NO_HEADER
+        if count != len(chunk.pieces):
+            return PieceResult.MISMATCH
+        if chunk.pieces[index] is not None:
+            return PieceResult.DUPLICATE
+        if not chunk.header.piece_ok(index, payload):
+            return PieceResult.FORGED
+        chunk.pieces[index] = payload
+        chunk.have_count += 1
+        return PieceResult.NEW
+
+    def evict_below(self, floor_seq: int) -> list[int]:
+        """Forget chunks below floor_seq; returns the evicted seqs."""
+        if floor_seq <= self.floor_seq:
+            return []
+        self.floor_seq = floor_seq
+        gone = [s for s in self._chunks if s < floor_seq]
+        for s in gone:
+            del self._chunks[s]
+        return gone
+
+    def _verify(self, header: ChunkHeader) -> bool:
+        return self._verifier is not None and self._verifier.verify(header)

@@ -1,0 +1,52 @@
+"""Tunables of the swarm core, in one place, with units in their names.
+
+Defaults suit a ~1 Mbit/s stream of ~1 s chunks cut into 16 KiB pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmConfig:
+    chunk_duration_s: float = 1.0
+    """Nominal chunk duration: deadlines of chunks whose header is not known yet extrapolate it."""
+    piece_size_bytes: int = 16384
+    default_chunk_bytes: int = 131072
+    """Size assumed for a chunk whose header has not arrived (in-flight accounting only)."""
+
+    target_neighbours: int = 8
+    max_neighbours: int = 12
+    """Above target: room kept for newcomers who ask us."""
+    want_neighbours_interval_s: float = 2.0
+
+    start_behind_chunks: int = 1
+    """A viewer starts this many chunks behind the newest it hears of, as a safety margin."""
+    fetch_ahead_chunks: int = 8
+    urgent_s: float = 1.5
+    """A chunk whose playout deadline is closer than this is urgent: fetched first, by anyone."""
+    keep_behind_chunks: int = 6
+    """Chunks kept after playing them, for neighbours that are behind us."""
+    max_ahead_chunks: int = 64
+    """A seq further than this beyond the newest verified one is a protocol error."""
+
+    request_timeout_s: float = 1.0
+    """No progress on a request for this long: cancel it and ask someone else."""
+    pipeline_s: float = 1.0
+    """In-flight bytes per neighbour = measured throughput x this."""
+    min_inflight_bytes: int = 131072
+    max_serve_queue: int = 64
+    """Outstanding requests a neighbour may have on us; more is a protocol error (flooding)."""
+    stall_strikes: int = 3
+    """Timeouts in a row after which a neighbour is dropped as stalled."""
+    tick_s: float = 0.25
+    """Housekeeping period while there is work pending (retries after capacity frees up)."""
+
+    source_fanout: int = 2
+    """The source first announces a fresh chunk to this many neighbours only."""
+    source_announce_delay_s: float = 0.5
+    """...and to the others after this delay, as a fallback they should rarely need."""
+    source_max_copies: float = 1.9
+    """The source uploads at most this many copies of a chunk, however large the audience."""
+    source_keep_chunks: int = 16

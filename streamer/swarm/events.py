@@ -1,0 +1,56 @@
+"""Events the swarm core hands to its driver (aiortc transport, simulator or test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streamer.protocol import ChunkHeader
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkComplete:
+    """A chunk was received and verified in full (every piece matched the signed header)."""
+
+    seq: int
+    header: ChunkHeader = field(repr=False)
+    pieces: tuple[bytes, ...] = field(repr=False)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.pieces)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPlayed:
+    """The playout clock reached seq and the chunk was there: hand it to the player now."""
+
+    seq: int
+    lag_s: float
+    """Source release -> played, on the clock the driver passes as now."""
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkMissed:
+    """The playout clock reached seq without the chunk: it is skipped, playback goes on."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class DropNeighbour:
+    """Close the link to peer_id (send bye first when it is not None). The core forgot it already."""
+
+    peer_id: str
+    reason: str
+    bye: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class WantNeighbours:
+    """The core has fewer neighbours than it wants: ask the server for `count` candidates."""
+
+    count: int
+
+
+Event = ChunkComplete | ChunkPlayed | ChunkMissed | DropNeighbour | WantNeighbours

@@ -1,0 +1,735 @@
+"""SwarmPeer: one peer's sans-I/O swarm state machine (source, relay or viewer).
+
+Rules this module never breaks: no asyncio, no sockets, no `time` - every entry point takes `now`
+(seconds, on one monotonic-or-Unix clock chosen by the driver); randomness comes from an injected
+seeded `random.Random`; a malformed or hostile message drops only its sender; nothing unverified is
+stored, played or forwarded. See streamer/swarm/__init__.py for the driver's API in one page.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from streamer.protocol import (
+    PROTOCOL_VERSION,
+    Absent,
+    BufferMap,
+    Bye,
+    ByeReason,
+    Cancel,
+    Capability,
+    ChunkHeader,
+    Have,
+    Hello,
+    Message,
+    Piece,
+    ProtocolError,
+    Request,
+    Role,
+    Unknown,
+    decode_message,
+    encode_message,
+    make_chunk_header,
+    split_pieces,
+)
+from streamer.protocol.messages import MAX_BUFFER_MAP_BITS
+from streamer.swarm.chunks import ChunkStore, HeaderVerifier, PieceResult
+from streamer.swarm.config import SwarmConfig
+from streamer.swarm.events import (
+    ChunkComplete,
+    ChunkMissed,
+    ChunkPlayed,
+    DropNeighbour,
+    Event,
+    WantNeighbours,
+)
+from streamer.swarm.neighbours import Assignment, Neighbour, ServeItem
+from streamer.swarm.playback import Playback
+from streamer.swarm.scheduler import Want, plan_requests
+
+ALL_PIECES = 0xFFFF
+"""Range count meaning 'to the end of the chunk' (ranges are clamped to the piece count)."""
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Sorted indices -> [(first, count)] of contiguous runs."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and runs[-1][0] + runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs
+
+
+class SwarmPeer:
+    """One peer of a channel. The source publishes chunks; relays and viewers pull and forward."""
+
+    def __init__(
+        self,
+        *,
+        role: Role,
+        now: float,
+        config: SwarmConfig | None = None,
+        verifier: HeaderVerifier | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
+        rng: random.Random | None = None,
+        upload: bool = True,
+    ) -> None:
+        if role == Role.SOURCE and signing_key is None:
+            raise ValueError("the source needs its signing key")
+        if role != Role.SOURCE and verifier is None:
+            raise ValueError("a relay or viewer needs the source's public key (a HeaderVerifier)")
+        self.role = role
+        self.config = config or SwarmConfig()
+        self._signing_key = signing_key
+        self._rng = rng or random.Random(0)
+        self.upload = upload or role == Role.SOURCE
+        self._store = ChunkStore(verifier)
+        self._nbrs: dict[str, Neighbour] = {}
+        self._assigned: dict[int, str] = {}
+        self._events: list[Event] = []
+        self._ready: set[str] = set()
+        self._dirty = True
+        self._now = now
+        self._newest_heard: int | None = None
+        self._next_want_s: float | None = None if role == Role.SOURCE else now
+        self._work_pending = False
+        self.playback: Playback | None = None
+        if role != Role.SOURCE:
+            self.playback = Playback(
+                chunk_duration_s=self.config.chunk_duration_s,
+                start_behind_chunks=self.config.start_behind_chunks,
+                joined_s=now,
+            )
+        # source state
+        self._announce_later: dict[int, tuple[float, list[str]]] = {}
+        self._source_reserved: dict[int, int] = {}
+        self._fanout_turn = 0
+        # stats
+        self.bytes_from_source = 0
+        self.bytes_from_peers = 0
+        self.bytes_uploaded = 0
+        self.bytes_duplicate = 0
+        self.stream_bytes = 0
+        self.drops: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- neighbours
+
+    @property
+    def neighbour_ids(self) -> list[str]:
+        return list(self._nbrs)
+
+    def neighbour(self, peer_id: str) -> Neighbour | None:
+        return self._nbrs.get(peer_id)
+
+    def has_room(self) -> bool:
+        return len(self._nbrs) < self.config.max_neighbours
+
+    def add_neighbour(self, peer_id: str, now: float) -> bool:
+        """A link to peer_id is open. False (and nothing changes) when we are full."""
+        if peer_id in self._nbrs:
+            return True
+        if not self.has_room():
+            return False
+        self._now = now
+        nb = Neighbour(peer_id=peer_id, connected_s=now, last_useful_s=now)
+        self._nbrs[peer_id] = nb
+        caps = Capability.PARTIAL | (Capability.UPLOAD if self.upload else Capability.NONE)
+        nb.control.append(encode_message(Hello(PROTOCOL_VERSION, self.role, caps)))
+        have = self._store.complete_seqs()
+        if have:
+            base = max(have[0], have[-1] - MAX_BUFFER_MAP_BITS + 1)
+            members = set(have)
+            bits = tuple(s in members for s in range(base, have[-1] + 1))
+            nb.control.append(encode_message(BufferMap(base, bits)))
+        self._ready.add(peer_id)
+        return True
+
+    def remove_neighbour(self, peer_id: str, now: float) -> None:
+        """The link to peer_id closed (or the driver gave up on it). Its requests go elsewhere."""
+        self._now = now
+        nb = self._nbrs.pop(peer_id, None)
+        if nb is None:
+            return
+        for seq in nb.assignments:
+            if self._assigned.get(seq) == peer_id:
+                del self._assigned[seq]
+        for item in nb.serving:
+            self._release(item)
+        self._ready.discard(peer_id)
+        self._dirty = True
+        self._after(now)
+
+    def leave(self) -> bytes:
+        """The bye to send to every neighbour when this peer shuts down."""
+        return encode_message(Bye(ByeReason.SHUTDOWN, "leaving"))
+
+    # ---------------------------------------------------------------- input
+
+    def receive(self, peer_id: str, data: bytes, now: float) -> None:
+        """One message from peer_id. A malformed one drops peer_id (see pop_events)."""
+        self._now = now
+        nb = self._nbrs.get(peer_id)
+        if nb is None:
+            return
+        try:
+            msg = decode_message(data)
+            self._handle(nb, msg, len(data), now)
+        except ProtocolError as exc:
+            self._drop(nb, f"protocol error: {exc}", ByeReason.PROTOCOL_ERROR)
+        self._after(now)
+
+    def publish_chunk(
+        self, seq: int, data: bytes, start_s: float, duration_s: float, now: float
+    ) -> None:
+        """Source only: split, sign and offer a freshly released chunk."""
+        if self.role != Role.SOURCE or self._signing_key is None:
+            raise RuntimeError("only the source publishes chunks")
+        self._now = now
+        header = make_chunk_header(
+            seq=seq,
+            data=data,
+            start_us=round(start_s * 1e6),
+            duration_us=round(duration_s * 1e6),
+            release_us=round(now * 1e6),
+            piece_size=self.config.piece_size_bytes,
+            signing_key=self._signing_key,
+        )
+        self._store.add_own(header, split_pieces(data, self.config.piece_size_bytes))
+        self.stream_bytes += len(data)
+        candidates = sorted(
+            (nb for nb in self._nbrs.values() if nb.uploads and not nb.is_source),
+            key=lambda nb: (nb.role != Role.RELAY, nb.peer_id),
+        )
+        relays = [nb for nb in candidates if nb.role == Role.RELAY]
+        others = [nb for nb in candidates if nb.role != Role.RELAY]
+        if others:
+            turn = self._fanout_turn % len(others)
+            others = others[turn:] + others[:turn]
+            self._fanout_turn += 1
+        first = (relays + others)[: self.config.source_fanout]
+        have = encode_message(Have(seq, header_bits(header.piece_count)))
+        for nb in first:
+            self._send_control(nb, have)
+        chosen = {nb.peer_id for nb in first}
+        later = [pid for pid in self._nbrs if pid not in chosen]
+        if later:
+            self._announce_later[seq] = (now + self.config.source_announce_delay_s, later)
+        self._store.evict_below(seq - self.config.source_keep_chunks + 1)
+        self._after(now)
+
+    # ---------------------------------------------------------------- output
+
+    def next_control_message(self, peer_id: str) -> bytes | None:
+        """Next small message for peer_id (hello, buffer map, have, request, cancel, absent)."""
+        nb = self._nbrs.get(peer_id)
+        if nb is None or not nb.control:
+            return None
+        data = nb.control.popleft()
+        self.bytes_uploaded += len(data)
+        nb.bytes_sent += len(data)
+        return data
+
+    def next_data_message(self, peer_id: str, now: float) -> bytes | None:
+        """Next header or piece for peer_id; call it when that link has room to send."""
+        self._now = now
+        nb = self._nbrs.get(peer_id)
+        if nb is None:
+            return None
+        while nb.serving:
+            out = self._serve_one(nb)
+            if out is not None:
+                self.bytes_uploaded += len(out)
+                nb.bytes_sent += len(out)
+                return out
+            if not nb.serving or all(self._waiting(item) for item in nb.serving):
+                return None
+        return None
+
+    def take_ready(self) -> set[str]:
+        """Peer ids that got new control messages or servable data since the last call."""
+        ready, self._ready = self._ready, set()
+        return ready
+
+    def pop_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    # ---------------------------------------------------------------- timers
+
+    def next_timer(self) -> float | None:
+        """When handle_timer wants to run next (None: only input can change anything)."""
+        times: list[float] = []
+        for nb in self._nbrs.values():
+            for a in nb.assignments.values():
+                times.append(a.last_progress_s + self.config.request_timeout_s)
+        times.extend(when for when, _ in self._announce_later.values())
+        if self._next_want_s is not None and len(self._nbrs) < self.config.target_neighbours:
+            times.append(self._next_want_s)
+        pb = self.playback
+        if pb is not None and pb.started and pb.next_seq is not None:
+            times.append(pb.deadline(pb.next_seq, self._media_start_s(pb.next_seq), self._now))
+        if self._work_pending:
+            times.append(self._now + self.config.tick_s)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        for nb in list(self._nbrs.values()):
+            for seq, a in list(nb.assignments.items()):
+                if now - a.last_progress_s >= self.config.request_timeout_s:
+                    self._time_out(nb, seq, now)
+        for seq, (when, pids) in list(self._announce_later.items()):
+            if when <= now:
+                del self._announce_later[seq]
+                chunk = self._store.get(seq)
+                if chunk is None:
+                    continue
+                have = encode_message(Have(seq, header_bits(chunk.header.piece_count)))
+                for pid in pids:
+                    nb = self._nbrs.get(pid)
+                    if nb is not None and seq not in nb.complete:
+                        self._send_control(nb, have)
+        if (
+            self._next_want_s is not None
+            and now >= self._next_want_s
+            and len(self._nbrs) < self.config.target_neighbours
+        ):
+            self._events.append(WantNeighbours(self.config.target_neighbours - len(self._nbrs)))
+            self._next_want_s = now + self.config.want_neighbours_interval_s
+        self._dirty = True
+        self._after(now)
+
+    # ---------------------------------------------------------------- stats
+
+    def stats(self) -> dict[str, Any]:
+        """The figures `streamer watch`/`relay`/`broadcast --stats-json` and the simulator report."""
+        pb = self.playback
+        lags = pb.lags_s if pb else []
+        return {
+            "role": self.role.name.lower(),
+            "startup_s": pb.startup_s if pb else None,
+            "continuity": pb.continuity if pb else None,
+            "lag_s_p50": percentile(lags, 0.5),
+            "lag_s_p95": percentile(lags, 0.95),
+            "chunks_played": pb.played if pb else 0,
+            "chunks_missed": pb.missed if pb else 0,
+            "bytes_from_source": self.bytes_from_source,
+            "bytes_from_peers": self.bytes_from_peers,
+            "bytes_uploaded": self.bytes_uploaded,
+            "bytes_duplicate": self.bytes_duplicate,
+            "stream_bytes": self.stream_bytes,
+            "neighbours": len(self._nbrs),
+            "drops": dict(self.drops),
+        }
+
+    # ---------------------------------------------------------------- message handling
+
+    def _handle(self, nb: Neighbour, msg: Message, size_bytes: int, now: float) -> None:
+        if isinstance(msg, Piece):
+            self._on_piece(nb, msg, size_bytes, now)
+        elif isinstance(msg, Have):
+            self._check_seq(msg.seq, "have")
+            if msg.seq < self._store.floor_seq:
+                return
+            if msg.complete:
+                nb.complete.add(msg.seq)
+                nb.partial.pop(msg.seq, None)
+            else:
+                nb.partial[msg.seq] = sum(msg.pieces)
+            self._heard(msg.seq)
+        elif isinstance(msg, Request):
+            self._on_request(nb, msg)
+        elif isinstance(msg, ChunkHeader):
+            self._on_header(nb, msg, now)
+        elif isinstance(msg, BufferMap):
+            seqs = msg.seqs()
+            if seqs:
+                self._check_seq(seqs[-1], "buffer map")
+                nb.complete.update(s for s in seqs if s >= self._store.floor_seq)
+                self._heard(seqs[-1])
+        elif isinstance(msg, Hello):
+            if msg.version != PROTOCOL_VERSION:
+                self._drop(nb, f"protocol version {msg.version}", ByeReason.VERSION)
+                return
+            nb.hello_received = True
+            nb.role = msg.role
+            nb.capabilities = msg.capabilities
+        elif isinstance(msg, Cancel):
+            self._on_cancel(nb, msg)
+        elif isinstance(msg, Absent):
+            self._on_absent(nb, msg.seq, now)
+        elif isinstance(msg, Bye):
+            self._forget(nb, f"bye: {msg.reason} {msg.text}".strip(), None)
+            return
+        elif isinstance(msg, Unknown):
+            return
+        self._dirty = True
+
+    def _check_seq(self, seq: int, what: str) -> None:
+        """A seq far beyond anything the source has signed is a lie or garbage."""
+        anchor = self._store.newest_seq
+        if anchor is not None and seq > anchor + self.config.max_ahead_chunks:
+            raise ProtocolError(f"{what}: seq {seq} is far ahead of the stream ({anchor})")
+
+    def _heard(self, seq: int) -> None:
+        if self._newest_heard is None or seq > self._newest_heard:
+            self._newest_heard = seq
+        pb = self.playback
+        if pb is None:
+            return
+        pb.hear_of(seq)
+        # Never chase a start point that fell far behind before we could fetch it.
+        if (
+            not pb.started
+            and pb.start_seq is not None
+            and seq - pb.start_seq > pb.start_behind_chunks + 2
+        ):
+            pb.start_seq = pb.next_seq = seq - pb.start_behind_chunks
+
+    def _on_request(self, nb: Neighbour, msg: Request) -> None:
+        self._check_seq(msg.seq, "request")
+        if len(nb.serving) >= self.config.max_serve_queue:
+            raise ProtocolError(f"more than {self.config.max_serve_queue} outstanding requests")
+        chunk = self._store.get(msg.seq)
+        if not self.upload or chunk is None:
+            self._send_control(nb, encode_message(Absent(msg.seq, msg.first_index, msg.count)))
+            return
+        last = min(msg.first_index + msg.count, len(chunk.pieces))
+        indices = list(range(msg.first_index, last))
+        if chunk.abandoned:
+            indices = [i for i in indices if chunk.pieces[i] is not None]
+        if not indices and not msg.want_header:
+            self._send_control(nb, encode_message(Absent(msg.seq, msg.first_index, msg.count)))
+            return
+        reserved = 0
+        if self.role == Role.SOURCE:
+            reserved = sum(chunk.header.piece_length(i) for i in indices)
+            budget = self.config.source_max_copies * chunk.header.total_size
+            if self._source_reserved.get(msg.seq, 0) + reserved > budget:
+                self._send_control(nb, encode_message(Absent(msg.seq, msg.first_index, msg.count)))
+                return
+            self._source_reserved[msg.seq] = self._source_reserved.get(msg.seq, 0) + reserved
+        nb.serving.append(ServeItem(msg.seq, indices, msg.want_header, reserved))
+        self._ready.add(nb.peer_id)
+
+    def _on_cancel(self, nb: Neighbour, msg: Cancel) -> None:
+        end = msg.first_index + msg.count
+        for item in list(nb.serving):
+            if item.seq != msg.seq:
+                continue
+            keep = [i for i in item.pieces if not msg.first_index <= i < end]
+            self._release(item, dropped=[i for i in item.pieces if msg.first_index <= i < end])
+            item.pieces = keep
+            if not keep:
+                nb.serving.remove(item)
+
+    def _on_absent(self, nb: Neighbour, seq: int, now: float) -> None:
+        nb.complete.discard(seq)
+        nb.partial.pop(seq, None)
+        nb.not_from[seq] = now + 4 * self.config.request_timeout_s
+        if nb.assignments.pop(seq, None) is not None and self._assigned.get(seq) == nb.peer_id:
+            del self._assigned[seq]
+        if not nb.assignments:
+            nb.meter.idle()
+
+    def _on_header(self, nb: Neighbour, header: ChunkHeader, now: float) -> None:
+        self._check_seq(header.seq, "chunk header")
+        result = self._store.add_header(header)
+        if result is False:
+            self._drop(nb, f"forged chunk header for seq {header.seq}", ByeReason.FORGED)
+            return
+        a = nb.assignments.get(header.seq)
+        chunk = self._store.get(header.seq)
+        if a is not None and chunk is not None:
+            a.last_progress_s = now
+            if a.pieces is None:
+                a.pieces = set(chunk.missing())
+                a.estimate_bytes = len(a.pieces) * header.piece_size
+        if result:
+            nb.last_useful_s = now
+            self._heard(header.seq)
+            if chunk is not None:
+                self._announce(header.seq, chunk.bits(), skip=nb.peer_id)
+
+    def _on_piece(self, nb: Neighbour, msg: Piece, size_bytes: int, now: float) -> None:
+        result = self._store.add_piece(msg.seq, msg.index, msg.count, msg.payload)
+        nb.bytes_received += size_bytes
+        if result is PieceResult.MISMATCH:
+            raise ProtocolError(f"piece {msg.seq}/{msg.index}: count {msg.count} disagrees")
+        if result is PieceResult.FORGED:
+            self._drop(nb, f"forged piece {msg.seq}/{msg.index}", ByeReason.FORGED)
+            return
+        if result is not PieceResult.NEW:
+            self.bytes_duplicate += len(msg.payload)
+            return
+        if nb.is_source:
+            self.bytes_from_source += len(msg.payload)
+        else:
+            self.bytes_from_peers += len(msg.payload)
+        nb.meter.received(size_bytes, now)
+        nb.last_useful_s = now
+        a = nb.assignments.get(msg.seq)
+        if a is not None:
+            a.last_progress_s = now
+            nb.strikes = 0
+        owner = self._assigned.get(msg.seq)
+        owner_nb = self._nbrs.get(owner) if owner is not None else None
+        if owner_nb is not None:
+            oa = owner_nb.assignments.get(msg.seq)
+            if oa is not None and oa.pieces is not None:
+                oa.pieces.discard(msg.index)
+                oa.estimate_bytes = len(oa.pieces) * self.config.piece_size_bytes
+                if not oa.pieces:
+                    self._finish_assignment(owner_nb, msg.seq)
+        if a is not None and a is not (owner_nb.assignments.get(msg.seq) if owner_nb else None):
+            if a.pieces is not None:
+                a.pieces.discard(msg.index)
+                if not a.pieces:
+                    self._finish_assignment(nb, msg.seq)
+        for other in self._nbrs.values():
+            if other.serving:
+                self._ready.add(other.peer_id)
+        chunk = self._store.get(msg.seq)
+        if chunk is not None and chunk.complete:
+            self._on_complete(msg.seq)
+
+    def _finish_assignment(self, nb: Neighbour, seq: int) -> None:
+        nb.assignments.pop(seq, None)
+        if self._assigned.get(seq) == nb.peer_id:
+            del self._assigned[seq]
+        if not nb.assignments:
+            nb.meter.idle()
+        self._dirty = True
+
+    def _on_complete(self, seq: int) -> None:
+        chunk = self._store.get(seq)
+        if chunk is None:
+            return
+        pieces = tuple(p for p in chunk.pieces if p is not None)
+        self._events.append(ChunkComplete(seq, chunk.header, pieces))
+        self._announce(seq, chunk.bits(), skip=None)
+        self._dirty = True
+
+    # ---------------------------------------------------------------- serving
+
+    def _waiting(self, item: ServeItem) -> bool:
+        """True when item can make no progress now but may later (pieces still coming to us)."""
+        chunk = self._store.get(item.seq)
+        if chunk is None or item.header_pending:
+            return False
+        return all(chunk.pieces[i] is None for i in item.pieces) and not chunk.abandoned
+
+    def _serve_one(self, nb: Neighbour) -> bytes | None:
+        for item in list(nb.serving):
+            chunk = self._store.get(item.seq)
+            if chunk is None or (
+                chunk.abandoned and all(chunk.pieces[i] is None for i in item.pieces)
+            ):
+                nb.serving.remove(item)
+                self._release(item)
+                if item.pieces:
+                    first = item.pieces[0]
+                    count = item.pieces[-1] - first + 1
+                    self._send_control(nb, encode_message(Absent(item.seq, first, count)))
+                continue
+            if item.header_pending:
+                item.header_pending = False
+                if not item.pieces:
+                    nb.serving.remove(item)
+                nb.headers_sent.add(item.seq)
+                return chunk.header.encode()
+            for pos, index in enumerate(item.pieces):
+                payload = chunk.pieces[index]
+                if payload is not None:
+                    del item.pieces[pos]
+                    if not item.pieces:
+                        nb.serving.remove(item)
+                    msg = Piece(item.seq, index, len(chunk.pieces), payload)
+                    return encode_message(msg)
+        return None
+
+    def _release(self, item: ServeItem, dropped: list[int] | None = None) -> None:
+        """Give back the source's per-chunk budget for pieces it will not send after all."""
+        if self.role != Role.SOURCE or not item.reserved_bytes:
+            return
+        chunk = self._store.get(item.seq)
+        if chunk is None:
+            return
+        pieces = item.pieces if dropped is None else dropped
+        back = min(item.reserved_bytes, sum(chunk.header.piece_length(i) for i in pieces))
+        item.reserved_bytes -= back
+        self._source_reserved[item.seq] = self._source_reserved.get(item.seq, 0) - back
+
+    # ---------------------------------------------------------------- scheduling
+
+    def _after(self, now: float) -> None:
+        """Run after every input: playout, window, scheduling."""
+        self._play(now)
+        if self._dirty and self.role != Role.SOURCE:
+            self._dirty = False
+            self._schedule(now)
+
+    def _media_start_s(self, seq: int) -> float | None:
+        chunk = self._store.get(seq)
+        return None if chunk is None else chunk.header.start_us / 1e6
+
+    def _play(self, now: float) -> None:
+        pb = self.playback
+        if pb is None or pb.start_seq is None:
+            return
+        if not pb.started:
+            start = self._store.get(pb.start_seq)
+            if start is not None and start.complete:
+                pb.start_if_ready(now, True, start.header.start_us / 1e6)
+        for seq, ok in pb.due(now, self._media_start_s, self._store.is_complete):
+            chunk = self._store.get(seq)
+            if ok and chunk is not None:
+                deadline = pb.deadline(seq, chunk.header.start_us / 1e6, now)
+                lag_s = deadline - chunk.header.release_us / 1e6
+                pb.lags_s.append(lag_s)
+                pieces = [p for p in chunk.pieces if p is not None]
+                self._events.append(ChunkPlayed(seq, lag_s, b"".join(pieces)))
+            else:
+                self._events.append(ChunkMissed(seq))
+                self._abandon(seq)
+            self._dirty = True
+        if pb.next_seq is not None:
+            floor = pb.next_seq - self.config.keep_behind_chunks
+            if floor > self._store.floor_seq:
+                for seq in range(self._store.floor_seq, min(floor, pb.next_seq)):
+                    self._abandon(seq)
+                self._store.evict_below(floor)
+                for nb in self._nbrs.values():
+                    nb.forget_below(floor)
+
+    def _abandon(self, seq: int) -> None:
+        """Stop fetching seq (played past it); neighbours waiting on its pieces get absent."""
+        owner = self._assigned.pop(seq, None)
+        if owner is not None and owner in self._nbrs:
+            nb = self._nbrs[owner]
+            if nb.assignments.pop(seq, None) is not None:
+                self._send_control(nb, encode_message(Cancel(seq, 0, ALL_PIECES)))
+            if not nb.assignments:
+                nb.meter.idle()
+        chunk = self._store.get(seq)
+        if chunk is not None and not chunk.complete:
+            chunk.abandoned = True
+            for nb in self._nbrs.values():
+                if nb.serving:
+                    self._ready.add(nb.peer_id)
+
+    def _time_out(self, nb: Neighbour, seq: int, now: float) -> None:
+        nb.assignments.pop(seq, None)
+        if self._assigned.get(seq) == nb.peer_id:
+            del self._assigned[seq]
+        if not nb.assignments:
+            nb.meter.idle()
+        self._send_control(nb, encode_message(Cancel(seq, 0, ALL_PIECES)))
+        nb.not_from[seq] = now + 2 * self.config.request_timeout_s
+        nb.strikes += 1
+        if nb.strikes >= self.config.stall_strikes:
+            self._drop(nb, f"stalled: {nb.strikes} requests timed out", ByeReason.STALLED)
+        self._dirty = True
+
+    def _schedule(self, now: float) -> None:
+        pb = self.playback
+        self._work_pending = False
+        if pb is None or pb.next_seq is None or self._newest_heard is None:
+            return
+        lo = pb.next_seq
+        hi = min(self._newest_heard, lo + self.config.fetch_ahead_chunks)
+        uploaders = [nb for nb in self._nbrs.values() if nb.uploads]
+        wants: list[Want] = []
+        for seq in range(lo, hi + 1):
+            chunk = self._store.get(seq)
+            if (chunk is not None and chunk.complete) or seq in self._assigned:
+                continue
+            holders: list[str] = []
+            complete: set[str] = set()
+            sources: list[str] = []
+            for nb in uploaders:
+                if not nb.holds(seq) or nb.not_from.get(seq, -1.0) > now:
+                    continue
+                if nb.is_source:
+                    sources.append(nb.peer_id)
+                else:
+                    holders.append(nb.peer_id)
+                    if seq in nb.complete:
+                        complete.add(nb.peer_id)
+            if not holders and not sources:
+                continue
+            if chunk is None:
+                estimate = self.config.default_chunk_bytes
+            else:
+                estimate = len(chunk.missing()) * chunk.header.piece_size
+            deadline = pb.deadline(seq, self._media_start_s(seq), now)
+            wants.append(
+                Want(seq, deadline, tuple(holders), frozenset(complete), tuple(sources), estimate)
+            )
+        if not wants:
+            return
+        capacity = {
+            nb.peer_id: nb.capacity_bytes(self.config.pipeline_s, self.config.min_inflight_bytes)
+            for nb in uploaders
+        }
+        plan = plan_requests(wants, capacity, now, self.config.urgent_s, self._rng)
+        for seq, pid in plan:
+            self._request(self._nbrs[pid], seq, now)
+        self._work_pending = len(plan) < len(wants)
+
+    def _request(self, nb: Neighbour, seq: int, now: float) -> None:
+        chunk = self._store.get(seq)
+        if chunk is None:
+            self._send_control(nb, encode_message(Request(seq, 0, ALL_PIECES, True)))
+            a = Assignment(seq, None, now, now, self.config.default_chunk_bytes)
+        else:
+            missing = chunk.missing()
+            for first, count in _runs(missing):
+                self._send_control(nb, encode_message(Request(seq, first, count, False)))
+            a = Assignment(seq, set(missing), now, now, len(missing) * chunk.header.piece_size)
+        nb.assignments[seq] = a
+        nb.meter.busy(now)
+        self._assigned[seq] = nb.peer_id
+
+    # ---------------------------------------------------------------- helpers
+
+    def _send_control(self, nb: Neighbour, data: bytes) -> None:
+        nb.control.append(data)
+        self._ready.add(nb.peer_id)
+
+    def _announce(self, seq: int, bits: tuple[bool, ...], skip: str | None) -> None:
+        have = encode_message(Have(seq, bits))
+        for nb in self._nbrs.values():
+            if nb.peer_id != skip and seq not in nb.complete:
+                self._send_control(nb, have)
+
+    def _drop(self, nb: Neighbour, reason: str, bye_reason: ByeReason) -> None:
+        bye = encode_message(Bye(bye_reason, reason))
+        self._forget(nb, reason, bye)
+
+    def _forget(self, nb: Neighbour, reason: str, bye: bytes | None) -> None:
+        if nb.peer_id not in self._nbrs:
+            return
+        kind = reason.split(":")[0].split(" ")[0]
+        self.drops[kind] = self.drops.get(kind, 0) + 1
+        self._events.append(DropNeighbour(nb.peer_id, reason, bye))
+        self.remove_neighbour(nb.peer_id, self._now)
+
+
+def header_bits(piece_count: int) -> tuple[bool, ...]:
+    return (True,) * piece_count
