@@ -63,8 +63,9 @@ class Peer:
         await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
         began = time.perf_counter()
         self.ws = await session.ws_connect(url + "/ws", autoping=True, heartbeat=None)
-        await self.ws.send_str(json.dumps({"type": "join", "v": 1, "channel": "load",
-                                           "role": "viewer"}))
+        await self.ws.send_str(
+            json.dumps({"type": "join", "v": 1, "channel": "load", "role": "viewer"})
+        )
         welcome = json.loads((await self.ws.receive(timeout=30)).data)
         self.join_latency_s = time.perf_counter() - began
         assert welcome["type"] == "welcome", welcome
@@ -80,8 +81,15 @@ class Peer:
             if message["type"] != "signal":
                 continue
             if message["data"]["kind"] == "offer":
-                await self.ws.send_str(json.dumps({"type": "signal", "to": message["from"],
-                                                   "data": {"kind": "answer", "sdp": "a" * 600}}))
+                await self.ws.send_str(
+                    json.dumps(
+                        {
+                            "type": "signal",
+                            "to": message["from"],
+                            "data": {"kind": "answer", "sdp": "a" * 600},
+                        }
+                    )
+                )
             elif message["data"]["kind"] == "answer":
                 self.signal_rtt_s = time.perf_counter() - self.offer_sent_at
                 self.answered.set()
@@ -92,8 +100,15 @@ class Peer:
             self.answered.set()
             return
         self.offer_sent_at = time.perf_counter()
-        await self.ws.send_str(json.dumps({"type": "signal", "to": self.candidates[0],
-                                           "data": {"kind": "offer", "sdp": "o" * 1200}}))
+        await self.ws.send_str(
+            json.dumps(
+                {
+                    "type": "signal",
+                    "to": self.candidates[0],
+                    "data": {"kind": "offer", "sdp": "o" * 1200},
+                }
+            )
+        )
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -103,9 +118,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         gc.disable()
     server = subprocess.Popen(
-        [sys.executable, "-m", "signaling", "--port", "0", "--heartbeat", "60",
-         "--max-peers-per-channel", str(args.peers + 10)],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "signaling",
+            "--port",
+            "0",
+            "--heartbeat",
+            "60",
+            "--max-peers-per-channel",
+            str(args.peers + 10),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
@@ -116,8 +142,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         async with aiohttp.ClientSession(connector=connector) as session:
             peers = [Peer(i) for i in range(args.peers)]
             t0 = time.perf_counter() + 0.2
-            joins = [asyncio.create_task(p.run(session, url, t0 + i / args.rate))
-                     for i, p in enumerate(peers)]
+            joins = [
+                asyncio.create_task(p.run(session, url, t0 + i / args.rate))
+                for i, p in enumerate(peers)
+            ]
             await asyncio.wait_for(asyncio.gather(*joins), args.timeout)
             join_wall_s = time.perf_counter() - t0
             await asyncio.sleep(1.0)  # let the server settle before reading its memory
@@ -164,7 +192,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="joins (and offers) per second")
     parser.add_argument("--timeout", type=float, default=120.0, help="bound on each phase, s")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    parser.add_argument("--client-gc-off", action="store_true", help="no GC pauses in the load client")
+    parser.add_argument(
+        "--client-gc-off", action="store_true", help="no GC pauses in the load client"
+    )
     args = parser.parse_args()
     if not 1 <= args.peers <= 20_000:
         sys.exit("--peers must be 1..20000")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -160,3 +162,56 @@ def _decode_any(path: Path) -> Decoded:
                 else:
                     audio_samples += frame.samples
     return Decoded(video_frames, audio_samples, video_pts, [], True, 0.0)
+
+
+class PartialHttpServer:
+    """An HTTP server on 127.0.0.1 that sends the first `send_bytes` of `body`, then either stalls
+    (keeps the connection open, sending nothing) or dies (closes it): a live source gone wrong."""
+
+    def __init__(self, body: bytes, send_bytes: int, mode: str = "stall") -> None:
+        import socket
+
+        self.body = body
+        self.send_bytes = send_bytes
+        self.mode = mode
+        self._stop = threading.Event()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(8)
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/live.ts"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> PartialHttpServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: Any) -> None:
+        with conn:
+            try:
+                conn.settimeout(2)
+                conn.recv(65536)  # the request; its content does not matter
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n"
+                    f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n"
+                )
+                conn.sendall(head.encode() + self.body[: self.send_bytes])
+                if self.mode == "stall":
+                    self._stop.wait(30)
+            except OSError:
+                pass

@@ -20,7 +20,9 @@ async def assert_bystanders_fine(client: Any) -> None:
     b, b_welcome = await join(client)
     await a.send_json({"type": "signal", "to": b_welcome["peer_id"], "data": {"kind": "offer"}})
     assert await receive(b) == {
-        "type": "signal", "from": a_welcome["peer_id"], "data": {"kind": "offer"}
+        "type": "signal",
+        "from": a_welcome["peer_id"],
+        "data": {"kind": "offer"},
     }
     await a.close()
     await b.close()
@@ -172,7 +174,7 @@ async def test_slow_reader_is_dropped_without_blocking_others(aiohttp_client: An
     reader, _ = await join(client, "c")
     # The slow peer: a raw socket that joins and then never reads again.
     host, port = client.server.host, client.server.port
-    sock_reader, sock_writer = await asyncio.open_connection(host, port)
+    _sock_reader, sock_writer = await asyncio.open_connection(host, port)
     sock_writer.transport.get_extra_info("socket").setsockopt(
         __import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096
     )

@@ -48,9 +48,14 @@ async def test_watch_page_escapes_and_rejects_bad_names(aiohttp_client: Any) -> 
     resp = await client.get("/watch/my_show")
     html = await resp.text()
     assert resp.status == 200 and "my_show" in html
-    config_json = html.split('id="streamer-config" type="application/json">')[1].split("</script>")[0]
+    config_json = html.split('id="streamer-config" type="application/json">')[1].split("</script>")[
+        0
+    ]
     assert json.loads(config_json) == {
-        "channel": "my_show", "ws_path": "/ws", "protocol_version": 1, "ice_servers": []
+        "channel": "my_show",
+        "ws_path": "/ws",
+        "protocol_version": 1,
+        "ice_servers": [],
     }
     resp = await client.get("/watch/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     body = await resp.text()
@@ -113,7 +118,11 @@ def _env() -> dict[str, str]:
 def test_serve_process_starts_answers_and_stops_on_sigterm(command: list[str]) -> None:
     proc = subprocess.Popen(
         [sys.executable, *command, "--port", "0", "--ice-server", "stun:s.example:3478"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
     )
     try:
         assert proc.stdout is not None
@@ -135,21 +144,32 @@ def test_serve_errors_are_one_line() -> None:
     for args in (["--ice-server", "http://x"], ["--port", "70000"]):
         done = subprocess.run(
             [sys.executable, "-m", "streamer", "serve", *args],
-            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=30,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            cwd=ROOT,
+            timeout=30,
         )
         assert done.returncode == 2
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     # Port already taken: the second server says so in one line.
     first = subprocess.Popen(
         [sys.executable, "-m", "signaling", "--port", "0"],
-        stdout=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
     )
     try:
         assert first.stdout is not None
         port = first.stdout.readline().rsplit(":", 1)[-1].strip()
         done = subprocess.run(
             [sys.executable, "-m", "streamer", "serve", "--port", port],
-            capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=30,
+            capture_output=True,
+            text=True,
+            env=_env(),
+            cwd=ROOT,
+            timeout=30,
         )
         assert done.returncode == 2 and "cannot listen" in done.stderr
         assert "Traceback" not in done.stderr

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import pytest
+from signaling_helpers import media
 
 from signaling.channels import MAX_CONTACTS, Registry
 from signaling.protocol import (
@@ -15,6 +16,7 @@ from signaling.protocol import (
     Limits,
     ProtocolError,
     Publish,
+    Role,
     Signal,
     Status,
     encode,
@@ -22,7 +24,6 @@ from signaling.protocol import (
 )
 from signaling.ratelimit import TokenBucket
 from signaling.tracker import Candidate, IndexedSet, Tracker
-from signaling_helpers import media
 
 LIMITS = Limits()
 
@@ -236,7 +237,7 @@ def test_tracker_live_edge_moves_only_with_the_broadcaster() -> None:
 # --- registry -------------------------------------------------------------------------------------
 
 
-def _join(registry: Registry, peer_id: str, role: str = "viewer", **kw: Any) -> Any:
+def _join(registry: Registry, peer_id: str, role: Role = "viewer", **kw: Any) -> Any:
     message = Join(
         channel=kw.pop("channel", "c"), role=role, secret=kw.pop("secret", None), token=None
     )

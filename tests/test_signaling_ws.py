@@ -36,7 +36,7 @@ async def test_viewer_waits_then_gets_media_and_broadcaster_in_peers(aiohttp_cli
     assert update == {"type": "media", "media": media()}
     await expect_silence(source)  # the broadcaster does not get its own media back
 
-    late, late_welcome = await join(client, "show", "relay")
+    _late, late_welcome = await join(client, "show", "relay")
     assert late_welcome["media"] == media()
     roles = {p["peer_id"]: p["role"] for p in late_welcome["peers"]}
     assert roles == {source_welcome["peer_id"]: "broadcaster", welcome["peer_id"]: "viewer"}
@@ -50,15 +50,19 @@ async def test_signal_round_trip_offer_answer_candidate(aiohttp_client: Any) -> 
     offer = {"kind": "offer", "sdp": "v=0\r\n..."}
     await a.send_json({"type": "signal", "to": b_welcome["peer_id"], "data": offer})
     assert await receive(b) == {"type": "signal", "from": a_welcome["peer_id"], "data": offer}
-    candidate = {"kind": "candidate", "candidate": "candidate:1 1 UDP ...", "sdpMid": "0",
-                 "sdpMLineIndex": 0}
+    candidate = {
+        "kind": "candidate",
+        "candidate": "candidate:1 1 UDP ...",
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+    }
     await b.send_json({"type": "signal", "to": a_welcome["peer_id"], "data": candidate})
     assert await receive(a) == {"type": "signal", "from": b_welcome["peer_id"], "data": candidate}
 
 
 async def test_get_peers_excludes_self_and_listed(aiohttp_client: Any) -> None:
     client = await make_client(aiohttp_client)
-    me, welcome = await join(client)
+    me, _welcome = await join(client)
     others = [(await join(client))[1]["peer_id"] for _ in range(5)]
     await me.send_json({"type": "get_peers", "count": 10, "exclude": others[:2]})
     reply = await receive(me)
@@ -74,15 +78,31 @@ async def test_status_feeds_peers_and_peer_left_reaches_only_neighbours(
     bystander, _ = await join(client)
     leaver, leaver_welcome = await join(client)
     leaver_id = leaver_welcome["peer_id"]
-    await leaver.send_json({"type": "status", "neighbours": [], "upload_bps": 10,
-                            "spare_upload_bps": 5, "latest_seq": 12, "stats": {"buffer_s": 2.5}})
+    await leaver.send_json(
+        {
+            "type": "status",
+            "neighbours": [],
+            "upload_bps": 10,
+            "spare_upload_bps": 5,
+            "latest_seq": 12,
+            "stats": {"buffer_s": 2.5},
+        }
+    )
     await leaver.send_json({"type": "ping"})  # one socket is ordered: status is applied
     assert await receive(leaver) == {"type": "pong"}
     await bystander.send_json({"type": "get_peers", "count": 5})
     peers = (await receive(bystander))["peers"]
     assert {"peer_id": leaver_id, "role": "viewer", "latest_seq": 12} in peers
-    await watcher.send_json({"type": "status", "neighbours": [leaver_id], "upload_bps": 0,
-                             "spare_upload_bps": None, "latest_seq": None, "stats": {}})
+    await watcher.send_json(
+        {
+            "type": "status",
+            "neighbours": [leaver_id],
+            "upload_bps": 0,
+            "spare_upload_bps": None,
+            "latest_seq": None,
+            "stats": {},
+        }
+    )
     await watcher.send_json({"type": "get_peers", "count": 5})
     peers = (await receive(watcher))["peers"]
     assert leaver_id not in {p["peer_id"] for p in peers}  # already a neighbour
@@ -137,7 +157,7 @@ async def test_broadcast_token_required_to_create(aiohttp_client: Any) -> None:
         ws, _ = await _join_raw(client, "t", "broadcaster", secret="k", **extra)
         error = await expect_closed(ws)
         assert error["code"] == code and error["fatal"]
-    ok, welcome = await join(client, "t", "broadcaster", secret="k", token="letmein")
+    _ok, welcome = await join(client, "t", "broadcaster", secret="k", token="letmein")
     assert welcome["role"] == "broadcaster"
 
 

@@ -113,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
     options = media_options_from_args(args)
     if options.loop and options.duration_s is None:
         raise UserError("--loop needs --duration S with package (it would never end)")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)  # fail on a bad --out before reading input
+    except OSError as error:
+        raise UserError(f"cannot create output directory {args.out}: {error.strerror}") from error
     started = time.monotonic()
     last_report = started
     interactive = sys.stderr.isatty()

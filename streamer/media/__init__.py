@@ -6,6 +6,16 @@ Public API (others build on these names): `MediaOptions`, `MediaInfo`, `Chunk`, 
 
 from streamer.media.errors import MediaError
 from streamer.media.model import Chunk, MediaInfo, MediaOptions
+from streamer.media.pacing import LiveSchedule, live_chunks
 from streamer.media.stream import MediaStream, open_media
 
-__all__ = ["Chunk", "MediaError", "MediaInfo", "MediaOptions", "MediaStream", "open_media"]
+__all__ = [
+    "Chunk",
+    "LiveSchedule",
+    "MediaError",
+    "MediaInfo",
+    "MediaOptions",
+    "MediaStream",
+    "live_chunks",
+    "open_media",
+]

@@ -66,6 +66,8 @@ class FragmentSplitter:
 
     def _take_box(self, box_type: bytes, raw: bytes) -> Fragment | None:
         if self.init_segment is None:
+            if box_type == b"mdat":
+                raise BoxError("mdat before any moof: the stream is not fragmented")
             if box_type != b"moof" and box_type not in _FRAGMENT_PREFIX:
                 self._init_parts.append(raw)
                 return None

@@ -7,6 +7,7 @@ pattern with a frame counter and a tone, for demos without a file.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
@@ -99,6 +100,8 @@ def media_error(error: BaseException, name: str, action: str) -> MediaError:
         return MediaError(f"cannot {action} {name}: not a media file FFmpeg can read (truncated, corrupt or unsupported)")
     if isinstance(error, av.error.FFmpegError):
         reason = getattr(error, "strerror", None) or str(error)
+        if getattr(error, "errno", None) == errno.EIO:
+            reason += " (connection lost or source ended abruptly)"
         return MediaError(f"cannot {action} {name}: {reason}")
     if isinstance(error, FileNotFoundError):
         return MediaError(f"input not found: {name}")

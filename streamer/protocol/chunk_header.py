@@ -1,9 +1,9 @@
 """The signed chunk header: the source vouches for a chunk once, peers verify each piece by hash.
 
-Why: a peer must never play or forward bytes the broadcaster did not produce, yet waiting for a whole
-chunk before verifying it adds a chunk time of lag per hop. The source signs (Ed25519) a small header
-listing the SHA-256 of every piece; a peer verifies the signature once and then each piece as it
-arrives, so it can forward a verified piece at once.
+Why: a peer must never play or forward bytes the broadcaster did not produce, yet waiting for a
+whole chunk before verifying it adds a chunk time of lag per hop. The source signs (Ed25519) a small
+header listing the SHA-256 of every piece; a peer verifies the signature once and then each piece
+as it arrives, so it can forward a verified piece at once.
 
 Rules: the signature covers every byte of the encoded message before it (type byte included);
 integers are big-endian; no I/O here.
@@ -116,7 +116,7 @@ def make_chunk_header(
         raise ValueError(f"piece size {piece_size} outside 1..{MAX_PIECE_BYTES}")
     count = piece_count_for(len(data), piece_size)
     if count > MAX_PIECES_PER_CHUNK:
-        raise ValueError(f"chunk of {len(data)} bytes needs {count} pieces (max {MAX_PIECES_PER_CHUNK})")
+        raise ValueError(f"{len(data)} bytes need {count} pieces (max {MAX_PIECES_PER_CHUNK})")
     hashes = tuple(hashlib.sha256(p).digest() for p in split_pieces(data, piece_size))
     unsigned = ChunkHeader(
         seq=seq,

@@ -116,7 +116,7 @@ def encode_message(msg: Message) -> bytes:
     else:
         raise ValueError(f"cannot encode {type(msg).__name__}")
     if len(out) > MAX_MESSAGE_BYTES:
-        raise ValueError(f"{type(msg).__name__} would be {len(out)} bytes (max {MAX_MESSAGE_BYTES})")
+        raise ValueError(f"{type(msg).__name__} of {len(out)} bytes (max {MAX_MESSAGE_BYTES})")
     return out
 
 

@@ -39,7 +39,7 @@ class ChunkMissed:
 
 @dataclass(frozen=True, slots=True)
 class DropNeighbour:
-    """Close the link to peer_id (send bye first when it is not None). The core forgot it already."""
+    """Close the link to peer_id (send bye first unless None). The core forgot it already."""
 
     peer_id: str
     reason: str

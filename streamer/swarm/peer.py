@@ -291,7 +291,9 @@ class SwarmPeer:
         self._now = now
         for nb in list(self._nbrs.values()):
             for seq, a in list(nb.assignments.items()):
-                if now - a.last_progress_s >= self.config.request_timeout_s:
+                if nb.peer_id in self._nbrs and now - a.last_progress_s >= (
+                    self.config.request_timeout_s
+                ):
                     self._time_out(nb, seq, now)
         for seq, (when, pids) in list(self._announce_later.items()):
             if when <= now:
@@ -301,9 +303,9 @@ class SwarmPeer:
                     continue
                 have = encode_message(Have(seq, header_bits(chunk.header.piece_count)))
                 for pid in pids:
-                    nb = self._nbrs.get(pid)
-                    if nb is not None and seq not in nb.complete:
-                        self._send_control(nb, have)
+                    target = self._nbrs.get(pid)
+                    if target is not None and seq not in target.complete:
+                        self._send_control(target, have)
         if (
             self._next_want_s is not None
             and now >= self._next_want_s
@@ -317,7 +319,7 @@ class SwarmPeer:
     # ---------------------------------------------------------------- stats
 
     def stats(self) -> dict[str, Any]:
-        """The figures `streamer watch`/`relay`/`broadcast --stats-json` and the simulator report."""
+        """Figures for `streamer watch/relay/broadcast --stats-json` and the simulator."""
         pb = self.playback
         lags = pb.lags_s if pb else []
         return {
@@ -487,20 +489,14 @@ class SwarmPeer:
         if a is not None:
             a.last_progress_s = now
             nb.strikes = 0
-        owner = self._assigned.get(msg.seq)
-        owner_nb = self._nbrs.get(owner) if owner is not None else None
-        if owner_nb is not None:
-            oa = owner_nb.assignments.get(msg.seq)
-            if oa is not None and oa.pieces is not None:
-                oa.pieces.discard(msg.index)
-                oa.estimate_bytes = len(oa.pieces) * self.config.piece_size_bytes
-                if not oa.pieces:
-                    self._finish_assignment(owner_nb, msg.seq)
-        if a is not None and a is not (owner_nb.assignments.get(msg.seq) if owner_nb else None):
-            if a.pieces is not None:
-                a.pieces.discard(msg.index)
-                if not a.pieces:
-                    self._finish_assignment(nb, msg.seq)
+        # Whoever was asked for this piece (normally nb alone) need not send it any more.
+        for holder in list(self._nbrs.values()):
+            held = holder.assignments.get(msg.seq)
+            if held is not None and held.pieces is not None:
+                held.pieces.discard(msg.index)
+                held.estimate_bytes = len(held.pieces) * self.config.piece_size_bytes
+                if not held.pieces:
+                    self._finish_assignment(holder, msg.seq)
         for other in self._nbrs.values():
             if other.serving:
                 self._ready.add(other.peer_id)

@@ -37,7 +37,9 @@ def plan_requests(
 
     capacity_bytes (spare in-flight room per neighbour) is consumed as chunks are assigned.
     """
-    urgent = sorted((w for w in wants if w.deadline_s - now <= urgent_s), key=lambda w: w.deadline_s)
+    urgent = sorted(
+        (w for w in wants if w.deadline_s - now <= urgent_s), key=lambda w: w.deadline_s
+    )
     later = sorted(
         (w for w in wants if w.deadline_s - now > urgent_s),
         key=lambda w: (len(w.holders) + len(w.source_holders), w.seq),
@@ -51,9 +53,7 @@ def plan_requests(
         if not pool:
             continue
         rng.shuffle(pool)
-        best = min(
-            pool, key=lambda h: (h not in want.complete_holders, -capacity_bytes.get(h, 0))
-        )
+        best = min(pool, key=lambda h: (h not in want.complete_holders, -capacity_bytes.get(h, 0)))
         capacity_bytes[best] = capacity_bytes.get(best, 0) - want.estimate_bytes
         plan.append((want.seq, best))
     return plan

@@ -79,7 +79,7 @@ def main() -> None:
     write(
         "messages.json",
         {
-            "description": "Valid messages: decode(hex) must give fields; encode(fields) must give hex.",
+            "description": "Valid messages: decode(hex) gives fields; encode(fields) gives hex.",
             "vectors": [
                 {"hex": encode_message(m).hex(), "fields": message_to_dict(m)} for m in valid
             ]
@@ -164,7 +164,7 @@ def main() -> None:
     write(
         "malformed.json",
         {
-            "description": "Each message must be rejected as a protocol error (the sender is dropped). "
+            "description": "Each message must be rejected as a protocol error (sender dropped). "
             "The message is hex followed by pad_zero_bytes zero bytes (when present).",
             "vectors": [_malformed_entry(*m) for m in malformed],
         },

@@ -1,0 +1,237 @@
+"""A discrete-event network that drives many swarm cores in virtual time.
+
+Model (deliberately simple, so results are easy to reason about):
+- each peer has one uplink of `upload_bytes_per_s`; data messages (headers, pieces) are pulled
+  from the core one at a time, round-robin over its neighbours, only when the uplink is free - the
+  same flow control a real driver applies with a data channel's bufferedAmount;
+- control messages are tiny and go out at once;
+- every link adds `latency_s`; a link is reliable and ordered like a data channel, so 'loss' is a
+  retransmission: with probability `loss_rate` a message arrives `retransmit_s` later, and the
+  messages behind it wait (head-of-line blocking);
+- downloads are not capacity-limited; peers may leave with a bye or vanish silently (their
+  neighbours notice only after `vanish_detect_s`, as ICE consent checks would).
+Rules: no wall clock, no threads; all randomness from one seeded random.Random.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamer.protocol import MsgType
+from streamer.swarm import DropNeighbour, SwarmPeer, WantNeighbours
+
+
+@dataclass(slots=True)
+class SimNode:
+    peer_id: str
+    core: SwarmPeer
+    upload_bytes_per_s: float
+    liar: str | None = None
+    """None, 'piece' (corrupts every piece it sends) or 'header' (breaks header signatures)."""
+    alive: bool = True
+    busy: bool = False
+    turn: int = 0
+    timer_at: float | None = None
+    links: set[str] = field(default_factory=set)
+
+
+class EventQueue:
+    """A heap of (time, order, callback): ties run in the order they were scheduled."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._order = itertools.count()
+        self.now = 0.0
+        self.processed = 0
+
+    def at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
+        heapq.heappush(self._heap, (max(when, self.now), next(self._order), fn, args))
+
+    def run_until(self, end_s: float) -> None:
+        while self._heap and self._heap[0][0] <= end_s:
+            when, _order, fn, args = heapq.heappop(self._heap)
+            self.now = when
+            self.processed += 1
+            fn(*args)
+        self.now = end_s
+
+
+class SimNetwork:
+    """Peers, links and the tracker of a simulated swarm."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        latency_s: float = 0.03,
+        loss_rate: float = 0.0,
+        retransmit_s: float = 0.2,
+        connect_delay_s: float = 0.3,
+        vanish_detect_s: float = 5.0,
+        tracker_sample: int = 12,
+    ) -> None:
+        self.rng = rng
+        self.queue = EventQueue()
+        self.latency_s = latency_s
+        self.loss_rate = loss_rate
+        self.retransmit_s = retransmit_s
+        self.connect_delay_s = connect_delay_s
+        self.vanish_detect_s = vanish_detect_s
+        self.tracker_sample = tracker_sample
+        self.nodes: dict[str, SimNode] = {}
+        self._link_clear_s: dict[tuple[str, str], float] = {}
+        self.messages_sent = 0
+        self.drops: list[tuple[float, str, str, str]] = []
+        """(time, by, dropped, reason) for every DropNeighbour event."""
+
+    @property
+    def now(self) -> float:
+        return self.queue.now
+
+    # ---------------------------------------------------------------- membership
+
+    def add_node(self, node: SimNode) -> None:
+        self.nodes[node.peer_id] = node
+        self.pump(node)
+
+    def connect(self, a: str, b: str) -> None:
+        """Open a link a<->b after the connection setup delay, if both still have room."""
+        self.queue.at(self.now + self.connect_delay_s, self._open_link, a, b)
+
+    def _open_link(self, a: str, b: str) -> None:
+        na, nb = self.nodes.get(a), self.nodes.get(b)
+        if na is None or nb is None or not (na.alive and nb.alive) or b in na.links:
+            return
+        if not (na.core.has_room() and nb.core.has_room()):
+            return
+        na.core.add_neighbour(b, self.now)
+        nb.core.add_neighbour(a, self.now)
+        na.links.add(b)
+        nb.links.add(a)
+        self.pump(na)
+        self.pump(nb)
+
+    def leave(self, peer_id: str, *, silently: bool) -> None:
+        """A peer goes away: with a bye to every neighbour, or vanishing without a word."""
+        node = self.nodes[peer_id]
+        if not node.alive:
+            return
+        if not silently:
+            bye = node.core.leave()
+            for other in list(node.links):
+                self._transmit(node, other, bye)
+        node.alive = False
+        for other in list(node.links):
+            delay = self.vanish_detect_s if silently else self.latency_s
+            self.queue.at(self.now + delay, self._close_link, other, peer_id)
+        node.links.clear()
+
+    def _close_link(self, at: str, gone: str) -> None:
+        node = self.nodes.get(at)
+        if node is None or not node.alive:
+            return
+        node.links.discard(gone)
+        node.core.remove_neighbour(gone, self.now)
+        self.pump(node)
+
+    def _tracker_candidates(self, node: SimNode, count: int) -> list[str]:
+        others = [
+            pid
+            for pid, other in self.nodes.items()
+            if other.alive and pid != node.peer_id and pid not in node.links
+        ]
+        sample = self.rng.sample(others, min(len(others), self.tracker_sample))
+        return [pid for pid in sample if self.nodes[pid].core.has_room()][:count]
+
+    # ---------------------------------------------------------------- messages
+
+    def _transmit(self, src: SimNode, dst_id: str, data: bytes, extra_s: float = 0.0) -> None:
+        self.messages_sent += 1
+        arrive = self.now + extra_s + self.latency_s
+        if self.loss_rate and self.rng.random() < self.loss_rate:
+            arrive += self.retransmit_s
+        key = (src.peer_id, dst_id)
+        arrive = max(arrive, self._link_clear_s.get(key, 0.0))
+        self._link_clear_s[key] = arrive
+        self.queue.at(arrive, self._deliver, src.peer_id, dst_id, data)
+
+    def _deliver(self, src: str, dst: str, data: bytes) -> None:
+        node = self.nodes.get(dst)
+        if node is None or not node.alive or src not in node.links:
+            return
+        node.core.receive(src, data, self.now)
+        self.pump(node)
+
+    def _corrupt(self, node: SimNode, data: bytes) -> bytes:
+        if node.liar == "piece" and data[0] == MsgType.PIECE:
+            return data[:-1] + bytes([data[-1] ^ 0xFF])
+        if node.liar == "header" and data[0] == MsgType.CHUNK_HEADER:
+            return data[:-1] + bytes([data[-1] ^ 0x01])
+        return data
+
+    # ---------------------------------------------------------------- driving a core
+
+    def pump(self, node: SimNode) -> None:
+        """After any input to node's core: events, control messages, uplink, timer."""
+        if not node.alive:
+            return
+        core = node.core
+        for event in core.pop_events():
+            if isinstance(event, DropNeighbour):
+                self.drops.append((self.now, node.peer_id, event.peer_id, event.reason))
+                if event.bye is not None and event.peer_id in node.links:
+                    self._transmit(node, event.peer_id, event.bye)
+                node.links.discard(event.peer_id)
+                self.queue.at(self.now + self.latency_s, self._close_link, event.peer_id, node.peer_id)
+            elif isinstance(event, WantNeighbours):
+                for pid in self._tracker_candidates(node, event.count):
+                    self.connect(node.peer_id, pid)
+        for pid in core.take_ready():
+            if pid not in node.links:
+                continue
+            while (data := core.next_control_message(pid)) is not None:
+                self._transmit(node, pid, data)
+        self._start_uplink(node)
+        when = core.next_timer()
+        if when is not None and (node.timer_at is None or when < node.timer_at):
+            node.timer_at = when
+            self.queue.at(when, self._timer, node.peer_id, when)
+
+    def _timer(self, peer_id: str, when: float) -> None:
+        node = self.nodes[peer_id]
+        if not node.alive or node.timer_at != when:
+            return
+        node.timer_at = None
+        node.core.handle_timer(self.now)
+        self.pump(node)
+
+    def _start_uplink(self, node: SimNode) -> None:
+        if node.busy or not node.links:
+            return
+        links = sorted(node.links)
+        for step in range(len(links)):
+            pid = links[(node.turn + step) % len(links)]
+            data = node.core.next_data_message(pid, self.now)
+            if data is None:
+                continue
+            node.turn = (node.turn + step + 1) % len(links)
+            data = self._corrupt(node, data) if node.liar else data
+            tx_s = len(data) / node.upload_bytes_per_s
+            node.busy = True
+            self.queue.at(self.now + tx_s, self._uplink_free, node.peer_id)
+            self._transmit(node, pid, data, extra_s=tx_s)
+            # Control messages the core queued while serving (absent) go out too.
+            while (ctl := node.core.next_control_message(pid)) is not None:
+                self._transmit(node, pid, ctl)
+            return
+
+    def _uplink_free(self, peer_id: str) -> None:
+        node = self.nodes[peer_id]
+        node.busy = False
+        if node.alive:
+            self.pump(node)

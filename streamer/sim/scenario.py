@@ -1,0 +1,202 @@
+"""Ready-made swarm scenarios for tests and, later, `streamer simulate`: build, run, summarise.
+
+Rules: a scenario is fully described by its Scenario value (seed included), so a run is
+reproducible; results are computed from the cores' own stats, never assumed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from streamer.protocol import Role
+from streamer.sim.network import SimNetwork, SimNode
+from streamer.swarm import HeaderVerifier, SwarmConfig, SwarmPeer, percentile
+
+SOURCE_ID = "source"
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    peers: int = 20
+    relays: int = 0
+    duration_s: float = 30.0
+    stream_rate_bps: float = 1_000_000
+    chunk_duration_s: float = 1.0
+    source_upload_ratio: float = 2.0
+    """Source uplink as a multiple of the stream rate."""
+    peer_upload_ratio: tuple[float, float] = (1.5, 2.0)
+    """Each peer's uplink, uniform in this range, as a multiple of the stream rate."""
+    relay_upload_ratio: float = 10.0
+    download_only_share: float = 0.0
+    """Share of viewers that upload nothing (behind strict NATs)."""
+    join_stagger_s: float = 0.05
+    latency_s: float = 0.03
+    loss_rate: float = 0.0
+    liars: int = 0
+    liar_mode: str = "piece"
+    leave_share: float = 0.0
+    """Share of viewers that leave (half with a bye, half silently) in the middle third."""
+    warmup_s: float = 0.0
+    """Source publishes this long before the first viewer joins."""
+    seed: int = 1
+    config: SwarmConfig = field(default_factory=SwarmConfig)
+
+
+@dataclass(slots=True)
+class SimResult:
+    scenario: Scenario
+    peer_stats: dict[str, dict[str, Any]]
+    source_stats: dict[str, Any]
+    liars: list[str]
+    left: list[str]
+    drops: list[tuple[float, str, str, str]]
+    wall_s: float
+    events: int
+
+    @property
+    def viewers(self) -> dict[str, dict[str, Any]]:
+        """Honest viewers that stayed to the end and started playing."""
+        return {
+            pid: s
+            for pid, s in self.peer_stats.items()
+            if s["role"] == "viewer" and pid not in self.liars and pid not in self.left
+        }
+
+    @property
+    def source_upload_ratio(self) -> float:
+        stream = self.source_stats["stream_bytes"]
+        return self.source_stats["bytes_uploaded"] / stream if stream else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        viewers = list(self.viewers.values())
+        continuity = [s["continuity"] for s in viewers if s["continuity"] is not None]
+        startup = [s["startup_s"] for s in viewers if s["startup_s"] is not None]
+        lags_p50 = [s["lag_s_p50"] for s in viewers if s["lag_s_p50"] is not None]
+        lags_p95 = [s["lag_s_p95"] for s in viewers if s["lag_s_p95"] is not None]
+        from_peers = sum(s["bytes_from_peers"] for s in viewers)
+        from_source = sum(s["bytes_from_source"] for s in viewers)
+        return {
+            "peers": self.scenario.peers,
+            "viewers_counted": len(viewers),
+            "viewers_started": len(startup),
+            "continuity_min": min(continuity) if continuity else None,
+            "continuity_mean": sum(continuity) / len(continuity) if continuity else None,
+            "startup_s_p50": percentile(startup, 0.5),
+            "lag_s_p50": percentile(lags_p50, 0.5),
+            "lag_s_p95": percentile(lags_p95, 0.95),
+            "source_upload_ratio": self.source_upload_ratio,
+            "peer_share": from_peers / (from_peers + from_source) if from_peers else 0.0,
+            "duplicate_share": sum(s["bytes_duplicate"] for s in viewers)
+            / max(1, from_peers + from_source),
+            "wall_s": self.wall_s,
+            "events": self.events,
+        }
+
+
+def test_key() -> Ed25519PrivateKey:
+    """A fixed key for reproducible simulations (never for a real broadcast)."""
+    return Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+
+def run_scenario(sc: Scenario) -> SimResult:
+    """Build the swarm of sc, run it for sc.duration_s of virtual time, and collect stats."""
+    started = time.perf_counter()
+    rng = random.Random(sc.seed)
+    net = SimNetwork(rng=rng, latency_s=sc.latency_s, loss_rate=sc.loss_rate)
+    config = replace(sc.config, chunk_duration_s=sc.chunk_duration_s)
+    key = test_key()
+    verifier = HeaderVerifier(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    stream_bytes_per_s = sc.stream_rate_bps / 8
+    source = SwarmPeer(
+        role=Role.SOURCE,
+        now=0.0,
+        config=config,
+        signing_key=key,
+        rng=random.Random(rng.random()),
+    )
+    net.add_node(SimNode(SOURCE_ID, source, sc.source_upload_ratio * stream_bytes_per_s))
+
+    chunk_bytes = int(stream_bytes_per_s * sc.chunk_duration_s)
+    media_rng = random.Random(sc.seed + 1)
+
+    def publish(seq: int) -> None:
+        size = int(chunk_bytes * media_rng.uniform(0.8, 1.2))
+        data = media_rng.randbytes(size)
+        source.publish_chunk(seq, data, seq * sc.chunk_duration_s, sc.chunk_duration_s, net.now)
+        net.pump(net.nodes[SOURCE_ID])
+        if net.now + sc.chunk_duration_s <= sc.duration_s:
+            net.queue.at(net.now + sc.chunk_duration_s, publish, seq + 1)
+
+    net.queue.at(sc.chunk_duration_s, publish, 0)
+
+    liars: list[str] = []
+    left: list[str] = []
+    ids = [f"relay{i}" for i in range(sc.relays)] + [f"peer{i}" for i in range(sc.peers)]
+    for n, pid in enumerate(ids):
+        is_relay = pid.startswith("relay")
+        join_s = sc.warmup_s + n * sc.join_stagger_s
+        if is_relay:
+            ratio = sc.relay_upload_ratio
+        else:
+            ratio = rng.uniform(*sc.peer_upload_ratio)
+        uploads = is_relay or rng.random() >= sc.download_only_share
+        liar = None
+        if not is_relay and len(liars) < sc.liars and n % 3 == 1:
+            liar = sc.liar_mode
+            liars.append(pid)
+        net.queue.at(
+            join_s,
+            _join,
+            net,
+            pid,
+            Role.RELAY if is_relay else Role.VIEWER,
+            ratio * stream_bytes_per_s,
+            uploads,
+            liar,
+            config,
+            verifier,
+            random.Random(rng.random()),
+        )
+    viewers = [pid for pid in ids if pid.startswith("peer") and pid not in liars]
+    leavers = rng.sample(viewers, int(len(viewers) * sc.leave_share))
+    for i, pid in enumerate(leavers):
+        when = sc.duration_s / 3 + rng.random() * sc.duration_s / 3
+        net.queue.at(when, net.leave, pid, silently=i % 2 == 1)
+        left.append(pid)
+
+    net.queue.run_until(sc.duration_s)
+    return SimResult(
+        scenario=sc,
+        peer_stats={pid: net.nodes[pid].core.stats() for pid in ids if pid in net.nodes},
+        source_stats=source.stats(),
+        liars=liars,
+        left=left,
+        drops=net.drops,
+        wall_s=time.perf_counter() - started,
+        events=net.queue.processed,
+    )
+
+
+def _join(
+    net: SimNetwork,
+    pid: str,
+    role: Role,
+    upload_bytes_per_s: float,
+    uploads: bool,
+    liar: str | None,
+    config: SwarmConfig,
+    verifier: HeaderVerifier,
+    rng: random.Random,
+) -> None:
+    core = SwarmPeer(
+        role=role, now=net.now, config=config, verifier=verifier, rng=rng, upload=uploads
+    )
+    net.add_node(SimNode(pid, core, upload_bytes_per_s, liar=liar))
+    # The tracker hands a newcomer the source plus a random sample, like the signaling server.
+    net.connect(pid, SOURCE_ID)
