@@ -22,6 +22,7 @@ WIDTH, HEIGHT = 640, 360
 SAMPLE_RATE = 48000
 VIDEO_BITRATE_BPS = 450_000
 AUDIO_BITRATE_BPS = 64_000
+VBV_KBPS = VIDEO_BITRATE_BPS // 1000  # cap the peaks: chunks stay near the average size
 
 
 def make_sample(path: Path) -> None:
@@ -35,7 +36,7 @@ def make_sample(path: Path) -> None:
         "g": str(FPS),
         "keyint_min": str(FPS),
         "sc_threshold": "0",
-        "x264-params": f"vbv-maxrate={VIDEO_BITRATE_BPS // 1000}:vbv-bufsize={VIDEO_BITRATE_BPS // 1000}",
+        "x264-params": f"vbv-maxrate={VBV_KBPS}:vbv-bufsize={VBV_KBPS}",
     }
     audio = out.add_stream("aac", rate=SAMPLE_RATE)
     audio.layout = "stereo"

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from media_helpers import ClipSpec, PartialHttpServer, decode_fmp4, make_clip
+
 from streamer import cli
 
 SAMPLE = Path(__file__).resolve().parent.parent / "media" / "sample.mp4"
@@ -123,10 +123,10 @@ def test_input_without_audio_or_video(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_transcode_never_on_input_that_needs_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    webm = make_clip(tmp_path / "in.webm", ClipSpec(video_codec="libvpx", audio_codec="libopus"))
-    args = ["package", str(webm), "--out", str(tmp_path / "o"), "--transcode", "never"]
+    clip = make_clip(tmp_path / "in.mkv", ClipSpec(video_codec="mpeg4", duration_s=1.0))
+    args = ["package", str(clip), "--out", str(tmp_path / "o"), "--transcode", "never"]
     code, err = run_cli(args, capsys)
-    assert_one_line_error(code, err, "--transcode never", "vp8")
+    assert_one_line_error(code, err, "--transcode never", "mpeg4")
 
 
 def test_stalled_live_source_times_out(

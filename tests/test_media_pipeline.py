@@ -11,7 +11,6 @@ from pathlib import Path
 
 import av
 import pytest
-
 from media_helpers import (
     ClipSpec,
     Decoded,
@@ -20,6 +19,7 @@ from media_helpers import (
     decode_fmp4,
     make_clip,
 )
+
 from streamer.media import Chunk, MediaError, MediaOptions, open_media
 from streamer.media.boxes import iter_boxes, parse_init, parse_moof
 from streamer.media.pacing import live_chunks
@@ -77,7 +77,7 @@ def first_samples_are_sync(init: bytes, chunk: Chunk) -> bool:
 def assert_contiguous(chunks: list[Chunk]) -> None:
     assert [c.seq for c in chunks] == list(range(len(chunks)))
     assert chunks[0].start_s == 0.0
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.start_s == pytest.approx(before.start_s + before.duration_s, abs=1e-6)
 
 
@@ -261,18 +261,18 @@ def test_loop_keeps_time_increasing_without_gaps(clip: ClipMaker, name: str) -> 
     assert len(chunks) == 7
     assert_contiguous(chunks)
     video_runs = tfdts(init, chunks, "vide")
-    for (start, duration), (next_start, _) in zip(video_runs, video_runs[1:], strict=False):
+    for (start, duration), (next_start, _) in itertools.pairwise(video_runs):
         assert next_start == start + duration  # tfdt: no reset, no gap, no overlap at the seams
     decoded = whole(init, chunks)
     assert decoded.video_frames == 210
     pts = decoded.video_pts_s
-    steps = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(pts)]
     assert min(steps) > 0
     assert max(steps) < 2.1 / 30  # at most one frame (two for the first sample's priming shift)
     audio_runs = tfdts(init, chunks, "soun")
-    assert all(b[0] > a[0] for a, b in zip(audio_runs, audio_runs[1:], strict=False))
+    assert all(b[0] > a[0] for a, b in itertools.pairwise(audio_runs))
     audio = decoded.audio_pts_s
-    late_audio = [b - a for a, b in zip(audio, audio[1:], strict=False) if a > 0.5]
+    late_audio = [b - a for a, b in itertools.pairwise(audio) if a > 0.5]
     assert min(late_audio) > 0 and max(late_audio) < 0.07
 
 
@@ -293,7 +293,8 @@ async def test_live_chunks_are_released_on_the_wall_clock() -> None:
     assert [seq for seq, _ in released] == [0, 1, 2]
     for seq, at in released:
         # A chunk leaves when its end has been "shot": (seq + 1) * 0.5 s after the start.
-        assert at == pytest.approx((seq + 1) * 0.5, abs=0.2)
+        due = (seq + 1) * 0.5
+        assert due - 0.05 <= at <= due + 0.4  # never early; late only by scheduling noise
 
 
 def fast_clock() -> Callable[[], float]:

@@ -1,4 +1,4 @@
-"""Pure parts of the media pipeline: boxes, codec strings, splitting, chunking, plan, pacing, units."""
+"""Pure parts of the media pipeline: boxes, codecs, splitting, chunking, plan, pacing, units."""
 
 from __future__ import annotations
 

@@ -97,7 +97,9 @@ def media_error(error: BaseException, name: str, action: str) -> MediaError:
     if isinstance(error, av.error.ExitError):  # FFmpeg's interrupt callback: our timeout fired
         return MediaError(f"timed out trying to {action} {name} (source stalled or unreachable)")
     if isinstance(error, av.error.InvalidDataError):
-        return MediaError(f"cannot {action} {name}: not a media file FFmpeg can read (truncated, corrupt or unsupported)")
+        return MediaError(
+            f"cannot {action} {name}: not media FFmpeg can read (truncated, corrupt or unsupported)"
+        )
     if isinstance(error, av.error.FFmpegError):
         reason = getattr(error, "strerror", None) or str(error)
         if getattr(error, "errno", None) == errno.EIO:
