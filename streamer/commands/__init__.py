@@ -7,4 +7,7 @@ only wires them to argparse, so commands are added without touching each other.
 COMMAND_MODULES = [
     "streamer.commands.package",
     "streamer.commands.serve",
+    "streamer.commands.broadcast",
+    "streamer.commands.relay",
+    "streamer.commands.watch",
 ]

@@ -291,9 +291,8 @@ class SwarmPeer:
         self._now = now
         for nb in list(self._nbrs.values()):
             for seq, a in list(nb.assignments.items()):
-                if nb.peer_id in self._nbrs and now - a.last_progress_s >= (
-                    self.config.request_timeout_s
-                ):
+                due_s = a.last_progress_s + self.config.request_timeout_s
+                if nb.peer_id in self._nbrs and now >= due_s:
                     self._time_out(nb, seq, now)
         for seq, (when, pids) in list(self._announce_later.items()):
             if when <= now:

@@ -1,0 +1,163 @@
+"""`streamer broadcast INPUT`: publish a live channel into the swarm (embedded server optional).
+
+Without `--server` it runs the signaling server in the same process and prints the watch URL.
+Seqs and media times are anchored on the wall clock, so a broadcaster restarted with the same key
+file continues numbering ahead of where it stopped and viewers resume instead of starting over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from streamer.errors import UserError
+from streamer.media import MediaOptions, MediaStream, open_media
+from streamer.media.pacing import live_chunks
+from streamer.node.driver import NodeConfig, SwarmNode
+from streamer.node.keyfile import default_key_path, load_or_create_key
+from streamer.node.media_info import media_description
+from streamer.node.runner import attach_status_line, install_stop_signals, wait_for_end, write_stats
+from streamer.node.units import parse_rate_bps
+
+NAME = "broadcast"
+HELP = "broadcast INPUT (file, camera, URL or testsrc) live into the swarm; prints the watch URL"
+
+EPOCH_S = 1_735_689_600.0
+"""2025-01-01 UTC: seqs count chunk lengths from here, so they fit the wire's 32 bits for years."""
+REPUBLISH_AFTER_CHUNKS = 5
+"""Re-publish the media description once the real bitrate is measured from this many chunks."""
+
+
+def first_seq_for(now_s: float, chunk_seconds: float) -> int:
+    """The first seq of a broadcast starting at now_s: later starts always number higher."""
+    return int((now_s - EPOCH_S) / chunk_seconds)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="a media file, /dev/video0, a stream URL or testsrc")
+    parser.add_argument("--channel", default="live", help="channel name (default: live)")
+    parser.add_argument(
+        "--server", help="signaling server base URL; without it one is started embedded"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="embedded server address")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="embedded server port (0 picks a free one)"
+    )
+    parser.add_argument("--loop", action="store_true", help="loop a file input forever")
+    parser.add_argument("--key", help="key file (signing key + channel secret), made if missing")
+    parser.add_argument("--chunk-seconds", type=float, default=1.0, help="chunk length (s)")
+    parser.add_argument("--video-bitrate", default="1M", help="bitrate when transcoding (1M)")
+    parser.add_argument(
+        "--transcode", choices=("auto", "always", "never"), default="auto", help="re-encode?"
+    )
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--max-neighbours", type=int, default=16, help="peers served at once")
+    parser.add_argument("--upload-limit", help="cap on upload, e.g. 5M (bits/s)")
+    parser.add_argument("--stats-json", help="write stats to this file on exit")
+    parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_broadcast(args))
+
+
+def _options(args: argparse.Namespace) -> MediaOptions:
+    try:
+        return MediaOptions(
+            chunk_seconds=args.chunk_seconds,
+            video_bitrate_bps=parse_rate_bps(args.video_bitrate),
+            transcode=args.transcode,
+            loop=args.loop,
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+async def _broadcast(args: argparse.Namespace) -> int:
+    options = _options(args)
+    upload_limit_bps = parse_rate_bps(args.upload_limit) if args.upload_limit else None
+    key = load_or_create_key(args.key or default_key_path(args.channel))
+    stream = await asyncio.to_thread(open_media, args.input, options)
+    server: Any = None
+    node: SwarmNode | None = None
+    stats: dict[str, Any] = {}
+    try:
+        url = args.server
+        if url is None:
+            server = await _start_embedded_server(args.host, args.port)
+            url = server.url
+        print(f"watch: {url.rstrip('/')}/watch/{args.channel}", flush=True)
+        node = SwarmNode(
+            NodeConfig(
+                server_url=url,
+                channel=args.channel,
+                role="broadcaster",
+                secret=key.secret,
+                signing_key=key.signing_key,
+                max_neighbours=args.max_neighbours,
+                upload_limit_bps=upload_limit_bps,
+                chunk_seconds=options.chunk_seconds,
+            )
+        )
+        await node.start()
+        printer = attach_status_line(node, args.status_interval)
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        first_seq = first_seq_for(time.time(), options.chunk_seconds)
+        transcoded_bps = options.video_bitrate_bps + options.audio_bitrate_bps
+        estimate_bps = transcoded_bps if stream.info.video_transcoded else 0
+        await node.publish_media(
+            media_description(stream.info, key.public_key_raw, estimate_bps, first_seq)
+        )
+        reason = await wait_for_end(
+            stop, node, args.duration, _release(node, stream, key.public_key_raw, first_seq)
+        )
+        printer.finish()
+        if reason == "work":  # the input ended: let peers fetch the tail, then say so
+            await asyncio.sleep(3 * options.chunk_seconds)
+            await node.end_broadcast()
+        if node.failure is not None:
+            raise node.failure
+        stats = node.stats()
+    finally:
+        stream.close()
+        if node is not None:
+            if not stats:
+                stats = node.stats()
+            await node.close()
+        if server is not None:
+            await server.close()
+        write_stats(args.stats_json, stats)
+    return 0
+
+
+async def _release(
+    node: SwarmNode, stream: MediaStream, public_key_raw: bytes, first_seq: int
+) -> None:
+    """Release the input's chunks into the swarm on the wall clock."""
+    anchor_s = time.time() - EPOCH_S
+    released_bytes = 0
+    released_s = 0.0
+    async for chunk in live_chunks(stream):
+        node.publish_chunk(
+            first_seq + chunk.seq, chunk.data, anchor_s + chunk.start_s, chunk.duration_s
+        )
+        released_bytes += len(chunk.data)
+        released_s += chunk.duration_s
+        if node.chunks_released == REPUBLISH_AFTER_CHUNKS and released_s > 0:
+            bitrate_bps = int(8 * released_bytes / released_s)
+            await node.publish_media(
+                media_description(stream.info, public_key_raw, bitrate_bps, first_seq)
+            )
+
+
+async def _start_embedded_server(host: str, port: int) -> Any:
+    from signaling.app import start_server
+    from signaling.config import ServerConfig
+
+    try:
+        return await start_server(ServerConfig(host=host, port=port))
+    except OSError as error:
+        raise UserError(f"cannot start the embedded server: {error.strerror or error}") from None

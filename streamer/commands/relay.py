@@ -1,0 +1,79 @@
+"""`streamer relay`: a headless peer that adds upload capacity to a channel.
+
+It fetches each chunk about once and serves it to as many neighbours as its upload allows; it
+survives restarts of the server (the signaling client rejoins) and of the broadcaster (the node
+picks up the re-published media and reconnects to the new source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from streamer.errors import UserError
+from streamer.node.driver import NodeConfig, SwarmNode
+from streamer.node.runner import attach_status_line, install_stop_signals, wait_for_end, write_stats
+from streamer.node.units import parse_rate_bps
+
+NAME = "relay"
+HELP = "run a headless relay peer that adds upload capacity to a channel"
+
+
+def add_node_arguments(parser: argparse.ArgumentParser, max_neighbours: int) -> None:
+    """Options relay and watch share."""
+    parser.add_argument("--server", required=True, help="signaling server base URL")
+    parser.add_argument("--channel", default="live", help="channel name (default: live)")
+    parser.add_argument(
+        "--max-neighbours", type=int, default=max_neighbours, help="neighbours at most"
+    )
+    parser.add_argument("--upload-limit", help="cap on upload, e.g. 5M (bits/s)")
+    parser.add_argument("--duration", type=float, help="leave after this many seconds")
+    parser.add_argument("--stats-json", help="write stats to this file on exit")
+    parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
+
+
+def node_config(args: argparse.Namespace, role: str, target_neighbours: int) -> NodeConfig:
+    if args.max_neighbours < 1:
+        raise UserError("--max-neighbours must be at least 1")
+    if args.duration is not None and args.duration <= 0:
+        raise UserError("--duration must be positive")
+    try:
+        limit_bps = parse_rate_bps(args.upload_limit) if args.upload_limit else None
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    return NodeConfig(
+        server_url=args.server,
+        channel=args.channel,
+        role=role,
+        max_neighbours=args.max_neighbours,
+        target_neighbours=min(target_neighbours, args.max_neighbours),
+        upload_limit_bps=limit_bps,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_node_arguments(parser, max_neighbours=32)
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_relay(args))
+
+
+async def _relay(args: argparse.Namespace) -> int:
+    node = SwarmNode(node_config(args, "relay", target_neighbours=8))
+    stats: dict[str, Any] = {}
+    try:
+        await node.start()
+        printer = attach_status_line(node, args.status_interval)
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await wait_for_end(stop, node, args.duration)
+        printer.finish()
+        if node.failure is not None:
+            raise node.failure
+    finally:
+        stats = node.stats()
+        await node.close()
+        write_stats(args.stats_json, stats)
+    return 0

@@ -1,0 +1,679 @@
+"""SwarmNode: the asyncio driver that runs one swarm peer (broadcaster, relay or viewer).
+
+Why one class for every role: the wiring is the same - signaling events in, data-channel messages
+in, timers in; core events, control and data messages out - only the media end differs (the
+broadcaster publishes chunks, a viewer hands played chunks to a recorder). The swarm logic itself
+lives in the sans-I/O `SwarmPeer`; this module only moves bytes and time between it and the world:
+
+- every input (message, open, close, timer, published chunk) is fed to the core, then the core's
+  events are handled, the control messages of every ready link are sent, and data messages are
+  pumped while the link has room (`PeerManager.has_room`) and the upload cap allows;
+- `WantNeighbours` -> `get_peers` -> `connect` (the manager staggers setups); `DropNeighbour` ->
+  bye, then disconnect; the server's `peer_left` closes that link at once;
+- the media description comes from the welcome or a later `media` event; a new key, or a broadcast
+  that restarted far ahead of where we play, rebuilds the core (stats carry over);
+- a `status` goes to the server every `status_interval_s` so its tracker can pick good candidates.
+
+Rules: the core's clock is Unix time (`time.time`, so lag compares across processes on a host);
+nothing a peer or the server sends can raise out of a callback (bad media is logged and ignored,
+bad peer messages drop that peer inside the core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from streamer.errors import UserError
+from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
+from streamer.node.status import RateMeter
+from streamer.node.token_bucket import TokenBucket
+from streamer.protocol import Role
+from streamer.swarm import (
+    ChunkComplete,
+    ChunkMissed,
+    ChunkPlayed,
+    DropNeighbour,
+    Event,
+    HeaderVerifier,
+    SwarmConfig,
+    SwarmPeer,
+    WantNeighbours,
+    percentile,
+)
+from streamer.transport import (
+    BroadcastEnded,
+    MediaUpdate,
+    PeerLeft,
+    PeerManager,
+    PeerRecord,
+    PeersUpdate,
+    Reconnected,
+    RtcConfig,
+    ServerError,
+    SignalingClient,
+    SignalingError,
+    Welcome,
+)
+from streamer.transport.rtc import dispatch_signaling_event
+
+logger = logging.getLogger(__name__)
+
+ROLES = {"broadcaster": Role.SOURCE, "relay": Role.RELAY, "viewer": Role.VIEWER}
+_PEER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_MAX_EARLY_MESSAGES = 64
+"""Messages kept per link that opened before we knew the channel's key (then it is dropped)."""
+_FAILED_PEER_MEMORY_S = 20.0
+_MIN_TIMER_DELAY_S = 0.002
+_BYE_GRACE_S = 0.3
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Who the node is and how it behaves (units in names; None means the core's default)."""
+
+    server_url: str
+    channel: str
+    role: str
+    secret: str | None = None
+    signing_key: Ed25519PrivateKey | None = None
+    target_neighbours: int | None = None
+    max_neighbours: int | None = None
+    upload_limit_bps: int | None = None
+    """Cap on data-channel payload sent, bits per second (None: no cap)."""
+    upload_burst_bytes: int = 256 * 1024
+    status_interval_s: float = 1.0
+    rejoin_gap_chunks: int = 32
+    """A restarted broadcast this many chunks ahead of our playout rebuilds the core."""
+    chunk_seconds: float = 1.0
+    """Broadcaster only: the chunk length (others learn it from the media description)."""
+    seed: int | None = None
+    swarm: SwarmConfig = field(default_factory=SwarmConfig)
+    rtc: RtcConfig = field(default_factory=RtcConfig)
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}")
+        if self.role == "broadcaster" and (self.signing_key is None or not self.secret):
+            raise ValueError("a broadcaster needs its signing key and channel secret")
+
+
+def merge_stats(cores: list[SwarmPeer]) -> dict[str, Any]:
+    """One stats dict over successive cores of one node (a rebuilt core starts from zero)."""
+    current = cores[-1].stats()
+    totals = {
+        key: sum(int(c.stats()[key]) for c in cores)
+        for key in (
+            "bytes_from_source",
+            "bytes_from_peers",
+            "bytes_uploaded",
+            "bytes_duplicate",
+            "stream_bytes",
+            "chunks_played",
+            "chunks_missed",
+        )
+    }
+    lags_s = [lag for c in cores if c.playback is not None for lag in c.playback.lags_s]
+    startup_s = next(
+        (c.playback.startup_s for c in cores if c.playback and c.playback.startup_s is not None),
+        None,
+    )
+    seen = totals["chunks_played"] + totals["chunks_missed"]
+    drops: dict[str, int] = {}
+    for c in cores:
+        for kind, count in c.drops.items():
+            drops[kind] = drops.get(kind, 0) + count
+    merged = dict(current)
+    merged.update(totals)
+    merged.update(
+        {
+            "startup_s": startup_s,
+            "continuity": totals["chunks_played"] / seen if seen else None,
+            "lag_s_p50": percentile(lags_s, 0.5),
+            "lag_s_p95": percentile(lags_s, 0.95),
+            "drops": drops,
+            "core_restarts": len(cores) - 1,
+        }
+    )
+    return merged
+
+
+class SwarmNode:
+    """One peer of a channel, live on the network. See the module docstring."""
+
+    def __init__(self, config: NodeConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.role = ROLES[config.role]
+        self._clock = clock
+        self._rng = random.Random(config.seed if config.seed is not None else os.urandom(8))
+        try:
+            self.client = SignalingClient(
+                config.server_url,
+                channel=config.channel,
+                role=config.role,
+                secret=config.secret,
+                connect_timeout_s=config.connect_timeout_s,
+            )
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        self.manager: PeerManager | None = None
+        self.core: SwarmPeer | None = None
+        self._retired: list[SwarmPeer] = []
+        self.media: ChannelMedia | None = None
+        self.welcome: Welcome | None = None
+        #: Called with every chunk the playout clock played (viewer recordings).
+        self.on_chunk_played: Callable[[ChunkPlayed], None] | None = None
+        #: Called when the channel's media description is first known or changes.
+        self.on_media: Callable[[ChannelMedia], None] | None = None
+        #: Called every status interval with the figures of the status line.
+        self.on_status: Callable[[dict[str, Any]], None] | None = None
+        #: Set when the node cannot go on (the server refused us); `failure` says why.
+        self.done = asyncio.Event()
+        self.failure: UserError | None = None
+        self.broadcast_ended: str | None = None
+        self.latest_seq: int | None = None
+        self.chunks_released = 0
+        self.chunks_completed = 0
+        self._served: set[str] = set()
+        self._early: dict[str, list[bytes]] = {}
+        self._failed: dict[str, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._bucket_timer: asyncio.TimerHandle | None = None
+        self._throttled: set[str] = set()
+        self._bucket: TokenBucket | None = None
+        self._in_flush = False
+        self._flush_again = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._in_meter = RateMeter()
+        self._out_meter = RateMeter()
+        self._started_s = clock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> Welcome:
+        """Join the channel; UserError when the server is unreachable or refuses us."""
+        try:
+            welcome = await self.client.connect()
+        except SignalingError as error:
+            raise UserError(describe_signaling_error(error, self.config)) from None
+        self.welcome = welcome
+        rtc = self.config.rtc
+        if self.config.max_neighbours is not None:
+            rtc = replace(rtc, max_peers=max(rtc.max_peers, self.config.max_neighbours + 8))
+        self.manager = PeerManager(self.client, self, ice_servers=welcome.ice_servers, config=rtc)
+        if self.config.upload_limit_bps is not None:
+            self._bucket = TokenBucket(
+                self.config.upload_limit_bps / 8, self.config.upload_burst_bytes, self._clock()
+            )
+        if self.role == Role.SOURCE:
+            self._new_core(None)
+        elif welcome.media is not None:
+            self._apply_media(welcome.media)
+            self._on_peers(welcome.peers)
+        self._spawn(self._signaling_loop(), "node-signaling")
+        self._spawn(self._status_loop(), "node-status")
+        return welcome
+
+    async def close(self) -> None:
+        """Leave: bye to every neighbour, close the links and the signaling session."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in (self._timer, self._bucket_timer):
+            if handle is not None:
+                handle.cancel()
+        if self.manager is not None:
+            if self.core is not None:
+                bye = self.core.leave()
+                for pid in self.manager.open_peers():
+                    self.manager.send(pid, bye)
+                await asyncio.sleep(_BYE_GRACE_S)
+            await self.manager.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.client.close()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _fail(self, error: UserError) -> None:
+        if self.failure is None:
+            self.failure = error
+        self.done.set()
+
+    # ------------------------------------------------------------------ broadcaster
+
+    async def publish_media(self, media: dict[str, Any]) -> None:
+        """Broadcaster: describe the stream to the server (re-sent after a reconnect)."""
+        self.media = parse_media(media)
+        await self.client.publish(media)
+
+    async def end_broadcast(self) -> None:
+        await self.client.end()
+
+    def publish_chunk(self, seq: int, data: bytes, start_s: float, duration_s: float) -> None:
+        """Broadcaster: sign and offer a freshly released chunk to the swarm."""
+        assert self.core is not None and self.role == Role.SOURCE
+        self.core.publish_chunk(seq, data, start_s, duration_s, self._clock())
+        self.latest_seq = seq
+        self.chunks_released += 1
+        self._after_input()
+
+    # ------------------------------------------------------------------ cores and media
+
+    def _swarm_config(self, chunk_seconds: float) -> SwarmConfig:
+        cfg = replace(self.config.swarm, chunk_duration_s=chunk_seconds)
+        if self.config.max_neighbours is not None:
+            cfg = replace(cfg, max_neighbours=self.config.max_neighbours)
+        if self.config.target_neighbours is not None:
+            cfg = replace(cfg, target_neighbours=self.config.target_neighbours)
+        if cfg.target_neighbours > cfg.max_neighbours:
+            cfg = replace(cfg, target_neighbours=cfg.max_neighbours)
+        return cfg
+
+    def _new_core(self, media: ChannelMedia | None) -> None:
+        now = self._clock()
+        if self.core is not None:
+            self._retired.append(self.core)
+            bye = self.core.leave()
+            assert self.manager is not None
+            for pid in list(self.core.neighbour_ids):
+                self.manager.send(pid, bye)
+                self._disconnect_later(pid, "rebuilt")
+        if media is None:
+            self.core = SwarmPeer(
+                role=self.role,
+                now=now,
+                config=self._swarm_config(self.config.chunk_seconds),
+                signing_key=self.config.signing_key,
+                rng=self._rng,
+            )
+        else:
+            self.core = SwarmPeer(
+                role=self.role,
+                now=now,
+                config=self._swarm_config(media.chunk_seconds),
+                verifier=HeaderVerifier(media.public_key_raw),
+                rng=self._rng,
+            )
+        if media is not None and media.first_seq is not None:
+            _raise_floor(self.core, media.first_seq - self.config.swarm.max_ahead_chunks)
+        assert self.manager is not None
+        for pid, early in list(self._early.items()):
+            del self._early[pid]
+            if not self.core.add_neighbour(pid, now):
+                self.manager.disconnect(pid, "full")
+                continue
+            for data in early:
+                self.core.receive(pid, data, now)
+        self._after_input()
+
+    def _apply_media(self, raw: Any) -> None:
+        if self.role == Role.SOURCE:
+            return
+        try:
+            media = parse_media(raw)
+        except MediaInfoError as error:
+            logger.warning("ignoring a malformed media description: %s", error)
+            return
+        old, core = self.media, self.core
+        self.media = media
+        rebuild = core is None or old is None
+        if old is not None and core is not None:
+            pb = core.playback
+            jumped = (
+                media.first_seq is not None
+                and pb is not None
+                and pb.next_seq is not None
+                and media.first_seq - pb.next_seq > self.config.rejoin_gap_chunks
+            )
+            rebuild = (
+                old.public_key_raw != media.public_key_raw
+                or old.chunk_seconds != media.chunk_seconds
+                or jumped
+            )
+        if rebuild:
+            self._new_core(media)
+        self.broadcast_ended = None
+        if self.on_media is not None:
+            self.on_media(media)
+        if not self._has_source_neighbour():
+            self._ask_for_peers(self._swarm_config(media.chunk_seconds).target_neighbours)
+
+    def _has_source_neighbour(self) -> bool:
+        core = self.core
+        if core is None:
+            return False
+        for pid in core.neighbour_ids:
+            nb = core.neighbour(pid)
+            if nb is not None and nb.is_source:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ signaling
+
+    async def _signaling_loop(self) -> None:
+        assert self.manager is not None
+        try:
+            async for event in self.client.events():
+                if dispatch_signaling_event(self.manager, event):
+                    continue
+                self._on_signaling_event(event)
+        except SignalingError as error:
+            self._fail(UserError(describe_signaling_error(error, self.config)))
+        except Exception as error:  # a bug must end the node visibly, not hang it
+            logger.exception("signaling loop failed")
+            self._fail(UserError(f"internal error in the signaling loop: {error}"))
+
+    def _on_signaling_event(self, event: Any) -> None:
+        if isinstance(event, PeersUpdate):
+            self._on_peers(event.peers)
+        elif isinstance(event, MediaUpdate):
+            self._apply_media(event.media)
+        elif isinstance(event, PeerLeft):
+            assert self.manager is not None
+            self.manager.disconnect(event.peer_id, "peer_left")
+        elif isinstance(event, BroadcastEnded):
+            self.broadcast_ended = event.reason
+        elif isinstance(event, Reconnected):
+            self.welcome = event.welcome
+            if event.welcome.media is not None:
+                self._apply_media(event.welcome.media)
+            self._on_peers(event.welcome.peers)
+        elif isinstance(event, ServerError):
+            logger.info("server: %s %s", event.code, event.message)
+
+    def _known_peers(self) -> set[str]:
+        assert self.manager is not None
+        return set(self.manager.open_peers()) | set(self.manager.pending_peers())
+
+    def _ask_for_peers(self, count: int) -> None:
+        now = self._clock()
+        for pid, when in list(self._failed.items()):
+            if now - when > _FAILED_PEER_MEMORY_S:
+                del self._failed[pid]
+        exclude = [p for p in self._known_peers() | set(self._failed) if _PEER_ID_RE.match(p)]
+        self._spawn(self.client.get_peers(max(1, min(count, 32)), exclude[:256]), "get-peers")
+
+    def _on_peers(self, peers: tuple[PeerRecord, ...]) -> None:
+        """Connect to candidates while below target; always to the broadcaster if we lack it."""
+        core, manager = self.core, self.manager
+        if core is None or manager is None or self.role == Role.SOURCE:
+            return
+        known = self._known_peers()
+        room = core.config.target_neighbours - len(known)
+        need_source = not self._has_source_neighbour()
+        for record in peers:
+            pid = record.peer_id
+            if pid in known or pid in self._failed or pid == self.client.peer_id:
+                continue
+            wanted_source = record.role == "broadcaster" and need_source
+            if room <= 0 and not (wanted_source and len(known) < core.config.max_neighbours):
+                continue
+            if manager.connect(pid):
+                known.add(pid)
+                room -= 1
+
+    # ------------------------------------------------------------------ PeerListener
+
+    def on_peer_opened(self, peer_id: str, role: str) -> None:
+        core, manager = self.core, self.manager
+        assert manager is not None
+        if core is None:
+            self._early[peer_id] = []
+            return
+        if not core.add_neighbour(peer_id, self._clock()):
+            manager.disconnect(peer_id, "full")
+            return
+        self._after_input()
+
+    def on_peer_message(self, peer_id: str, data: bytes) -> None:
+        core = self.core
+        if core is None:
+            early = self._early.get(peer_id)
+            if early is not None and len(early) < _MAX_EARLY_MESSAGES:
+                early.append(data)
+            elif self.manager is not None:
+                self.manager.disconnect(peer_id, "too_early")
+            return
+        core.receive(peer_id, data, self._clock())
+        self._after_input()
+
+    def on_peer_writable(self, peer_id: str) -> None:
+        if self.core is not None:
+            self._pump(peer_id)
+
+    def on_peer_closed(self, peer_id: str, reason: str) -> None:
+        self._early.pop(peer_id, None)
+        self._throttled.discard(peer_id)
+        if reason not in ("shutdown", "rebuilt"):
+            self._failed[peer_id] = self._clock()
+        if self.core is not None:
+            self.core.remove_neighbour(peer_id, self._clock())
+            self._after_input()
+
+    # ------------------------------------------------------------------ the core's output
+
+    def _after_input(self) -> None:
+        """Drain events, send what is ready, re-arm the timer (re-entrant safe)."""
+        if self._in_flush:
+            self._flush_again = True
+            return
+        core = self.core
+        if core is None or self._closed:
+            return
+        self._in_flush = True
+        try:
+            while True:
+                self._flush_again = False
+                for event in core.pop_events():
+                    self._on_core_event(event)
+                for pid in core.take_ready():
+                    self._pump(pid)
+                if not self._flush_again:
+                    break
+        finally:
+            self._in_flush = False
+        self._rearm_timer()
+
+    def _on_core_event(self, event: Event) -> None:
+        if isinstance(event, ChunkPlayed):
+            if self.on_chunk_played is not None:
+                self.on_chunk_played(event)
+        elif isinstance(event, ChunkComplete):
+            self.chunks_completed += 1
+            if self.latest_seq is None or event.seq > self.latest_seq:
+                self.latest_seq = event.seq
+        elif isinstance(event, ChunkMissed):
+            logger.debug("missed chunk %d", event.seq)
+        elif isinstance(event, DropNeighbour):
+            logger.info("dropping neighbour %s: %s", event.peer_id, event.reason)
+            assert self.manager is not None
+            self._failed[event.peer_id] = self._clock()
+            if event.bye is not None:
+                self.manager.send(event.peer_id, event.bye)
+            self._disconnect_later(event.peer_id, "dropped")
+        elif isinstance(event, WantNeighbours):
+            self._ask_for_peers(event.count)
+
+    def _disconnect_later(self, peer_id: str, reason: str) -> None:
+        """Close after a moment, so a bye just queued has a chance to leave."""
+        manager = self.manager
+        assert manager is not None
+        asyncio.get_running_loop().call_later(_BYE_GRACE_S, manager.disconnect, peer_id, reason)
+
+    def _pump(self, peer_id: str) -> None:
+        core, manager = self.core, self.manager
+        assert core is not None and manager is not None
+        while (control := core.next_control_message(peer_id)) is not None:
+            if not manager.send(peer_id, control):
+                return
+        now = self._clock()
+        bucket = self._bucket
+        while manager.has_room(peer_id):
+            if bucket is not None and not bucket.ready(now):
+                self._throttled.add(peer_id)
+                self._arm_bucket_timer(bucket.wait_s(now))
+                return
+            data = core.next_data_message(peer_id, now)
+            if data is None:
+                return
+            if not manager.send(peer_id, data):
+                return
+            self._served.add(peer_id)
+            if bucket is not None:
+                bucket.consume(len(data), now)
+
+    def _arm_bucket_timer(self, delay_s: float) -> None:
+        if self._bucket_timer is None:
+            loop = asyncio.get_running_loop()
+            self._bucket_timer = loop.call_later(delay_s, self._on_bucket_timer)
+
+    def _on_bucket_timer(self) -> None:
+        self._bucket_timer = None
+        throttled, self._throttled = self._throttled, set()
+        if self.core is None or self._closed:
+            return
+        for pid in throttled:
+            self._pump(pid)
+
+    def _rearm_timer(self) -> None:
+        core = self.core
+        if core is None or self._closed:
+            return
+        when_s = core.next_timer()
+        if when_s is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(_MIN_TIMER_DELAY_S, when_s - self._clock())
+        if self._timer is not None:
+            if abs(self._timer.when() - at) < _MIN_TIMER_DELAY_S:
+                return
+            self._timer.cancel()
+        self._timer = loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.core is None or self._closed:
+            return
+        self.core.handle_timer(self._clock())
+        self._after_input()
+
+    # ------------------------------------------------------------------ status and stats
+
+    def figures(self) -> dict[str, Any]:
+        """Live figures for the status line and the server's `status`."""
+        core, manager = self.core, self.manager
+        now = self._clock()
+        figures: dict[str, Any] = {
+            "neighbours": len(core.neighbour_ids) if core else 0,
+            "in_bps": self._in_meter.rate_bps,
+            "out_bps": self._out_meter.rate_bps,
+            "latest_seq": self.latest_seq,
+        }
+        if manager is not None:
+            figures["in_bps"] = self._in_meter.sample(manager.total_bytes_received, now)
+            figures["out_bps"] = self._out_meter.sample(manager.total_bytes_sent, now)
+        pb = core.playback if core else None
+        if pb is not None and pb.next_seq is not None and self.latest_seq is not None:
+            figures["buffer_chunks"] = max(0, self.latest_seq - pb.next_seq + 1)
+        if pb is not None:
+            figures["continuity"] = pb.continuity
+            figures["lag_s"] = pb.lags_s[-1] if pb.lags_s else None
+        if core is None and self.role != Role.SOURCE:
+            figures["note"] = "waiting for the broadcast"
+        elif self.broadcast_ended:
+            figures["note"] = f"broadcast {self.broadcast_ended}"
+        return figures
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_interval_s)
+            figures = self.figures()
+            if self.on_status is not None:
+                self.on_status(figures)
+            core = self.core
+            if core is None or not self.client.connected:
+                continue
+            out_bps = int(figures["out_bps"])
+            spare_bps = None
+            if self.config.upload_limit_bps is not None:
+                spare_bps = max(0, self.config.upload_limit_bps - out_bps)
+            await self.client.status(
+                neighbours=[p for p in core.neighbour_ids if _PEER_ID_RE.match(p)][:64],
+                upload_bps=out_bps,
+                spare_upload_bps=spare_bps,
+                latest_seq=self.latest_seq,
+                stats={"continuity": figures.get("continuity") or 0.0},
+            )
+
+    def stats(self) -> dict[str, Any]:
+        """Everything `--stats-json` writes (the core's figures over every core, plus ours)."""
+        cores = [*self._retired, *([self.core] if self.core else [])]
+        stats: dict[str, Any] = merge_stats(cores) if cores else {}
+        manager = self.manager
+        stats.update(
+            {
+                "role": self.config.role,
+                "channel": self.config.channel,
+                "peer_id": self.client.peer_id,
+                "duration_s": self._clock() - self._started_s,
+                "cpu_s": time.process_time(),
+                "chunks_released": self.chunks_released,
+                "chunks_completed": self.chunks_completed,
+                "peers_served": len(self._served),
+                "signaling_reconnects": self.client.reconnects,
+                "transport_bytes_sent": manager.total_bytes_sent if manager else 0,
+                "transport_bytes_received": manager.total_bytes_received if manager else 0,
+            }
+        )
+        for key in ("bytes_uploaded", "bytes_from_source", "bytes_from_peers", "stream_bytes"):
+            stats.setdefault(key, 0)
+        if self.role == Role.SOURCE:
+            stream_bytes = stats.get("stream_bytes") or 0
+            stats["upload_ratio"] = stats["bytes_uploaded"] / stream_bytes if stream_bytes else None
+        return stats
+
+
+def _raise_floor(core: SwarmPeer, floor_seq: int) -> None:
+    """Tell a fresh core that no seq below floor_seq will ever matter.
+
+    Workaround: SwarmPeer._play walks every seq from its store's floor (0 in a new core) up to the
+    playout point, one call each, so with wall-clock seqs (~6e7) a new viewer's first message froze
+    the process for seconds. Remove once the core starts that walk at the first seq it knows of.
+    """
+    store = core._store  # noqa: SLF001 - see the docstring
+    if floor_seq > store.floor_seq:
+        store.evict_below(floor_seq)
+
+
+def describe_signaling_error(error: SignalingError, config: NodeConfig) -> str:
+    """One line a user can act on."""
+    if error.code in ("unreachable", "timeout"):
+        return f"cannot reach the signaling server at {config.server_url} ({error.message})"
+    if error.code == "channel_owned":
+        return (
+            f"channel {config.channel!r} belongs to another broadcaster "
+            "(another key file); pick another --channel or use its --key"
+        )
+    return f"the signaling server refused us: {error.code}: {error.message}"

@@ -1,0 +1,88 @@
+"""Helpers for the real-Chromium tests: launch Debian's chromium, look at a page's picture.
+
+Why here: every browser test launches the same headless Chromium with the same flags, and judges
+"the picture is not blank" the same way (pixel variance of a screenshot of the <video> element).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from playwright.async_api import Browser, Page, async_playwright
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+
+@asynccontextmanager
+async def launch_chromium(chromium_path: str) -> AsyncIterator[Browser]:
+    """A headless Chromium for one test, always closed afterwards."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+def collect_console(page: Page) -> list[str]:
+    """Keep the page's console errors and uncaught exceptions (shown when a test fails)."""
+    lines: list[str] = []
+    page.on(
+        "console",
+        lambda msg: lines.append(f"{msg.type}: {msg.text}") if msg.type in ("error", "warning") else None,
+    )
+    page.on("pageerror", lambda exc: lines.append(f"pageerror: {exc}"))
+    return lines
+
+
+def luminance_stdev(png_bytes: bytes) -> float:
+    """Standard deviation of grey levels: ~0 for a blank (black, grey) picture, large for video."""
+    image = Image.open(io.BytesIO(png_bytes)).convert("L")
+    image.thumbnail((160, 160))
+    histogram = image.histogram()
+    count = sum(histogram)
+    mean = sum(level * n for level, n in enumerate(histogram)) / count
+    variance = sum(n * (level - mean) ** 2 for level, n in enumerate(histogram)) / count
+    return float(variance**0.5)
+
+
+async def video_state(page: Page, selector: str = "video") -> dict[str, Any]:
+    """currentTime, readyState, paused and decoded/dropped frame counts of the <video>."""
+    state: dict[str, Any] = await page.eval_on_selector(
+        selector,
+        """v => {
+            const q = v.getVideoPlaybackQuality();
+            return {currentTime: v.currentTime, readyState: v.readyState, paused: v.paused,
+                    framesDecoded: q.totalVideoFrames, framesDropped: q.droppedVideoFrames,
+                    width: v.videoWidth, height: v.videoHeight,
+                    error: v.error ? v.error.message || String(v.error.code) : null};
+        }""",
+    )
+    return state
+
+
+def shots_dir() -> Path:
+    """Where screenshots go: $BROWSER_SHOTS_DIR (to look at them) or a temporary folder."""
+    folder = Path(os.environ.get("BROWSER_SHOTS_DIR") or Path(tempfile.gettempdir()) / "streamer-shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,0 +1,193 @@
+"""The MSE player (web/static/js/player.js) in real headless Chromium, fed real fMP4 chunks.
+
+The chunks come from `streamer package` on the bundled sample; the page and the player module are
+served by the real signaling server; a test-only route (Playwright's page.route) serves the test
+page and the packaged files. No swarm here: this isolates MSE playback (start, live pacing, a chunk
+that never comes, catching up when far behind, trimming) from networking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, Route
+
+from signaling.app import start_server
+from signaling.config import ServerConfig
+from browser_helpers import (
+    collect_console,
+    launch_chromium,
+    luminance_stdev,
+    shots_dir,
+    video_state,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(90)]
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "media" / "sample.mp4"
+
+TEST_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head>
+<body style="margin:0;background:#000">
+<video id="v" muted playsinline style="width:640px;height:360px;display:block"></video>
+</body></html>"""
+
+# Runs in the page: open the player, then deliver chunks per `plan` ([seq, delay_ms] pairs,
+# delays from the start), with the source's release time set as a live source would.
+FEED_JS = """
+async ({plan, policy}) => {
+  const {MsePlayer} = await import('/static/js/player.js');
+  const m = await (await fetch('/__test/media/manifest.json')).json();
+  const get = async (f) => new Uint8Array(await (await fetch('/__test/media/' + f)).arrayBuffer());
+  const init = await get(m.init);
+  const bySeq = new Map(m.chunks.map((c) => [c.seq, c]));
+  const data = new Map();
+  for (const [seq] of plan) data.set(seq, await get(bySeq.get(seq).file));
+  const video = document.getElementById('v');
+  const player = new MsePlayer(video, {policy});
+  window.player = player;
+  await player.open(m.codec, init);
+  const t0 = performance.now();
+  const first = plan[0][0];
+  const now = () => (performance.timeOrigin + performance.now()) / 1000;
+  const released0 = now();
+  for (const [seq, delayMs] of plan) {
+    setTimeout(() => {
+      const c = bySeq.get(seq);
+      // As if chunk `first` had just been released when we joined, one chunk per second after.
+      const releaseS = released0 + (seq - first) * c.duration_s;
+      player.pushChunk(seq, data.get(seq), {startS: c.start_s, durationS: c.duration_s, releaseS});
+    }, Math.max(0, delayMs - (performance.now() - t0)));
+  }
+  window.ticker = setInterval(() => player.tick(), 250);
+  return {codec: m.codec, chunks: m.chunks.length};
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """init.mp4 + chunks + manifest.json of the bundled sample, from the real `streamer package`."""
+    out = tmp_path_factory.mktemp("pkg")
+    subprocess.run(
+        [sys.executable, "-m", "streamer", "package", str(SAMPLE), "--out", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return out
+
+
+async def _serve_test_files(page: Page, base_url: str, folder: Path) -> None:
+    async def handle(route: Route) -> None:
+        name = route.request.url.split("/__test/", 1)[1]
+        if name == "page.html":
+            await route.fulfill(body=TEST_PAGE, content_type="text/html")
+            return
+        path = (folder / name.removeprefix("media/")).resolve()
+        if folder not in path.parents or not path.is_file():
+            await route.fulfill(status=404, body="no such file")
+            return
+        await route.fulfill(body=path.read_bytes(), content_type="application/octet-stream")
+
+    await page.route(f"{base_url}/__test/**", handle)
+
+
+@pytest.fixture
+async def player_page(chromium_path: str, packaged: Path) -> AsyncIterator[tuple[Page, list[str]]]:
+    server = await start_server(ServerConfig(port=0))
+    try:
+        async with launch_chromium(chromium_path) as browser:
+            page = await browser.new_page(viewport={"width": 640, "height": 360})
+            console = collect_console(page)
+            await _serve_test_files(page, server.url, packaged)
+            await page.goto(f"{server.url}/__test/page.html")
+            yield page, console
+    finally:
+        await server.close()
+
+
+async def _player_stats(page: Page) -> dict[str, Any]:
+    stats: dict[str, Any] = await page.evaluate("() => window.player.stats()")
+    return stats
+
+
+async def _wait_for(page: Page, js: str, timeout_s: float) -> None:
+    await page.wait_for_function(js, timeout=timeout_s * 1000, polling=100)
+
+
+def _live_plan(first: int, last: int, *, burst: int = 1, skip: tuple[int, ...] = ()) -> list[Any]:
+    """Chunks first..last: `burst` at once (a late joiner's backlog), then one per second."""
+    plan = []
+    for seq in range(first, last + 1):
+        if seq in skip:
+            continue
+        plan.append([seq, max(0, seq - first - burst + 1) * 1000])
+    return plan
+
+
+async def test_player_plays_live_chunks(player_page: tuple[Page, list[str]]) -> None:
+    page, console = player_page
+    info = await page.evaluate(FEED_JS, {"plan": _live_plan(0, 12, burst=2), "policy": {}})
+    assert info["chunks"] >= 12 and "avc1" in info["codec"]
+    await _wait_for(page, "() => window.player.stats().first_frame_s !== null", 5)
+    first = await video_state(page)
+    await asyncio.sleep(4)
+    later = await video_state(page)
+    stats = await _player_stats(page)
+    shot = await page.locator("video").screenshot(path=str(shots_dir() / "player_live.png"))
+    assert later["error"] is None and stats["error"] is None, console
+    # Real time passes at 1x: ~4 s of media played, no long stall.
+    assert later["currentTime"] - first["currentTime"] > 3.0, (first, later, stats)
+    assert later["framesDecoded"] - first["framesDecoded"] > 60, (first, later)
+    assert (later["width"], later["height"]) == (640, 360)
+    assert luminance_stdev(shot) > 15, "the picture is blank"
+    assert stats["first_frame_s"] < 2.0, stats
+    # Lag of the picture behind the (simulated) source release: bounded and sensible.
+    assert stats["video_lag_s"] is not None and -1.0 < stats["video_lag_s"] < 4.0, stats
+    assert stats["chunks_skipped"] == 0 and stats["stalls"] <= 1, stats
+
+
+async def test_player_skips_a_chunk_that_never_comes(player_page: tuple[Page, list[str]]) -> None:
+    page, console = player_page
+    plan = _live_plan(0, 9, burst=2, skip=(3,))
+    await page.evaluate(FEED_JS, {"plan": plan, "policy": {}})
+    await _wait_for(page, "() => document.getElementById('v').currentTime > 5.5", 12)
+    stats = await _player_stats(page)
+    assert stats["error"] is None, console
+    assert stats["chunks_skipped"] == 1, stats
+    ranges = await page.evaluate("() => window.player.ranges()")
+    # The hole where chunk 3 would be is still a hole: playback jumped over it.
+    assert any(start >= 3.9 for start, _ in ranges) or ranges[0][0] >= 3.9, ranges
+
+
+async def test_player_catches_up_when_far_behind_live(player_page: tuple[Page, list[str]]) -> None:
+    page, console = player_page
+    # Start with 2 chunks, then 10 arrive at once 1.5 s later: we are ~10 s behind the live edge.
+    plan = [[0, 0], [1, 0]] + [[seq, 1500] for seq in range(2, 12)]
+    await page.evaluate(FEED_JS, {"plan": plan, "policy": {}})
+    await _wait_for(page, "() => window.player.stats().chunks_appended >= 12", 6)
+    await _wait_for(page, "() => document.getElementById('v').currentTime > 9", 3)
+    stats = await _player_stats(page)
+    assert stats["error"] is None, console
+    assert stats["seeks_for_lag"] >= 1, stats
+    assert stats["buffer_s"] < 3.5, stats
+
+
+async def test_player_trims_old_media(player_page: tuple[Page, list[str]]) -> None:
+    page, console = player_page
+    policy = {"keepBehindS": 2.0, "trimMinS": 1.0}
+    await page.evaluate(FEED_JS, {"plan": _live_plan(0, 10, burst=2), "policy": policy})
+    await _wait_for(page, "() => document.getElementById('v').currentTime > 5", 10)
+    await asyncio.sleep(0.6)
+    ranges = await page.evaluate("() => window.player.ranges()")
+    current = (await video_state(page))["currentTime"]
+    assert ranges and ranges[0][0] > 1.0, (ranges, current, console)
+    assert current - ranges[0][0] < 2.0 + 1.5, (ranges, current)
+

@@ -1,0 +1,501 @@
+// The watch page's driver: wires the signaling client, the WebRTC links, the sans-I/O swarm core
+// (swarm.js, the same rules as streamer/swarm) and the MSE player, and owns every timer.
+//
+// Why a module: the core decides (what to request, serve, play or skip), the player plays, the
+// transport moves bytes; this file only connects them, like streamer/node does for Python peers:
+// after every input to the core it drains events, sends control messages, pumps data messages
+// while a link has room and the upload cap allows, and re-arms the core's timer.
+//
+// Rules: the core's clock is Unix seconds (lag against the broadcaster's release time means
+// something); no chunk reaches the player before the core verified it; an exception while handling
+// one neighbour's message closes that neighbour only.
+
+import { parseMedia } from "./media.js";
+import { MsePlayer, supportReport, unixNowS } from "./player.js";
+import { PeerManager } from "./rtc.js";
+import { SignalingClient, websocketUrl } from "./signaling.js";
+import { CounterRate, assembleStats } from "./stats.js";
+import { HeaderVerifier } from "./chunkheader.js";
+import { SwarmPeer } from "./swarm.js";
+import { TokenBucket } from "./tokenbucket.js";
+import { PageUi } from "./ui.js";
+import { Role } from "./wire.js";
+
+const STATUS_INTERVAL_S = 2;
+const TICK_INTERVAL_S = 0.25;
+const PIECE_MESSAGE_BYTES = 16 * 1024 + 64;
+
+/** Page options from the URL query: ?upload_kbps=N caps upload (0 = no upload), ?debug=1. */
+export function pageOptions(search) {
+  const q = new URLSearchParams(search);
+  const kbps = Number.parseFloat(q.get("upload_kbps") ?? "");
+  return {
+    uploadKbps: Number.isFinite(kbps) && kbps >= 0 ? kbps : null,
+    targetNeighbours: clampInt(q.get("neighbours"), 1, 16, null),
+  };
+}
+
+function clampInt(text, lo, hi, fallback) {
+  const n = Number.parseInt(text ?? "", 10);
+  return Number.isFinite(n) ? Math.min(hi, Math.max(lo, n)) : fallback;
+}
+
+export class WatchApp {
+  constructor({ config, video, ui, options = {} }) {
+    this.config = config;
+    this.video = video;
+    this.ui = ui;
+    this.options = options;
+    this.clock = unixNowS;
+    this.joinedAtS = this.clock();
+    this.media = null;
+    this.core = null;
+    this.player = null;
+    this.roles = new Map(); // peerId -> role learned from the server
+    this.openLinks = new Set(); // links open before the core exists, added once it does
+    this.timer = null;
+    this.timerAtS = null;
+    this.ended = false;
+    this.downRate = new CounterRate();
+    this.upRate = new CounterRate();
+    this.uploadBucket = null;
+    this.lastStats = null;
+    this.uploadWake = null;
+    const wsUrl = websocketUrl(window.location, config.ws_path ?? "/ws");
+    this.signaling = new SignalingClient(wsUrl, config.channel, this._signalingHandlers());
+    this.rtc = new PeerManager(this.signaling, this._rtcListener(), {
+      iceServers: config.ice_servers ?? [],
+      clock: () => performance.now() / 1000,
+    });
+  }
+
+  start() {
+    this.ui.setState("connecting");
+    this.signaling.connect();
+    this._ticker = setInterval(() => this._tick(), TICK_INTERVAL_S * 1000);
+    this._statusTimer = setInterval(() => this._sendStatus(), STATUS_INTERVAL_S * 1000);
+    window.addEventListener("pagehide", () => this.stop());
+  }
+
+  stop() {
+    if (this.core) {
+      const bye = this.core.leave();
+      for (const id of this.rtc.openPeers()) this.rtc.send(id, bye);
+    }
+    clearInterval(this._ticker);
+    clearInterval(this._statusTimer);
+    this.signaling.close();
+    this.rtc.close();
+  }
+
+  // -- signaling ---------------------------------------------------------------------------------
+
+  _signalingHandlers() {
+    return {
+      onWelcome: (w) => {
+        this.ui.setPeerId(w.peerId);
+        this.rtc.setIceServers(w.iceServers);
+        if (w.media) this._onMedia(w.media);
+        else if (!this.core) this.ui.setState("waiting");
+        else if (this.ui.state === "reconnecting") this.ui.setState(this._playingState());
+        this._learnPeers(w.peers);
+        this._connectMore(w.peers);
+      },
+      onMedia: (media) => this._onMedia(media),
+      onPeers: (peers) => {
+        this._learnPeers(peers);
+        this._connectMore(peers);
+      },
+      onSignal: (from, data) => this.rtc.handleSignal(from, data),
+      onPeerLeft: (id) => this.rtc.handlePeerLeft(id),
+      onBroadcastEnded: (reason) => {
+        this.ended = true;
+        this.ui.setState(
+          "ended",
+          reason === "broadcaster_left"
+            ? "The broadcaster went away. This page resumes if it comes back."
+            : undefined,
+        );
+      },
+      onError: (code, message) => console.warn(`signaling error ${code}: ${message}`),
+      onDisconnected: (retryS) => {
+        if (!this.ended && this.ui.state !== "unsupported") {
+          const playing = this.player?.started;
+          this.ui.setState(
+            playing ? "reconnecting" : "connecting",
+            playing ? undefined : `Server unreachable; trying again in ${retryS.toFixed(1)} s.`,
+          );
+        }
+      },
+      onGiveUp: (reason) => this.ui.setState("error", reason),
+    };
+  }
+
+  _learnPeers(peers) {
+    for (const p of peers) this.roles.set(p.peerId, p.role);
+  }
+
+  _connectMore(peers) {
+    if (!this.core) return; // without the key we could not verify anything yet
+    const target = this._targetNeighbours();
+    let have = this.rtc.openPeers().length + this.rtc.pendingPeers().length;
+    for (const p of peers) {
+      if (have >= target) break;
+      if (this.rtc.connect(p.peerId)) have += 1;
+    }
+  }
+
+  _targetNeighbours() {
+    return this.options.targetNeighbours ?? this.core?.config?.targetNeighbours ?? 8;
+  }
+
+  _onMedia(raw) {
+    let media;
+    try {
+      media = parseMedia(raw);
+    } catch (err) {
+      this.ui.setState("error", `The channel's media description is unusable: ${err.message}`);
+      return;
+    }
+    const support = supportReport(media.mimeType);
+    if (!support.ok) {
+      this.media = media;
+      this.ui.setState("unsupported", support.reason);
+      return;
+    }
+    this.ended = false;
+    if (this.media && this.media.key === media.key && this.core) {
+      if (this.ui.state === "ended") this.ui.setState(this._playingState());
+      return; // same broadcast (e.g. the server resent it after our reconnect)
+    }
+    this._resetSession();
+    this.media = media;
+    const now = this.clock();
+    const cap = this.options.uploadKbps;
+    const rateBytes = cap === null || cap === undefined ? 0 : (cap * 1000) / 8;
+    this.uploadBucket = new TokenBucket(rateBytes, 4 * PIECE_MESSAGE_BYTES, now);
+    this.core = new SwarmPeer({
+      role: Role.VIEWER,
+      now,
+      upload: cap !== 0,
+      config: { chunkDurationS: media.chunkSeconds },
+    });
+    // WebCrypto Ed25519 when the browser has it, else the pure-JS check (plain-http LAN pages).
+    this.verifier = HeaderVerifier.create(media.publicKey);
+    this.verifier.then(
+      (v) => {
+        this.verifierKind = v.verifierKind;
+      },
+      (err) => this.ui.setState("error", `Cannot use the broadcaster's key: ${err.message}`),
+    );
+    this.player = new MsePlayer(this.video, {
+      onEvent: (name, detail) => this._onPlayerEvent(name, detail),
+    });
+    this.ui.setState("buffering");
+    this.player.open(media.mimeType, media.initSegment).catch((err) => {
+      this.ui.setState("error", `The browser could not start the player: ${err.message}`);
+    });
+    for (const id of this.openLinks) this._addNeighbour(id);
+    this.openLinks.clear();
+    this.signaling.getPeers(this._targetNeighbours(), this.rtc.openPeers());
+    this._service();
+  }
+
+  _resetSession() {
+    if (this.player) this.player.close();
+    this.player = null;
+    if (this.core) {
+      for (const id of this.rtc.openPeers()) this.openLinks.add(id);
+    }
+    this.core = null;
+    this.downRate = new CounterRate();
+    this.upRate = new CounterRate();
+  }
+
+  // -- transport ---------------------------------------------------------------------------------
+
+  _rtcListener() {
+    return {
+      onPeerOpened: (id) => {
+        if (this.core) this._addNeighbour(id);
+        else this.openLinks.add(id);
+      },
+      onPeerMessage: (id, data) => {
+        if (!this.core) return;
+        this.core.receive(id, data, this.clock());
+        this._service();
+      },
+      onPeerWritable: (id) => this._pumpData(id),
+      onPeerClosed: (id) => {
+        this.openLinks.delete(id);
+        if (this.core) {
+          this.core.removeNeighbour(id, this.clock());
+          this._service();
+        }
+      },
+    };
+  }
+
+  _addNeighbour(id) {
+    if (!this.core.addNeighbour(id, this.clock())) {
+      this.rtc.disconnect(id, "full");
+      return;
+    }
+    this._service();
+  }
+
+  // -- the core's outputs ------------------------------------------------------------------------
+
+  /** After every input to the core: events, control messages, data, timer. */
+  _service() {
+    const core = this.core;
+    if (!core) return;
+    for (const ev of core.popEvents()) this._onCoreEvent(ev);
+    if (this.core !== core) return;
+    for (const id of core.takeReady()) {
+      let msg = core.nextControlMessage(id);
+      while (msg) {
+        this.rtc.send(id, msg);
+        msg = core.nextControlMessage(id);
+      }
+      this._pumpData(id);
+    }
+    this._armTimer();
+  }
+
+  _pumpData(id) {
+    const core = this.core;
+    if (!core) return;
+    const bucket = this.uploadBucket;
+    for (;;) {
+      if (!this.rtc.hasRoom(id)) return; // bufferedamountlow brings us back
+      const now = this.clock();
+      if (!bucket.canSend(PIECE_MESSAGE_BYTES, now)) {
+        this._wakeForUpload(bucket.waitS(PIECE_MESSAGE_BYTES, now));
+        return;
+      }
+      const msg = core.nextDataMessage(id, now);
+      if (!msg) return;
+      bucket.take(msg.byteLength, now);
+      this.rtc.send(id, msg);
+    }
+  }
+
+  _wakeForUpload(waitS) {
+    if (this.uploadWake !== null) return;
+    this.uploadWake = setTimeout(
+      () => {
+        this.uploadWake = null;
+        for (const id of this.rtc.openPeers()) this._pumpData(id);
+      },
+      Math.max(5, waitS * 1000),
+    );
+  }
+
+  _onCoreEvent(ev) {
+    switch (ev.kind) {
+      case "VerifyHeader":
+        this._verify(ev.header);
+        break;
+      case "ChunkComplete": {
+        // Appended as soon as verified and complete (not at its deadline, ChunkPlayed): the
+        // <video> needs media ahead of the playhead to play without stalling.
+        const pb = this.core.playback;
+        const startSeq = pb?.startSeq ?? null;
+        if (startSeq !== null) {
+          this.player.expectSeq(startSeq);
+          if (ev.seq < startSeq) break;
+        }
+        const h = ev.header;
+        this.player.pushChunk(ev.seq, ev.data, {
+          startS: Number(h.startUs) / 1e6,
+          durationS: Number(h.durationUs) / 1e6,
+          releaseS: Number(h.releaseUs) / 1e6,
+        });
+        break;
+      }
+      case "ChunkMissed":
+        this.player.skipChunk(ev.seq);
+        break;
+      case "DropNeighbour":
+        if (ev.bye) this.rtc.send(ev.peerId, ev.bye);
+        this.rtc.disconnect(ev.peerId, ev.reason);
+        break;
+      case "WantNeighbours": {
+        const exclude = [...this.rtc.openPeers(), ...this.rtc.pendingPeers()];
+        this.signaling.getPeers(ev.count, exclude);
+        break;
+      }
+      default:
+        break; // ChunkPlayed: the core's playout clock; the <video> keeps its own
+    }
+  }
+
+  async _verify(header) {
+    const core = this.core;
+    let ok = false;
+    try {
+      ok = await (await this.verifier).verify(header);
+    } catch {
+      ok = false;
+    }
+    if (this.core !== core) return; // the broadcast restarted meanwhile
+    core.headerVerified(header, ok, this.clock());
+    this._service();
+  }
+
+  _armTimer() {
+    const at = this.core?.nextTimer();
+    if (at === null || at === undefined) return;
+    if (this.timer !== null && this.timerAtS !== null && this.timerAtS <= at) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerAtS = at;
+    const delayMs = Math.max(0, (at - this.clock()) * 1000);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.timerAtS = null;
+      if (!this.core) return;
+      this.core.handleTimer(this.clock());
+      this._service();
+    }, delayMs);
+  }
+
+  // -- periodic ----------------------------------------------------------------------------------
+
+  _tick() {
+    if (this.player) this.player.tick();
+    if (this.core) {
+      // A safety net: the core's own timer normally does this.
+      if (this.timer === null) this._armTimer();
+    }
+    const now = this.clock();
+    this.lastStats = this._collectStats(now);
+    window.streamer.stats = this.lastStats;
+    if (!this._lastRenderS || now - this._lastRenderS >= 1) {
+      this._lastRenderS = now;
+      this.ui.renderStats(this.lastStats, this.lastStats.neighbours);
+    }
+    if (this.player?.started && ["buffering", "live", "stalled"].includes(this.ui.state)) {
+      const next = this._playingState();
+      if (next !== this.ui.state) this.ui.setState(next);
+    }
+  }
+
+  _playingState() {
+    if (!this.player?.started) return "buffering";
+    const p = this.player;
+    const stalled = p.stallStartS !== null && this.clock() - p.stallStartS > 0.5;
+    return stalled ? "stalled" : "live";
+  }
+
+  _onPlayerEvent(name, detail) {
+    if (name === "autoplay-muted") this.ui.showUnmute(this.video);
+    else if (name === "error") this.ui.setState("error", detail.message);
+  }
+
+  _neighbourList() {
+    const list = [];
+    for (const id of [...this.rtc.openPeers(), ...this.rtc.pendingPeers()]) {
+      const s = this.rtc.peerStats(id);
+      const nb = this.core?.neighbour?.(id);
+      const role = roleName(nb?.role) ?? this.roles.get(id) ?? "viewer";
+      list.push({
+        peerId: id,
+        role,
+        state: s?.state ?? "connecting",
+        bytesReceived: s?.bytesReceived ?? 0,
+        bytesSent: s?.bytesSent ?? 0,
+        setupS: s?.setupS ?? null,
+      });
+    }
+    return list;
+  }
+
+  _collectStats(now) {
+    const core = this.core ? this.core.stats() : null;
+    const player = this.player ? this.player.stats() : null;
+    const down = (core?.bytes_from_source ?? 0) + (core?.bytes_from_peers ?? 0);
+    const neighbours = this._neighbourList();
+    return assembleStats(core, player, {
+      state: this.ui.state,
+      peer_id: this.signaling.peerId,
+      channel: this.config.channel,
+      mime_type: this.media?.mimeType ?? null,
+      verifier: this.verifierKind ?? null,
+      download_bps: this.downRate.update(down, now),
+      upload_bps: this.upRate.update(core?.bytes_uploaded ?? 0, now),
+      upload_cap_bps: this.options.uploadKbps === null ? null : this.options.uploadKbps * 1000,
+      neighbours,
+      neighbour_count: neighbours.filter((n) => n.state === "open").length,
+      signaling_reconnects: this.signaling.reconnects,
+      rtc_bytes_sent: this.rtc.totalBytesSent,
+      rtc_bytes_received: this.rtc.totalBytesReceived,
+      elapsed_s: now - this.joinedAtS,
+    });
+  }
+
+  _sendStatus() {
+    const s = this.lastStats;
+    if (!s) return;
+    const cap = this.options.uploadKbps;
+    const upload = Math.round(s.upload_bps ?? 0);
+    this.signaling.status({
+      neighbours: this.rtc.openPeers().slice(0, 64),
+      upload_bps: upload,
+      spare_upload_bps:
+        cap === 0 ? 0 : cap === null || cap === undefined ? null : Math.max(0, cap * 1000 - upload),
+      latest_seq: this.core?.store?.newestSeq ?? null,
+      stats: compactStats(s),
+    });
+  }
+}
+
+function roleName(role) {
+  if (role === null || role === undefined) return null;
+  if (typeof role === "string") return role.toLowerCase() === "source" ? "broadcaster" : role;
+  return { 0: "broadcaster", 1: "relay", 2: "viewer" }[role] ?? null;
+}
+
+function compactStats(s) {
+  const out = {};
+  for (const key of [
+    "startup_s",
+    "continuity",
+    "lag_s_p50",
+    "lag_s_p95",
+    "chunks_played",
+    "chunks_missed",
+    "bytes_from_source",
+    "bytes_from_peers",
+    "bytes_uploaded",
+    "buffer_s",
+    "stalls",
+  ]) {
+    if (typeof s[key] === "number" && Number.isFinite(s[key])) out[key] = s[key];
+  }
+  return out;
+}
+
+/** Boot on the watch page (the module is also importable by tests without side effects). */
+export function boot(doc = document) {
+  const configEl = doc.getElementById("streamer-config");
+  const video = doc.getElementById("video");
+  if (!configEl || !video) return null;
+  const config = JSON.parse(configEl.textContent);
+  const ui = new PageUi(doc);
+  window.streamer = { stats: null, app: null };
+  if (!window.MediaSource && !window.ManagedMediaSource) {
+    ui.setState("unsupported", supportReport("video/mp4").reason);
+    return null;
+  }
+  if (!window.RTCPeerConnection) {
+    ui.setState("unsupported", supportReport("video/mp4").reason);
+    return null;
+  }
+  const app = new WatchApp({ config, video, ui, options: pageOptions(window.location.search) });
+  window.streamer.app = app;
+  app.start();
+  return app;
+}
+
+boot();

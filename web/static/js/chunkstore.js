@@ -1,0 +1,137 @@
+// Chunk storage: verified headers, verified pieces, a sliding window of seqs.
+//
+// Port of streamer/swarm/chunks.py, with one difference: signature checks are asynchronous in the
+// browser, so the store does not verify headers itself; the swarm core adds a header only after
+// its signature was checked (see swarm.js). Rule: nothing enters the store unverified - a header
+// only once its signature held, a piece only if its SHA-256 matches that header. So whatever the
+// store holds may be played and forwarded at once, piece by piece.
+
+import { pieceOk } from "./chunkheader.js";
+
+export const PieceResult = Object.freeze({
+  NEW: "new",
+  DUPLICATE: "duplicate",
+  FORGED: "forged",
+  NO_HEADER: "no_header",
+  /** The piece's count field disagrees with the signed header: a malformed message. */
+  MISMATCH: "mismatch",
+});
+
+export function sameBytes(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** One chunk being received (or complete): its verified header and verified pieces. */
+export class ChunkBuffer {
+  constructor(header, pieces, haveCount = 0) {
+    this.header = header;
+    /** Uint8Array or null per piece index. */
+    this.pieces = pieces;
+    this.haveCount = haveCount;
+    /** We stopped fetching it (played past it): do not make neighbours wait for its pieces. */
+    this.abandoned = false;
+  }
+
+  get complete() {
+    return this.haveCount === this.pieces.length;
+  }
+
+  bits() {
+    return this.pieces.map((p) => p !== null);
+  }
+
+  missing() {
+    const out = [];
+    this.pieces.forEach((p, i) => {
+      if (p === null) out.push(i);
+    });
+    return out;
+  }
+
+  /** The whole chunk as one byte array (complete chunks only). */
+  data() {
+    let size = 0;
+    for (const p of this.pieces) if (p !== null) size += p.length;
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const p of this.pieces) {
+      if (p !== null) {
+        out.set(p, at);
+        at += p.length;
+      }
+    }
+    return out;
+  }
+}
+
+/** Chunks by seq, from a floor up; everything below the floor is forgotten. */
+export class ChunkStore {
+  constructor() {
+    this.chunks = new Map();
+    this.floorSeq = 0;
+    /** Newest seq whose header verified: the anchor for "far ahead" checks. */
+    this.newestSeq = null;
+  }
+
+  get(seq) {
+    return this.chunks.get(seq) ?? null;
+  }
+
+  [Symbol.iterator]() {
+    return this.chunks.values();
+  }
+
+  isComplete(seq) {
+    const chunk = this.chunks.get(seq);
+    return chunk !== undefined && chunk.complete;
+  }
+
+  completeSeqs() {
+    const out = [];
+    for (const [s, c] of this.chunks) if (c.complete) out.push(s);
+    return out.sort((a, b) => a - b);
+  }
+
+  /**
+   * Store a header whose signature the caller has checked.
+   * True: newly stored; null: already known or below the window (no-op).
+   */
+  addVerifiedHeader(header) {
+    if (this.chunks.has(header.seq) || header.seq < this.floorSeq) return null;
+    const count = header.pieceHashes.length;
+    this.chunks.set(header.seq, new ChunkBuffer(header, new Array(count).fill(null)));
+    if (this.newestSeq === null || header.seq > this.newestSeq) this.newestSeq = header.seq;
+    return true;
+  }
+
+  /** The source stores what it produced and signed itself. */
+  addOwn(header, pieces) {
+    const chunk = new ChunkBuffer(header, pieces.slice(), pieces.length);
+    this.chunks.set(header.seq, chunk);
+    if (this.newestSeq === null || header.seq > this.newestSeq) this.newestSeq = header.seq;
+    return chunk;
+  }
+
+  addPiece(seq, index, count, payload) {
+    const chunk = this.chunks.get(seq);
+    if (chunk === undefined) return PieceResult.NO_HEADER;
+    if (count !== chunk.pieces.length) return PieceResult.MISMATCH;
+    if (chunk.pieces[index] !== null) return PieceResult.DUPLICATE;
+    if (!pieceOk(chunk.header, index, payload)) return PieceResult.FORGED;
+    chunk.pieces[index] = payload;
+    chunk.haveCount += 1;
+    return PieceResult.NEW;
+  }
+
+  /** Forget chunks below floorSeq; returns the evicted seqs. */
+  evictBelow(floorSeq) {
+    if (floorSeq <= this.floorSeq) return [];
+    this.floorSeq = floorSeq;
+    const gone = [];
+    for (const s of this.chunks.keys()) if (s < floorSeq) gone.push(s);
+    for (const s of gone) this.chunks.delete(s);
+    return gone;
+  }
+}

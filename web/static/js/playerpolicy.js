@@ -1,0 +1,93 @@
+// Pure decisions of the MSE player: where to start, how to keep lag bounded, when to jump a gap,
+// what to trim. No DOM, no timers, no MediaSource: plain numbers in, a decision out, so that
+// `node --test` checks them (tests/js/playerpolicy.test.mjs) and player.js only carries them out.
+//
+// `ranges` is always a sorted list of [start_s, end_s] pairs (a TimeRanges copied to an array).
+
+export const DEFAULT_POLICY = Object.freeze({
+  /** Media kept ahead of the playhead in steady state (the live lag we aim for, in media time). */
+  targetBufferS: 1.5,
+  /** Ahead of target by more than this: play faster to catch up. */
+  speedUpAboveS: 1.0,
+  /** Ahead of target by more than this: seek straight to the target instead. */
+  seekAboveS: 4.0,
+  /** Catch-up playback rate (small enough not to be noticed). */
+  catchUpRate: 1.1,
+  /** A gap in the buffer at most this long is jumped over when the playhead reaches it. */
+  maxGapJumpS: 6.0,
+  /** Media kept behind the playhead (seeking back a bit works; memory stays bounded). */
+  keepBehindS: 10.0,
+  /** Trim only when at least this much can go, so remove() runs rarely. */
+  trimMinS: 5.0,
+});
+
+/** Copy a TimeRanges (or anything with length/start/end) into [[start, end], ...]. */
+export function rangesOf(timeRanges) {
+  const out = [];
+  for (let i = 0; i < timeRanges.length; i += 1) out.push([timeRanges.start(i), timeRanges.end(i)]);
+  return out;
+}
+
+/** The range holding `t` (with a small tolerance), or null. */
+export function rangeAt(ranges, t, toleranceS = 0.1) {
+  for (const r of ranges) {
+    if (t >= r[0] - toleranceS && t < r[1]) return r;
+  }
+  return null;
+}
+
+/**
+ * Where to put the playhead when playback starts: `targetBufferS` before the end of the newest
+ * buffered range, but never before that range's start (a late joiner starts near the live edge).
+ */
+export function startPosition(ranges, policy = DEFAULT_POLICY) {
+  if (!ranges.length) return null;
+  const [start, end] = ranges[ranges.length - 1];
+  return Math.max(start, end - policy.targetBufferS);
+}
+
+/**
+ * Keep lag bounded. Returns {seekTo: number|null, rate: number}. The buffer ahead of the playhead is
+ * how far behind the newest media we are: too much and we speed up, far too much and we seek.
+ */
+export function catchUp(ranges, currentTimeS, policy = DEFAULT_POLICY) {
+  const here = rangeAt(ranges, currentTimeS);
+  if (!here) return { seekTo: null, rate: 1 };
+  const liveEnd = ranges[ranges.length - 1][1];
+  const aheadS = liveEnd - currentTimeS;
+  const excessS = aheadS - policy.targetBufferS;
+  if (excessS > policy.seekAboveS) {
+    const last = ranges[ranges.length - 1];
+    return { seekTo: Math.max(last[0], liveEnd - policy.targetBufferS), rate: 1 };
+  }
+  if (excessS > policy.speedUpAboveS) return { seekTo: null, rate: policy.catchUpRate };
+  return { seekTo: null, rate: 1 };
+}
+
+/**
+ * The playhead sits in (or at the end of) a hole while later media is buffered: the chunk in
+ * between will not come. Returns the time to jump to, or null when there is nothing to jump to.
+ */
+export function gapJump(ranges, currentTimeS, policy = DEFAULT_POLICY) {
+  const here = rangeAt(ranges, currentTimeS, 0);
+  if (here && here[1] - currentTimeS > 0.25) return null; // media to play right here
+  for (const [start] of ranges) {
+    if (start > currentTimeS && start - currentTimeS <= policy.maxGapJumpS) return start + 0.01;
+  }
+  return null;
+}
+
+/** [start, end] to remove() behind the playhead, or null when not worth it yet. */
+export function trimRange(ranges, currentTimeS, policy = DEFAULT_POLICY) {
+  if (!ranges.length) return null;
+  const first = ranges[0][0];
+  const end = currentTimeS - policy.keepBehindS;
+  if (end - first < policy.trimMinS) return null;
+  return [first, end];
+}
+
+/** Seconds of media buffered from the playhead on, within its contiguous range. */
+export function bufferAheadS(ranges, currentTimeS) {
+  const here = rangeAt(ranges, currentTimeS, 0);
+  return here ? here[1] - currentTimeS : 0;
+}

@@ -1,0 +1,537 @@
+// One RTCPeerConnection with one binary data channel "swarm" per neighbour (the page's transport).
+//
+// Why a module: the swarm core only knows peer ids and bytes. Everything WebRTC-shaped lives here:
+// offer/answer and trickled ICE through the signaling server, the glare rule, staggered setup,
+// setup and stall timeouts, and flow control by bufferedAmount. It speaks exactly the convention of
+// docs/signaling.md and of streamer/transport/rtc.py, so pages, relays and broadcasters interoperate.
+//
+// Rules this module never breaks:
+// - Whatever one peer sends (bad SDP, bad candidates, text frames, floods of offers) at most closes
+//   that peer's connection; it never throws into the caller or touches another peer.
+// - listener.onPeerClosed is called exactly once for each peer announced by connect() or by
+//   onPeerOpened, and never for one that was not.
+
+export const OFFERER = "offerer";
+export const ANSWERER = "answerer";
+
+const QUEUED = "queued";
+const CONNECTING = "connecting";
+const OPEN = "open";
+const CLOSED = "closed";
+
+const MAX_SDP_CHARS = 64 * 1024;
+const MAX_CANDIDATE_CHARS = 1024;
+
+export const DEFAULT_RTC_CONFIG = Object.freeze({
+  channelLabel: "swarm",
+  connectTimeoutS: 15,
+  maxConcurrentSetups: 3,
+  setupIntervalS: 0.05,
+  bufferLowBytes: 256 * 1024,
+  bufferHighBytes: 1024 * 1024,
+  maxMessageBytes: 64 * 1024,
+  maxPeers: 24,
+  stallTimeoutS: 10,
+  watchdogIntervalS: 0.25,
+  maxPendingCandidates: 32,
+  maxInboxSignals: 64,
+});
+
+/** Glare: both sides offered. True when our offer stands (our id sorts greater). */
+export function keepsOwnOffer(localId, remoteId) {
+  return localId > remoteId;
+}
+
+/** Validate a trickled candidate signal; null for end-of-candidates, throws when malformed. */
+export function parseCandidate(data) {
+  const text = data.candidate;
+  if (text === undefined || text === null || text === "") return null;
+  if (typeof text !== "string" || text.length > MAX_CANDIDATE_CHARS) {
+    throw new Error("'candidate' must be a short string");
+  }
+  const sdpMid = data.sdpMid ?? null;
+  const sdpMLineIndex = data.sdpMLineIndex ?? null;
+  if (sdpMid !== null && typeof sdpMid !== "string") throw new Error("bad sdpMid");
+  if (sdpMLineIndex !== null && !Number.isInteger(sdpMLineIndex)) throw new Error("bad sdpMLineIndex");
+  return {
+    candidate: text,
+    sdpMid,
+    sdpMLineIndex: sdpMLineIndex === null && sdpMid === null ? 0 : sdpMLineIndex,
+  };
+}
+
+class Peer {
+  constructor(peerId, role, state, startedAtS, announced) {
+    this.peerId = peerId;
+    this.role = role;
+    this.state = state;
+    this.startedAtS = startedAtS;
+    this.announced = announced;
+    this.pc = null;
+    this.channel = null;
+    this.remoteDescriptionSet = false;
+    this.pendingCandidates = [];
+    this.holdsSetupSlot = false;
+    this.bytesSent = 0;
+    this.bytesReceived = 0;
+    this.setupS = null;
+    this.lastDrainedBytes = 0;
+    this.lastProgressS = 0;
+  }
+}
+
+/**
+ * Opens, feeds and closes the data channels of one page's neighbours.
+ * `signaling` needs `peerId` and `signal(to, data)`; `listener` gets onPeerOpened(id, role),
+ * onPeerMessage(id, Uint8Array), onPeerWritable(id), onPeerClosed(id, reason).
+ */
+export class PeerManager {
+  constructor(signaling, listener, { iceServers = [], config = {}, clock = defaultClock } = {}) {
+    this.signaling = signaling;
+    this.listener = listener;
+    this.config = { ...DEFAULT_RTC_CONFIG, ...config };
+    this.iceServers = sanitizeIceServers(iceServers);
+    this.clock = clock;
+    this.peers = new Map();
+    this.setupQueue = [];
+    this.setupsInFlight = 0;
+    this.inbox = new Map();
+    this.closed = false;
+    this.totalBytesSent = 0;
+    this.totalBytesReceived = 0;
+    this.badSignals = 0;
+    this._setupTimer = null;
+    this._watchdog = setInterval(() => this._checkTimeouts(), this.config.watchdogIntervalS * 1000);
+  }
+
+  setIceServers(servers) {
+    this.iceServers = sanitizeIceServers(servers);
+  }
+
+  /** Ask for a connection to peerId (we offer, queued and staggered); false if known or full. */
+  connect(peerId) {
+    if (this.closed || this.peers.has(peerId) || peerId === this.signaling.peerId) return false;
+    if (this.peers.size >= this.config.maxPeers) return false;
+    this.peers.set(peerId, new Peer(peerId, OFFERER, QUEUED, this.clock(), true));
+    this.setupQueue.push(peerId);
+    this._pumpSetups();
+    return true;
+  }
+
+  disconnect(peerId, reason = "local") {
+    const peer = this.peers.get(peerId);
+    if (peer) this._closePeer(peer, reason);
+  }
+
+  /** Feed one signal from the server; processed in order per peer. */
+  handleSignal(fromId, data) {
+    if (this.closed) return;
+    let box = this.inbox.get(fromId);
+    if (!box) {
+      if (this.inbox.size >= this.config.maxPeers) {
+        this.badSignals += 1;
+        return;
+      }
+      box = [];
+      this.inbox.set(fromId, box);
+      this._drainInbox(fromId, box);
+    }
+    if (box.length >= this.config.maxInboxSignals) {
+      this.badSignals += 1;
+      return;
+    }
+    box.push(data);
+  }
+
+  /** The server says peerId left: close a connection still being set up at once. */
+  handlePeerLeft(peerId) {
+    const peer = this.peers.get(peerId);
+    if (peer && peer.state !== OPEN) this._closePeer(peer, "peer_left");
+  }
+
+  /** Queue one binary message; false when the peer is not open. Check hasRoom first. */
+  send(peerId, data) {
+    if (data.byteLength > this.config.maxMessageBytes) {
+      throw new RangeError(`message of ${data.byteLength} bytes exceeds the cap`);
+    }
+    const peer = this.peers.get(peerId);
+    if (!peer || peer.state !== OPEN || !peer.channel) return false;
+    try {
+      peer.channel.send(data);
+    } catch {
+      this._closePeer(peer, "send_failed");
+      return false;
+    }
+    peer.bytesSent += data.byteLength;
+    this.totalBytesSent += data.byteLength;
+    return true;
+  }
+
+  bufferedAmount(peerId) {
+    const peer = this.peers.get(peerId);
+    return peer && peer.channel ? peer.channel.bufferedAmount : 0;
+  }
+
+  hasRoom(peerId) {
+    const peer = this.peers.get(peerId);
+    return (
+      !!peer &&
+      peer.state === OPEN &&
+      !!peer.channel &&
+      peer.channel.bufferedAmount < this.config.bufferHighBytes
+    );
+  }
+
+  openPeers() {
+    return [...this.peers.values()].filter((p) => p.state === OPEN).map((p) => p.peerId);
+  }
+
+  pendingPeers() {
+    return [...this.peers.values()]
+      .filter((p) => p.state === QUEUED || p.state === CONNECTING)
+      .map((p) => p.peerId);
+  }
+
+  peerStats(peerId) {
+    const p = this.peers.get(peerId);
+    if (!p) return null;
+    return {
+      role: p.role,
+      state: p.state,
+      bytesSent: p.bytesSent,
+      bytesReceived: p.bytesReceived,
+      setupS: p.setupS,
+    };
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this._watchdog);
+    if (this._setupTimer !== null) clearTimeout(this._setupTimer);
+    for (const peer of [...this.peers.values()]) this._closePeer(peer, "shutdown");
+  }
+
+  // -- setup -------------------------------------------------------------------------------------
+
+  _pumpSetups() {
+    if (this._setupTimer !== null || this.closed) return;
+    while (this.setupQueue.length && this.setupsInFlight < this.config.maxConcurrentSetups) {
+      const peer = this.peers.get(this.setupQueue.shift());
+      if (!peer || peer.state !== QUEUED) continue;
+      this._takeSetupSlot(peer);
+      this._offer(peer);
+      if (this.setupQueue.length) {
+        // Stagger: opening many connections at once is slow for everyone involved.
+        this._setupTimer = setTimeout(() => {
+          this._setupTimer = null;
+          this._pumpSetups();
+        }, this.config.setupIntervalS * 1000);
+        return;
+      }
+    }
+  }
+
+  _takeSetupSlot(peer) {
+    peer.state = CONNECTING;
+    peer.startedAtS = this.clock();
+    peer.holdsSetupSlot = true;
+    this.setupsInFlight += 1;
+  }
+
+  _releaseSetupSlot(peer) {
+    if (peer.holdsSetupSlot) {
+      peer.holdsSetupSlot = false;
+      this.setupsInFlight -= 1;
+      this._pumpSetups();
+    }
+  }
+
+  _newPc(peer) {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    peer.pc = pc;
+    pc.onicecandidate = (ev) => {
+      if (peer.pc !== pc || peer.state === CLOSED) return;
+      const c = ev.candidate;
+      const data = c
+        ? { kind: "candidate", candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex }
+        : { kind: "candidate", candidate: "", sdpMid: null, sdpMLineIndex: null };
+      this.signaling.signal(peer.peerId, data);
+    };
+    pc.onconnectionstatechange = () => {
+      if (peer.pc === pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
+        this._closePeer(peer, `ice_${pc.connectionState}`);
+      }
+    };
+    return pc;
+  }
+
+  _attachChannel(peer, channel) {
+    peer.channel = channel;
+    channel.binaryType = "arraybuffer";
+    channel.bufferedAmountLowThreshold = this.config.bufferLowBytes;
+    channel.onopen = () => {
+      if (peer.channel === channel) this._onOpen(peer);
+    };
+    channel.onmessage = (ev) => {
+      if (peer.channel === channel) this._onMessage(peer, ev.data);
+    };
+    channel.onbufferedamountlow = () => {
+      if (peer.channel === channel && peer.state === OPEN) {
+        this._callListener(peer, "onPeerWritable", peer.peerId);
+      }
+    };
+    channel.onclose = () => {
+      if (peer.channel === channel) this._closePeer(peer, "channel_closed");
+    };
+  }
+
+  async _offer(peer) {
+    const pc = this._newPc(peer);
+    try {
+      const channel = pc.createDataChannel(this.config.channelLabel, { ordered: true });
+      this._attachChannel(peer, channel);
+      await pc.setLocalDescription(await pc.createOffer());
+      if (peer.pc !== pc || peer.state === CLOSED) return;
+      this.signaling.signal(peer.peerId, { kind: "offer", sdp: pc.localDescription.sdp });
+    } catch (err) {
+      if (peer.pc === pc) {
+        console.warn(`offer to ${peer.peerId} failed:`, err);
+        this._closePeer(peer, "setup_failed");
+      }
+    }
+  }
+
+  // -- signals -----------------------------------------------------------------------------------
+
+  async _drainInbox(fromId, box) {
+    // Let the caller push the first signal before we look at the box.
+    await Promise.resolve();
+    try {
+      while (box.length && !this.closed) {
+        const data = box.shift();
+        try {
+          await this._processSignal(fromId, data);
+        } catch (err) {
+          this.badSignals += 1;
+          console.warn(`bad signal from ${fromId}:`, err?.message ?? err);
+          const peer = this.peers.get(fromId);
+          if (peer && peer.state !== OPEN) this._closePeer(peer, "bad_signal");
+        }
+      }
+    } finally {
+      this.inbox.delete(fromId);
+    }
+  }
+
+  async _processSignal(fromId, data) {
+    if (!data || typeof data !== "object") throw new Error("signal data is not an object");
+    const kind = data.kind;
+    if (kind === "offer" || kind === "answer") {
+      const sdp = data.sdp;
+      if (typeof sdp !== "string" || !sdp || sdp.length > MAX_SDP_CHARS) {
+        throw new Error(`${kind} without a usable sdp`);
+      }
+      if (kind === "offer") await this._onOffer(fromId, sdp);
+      else await this._onAnswer(fromId, sdp);
+    } else if (kind === "candidate") {
+      await this._onCandidate(fromId, data);
+    }
+  }
+
+  async _onOffer(fromId, sdp) {
+    let peer = this.peers.get(fromId);
+    const localId = this.signaling.peerId ?? "";
+    if (peer) {
+      const glare = peer.role === OFFERER && !peer.remoteDescriptionSet;
+      if (glare && peer.state === QUEUED) {
+        this._discardAttempt(peer);
+      } else if (glare && peer.state === CONNECTING) {
+        if (keepsOwnOffer(localId, fromId)) return;
+        this._discardAttempt(peer);
+      } else {
+        this._closePeer(peer, "replaced"); // the remote started over: its new offer wins
+        peer = null;
+      }
+    }
+    if (!peer) {
+      if (this.peers.size >= this.config.maxPeers) return;
+      peer = new Peer(fromId, ANSWERER, QUEUED, this.clock(), false);
+      this.peers.set(fromId, peer);
+    }
+    peer.role = ANSWERER;
+    this._takeSetupSlot(peer);
+    const pc = this._newPc(peer);
+    pc.ondatachannel = (ev) => {
+      const channel = ev.channel;
+      if (peer.pc !== pc || peer.channel) {
+        channel.close(); // one channel per neighbour
+        return;
+      }
+      this._attachChannel(peer, channel);
+      if (channel.readyState === "open") this._onOpen(peer);
+    };
+    try {
+      await pc.setRemoteDescription({ type: "offer", sdp });
+    } catch (err) {
+      throw new Error(`unusable offer: ${err?.message ?? err}`);
+    }
+    peer.remoteDescriptionSet = true;
+    await this._applyPendingCandidates(peer);
+    await pc.setLocalDescription(await pc.createAnswer());
+    if (peer.pc === pc && peer.state !== CLOSED) {
+      this.signaling.signal(fromId, { kind: "answer", sdp: pc.localDescription.sdp });
+    }
+  }
+
+  async _onAnswer(fromId, sdp) {
+    const peer = this.peers.get(fromId);
+    if (
+      !peer ||
+      peer.role !== OFFERER ||
+      !peer.pc ||
+      peer.remoteDescriptionSet ||
+      peer.pc.signalingState !== "have-local-offer"
+    ) {
+      return;
+    }
+    try {
+      await peer.pc.setRemoteDescription({ type: "answer", sdp });
+    } catch (err) {
+      throw new Error(`unusable answer: ${err?.message ?? err}`);
+    }
+    peer.remoteDescriptionSet = true;
+    await this._applyPendingCandidates(peer);
+  }
+
+  async _onCandidate(fromId, data) {
+    const peer = this.peers.get(fromId);
+    if (!peer || !peer.pc || peer.state === CLOSED) return;
+    const candidate = parseCandidate(data);
+    if (candidate === null) return;
+    if (!peer.remoteDescriptionSet) {
+      if (peer.pendingCandidates.length < this.config.maxPendingCandidates) {
+        peer.pendingCandidates.push(candidate);
+      }
+      return;
+    }
+    await this._addCandidate(peer, candidate);
+  }
+
+  async _applyPendingCandidates(peer) {
+    const pending = peer.pendingCandidates;
+    peer.pendingCandidates = [];
+    for (const c of pending) await this._addCandidate(peer, c);
+  }
+
+  async _addCandidate(peer, candidate) {
+    if (!peer.pc) return;
+    try {
+      await peer.pc.addIceCandidate(candidate);
+    } catch {
+      this.badSignals += 1; // one bad candidate is not worth the connection
+    }
+  }
+
+  // -- life and death ----------------------------------------------------------------------------
+
+  _onOpen(peer) {
+    if (peer.state !== CONNECTING) return;
+    const now = this.clock();
+    peer.state = OPEN;
+    peer.setupS = now - peer.startedAtS;
+    peer.lastProgressS = now;
+    this._releaseSetupSlot(peer);
+    peer.announced = true;
+    this._callListener(peer, "onPeerOpened", peer.peerId, peer.role);
+  }
+
+  _onMessage(peer, data) {
+    if (peer.state !== OPEN) return;
+    if (!(data instanceof ArrayBuffer)) {
+      this._closePeer(peer, "bad_message"); // text frames are not part of the protocol
+      return;
+    }
+    peer.bytesReceived += data.byteLength;
+    this.totalBytesReceived += data.byteLength;
+    this._callListener(peer, "onPeerMessage", peer.peerId, new Uint8Array(data));
+  }
+
+  _callListener(peer, method, ...args) {
+    try {
+      this.listener[method]?.(...args);
+    } catch (err) {
+      console.error(`${method}(${peer.peerId}) threw; closing that peer`, err);
+      if (method !== "onPeerClosed") this._closePeer(peer, "listener_error");
+    }
+  }
+
+  _discardAttempt(peer) {
+    this._releaseSetupSlot(peer);
+    const old = peer.pc;
+    peer.pc = null;
+    peer.channel = null;
+    peer.pendingCandidates = [];
+    peer.remoteDescriptionSet = false;
+    peer.state = QUEUED;
+    if (old) safeClose(old);
+  }
+
+  _closePeer(peer, reason) {
+    if (peer.state === CLOSED) return;
+    peer.state = CLOSED;
+    this._releaseSetupSlot(peer);
+    if (this.peers.get(peer.peerId) === peer) this.peers.delete(peer.peerId);
+    const pc = peer.pc;
+    peer.pc = null;
+    peer.channel = null;
+    if (pc) safeClose(pc);
+    if (peer.announced) this._callListener(peer, "onPeerClosed", peer.peerId, reason);
+  }
+
+  _checkTimeouts() {
+    const now = this.clock();
+    const cfg = this.config;
+    for (const peer of [...this.peers.values()]) {
+      if (peer.state === CONNECTING) {
+        if (now - peer.startedAtS > cfg.connectTimeoutS) this._closePeer(peer, "timeout");
+      } else if (peer.state === QUEUED && peer.role === OFFERER) {
+        if (now - peer.startedAtS > cfg.connectTimeoutS * 4) this._closePeer(peer, "timeout");
+      } else if (peer.state === OPEN && peer.channel) {
+        const buffered = peer.channel.bufferedAmount;
+        const drained = peer.bytesSent - buffered;
+        if (buffered === 0 || drained > peer.lastDrainedBytes) peer.lastProgressS = now;
+        peer.lastDrainedBytes = drained;
+        if (now - peer.lastProgressS > cfg.stallTimeoutS) this._closePeer(peer, "stalled");
+      }
+    }
+  }
+}
+
+function defaultClock() {
+  return performance.now() / 1000;
+}
+
+function safeClose(pc) {
+  try {
+    pc.close();
+  } catch {
+    /* already closed */
+  }
+}
+
+/** Keep only ICE servers the browser accepts (stun:, turn:, turns: URLs). */
+export function sanitizeIceServers(servers) {
+  const out = [];
+  for (const s of Array.isArray(servers) ? servers : []) {
+    if (!s || typeof s !== "object") continue;
+    const raw = Array.isArray(s.urls) ? s.urls : [s.urls];
+    const urls = raw.filter((u) => typeof u === "string" && /^(stun|turns?):/.test(u));
+    if (!urls.length) continue;
+    const entry = { urls };
+    if (typeof s.username === "string") entry.username = s.username;
+    if (typeof s.credential === "string") entry.credential = s.credential;
+    out.push(entry);
+  }
+  return out;
+}
