@@ -59,7 +59,7 @@ def streamer(log: Path, *args: str) -> subprocess.Popen[str]:
         cwd=ROOT,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
         stdout=subprocess.PIPE,
-        stderr=open(log, "w"),  # noqa: SIM115 - owned by the child
+        stderr=open(log, "w"),
         text=True,
     )
 
@@ -79,10 +79,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     key = workdir / "bench.key"
     cast = streamer(
         workdir / "broadcast.log",
-        "broadcast", str(clip), "--loop", "--port", "0", "--key", str(key),
-        "--chunk-seconds", str(args.chunk_seconds), "--stats-json", str(workdir / "b.json"),
-        "--status-interval", "5",
-    )  # fmt: skip
+        "broadcast",
+        str(clip),
+        "--loop",
+        "--port",
+        "0",
+        "--key",
+        str(key),
+        "--chunk-seconds",
+        str(args.chunk_seconds),
+        "--stats-json",
+        str(workdir / "b.json"),
+        "--status-interval",
+        "5",
+    )
     assert cast.stdout is not None
     line = cast.stdout.readline()
     if not line.startswith("watch: "):
@@ -100,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             str(workdir / f"r{i}.json"),
             "--status-interval",
             "5",
-        )  # fmt: skip
+        )
         for i in range(args.relays)
     ]
     time.sleep(2.0)
@@ -118,7 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 str(workdir / f"w{i}.json"),
                 "--status-interval",
                 "10",
-            )  # fmt: skip
+            )
         )
         time.sleep(args.stagger_s)
     started_s = time.monotonic()
@@ -198,9 +208,11 @@ def show(result: dict[str, Any]) -> None:
     def f(value: Any, digits: int = 2) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    print(f"watchers {result['watchers_reporting']}/{result['watchers']}, "
-          f"relays {result['relays']}, {result['bitrate_bps'] / 1e6:.2f} Mbit/s, "
-          f"{result['duration_s']} s each")  # fmt: skip
+    print(
+        f"watchers {result['watchers_reporting']}/{result['watchers']}, "
+        f"relays {result['relays']}, {result['bitrate_bps'] / 1e6:.2f} Mbit/s, "
+        f"{result['duration_s']} s each"
+    )
     print(f"{'figure':<34}{'P2P swarm':>12}{'client-server':>16}{'target':>10}")
     rows = [
         ("continuity min", f(result["continuity_min"], 3), "1.000", ">= 0.99"),
@@ -220,9 +232,11 @@ def show(result: dict[str, Any]) -> None:
         print(f"{name:<34}{swarm:>12}{baseline:>16}{target:>10}")
     print("per watcher: continuity startup_s lag_p50 lag_p95 from_source_kB from_peers_kB cpu_s")
     for st in result["per_watcher"]:
-        print(f"  {f(st['continuity'], 3)} {f(st['startup_s'])} {f(st['lag_s_p50'])} "
-              f"{f(st['lag_s_p95'])} {st['bytes_from_source'] // 1000} "
-              f"{st['bytes_from_peers'] // 1000} {f(st['cpu_s'], 1)}")  # fmt: skip
+        print(
+            f"  {f(st['continuity'], 3)} {f(st['startup_s'])} {f(st['lag_s_p50'])} "
+            f"{f(st['lag_s_p95'])} {st['bytes_from_source'] // 1000} "
+            f"{st['bytes_from_peers'] // 1000} {f(st['cpu_s'], 1)}"
+        )
 
 
 def main() -> None:

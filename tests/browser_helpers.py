@@ -6,8 +6,10 @@ Why here: every browser test launches the same headless Chromium with the same f
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,7 +51,9 @@ def collect_console(page: Page) -> list[str]:
     lines: list[str] = []
     page.on(
         "console",
-        lambda msg: lines.append(f"{msg.type}: {msg.text}") if msg.type in ("error", "warning") else None,
+        lambda msg: (
+            lines.append(f"{msg.type}: {msg.text}") if msg.type in ("error", "warning") else None
+        ),
     )
     page.on("pageerror", lambda exc: lines.append(f"pageerror: {exc}"))
     return lines
@@ -83,6 +87,38 @@ async def video_state(page: Page, selector: str = "video") -> dict[str, Any]:
 
 def shots_dir() -> Path:
     """Where screenshots go: $BROWSER_SHOTS_DIR (to look at them) or a temporary folder."""
-    folder = Path(os.environ.get("BROWSER_SHOTS_DIR") or Path(tempfile.gettempdir()) / "streamer-shots")
+    folder = Path(
+        os.environ.get("BROWSER_SHOTS_DIR") or Path(tempfile.gettempdir()) / "streamer-shots"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@asynccontextmanager
+async def streamer_process(*args: str, log_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run `python -m streamer ARGS` (a broadcaster or relay) for one test, then stop it.
+
+    SIGTERM first (the commands leave cleanly on it), SIGKILL if it lingers; output goes to
+    `log_path` so a failing test can show it.
+    """
+    log = log_path.open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamer", *args, stdout=log, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        log.close()
+
+
+async def page_stats(page: Page) -> dict[str, Any]:
+    """window.streamer.stats of a watch page (the `streamer watch --stats-json` field names)."""
+    stats: dict[str, Any] = await page.evaluate("() => window.streamer && window.streamer.stats")
+    return stats or {}

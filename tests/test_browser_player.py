@@ -16,10 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, Route
-
-from signaling.app import start_server
-from signaling.config import ServerConfig
 from browser_helpers import (
     collect_console,
     launch_chromium,
@@ -27,6 +23,10 @@ from browser_helpers import (
     shots_dir,
     video_state,
 )
+from playwright.async_api import Page, Route
+
+from signaling.app import start_server
+from signaling.config import ServerConfig
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -190,4 +190,3 @@ async def test_player_trims_old_media(player_page: tuple[Page, list[str]]) -> No
     current = (await video_state(page))["currentTime"]
     assert ranges and ranges[0][0] > 1.0, (ranges, current, console)
     assert current - ranges[0][0] < 2.0 + 1.5, (ranges, current)
-

@@ -39,7 +39,7 @@ STATS_FIELDS = {
 
 def streamer(*args: str, **kwargs: object) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+    return subprocess.Popen(  # type: ignore[call-overload]
         [sys.executable, "-m", "streamer", *args],
         cwd=ROOT,
         env=env,

@@ -535,11 +535,16 @@ class SwarmNode:
             data = core.next_data_message(peer_id, now)
             if data is None:
                 return
-            if not manager.send(peer_id, data):
+            if not self._send_data(peer_id, data):
                 return
             self._served.add(peer_id)
             if bucket is not None:
                 bucket.consume(len(data), now)
+
+    def _send_data(self, peer_id: str, data: bytes) -> bool:
+        """Send one header or piece (a seam for tests that play a lying peer)."""
+        assert self.manager is not None
+        return self.manager.send(peer_id, data)
 
     def _arm_bucket_timer(self, delay_s: float) -> None:
         if self._bucket_timer is None:
@@ -662,7 +667,7 @@ def _raise_floor(core: SwarmPeer, floor_seq: int) -> None:
     playout point, one call each, so with wall-clock seqs (~6e7) a new viewer's first message froze
     the process for seconds. Remove once the core starts that walk at the first seq it knows of.
     """
-    store = core._store  # noqa: SLF001 - see the docstring
+    store = core._store  # private on purpose: see the docstring
     if floor_seq > store.floor_seq:
         store.evict_below(floor_seq)
 

@@ -109,6 +109,8 @@ class SimNetwork:
             return
         if not (na.core.has_room() and nb.core.has_room()):
             return
+        if a in nb.core.banned or b in na.core.banned:
+            return
         na.core.add_neighbour(b, self.now)
         nb.core.add_neighbour(a, self.now)
         na.links.add(b)
@@ -116,7 +118,7 @@ class SimNetwork:
         self.pump(na)
         self.pump(nb)
 
-    def leave(self, peer_id: str, *, silently: bool) -> None:
+    def leave(self, peer_id: str, silently: bool) -> None:
         """A peer goes away: with a bye to every neighbour, or vanishing without a word."""
         node = self.nodes[peer_id]
         if not node.alive:
@@ -187,7 +189,9 @@ class SimNetwork:
                 if event.bye is not None and event.peer_id in node.links:
                     self._transmit(node, event.peer_id, event.bye)
                 node.links.discard(event.peer_id)
-                self.queue.at(self.now + self.latency_s, self._close_link, event.peer_id, node.peer_id)
+                self.queue.at(
+                    self.now + self.latency_s, self._close_link, event.peer_id, node.peer_id
+                )
             elif isinstance(event, WantNeighbours):
                 for pid in self._tracker_candidates(node, event.count):
                     self.connect(node.peer_id, pid)
@@ -213,22 +217,22 @@ class SimNetwork:
     def _start_uplink(self, node: SimNode) -> None:
         if node.busy or not node.links:
             return
-        links = sorted(node.links)
-        for step in range(len(links)):
-            pid = links[(node.turn + step) % len(links)]
+        for pid in node.core.upload_peers():
+            if pid not in node.links:
+                continue
             data = node.core.next_data_message(pid, self.now)
             if data is None:
                 continue
-            node.turn = (node.turn + step + 1) % len(links)
             data = self._corrupt(node, data) if node.liar else data
             tx_s = len(data) / node.upload_bytes_per_s
             node.busy = True
             self.queue.at(self.now + tx_s, self._uplink_free, node.peer_id)
             self._transmit(node, pid, data, extra_s=tx_s)
-            # Control messages the core queued while serving (absent) go out too.
+            return
+        # Serving may have queued absents (requests we can no longer complete).
+        for pid in node.core.take_ready():
             while (ctl := node.core.next_control_message(pid)) is not None:
                 self._transmit(node, pid, ctl)
-            return
 
     def _uplink_free(self, peer_id: str) -> None:
         node = self.nodes[peer_id]

@@ -141,10 +141,7 @@ def run_scenario(sc: Scenario) -> SimResult:
     for n, pid in enumerate(ids):
         is_relay = pid.startswith("relay")
         join_s = sc.warmup_s + n * sc.join_stagger_s
-        if is_relay:
-            ratio = sc.relay_upload_ratio
-        else:
-            ratio = rng.uniform(*sc.peer_upload_ratio)
+        ratio = sc.relay_upload_ratio if is_relay else rng.uniform(*sc.peer_upload_ratio)
         uploads = is_relay or rng.random() >= sc.download_only_share
         liar = None
         if not is_relay and len(liars) < sc.liars and n % 3 == 1:
@@ -167,7 +164,7 @@ def run_scenario(sc: Scenario) -> SimResult:
     leavers = rng.sample(viewers, int(len(viewers) * sc.leave_share))
     for i, pid in enumerate(leavers):
         when = sc.duration_s / 3 + rng.random() * sc.duration_s / 3
-        net.queue.at(when, net.leave, pid, silently=i % 2 == 1)
+        net.queue.at(when, net.leave, pid, i % 2 == 1)
         left.append(pid)
 
     net.queue.run_until(sc.duration_s)

@@ -36,6 +36,14 @@ class SwarmConfig:
     pipeline_s: float = 1.0
     """In-flight bytes per neighbour = measured throughput x this."""
     min_inflight_bytes: int = 131072
+    upload_slots: int = 2
+    """Requests served at once; the rest wait their turn (serve fast, then the next)."""
+    max_upload_queue: int = 1
+    """Requests queued on us beyond which we answer absent (busy): ask someone else."""
+    busy_retry_s: float = 0.5
+    """After an absent, do not ask that neighbour for that chunk again for this long."""
+    target_lag_s: float = 2.5
+    """Play each chunk this long after the source released it (when clocks agree)."""
     max_serve_queue: int = 64
     """Outstanding requests a neighbour may have on us; more is a protocol error (flooding)."""
     stall_strikes: int = 3
@@ -43,7 +51,7 @@ class SwarmConfig:
     tick_s: float = 0.25
     """Housekeeping period while there is work pending (retries after capacity frees up)."""
 
-    source_fanout: int = 2
+    source_fanout: int = 1
     """The source first announces a fresh chunk to this many neighbours only."""
     source_announce_delay_s: float = 0.5
     """...and to the others after this delay, as a fallback they should rarely need."""

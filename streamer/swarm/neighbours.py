@@ -57,10 +57,11 @@ class Assignment:
     estimate_bytes: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class ServeItem:
     """Pieces of one chunk a neighbour asked us for, served in index order as we hold them."""
 
+    peer_id: str
     seq: int
     pieces: list[int]
     header_pending: bool

@@ -103,6 +103,8 @@ class SwarmPeer:
         self._assigned: dict[int, str] = {}
         self._events: list[Event] = []
         self._ready: set[str] = set()
+        self._uploads: list[ServeItem] = []
+        """Requests from all neighbours, oldest first (the upload queue)."""
         self._dirty = True
         self._now = now
         self._newest_heard: int | None = None
@@ -113,6 +115,7 @@ class SwarmPeer:
             self.playback = Playback(
                 chunk_duration_s=self.config.chunk_duration_s,
                 start_behind_chunks=self.config.start_behind_chunks,
+                target_lag_s=self.config.target_lag_s,
                 joined_s=now,
             )
         # source state
@@ -126,6 +129,8 @@ class SwarmPeer:
         self.bytes_duplicate = 0
         self.stream_bytes = 0
         self.drops: dict[str, int] = {}
+        self.banned: set[str] = set()
+        """Peers that sent forged or malformed data: never accepted as neighbours again."""
 
     # ---------------------------------------------------------------- neighbours
 
@@ -143,7 +148,7 @@ class SwarmPeer:
         """A link to peer_id is open. False (and nothing changes) when we are full."""
         if peer_id in self._nbrs:
             return True
-        if not self.has_room():
+        if not self.has_room() or peer_id in self.banned:
             return False
         self._now = now
         nb = Neighbour(peer_id=peer_id, connected_s=now, last_useful_s=now)
@@ -170,6 +175,8 @@ class SwarmPeer:
                 del self._assigned[seq]
         for item in nb.serving:
             self._release(item)
+            if item in self._uploads:
+                self._uploads.remove(item)
         self._ready.discard(peer_id)
         self._dirty = True
         self._after(now)
@@ -245,20 +252,28 @@ class SwarmPeer:
         return data
 
     def next_data_message(self, peer_id: str, now: float) -> bytes | None:
-        """Next header or piece for peer_id; call it when that link has room to send."""
+        """Next header or piece for peer_id; call it when that link has room to send.
+
+        Only requests holding one of the few upload slots are served (oldest first): serving one
+        neighbour at full speed, then the next, spreads a chunk faster than sharing the uplink.
+        """
         self._now = now
-        nb = self._nbrs.get(peer_id)
-        if nb is None:
-            return None
-        while nb.serving:
-            out = self._serve_one(nb)
-            if out is not None:
+        for item in self._slot_items():
+            if item.peer_id == peer_id:
+                out = self._serve(item)
                 self.bytes_uploaded += len(out)
+                nb = self._nbrs[peer_id]
                 nb.bytes_sent += len(out)
                 return out
-            if not nb.serving or all(self._waiting(item) for item in nb.serving):
-                return None
         return None
+
+    def upload_peers(self) -> list[str]:
+        """Peer ids whose requests hold an upload slot now: pump next_data_message for these."""
+        seen: list[str] = []
+        for item in self._slot_items():
+            if item.peer_id not in seen:
+                seen.append(item.peer_id)
+        return seen
 
     def take_ready(self) -> set[str]:
         """Peer ids that got new control messages or servable data since the last call."""
@@ -407,7 +422,8 @@ class SwarmPeer:
         if len(nb.serving) >= self.config.max_serve_queue:
             raise ProtocolError(f"more than {self.config.max_serve_queue} outstanding requests")
         chunk = self._store.get(msg.seq)
-        if not self.upload or chunk is None:
+        busy = len(self._uploads) >= self.config.max_upload_queue
+        if not self.upload or chunk is None or busy:
             self._send_control(nb, encode_message(Absent(msg.seq, msg.first_index, msg.count)))
             return
         last = min(msg.first_index + msg.count, len(chunk.pieces))
@@ -425,7 +441,9 @@ class SwarmPeer:
                 self._send_control(nb, encode_message(Absent(msg.seq, msg.first_index, msg.count)))
                 return
             self._source_reserved[msg.seq] = self._source_reserved.get(msg.seq, 0) + reserved
-        nb.serving.append(ServeItem(msg.seq, indices, msg.want_header, reserved))
+        item = ServeItem(nb.peer_id, msg.seq, indices, msg.want_header, reserved)
+        nb.serving.append(item)
+        self._uploads.append(item)
         self._ready.add(nb.peer_id)
 
     def _on_cancel(self, nb: Neighbour, msg: Cancel) -> None:
@@ -436,13 +454,12 @@ class SwarmPeer:
             keep = [i for i in item.pieces if not msg.first_index <= i < end]
             self._release(item, dropped=[i for i in item.pieces if msg.first_index <= i < end])
             item.pieces = keep
-            if not keep:
-                nb.serving.remove(item)
+            if not keep and not item.header_pending:
+                self._unqueue(item)
 
     def _on_absent(self, nb: Neighbour, seq: int, now: float) -> None:
-        nb.complete.discard(seq)
-        nb.partial.pop(seq, None)
-        nb.not_from[seq] = now + 4 * self.config.request_timeout_s
+        # Absent means 'not now' (busy, or gone): try others, ask again later if still listed.
+        nb.not_from[seq] = now + self.config.busy_retry_s
         if nb.assignments.pop(seq, None) is not None and self._assigned.get(seq) == nb.peer_id:
             del self._assigned[seq]
         if not nb.assignments:
@@ -522,41 +539,56 @@ class SwarmPeer:
 
     # ---------------------------------------------------------------- serving
 
-    def _waiting(self, item: ServeItem) -> bool:
-        """True when item can make no progress now but may later (pieces still coming to us)."""
-        chunk = self._store.get(item.seq)
-        if chunk is None or item.header_pending:
-            return False
-        return all(chunk.pieces[i] is None for i in item.pieces) and not chunk.abandoned
+    def _slot_items(self) -> list[ServeItem]:
+        """The oldest requests we can serve a piece of right now, at most upload_slots of them.
 
-    def _serve_one(self, nb: Neighbour) -> bytes | None:
-        for item in list(nb.serving):
+        Requests waiting for pieces we are still receiving keep their place without holding a
+        slot; requests we can never complete (chunk gone or abandoned) get an absent.
+        """
+        slots: list[ServeItem] = []
+        for item in list(self._uploads):
             chunk = self._store.get(item.seq)
             if chunk is None or (
                 chunk.abandoned and all(chunk.pieces[i] is None for i in item.pieces)
             ):
-                nb.serving.remove(item)
+                self._unqueue(item)
                 self._release(item)
-                if item.pieces:
+                nb = self._nbrs.get(item.peer_id)
+                if nb is not None and item.pieces:
                     first = item.pieces[0]
                     count = item.pieces[-1] - first + 1
                     self._send_control(nb, encode_message(Absent(item.seq, first, count)))
                 continue
-            if item.header_pending:
-                item.header_pending = False
+            if item.header_pending or any(chunk.pieces[i] is not None for i in item.pieces):
+                slots.append(item)
+                if len(slots) >= self.config.upload_slots:
+                    break
+        return slots
+
+    def _serve(self, item: ServeItem) -> bytes:
+        """The next message of a slot item (the header first when it was asked for)."""
+        chunk = self._store.get(item.seq)
+        assert chunk is not None
+        if item.header_pending:
+            item.header_pending = False
+            if not item.pieces:
+                self._unqueue(item)
+            return chunk.header.encode()
+        for pos, index in enumerate(item.pieces):
+            payload = chunk.pieces[index]
+            if payload is not None:
+                del item.pieces[pos]
                 if not item.pieces:
-                    nb.serving.remove(item)
-                nb.headers_sent.add(item.seq)
-                return chunk.header.encode()
-            for pos, index in enumerate(item.pieces):
-                payload = chunk.pieces[index]
-                if payload is not None:
-                    del item.pieces[pos]
-                    if not item.pieces:
-                        nb.serving.remove(item)
-                    msg = Piece(item.seq, index, len(chunk.pieces), payload)
-                    return encode_message(msg)
-        return None
+                    self._unqueue(item)
+                return encode_message(Piece(item.seq, index, len(chunk.pieces), payload))
+        raise AssertionError("a slot item always has a servable piece")
+
+    def _unqueue(self, item: ServeItem) -> None:
+        nb = self._nbrs.get(item.peer_id)
+        if nb is not None and item in nb.serving:
+            nb.serving.remove(item)
+        if item in self._uploads:
+            self._uploads.remove(item)
 
     def _release(self, item: ServeItem, dropped: list[int] | None = None) -> None:
         """Give back the source's per-chunk budget for pieces it will not send after all."""
@@ -590,7 +622,9 @@ class SwarmPeer:
         if not pb.started:
             start = self._store.get(pb.start_seq)
             if start is not None and start.complete:
-                pb.start_if_ready(now, True, start.header.start_us / 1e6)
+                pb.start_if_ready(
+                    now, True, start.header.start_us / 1e6, start.header.release_us / 1e6
+                )
         for seq, ok in pb.due(now, self._media_start_s, self._store.is_complete):
             chunk = self._store.get(seq)
             if ok and chunk is not None:
@@ -714,6 +748,8 @@ class SwarmPeer:
                 self._send_control(nb, have)
 
     def _drop(self, nb: Neighbour, reason: str, bye_reason: ByeReason) -> None:
+        if bye_reason in (ByeReason.FORGED, ByeReason.PROTOCOL_ERROR):
+            self.banned.add(nb.peer_id)
         bye = encode_message(Bye(bye_reason, reason))
         self._forget(nb, reason, bye)
 

@@ -1,7 +1,8 @@
 """The playout model: where a viewer starts, when each chunk is due, played or skipped, lag.
 
 Rules (the browser player follows the same ones): start `start_behind_chunks` behind the newest seq
-heard of; playback begins the moment the start chunk is complete; chunk seq is due at
+heard of; once the start chunk is complete, playback begins target_lag_s after the source released
+it (not before now, not after now + target_lag_s); chunk seq is due at
 play_start + (its media start - the start chunk's media start); at its deadline a chunk is played if
 complete, otherwise skipped (never stall forever). Pure: `now` is passed in.
 """
@@ -17,6 +18,7 @@ class Playback:
     chunk_duration_s: float
     start_behind_chunks: int
     joined_s: float
+    target_lag_s: float = 0.0
     start_seq: int | None = None
     next_seq: int | None = None
     """The next seq to play (or skip)."""
@@ -40,11 +42,18 @@ class Playback:
             self.start_seq = max(0, newest_seq - self.start_behind_chunks)
             self.next_seq = self.start_seq
 
-    def start_if_ready(self, now: float, start_complete: bool, media_start_s: float) -> bool:
-        """Begin playout once the start chunk is complete; True when it began now."""
+    def start_if_ready(
+        self, now: float, start_complete: bool, media_start_s: float, release_s: float
+    ) -> bool:
+        """Schedule playout once the start chunk is complete; True when it was scheduled now.
+
+        Playout begins target_lag_s after the source released the start chunk, so every later
+        chunk has about target_lag_s to cross the swarm; never later than now + target_lag_s
+        (a source clock far ahead of ours must not freeze us) and never before now.
+        """
         if self.play_start_s is not None or self.start_seq is None or not start_complete:
             return False
-        self.play_start_s = now
+        self.play_start_s = max(now, min(release_s + self.target_lag_s, now + self.target_lag_s))
         self.start_media_s = media_start_s
         return True
 

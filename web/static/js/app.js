@@ -97,7 +97,9 @@ export class WatchApp {
         this.rtc.setIceServers(w.iceServers);
         if (w.media) this._onMedia(w.media);
         else if (!this.core) this.ui.setState("waiting");
-        else if (this.ui.state === "reconnecting") this.ui.setState(this._playingState());
+        if (this.core && ["reconnecting", "connecting"].includes(this.ui.state)) {
+          this.ui.setState(this._playingState());
+        }
         this._learnPeers(w.peers);
         this._connectMore(w.peers);
       },
@@ -165,7 +167,9 @@ export class WatchApp {
     }
     this.ended = false;
     if (this.media && this.media.key === media.key && this.core) {
-      if (this.ui.state === "ended") this.ui.setState(this._playingState());
+      if (["ended", "reconnecting", "connecting"].includes(this.ui.state)) {
+        this.ui.setState(this._playingState());
+      }
       return; // same broadcast (e.g. the server resent it after our reconnect)
     }
     this._resetSession();

@@ -51,7 +51,7 @@ export function parseMedia(media) {
     firstSeq,
     width: Number.isInteger(media.width) ? media.width : null,
     height: Number.isInteger(media.height) ? media.height : null,
-    /** Identity of this broadcast session: a change means a restart with a new init segment. */
-    key: `${mimeType}|${media.init_segment}|${media.public_key}`,
+    /** Identity of this broadcast session: a change means a restart (new init, key or seqs). */
+    key: `${mimeType}|${media.init_segment}|${media.public_key}|${firstSeq}`,
   };
 }

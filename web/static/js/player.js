@@ -40,8 +40,8 @@ export function supportReport(mimeType, win = globalThis) {
     return {
       ok: false,
       reason:
-        `This browser cannot play this stream's format (${mimeType}). ` +
-        "The broadcaster can send H.264/AAC, which every major browser plays.",
+        `Its format, ${mimeType}, is not one this browser's Media Source Extensions play. ` +
+        "Try another browser, or ask the broadcaster for H.264/AAC, which every major browser plays.",
     };
   }
   return { ok: true, reason: "" };
@@ -121,7 +121,8 @@ export class MsePlayer {
   pushChunk(seq, bytes, meta) {
     if (this.error) return;
     if (this.nextSeq === null) this.nextSeq = seq;
-    if (seq < this.nextSeq || this.pending.has(seq)) {
+    // Late, duplicate, or absurdly far ahead of a chunk we still wait for (memory stays bounded).
+    if (seq < this.nextSeq || this.pending.has(seq) || this.pending.size >= 64) {
       this.chunksLate += 1;
       return;
     }

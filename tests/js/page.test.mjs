@@ -1,0 +1,212 @@
+// The watch page's pure modules: player policy, stats, upload cap, signaling messages, media
+// description, ICE candidate parsing. (The DOM/MSE/WebRTC parts run in Chromium:
+// tests/test_browser_*.py.)
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  DEFAULT_POLICY,
+  bufferAheadS,
+  catchUp,
+  gapJump,
+  startPosition,
+  trimRange,
+} from "../../web/static/js/playerpolicy.js";
+import {
+  CounterRate,
+  RateMeter,
+  assembleStats,
+  graphLayout,
+  peerShare,
+} from "../../web/static/js/stats.js";
+import { TokenBucket } from "../../web/static/js/tokenbucket.js";
+import { backoffDelayS, parseServerMessage } from "../../web/static/js/signaling.js";
+import { MediaError, parseMedia } from "../../web/static/js/media.js";
+import { keepsOwnOffer, parseCandidate, sanitizeIceServers } from "../../web/static/js/rtc.js";
+
+const P = DEFAULT_POLICY;
+
+test("start position: near the live edge, inside the newest range", () => {
+  assert.equal(startPosition([]), null);
+  assert.equal(startPosition([[10, 20]]), 20 - P.targetBufferS);
+  // A single short chunk: start at its beginning, not before it.
+  assert.equal(startPosition([[0, 5], [30, 31]]), 30);
+});
+
+test("catch up: nothing when near target, faster when behind, seek when far behind", () => {
+  assert.deepEqual(catchUp([[0, 10]], 10 - P.targetBufferS), { seekTo: null, rate: 1 });
+  const behind = 10 - P.targetBufferS - P.speedUpAboveS - 0.5;
+  assert.deepEqual(catchUp([[0, 10]], behind), { seekTo: null, rate: P.catchUpRate });
+  const far = catchUp([[0, 30]], 10);
+  assert.equal(far.seekTo, 30 - P.targetBufferS);
+  assert.equal(far.rate, 1);
+  // Playhead outside any range (a hole): catch-up does not decide, gapJump does.
+  assert.deepEqual(catchUp([[0, 5], [6, 30]], 5.5), { seekTo: null, rate: 1 });
+});
+
+test("gap jump: over a missing chunk, not over a long hole, not while media remains", () => {
+  assert.equal(gapJump([[0, 4], [5, 9]], 3.99), 5.01);
+  assert.equal(gapJump([[0, 4], [5, 9]], 4.5), 5.01);
+  assert.equal(gapJump([[0, 4], [5, 9]], 2.0), null);
+  assert.equal(gapJump([[0, 4], [20, 30]], 4.0), null);
+  assert.equal(gapJump([[0, 4]], 4.0), null);
+});
+
+test("trim: keep some media behind the playhead, remove rarely", () => {
+  assert.equal(trimRange([[0, 30]], 12), null); // only 2 s could go
+  assert.deepEqual(trimRange([[0, 30]], 20), [0, 20 - P.keepBehindS]);
+  assert.deepEqual(trimRange([[3, 30]], 20, { ...P, keepBehindS: 2, trimMinS: 1 }), [3, 18]);
+});
+
+test("buffer ahead counts only the contiguous range under the playhead", () => {
+  assert.equal(bufferAheadS([[0, 4], [5, 9]], 3), 1);
+  assert.equal(bufferAheadS([[0, 4], [5, 9]], 4.5), 0);
+});
+
+test("rate meters: bits per second over the window; counters feed increments", () => {
+  const m = new RateMeter(2);
+  m.add(1000, 0);
+  m.add(1000, 1);
+  assert.equal(m.rateBps(1.5), 8000);
+  assert.equal(m.rateBps(2.5), 4000); // the first sample left the window
+  const c = new CounterRate(1);
+  assert.equal(c.update(100, 0), 0);
+  assert.equal(c.update(600, 0.5), 4000);
+  assert.equal(c.update(600, 5), 0);
+});
+
+test("stats carry streamer watch's field names and the peer share", () => {
+  const core = {
+    startup_s: 1.2,
+    continuity: 0.98,
+    lag_s_p50: 2,
+    lag_s_p95: 3,
+    chunks_played: 49,
+    chunks_missed: 1,
+    bytes_from_source: 250,
+    bytes_from_peers: 750,
+    bytes_uploaded: 500,
+  };
+  const s = assembleStats(core, { first_frame_s: 0.9, buffer_s: 1.5 }, { state: "live" });
+  for (const key of Object.keys(core)) assert.ok(key in s, key);
+  assert.equal(s.startup_s, 0.9); // the page's own first frame wins over the core's model
+  assert.equal(s.core_startup_s, 1.2);
+  assert.equal(s.peer_share, 0.75);
+  assert.equal(s.state, "live");
+  assert.equal(peerShare(0, 0), null);
+  const empty = assembleStats(null, null, {});
+  assert.equal(empty.bytes_from_peers, 0);
+  assert.equal(empty.continuity, null);
+});
+
+test("graph layout: broadcaster first (on top), every node on the circle", () => {
+  const nodes = graphLayout(
+    [
+      { peerId: "b", role: "viewer" },
+      { peerId: "a", role: "relay" },
+      { peerId: "z", role: "broadcaster" },
+    ],
+    100,
+  );
+  assert.deepEqual(
+    nodes.map((n) => n.role),
+    ["broadcaster", "relay", "viewer"],
+  );
+  assert.ok(Math.abs(nodes[0].x) < 1e-9 && Math.abs(nodes[0].y + 100) < 1e-9);
+  for (const n of nodes) assert.ok(Math.abs(Math.hypot(n.x, n.y) - 100) < 1e-9);
+});
+
+test("token bucket caps upload and says how long to wait", () => {
+  const b = new TokenBucket(1000, 2000, 0);
+  assert.ok(b.canSend(2000, 0));
+  b.take(2000, 0);
+  assert.equal(b.canSend(500, 0), false);
+  assert.equal(b.waitS(500, 0), 0.5);
+  assert.ok(b.canSend(500, 0.5));
+  const free = new TokenBucket(0, 1, 0);
+  assert.ok(free.unlimited && free.canSend(1e9, 0) && free.waitS(1e9, 0) === 0);
+});
+
+test("signaling: server messages validated, malformed ones refused", () => {
+  const w = parseServerMessage(
+    JSON.stringify({
+      type: "welcome",
+      peer_id: "abc",
+      channel: "demo",
+      ice_servers: [],
+      media: null,
+      peers: [{ peer_id: "p1", role: "relay", latest_seq: 7 }, { role: "viewer" }, 5],
+      heartbeat_s: 20,
+    }),
+  );
+  assert.equal(w.peerId, "abc");
+  assert.deepEqual(w.peers, [{ peerId: "p1", role: "relay", latestSeq: 7 }]);
+  assert.equal(parseServerMessage("not json"), null);
+  assert.equal(parseServerMessage(JSON.stringify({ type: "welcome" })), null);
+  assert.equal(parseServerMessage(JSON.stringify({ type: "signal", from: "x", data: 3 })), null);
+  assert.equal(parseServerMessage(JSON.stringify({ type: "signal", from: "x".repeat(65), data: {} })), null);
+  assert.equal(parseServerMessage(JSON.stringify({ type: "surprise" })), null);
+  assert.equal(parseServerMessage("[1,2]"), null);
+  const e = parseServerMessage(JSON.stringify({ type: "error", code: "channel_full", fatal: true }));
+  assert.deepEqual(e, { type: "error", code: "channel_full", message: "", fatal: true });
+});
+
+test("signaling: reconnect backoff doubles, is capped and jittered", () => {
+  assert.equal(backoffDelayS(0, () => 0.5), 0.5);
+  assert.equal(backoffDelayS(3, () => 0.5), 4);
+  assert.equal(backoffDelayS(30, () => 0.5), 10);
+  assert.equal(backoffDelayS(30, () => 0), 7.5);
+  assert.equal(backoffDelayS(30, () => 1), 12.5);
+});
+
+test("media description: valid one parsed, hostile ones refused with a reason", () => {
+  const good = {
+    mime_type: 'video/mp4; codecs="avc1.64001e,mp4a.40.2"',
+    chunk_seconds: 1,
+    init_segment: Buffer.from("init-bytes").toString("base64"),
+    public_key: Buffer.alloc(32, 7).toString("base64"),
+    bitrate_bps: 1000000,
+    first_seq: 5,
+  };
+  const m = parseMedia(good);
+  assert.equal(m.publicKey.length, 32);
+  assert.equal(new TextDecoder().decode(m.initSegment), "init-bytes");
+  assert.equal(m.firstSeq, 5);
+  const bad = [
+    null,
+    { ...good, mime_type: 5 },
+    { ...good, chunk_seconds: 0 },
+    { ...good, chunk_seconds: "1" },
+    { ...good, public_key: Buffer.alloc(31).toString("base64") },
+    { ...good, public_key: "!!!" },
+    { ...good, init_segment: "" },
+    { ...good, init_segment: "A".repeat(200000) },
+    { ...good, key_type: "rsa" },
+  ];
+  for (const b of bad) assert.throws(() => parseMedia(b), MediaError, JSON.stringify(b)?.slice(0, 80));
+});
+
+test("rtc: glare rule and trickled candidates", () => {
+  assert.equal(keepsOwnOffer("b", "a"), true);
+  assert.equal(keepsOwnOffer("a", "b"), false);
+  assert.equal(parseCandidate({ candidate: "" }), null);
+  assert.deepEqual(parseCandidate({ candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host" }), {
+    candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host",
+    sdpMid: null,
+    sdpMLineIndex: 0,
+  });
+  assert.throws(() => parseCandidate({ candidate: 5 }));
+  assert.throws(() => parseCandidate({ candidate: "x".repeat(2000) }));
+  assert.throws(() => parseCandidate({ candidate: "c", sdpMLineIndex: "0" }));
+  assert.deepEqual(
+    sanitizeIceServers([
+      { urls: ["stun:s.example:3478", "http://bad"] },
+      { urls: "turn:t.example", username: "u", credential: "c" },
+      { urls: ["ftp://x"] },
+      "junk",
+    ]),
+    [
+      { urls: ["stun:s.example:3478"] },
+      { urls: ["turn:t.example"], username: "u", credential: "c" },
+    ],
+  );
+});

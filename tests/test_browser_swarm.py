@@ -1,0 +1,256 @@
+"""The watch page as a full peer, in real headless Chromium, against real peers.
+
+A real signaling server (in this process), a real `streamer broadcast` and `streamer relay` (child
+processes, aiortc), and pages that join over /ws, open WebRTC data channels, verify chunk
+signatures with WebCrypto and play through MSE. Also the page states a viewer sees when there is
+nothing to play (waiting, unsupported codec, broadcast ended), driven by a scripted broadcaster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from browser_helpers import (
+    collect_console,
+    launch_chromium,
+    luminance_stdev,
+    page_stats,
+    shots_dir,
+    streamer_process,
+    video_state,
+)
+from playwright.async_api import Browser, Page
+
+from signaling.app import RunningServer, start_server
+from signaling.config import ServerConfig
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "media" / "sample.mp4"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    running = await start_server(ServerConfig(port=0))
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def _wait_channel_live(base_url: str, channel: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"{base_url}/api/channels/{channel}") as resp:
+                if resp.status == 200:
+                    summary: dict[str, Any] = await resp.json()
+                    if summary["state"] == "live" and summary["latest_seq"] is not None:
+                        return summary
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"channel {channel} did not go live within {timeout_s} s")
+
+
+async def _open_watch_page(browser: Browser, url: str) -> tuple[Page, list[str]]:
+    context = await browser.new_context(viewport={"width": 1100, "height": 800})
+    page = await context.new_page()
+    console = collect_console(page)
+    await page.goto(url)
+    return page, console
+
+
+async def _wait_state(page: Page, state: str, timeout_s: float) -> None:
+    await page.wait_for_function(
+        "s => document.body.dataset.state === s", arg=state, timeout=timeout_s * 1000
+    )
+
+
+@pytest.mark.timeout(150)
+async def test_pages_and_relay_share_the_stream(
+    server: RunningServer, chromium_path: str, tmp_path: Path
+) -> None:
+    url = f"{server.url}/watch/demo"
+    common = ["--server", server.url, "--channel", "demo"]
+    async with (
+        streamer_process(
+            "broadcast", str(SAMPLE), "--loop", "--key", str(tmp_path / "key"), *common,
+            log_path=tmp_path / "broadcast.log",
+        ),
+        streamer_process("relay", *common, log_path=tmp_path / "relay.log"),
+        launch_chromium(chromium_path) as browser,
+    ):  # fmt: skip
+        await _wait_channel_live(server.url, "demo", timeout_s=20)
+        first, first_console = await _open_watch_page(browser, url)
+        await _wait_state(first, "live", timeout_s=15)
+        second, second_console = await _open_watch_page(browser, url)
+        await _wait_state(second, "live", timeout_s=15)
+
+        # Both play for real: the clock runs, frames are decoded, the picture is not blank.
+        before = await video_state(second)
+        await asyncio.sleep(8)
+        after = await video_state(second)
+        shot = await second.screenshot(path=str(shots_dir() / "swarm_second_page.png"))
+        video_shot = await second.locator("video").screenshot()
+        stats_1 = await page_stats(first)
+        stats_2 = await page_stats(second)
+        logs = (first_console, second_console, (tmp_path / "relay.log").read_text())
+        assert after["error"] is None, logs
+        assert after["currentTime"] - before["currentTime"] > 6.0, (before, after, logs)
+        assert after["framesDecoded"] - before["framesDecoded"] > 100, (before, after)
+        assert luminance_stdev(video_shot) > 15 and len(shot) > 10_000
+        for stats in (stats_1, stats_2):
+            assert stats["startup_s"] is not None and stats["startup_s"] < 5.0, stats
+            assert stats["continuity"] is not None and stats["continuity"] >= 0.9, stats
+            assert stats["lag_s_p50"] is not None and stats["lag_s_p50"] < 5.0, stats
+            assert stats["verifier"] == "webcrypto", stats
+        # The second page gets bytes from the first page or the relay, not only the broadcaster.
+        assert stats_2["bytes_from_peers"] > 0, stats_2
+        from_peers = {n["role"]: n["bytesReceived"] for n in stats_2["neighbours"]}
+        assert from_peers.get("viewer", 0) + from_peers.get("relay", 0) > 50_000, from_peers
+        # Pages are peers: the two pages are neighbours and at least one uploads to the other.
+        assert stats_1["bytes_uploaded"] + stats_2["bytes_uploaded"] > 10_000, (stats_1, stats_2)
+
+        # A neighbour page closes: the second page keeps playing from the others.
+        first_id = stats_1["peer_id"]
+        assert any(n["peerId"] == first_id for n in stats_2["neighbours"]), stats_2["neighbours"]
+        await first.context.close()
+        played_before = (await page_stats(second))["chunks_played"]
+        before = await video_state(second)
+        await asyncio.sleep(7)
+        after = await video_state(second)
+        stats_2 = await page_stats(second)
+        assert after["currentTime"] - before["currentTime"] > 5.0, (before, after, stats_2)
+        assert stats_2["chunks_played"] - played_before >= 5, stats_2
+        assert all(n["peerId"] != first_id for n in stats_2["neighbours"]), stats_2["neighbours"]
+        assert stats_2["state"] == "live", stats_2
+        await second.screenshot(path=str(shots_dir() / "swarm_after_neighbour_left.png"))
+
+
+class ScriptedBroadcaster:
+    """A broadcaster that only talks to the signaling server: publish media, end the broadcast."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def publish(self, mime_type: str, init_segment: bytes) -> None:
+        media = {
+            "mime_type": mime_type,
+            "chunk_seconds": 1.0,
+            "init_segment": base64.b64encode(init_segment).decode(),
+            "public_key": base64.b64encode(bytes(range(32))).decode(),
+            "key_type": "ed25519",
+            "bitrate_bps": 1_000_000,
+        }
+        await self.ws.send_str(json.dumps({"type": "publish", "media": media}))
+
+    async def end(self) -> None:
+        await self.ws.send_str(json.dumps({"type": "end"}))
+
+
+async def _scripted_broadcaster(
+    session: aiohttp.ClientSession, base_url: str, channel: str
+) -> ScriptedBroadcaster:
+    ws = await session.ws_connect(base_url.replace("http", "ws", 1) + "/ws")
+    await ws.send_str(
+        json.dumps(
+            {"type": "join", "v": 1, "channel": channel, "role": "broadcaster", "secret": "s"}
+        )
+    )
+    welcome = json.loads((await ws.receive(timeout=5)).data)
+    assert welcome["type"] == "welcome", welcome
+    return ScriptedBroadcaster(ws)
+
+
+@pytest.fixture(scope="module")
+def init_segment(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real init segment (ftyp+moov) of the sample, from the real `streamer package`."""
+    out = tmp_path_factory.mktemp("pkg")
+    subprocess.run(
+        [sys.executable, "-m", "streamer", "package", str(SAMPLE), "--out", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return (out / "init.mp4").read_bytes()
+
+
+@pytest.mark.timeout(60)
+async def test_page_states_waiting_unsupported_and_ended(
+    server: RunningServer, chromium_path: str, init_segment: bytes
+) -> None:
+    async with aiohttp.ClientSession() as session, launch_chromium(chromium_path) as browser:
+        # Nobody broadcasts yet: the page says so and waits.
+        page, console = await _open_watch_page(browser, f"{server.url}/watch/odd")
+        await _wait_state(page, "waiting", timeout_s=10)
+        # A broadcast in a codec this browser cannot play: a clear explanation, no player.
+        odd = await _scripted_broadcaster(session, server.url, "odd")
+        await odd.publish('video/mp4; codecs="zzzz.42"', b"\x00\x00\x00\x08free")
+        await _wait_state(page, "unsupported", timeout_s=10)
+        detail = await page.text_content("#overlay-detail")
+        assert detail and "zzzz.42" in detail and "H.264" in detail, (detail, console)
+        assert await page.is_visible("#overlay")
+        await page.screenshot(path=str(shots_dir() / "state_unsupported.png"))
+
+        # A playable broadcast that ends before any chunk: buffering, then "ended".
+        page2, console2 = await _open_watch_page(browser, f"{server.url}/watch/short")
+        short = await _scripted_broadcaster(session, server.url, "short")
+        await short.publish('video/mp4; codecs="avc1.64001e,mp4a.40.2"', init_segment)
+        await _wait_state(page2, "buffering", timeout_s=10)
+        await short.end()
+        await _wait_state(page2, "ended", timeout_s=10)
+        title = await page2.text_content("#overlay-title")
+        assert title == "The broadcast has ended", (title, console2)
+        await page2.screenshot(path=str(shots_dir() / "state_ended.png"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.timeout(120)
+async def test_page_keeps_playing_while_the_server_restarts(
+    chromium_path: str, tmp_path: Path
+) -> None:
+    """Signaling carries no video: while it is down the page says "reconnecting" and plays on."""
+    port = _free_port()
+    server = await start_server(ServerConfig(port=port))
+    base = server.url
+    try:
+        async with (
+            streamer_process(
+                "broadcast", str(SAMPLE), "--loop", "--key", str(tmp_path / "key"),
+                "--server", base, "--channel", "demo", log_path=tmp_path / "broadcast.log",
+            ),
+            launch_chromium(chromium_path) as browser,
+        ):  # fmt: skip
+            await _wait_channel_live(base, "demo", timeout_s=20)
+            page, console = await _open_watch_page(browser, f"{base}/watch/demo")
+            await _wait_state(page, "live", timeout_s=15)
+            await server.close()
+            await _wait_state(page, "reconnecting", timeout_s=10)
+            before = await video_state(page)
+            await asyncio.sleep(4)
+            after = await video_state(page)
+            assert after["currentTime"] - before["currentTime"] > 3.0, (before, after, console)
+            server = await start_server(ServerConfig(port=port))
+            await _wait_state(page, "live", timeout_s=20)
+            stats = await page_stats(page)
+            assert stats["signaling_reconnects"] >= 1, stats
+            assert stats["continuity"] is not None and stats["continuity"] >= 0.9, stats
+    finally:
+        await server.close()

@@ -1,0 +1,380 @@
+"""Swarm core with explicit time: scheduler policy, buffer maps, timeouts, forged data, playout."""
+
+from __future__ import annotations
+
+import random
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from streamer.protocol import (
+    Absent,
+    BufferMap,
+    ByeReason,
+    Cancel,
+    ChunkHeader,
+    Have,
+    Hello,
+    MsgType,
+    Piece,
+    Request,
+    Role,
+    decode_message,
+    encode_message,
+)
+from streamer.swarm import (
+    ChunkComplete,
+    ChunkMissed,
+    ChunkPlayed,
+    DropNeighbour,
+    HeaderVerifier,
+    Playback,
+    SwarmConfig,
+    SwarmPeer,
+    Want,
+    WantNeighbours,
+    plan_requests,
+)
+
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+PUB = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+CONFIG = SwarmConfig(piece_size_bytes=1000, default_chunk_bytes=4000, min_inflight_bytes=4000)
+
+
+def viewer(now: float = 0.0, **kw: object) -> SwarmPeer:
+    return SwarmPeer(
+        role=Role.VIEWER,
+        now=now,
+        config=kw.pop("config", CONFIG),  # type: ignore[arg-type]
+        verifier=HeaderVerifier(PUB),
+        rng=random.Random(5),
+    )
+
+
+def source(now: float = 0.0) -> SwarmPeer:
+    return SwarmPeer(role=Role.SOURCE, now=now, config=CONFIG, signing_key=KEY)
+
+
+def drain_control(core: SwarmPeer, pid: str) -> list[object]:
+    out = []
+    while (data := core.next_control_message(pid)) is not None:
+        out.append(decode_message(data))
+    return out
+
+
+def drain_data(core: SwarmPeer, pid: str, now: float) -> list[bytes]:
+    out = []
+    while (data := core.next_data_message(pid, now)) is not None:
+        out.append(data)
+    return out
+
+
+def hello(role: Role) -> bytes:
+    return encode_message(Hello(1, role, 3))
+
+
+def published(seqs: range, now: float = 10.0) -> SwarmPeer:
+    """A source holding chunks seqs (4,500 bytes each: 5 pieces)."""
+    src = source()
+    for seq in seqs:
+        src.publish_chunk(seq, bytes([seq % 256]) * 4500, seq * 1.0, 1.0, now)
+    return src
+
+
+def test_scheduler_urgent_first_then_rarest_first() -> None:
+    wants = [
+        Want(10, 5.0, ("a", "b", "c"), frozenset({"a"}), (), 1000),
+        Want(11, 6.0, ("a",), frozenset({"a"}), (), 1000),
+        Want(9, 1.2, ("b", "c"), frozenset(), (), 1000),
+        Want(8, 1.0, ("c",), frozenset({"c"}), (), 1000),
+    ]
+    plan = plan_requests(wants, {"a": 5000, "b": 5000, "c": 5000}, 0.0, 1.5, random.Random(1))
+    assert [seq for seq, _ in plan] == [8, 9, 11, 10]
+    assert plan[0] == (8, "c")
+    assert dict(plan)[11] == "a"
+
+
+def test_scheduler_prefers_peers_and_uses_source_only_when_needed() -> None:
+    rng = random.Random(2)
+    later = Want(20, 9.0, ("p",), frozenset({"p"}), ("src",), 1000)
+    assert plan_requests([later], {"p": 1000, "src": 9000}, 0.0, 1.5, rng) == [(20, "p")]
+    # A busy peer: a non-urgent chunk waits for it, an urgent one goes to the source.
+    assert plan_requests([later], {"p": 0, "src": 9000}, 0.0, 1.5, rng) == []
+    urgent = Want(21, 1.0, ("p",), frozenset({"p"}), ("src",), 1000)
+    assert plan_requests([urgent], {"p": 0, "src": 9000}, 0.0, 1.5, rng) == [(21, "src")]
+    only_source = Want(22, 9.0, (), frozenset(), ("src",), 1000)
+    assert plan_requests([only_source], {"src": 9000}, 0.0, 1.5, rng) == [(22, "src")]
+
+
+def test_scheduler_capacity_limits_assignments_per_neighbour() -> None:
+    wants = [Want(s, 9.0 + s, ("a", "b"), frozenset({"a", "b"}), (), 3000) for s in range(4)]
+    plan = plan_requests(wants, {"a": 3000, "b": 3000}, 0.0, 1.5, random.Random(3))
+    assert len(plan) == 2
+    assert {pid for _, pid in plan} == {"a", "b"}
+
+
+def test_viewer_learns_buffer_map_and_requests_from_peer_not_source() -> None:
+    v = viewer()
+    assert v.add_neighbour("src", 0.0) and v.add_neighbour("p1", 0.0)
+    v.receive("src", hello(Role.SOURCE), 0.1)
+    v.receive("p1", hello(Role.VIEWER), 0.1)
+    v.receive("p1", encode_message(BufferMap(5, (True, True, True))), 0.2)
+    v.receive("src", encode_message(BufferMap(5, (True, True, True))), 0.2)
+    nb = v.neighbour("p1")
+    assert nb is not None and nb.complete == {5, 6, 7}
+    assert v.playback is not None and v.playback.start_seq == 6  # one behind the newest heard of
+    requests = [m for m in drain_control(v, "p1") if isinstance(m, Request)]
+    assert requests and requests[0] == Request(6, 0, 0xFFFF, True)
+    to_source = [m.seq for m in drain_control(v, "src") if isinstance(m, Request)]
+    assert 6 not in to_source
+
+
+def connect(a: SwarmPeer, a_id: str, b: SwarmPeer, b_id: str, now: float) -> None:
+    assert a.add_neighbour(b_id, now) and b.add_neighbour(a_id, now)
+    for data in [m for m in iter(lambda: a.next_control_message(b_id), None)]:
+        b.receive(a_id, data, now)
+    for data in [m for m in iter(lambda: b.next_control_message(a_id), None)]:
+        a.receive(b_id, data, now)
+
+
+def exchange(
+    a: SwarmPeer, a_id: str, b: SwarmPeer, b_id: str, now: float, rounds: int = 20
+) -> None:
+    """Deliver everything a and b have for each other (control and data), instantly."""
+    for _ in range(rounds):
+        moved = False
+        for x, x_id, y, y_id in ((a, a_id, b, b_id), (b, b_id, a, a_id)):
+            while (m := x.next_control_message(y_id)) is not None:
+                y.receive(x_id, m, now)
+                moved = True
+            while (m := x.next_data_message(y_id, now)) is not None:
+                y.receive(x_id, m, now)
+                moved = True
+        if not moved:
+            return
+
+
+def test_viewer_fetches_verifies_and_plays_from_the_source() -> None:
+    src = published(range(3, 6), now=10.0)
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    exchange(src, "src", v, "v", 10.1)
+    events = v.pop_events()
+    complete = [e for e in events if isinstance(e, ChunkComplete)]
+    assert {e.seq for e in complete} == {4, 5}
+    assert complete[0].data == bytes([complete[0].seq]) * 4500
+    pb = v.playback
+    assert pb is not None and pb.start_seq == 4
+    assert pb.play_start_s is not None
+    # Chunk 4 was released at 10.0: playout starts target_lag_s later.
+    assert abs(pb.play_start_s - (10.0 + CONFIG.target_lag_s)) < 1e-9
+    v.handle_timer(pb.play_start_s + 1.0)
+    played = [e for e in v.pop_events() if isinstance(e, ChunkPlayed)]
+    assert [e.seq for e in played] == [4, 5]
+    assert played[0].data == bytes([4]) * 4500
+    stats = v.stats()
+    assert stats["bytes_from_source"] == 9000 and stats["bytes_from_peers"] == 0
+    assert stats["chunks_played"] == 2 and stats["continuity"] == 1.0
+
+
+def test_playout_skips_a_chunk_that_never_comes() -> None:
+    pb = Playback(chunk_duration_s=1.0, start_behind_chunks=0, joined_s=0.0, target_lag_s=1.0)
+    pb.hear_of(7)
+    assert pb.start_if_ready(0.5, True, media_start_s=7.0, release_s=0.2)
+    assert pb.play_start_s == 1.2
+    have = {7, 9}
+    out = pb.due(3.3, lambda s: float(s), lambda s: s in have)
+    assert out == [(7, True), (8, False), (9, True)]
+    assert pb.continuity == 2 / 3 and pb.startup_s == 1.2
+
+
+def forge_piece(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 0xFF])
+
+
+def test_forged_piece_drops_the_sender_and_the_chunk_comes_from_an_honest_peer() -> None:
+    liar = viewer()
+    honest = viewer()
+    for peer, pid in ((liar, "liar"), (honest, "honest")):
+        src = published(range(0, 3))  # each its own source: one copy each, within the budget
+        connect(src, "src", peer, pid, 10.0)
+        exchange(src, "src", peer, pid, 10.0)
+        assert {e.seq for e in peer.pop_events() if isinstance(e, ChunkComplete)} == {1, 2}
+    v = viewer(now=10.0)
+    connect(liar, "liar", v, "v", 10.0)
+    # Deliver the liar's answers with one byte of the first piece flipped.
+    forged_seen = False
+    for _ in range(5):
+        while (m := v.next_control_message("liar")) is not None:
+            liar.receive("v", m, 10.1)
+        while (m := liar.next_data_message("v", 10.1)) is not None:
+            if m[0] == MsgType.PIECE and not forged_seen:
+                m = forge_piece(m)
+                forged_seen = True
+            v.receive("liar", m, 10.1)
+    assert forged_seen
+    drops = [e for e in v.pop_events() if isinstance(e, DropNeighbour)]
+    assert [(d.peer_id, d.reason.startswith("forged piece")) for d in drops] == [("liar", True)]
+    bye = decode_message(drops[0].bye or b"")
+    assert getattr(bye, "reason", None) == ByeReason.FORGED
+    assert v.neighbour("liar") is None
+    assert not v.add_neighbour("liar", 10.2)  # never again
+    # The chunk now comes from an honest neighbour, verified piece by piece.
+    connect(honest, "honest", v, "v", 10.3)
+    exchange(honest, "honest", v, "v", 10.3)
+    complete = {e.seq for e in v.pop_events() if isinstance(e, ChunkComplete)}
+    assert complete == {1, 2}
+    assert v.stats()["bytes_from_peers"] == 9000
+
+
+def test_forged_header_drops_the_sender() -> None:
+    src = published(range(0, 2))
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    header = src.next_data_message("v", 10.0)  # v asked for its start chunk while connecting
+    assert header is not None
+    forged = bytearray(header)
+    forged[10] ^= 1  # start_us changed: the signature no longer holds
+    v.receive("src", bytes(forged), 10.1)
+    drops = [e for e in v.pop_events() if isinstance(e, DropNeighbour)]
+    assert len(drops) == 1 and "forged chunk header" in drops[0].reason
+    assert v.neighbour_ids == []
+
+
+def test_malformed_message_drops_only_its_sender() -> None:
+    v = viewer()
+    v.add_neighbour("bad", 0.0)
+    v.add_neighbour("good", 0.0)
+    v.receive("good", hello(Role.VIEWER), 0.0)
+    v.receive("bad", b"\x06\x00\x00\x00\x01\x00\x05\x00\x03xx", 0.0)  # index 5 >= count 3
+    drops = [e for e in v.pop_events() if isinstance(e, DropNeighbour)]
+    assert [d.peer_id for d in drops] == ["bad"] and "protocol error" in drops[0].reason
+    assert v.neighbour_ids == ["good"]
+    v.receive("good", b"\xee\x01", 0.1)  # unknown type: ignored
+    assert v.neighbour_ids == ["good"]
+
+
+def test_seq_far_ahead_of_the_stream_is_a_protocol_error() -> None:
+    src = published(range(0, 2))
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    exchange(src, "src", v, "v", 10.0)
+    v.add_neighbour("liar", 10.0)
+    v.receive("liar", encode_message(Have(1_000_000, (True,))), 10.1)
+    assert [e.peer_id for e in v.pop_events() if isinstance(e, DropNeighbour)] == ["liar"]
+
+
+def test_request_timeout_cancels_and_asks_someone_else() -> None:
+    v = viewer()
+    for pid in ("a", "b"):
+        v.add_neighbour(pid, 0.0)
+        v.receive(pid, hello(Role.VIEWER), 0.0)
+        v.receive(pid, encode_message(BufferMap(3, (True, True))), 0.0)
+    first = [pid for pid in ("a", "b") if 3 in v.neighbour(pid).assignments]  # type: ignore[union-attr]
+    assert len(first) == 1
+    slow = first[0]
+    other = "b" if slow == "a" else "a"
+    drain_control(v, other)
+    timer = v.next_timer()
+    assert timer is not None and timer <= CONFIG.request_timeout_s
+    v.handle_timer(CONFIG.request_timeout_s)
+    cancels = [m for m in drain_control(v, slow) if isinstance(m, Cancel)]
+    assert cancels and cancels[0].seq == 3
+    retry = [m for m in drain_control(v, other) if isinstance(m, Request)]
+    assert any(r.seq == 3 for r in retry)
+
+
+def test_stalled_neighbour_is_dropped_after_repeated_timeouts() -> None:
+    cfg = SwarmConfig(stall_strikes=2, request_timeout_s=1.0, fetch_ahead_chunks=1)
+    v = viewer(config=cfg)
+    v.add_neighbour("mute", 0.0)
+    v.receive("mute", hello(Role.VIEWER), 0.0)
+    v.receive("mute", encode_message(BufferMap(3, (True, True))), 0.0)
+    now = 0.0
+    for _ in range(6):
+        t = v.next_timer()
+        assert t is not None
+        now = t
+        v.handle_timer(now)
+        if not v.neighbour_ids:
+            break
+    drops = [e for e in v.pop_events() if isinstance(e, DropNeighbour)]
+    assert drops and drops[0].peer_id == "mute" and drops[0].reason.startswith("stalled")
+
+
+def test_source_upload_per_chunk_is_bounded_however_many_ask() -> None:
+    src = published(range(0, 1))
+    total = 0
+    for i in range(12):
+        pid = f"v{i}"
+        src.add_neighbour(pid, 10.0)
+        src.receive(pid, hello(Role.VIEWER), 10.0)
+        src.receive(pid, encode_message(Request(0, 0, 0xFFFF, True)), 10.0)
+        for data in drain_data(src, pid, 10.0):
+            msg = decode_message(data)
+            if isinstance(msg, Piece):
+                total += len(msg.payload)
+    assert 0 < total <= CONFIG.source_max_copies * 4500
+    absents = sum(isinstance(m, Absent) for i in range(12) for m in drain_control(src, f"v{i}"))
+    assert absents >= 10
+
+
+def test_partial_chunk_is_forwarded_piece_by_piece() -> None:
+    """A relay forwards each verified piece at once, before it has the whole chunk."""
+    src = published(range(0, 2))
+    relay = SwarmPeer(role=Role.RELAY, now=10.0, config=CONFIG, verifier=HeaderVerifier(PUB))
+    v = viewer(now=10.0)
+    connect(src, "src", relay, "r", 10.0)
+    for m in drain_control(relay, "src"):
+        src.receive("r", encode_message(m), 10.0)  # type: ignore[arg-type]
+    header = src.next_data_message("r", 10.0)
+    assert header is not None
+    relay.receive("src", header, 10.0)
+    first_piece = src.next_data_message("r", 10.0)
+    assert first_piece is not None
+    relay.receive("src", first_piece, 10.0)
+    seq = decode_message(header).seq  # type: ignore[union-attr]
+    connect(relay, "r", v, "v", 10.1)
+    drain_control(relay, "v")  # (v connected after the relay announced its partial chunk)
+    v.receive("r", encode_message(Have(seq, (True, False, False, False, False))), 10.1)
+    for m in drain_control(v, "r"):
+        relay.receive("v", encode_message(m), 10.1)  # type: ignore[arg-type]
+    out = [decode_message(m) for m in drain_data(relay, "v", 10.1)]
+    assert isinstance(out[0], ChunkHeader) and out[0].seq == seq
+    assert [p.index for p in out[1:] if isinstance(p, Piece)] == [0]  # only the piece it holds
+    later = src.next_data_message("r", 10.2)
+    assert later is not None
+    relay.receive("src", later, 10.2)
+    more = [decode_message(m) for m in drain_data(relay, "v", 10.2)]
+    assert [p.index for p in more if isinstance(p, Piece)] == [1]
+
+
+def test_wants_neighbours_when_below_target_and_refuses_when_full() -> None:
+    cfg = SwarmConfig(target_neighbours=2, max_neighbours=3)
+    v = viewer(config=cfg)
+    assert v.next_timer() == 0.0
+    v.handle_timer(0.0)
+    assert WantNeighbours(2) in v.pop_events()
+    for i in range(3):
+        assert v.add_neighbour(f"n{i}", 0.1)
+    assert not v.add_neighbour("n3", 0.1)
+    v.handle_timer(5.0)
+    assert not [e for e in v.pop_events() if isinstance(e, WantNeighbours)]
+
+
+def test_missed_chunk_is_reported_and_playback_goes_on() -> None:
+    src = published(range(0, 2), now=10.0)
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    exchange(src, "src", v, "v", 10.0)
+    pb = v.playback
+    assert pb is not None and pb.play_start_s is not None
+    # Chunk 2 is announced but never delivered.
+    v.receive("src", encode_message(Have(2, (True,) * 5)), 10.5)
+    v.receive("src", encode_message(Absent(2, 0, 0xFFFF)), 10.5)
+    v.handle_timer(pb.play_start_s + 2.5)
+    events = v.pop_events()
+    assert [e.seq for e in events if isinstance(e, ChunkPlayed)] == [0, 1]
+    assert [e.seq for e in events if isinstance(e, ChunkMissed)] == [2]
+    assert v.stats()["continuity"] == 2 / 3
+    assert pb.next_seq == 3
