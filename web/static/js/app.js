@@ -16,7 +16,7 @@ import { PeerManager } from "./rtc.js";
 import { SignalingClient, websocketUrl } from "./signaling.js";
 import { CounterRate, assembleStats } from "./stats.js";
 import { HeaderVerifier } from "./chunkheader.js";
-import { SwarmPeer } from "./swarm.js";
+import { SwarmPeer, seededRandom } from "./swarm.js";
 import { TokenBucket } from "./tokenbucket.js";
 import { PageUi } from "./ui.js";
 import { Role } from "./wire.js";
@@ -182,6 +182,8 @@ export class WatchApp {
       role: Role.VIEWER,
       now,
       upload: cap !== 0,
+      // Each page its own seed, so pages do not all break ties towards the same neighbour.
+      rng: seededRandom(crypto.getRandomValues(new Uint32Array(1))[0]),
       config: { chunkDurationS: media.chunkSeconds },
     });
     // WebCrypto Ed25519 when the browser has it, else the pure-JS check (plain-http LAN pages).
