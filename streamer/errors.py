@@ -1,4 +1,4 @@
-"""Errors a user can act on: the CLI prints them as one line and exits non-zero, never a traceback."""
+"""Errors a user can act on: the CLI prints one line and exits non-zero, never a traceback."""
 
 
 class UserError(Exception):

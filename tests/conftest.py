@@ -16,7 +16,7 @@ def chromium_available() -> bool:
 
 @pytest.fixture
 def chromium_path() -> str:
-    """Path of Debian's chromium; skips, or fails under REQUIRE_BROWSER=1 (CI), when it is missing."""
+    """Debian's chromium; skips when missing, or fails under REQUIRE_BROWSER=1 (as in CI)."""
     if not chromium_available():
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM_PATH} is missing (run `make test`)")
