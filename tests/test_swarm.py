@@ -12,6 +12,7 @@ from streamer.protocol import (
     BufferMap,
     ByeReason,
     Cancel,
+    Capability,
     ChunkHeader,
     Have,
     Hello,
@@ -23,17 +24,19 @@ from streamer.protocol import (
     encode_message,
 )
 from streamer.swarm import (
+    Ask,
     ChunkComplete,
     ChunkMissed,
     ChunkPlayed,
     DropNeighbour,
     HeaderVerifier,
+    Holder,
     Playback,
     SwarmConfig,
     SwarmPeer,
     Want,
     WantNeighbours,
-    plan_requests,
+    plan_pieces,
 )
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -56,7 +59,7 @@ def source(now: float = 0.0) -> SwarmPeer:
 
 
 def drain_control(core: SwarmPeer, pid: str) -> list[object]:
-    out = []
+    out: list[object] = []
     while (data := core.next_control_message(pid)) is not None:
         out.append(decode_message(data))
     return out
@@ -70,7 +73,7 @@ def drain_data(core: SwarmPeer, pid: str, now: float) -> list[bytes]:
 
 
 def hello(role: Role) -> bytes:
-    return encode_message(Hello(1, role, 3))
+    return encode_message(Hello(1, role, Capability.UPLOAD | Capability.PARTIAL))
 
 
 def published(seqs: range, now: float = 10.0) -> SwarmPeer:
@@ -81,36 +84,68 @@ def published(seqs: range, now: float = 10.0) -> SwarmPeer:
     return src
 
 
+ALL = -1  # Holder.known_mask of a neighbour holding the whole chunk
+
+
 def test_scheduler_urgent_first_then_rarest_first() -> None:
     wants = [
-        Want(10, 5.0, ("a", "b", "c"), frozenset({"a"}), (), 1000),
-        Want(11, 6.0, ("a",), frozenset({"a"}), (), 1000),
-        Want(9, 1.2, ("b", "c"), frozenset(), (), 1000),
-        Want(8, 1.0, ("c",), frozenset({"c"}), (), 1000),
+        Want(10, 5.0, (0,), False, (Holder("a", ALL), Holder("b", ALL), Holder("c", ALL))),
+        Want(11, 6.0, (0,), False, (Holder("a", ALL),)),
+        Want(9, 1.2, (0,), False, (Holder("b", ALL), Holder("c", ALL))),
+        Want(8, 1.0, (0,), False, (Holder("c", ALL),)),
     ]
-    plan = plan_requests(wants, {"a": 5000, "b": 5000, "c": 5000}, 0.0, 1.5, random.Random(1))
-    assert [seq for seq, _ in plan] == [8, 9, 11, 10]
-    assert plan[0] == (8, "c")
-    assert dict(plan)[11] == "a"
+    asks = plan_pieces(wants, {"a": 5, "b": 5, "c": 5}, 0.0, 1.5, random.Random(1))
+    assert [a.seq for a in asks] == [8, 9, 11, 10]
+    assert asks[0] == Ask(8, "c", (0,), False)
+    assert {a.seq: a.peer_id for a in asks}[11] == "a"
 
 
-def test_scheduler_prefers_peers_and_uses_source_only_when_needed() -> None:
+def test_scheduler_splits_a_chunk_over_the_holders_of_each_piece() -> None:
+    # a holds pieces 0 and 1, b holds 2 and 3 (their haves); nobody holds piece 4 yet.
+    holders = (Holder("a", 0b0011), Holder("b", 0b1100))
+    want = Want(5, 9.0, (0, 1, 2, 3, 4), False, holders)
+    asks = plan_pieces([want], {"a": 9, "b": 9}, 0.0, 1.5, random.Random(2))
+    assert sorted((a.peer_id, a.pieces) for a in asks) == [("a", (0, 1)), ("b", (2, 3))]
+    # With room for one piece each, the whole-chunk holder c takes what is left.
+    holders3 = (Holder("a", 0b0011), Holder("b", 0b1100), Holder("c", ALL))
+    want = Want(5, 9.0, (0, 1, 2, 3, 4), False, holders3)
+    asks = plan_pieces([want], {"a": 1, "b": 1, "c": 1}, 0.0, 1.5, random.Random(2))
+    assert sum(len(a.pieces) for a in asks) == 3
+    assert len({i for a in asks for i in a.pieces}) == 3  # never one piece from two holders
+
+
+def test_scheduler_prefers_peers_and_uses_the_source_only_when_needed() -> None:
     rng = random.Random(2)
-    later = Want(20, 9.0, ("p",), frozenset({"p"}), ("src",), 1000)
-    assert plan_requests([later], {"p": 1000, "src": 9000}, 0.0, 1.5, rng) == [(20, "p")]
-    # A busy peer: a non-urgent chunk waits for it, an urgent one goes to the source.
-    assert plan_requests([later], {"p": 0, "src": 9000}, 0.0, 1.5, rng) == []
-    urgent = Want(21, 1.0, ("p",), frozenset({"p"}), ("src",), 1000)
-    assert plan_requests([urgent], {"p": 0, "src": 9000}, 0.0, 1.5, rng) == [(21, "src")]
-    only_source = Want(22, 9.0, (), frozenset(), ("src",), 1000)
-    assert plan_requests([only_source], {"src": 9000}, 0.0, 1.5, rng) == [(22, "src")]
+    src_all = Holder("src", ALL, source=True)
+    later = Want(20, 9.0, (0,), False, (Holder("p", ALL), src_all))
+    assert plan_pieces([later], {"p": 1, "src": 9}, 0.0, 1.5, rng) == [Ask(20, "p", (0,), False)]
+    # A peer with no room: a non-urgent piece waits for it, an urgent one goes to the source.
+    assert plan_pieces([later], {"p": 0, "src": 9}, 0.0, 1.5, rng) == []
+    urgent = Want(21, 1.0, (0,), False, (Holder("p", ALL), src_all))
+    assert plan_pieces([urgent], {"p": 0, "src": 9}, 0.0, 1.5, rng) == [Ask(21, "src", (0,), False)]
+    only_source = Want(22, 9.0, (0,), False, (src_all,))
+    assert plan_pieces([only_source], {"src": 9}, 0.0, 1.5, rng) == [Ask(22, "src", (0,), False)]
+    # Super-seeding: the source advertised piece 3 to us alone; we fetch it (and the header) there.
+    seeded = Want(23, 9.0, (), True, (Holder("src", 0b1000, source=True),))
+    assert plan_pieces([seeded], {"src": 9}, 0.0, 1.5, rng) == [Ask(23, "src", (3,), True)]
 
 
-def test_scheduler_capacity_limits_assignments_per_neighbour() -> None:
-    wants = [Want(s, 9.0 + s, ("a", "b"), frozenset({"a", "b"}), (), 3000) for s in range(4)]
-    plan = plan_requests(wants, {"a": 3000, "b": 3000}, 0.0, 1.5, random.Random(3))
-    assert len(plan) == 2
-    assert {pid for _, pid in plan} == {"a", "b"}
+def test_scheduler_asks_an_earlier_receiver_only_for_urgent_chunks() -> None:
+    rng = random.Random(4)
+    receiving = Holder("p", 0, earlier=True)
+    calm = Want(30, 9.0, (0, 1), False, (receiving,))
+    assert plan_pieces([calm], {"p": 9}, 0.0, 1.5, rng) == []
+    urgent = Want(31, 1.0, (0, 1), False, (receiving,))
+    assert plan_pieces([urgent], {"p": 9}, 0.0, 1.5, rng) == [Ask(31, "p", (0, 1), False)]
+
+
+def test_scheduler_room_limits_assignments_per_neighbour() -> None:
+    wants = [
+        Want(s, 9.0 + s, (0, 1, 2), False, (Holder("a", ALL), Holder("b", ALL))) for s in range(4)
+    ]
+    asks = plan_pieces(wants, {"a": 2, "b": 2}, 0.0, 1.5, random.Random(3))
+    assert sum(len(a.pieces) for a in asks) == 4
+    assert sum(len(a.pieces) for a in asks if a.peer_id == "a") == 2
 
 
 def test_viewer_learns_buffer_map_and_requests_from_peer_not_source() -> None:
@@ -124,7 +159,7 @@ def test_viewer_learns_buffer_map_and_requests_from_peer_not_source() -> None:
     assert nb is not None and nb.complete == {5, 6, 7}
     assert v.playback is not None and v.playback.start_seq == 6  # one behind the newest heard of
     requests = [m for m in drain_control(v, "p1") if isinstance(m, Request)]
-    assert requests and requests[0] == Request(6, 0, 0xFFFF, True)
+    assert requests and requests[0] == Request(6, 0, 1, True)  # header + a first piece
     to_source = [m.seq for m in drain_control(v, "src") if isinstance(m, Request)]
     assert 6 not in to_source
 
@@ -324,9 +359,11 @@ def test_partial_chunk_is_forwarded_piece_by_piece() -> None:
     src = published(range(0, 2))
     relay = SwarmPeer(role=Role.RELAY, now=10.0, config=CONFIG, verifier=HeaderVerifier(PUB))
     v = viewer(now=10.0)
-    connect(src, "src", relay, "r", 10.0)
-    for m in drain_control(relay, "src"):
-        src.receive("r", encode_message(m), 10.0)  # type: ignore[arg-type]
+    # A bare link (hellos only): the relay knows of no chunk, so the only request is this one.
+    assert src.add_neighbour("r", 10.0) and relay.add_neighbour("src", 10.0)
+    src.receive("r", hello(Role.RELAY), 10.0)
+    relay.receive("src", hello(Role.SOURCE), 10.0)
+    src.receive("r", encode_message(Request(1, 0, 0xFFFF, True)), 10.0)
     header = src.next_data_message("r", 10.0)
     assert header is not None
     relay.receive("src", header, 10.0)
@@ -336,17 +373,16 @@ def test_partial_chunk_is_forwarded_piece_by_piece() -> None:
     seq = decode_message(header).seq  # type: ignore[union-attr]
     connect(relay, "r", v, "v", 10.1)
     drain_control(relay, "v")  # (v connected after the relay announced its partial chunk)
-    v.receive("r", encode_message(Have(seq, (True, False, False, False, False))), 10.1)
-    for m in drain_control(v, "r"):
-        relay.receive("v", encode_message(m), 10.1)  # type: ignore[arg-type]
+    drain_control(v, "r")
+    # v asks for the whole chunk; the relay holds only piece 0 so far.
+    relay.receive("v", encode_message(Request(seq, 0, 0xFFFF, True)), 10.1)
     out = [decode_message(m) for m in drain_data(relay, "v", 10.1)]
     assert isinstance(out[0], ChunkHeader) and out[0].seq == seq
     assert [p.index for p in out[1:] if isinstance(p, Piece)] == [0]  # only the piece it holds
-    later = src.next_data_message("r", 10.2)
-    assert later is not None
-    relay.receive("src", later, 10.2)
+    for later in drain_data(src, "r", 10.2):  # the rest of the chunk reaches the relay
+        relay.receive("src", later, 10.2)
     more = [decode_message(m) for m in drain_data(relay, "v", 10.2)]
-    assert [p.index for p in more if isinstance(p, Piece)] == [1]
+    assert [p.index for p in more if isinstance(p, Piece) and p.seq == seq] == [1, 2, 3, 4]
 
 
 def test_wants_neighbours_when_below_target_and_refuses_when_full() -> None:
@@ -378,3 +414,46 @@ def test_missed_chunk_is_reported_and_playback_goes_on() -> None:
     assert [e.seq for e in events if isinstance(e, ChunkMissed)] == [2]
     assert v.stats()["continuity"] == 2 / 3
     assert pb.next_seq == 3
+
+
+def test_source_super_seeds_different_pieces_to_different_neighbours() -> None:
+    src = source()
+    for i in range(3):
+        src.add_neighbour(f"v{i}", 0.0)
+        src.receive(f"v{i}", hello(Role.VIEWER), 0.0)
+        drain_control(src, f"v{i}")
+    src.publish_chunk(0, b"x" * 4500, 0.0, 1.0, 1.0)  # 5 pieces
+    haves = {
+        f"v{i}": [m for m in drain_control(src, f"v{i}") if isinstance(m, Have)] for i in range(3)
+    }
+    bits = [h[0].pieces for h in haves.values()]
+    assert all(len(h) == 1 and not h[0].complete for h in haves.values())
+    assert [sum(col) for col in zip(*bits, strict=True)] == [1] * 5  # each piece to exactly one
+    # After the delay, everyone hears that the source holds the whole chunk (the fallback).
+    src.handle_timer(1.0 + CONFIG.source_announce_delay_s)
+    later = [m for i in range(3) for m in drain_control(src, f"v{i}") if isinstance(m, Have)]
+    assert len(later) == 3 and all(h.complete for h in later)
+
+
+def test_requests_wait_their_turn_instead_of_bouncing_busy() -> None:
+    src = published(range(0, 1))
+    for i in range(4):
+        src.add_neighbour(f"v{i}", 10.0)
+        src.receive(f"v{i}", hello(Role.VIEWER), 10.0)
+        drain_control(src, f"v{i}")
+        src.receive(f"v{i}", encode_message(Request(0, i, 1, False)), 10.0)
+    assert not [m for i in range(4) for m in drain_control(src, f"v{i}") if isinstance(m, Absent)]
+    served = [decode_message(d) for i in range(4) for d in drain_data(src, f"v{i}", 10.0)]
+    assert sorted(p.index for p in served if isinstance(p, Piece)) == [0, 1, 2, 3]
+
+
+def test_a_fresh_viewer_does_not_walk_from_seq_zero_to_wall_clock_seqs() -> None:
+    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=CONFIG, signing_key=KEY)
+    base = 60_000_000  # seqs counted from the Unix epoch, as a real broadcast may
+    for seq in range(base, base + 3):
+        src.publish_chunk(seq, b"y" * 4500, float(seq), 1.0, 10.0)
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    exchange(src, "src", v, "v", 10.0)
+    v.handle_timer(20.0)  # would take minutes if playout walked every seq from 0
+    assert v.stats()["chunks_played"] >= 1

@@ -46,9 +46,10 @@ from streamer.swarm.events import (
 )
 from streamer.swarm.peer import SwarmPeer, percentile
 from streamer.swarm.playback import Playback
-from streamer.swarm.scheduler import Want, plan_requests
+from streamer.swarm.scheduler import Ask, Holder, Want, plan_pieces
 
 __all__ = [
+    "Ask",
     "ChunkComplete",
     "ChunkMissed",
     "ChunkPlayed",
@@ -56,11 +57,12 @@ __all__ = [
     "DropNeighbour",
     "Event",
     "HeaderVerifier",
+    "Holder",
     "Playback",
     "SwarmConfig",
     "SwarmPeer",
     "Want",
     "WantNeighbours",
     "percentile",
-    "plan_requests",
+    "plan_pieces",
 ]

@@ -31,15 +31,15 @@ class SwarmConfig:
     max_ahead_chunks: int = 64
     """A seq further than this beyond the newest verified one is a protocol error."""
 
-    request_timeout_s: float = 1.0
-    """No progress on a request for this long: cancel it and ask someone else."""
+    request_timeout_s: float = 0.6
+    """No progress on a request for this long: cancel what is left and ask someone else."""
     pipeline_s: float = 1.0
-    """In-flight bytes per neighbour = measured throughput x this."""
-    min_inflight_bytes: int = 131072
+    """Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces)."""
+    min_inflight_bytes: int = 16384
+    """Floor of the in-flight limit (before any throughput is measured)."""
     upload_slots: int = 2
-    """Requests served at once; the rest wait their turn (serve fast, then the next)."""
-    max_upload_queue: int = 1
-    """Requests queued on us beyond which we answer absent (busy): ask someone else."""
+    """Requests served at a time, most urgent (lowest seq, then oldest) first: the uplink goes
+    to the chunk nearest its deadline rather than being shared by everyone who asked."""
     busy_retry_s: float = 0.5
     """After an absent, do not ask that neighbour for that chunk again for this long."""
     target_lag_s: float = 2.5
@@ -47,14 +47,14 @@ class SwarmConfig:
     max_serve_queue: int = 64
     """Outstanding requests a neighbour may have on us; more is a protocol error (flooding)."""
     stall_strikes: int = 3
-    """Timeouts in a row after which a neighbour is dropped as stalled."""
+    """Timeouts in a row (on requests it could have served at once) before it is dropped."""
     tick_s: float = 0.25
     """Housekeeping period while there is work pending (retries after capacity frees up)."""
 
-    source_fanout: int = 1
-    """The source first announces a fresh chunk to this many neighbours only."""
-    source_announce_delay_s: float = 0.5
-    """...and to the others after this delay, as a fallback they should rarely need."""
+    source_announce_delay_s: float = 0.6
+    """Super-seeding: the source first advertises each piece of a fresh chunk to one uploading
+    neighbour (different pieces to different neighbours); after this delay it advertises the
+    whole chunk to everyone, as a fallback within its copy budget."""
     source_max_copies: float = 1.9
     """The source uploads at most this many copies of a chunk, however large the audience."""
     source_keep_chunks: int = 16

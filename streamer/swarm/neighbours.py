@@ -47,14 +47,16 @@ class RateMeter:
 
 @dataclass(slots=True)
 class Assignment:
-    """Pieces of one chunk we asked one neighbour for."""
+    """Pieces of one chunk we asked one neighbour for (and maybe its header)."""
 
     seq: int
-    pieces: set[int] | None
-    """Indices still to come; None while the header (and so the count) is unknown."""
+    pieces: set[int]
+    """Indices still to come from it."""
+    header_pending: bool
     requested_s: float
     last_progress_s: float
-    estimate_bytes: int
+    strike_on_timeout: bool
+    """It held what we asked for (whole chunk or known pieces): silence then is a stall."""
 
 
 @dataclass(slots=True, eq=False)
@@ -65,6 +67,8 @@ class ServeItem:
     seq: int
     pieces: list[int]
     header_pending: bool
+    order: int
+    """Arrival order: among requests for the same seq, older first."""
     reserved_bytes: int = 0
 
 
@@ -78,7 +82,9 @@ class Neighbour:
     complete: set[int] = field(default_factory=set)
     """Seqs it holds in full (buffer map + haves)."""
     partial: dict[int, int] = field(default_factory=dict)
-    """Seqs it is receiving: seq -> pieces it had at its last have."""
+    """Seqs it is receiving: seq -> bitmask of the pieces its last have said it holds."""
+    announced_s: dict[int, float] = field(default_factory=dict)
+    """seq -> when its first have of seq reached us (it had verified the header by then)."""
     not_from: dict[int, float] = field(default_factory=dict)
     """seq -> time until which we do not ask it for seq again (absent, timed out)."""
     assignments: dict[int, Assignment] = field(default_factory=dict)
@@ -102,17 +108,23 @@ class Neighbour:
     def holds(self, seq: int) -> bool:
         return seq in self.complete or seq in self.partial
 
-    def inflight_bytes(self) -> int:
-        return sum(a.estimate_bytes for a in self.assignments.values())
+    def known_mask(self, seq: int) -> int:
+        """Pieces of seq it surely holds, as a bitmask (-1: all of them)."""
+        if seq in self.complete:
+            return -1
+        return self.partial.get(seq, 0)
 
-    def capacity_bytes(self, pipeline_s: float, min_inflight_bytes: int) -> int:
-        """How many more bytes we may ask of it now (measured rate x pipeline, with a floor)."""
+    def inflight_pieces(self) -> int:
+        return sum(len(a.pieces) + a.header_pending for a in self.assignments.values())
+
+    def room_pieces(self, pipeline_s: float, min_inflight_bytes: int, piece_bytes: int) -> int:
+        """How many more pieces we may ask of it now (measured rate x pipeline, with a floor)."""
         rate = self.meter.rate_bytes_per_s or 0.0
-        allowed = max(min_inflight_bytes, int(rate * pipeline_s))
-        return allowed - self.inflight_bytes()
+        allowed_bytes = max(min_inflight_bytes, int(rate * pipeline_s))
+        return allowed_bytes // max(1, piece_bytes) - self.inflight_pieces()
 
     def forget_below(self, floor_seq: int) -> None:
         self.complete = {s for s in self.complete if s >= floor_seq}
-        for table in (self.partial, self.not_from):
+        for table in (self.partial, self.not_from, self.announced_s):
             for s in [s for s in table if s < floor_seq]:
                 del table[s]

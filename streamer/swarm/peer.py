@@ -49,7 +49,7 @@ from streamer.swarm.events import (
 )
 from streamer.swarm.neighbours import Assignment, Neighbour, ServeItem
 from streamer.swarm.playback import Playback
-from streamer.swarm.scheduler import Want, plan_requests
+from streamer.swarm.scheduler import Ask, Holder, Want, plan_pieces
 
 ALL_PIECES = 0xFFFF
 """Range count meaning 'to the end of the chunk' (ranges are clamped to the piece count)."""
@@ -100,7 +100,13 @@ class SwarmPeer:
         self.upload = upload or role == Role.SOURCE
         self._store = ChunkStore(verifier)
         self._nbrs: dict[str, Neighbour] = {}
-        self._assigned: dict[int, str] = {}
+        self._inflight: dict[int, dict[int, str]] = {}
+        """seq -> piece index -> the neighbour we asked for it (one at a time per piece)."""
+        self._header_from: dict[int, str] = {}
+        """seq -> the neighbour we asked for its header (we hold no verified header yet)."""
+        self._header_s: dict[int, float] = {}
+        """seq -> when we verified its header: neighbours that announced it before are 'earlier'."""
+        self._serve_order = 0
         self._events: list[Event] = []
         self._ready: set[str] = set()
         self._uploads: list[ServeItem] = []
@@ -121,12 +127,15 @@ class SwarmPeer:
         # source state
         self._announce_later: dict[int, tuple[float, list[str]]] = {}
         self._source_reserved: dict[int, int] = {}
-        self._fanout_turn = 0
+        self._seed_turn = 0
+        self._source_sent: dict[int, int] = {}
+        """seq -> bitmask of the pieces the source has sent at least once."""
         # stats
         self.bytes_from_source = 0
         self.bytes_from_peers = 0
         self.bytes_uploaded = 0
         self.bytes_duplicate = 0
+        self.timeouts = 0
         self.stream_bytes = 0
         self.drops: dict[str, int] = {}
         self.banned: set[str] = set()
@@ -170,9 +179,8 @@ class SwarmPeer:
         nb = self._nbrs.pop(peer_id, None)
         if nb is None:
             return
-        for seq in nb.assignments:
-            if self._assigned.get(seq) == peer_id:
-                del self._assigned[seq]
+        for a in nb.assignments.values():
+            self._release_asked(peer_id, a.seq, a.pieces, a.header_pending)
         for item in nb.serving:
             self._release(item)
             if item in self._uploads:
@@ -218,26 +226,39 @@ class SwarmPeer:
         )
         self._store.add_own(header, split_pieces(data, self.config.piece_size_bytes))
         self.stream_bytes += len(data)
+        self._super_seed(seq, header.piece_count)
+        if self._nbrs:
+            when = now + self.config.source_announce_delay_s
+            self._announce_later[seq] = (when, list(self._nbrs))
+        floor = seq - self.config.source_keep_chunks + 1
+        self._store.evict_below(floor)
+        for table in (self._source_reserved, self._source_sent):
+            for old in [s for s in table if s < floor]:
+                del table[old]
+        self._after(now)
+
+    def _super_seed(self, seq: int, piece_count: int) -> None:
+        """Advertise each piece of a fresh chunk to one uploading neighbour, different pieces to
+        different neighbours (relays first, the others in turn), so every first copy lands on a
+        different peer and their uplinks all start working at once."""
         candidates = sorted(
             (nb for nb in self._nbrs.values() if nb.uploads and not nb.is_source),
             key=lambda nb: (nb.role != Role.RELAY, nb.peer_id),
         )
+        if not candidates:
+            return
         relays = [nb for nb in candidates if nb.role == Role.RELAY]
         others = [nb for nb in candidates if nb.role != Role.RELAY]
         if others:
-            turn = self._fanout_turn % len(others)
+            turn = self._seed_turn % len(others)
             others = others[turn:] + others[:turn]
-            self._fanout_turn += 1
-        first = (relays + others)[: self.config.source_fanout]
-        have = encode_message(Have(seq, header_bits(header.piece_count)))
-        for nb in first:
-            self._send_control(nb, have)
-        chosen = {nb.peer_id for nb in first}
-        later = [pid for pid in self._nbrs if pid not in chosen]
-        if later:
-            self._announce_later[seq] = (now + self.config.source_announce_delay_s, later)
-        self._store.evict_below(seq - self.config.source_keep_chunks + 1)
-        self._after(now)
+            self._seed_turn += piece_count
+        order = relays + others
+        bits = {nb.peer_id: [False] * piece_count for nb in order[:piece_count]}
+        for index in range(piece_count):
+            bits[order[index % len(order)].peer_id][index] = True
+        for nb in order[:piece_count]:
+            self._send_control(nb, encode_message(Have(seq, tuple(bits[nb.peer_id]))))
 
     # ---------------------------------------------------------------- output
 
@@ -348,6 +369,7 @@ class SwarmPeer:
             "bytes_from_peers": self.bytes_from_peers,
             "bytes_uploaded": self.bytes_uploaded,
             "bytes_duplicate": self.bytes_duplicate,
+            "timeouts": self.timeouts,
             "stream_bytes": self.stream_bytes,
             "neighbours": len(self._nbrs),
             "drops": dict(self.drops),
@@ -362,11 +384,12 @@ class SwarmPeer:
             self._check_seq(msg.seq, "have")
             if msg.seq < self._store.floor_seq:
                 return
+            nb.announced_s.setdefault(msg.seq, now)
             if msg.complete:
                 nb.complete.add(msg.seq)
                 nb.partial.pop(msg.seq, None)
-            else:
-                nb.partial[msg.seq] = sum(msg.pieces)
+            elif msg.seq not in nb.complete:
+                nb.partial[msg.seq] = nb.partial.get(msg.seq, 0) | _mask(msg.pieces)
             self._heard(msg.seq)
         elif isinstance(msg, Request):
             self._on_request(nb, msg)
@@ -387,8 +410,9 @@ class SwarmPeer:
             nb.capabilities = msg.capabilities
         elif isinstance(msg, Cancel):
             self._on_cancel(nb, msg)
+            return
         elif isinstance(msg, Absent):
-            self._on_absent(nb, msg.seq, now)
+            self._on_absent(nb, msg, now)
         elif isinstance(msg, Bye):
             self._forget(nb, f"bye: {msg.reason} {msg.text}".strip(), None)
             return
@@ -418,12 +442,16 @@ class SwarmPeer:
             pb.start_seq = pb.next_seq = seq - pb.start_behind_chunks
 
     def _on_request(self, nb: Neighbour, msg: Request) -> None:
+        """Queue the request; absent only for what we cannot serve (no chunk, gone, budget).
+
+        There is no 'busy' answer: requesters limit what they keep in flight with us, and the
+        queue is served most urgent first, so a request waits its turn instead of bouncing.
+        """
         self._check_seq(msg.seq, "request")
         if len(nb.serving) >= self.config.max_serve_queue:
             raise ProtocolError(f"more than {self.config.max_serve_queue} outstanding requests")
         chunk = self._store.get(msg.seq)
-        busy = len(self._uploads) >= self.config.max_upload_queue
-        if not self.upload or chunk is None or busy:
+        if not self.upload or chunk is None:
             self._send_control(nb, encode_message(Absent(msg.seq, msg.first_index, msg.count)))
             return
         last = min(msg.first_index + msg.count, len(chunk.pieces))
@@ -441,7 +469,8 @@ class SwarmPeer:
                 self._send_control(nb, encode_message(Absent(msg.seq, msg.first_index, msg.count)))
                 return
             self._source_reserved[msg.seq] = self._source_reserved.get(msg.seq, 0) + reserved
-        item = ServeItem(nb.peer_id, msg.seq, indices, msg.want_header, reserved)
+        self._serve_order += 1
+        item = ServeItem(nb.peer_id, msg.seq, indices, msg.want_header, self._serve_order, reserved)
         nb.serving.append(item)
         self._uploads.append(item)
         self._ready.add(nb.peer_id)
@@ -454,16 +483,24 @@ class SwarmPeer:
             keep = [i for i in item.pieces if not msg.first_index <= i < end]
             self._release(item, dropped=[i for i in item.pieces if msg.first_index <= i < end])
             item.pieces = keep
-            if not keep and not item.header_pending:
+            if not keep:
+                # A header still owed is dropped too: the requester gave up on these pieces.
                 self._unqueue(item)
 
-    def _on_absent(self, nb: Neighbour, seq: int, now: float) -> None:
-        # Absent means 'not now' (busy, or gone): try others, ask again later if still listed.
-        nb.not_from[seq] = now + self.config.busy_retry_s
-        if nb.assignments.pop(seq, None) is not None and self._assigned.get(seq) == nb.peer_id:
-            del self._assigned[seq]
-        if not nb.assignments:
-            nb.meter.idle()
+    def _on_absent(self, nb: Neighbour, msg: Absent, now: float) -> None:
+        """'Not from me': forget what we asked it for in that range, ask others for a while."""
+        nb.not_from[msg.seq] = now + self.config.busy_retry_s
+        a = nb.assignments.get(msg.seq)
+        if a is None:
+            return
+        end = msg.first_index + msg.count
+        gone = {i for i in a.pieces if msg.first_index <= i < end}
+        a.pieces -= gone
+        header = a.header_pending
+        a.header_pending = False
+        self._release_asked(nb.peer_id, msg.seq, gone, header)
+        if not a.pieces:
+            self._finish_assignment(nb, msg.seq)
 
     def _on_header(self, nb: Neighbour, header: ChunkHeader, now: float) -> None:
         self._check_seq(header.seq, "chunk header")
@@ -471,27 +508,43 @@ class SwarmPeer:
         if result is False:
             self._drop(nb, f"forged chunk header for seq {header.seq}", ByeReason.FORGED)
             return
-        a = nb.assignments.get(header.seq)
-        chunk = self._store.get(header.seq)
-        if a is not None and chunk is not None:
+        seq = header.seq
+        nb.announced_s.setdefault(seq, now)
+        if self._header_from.get(seq) == nb.peer_id:
+            del self._header_from[seq]
+        a = nb.assignments.get(seq)
+        if a is not None and a.header_pending:
+            a.header_pending = False
             a.last_progress_s = now
-            if a.pieces is None:
-                a.pieces = set(chunk.missing())
-                a.estimate_bytes = len(a.pieces) * header.piece_size
-        if result:
+            beyond = {i for i in a.pieces if i >= header.piece_count}
+            a.pieces -= beyond
+            self._release_asked(nb.peer_id, seq, beyond, False)
+            if not a.pieces:
+                self._finish_assignment(nb, seq)
+        chunk = self._store.get(seq)
+        if result and chunk is not None:
+            self._header_s[seq] = now
             nb.last_useful_s = now
-            self._heard(header.seq)
-            if chunk is not None:
-                self._announce(header.seq, chunk.bits(), skip=nb.peer_id)
+            self._heard(seq)
+            self._announce(seq, chunk.bits(), skip=nb.peer_id)
+        self._dirty = True
 
     def _on_piece(self, nb: Neighbour, msg: Piece, size_bytes: int, now: float) -> None:
-        result = self._store.add_piece(msg.seq, msg.index, msg.count, msg.payload)
+        seq, index = msg.seq, msg.index
+        result = self._store.add_piece(seq, index, msg.count, msg.payload)
         nb.bytes_received += size_bytes
         if result is PieceResult.MISMATCH:
-            raise ProtocolError(f"piece {msg.seq}/{msg.index}: count {msg.count} disagrees")
+            raise ProtocolError(f"piece {seq}/{index}: count {msg.count} disagrees")
         if result is PieceResult.FORGED:
-            self._drop(nb, f"forged piece {msg.seq}/{msg.index}", ByeReason.FORGED)
+            self._drop(nb, f"forged piece {seq}/{index}", ByeReason.FORGED)
             return
+        a = nb.assignments.get(seq)
+        if a is not None and index in a.pieces:
+            a.pieces.discard(index)
+            a.last_progress_s = now
+            nb.strikes = 0
+            if not a.pieces and not a.header_pending:
+                self._finish_assignment(nb, seq)
         if result is not PieceResult.NEW:
             self.bytes_duplicate += len(msg.payload)
             return
@@ -501,37 +554,59 @@ class SwarmPeer:
             self.bytes_from_peers += len(msg.payload)
         nb.meter.received(size_bytes, now)
         nb.last_useful_s = now
-        a = nb.assignments.get(msg.seq)
-        if a is not None:
-            a.last_progress_s = now
-            nb.strikes = 0
-        # Whoever was asked for this piece (normally nb alone) need not send it any more.
-        for holder in list(self._nbrs.values()):
-            held = holder.assignments.get(msg.seq)
-            if held is not None and held.pieces is not None:
-                held.pieces.discard(msg.index)
-                held.estimate_bytes = len(held.pieces) * self.config.piece_size_bytes
-                if not held.pieces:
-                    self._finish_assignment(holder, msg.seq)
-        for other in self._nbrs.values():
-            if other.serving:
-                self._ready.add(other.peer_id)
-        chunk = self._store.get(msg.seq)
-        if chunk is not None and chunk.complete:
-            self._on_complete(msg.seq)
+        owner = self._inflight.get(seq, {}).pop(index, None)
+        if owner is not None and owner != nb.peer_id:
+            self._cancel_piece(owner, seq, index)
+        for item in self._uploads:
+            if item.seq == seq:
+                self._ready.add(item.peer_id)
+        chunk = self._store.get(seq)
+        if chunk is None:
+            return
+        if chunk.complete:
+            self._on_complete(seq)
+        else:
+            # Piece-level knowledge: neighbours ask us for exactly the pieces we hold.
+            self._announce(seq, chunk.bits(), skip=None)
+        self._dirty = True
+
+    def _cancel_piece(self, owner: str, seq: int, index: int) -> None:
+        """We got piece index elsewhere: owner need not send it any more."""
+        other = self._nbrs.get(owner)
+        if other is None:
+            return
+        a = other.assignments.get(seq)
+        if a is None or index not in a.pieces:
+            return
+        a.pieces.discard(index)
+        self._send_control(other, encode_message(Cancel(seq, index, 1)))
+        if not a.pieces and not a.header_pending:
+            self._finish_assignment(other, seq)
 
     def _finish_assignment(self, nb: Neighbour, seq: int) -> None:
-        nb.assignments.pop(seq, None)
-        if self._assigned.get(seq) == nb.peer_id:
-            del self._assigned[seq]
+        a = nb.assignments.pop(seq, None)
+        if a is not None:
+            self._release_asked(nb.peer_id, seq, a.pieces, a.header_pending)
         if not nb.assignments:
             nb.meter.idle()
         self._dirty = True
+
+    def _release_asked(self, peer_id: str, seq: int, pieces: set[int], header: bool) -> None:
+        """Forget that peer_id was asked for these pieces (and header) of seq."""
+        asked = self._inflight.get(seq)
+        if asked is not None:
+            for i in pieces:
+                if asked.get(i) == peer_id:
+                    del asked[i]
+        if header and self._header_from.get(seq) == peer_id:
+            del self._header_from[seq]
 
     def _on_complete(self, seq: int) -> None:
         chunk = self._store.get(seq)
         if chunk is None:
             return
+        self._inflight.pop(seq, None)
+        self._header_from.pop(seq, None)
         pieces = tuple(p for p in chunk.pieces if p is not None)
         self._events.append(ChunkComplete(seq, chunk.header, pieces))
         self._announce(seq, chunk.bits(), skip=None)
@@ -540,12 +615,13 @@ class SwarmPeer:
     # ---------------------------------------------------------------- serving
 
     def _slot_items(self) -> list[ServeItem]:
-        """The oldest requests we can serve a piece of right now, at most upload_slots of them.
+        """The requests we serve now: the most urgent ones (lowest seq, then oldest) that have a
+        piece (or the header) ready, at most upload_slots of them.
 
         Requests waiting for pieces we are still receiving keep their place without holding a
         slot; requests we can never complete (chunk gone or abandoned) get an absent.
         """
-        slots: list[ServeItem] = []
+        ready: list[ServeItem] = []
         for item in list(self._uploads):
             chunk = self._store.get(item.seq)
             if chunk is None or (
@@ -554,16 +630,26 @@ class SwarmPeer:
                 self._unqueue(item)
                 self._release(item)
                 nb = self._nbrs.get(item.peer_id)
-                if nb is not None and item.pieces:
-                    first = item.pieces[0]
-                    count = item.pieces[-1] - first + 1
+                if nb is not None and (item.pieces or item.header_pending):
+                    first = item.pieces[0] if item.pieces else 0
+                    count = item.pieces[-1] - first + 1 if item.pieces else ALL_PIECES
                     self._send_control(nb, encode_message(Absent(item.seq, first, count)))
                 continue
             if item.header_pending or any(chunk.pieces[i] is not None for i in item.pieces):
-                slots.append(item)
-                if len(slots) >= self.config.upload_slots:
-                    break
-        return slots
+                ready.append(item)
+        if len(ready) > self.config.upload_slots:
+            ready.sort(key=self._serve_key)
+            del ready[self.config.upload_slots :]
+        return ready
+
+    def _serve_key(self, item: ServeItem) -> tuple[int, int, int]:
+        """Serving priority: lowest seq (nearest its deadline), then oldest request. The source
+        serves first copies first: a piece nobody has yet matters to everyone."""
+        if self.role == Role.SOURCE:
+            sent = self._source_sent.get(item.seq, 0)
+            fresh = any(not sent >> i & 1 for i in item.pieces)
+            return (0 if fresh else 1, item.seq, item.order)
+        return (0, item.seq, item.order)
 
     def _serve(self, item: ServeItem) -> bytes:
         """The next message of a slot item (the header first when it was asked for)."""
@@ -580,6 +666,8 @@ class SwarmPeer:
                 del item.pieces[pos]
                 if not item.pieces:
                     self._unqueue(item)
+                if self.role == Role.SOURCE:
+                    self._source_sent[item.seq] = self._source_sent.get(item.seq, 0) | 1 << index
                 return encode_message(Piece(item.seq, index, len(chunk.pieces), payload))
         raise AssertionError("a slot item always has a servable piece")
 
@@ -589,6 +677,9 @@ class SwarmPeer:
             nb.serving.remove(item)
         if item in self._uploads:
             self._uploads.remove(item)
+            # Another request may take the freed slot: its link has something to send now.
+            for other in self._uploads:
+                self._ready.add(other.peer_id)
 
     def _release(self, item: ServeItem, dropped: list[int] | None = None) -> None:
         """Give back the source's per-chunk budget for pieces it will not send after all."""
@@ -640,40 +731,51 @@ class SwarmPeer:
         if pb.next_seq is not None:
             floor = pb.next_seq - self.config.keep_behind_chunks
             if floor > self._store.floor_seq:
-                for seq in range(self._store.floor_seq, min(floor, pb.next_seq)):
+                # Only seqs we know of: a fresh core's floor (0) may be far below wall-clock seqs.
+                known = {c.header.seq for c in self._store} | set(self._inflight)
+                for seq in sorted(s for s in known | set(self._header_from) if s < floor):
                     self._abandon(seq)
                 self._store.evict_below(floor)
+                for table in (self._header_s,):
+                    for s in [s for s in table if s < floor]:
+                        del table[s]
                 for nb in self._nbrs.values():
                     nb.forget_below(floor)
 
     def _abandon(self, seq: int) -> None:
         """Stop fetching seq (played past it); neighbours waiting on its pieces get absent."""
-        owner = self._assigned.pop(seq, None)
-        if owner is not None and owner in self._nbrs:
-            nb = self._nbrs[owner]
-            if nb.assignments.pop(seq, None) is not None:
+        owners = set(self._inflight.pop(seq, {}).values())
+        header_owner = self._header_from.pop(seq, None)
+        if header_owner is not None:
+            owners.add(header_owner)
+        for owner in owners:
+            nb = self._nbrs.get(owner)
+            if nb is not None and nb.assignments.pop(seq, None) is not None:
                 self._send_control(nb, encode_message(Cancel(seq, 0, ALL_PIECES)))
-            if not nb.assignments:
-                nb.meter.idle()
+                if not nb.assignments:
+                    nb.meter.idle()
         chunk = self._store.get(seq)
         if chunk is not None and not chunk.complete:
             chunk.abandoned = True
-            for nb in self._nbrs.values():
-                if nb.serving:
-                    self._ready.add(nb.peer_id)
+            for item in self._uploads:
+                self._ready.add(item.peer_id)
 
     def _time_out(self, nb: Neighbour, seq: int, now: float) -> None:
-        nb.assignments.pop(seq, None)
-        if self._assigned.get(seq) == nb.peer_id:
-            del self._assigned[seq]
+        a = nb.assignments.pop(seq, None)
+        if a is None:
+            return
+        self._release_asked(nb.peer_id, seq, a.pieces, a.header_pending)
         if not nb.assignments:
             nb.meter.idle()
-        self._send_control(nb, encode_message(Cancel(seq, 0, ALL_PIECES)))
+        for first, count in _runs(sorted(a.pieces)) or [(0, ALL_PIECES)]:
+            self._send_control(nb, encode_message(Cancel(seq, first, count)))
         nb.not_from[seq] = now + 2 * self.config.request_timeout_s
-        nb.strikes += 1
-        if nb.strikes >= self.config.stall_strikes:
-            self._drop(nb, f"stalled: {nb.strikes} requests timed out", ByeReason.STALLED)
+        self.timeouts += 1
         self._dirty = True
+        if a.strike_on_timeout:
+            nb.strikes += 1
+            if nb.strikes >= self.config.stall_strikes:
+                self._drop(nb, f"stalled: {nb.strikes} requests timed out", ByeReason.STALLED)
 
     def _schedule(self, now: float) -> None:
         pb = self.playback
@@ -686,54 +788,73 @@ class SwarmPeer:
         wants: list[Want] = []
         for seq in range(lo, hi + 1):
             chunk = self._store.get(seq)
-            if (chunk is not None and chunk.complete) or seq in self._assigned:
-                continue
-            holders: list[str] = []
-            complete: set[str] = set()
-            sources: list[str] = []
-            for nb in uploaders:
-                if not nb.holds(seq) or nb.not_from.get(seq, -1.0) > now:
+            missing: tuple[int, ...] = ()
+            if chunk is not None:
+                if chunk.complete:
                     continue
-                if nb.is_source:
-                    sources.append(nb.peer_id)
-                else:
-                    holders.append(nb.peer_id)
-                    if seq in nb.complete:
-                        complete.add(nb.peer_id)
-            if not holders and not sources:
+                asked = self._inflight.get(seq, {})
+                missing = tuple(
+                    i for i, p in enumerate(chunk.pieces) if p is None and i not in asked
+                )
+                if not missing:
+                    continue
+            elif seq in self._header_from:
                 continue
-            if chunk is None:
-                estimate = self.config.default_chunk_bytes
-            else:
-                estimate = len(chunk.missing()) * chunk.header.piece_size
-            deadline = pb.deadline(seq, self._media_start_s(seq), now)
-            wants.append(
-                Want(seq, deadline, tuple(holders), frozenset(complete), tuple(sources), estimate)
-            )
+            mine_s = self._header_s.get(seq)
+            holders: list[Holder] = []
+            for nb in uploaders:
+                if nb.not_from.get(seq, -1.0) > now:
+                    continue
+                mask = nb.known_mask(seq)
+                announced = nb.announced_s.get(seq)
+                earlier = (
+                    not nb.is_source
+                    and announced is not None
+                    and (mine_s is None or announced < mine_s)
+                )
+                if mask or earlier:
+                    holders.append(Holder(nb.peer_id, mask, earlier, nb.is_source))
+            if holders:
+                deadline = pb.deadline(seq, self._media_start_s(seq), now)
+                wants.append(Want(seq, deadline, missing, chunk is None, tuple(holders)))
         if not wants:
             return
-        capacity = {
-            nb.peer_id: nb.capacity_bytes(self.config.pipeline_s, self.config.min_inflight_bytes)
+        piece_bytes = self.config.piece_size_bytes
+        room = {
+            nb.peer_id: nb.room_pieces(
+                self.config.pipeline_s, self.config.min_inflight_bytes, piece_bytes
+            )
             for nb in uploaders
         }
-        plan = plan_requests(wants, capacity, now, self.config.urgent_s, self._rng)
-        for seq, pid in plan:
-            self._request(self._nbrs[pid], seq, now)
-        self._work_pending = len(plan) < len(wants)
+        asks = plan_pieces(wants, room, now, self.config.urgent_s, self._rng)
+        for ask in asks:
+            self._request(ask, now)
+        wanted = sum(len(w.missing) or 1 for w in wants)
+        self._work_pending = sum(len(a.pieces) for a in asks) < wanted
 
-    def _request(self, nb: Neighbour, seq: int, now: float) -> None:
-        chunk = self._store.get(seq)
-        if chunk is None:
-            self._send_control(nb, encode_message(Request(seq, 0, ALL_PIECES, True)))
-            a = Assignment(seq, None, now, now, self.config.default_chunk_bytes)
+    def _request(self, ask: Ask, now: float) -> None:
+        nb = self._nbrs[ask.peer_id]
+        seq = ask.seq
+        want_header = ask.want_header
+        for first, count in _runs(list(ask.pieces)):
+            self._send_control(nb, encode_message(Request(seq, first, count, want_header)))
+            want_header = False
+        mask = nb.known_mask(seq)
+        holds_all = all(mask >> i & 1 for i in ask.pieces)
+        a = nb.assignments.get(seq)
+        if a is None:
+            a = Assignment(seq, set(), False, now, now, holds_all)
+            nb.assignments[seq] = a
         else:
-            missing = chunk.missing()
-            for first, count in _runs(missing):
-                self._send_control(nb, encode_message(Request(seq, first, count, False)))
-            a = Assignment(seq, set(missing), now, now, len(missing) * chunk.header.piece_size)
-        nb.assignments[seq] = a
+            a.strike_on_timeout = a.strike_on_timeout and holds_all
+        a.pieces.update(ask.pieces)
+        asked = self._inflight.setdefault(seq, {})
+        for i in ask.pieces:
+            asked[i] = nb.peer_id
+        if ask.want_header:
+            a.header_pending = True
+            self._header_from[seq] = nb.peer_id
         nb.meter.busy(now)
-        self._assigned[seq] = nb.peer_id
 
     # ---------------------------------------------------------------- helpers
 
@@ -764,3 +885,12 @@ class SwarmPeer:
 
 def header_bits(piece_count: int) -> tuple[bool, ...]:
     return (True,) * piece_count
+
+
+def _mask(bits: tuple[bool, ...]) -> int:
+    """A have's bitfield as an int: bit i set = piece i held."""
+    mask = 0
+    for i, held in enumerate(bits):
+        if held:
+            mask |= 1 << i
+    return mask

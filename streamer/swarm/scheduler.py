@@ -1,10 +1,19 @@
-"""Which chunk to ask of which neighbour: a pure function, easy to port and to test.
+"""Which pieces to ask of which neighbour: a pure function, easy to port and to test.
 
-Policy: chunks near their playout deadline first (urgent, by deadline), then rarest first further
-ahead (fewest holders, then lowest seq). A chunk goes to one neighbour at a time (each chunk is
-downloaded about once per peer: no flooding). Peers are preferred over the source; the source is
-asked only when no peer neighbour holds the chunk, or when the chunk is urgent and every peer that
-holds it is busy. Among holders: those with the whole chunk first, then the most spare capacity.
+Policy (docs/protocol.md, Behaviour, "Pull"), piece by piece:
+- chunks in order: urgent ones (deadline within urgent_s) by deadline, then the rest rarest first
+  (fewest holders, then lowest seq);
+- without the chunk's verified header, ask one holder for the header and one piece;
+- each missing piece nobody is fetching for us goes to one holder, chosen by tier:
+  1. a peer known to hold that piece (whole chunk, or the piece's bit in its last have), or the
+     source when it advertised that very piece to us (super-seeding: we are its first receiver);
+  2. only for an urgent chunk: a peer that is receiving it and verified its header before we did
+     (it forwards pieces as they arrive; "before us" orders peers in time, so two peers never
+     wait on each other);
+  3. the source holding the whole chunk: only when the chunk is urgent or no peer holds it;
+  within a tier, the holder with the most spare room (in pieces), ties broken at random;
+- each assignment uses one piece of the holder's room (in-flight limit from measured throughput).
+The split spreads one chunk over several holders, so it downloads from all of them in parallel.
 """
 
 from __future__ import annotations
@@ -14,46 +23,117 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class Holder:
+    """A neighbour that may be asked for pieces of one chunk."""
+
+    peer_id: str
+    known_mask: int
+    """Bit i set: it holds piece i for sure. -1 (every bit): it holds the whole chunk."""
+    earlier: bool = False
+    """It is receiving the chunk and verified the header before we did: ask it for any piece."""
+    source: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Want:
-    """A chunk we miss (or miss pieces of) and nobody is fetching for us."""
+    """One chunk we miss pieces of."""
 
     seq: int
     deadline_s: float
-    holders: tuple[str, ...]
-    """Peer neighbours (not the source) that hold it, whole or partly, and may be asked."""
-    complete_holders: frozenset[str]
-    source_holders: tuple[str, ...]
-    estimate_bytes: int
+    missing: tuple[int, ...]
+    """Pieces we neither hold nor have asked anyone for (empty while need_header)."""
+    need_header: bool
+    """We hold no verified header and nobody is fetching it for us."""
+    holders: tuple[Holder, ...]
 
 
-def plan_requests(
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One request to send: pieces (ascending) of seq from peer_id, header first if asked."""
+
+    seq: int
+    peer_id: str
+    pieces: tuple[int, ...]
+    want_header: bool
+
+
+def _tier(holder: Holder, index: int, urgent: bool, peers_hold: bool) -> int | None:
+    """0 = best; None = this holder is not to be asked for this piece (index -1: any piece)."""
+    known = holder.known_mask != 0 if index < 0 else bool(holder.known_mask >> index & 1)
+    if holder.source:
+        if holder.known_mask == -1:
+            return 2 if (urgent or not peers_hold) else None
+        return 0 if known else None
+    if known:
+        return 0
+    return 1 if holder.earlier and urgent else None
+
+
+def plan_pieces(
     wants: list[Want],
-    capacity_bytes: dict[str, int],
+    room_pieces: dict[str, int],
     now: float,
     urgent_s: float,
     rng: random.Random,
-) -> list[tuple[int, str]]:
-    """Assign wanted chunks to neighbours; returns [(seq, peer_id)], most pressing first.
+) -> list[Ask]:
+    """Assign wanted pieces to neighbours; returns the requests, most pressing first.
 
-    capacity_bytes (spare in-flight room per neighbour) is consumed as chunks are assigned.
+    room_pieces (how many more pieces each neighbour may have in flight for us) is consumed.
     """
     urgent = sorted(
         (w for w in wants if w.deadline_s - now <= urgent_s), key=lambda w: w.deadline_s
     )
     later = sorted(
-        (w for w in wants if w.deadline_s - now > urgent_s),
-        key=lambda w: (len(w.holders) + len(w.source_holders), w.seq),
+        (w for w in wants if w.deadline_s - now > urgent_s), key=lambda w: (len(w.holders), w.seq)
     )
-    plan: list[tuple[int, str]] = []
+    asks: list[Ask] = []
     for want in urgent + later:
         is_urgent = want.deadline_s - now <= urgent_s
-        pool = [h for h in want.holders if capacity_bytes.get(h, 0) > 0]
-        if not pool and (not want.holders or is_urgent):
-            pool = [h for h in want.source_holders if capacity_bytes.get(h, 0) > 0]
-        if not pool:
+        peers_hold = any(not h.source for h in want.holders)
+        if want.need_header:
+            best = _pick(want.holders, -1, is_urgent, peers_hold, room_pieces, rng)
+            if best is not None:
+                room_pieces[best.peer_id] -= 1
+                first = _lowest_bit(best.known_mask)
+                asks.append(Ask(want.seq, best.peer_id, (first,), True))
             continue
-        rng.shuffle(pool)
-        best = min(pool, key=lambda h: (h not in want.complete_holders, -capacity_bytes.get(h, 0)))
-        capacity_bytes[best] = capacity_bytes.get(best, 0) - want.estimate_bytes
-        plan.append((want.seq, best))
-    return plan
+        chosen: dict[str, list[int]] = {}
+        for index in want.missing:
+            best = _pick(want.holders, index, is_urgent, peers_hold, room_pieces, rng)
+            if best is None:
+                continue
+            room_pieces[best.peer_id] -= 1
+            chosen.setdefault(best.peer_id, []).append(index)
+        for pid, indices in chosen.items():
+            asks.append(Ask(want.seq, pid, tuple(indices), False))
+    return asks
+
+
+def _pick(
+    holders: tuple[Holder, ...],
+    index: int,
+    urgent: bool,
+    peers_hold: bool,
+    room_pieces: dict[str, int],
+    rng: random.Random,
+) -> Holder | None:
+    best: Holder | None = None
+    best_key: tuple[int, int, float] | None = None
+    for holder in holders:
+        room = room_pieces.get(holder.peer_id, 0)
+        if room <= 0:
+            continue
+        tier = _tier(holder, index, urgent, peers_hold)
+        if tier is None:
+            continue
+        key = (tier, -room, rng.random())
+        if best_key is None or key < best_key:
+            best, best_key = holder, key
+    return best
+
+
+def _lowest_bit(mask: int) -> int:
+    """Index of the lowest set bit (0 for none): the piece to fetch along with a header."""
+    if mask <= 0:
+        return 0
+    return (mask & -mask).bit_length() - 1
