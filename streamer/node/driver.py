@@ -313,8 +313,6 @@ class SwarmNode:
                 verifier=HeaderVerifier(media.public_key_raw),
                 rng=self._rng,
             )
-        if media is not None and media.first_seq is not None:
-            _raise_floor(self.core, media.first_seq - self.config.swarm.max_ahead_chunks)
         assert self.manager is not None
         for pid, early in list(self._early.items()):
             del self._early[pid]
@@ -658,18 +656,6 @@ class SwarmNode:
             stream_bytes = stats.get("stream_bytes") or 0
             stats["upload_ratio"] = stats["bytes_uploaded"] / stream_bytes if stream_bytes else None
         return stats
-
-
-def _raise_floor(core: SwarmPeer, floor_seq: int) -> None:
-    """Tell a fresh core that no seq below floor_seq will ever matter.
-
-    Workaround: SwarmPeer._play walks every seq from its store's floor (0 in a new core) up to the
-    playout point, one call each, so with wall-clock seqs (~6e7) a new viewer's first message froze
-    the process for seconds. Remove once the core starts that walk at the first seq it knows of.
-    """
-    store = core._store  # private on purpose: see the docstring
-    if floor_seq > store.floor_seq:
-        store.evict_below(floor_seq)
 
 
 def describe_signaling_error(error: SignalingError, config: NodeConfig) -> str:
