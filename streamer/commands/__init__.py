@@ -10,4 +10,6 @@ COMMAND_MODULES = [
     "streamer.commands.broadcast",
     "streamer.commands.relay",
     "streamer.commands.watch",
+    "streamer.commands.bench",
+    "streamer.commands.simulate",
 ]
