@@ -2,8 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Net, chunkBytes, makeChunks, makeKeys, syncVerifier } from "./swarmnet.mjs";
-import { SwarmPeer, Role, seededRandom, percentile } from "../../web/static/js/swarm.js";
-import { planRequests } from "../../web/static/js/scheduler.js";
+import { DEFAULT_CONFIG, SwarmPeer, Role, seededRandom, percentile } from "../../web/static/js/swarm.js";
 import { HeaderVerifier } from "../../web/static/js/chunkheader.js";
 import { ByeReason, Capability, decodeMessage, encodeMessage } from "../../web/static/js/wire.js";
 
@@ -96,31 +95,7 @@ test("a swarm of 6 viewers: every viewer plays, peers carry most bytes, the sour
   assert.ok(src.bytes_uploaded < 2 * src.stream_bytes, `${src.bytes_uploaded} vs ${src.stream_bytes}`);
 });
 
-test("planRequests: urgent by deadline first, then rarest; peers before the source", () => {
-  const now = 10;
-  const want = (seq, deadlineS, holders, sourceHolders = [], complete = holders) => ({
-    seq, deadlineS, holders, completeHolders: new Set(complete), sourceHolders, estimateBytes: 1000,
-  });
-  const wants = [
-    want(5, 20, ["p1", "p2", "p3"]),
-    want(6, 21, ["p1"]),
-    want(2, 11.0, ["p2"]),
-    want(1, 10.5, ["p3"]),
-    want(7, 22, [], ["src"]),
-  ];
-  const cap = new Map([["p1", 5000], ["p2", 5000], ["p3", 5000], ["src", 5000]]);
-  const plan = planRequests(wants, cap, now, 1.5, seededRandom(1));
-  assert.deepEqual(plan.map(([s]) => s), [1, 2, 6, 7, 5], "urgent by deadline, then rarest");
-  assert.deepEqual(Object.fromEntries(plan), { 1: "p3", 2: "p2", 7: "src", 6: "p1", 5: plan[4][1] });
-  assert.notEqual(plan[4][1], "src");
-  // Urgent and every peer holder busy: the source is asked; not urgent: it waits for a peer.
-  const busy = new Map([["p1", 0], ["src", 5000]]);
-  const plan2 = planRequests([want(1, 10.2, ["p1"], ["src"]), want(9, 30, ["p1"], ["src"])], busy, now, 1.5, seededRandom(1));
-  assert.deepEqual(plan2, [[1, "src"]]);
-  assert.equal(busy.get("src"), 4000, "capacity consumed by the estimate");
-});
-
-test("a request that times out is cancelled and re-requested from another holder", () => {
+test("a header request that times out is cancelled and asked of the other holder", () => {
   const now = 50;
   const core = viewer(now);
   for (const id of ["p1", "p2"]) {
@@ -129,22 +104,26 @@ test("a request that times out is cancelled and re-requested from another holder
     core.receive(id, encodeMessage({ type: "buffer_map", baseSeq: 2, bits: [true, true] }), now);
   }
   const first = ["p1", "p2"].map((id) => [id, drainControl(core, id).filter((m) => m.type === "request")]);
-  const asked = first.filter(([, reqs]) => reqs.length > 0);
-  assert.ok(asked.every(([, reqs]) => new Set(reqs.map((m) => m.seq)).size === reqs.length));
-  const seq2 = asked.filter(([, reqs]) => reqs.some((m) => m.seq === 2));
-  assert.equal(seq2.length, 1, "one chunk goes to one neighbour at a time");
-  const [slow] = seq2[0];
+  const seq2 = first.filter(([, reqs]) => reqs.some((m) => m.seq === 2));
+  assert.equal(seq2.length, 1, "one neighbour at a time for a chunk's header");
+  const [slow, reqs] = seq2[0];
   const other = slow === "p1" ? "p2" : "p1";
-  assert.equal(seq2[0][1][0].seq, 2, "start one chunk behind the newest (start_behind_chunks)");
-  // Nobody answers: the request for seq 2 times out.
+  // start one chunk behind the newest (startBehindChunks); header + one piece (count 1)
+  const ask = reqs.find((m) => m.seq === 2);
+  assert.deepEqual([ask.firstIndex, ask.count, ask.wantHeader], [0, 1, true]);
+  // Nobody answers: the request for seq 2 times out after requestTimeoutS.
+  const timeoutS = DEFAULT_CONFIG.requestTimeoutS;
   const timer = core.nextTimer();
-  assert.ok(timer <= now + 1.0 + 1e-9);
-  core.handleTimer(now + 1.0);
+  assert.ok(timer <= now + timeoutS + 1e-9, `timer ${timer}`);
+  core.handleTimer(now + timeoutS);
   const toSlow = drainControl(core, slow);
   assert.ok(toSlow.some((m) => m.type === "cancel" && m.seq === 2), "cancel sent to the slow one");
   const toOther = drainControl(core, other);
   assert.ok(toOther.some((m) => m.type === "request" && m.seq === 2 && m.wantHeader));
+  // Room for one piece each: seq 3 went to the other one, and timed out there too.
   assert.equal(core.neighbour(slow).strikes, 1);
+  assert.equal(core.neighbour(other).strikes, 1);
+  assert.equal(core.stats().timeouts, 2);
 });
 
 test("a neighbour that sends a forged piece is dropped with bye FORGED; the chunk still completes", () => {
@@ -172,11 +151,16 @@ test("a neighbour that sends a forged piece is dropped with bye FORGED; the chun
   // The verified piece 0 stays; the rest comes from the honest neighbour.
   core.receive("honest", encodeMessage({ type: "have", seq: 5, pieces: [true, true, true] }), now + 0.3);
   const reqs = drainControl(core, "honest").filter((m) => m.type === "request");
-  assert.deepEqual(reqs.map((m) => [m.seq, m.firstIndex, m.count, m.wantHeader]), [[5, 1, 2, false]]);
-  for (const index of [1, 2]) {
+  // Room for one 16 KiB piece in flight until a rate is measured (minInflightBytes 16384).
+  assert.deepEqual(reqs.map((m) => [m.seq, m.firstIndex, m.count, m.wantHeader]), [[5, 1, 1, false]]);
+  const piece = (index) => {
     const payload = c.data.slice(index * 16384, Math.min(40000, (index + 1) * 16384));
-    core.receive("honest", encodeMessage({ type: "piece", seq: 5, index, count: 3, payload }), now + 0.4);
-  }
+    return encodeMessage({ type: "piece", seq: 5, index, count: 3, payload });
+  };
+  core.receive("honest", piece(1), now + 0.4);
+  const next = drainControl(core, "honest").filter((m) => m.type === "request");
+  assert.deepEqual(next.map((m) => [m.seq, m.firstIndex, m.count]), [[5, 2, 1]]);
+  core.receive("honest", piece(2), now + 0.45);
   const done = core.popEvents().filter((e) => e.kind === "ChunkComplete");
   assert.equal(done.length, 1);
   assert.deepEqual(done[0].data, c.data);

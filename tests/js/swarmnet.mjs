@@ -25,21 +25,31 @@ export function chunkBytes(seq, sizeBytes) {
   return out;
 }
 
+/** Sign one chunk of `data`: media start startS, released at releaseS (seconds). */
+export function signChunk(privateKey, seq, data, { startS = seq, durationS = 1, releaseS, pieceSize = 16384 }) {
+  return signChunkHeader({
+    seq,
+    data,
+    startUs: Math.round(startS * 1e6),
+    durationUs: Math.round(durationS * 1e6),
+    releaseUs: Math.round(releaseS * 1e6),
+    pieceSize,
+    privateKey,
+  });
+}
+
 /** Sign chunks 0..count-1, released at t0 + seq * durationS. */
-export async function makeChunks(privateKey, count, { sizeBytes = 40000, durationS = 1, t0 = 100 } = {}) {
+export async function makeChunks(
+  privateKey,
+  count,
+  { sizeBytes = 40000, durationS = 1, t0 = 100, pieceSize = 16384 } = {},
+) {
   const chunks = [];
   for (let seq = 0; seq < count; seq++) {
     const data = chunkBytes(seq, sizeBytes);
     const releaseS = t0 + seq * durationS;
-    const header = await signChunkHeader({
-      seq,
-      data,
-      startUs: Math.round(seq * durationS * 1e6),
-      durationUs: Math.round(durationS * 1e6),
-      releaseUs: Math.round(releaseS * 1e6),
-      pieceSize: 16384,
-      privateKey,
-    });
+    const startS = seq * durationS;
+    const header = await signChunk(privateKey, seq, data, { startS, durationS, releaseS, pieceSize });
     chunks.push({ seq, data, header, releaseS });
   }
   return chunks;

@@ -258,13 +258,19 @@ export class WatchApp {
     if (!core) return;
     for (const ev of core.popEvents()) this._onCoreEvent(ev);
     if (this.core !== core) return;
-    for (const id of core.takeReady()) {
-      let msg = core.nextControlMessage(id);
-      while (msg) {
-        this.rtc.send(id, msg);
-        msg = core.nextControlMessage(id);
+    // Serving one request may hand its upload slot to another link (the core marks it ready):
+    // go round until nothing new is ready, so that link does not wait for the next input.
+    for (let round = 0; round < 16; round++) {
+      const ready = core.takeReady();
+      if (ready.size === 0) break;
+      for (const id of ready) {
+        let msg = core.nextControlMessage(id);
+        while (msg) {
+          this.rtc.send(id, msg);
+          msg = core.nextControlMessage(id);
+        }
+        this._pumpData(id);
       }
-      this._pumpData(id);
     }
     this._armTimer();
   }

@@ -52,18 +52,38 @@ export class Neighbour {
     this.helloReceived = false;
     /** Seqs it holds in full (buffer map + haves). */
     this.complete = new Set();
-    /** Seqs it is receiving: seq -> pieces it had at its last have. */
+    /** Seqs it is receiving: seq -> BigInt mask of the pieces its haves said it holds. */
     this.partial = new Map();
+    /** seq -> when its first have (or header) of seq reached us (it had verified the header). */
+    this.announcedS = new Map();
     /** seq -> time until which we do not ask it for seq again (absent, timed out). */
     this.notFrom = new Map();
-    /** seq -> {seq, pieces: Set|null, requestedS, lastProgressS, estimateBytes}. */
+    /**
+     * Pieces of one chunk we asked it for, by seq: {seq, pieces: Set (still to come),
+     * headerPending, requestedS, lastProgressS, strikeOnTimeout (it held what we asked for, so
+     * silence is a stall)}.
+     */
     this.assignments = new Map();
     this.meter = new RateMeter();
     this.strikes = 0;
     this.lastUsefulS = connectedS;
+    /**
+     * When its last header or piece (of any seq) reached us: a neighbour that sends us data for
+     * other chunks is busy, not stalled.
+     */
+    this.lastDataS = -1;
+    /** Its hello arrived with the UPLOAD capability: it may be asked for pieces. */
+    this.uploads = false;
+    /** Seqs whose have we still owe it (coalesced: one have per seq per haveIntervalS). */
+    this.haveDue = new Set();
+    /** Earliest time of our next have to it. */
+    this.haveNextS = 0;
     /** Small messages to send, oldest first. */
     this.control = [];
-    /** Requests it made of us: [{seq, pieces: number[], headerPending, reservedBytes}]. */
+    /**
+     * Requests it made of us, also in the core's one upload queue: [{peerId, seq,
+     * pieces: number[], headerPending, order (arrival), reservedBytes}].
+     */
     this.serving = [];
     this.headersSent = new Set();
     this.bytesReceived = 0;
@@ -74,30 +94,32 @@ export class Neighbour {
     return this.role === Role.SOURCE;
   }
 
-  get uploads() {
-    return this.helloReceived && (this.capabilities & Capability.UPLOAD) !== 0;
-  }
-
   holds(seq) {
     return this.complete.has(seq) || this.partial.has(seq);
   }
 
-  inflightBytes() {
+  /** Pieces of seq it surely holds, as a BigInt mask (-1n: all of them). */
+  knownMask(seq) {
+    if (this.complete.has(seq)) return -1n;
+    return this.partial.get(seq) ?? 0n;
+  }
+
+  inflightPieces() {
     let total = 0;
-    for (const a of this.assignments.values()) total += a.estimateBytes;
+    for (const a of this.assignments.values()) total += a.pieces.size + (a.headerPending ? 1 : 0);
     return total;
   }
 
-  /** How many more bytes we may ask of it now (measured rate x pipeline, with a floor). */
-  capacityBytes(pipelineS, minInflightBytes) {
+  /** How many more pieces we may ask of it now (measured rate x pipeline, with a floor). */
+  roomPieces(pipelineS, minInflightBytes, pieceBytes) {
     const rate = this.meter.rateBytesPerS ?? 0;
-    const allowed = Math.max(minInflightBytes, Math.floor(rate * pipelineS));
-    return allowed - this.inflightBytes();
+    const allowedBytes = Math.max(minInflightBytes, Math.floor(rate * pipelineS));
+    return Math.floor(allowedBytes / Math.max(1, pieceBytes)) - this.inflightPieces();
   }
 
   forgetBelow(floorSeq) {
     for (const s of this.complete) if (s < floorSeq) this.complete.delete(s);
-    for (const table of [this.partial, this.notFrom]) {
+    for (const table of [this.partial, this.notFrom, this.announcedS]) {
       for (const s of table.keys()) if (s < floorSeq) table.delete(s);
     }
   }

@@ -1,15 +1,17 @@
 // The playout model: where a viewer starts, when each chunk is due, played or skipped, lag.
 //
 // The same rules as streamer/swarm/playback.py (and so as `streamer watch`): start
-// `startBehindChunks` behind the newest seq heard of; playback begins the moment the start chunk is
-// complete; chunk seq is due at playStart + (its media start - the start chunk's media start); at
-// its deadline a chunk is played if complete, otherwise skipped (never stall forever).
+// `startBehindChunks` behind the newest seq heard of; once the start chunk is complete, playback
+// begins targetLagS after the source released it (not before now, not after now + targetLagS);
+// chunk seq is due at playStart + (its media start - the start chunk's media start); at its
+// deadline a chunk is played if complete, otherwise skipped (never stall forever).
 // Pure: `now` (seconds) is passed in; no timers, no DOM.
 
 export class Playback {
-  constructor({ chunkDurationS, startBehindChunks, joinedS }) {
+  constructor({ chunkDurationS, startBehindChunks, joinedS, targetLagS = 0 }) {
     this.chunkDurationS = chunkDurationS;
     this.startBehindChunks = startBehindChunks;
+    this.targetLagS = targetLagS;
     this.joinedS = joinedS;
     this.startSeq = null;
     /** The next seq to play (or skip). */
@@ -37,10 +39,16 @@ export class Playback {
     }
   }
 
-  /** Begin playout once the start chunk is complete; true when it began now. */
-  startIfReady(now, startComplete, mediaStartS) {
+  /**
+   * Schedule playout once the start chunk is complete; true when it was scheduled now.
+   *
+   * Playout begins targetLagS after the source released the start chunk, so every later chunk
+   * has about targetLagS to cross the swarm; never later than now + targetLagS (a source clock
+   * far ahead of ours must not freeze us) and never before now.
+   */
+  startIfReady(now, startComplete, mediaStartS, releaseS) {
     if (this.playStartS !== null || this.startSeq === null || !startComplete) return false;
-    this.playStartS = now;
+    this.playStartS = Math.max(now, Math.min(releaseS + this.targetLagS, now + this.targetLagS));
     this.startMediaS = mediaStartS;
     return true;
   }

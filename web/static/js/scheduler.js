@@ -1,11 +1,32 @@
-// Which chunk to ask of which neighbour: a pure function (streamer/swarm/scheduler.py, ported).
+// Which pieces to ask of which neighbour: a pure function, the port of streamer/swarm/scheduler.py.
 //
-// Policy: chunks near their playout deadline first (urgent, by deadline), then rarest first further
-// ahead (fewest holders, then lowest seq). A chunk goes to one neighbour at a time (each chunk is
-// downloaded about once per peer: no flooding). Peers are preferred over the source; the source is
-// asked only when no peer neighbour holds the chunk, or when the chunk is urgent and every peer
-// that holds it is busy. Among holders: those with the whole chunk first, then the most spare
-// capacity.
+// Policy (docs/protocol.md, Behaviour, "Pull"), piece by piece:
+// - chunks in order: urgent ones (deadline within urgentS) by deadline, then the rest rarest first
+//   (fewest holders, then lowest seq);
+// - without the chunk's verified header, ask one holder for the header and one piece;
+// - each missing piece nobody is fetching for us goes to one holder, chosen by tier:
+//   1. a peer known to hold that piece (whole chunk, or the piece's bit in its last have), or the
+//      source when it advertised that very piece to us (super-seeding: we are its first receiver);
+//   2. only for an urgent chunk: a peer that is receiving it and verified its header before we did
+//      (it forwards pieces as they arrive; "before us" orders peers in time, so two peers never
+//      wait on each other);
+//   3. the source holding the whole chunk: only when the chunk is urgent or no peer holds it;
+//   within a tier, the holder with the most spare room (in pieces), ties broken at random; a
+//   holder without room is skipped, except the source for a piece it advertised to us alone;
+// - each assignment uses one piece of the holder's room (in-flight limit from measured throughput).
+// The split spreads one chunk over several holders, so it downloads from all of them in parallel.
+//
+// Shapes (plain objects, Python's dataclasses in camelCase):
+//   Holder {peerId, knownMask, earlier = false, source = false}
+//     knownMask: bit i set = it holds piece i for sure; ALL_HELD (-1n, every bit) = the whole
+//     chunk. A BigInt, since a chunk may have up to 1024 pieces (a Number is accepted too).
+//   Want {seq, deadlineS, missing: number[], needHeader, holders: Holder[]}
+//     missing: pieces we neither hold nor asked anyone for (empty while needHeader);
+//     needHeader: we hold no verified header and nobody is fetching it for us.
+//   Ask {seq, peerId, pieces: number[] (ascending), wantHeader}
+
+/** knownMask of a neighbour holding the whole chunk (every bit set, like Python's -1). */
+export const ALL_HELD = -1n;
 
 /** A small seeded PRNG (mulberry32): same seed, same schedule; returns floats in [0, 1). */
 export function seededRandom(seed) {
@@ -19,45 +40,102 @@ export function seededRandom(seed) {
   };
 }
 
-function shuffle(items, rng) {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [items[i], items[j]] = [items[j], items[i]];
+/** Is bit `index` of a BigInt mask set? (-1n has every bit set.) */
+export function hasBit(mask, index) {
+  return ((BigInt(mask) >> BigInt(index)) & 1n) === 1n;
+}
+
+/** Bits (array of booleans, a have's field) -> BigInt mask. */
+export function maskOf(bits) {
+  let mask = 0n;
+  bits.forEach((held, i) => {
+    if (held) mask |= 1n << BigInt(i);
+  });
+  return mask;
+}
+
+/** Index of the lowest set bit (0 for none, or for ALL_HELD): the piece fetched with a header. */
+export function lowestBit(mask) {
+  const m = BigInt(mask);
+  if (m <= 0n) return 0;
+  return (m & -m).toString(2).length - 1;
+}
+
+/** 0 = best; null = this holder is not to be asked for this piece (index -1: any piece). */
+function tier(holder, index, urgent, peersHold) {
+  const mask = BigInt(holder.knownMask);
+  const known = index < 0 ? mask !== 0n : hasBit(mask, index);
+  if (holder.source) {
+    if (mask === ALL_HELD) return urgent || !peersHold ? 2 : null;
+    return known ? 0 : null;
   }
+  if (known) return 0;
+  return holder.earlier && urgent ? 1 : null;
+}
+
+function pick(holders, index, urgent, peersHold, roomPieces, rng) {
+  let best = null;
+  let bestKey = null;
+  for (const holder of holders) {
+    const room = roomPieces.get(holder.peerId) ?? 0;
+    const t = tier(holder, index, urgent, peersHold);
+    if (t === null) continue;
+    if (room <= 0 && !(holder.source && t === 0)) {
+      // A first copy the source advertised to us alone is asked at once, room or not: nobody
+      // else can fetch it, and the source serves first copies first.
+      continue;
+    }
+    const key = [t, -room, rng()];
+    if (
+      bestKey === null ||
+      key[0] < bestKey[0] ||
+      (key[0] === bestKey[0] &&
+        (key[1] < bestKey[1] || (key[1] === bestKey[1] && key[2] < bestKey[2])))
+    ) {
+      best = holder;
+      bestKey = key;
+    }
+  }
+  return best;
 }
 
 /**
- * Assign wanted chunks to neighbours; returns [[seq, peerId]], most pressing first.
- *
- * wants: [{seq, deadlineS, holders: string[], completeHolders: Set, sourceHolders: string[],
- * estimateBytes}]. capacityBytes (Map peerId -> spare in-flight bytes) is consumed as chunks are
- * assigned.
+ * Assign wanted pieces to neighbours; returns the Asks, most pressing first.
+ * roomPieces (Map peerId -> how many more pieces it may have in flight for us) is consumed.
  */
-export function planRequests(wants, capacityBytes, now, urgentS, rng) {
-  const cap = (h) => capacityBytes.get(h) ?? 0;
+export function planPieces(wants, roomPieces, now, urgentS, rng) {
   const urgent = wants.filter((w) => w.deadlineS - now <= urgentS);
   urgent.sort((a, b) => a.deadlineS - b.deadlineS);
   const later = wants.filter((w) => w.deadlineS - now > urgentS);
-  const holderCount = (w) => w.holders.length + w.sourceHolders.length;
-  later.sort((a, b) => holderCount(a) - holderCount(b) || a.seq - b.seq);
-  const plan = [];
+  later.sort((a, b) => a.holders.length - b.holders.length || a.seq - b.seq);
+  const asks = [];
   for (const want of urgent.concat(later)) {
     const isUrgent = want.deadlineS - now <= urgentS;
-    let pool = want.holders.filter((h) => cap(h) > 0);
-    if (pool.length === 0 && (want.holders.length === 0 || isUrgent)) {
-      pool = want.sourceHolders.filter((h) => cap(h) > 0);
+    const peersHold = want.holders.some((h) => !h.source);
+    if (want.needHeader) {
+      const best = pick(want.holders, -1, isUrgent, peersHold, roomPieces, rng);
+      if (best !== null) {
+        roomPieces.set(best.peerId, roomPieces.get(best.peerId) - 1);
+        asks.push({
+          seq: want.seq,
+          peerId: best.peerId,
+          pieces: [lowestBit(best.knownMask)],
+          wantHeader: true,
+        });
+      }
+      continue;
     }
-    if (pool.length === 0) continue;
-    shuffle(pool, rng);
-    let best = pool[0];
-    const rank = (h) => [want.completeHolders.has(h) ? 0 : 1, -cap(h)];
-    for (const h of pool.slice(1)) {
-      const [r1, c1] = rank(h);
-      const [r0, c0] = rank(best);
-      if (r1 < r0 || (r1 === r0 && c1 < c0)) best = h;
+    const chosen = new Map();
+    for (const index of want.missing) {
+      const best = pick(want.holders, index, isUrgent, peersHold, roomPieces, rng);
+      if (best === null) continue;
+      roomPieces.set(best.peerId, roomPieces.get(best.peerId) - 1);
+      if (!chosen.has(best.peerId)) chosen.set(best.peerId, []);
+      chosen.get(best.peerId).push(index);
     }
-    capacityBytes.set(best, cap(best) - want.estimateBytes);
-    plan.push([want.seq, best]);
+    for (const [peerId, pieces] of chosen) {
+      asks.push({ seq: want.seq, peerId, pieces, wantHeader: false });
+    }
   }
-  return plan;
+  return asks;
 }

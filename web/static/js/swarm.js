@@ -1,7 +1,8 @@
 // SwarmPeer: one peer's sans-I/O swarm state machine, the JavaScript port of
-// streamer/swarm/peer.py. The page's player, signaling and WebRTC code drive it; node tests drive
-// it with explicit time. No DOM, no timers, no WebRTC, no clock in here: every call takes `now`
-// (seconds; pass Date.now() / 1000 so that lag against the source's release time means something).
+// streamer/swarm/peer.py (the rules: docs/protocol.md, Behaviour). The page's player, signaling and
+// WebRTC code drive it; node tests drive it with explicit time. No DOM, no timers, no WebRTC, no
+// clock in here: every call takes `now` (seconds; pass Date.now() / 1000 so that lag against the
+// source's release time means something).
 //
 // Driver API (same as Python's SwarmPeer, camelCase):
 //
@@ -15,11 +16,13 @@
 //   core.nextControlMessage(peerId) -> Uint8Array | null   // send all of these, always
 //   core.nextDataMessage(peerId, now) -> Uint8Array | null // only while the link has room
 //                                               // (bufferedAmount low / upload cap not reached)
+//   core.uploadPeers() -> peerId[]              // links whose requests hold an upload slot now
 //   core.nextTimer() -> number | null           // call handleTimer(now) at that time
 //   core.handleTimer(now)
 //   core.popEvents() -> [{kind, ...}]           // see the event kinds below
 //   core.stats() -> {startup_s, continuity, lag_s_p50, lag_s_p95, chunks_played, chunks_missed,
-//                    bytes_from_source, bytes_from_peers, bytes_uploaded, ...}   (Python's names)
+//                    bytes_from_source, bytes_from_peers, bytes_uploaded, timeouts, ...}
+//                                               // (Python's names)
 //   core.leave() -> Uint8Array                  // the bye to send to everyone on shutdown
 //
 // Events (popEvents): {kind: "VerifyHeader", seq, header}; {kind: "ChunkComplete", seq, header,
@@ -61,29 +64,53 @@ import { pieceLength, splitPieces } from "./chunkheader.js";
 import { ChunkStore, PieceResult, sameBytes } from "./chunkstore.js";
 import { Neighbour } from "./neighbours.js";
 import { Playback } from "./playback.js";
-import { planRequests, seededRandom } from "./scheduler.js";
+import { hasBit, maskOf, planPieces, seededRandom } from "./scheduler.js";
 
 /** Tunables, with units in their names: the defaults of streamer/swarm/config.py. */
 export const DEFAULT_CONFIG = Object.freeze({
+  /** Nominal chunk duration: deadlines of chunks whose header is not known yet extrapolate it. */
   chunkDurationS: 1.0,
   pieceSizeBytes: 16384,
   defaultChunkBytes: 131072,
   targetNeighbours: 8,
+  /** Above target: room kept for newcomers who ask us. */
   maxNeighbours: 12,
   wantNeighboursIntervalS: 2.0,
+  /** A viewer starts this many chunks behind the newest it hears of, as a safety margin. */
   startBehindChunks: 1,
   fetchAheadChunks: 8,
+  /** A chunk whose playout deadline is closer than this is urgent: fetched first, by anyone. */
   urgentS: 1.5,
+  /** Chunks kept after playing them, for neighbours that are behind us. */
   keepBehindChunks: 6,
+  /** A seq further than this beyond the newest verified one is a protocol error. */
   maxAheadChunks: 64,
+  /** No progress on a request for this long: cancel what is left and ask someone else. */
   requestTimeoutS: 1.0,
+  /** Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces). */
   pipelineS: 1.0,
-  minInflightBytes: 131072,
+  /** Floor of the in-flight limit (before any throughput is measured). */
+  minInflightBytes: 16384,
+  /** Requests served at a time, most urgent (lowest seq, then oldest) first. */
+  uploadSlots: 2,
+  /** After an absent, do not ask that neighbour for that chunk again for this long. */
+  busyRetryS: 0.5,
+  /** Play each chunk this long after the source released it (when clocks agree). */
+  targetLagS: 2.5,
+  /** Outstanding requests a neighbour may have on us; more is a protocol error (flooding). */
   maxServeQueue: 64,
+  /** Timeouts in a row (on requests it could have served at once) before it is dropped. */
   stallStrikes: 3,
+  /**
+   * At most one have per chunk per neighbour this often: the pieces verified meanwhile travel
+   * together in the next one (the first goes at once).
+   */
+  haveIntervalS: 0.1,
+  /** Housekeeping period while there is work pending (retries after capacity frees up). */
   tickS: 0.25,
-  sourceFanout: 2,
-  sourceAnnounceDelayS: 0.5,
+  /** Super-seeding: each piece first to one neighbour; the whole chunk to all after this delay. */
+  sourceAnnounceDelayS: 0.6,
+  /** The source uploads at most this many copies of a chunk, however large the audience. */
   sourceMaxCopies: 1.9,
   sourceKeepChunks: 16,
   /** JS only: pieces held while their chunk's header is being verified, in bytes. */
@@ -111,6 +138,15 @@ function runs(indices) {
 
 const allTrue = (n) => new Array(n).fill(true);
 const ROLE_NAMES = ["source", "relay", "viewer"];
+const byNumber = (a, b) => a - b;
+
+/** Lexicographic comparison of two arrays of numbers (Python's tuple order). */
+function compareKeys(a, b) {
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+  }
+  return 0;
+}
 
 export class SwarmPeer {
   /**
@@ -133,7 +169,15 @@ export class SwarmPeer {
     this.verifyHeaderSync = verifyHeaderSync;
     this.store = new ChunkStore();
     this.nbrs = new Map();
-    this.assigned = new Map(); // seq -> peerId we asked for it
+    /** seq -> Map(piece index -> the neighbour we asked for it): one at a time per piece. */
+    this.inflight = new Map();
+    /** seq -> the neighbour we asked for its header (we hold no verified header yet). */
+    this.headerFrom = new Map();
+    /** seq -> when we verified its header: neighbours that announced it before are "earlier". */
+    this.headerS = new Map();
+    this.serveOrder = 0;
+    /** Requests from all neighbours, oldest first: the one upload queue. */
+    this.uploads = [];
     this.events = [];
     this.ready = new Set();
     this.dirty = true;
@@ -147,6 +191,7 @@ export class SwarmPeer {
         : new Playback({
             chunkDurationS: this.config.chunkDurationS,
             startBehindChunks: this.config.startBehindChunks,
+            targetLagS: this.config.targetLagS,
             joinedS: now,
           });
     // headers being verified: seq -> [{header, senders: Set<peerId>}]
@@ -157,14 +202,19 @@ export class SwarmPeer {
     // source state
     this.announceLater = new Map(); // seq -> [whenS, peerIds]
     this.sourceReserved = new Map(); // seq -> bytes promised
-    this.fanoutTurn = 0;
+    this.seedTurn = 0;
+    /** seq -> BigInt mask of the pieces the source has sent at least once. */
+    this.sourceSent = new Map();
     // stats
     this.bytesFromSource = 0;
     this.bytesFromPeers = 0;
     this.bytesUploaded = 0;
     this.bytesDuplicate = 0;
+    this.timeouts = 0;
     this.streamBytes = 0;
     this.drops = {};
+    /** Peers that sent forged or malformed data: never accepted as neighbours again. */
+    this.banned = new Set();
   }
 
   // ---------------------------------------------------------------- neighbours
@@ -181,10 +231,10 @@ export class SwarmPeer {
     return this.nbrs.size < this.config.maxNeighbours;
   }
 
-  /** A link to peerId is open. False (and nothing changes) when we are full. */
+  /** A link to peerId is open. False (and nothing changes) when we are full (or it is banned). */
   addNeighbour(peerId, now) {
     if (this.nbrs.has(peerId)) return true;
-    if (!this.hasRoom()) return false;
+    if (!this.hasRoom() || this.banned.has(peerId)) return false;
     this.now = now;
     const nb = new Neighbour(peerId, now);
     this.nbrs.set(peerId, nb);
@@ -216,10 +266,14 @@ export class SwarmPeer {
     const nb = this.nbrs.get(peerId);
     if (nb === undefined) return;
     this.nbrs.delete(peerId);
-    for (const seq of nb.assignments.keys()) {
-      if (this.assigned.get(seq) === peerId) this.assigned.delete(seq);
+    for (const a of nb.assignments.values()) {
+      this.releaseAsked(peerId, a.seq, a.pieces, a.headerPending);
     }
-    for (const item of nb.serving) this.release(item);
+    for (const item of nb.serving) {
+      this.release(item);
+      const at = this.uploads.indexOf(item);
+      if (at >= 0) this.uploads.splice(at, 1);
+    }
     this.ready.delete(peerId);
     this.dirty = true;
     this.after(now);
@@ -269,6 +323,24 @@ export class SwarmPeer {
     const seq = header.seq;
     this.store.addOwn(header, splitPieces(data, header.pieceSize));
     this.streamBytes += data.length;
+    this.superSeed(seq, header.pieceHashes.length);
+    if (this.nbrs.size) {
+      this.announceLater.set(seq, [now + this.config.sourceAnnounceDelayS, [...this.nbrs.keys()]]);
+    }
+    const floor = seq - this.config.sourceKeepChunks + 1;
+    this.store.evictBelow(floor);
+    for (const table of [this.sourceReserved, this.sourceSent]) {
+      for (const old of [...table.keys()]) if (old < floor) table.delete(old);
+    }
+    this.after(now);
+  }
+
+  /**
+   * Advertise each piece of a fresh chunk to one uploading neighbour, different pieces to
+   * different neighbours (relays first, the others in turn), so every first copy lands on a
+   * different peer and their uplinks all start working at once.
+   */
+  superSeed(seq, pieceCount) {
     const candidates = [...this.nbrs.values()]
       .filter((nb) => nb.uploads && !nb.isSource)
       .sort((a, b) => {
@@ -276,23 +348,23 @@ export class SwarmPeer {
         const rb = b.role !== Role.RELAY ? 1 : 0;
         return ra - rb || (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0);
       });
+    if (candidates.length === 0) return;
     const relays = candidates.filter((nb) => nb.role === Role.RELAY);
     let others = candidates.filter((nb) => nb.role !== Role.RELAY);
     if (others.length) {
-      const turn = this.fanoutTurn % others.length;
+      const turn = this.seedTurn % others.length;
       others = others.slice(turn).concat(others.slice(0, turn));
-      this.fanoutTurn += 1;
+      this.seedTurn += pieceCount;
     }
-    const first = relays.concat(others).slice(0, this.config.sourceFanout);
-    const have = encodeMessage({ type: "have", seq, pieces: allTrue(header.pieceHashes.length) });
-    for (const nb of first) this.sendControl(nb, have);
-    const chosen = new Set(first.map((nb) => nb.peerId));
-    const later = [...this.nbrs.keys()].filter((pid) => !chosen.has(pid));
-    if (later.length) {
-      this.announceLater.set(seq, [now + this.config.sourceAnnounceDelayS, later]);
+    const order = relays.concat(others);
+    const chosen = order.slice(0, pieceCount);
+    const bits = new Map(chosen.map((nb) => [nb.peerId, new Array(pieceCount).fill(false)]));
+    for (let index = 0; index < pieceCount; index++) {
+      bits.get(order[index % order.length].peerId)[index] = true;
     }
-    this.store.evictBelow(seq - this.config.sourceKeepChunks + 1);
-    this.after(now);
+    for (const nb of chosen) {
+      this.sendControl(nb, encodeMessage({ type: "have", seq, pieces: bits.get(nb.peerId) }));
+    }
   }
 
   // ---------------------------------------------------------------- output
@@ -307,21 +379,30 @@ export class SwarmPeer {
     return data;
   }
 
-  /** Next header or piece for peerId; call it when that link has room to send. */
+  /**
+   * Next header or piece for peerId; call it when that link has room to send.
+   *
+   * Only requests holding one of the few upload slots are served (most urgent first): serving
+   * one request at full speed, then the next, spreads a chunk faster than sharing the uplink.
+   */
   nextDataMessage(peerId, now) {
     this.now = now;
-    const nb = this.nbrs.get(peerId);
-    if (nb === undefined) return null;
-    while (nb.serving.length) {
-      const out = this.serveOne(nb);
-      if (out !== null) {
+    for (const item of this.slotItems()) {
+      if (item.peerId === peerId) {
+        const out = this.serve(item);
         this.bytesUploaded += out.length;
-        nb.bytesSent += out.length;
+        this.nbrs.get(peerId).bytesSent += out.length;
         return out;
       }
-      if (nb.serving.length === 0 || nb.serving.every((item) => this.waiting(item))) return null;
     }
     return null;
+  }
+
+  /** Peer ids whose requests hold an upload slot now: pump nextDataMessage for these. */
+  uploadPeers() {
+    const seen = [];
+    for (const item of this.slotItems()) if (!seen.includes(item.peerId)) seen.push(item.peerId);
+    return seen;
   }
 
   /** Peer ids that got new control messages or servable data since the last call. */
@@ -348,6 +429,7 @@ export class SwarmPeer {
       }
     }
     for (const [when] of this.announceLater.values()) times.push(when);
+    for (const nb of this.nbrs.values()) if (nb.haveDue.size) times.push(nb.haveNextS);
     if (this.nextWantS !== null && this.nbrs.size < this.config.targetNeighbours) {
       times.push(this.nextWantS);
     }
@@ -361,11 +443,13 @@ export class SwarmPeer {
 
   handleTimer(now) {
     this.now = now;
+    for (const nb of this.nbrs.values()) {
+      if (nb.haveDue.size && now >= nb.haveNextS) this.flushHaves(nb);
+    }
     for (const nb of [...this.nbrs.values()]) {
       for (const [seq, a] of [...nb.assignments]) {
-        if (this.nbrs.has(nb.peerId) && now - a.lastProgressS >= this.config.requestTimeoutS) {
-          this.timeOut(nb, seq, now);
-        }
+        const dueS = a.lastProgressS + this.config.requestTimeoutS;
+        if (this.nbrs.has(nb.peerId) && now >= dueS) this.timeOut(nb, seq, now);
       }
     }
     for (const [seq, [when, pids]] of [...this.announceLater]) {
@@ -412,6 +496,7 @@ export class SwarmPeer {
       bytes_from_peers: this.bytesFromPeers,
       bytes_uploaded: this.bytesUploaded,
       bytes_duplicate: this.bytesDuplicate,
+      timeouts: this.timeouts,
       stream_bytes: this.streamBytes,
       neighbours: this.nbrs.size,
       drops: { ...this.drops },
@@ -428,18 +513,23 @@ export class SwarmPeer {
       case "have": {
         this.checkSeq(msg.seq, "have");
         if (msg.seq < this.store.floorSeq) return;
+        if (!nb.announcedS.has(msg.seq)) nb.announcedS.set(msg.seq, now);
+        const before = nb.knownMask(msg.seq);
         if (msg.pieces.every(Boolean)) {
           nb.complete.add(msg.seq);
           nb.partial.delete(msg.seq);
-        } else {
-          nb.partial.set(msg.seq, msg.pieces.filter(Boolean).length);
+        } else if (!nb.complete.has(msg.seq)) {
+          nb.partial.set(msg.seq, before | maskOf(msg.pieces));
         }
         this.heard(msg.seq);
+        if (!this.wantsNews(msg.seq, before, nb.knownMask(msg.seq))) {
+          return; // nothing new for us: no need to reschedule (most haves)
+        }
         break;
       }
       case "request":
         this.onRequest(nb, msg);
-        break;
+        return; // serving changes nothing we want: no rescheduling
       case "chunk_header":
         this.onHeader(nb, msg, now);
         break;
@@ -465,12 +555,13 @@ export class SwarmPeer {
         nb.helloReceived = true;
         nb.role = msg.role;
         nb.capabilities = msg.capabilities;
+        nb.uploads = (msg.capabilities & Capability.UPLOAD) !== 0;
         break;
       case "cancel":
         this.onCancel(nb, msg);
-        break;
+        return;
       case "absent":
-        this.onAbsent(nb, msg.seq, now);
+        this.onAbsent(nb, msg, now);
         break;
       case "bye":
         this.forget(nb, `bye: ${msg.reason} ${msg.text}`.trim(), null);
@@ -479,6 +570,22 @@ export class SwarmPeer {
         return; // unknown type: ignored, as the spec says
     }
     this.dirty = true;
+  }
+
+  /**
+   * Did a have (known mask before -> after) offer something we need and nobody is fetching for
+   * us yet (a header, or a missing piece)? Only then is it worth rescheduling.
+   */
+  wantsNews(seq, before, after) {
+    if (after === before && before !== 0n) return false;
+    const chunk = this.store.get(seq);
+    if (chunk === null) return !this.headerFrom.has(seq) && !this.pendingHeaders.has(seq);
+    if (chunk.complete || chunk.abandoned) return false;
+    const asked = this.inflight.get(seq);
+    const fresh = before !== -1n ? after & ~before : 0n;
+    return chunk
+      .missing()
+      .some((i) => (after === -1n || hasBit(fresh, i)) && !(asked?.has(i) ?? false));
   }
 
   /** A seq far beyond anything the source has signed is a lie or garbage. */
@@ -500,6 +607,12 @@ export class SwarmPeer {
     }
   }
 
+  /**
+   * Queue the request; absent only for what we cannot serve (no chunk, gone, budget).
+   *
+   * There is no "busy" answer: requesters limit what they keep in flight with us, and the queue
+   * is served most urgent first, so a request waits its turn instead of bouncing.
+   */
   onRequest(nb, msg) {
     this.checkSeq(msg.seq, "request");
     if (nb.serving.length >= this.config.maxServeQueue) {
@@ -539,12 +652,17 @@ export class SwarmPeer {
       }
       this.sourceReserved.set(msg.seq, already + reserved);
     }
-    nb.serving.push({
+    this.serveOrder += 1;
+    const item = {
+      peerId: nb.peerId,
       seq: msg.seq,
       pieces: indices,
       headerPending: msg.wantHeader,
+      order: this.serveOrder,
       reservedBytes: reserved,
-    });
+    };
+    nb.serving.push(item);
+    this.uploads.push(item);
     this.ready.add(nb.peerId);
   }
 
@@ -556,22 +674,29 @@ export class SwarmPeer {
       const keep = item.pieces.filter((i) => !inRange(i));
       this.release(item, item.pieces.filter(inRange));
       item.pieces = keep;
-      if (keep.length === 0) nb.serving.splice(nb.serving.indexOf(item), 1);
+      // A header still owed is dropped too: the requester gave up on these pieces.
+      if (keep.length === 0) this.unqueue(item);
     }
   }
 
-  onAbsent(nb, seq, now) {
-    nb.complete.delete(seq);
-    nb.partial.delete(seq);
-    nb.notFrom.set(seq, now + 4 * this.config.requestTimeoutS);
-    if (nb.assignments.delete(seq) && this.assigned.get(seq) === nb.peerId) {
-      this.assigned.delete(seq);
-    }
-    if (nb.assignments.size === 0) nb.meter.idle();
+  /** "Not from me": forget what we asked it for in that range, ask others for a while. */
+  onAbsent(nb, msg, now) {
+    nb.notFrom.set(msg.seq, now + this.config.busyRetryS);
+    const a = nb.assignments.get(msg.seq);
+    if (a === undefined) return;
+    const end = msg.firstIndex + msg.count;
+    const gone = new Set([...a.pieces].filter((i) => msg.firstIndex <= i && i < end));
+    for (const i of gone) a.pieces.delete(i);
+    const header = a.headerPending;
+    a.headerPending = false;
+    this.releaseAsked(nb.peerId, msg.seq, gone, header);
+    if (a.pieces.size === 0) this.finishAssignment(nb, msg.seq);
   }
 
+  /** A header arrived: known bytes are accepted at once, new bytes wait for their check. */
   onHeader(nb, header, now) {
     this.checkSeq(header.seq, "chunk header");
+    nb.lastDataS = now;
     const existing = this.store.get(header.seq);
     if (existing !== null && sameBytes(existing.header.raw ?? new Uint8Array(0), header.raw)) {
       this.headerAccepted(nb, header.seq, false, now);
@@ -620,8 +745,7 @@ export class SwarmPeer {
       if (!this.pendingHeaders.has(seq)) this.releaseHeld(seq, null);
       return;
     }
-    const existing = this.store.get(seq);
-    if (existing !== null) {
+    if (this.store.get(seq) !== null) {
       // A second valid header for one seq (the source re-signed): keep the first, as Python does.
       for (const pid of pending.senders) {
         const nb = this.nbrs.get(pid);
@@ -640,8 +764,9 @@ export class SwarmPeer {
     }
     if (isNew && first) {
       // every sender left meanwhile: still announce what we now hold
+      this.headerS.set(seq, now);
       this.heard(seq);
-      this.announce(seq, this.store.get(seq).bits(), null);
+      this.announce(seq, null);
     }
     this.releaseHeld(seq, isNew ? this.store.get(seq) : null);
     this.dirty = true;
@@ -649,19 +774,24 @@ export class SwarmPeer {
 
   /** Python's _on_header after a successful add (isNew) or for an already-known header. */
   headerAccepted(nb, seq, isNew, now) {
+    if (!nb.announcedS.has(seq)) nb.announcedS.set(seq, now);
+    if (this.headerFrom.get(seq) === nb.peerId) this.headerFrom.delete(seq);
     const a = nb.assignments.get(seq);
     const chunk = this.store.get(seq);
-    if (a !== undefined && chunk !== null) {
+    if (a !== undefined && a.headerPending && chunk !== null) {
+      a.headerPending = false;
       a.lastProgressS = now;
-      if (a.pieces === null) {
-        a.pieces = new Set(chunk.missing());
-        a.estimateBytes = a.pieces.size * chunk.header.pieceSize;
-      }
+      const count = chunk.pieces.length;
+      const beyond = new Set([...a.pieces].filter((i) => i >= count));
+      for (const i of beyond) a.pieces.delete(i);
+      this.releaseAsked(nb.peerId, seq, beyond, false);
+      if (a.pieces.size === 0) this.finishAssignment(nb, seq);
     }
-    if (isNew) {
+    if (isNew && chunk !== null) {
+      this.headerS.set(seq, now);
       nb.lastUsefulS = now;
       this.heard(seq);
-      if (chunk !== null) this.announce(seq, chunk.bits(), nb.peerId);
+      this.announce(seq, nb.peerId);
     }
     this.dirty = true;
   }
@@ -700,18 +830,29 @@ export class SwarmPeer {
   }
 
   onPiece(nb, msg, sizeBytes, now, replay = false) {
-    if (!replay && !this.store.get(msg.seq) && this.holdPiece(nb, msg, sizeBytes)) {
+    const { seq, index } = msg;
+    if (!replay) nb.lastDataS = now;
+    if (!replay && this.store.get(seq) === null && this.holdPiece(nb, msg, sizeBytes)) {
       nb.bytesReceived += sizeBytes;
+      const a = nb.assignments.get(seq);
+      if (a !== undefined && a.pieces.has(index)) a.lastProgressS = now; // progress, unchecked
       return;
     }
-    const result = this.store.addPiece(msg.seq, msg.index, msg.count, msg.payload);
+    const result = this.store.addPiece(seq, index, msg.count, msg.payload);
     if (!replay) nb.bytesReceived += sizeBytes;
     if (result === PieceResult.MISMATCH) {
-      throw new ProtocolError(`piece ${msg.seq}/${msg.index}: count ${msg.count} disagrees`);
+      throw new ProtocolError(`piece ${seq}/${index}: count ${msg.count} disagrees`);
     }
     if (result === PieceResult.FORGED) {
-      this.drop(nb, `forged piece ${msg.seq}/${msg.index}`, ByeReason.FORGED);
+      this.drop(nb, `forged piece ${seq}/${index}`, ByeReason.FORGED);
       return;
+    }
+    const a = nb.assignments.get(seq);
+    if (a !== undefined && a.pieces.has(index)) {
+      a.pieces.delete(index);
+      a.lastProgressS = now;
+      nb.strikes = 0;
+      if (a.pieces.size === 0 && !a.headerPending) this.finishAssignment(nb, seq);
     }
     if (result !== PieceResult.NEW) {
       this.bytesDuplicate += msg.payload.length;
@@ -721,61 +862,86 @@ export class SwarmPeer {
     else this.bytesFromPeers += msg.payload.length;
     nb.meter.received(sizeBytes, now);
     nb.lastUsefulS = now;
-    const a = nb.assignments.get(msg.seq);
-    if (a !== undefined) {
-      a.lastProgressS = now;
-      nb.strikes = 0;
+    const asked = this.inflight.get(seq);
+    const owner = asked?.get(index);
+    if (owner !== undefined) {
+      asked.delete(index);
+      if (owner !== nb.peerId) this.cancelPiece(owner, seq, index);
     }
-    // Whoever was asked for this piece (normally nb alone) need not send it any more.
-    for (const holder of [...this.nbrs.values()]) {
-      const held = holder.assignments.get(msg.seq);
-      if (held !== undefined && held.pieces !== null) {
-        held.pieces.delete(msg.index);
-        held.estimateBytes = held.pieces.size * this.config.pieceSizeBytes;
-        if (held.pieces.size === 0) this.finishAssignment(holder, msg.seq);
-      }
-    }
-    for (const other of this.nbrs.values()) {
-      if (other.serving.length) this.ready.add(other.peerId);
-    }
-    const chunk = this.store.get(msg.seq);
-    if (chunk !== null && chunk.complete) this.onComplete(msg.seq);
+    for (const item of this.uploads) if (item.seq === seq) this.ready.add(item.peerId);
+    const chunk = this.store.get(seq);
+    if (chunk === null) return;
+    if (chunk.complete) this.onComplete(seq);
+    // Piece-level knowledge: neighbours ask us for exactly the pieces we hold.
+    else this.announce(seq, null);
+    this.dirty = true;
+  }
+
+  /** We got piece index elsewhere: owner need not send it any more. */
+  cancelPiece(owner, seq, index) {
+    const other = this.nbrs.get(owner);
+    if (other === undefined) return;
+    const a = other.assignments.get(seq);
+    if (a === undefined || !a.pieces.has(index)) return;
+    a.pieces.delete(index);
+    this.sendControl(other, encodeMessage({ type: "cancel", seq, firstIndex: index, count: 1 }));
+    if (a.pieces.size === 0 && !a.headerPending) this.finishAssignment(other, seq);
   }
 
   finishAssignment(nb, seq) {
-    nb.assignments.delete(seq);
-    if (this.assigned.get(seq) === nb.peerId) this.assigned.delete(seq);
+    const a = nb.assignments.get(seq);
+    if (a !== undefined) {
+      nb.assignments.delete(seq);
+      this.releaseAsked(nb.peerId, seq, a.pieces, a.headerPending);
+    }
     if (nb.assignments.size === 0) nb.meter.idle();
     this.dirty = true;
+  }
+
+  /** Forget that peerId was asked for these pieces (and header) of seq. */
+  releaseAsked(peerId, seq, pieces, header) {
+    const asked = this.inflight.get(seq);
+    if (asked !== undefined) {
+      for (const i of pieces) if (asked.get(i) === peerId) asked.delete(i);
+    }
+    if (header && this.headerFrom.get(seq) === peerId) this.headerFrom.delete(seq);
   }
 
   onComplete(seq) {
     const chunk = this.store.get(seq);
     if (chunk === null) return;
+    this.inflight.delete(seq);
+    this.headerFrom.delete(seq);
     this.events.push({ kind: "ChunkComplete", seq, header: chunk.header, data: chunk.data() });
-    this.announce(seq, chunk.bits(), null);
+    this.announce(seq, null);
     this.dirty = true;
   }
 
   // ---------------------------------------------------------------- serving
 
-  /** True when item can make no progress now but may later (pieces still coming to us). */
-  waiting(item) {
-    const chunk = this.store.get(item.seq);
-    if (chunk === null || item.headerPending) return false;
-    return item.pieces.every((i) => chunk.pieces[i] === null) && !chunk.abandoned;
-  }
-
-  serveOne(nb) {
-    for (const item of [...nb.serving]) {
+  /**
+   * The requests we serve now: the most urgent ones (lowest seq, then oldest) that have a piece
+   * (or the header) ready, at most uploadSlots of them.
+   *
+   * Requests waiting for pieces we are still receiving keep their place without holding a slot;
+   * requests we can never complete (chunk gone or abandoned) get an absent.
+   */
+  slotItems() {
+    let ready = [];
+    for (const item of [...this.uploads]) {
       const chunk = this.store.get(item.seq);
-      const starved = chunk !== null && item.pieces.every((i) => chunk.pieces[i] === null);
-      if (chunk === null || (chunk.abandoned && starved)) {
-        nb.serving.splice(nb.serving.indexOf(item), 1);
+      if (
+        chunk === null ||
+        (chunk.abandoned && item.pieces.every((i) => chunk.pieces[i] === null))
+      ) {
+        this.unqueue(item);
         this.release(item);
-        if (item.pieces.length) {
-          const first = item.pieces[0];
-          const count = item.pieces[item.pieces.length - 1] - first + 1;
+        const nb = this.nbrs.get(item.peerId);
+        if (nb !== undefined && (item.pieces.length || item.headerPending)) {
+          const first = item.pieces.length ? item.pieces[0] : 0;
+          const count = item.pieces.length
+            ? item.pieces[item.pieces.length - 1] - first + 1
+            : ALL_PIECES;
           this.sendControl(
             nb,
             encodeMessage({ type: "absent", seq: item.seq, firstIndex: first, count }),
@@ -783,29 +949,73 @@ export class SwarmPeer {
         }
         continue;
       }
-      if (item.headerPending) {
-        item.headerPending = false;
-        if (item.pieces.length === 0) nb.serving.splice(nb.serving.indexOf(item), 1);
-        nb.headersSent.add(item.seq);
-        return encodeMessage(chunk.header);
-      }
-      for (let pos = 0; pos < item.pieces.length; pos++) {
-        const index = item.pieces[pos];
-        const payload = chunk.pieces[index];
-        if (payload !== null) {
-          item.pieces.splice(pos, 1);
-          if (item.pieces.length === 0) nb.serving.splice(nb.serving.indexOf(item), 1);
-          return encodeMessage({
-            type: "piece",
-            seq: item.seq,
-            index,
-            count: chunk.pieces.length,
-            payload,
-          });
-        }
+      if (item.headerPending || item.pieces.some((i) => chunk.pieces[i] !== null)) {
+        ready.push(item);
       }
     }
-    return null;
+    if (ready.length > this.config.uploadSlots) {
+      ready.sort((a, b) => compareKeys(this.serveKey(a), this.serveKey(b)));
+      ready = ready.slice(0, this.config.uploadSlots);
+    }
+    return ready;
+  }
+
+  /**
+   * Serving priority: lowest seq (nearest its deadline), then oldest request. The source serves
+   * first copies first: a piece nobody has yet matters to everyone.
+   */
+  serveKey(item) {
+    if (this.role === Role.SOURCE) {
+      const sent = this.sourceSent.get(item.seq) ?? 0n;
+      const fresh = item.pieces.some((i) => !hasBit(sent, i));
+      return [fresh ? 0 : 1, item.seq, item.order];
+    }
+    return [0, item.seq, item.order];
+  }
+
+  /** The next message of a slot item (the header first when it was asked for). */
+  serve(item) {
+    const chunk = this.store.get(item.seq);
+    if (item.headerPending) {
+      item.headerPending = false;
+      if (item.pieces.length === 0) this.unqueue(item);
+      this.nbrs.get(item.peerId)?.headersSent.add(item.seq);
+      return encodeMessage(chunk.header);
+    }
+    for (let pos = 0; pos < item.pieces.length; pos++) {
+      const index = item.pieces[pos];
+      const payload = chunk.pieces[index];
+      if (payload !== null) {
+        item.pieces.splice(pos, 1);
+        if (item.pieces.length === 0) this.unqueue(item);
+        if (this.role === Role.SOURCE) {
+          const sent = this.sourceSent.get(item.seq) ?? 0n;
+          this.sourceSent.set(item.seq, sent | (1n << BigInt(index)));
+        }
+        return encodeMessage({
+          type: "piece",
+          seq: item.seq,
+          index,
+          count: chunk.pieces.length,
+          payload,
+        });
+      }
+    }
+    throw new Error("a slot item always has a servable piece");
+  }
+
+  unqueue(item) {
+    const nb = this.nbrs.get(item.peerId);
+    if (nb !== undefined) {
+      const at = nb.serving.indexOf(item);
+      if (at >= 0) nb.serving.splice(at, 1);
+    }
+    const at = this.uploads.indexOf(item);
+    if (at >= 0) {
+      this.uploads.splice(at, 1);
+      // Another request may take the freed slot: its link has something to send now.
+      for (const other of this.uploads) this.ready.add(other.peerId);
+    }
   }
 
   /** Give back the source's per-chunk budget for pieces it will not send after all. */
@@ -842,7 +1052,9 @@ export class SwarmPeer {
     if (pb === null || pb.startSeq === null) return;
     if (!pb.started) {
       const start = this.store.get(pb.startSeq);
-      if (start !== null && start.complete) pb.startIfReady(now, true, start.header.startUs / 1e6);
+      if (start !== null && start.complete) {
+        pb.startIfReady(now, true, start.header.startUs / 1e6, start.header.releaseUs / 1e6);
+      }
     }
     const due = pb.due(
       now,
@@ -865,10 +1077,13 @@ export class SwarmPeer {
     if (pb.nextSeq !== null) {
       const floor = pb.nextSeq - this.config.keepBehindChunks;
       if (floor > this.store.floorSeq) {
-        for (let seq = this.store.floorSeq; seq < Math.min(floor, pb.nextSeq); seq++) {
-          this.abandon(seq);
-        }
+        // Only seqs we know of: a fresh core's floor (0) may be far below wall-clock seqs.
+        const known = new Set(this.inflight.keys());
+        for (const chunk of this.store) known.add(chunk.header.seq);
+        for (const seq of this.headerFrom.keys()) known.add(seq);
+        for (const seq of [...known].filter((s) => s < floor).sort(byNumber)) this.abandon(seq);
         this.store.evictBelow(floor);
+        for (const seq of [...this.headerS.keys()]) if (seq < floor) this.headerS.delete(seq);
         for (const nb of this.nbrs.values()) nb.forgetBelow(floor);
         for (const seq of [...this.heldPieces.keys()]) if (seq < floor) this.releaseHeld(seq, null);
         for (const seq of [...this.pendingHeaders.keys()]) {
@@ -880,34 +1095,50 @@ export class SwarmPeer {
 
   /** Stop fetching seq (played past it); neighbours waiting on its pieces get absent. */
   abandon(seq) {
-    const owner = this.assigned.get(seq);
-    this.assigned.delete(seq);
-    if (owner !== undefined && this.nbrs.has(owner)) {
+    const owners = new Set(this.inflight.get(seq)?.values() ?? []);
+    this.inflight.delete(seq);
+    const headerOwner = this.headerFrom.get(seq);
+    this.headerFrom.delete(seq);
+    if (headerOwner !== undefined) owners.add(headerOwner);
+    for (const owner of owners) {
       const nb = this.nbrs.get(owner);
-      if (nb.assignments.delete(seq)) {
+      if (nb !== undefined && nb.assignments.delete(seq)) {
         const cancel = { type: "cancel", seq, firstIndex: 0, count: ALL_PIECES };
         this.sendControl(nb, encodeMessage(cancel));
+        if (nb.assignments.size === 0) nb.meter.idle();
       }
-      if (nb.assignments.size === 0) nb.meter.idle();
     }
     const chunk = this.store.get(seq);
     if (chunk !== null && !chunk.complete) {
       chunk.abandoned = true;
-      for (const nb of this.nbrs.values()) if (nb.serving.length) this.ready.add(nb.peerId);
+      for (const item of this.uploads) this.ready.add(item.peerId);
     }
   }
 
+  /**
+   * No progress on what we asked nb for seq: cancel it, ask others. A strike only when nb held
+   * what we asked for (its silence is its fault, not a race with pieces still coming to it).
+   */
   timeOut(nb, seq, now) {
+    const a = nb.assignments.get(seq);
+    if (a === undefined) return;
     nb.assignments.delete(seq);
-    if (this.assigned.get(seq) === nb.peerId) this.assigned.delete(seq);
+    this.releaseAsked(nb.peerId, seq, a.pieces, a.headerPending);
     if (nb.assignments.size === 0) nb.meter.idle();
-    this.sendControl(nb, encodeMessage({ type: "cancel", seq, firstIndex: 0, count: ALL_PIECES }));
-    nb.notFrom.set(seq, now + 2 * this.config.requestTimeoutS);
-    nb.strikes += 1;
-    if (nb.strikes >= this.config.stallStrikes) {
-      this.drop(nb, `stalled: ${nb.strikes} requests timed out`, ByeReason.STALLED);
+    const pieceRuns = runs([...a.pieces].sort(byNumber));
+    for (const [first, count] of pieceRuns.length ? pieceRuns : [[0, ALL_PIECES]]) {
+      this.sendControl(nb, encodeMessage({ type: "cancel", seq, firstIndex: first, count }));
     }
+    nb.notFrom.set(seq, now + 2 * this.config.requestTimeoutS);
+    this.timeouts += 1;
     this.dirty = true;
+    if (a.strikeOnTimeout && nb.lastDataS <= a.lastProgressS) {
+      // Silent towards us the whole time (no data for any chunk): a stall, not a queue.
+      nb.strikes += 1;
+      if (nb.strikes >= this.config.stallStrikes) {
+        this.drop(nb, `stalled: ${nb.strikes} requests timed out`, ByeReason.STALLED);
+      }
+    }
   }
 
   schedule(now) {
@@ -920,71 +1151,92 @@ export class SwarmPeer {
     const wants = [];
     for (let seq = lo; seq <= hi; seq++) {
       const chunk = this.store.get(seq);
-      if ((chunk !== null && chunk.complete) || this.assigned.has(seq)) continue;
+      const missing = [];
+      if (chunk !== null) {
+        if (chunk.complete) continue;
+        const asked = this.inflight.get(seq);
+        chunk.pieces.forEach((p, i) => {
+          if (p === null && !asked?.has(i)) missing.push(i);
+        });
+        if (missing.length === 0) continue;
+      } else if (this.headerFrom.has(seq) || this.pendingHeaders.has(seq)) {
+        continue; // someone is sending us its header (or we are checking one)
+      }
+      const mineS = this.headerS.get(seq);
       const holders = [];
-      const completeHolders = new Set();
-      const sourceHolders = [];
       for (const nb of uploaders) {
-        if (!nb.holds(seq) || (nb.notFrom.get(seq) ?? -1) > now) continue;
-        if (nb.isSource) sourceHolders.push(nb.peerId);
-        else {
-          holders.push(nb.peerId);
-          if (nb.complete.has(seq)) completeHolders.add(nb.peerId);
+        if ((nb.notFrom.get(seq) ?? -1) > now) continue;
+        const knownMask = nb.knownMask(seq);
+        const announced = nb.announcedS.get(seq);
+        const earlier =
+          !nb.isSource && announced !== undefined && (mineS === undefined || announced < mineS);
+        if (knownMask !== 0n || earlier) {
+          holders.push({ peerId: nb.peerId, knownMask, earlier, source: nb.isSource });
         }
       }
-      if (holders.length === 0 && sourceHolders.length === 0) continue;
-      const estimateBytes =
-        chunk === null
-          ? this.config.defaultChunkBytes
-          : chunk.missing().length * chunk.header.pieceSize;
-      const deadlineS = pb.deadline(seq, this.mediaStartS(seq), now);
-      wants.push({ seq, deadlineS, holders, completeHolders, sourceHolders, estimateBytes });
+      if (holders.length) {
+        const deadlineS = pb.deadline(seq, this.mediaStartS(seq), now);
+        wants.push({ seq, deadlineS, missing, needHeader: chunk === null, holders });
+      }
     }
     if (wants.length === 0) return;
-    const capacity = new Map();
-    for (const nb of uploaders) {
-      const { pipelineS, minInflightBytes } = this.config;
-      capacity.set(nb.peerId, nb.capacityBytes(pipelineS, minInflightBytes));
+    const { pipelineS, minInflightBytes, pieceSizeBytes } = this.config;
+    const room = new Map();
+    for (const w of wants) {
+      for (const h of w.holders) {
+        if (room.has(h.peerId)) continue;
+        const nb = this.nbrs.get(h.peerId);
+        room.set(h.peerId, nb.roomPieces(pipelineS, minInflightBytes, pieceSizeBytes));
+      }
     }
-    const plan = planRequests(wants, capacity, now, this.config.urgentS, this.rng);
-    for (const [seq, pid] of plan) this.request(this.nbrs.get(pid), seq, now);
-    this.workPending = plan.length < wants.length;
+    const asks = planPieces(wants, room, now, this.config.urgentS, this.rng);
+    for (const ask of asks) this.request(ask, now);
+    let wanted = 0;
+    for (const w of wants) wanted += w.missing.length || 1;
+    let planned = 0;
+    for (const ask of asks) planned += ask.pieces.length;
+    this.workPending = planned < wanted;
   }
 
-  request(nb, seq, now) {
-    const chunk = this.store.get(seq);
-    let a;
-    if (chunk === null) {
+  request(ask, now) {
+    const nb = this.nbrs.get(ask.peerId);
+    const seq = ask.seq;
+    let wantHeader = ask.wantHeader;
+    for (const [first, count] of runs(ask.pieces)) {
       this.sendControl(
         nb,
-        encodeMessage({ type: "request", seq, firstIndex: 0, count: ALL_PIECES, wantHeader: true }),
+        encodeMessage({ type: "request", seq, firstIndex: first, count, wantHeader }),
       );
-      a = {
-        seq,
-        pieces: null,
-        requestedS: now,
-        lastProgressS: now,
-        estimateBytes: this.config.defaultChunkBytes,
-      };
-    } else {
-      const missing = chunk.missing();
-      for (const [first, count] of runs(missing)) {
-        this.sendControl(
-          nb,
-          encodeMessage({ type: "request", seq, firstIndex: first, count, wantHeader: false }),
-        );
-      }
-      a = {
-        seq,
-        pieces: new Set(missing),
-        requestedS: now,
-        lastProgressS: now,
-        estimateBytes: missing.length * chunk.header.pieceSize,
-      };
+      wantHeader = false;
     }
-    nb.assignments.set(seq, a);
+    const mask = nb.knownMask(seq);
+    const holdsAll = ask.pieces.every((i) => hasBit(mask, i));
+    let a = nb.assignments.get(seq);
+    if (a === undefined) {
+      a = {
+        seq,
+        pieces: new Set(),
+        headerPending: false,
+        requestedS: now,
+        lastProgressS: now,
+        strikeOnTimeout: holdsAll,
+      };
+      nb.assignments.set(seq, a);
+    } else {
+      a.strikeOnTimeout = a.strikeOnTimeout && holdsAll;
+    }
+    for (const i of ask.pieces) a.pieces.add(i);
+    let asked = this.inflight.get(seq);
+    if (asked === undefined) {
+      asked = new Map();
+      this.inflight.set(seq, asked);
+    }
+    for (const i of ask.pieces) asked.set(i, nb.peerId);
+    if (ask.wantHeader) {
+      a.headerPending = true;
+      this.headerFrom.set(seq, nb.peerId);
+    }
     nb.meter.busy(now);
-    this.assigned.set(seq, nb.peerId);
   }
 
   // ---------------------------------------------------------------- helpers
@@ -994,14 +1246,46 @@ export class SwarmPeer {
     this.ready.add(nb.peerId);
   }
 
-  announce(seq, bits, skip) {
-    const have = encodeMessage({ type: "have", seq, pieces: bits });
+  /** Owe every neighbour (but skip) a have of seq; see flushHaves for when it goes. */
+  announce(seq, skip) {
     for (const nb of this.nbrs.values()) {
-      if (nb.peerId !== skip && !nb.complete.has(seq)) this.sendControl(nb, have);
+      if (nb.peerId !== skip && !nb.complete.has(seq)) {
+        nb.haveDue.add(seq);
+        if (this.now >= nb.haveNextS) this.flushHaves(nb);
+      }
     }
   }
 
+  /**
+   * Send nb one have per owed seq, carrying every piece we hold now, at most once per
+   * haveIntervalS: a have per verified piece per neighbour dominated the traffic, and one have a
+   * little later carries all the pieces that arrived meanwhile. A have that tells nb nothing it
+   * lacks (its own haves show it holds all our pieces) is not sent.
+   */
+  flushHaves(nb) {
+    let sent = false;
+    for (const seq of [...nb.haveDue].sort(byNumber)) {
+      const chunk = this.store.get(seq);
+      if (chunk === null || nb.complete.has(seq)) continue;
+      let bits;
+      if (chunk.complete) {
+        bits = allTrue(chunk.pieces.length);
+      } else {
+        bits = chunk.bits();
+        const mine = maskOf(bits);
+        if (mine !== 0n && (mine & ~nb.knownMask(seq)) === 0n) continue;
+      }
+      this.sendControl(nb, encodeMessage({ type: "have", seq, pieces: bits }));
+      sent = true;
+    }
+    nb.haveDue.clear();
+    if (sent) nb.haveNextS = this.now + this.config.haveIntervalS;
+  }
+
   drop(nb, reason, byeReason) {
+    if (byeReason === ByeReason.FORGED || byeReason === ByeReason.PROTOCOL_ERROR) {
+      this.banned.add(nb.peerId);
+    }
     const bye = encodeMessage({ type: "bye", reason: byeReason, text: reason });
     this.forget(nb, reason, bye);
   }

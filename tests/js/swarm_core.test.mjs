@@ -1,0 +1,597 @@
+// The JS swarm core with explicit time, message by message: mirrors tests/test_swarm.py
+// (buffer maps, piece-level requests, timeouts and strikes, serving queue, super-seeding, forged
+// data, playout). Small chunks: 4,500 bytes in 1,000-byte pieces (5 pieces), as in Python's tests.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { makeKeys, signChunk, syncVerifier } from "./swarmnet.mjs";
+import { DEFAULT_CONFIG, SwarmPeer, Role, seededRandom } from "../../web/static/js/swarm.js";
+import { Playback } from "../../web/static/js/playback.js";
+import {
+  ByeReason,
+  Capability,
+  MsgType,
+  decodeMessage,
+  encodeMessage,
+} from "../../web/static/js/wire.js";
+
+const keys = await makeKeys();
+const CONFIG = { pieceSizeBytes: 1000, defaultChunkBytes: 4000, minInflightBytes: 4000 };
+const TARGET_LAG_S = DEFAULT_CONFIG.targetLagS;
+const TIMEOUT_S = DEFAULT_CONFIG.requestTimeoutS;
+const SIZE_BYTES = 4500;
+
+const fill = (seq, sizeBytes = SIZE_BYTES) => new Uint8Array(sizeBytes).fill(seq % 256);
+
+/** Signed chunks, cached by seq/release time (WebCrypto signing is asynchronous). */
+const signedCache = new Map();
+async function signed(seq, releaseS, data = fill(seq)) {
+  const key = `${seq}@${releaseS}/${data[0]}`;
+  if (!signedCache.has(key)) {
+    const header = await signChunk(keys.privateKey, seq, data, {
+      startS: seq,
+      releaseS,
+      pieceSize: 1000,
+    });
+    signedCache.set(key, { header, data });
+  }
+  return signedCache.get(key);
+}
+
+function viewer(now = 0, config = CONFIG) {
+  return new SwarmPeer({
+    role: Role.VIEWER,
+    now,
+    config,
+    rng: seededRandom(5),
+    verifyHeaderSync: syncVerifier(keys.publicKeyRaw),
+  });
+}
+
+function relay(now = 0, config = CONFIG) {
+  return new SwarmPeer({
+    role: Role.RELAY,
+    now,
+    config,
+    rng: seededRandom(6),
+    verifyHeaderSync: syncVerifier(keys.publicKeyRaw),
+  });
+}
+
+const source = (now = 0) => new SwarmPeer({ role: Role.SOURCE, now, config: CONFIG });
+
+/** A source holding chunks seqs (4,500 bytes each: 5 pieces), all released at `now`. */
+async function published(seqs, now = 10) {
+  const src = source();
+  for (const seq of seqs) {
+    const c = await signed(seq, now);
+    src.publishChunk(c.header, c.data, now);
+  }
+  return src;
+}
+
+const range = (lo, hi) => Array.from({ length: hi - lo }, (_, i) => lo + i);
+const hello = (role) =>
+  encodeMessage({
+    type: "hello",
+    version: 1,
+    role,
+    capabilities: Capability.UPLOAD | Capability.PARTIAL,
+  });
+const have = (seq, pieces) => encodeMessage({ type: "have", seq, pieces });
+const bufferMap = (baseSeq, bits) => encodeMessage({ type: "buffer_map", baseSeq, bits });
+const request = (seq, firstIndex, count, wantHeader) =>
+  encodeMessage({ type: "request", seq, firstIndex, count, wantHeader });
+
+function drainControl(core, pid) {
+  const out = [];
+  let m;
+  while ((m = core.nextControlMessage(pid)) !== null) out.push(decodeMessage(m));
+  return out;
+}
+
+function drainData(core, pid, now) {
+  const out = [];
+  let m;
+  while ((m = core.nextDataMessage(pid, now)) !== null) out.push(m);
+  return out;
+}
+
+const ofType = (msgs, type) => msgs.filter((m) => m.type === type);
+const kinds = (events, kind) => events.filter((e) => e.kind === kind);
+
+function connect(a, aId, b, bId, now) {
+  assert.ok(a.addNeighbour(bId, now) && b.addNeighbour(aId, now));
+  for (const m of drainRaw(a, bId)) b.receive(aId, m, now);
+  for (const m of drainRaw(b, aId)) a.receive(bId, m, now);
+}
+
+function drainRaw(core, pid) {
+  const out = [];
+  let m;
+  while ((m = core.nextControlMessage(pid)) !== null) out.push(m);
+  return out;
+}
+
+/** Deliver everything a and b have for each other (control and data), instantly. */
+function exchange(a, aId, b, bId, now, rounds = 20) {
+  for (let r = 0; r < rounds; r++) {
+    let moved = false;
+    for (const [x, xId, y, yId] of [
+      [a, aId, b, bId],
+      [b, bId, a, aId],
+    ]) {
+      let m;
+      while ((m = x.nextControlMessage(yId)) !== null) {
+        y.receive(xId, m, now);
+        moved = true;
+      }
+      while ((m = x.nextDataMessage(yId, now)) !== null) {
+        y.receive(xId, m, now);
+        moved = true;
+      }
+    }
+    if (!moved) return;
+  }
+}
+
+test("a viewer learns buffer maps and asks a peer, not the source, for header + one piece", () => {
+  const v = viewer();
+  assert.ok(v.addNeighbour("src", 0) && v.addNeighbour("p1", 0));
+  v.receive("src", hello(Role.SOURCE), 0.1);
+  v.receive("p1", hello(Role.VIEWER), 0.1);
+  v.receive("p1", bufferMap(5, [true, true, true]), 0.2);
+  v.receive("src", bufferMap(5, [true, true, true]), 0.2);
+  assert.deepEqual([...v.neighbour("p1").complete].sort(), [5, 6, 7]);
+  assert.equal(v.playback.startSeq, 6, "one behind the newest heard of");
+  const requests = ofType(drainControl(v, "p1"), "request");
+  assert.ok(requests.length > 0);
+  assert.deepEqual(requests[0], request6());
+  const toSource = ofType(drainControl(v, "src"), "request").map((m) => m.seq);
+  assert.ok(!toSource.includes(6), `source asked for ${toSource}`);
+});
+
+const request6 = () => decodeMessage(request(6, 0, 1, true));
+
+test("a viewer fetches, verifies and plays from the source, targetLagS after release", async () => {
+  const src = await published(range(3, 6), 10);
+  const v = viewer(10);
+  connect(src, "src", v, "v", 10);
+  exchange(src, "src", v, "v", 10.1);
+  const events = v.popEvents();
+  const complete = kinds(events, "ChunkComplete");
+  assert.deepEqual(complete.map((e) => e.seq).sort(), [4, 5]);
+  assert.deepEqual(complete[0].data, fill(complete[0].seq));
+  const pb = v.playback;
+  assert.equal(pb.startSeq, 4);
+  // Chunk 4 was released at 10.0: playout starts targetLagS later.
+  assert.ok(Math.abs(pb.playStartS - (10 + TARGET_LAG_S)) < 1e-9, `${pb.playStartS}`);
+  v.handleTimer(pb.playStartS + 1.0);
+  const played = kinds(v.popEvents(), "ChunkPlayed");
+  assert.deepEqual(
+    played.map((e) => e.seq),
+    [4, 5],
+  );
+  assert.deepEqual(played[0].data, fill(4));
+  const stats = v.stats();
+  assert.equal(stats.bytes_from_source, 9000);
+  assert.equal(stats.bytes_from_peers, 0);
+  assert.equal(stats.chunks_played, 2);
+  assert.equal(stats.continuity, 1);
+});
+
+test("Playback: starts targetLagS after release, skips a chunk that never comes", () => {
+  const pb = new Playback({ chunkDurationS: 1, startBehindChunks: 0, joinedS: 0, targetLagS: 1 });
+  pb.hearOf(7);
+  assert.equal(pb.startIfReady(0.5, true, 7.0, 0.2), true);
+  assert.ok(Math.abs(pb.playStartS - 1.2) < 1e-12);
+  const held = new Set([7, 9]);
+  const out = pb.due(
+    3.3,
+    (s) => s,
+    (s) => held.has(s),
+  );
+  assert.deepEqual(out, [
+    [7, true],
+    [8, false],
+    [9, true],
+  ]);
+  assert.equal(pb.continuity, 2 / 3);
+  assert.ok(Math.abs(pb.startupS - 1.2) < 1e-12);
+  // Never later than now + targetLagS (a source clock far ahead), never before now.
+  const ahead = new Playback({ chunkDurationS: 1, startBehindChunks: 0, joinedS: 0, targetLagS: 1 });
+  ahead.hearOf(0);
+  ahead.startIfReady(5, true, 0, 500);
+  assert.equal(ahead.playStartS, 6);
+  const behind = new Playback({ chunkDurationS: 1, startBehindChunks: 0, joinedS: 0, targetLagS: 1 });
+  behind.hearOf(0);
+  behind.startIfReady(5, true, 0, 1);
+  assert.equal(behind.playStartS, 5);
+});
+
+test("a forged chunk header drops its sender, who is never accepted again", async () => {
+  const src = await published(range(0, 2));
+  const v = viewer(10);
+  connect(src, "src", v, "v", 10);
+  const header = src.nextDataMessage("v", 10); // v asked for its start chunk while connecting
+  assert.equal(header[0], MsgType.CHUNK_HEADER);
+  const forged = header.slice();
+  forged[10] ^= 1; // start_us changed: the signature no longer holds
+  v.receive("src", forged, 10.1);
+  const drops = kinds(v.popEvents(), "DropNeighbour");
+  assert.equal(drops.length, 1);
+  assert.match(drops[0].reason, /forged chunk header/);
+  assert.equal(decodeMessage(drops[0].bye).reason, ByeReason.FORGED);
+  assert.deepEqual(v.neighbourIds, []);
+  assert.equal(v.addNeighbour("src", 10.2), false, "banned");
+});
+
+test("a request that times out is cancelled and asked of another holder", () => {
+  const v = viewer();
+  for (const pid of ["a", "b"]) {
+    v.addNeighbour(pid, 0);
+    v.receive(pid, hello(Role.VIEWER), 0);
+    v.receive(pid, bufferMap(3, [true, true]), 0);
+  }
+  const first = ["a", "b"].filter((pid) => v.neighbour(pid).assignments.has(3));
+  assert.equal(first.length, 1, "one holder at a time for a header");
+  const [slow] = first;
+  const other = slow === "a" ? "b" : "a";
+  drainControl(v, other);
+  drainControl(v, slow);
+  const timer = v.nextTimer();
+  assert.ok(timer !== null && timer <= TIMEOUT_S + 1e-9, `timer ${timer}`);
+  v.handleTimer(TIMEOUT_S);
+  const cancels = ofType(drainControl(v, slow), "cancel");
+  assert.ok(cancels.length > 0 && cancels[0].seq === 3);
+  const retry = ofType(drainControl(v, other), "request");
+  assert.ok(retry.some((r) => r.seq === 3 && r.wantHeader));
+  // Seqs 3 and 4 were both asked of it: two timeouts, two strikes (it held both chunks).
+  assert.equal(v.stats().timeouts, v.neighbour(slow).assignments.size === 0 ? 2 : 1);
+  assert.equal(v.neighbour(slow).strikes, v.stats().timeouts, "it held them: silence is a stall");
+  // The slow one is not asked for seq 3 again for 2 x requestTimeoutS.
+  assert.ok(v.neighbour(slow).notFrom.get(3) >= 2 * TIMEOUT_S - 1e-9);
+});
+
+test("a neighbour that stays silent is dropped after stallStrikes timeouts", () => {
+  const cfg = { stallStrikes: 2, requestTimeoutS: 1.0, fetchAheadChunks: 1 };
+  const v = viewer(0, cfg);
+  v.addNeighbour("mute", 0);
+  v.receive("mute", hello(Role.VIEWER), 0);
+  v.receive("mute", bufferMap(3, [true, true]), 0);
+  let now = 0;
+  for (let i = 0; i < 6; i++) {
+    const t = v.nextTimer();
+    assert.notEqual(t, null);
+    now = t;
+    v.handleTimer(now);
+    if (v.neighbourIds.length === 0) break;
+  }
+  const drops = kinds(v.popEvents(), "DropNeighbour");
+  assert.ok(drops.length > 0 && drops[0].peerId === "mute");
+  assert.match(drops[0].reason, /^stalled/);
+  assert.equal(decodeMessage(drops[0].bye).reason, ByeReason.STALLED);
+});
+
+test("a timeout on pieces the neighbour did not hold yet is no strike", async () => {
+  const c = await signed(3, 0);
+  const v = viewer(0);
+  v.addNeighbour("p", 0);
+  v.receive("p", hello(Role.RELAY), 0);
+  // p has verified the header and holds piece 0 only (its have), so it is an earlier receiver.
+  v.receive("p", have(3, [true, false, false, false, false]), 0);
+  const [first] = ofType(drainControl(v, "p"), "request");
+  assert.deepEqual([first.seq, first.firstIndex, first.count, first.wantHeader], [3, 0, 1, true]);
+  v.receive("p", encodeMessage(c.header), 0.05);
+  const piece0 = c.data.slice(0, 1000);
+  v.receive("p", encodeMessage({ type: "piece", seq: 3, index: 0, count: 5, payload: piece0 }), 0.1);
+  // Chunk 3 is urgent (due within urgentS): the earlier receiver is asked for the rest.
+  // (room: 4 pieces in flight, so pieces 1-3 at the header and piece 4 once piece 0 arrived)
+  const rest = ofType(drainControl(v, "p"), "request");
+  const asked = rest.flatMap((m) => range(m.firstIndex, m.firstIndex + m.count));
+  assert.deepEqual(asked.sort(), [1, 2, 3, 4]);
+  assert.ok(rest.every((m) => m.seq === 3 && !m.wantHeader));
+  assert.equal(v.neighbour("p").assignments.get(3).strikeOnTimeout, false);
+  let now = 0.1;
+  for (let i = 0; i < 8 && v.stats().timeouts < 3; i++) {
+    now = Math.max(now, v.nextTimer());
+    v.handleTimer(now);
+  }
+  assert.ok(v.stats().timeouts >= 3, `timeouts ${v.stats().timeouts}`);
+  assert.equal(v.neighbour("p").strikes, 0);
+  assert.deepEqual(v.neighbourIds, ["p"], "not dropped: it never held what was asked");
+});
+
+test("the source's upload of one chunk is bounded however many ask", async () => {
+  const src = await published(range(0, 1));
+  let total = 0;
+  for (let i = 0; i < 12; i++) {
+    const pid = `v${i}`;
+    src.addNeighbour(pid, 10);
+    src.receive(pid, hello(Role.VIEWER), 10);
+    src.receive(pid, request(0, 0, 0xffff, true), 10);
+    for (const data of drainData(src, pid, 10)) {
+      const msg = decodeMessage(data);
+      if (msg.type === "piece") total += msg.payload.length;
+    }
+  }
+  assert.ok(total > 0 && total <= 1.9 * SIZE_BYTES, `total ${total}`);
+  let absents = 0;
+  for (let i = 0; i < 12; i++) absents += ofType(drainControl(src, `v${i}`), "absent").length;
+  assert.ok(absents >= 10, `absents ${absents}`);
+});
+
+test("a relay forwards a partial chunk piece by piece, as pieces arrive", async () => {
+  const src = await published(range(0, 2));
+  const r = relay(10);
+  const v = viewer(10);
+  // A bare link (hellos only): the relay knows of no chunk, so the only request is this one.
+  assert.ok(src.addNeighbour("r", 10) && r.addNeighbour("src", 10));
+  src.receive("r", hello(Role.RELAY), 10);
+  r.receive("src", hello(Role.SOURCE), 10);
+  src.receive("r", request(1, 0, 0xffff, true), 10);
+  const header = src.nextDataMessage("r", 10);
+  r.receive("src", header, 10);
+  r.receive("src", src.nextDataMessage("r", 10), 10);
+  const seq = decodeMessage(header).seq;
+  connect(r, "r", v, "v", 10.1);
+  drainControl(r, "v");
+  drainControl(v, "r");
+  // v asks for the whole chunk; the relay holds only piece 0 so far.
+  r.receive("v", request(seq, 0, 0xffff, true), 10.1);
+  const out = drainData(r, "v", 10.1).map((m) => decodeMessage(m));
+  assert.equal(out[0].type, "chunk_header");
+  assert.equal(out[0].seq, seq);
+  assert.deepEqual(
+    ofType(out.slice(1), "piece").map((p) => p.index),
+    [0],
+  );
+  for (const later of drainData(src, "r", 10.2)) r.receive("src", later, 10.2);
+  const more = drainData(r, "v", 10.2).map((m) => decodeMessage(m));
+  assert.deepEqual(
+    ofType(more, "piece")
+      .filter((p) => p.seq === seq)
+      .map((p) => p.index),
+    [1, 2, 3, 4],
+  );
+});
+
+test("haves after verified pieces, coalesced per haveIntervalS; a piece got elsewhere is cancelled", async () => {
+  const c = await signed(3, 0);
+  const v = viewer(0);
+  for (const pid of ["a", "b", "w"]) {
+    v.addNeighbour(pid, 0);
+    v.receive(pid, hello(Role.VIEWER), 0);
+  }
+  v.receive("a", have(3, [true, true, true, true, true]), 0);
+  v.receive("b", have(3, [true, true, true, true, true]), 0);
+  const headerAsk = ["a", "b"].find((pid) => v.neighbour(pid).assignments.has(3));
+  drainControl(v, "w");
+  v.receive(headerAsk, encodeMessage(c.header), 0.01);
+  // The header verified: w (who holds nothing) hears of it at once, with no piece yet.
+  assert.deepEqual(
+    ofType(drainControl(v, "w"), "have").map((h) => h.pieces),
+    [[false, false, false, false, false]],
+  );
+  const piece = (index) =>
+    encodeMessage({
+      type: "piece",
+      seq: 3,
+      index,
+      count: 5,
+      payload: c.data.slice(index * 1000, Math.min(SIZE_BYTES, (index + 1) * 1000)),
+    });
+  v.receive(headerAsk, piece(0), 0.02);
+  // Pieces 1..4 now go to a and b (piece by piece, by room); find who was asked for piece 4.
+  const owner = v.inflight.get(3).get(4);
+  assert.ok(owner === "a" || owner === "b");
+  const giver = owner === "a" ? "b" : "a";
+  for (const pid of ["a", "b"]) drainControl(v, pid);
+  v.receive(giver, piece(4), 0.03);
+  const toOwner = ofType(drainControl(v, owner), "cancel");
+  assert.deepEqual(
+    toOwner.map((m) => [m.seq, m.firstIndex, m.count]),
+    [[3, 4, 1]],
+  );
+  assert.equal(v.neighbour(owner).assignments.get(3)?.pieces.has(4) ?? false, false);
+  // Pieces 0 and 4 came within haveIntervalS of the first have: one have carries both, later.
+  assert.deepEqual(ofType(drainControl(v, "w"), "have"), []);
+  const due = 0.01 + DEFAULT_CONFIG.haveIntervalS;
+  assert.ok(v.nextTimer() <= due + 1e-9, `timer ${v.nextTimer()}`);
+  v.handleTimer(due);
+  assert.deepEqual(
+    ofType(drainControl(v, "w"), "have").map((h) => [h.seq, h.pieces]),
+    [[3, [true, false, false, false, true]]],
+  );
+  // a and b hold the whole chunk: they are never told what they have.
+  assert.deepEqual(ofType(drainControl(v, "a").concat(drainControl(v, "b")), "have"), []);
+});
+
+test("a timeout is no strike for a neighbour that sent us data for other chunks meanwhile", () => {
+  const v = viewer();
+  v.addNeighbour("busy", 0);
+  v.receive("busy", hello(Role.VIEWER), 0);
+  v.receive("busy", bufferMap(3, [true, true]), 0);
+  assert.ok(v.neighbour("busy").assignments.has(3));
+  // Data from it (here a piece of a chunk we cannot place: no header) after we asked.
+  v.receive("busy", encodeMessage({ type: "piece", seq: 9, index: 0, count: 1, payload: fill(1, 10) }), 0.5);
+  v.handleTimer(TIMEOUT_S + 0.01);
+  assert.ok(v.stats().timeouts >= 1);
+  assert.equal(v.neighbour("busy").strikes, 0, "busy, not stalled");
+});
+
+test("an absent: those pieces are forgotten there and asked elsewhere for busyRetryS", () => {
+  const v = viewer();
+  v.addNeighbour("a", 0);
+  v.receive("a", hello(Role.VIEWER), 0);
+  v.receive("a", bufferMap(3, [true, true]), 0);
+  assert.ok(v.neighbour("a").assignments.has(3));
+  v.receive("a", encodeMessage({ type: "absent", seq: 3, firstIndex: 0, count: 1 }), 0.1);
+  assert.equal(v.neighbour("a").assignments.has(3), false);
+  assert.equal(v.headerFrom.has(3), false, "the header is no longer expected from a");
+  assert.ok(Math.abs(v.neighbour("a").notFrom.get(3) - 0.6) < 1e-9);
+  drainControl(v, "a");
+  v.handleTimer(0.2);
+  assert.ok(!ofType(drainControl(v, "a"), "request").some((m) => m.seq === 3), "not yet");
+  v.handleTimer(0.7);
+  assert.ok(ofType(drainControl(v, "a"), "request").some((m) => m.seq === 3), "after the pause");
+});
+
+test("WantNeighbours below target; addNeighbour refuses when full", () => {
+  const v = viewer(0, { targetNeighbours: 2, maxNeighbours: 3 });
+  assert.equal(v.nextTimer(), 0);
+  v.handleTimer(0);
+  assert.deepEqual(kinds(v.popEvents(), "WantNeighbours"), [{ kind: "WantNeighbours", count: 2 }]);
+  for (let i = 0; i < 3; i++) assert.ok(v.addNeighbour(`n${i}`, 0.1));
+  assert.equal(v.addNeighbour("n3", 0.1), false);
+  v.handleTimer(5);
+  assert.deepEqual(kinds(v.popEvents(), "WantNeighbours"), []);
+});
+
+test("a missed chunk is reported and playback goes on", async () => {
+  const src = await published(range(0, 2), 10);
+  const v = viewer(10);
+  connect(src, "src", v, "v", 10);
+  exchange(src, "src", v, "v", 10);
+  const pb = v.playback;
+  assert.notEqual(pb.playStartS, null);
+  // Chunk 2 is announced but never delivered.
+  v.receive("src", have(2, [true, true, true, true, true]), 10.5);
+  v.receive("src", encodeMessage({ type: "absent", seq: 2, firstIndex: 0, count: 0xffff }), 10.5);
+  v.handleTimer(pb.playStartS + 2.5);
+  const events = v.popEvents();
+  assert.deepEqual(
+    kinds(events, "ChunkPlayed").map((e) => e.seq),
+    [0, 1],
+  );
+  assert.deepEqual(
+    kinds(events, "ChunkMissed").map((e) => e.seq),
+    [2],
+  );
+  assert.equal(v.stats().continuity, 2 / 3);
+  assert.equal(pb.nextSeq, 3);
+});
+
+test("the source super-seeds: each piece to exactly one neighbour, the whole chunk later", async () => {
+  const src = source();
+  for (let i = 0; i < 3; i++) {
+    src.addNeighbour(`v${i}`, 0);
+    src.receive(`v${i}`, hello(Role.VIEWER), 0);
+    drainControl(src, `v${i}`);
+  }
+  const c = await signed(0, 1);
+  src.publishChunk(c.header, c.data, 1); // 5 pieces
+  const haves = [0, 1, 2].map((i) => ofType(drainControl(src, `v${i}`), "have"));
+  assert.ok(haves.every((h) => h.length === 1 && !h[0].pieces.every(Boolean)));
+  const perPiece = [0, 1, 2, 3, 4].map((p) => haves.filter((h) => h[0].pieces[p]).length);
+  assert.deepEqual(perPiece, [1, 1, 1, 1, 1]);
+  // The next chunk starts its rotation elsewhere: first pieces go to another neighbour.
+  const c1 = await signed(1, 2);
+  src.publishChunk(c1.header, c1.data, 2);
+  const next = [0, 1, 2].map((i) => ofType(drainControl(src, `v${i}`), "have"));
+  const firstOf = (hs) => hs.findIndex((h) => h.find((m) => m.seq === h[0].seq)?.pieces[0]);
+  assert.notEqual(firstOf(next), firstOf(haves));
+  // After the delay, everyone hears that the source holds the whole chunk (the fallback).
+  src.handleTimer(1 + 0.6);
+  const later = [0, 1, 2].flatMap((i) =>
+    ofType(drainControl(src, `v${i}`), "have").filter((h) => h.seq === 0),
+  );
+  assert.equal(later.length, 3);
+  assert.ok(later.every((h) => h.pieces.every(Boolean)));
+});
+
+test("requests wait their turn instead of bouncing busy", async () => {
+  const src = await published(range(0, 1));
+  for (let i = 0; i < 4; i++) {
+    src.addNeighbour(`v${i}`, 10);
+    src.receive(`v${i}`, hello(Role.VIEWER), 10);
+    drainControl(src, `v${i}`);
+    src.receive(`v${i}`, request(0, i, 1, false), 10);
+  }
+  const absents = [0, 1, 2, 3].flatMap((i) => ofType(drainControl(src, `v${i}`), "absent"));
+  assert.deepEqual(absents, []);
+  const served = [0, 1, 2, 3].flatMap((i) =>
+    drainData(src, `v${i}`, 10).map((d) => decodeMessage(d)),
+  );
+  assert.deepEqual(
+    ofType(served, "piece")
+      .map((p) => p.index)
+      .sort(),
+    [0, 1, 2, 3],
+  );
+});
+
+test("serving: lowest seq first, then oldest; at most uploadSlots requests at a time", async () => {
+  const src = await published(range(0, 3));
+  const r = relay(10, { ...CONFIG, startBehindChunks: 2 });
+  connect(src, "src", r, "r", 10);
+  for (const seq of [0, 1, 2]) r.receive("src", have(seq, [true, true, true, true, true]), 10);
+  exchange(src, "src", r, "r", 10, 200);
+  assert.deepEqual(r.store.completeSeqs(), [0, 1, 2]);
+  for (const [pid, seq] of [
+    ["x", 2],
+    ["y", 0],
+    ["z", 1],
+    ["w", 0],
+  ]) {
+    r.addNeighbour(pid, 11);
+    r.receive(pid, hello(Role.VIEWER), 11);
+    drainControl(r, pid);
+    r.receive(pid, request(seq, 0, 0xffff, false), 11);
+  }
+  assert.deepEqual(r.uploadPeers(), ["y", "w"], "seq 0 first, the older request first");
+  assert.equal(r.nextDataMessage("x", 11), null, "seq 2 waits for a slot");
+  assert.equal(drainData(r, "y", 11).length, 5);
+  assert.deepEqual(r.uploadPeers(), ["w", "z"], "seq 0 before seq 1");
+  assert.ok(r.takeReady().has("z"), "a freed slot makes the next link ready");
+});
+
+test("the source serves first copies first", async () => {
+  const src = await published(range(0, 2));
+  for (const pid of ["a", "b", "c"]) {
+    src.addNeighbour(pid, 10);
+    src.receive(pid, hello(Role.VIEWER), 10);
+    drainControl(src, pid);
+  }
+  src.receive("a", request(0, 0, 1, false), 10);
+  assert.equal(drainData(src, "a", 10).length, 1); // piece 0/0 has been sent once
+  src.receive("a", request(0, 0, 1, false), 10.1); // a second copy of 0/0 (older, lower seq)
+  src.receive("b", request(1, 0, 1, false), 10.1); // a first copy of 1/0
+  src.receive("c", request(0, 1, 1, false), 10.1); // a first copy of 0/1
+  assert.deepEqual(src.uploadPeers(), ["c", "b"]);
+});
+
+test("a fresh viewer does not walk from seq 0 to wall-clock seqs", async () => {
+  const src = source();
+  const base = 60_000_000; // seqs counted from the Unix epoch, as a real broadcast may
+  for (let seq = base; seq < base + 3; seq++) {
+    const c = await signed(seq, 10, fill(7));
+    src.publishChunk(c.header, c.data, 10);
+  }
+  const v = viewer(10);
+  connect(src, "src", v, "v", 10);
+  exchange(src, "src", v, "v", 10);
+  const started = performance.now();
+  v.handleTimer(20); // would take minutes if playout walked every seq from 0
+  assert.ok(performance.now() - started < 1000);
+  assert.ok(v.stats().chunks_played >= 1);
+});
+
+test("a viewer that does not upload is no holder: it answers absent, never serves", async () => {
+  const src = await published(range(0, 2), 10);
+  const quiet = new SwarmPeer({
+    role: Role.VIEWER,
+    now: 10,
+    config: CONFIG,
+    upload: false,
+    verifyHeaderSync: syncVerifier(keys.publicKeyRaw),
+  });
+  connect(src, "src", quiet, "q", 10);
+  exchange(src, "src", quiet, "q", 10);
+  assert.ok(quiet.store.completeSeqs().length >= 1);
+  quiet.addNeighbour("v", 10);
+  quiet.receive("v", hello(Role.VIEWER), 10);
+  drainControl(quiet, "v");
+  quiet.receive("v", request(1, 0, 0xffff, true), 10);
+  assert.equal(ofType(drainControl(quiet, "v"), "absent").length, 1);
+  assert.equal(quiet.nextDataMessage("v", 10), null);
+});
