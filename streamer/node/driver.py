@@ -75,6 +75,7 @@ _MAX_EARLY_MESSAGES = 64
 """Messages kept per link that opened before we knew the channel's key (then it is dropped)."""
 _FAILED_PEER_MEMORY_S = 20.0
 _MIN_TIMER_DELAY_S = 0.002
+_MAX_FLUSH_ROUNDS = 16
 _BYE_GRACE_S = 0.3
 
 
@@ -479,13 +480,17 @@ class SwarmNode:
             return
         self._in_flush = True
         try:
-            while True:
+            # Sending can make more links ready (a finished upload hands its slot to another
+            # link), so drain until the core is quiet; bounded so a bug cannot spin forever.
+            for _round in range(_MAX_FLUSH_ROUNDS):
                 self._flush_again = False
-                for event in core.pop_events():
+                events = core.pop_events()
+                for event in events:
                     self._on_core_event(event)
-                for pid in core.take_ready():
+                ready = core.take_ready()
+                for pid in ready:
                     self._pump(pid)
-                if not self._flush_again:
+                if not (self._flush_again or events or ready):
                     break
         finally:
             self._in_flush = False
