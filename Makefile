@@ -28,8 +28,10 @@ browser:
 	  fi; \
 	fi
 
+# The whole suite (slow end-to-end and browser tests included), then lint: CI runs exactly this.
 test: $(STAMP) browser
 	$(PY) -m pytest -q -rs
+	$(MAKE) --no-print-directory lint
 
 # Everything but the slow end-to-end tests.
 test-fast: $(STAMP)
