@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(PY) -m streamer broadcast media/sample.mp4 --loop
 
-# Browser tests need Debian's chromium; install it when it is missing and apt is usable (root).
+# Browser tests need Debian's chromium (and the JS tests node); install them when missing and apt
+# is usable (root).
 browser:
+	@if ! command -v node >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian nodejs for the JavaScript tests..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null; \
+	fi
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian chromium for the browser tests..."; \
