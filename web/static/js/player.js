@@ -93,8 +93,11 @@ export class MsePlayer {
     this.mimeType = mimeType;
     this._initSegment = initSegment;
     this.openedAtS = this.clock();
-    const ms = new MediaSource();
+    // iOS Safari has only ManagedMediaSource, which plays only with remote playback disabled.
+    const MS = globalThis.MediaSource ?? globalThis.ManagedMediaSource;
+    const ms = new MS();
     this.mediaSource = ms;
+    if (MS !== globalThis.MediaSource) this.video.disableRemotePlayback = true;
     this._objectUrl = URL.createObjectURL(ms);
     this.video.src = this._objectUrl;
     this.video.addEventListener("waiting", this._onWaiting);
