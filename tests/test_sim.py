@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from streamer.sim import EventQueue, Scenario, run_scenario
@@ -48,12 +52,62 @@ def test_twenty_peers_with_ample_upload_play_continuously() -> None:
     assert s["source_upload_ratio"] <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="target not reached yet: continuity min ~0.75 at 1.5-2x")
-def test_twenty_peers_at_1_5_to_2x_upload_reach_continuity_target() -> None:
-    # (the 30 s run of this seed does reach 0.99; the 60 s one does not: not robust yet)
-    s = run_scenario(Scenario(peers=20, duration_s=60, seed=1)).summary()
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_twenty_peers_at_1_5_to_2x_upload_reach_continuity_target(seed: int) -> None:
+    # Tight upload (1.5-2x the stream rate): every seed, every viewer, for a full minute.
+    s = run_scenario(Scenario(peers=20, duration_s=60, seed=seed)).summary()
+    assert s["viewers_started"] == 20
+    assert s["continuity_min"] >= 0.99
+    assert s["lag_s_p50"] <= 3.0 and s["lag_s_p95"] <= 5.0
+    assert s["source_upload_ratio"] <= 2.0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_realistic_mix_with_download_only_viewers_reaches_continuity_target(seed: int) -> None:
+    sc = Scenario(
+        peers=20, duration_s=60, seed=seed, download_only_share=0.1, peer_upload_ratio=(1.5, 3.0)
+    )
+    s = run_scenario(sc).summary()
     assert s["continuity_min"] >= 0.99
     assert s["source_upload_ratio"] <= 2.0
+
+
+def test_churn_at_tight_upload_keeps_continuity() -> None:
+    result = run_scenario(Scenario(peers=20, duration_s=60, seed=1, leave_share=0.2))
+    s = result.summary()
+    assert s["viewers_counted"] == 16
+    assert s["continuity_min"] >= 0.98
+
+
+def test_runs_do_not_depend_on_hash_order() -> None:
+    """Same seed, different PYTHONHASHSEED: same figures (the sim never iterates a set blindly)."""
+    code = (
+        "from streamer.sim import Scenario, run_scenario;"
+        "s = run_scenario(Scenario(peers=6, duration_s=8, seed=3)).summary();"
+        "print(s['events'], s['continuity_mean'], s['source_upload_ratio'])"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(h)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for h in (1, 2)
+    }
+    assert len(outs) == 1, outs
+
+
+def test_urgent_pieces_leave_a_holder_too_slow_to_meet_the_deadline() -> None:
+    """Viewers behind upload-capped relays (0.2x the stream): first copies stuck there are
+    re-asked elsewhere when the relay's measured rate cannot meet the deadline."""
+    result = run_scenario(
+        Scenario(peers=4, relays=2, relay_upload_ratio=0.2, duration_s=30, seed=2)
+    )
+    rescues = sum(s["rescues"] for s in result.peer_stats.values())
+    assert rescues > 0
+    assert result.summary()["continuity_mean"] >= 0.75  # see the report: not yet 0.99
 
 
 def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:
@@ -93,10 +147,23 @@ def test_churn_is_survived() -> None:
 
 @pytest.mark.slow
 def test_two_hundred_peers_run_in_seconds() -> None:
-    # Slow since every verified piece is announced to every neighbour (~20 s on 2 shared cores).
     result = run_scenario(Scenario(peers=200, duration_s=20, seed=5, peer_upload_ratio=AMPLE))
     s = result.summary()
-    assert s["wall_s"] < 40.0
+    assert s["wall_s"] < 30.0
     assert s["viewers_started"] >= 190
     assert s["source_upload_ratio"] <= 2.0
-    assert s["continuity_mean"] >= 0.6  # see the report: large swarms still lose chunks
+    assert s["continuity_mean"] >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_thousand_peers_at_tight_upload() -> None:
+    """1,000 viewers at 1.5-2x joining a running stream within 10 s (a flash crowd after a 5 s
+    warm-up), 20 s of virtual time: ~35 s of wall time on 2 shared cores."""
+    sc = Scenario(peers=1000, duration_s=20, seed=5, warmup_s=5, join_stagger_s=0.01)
+    s = run_scenario(sc).summary()
+    assert s["viewers_started"] >= 990
+    assert s["source_upload_ratio"] <= 2.0
+    # Not the 0.99 target yet (see the report): store-and-forward pull needs ~0.4 s per doubling.
+    assert s["continuity_mean"] >= 0.75
+    assert s["wall_s"] < 120.0

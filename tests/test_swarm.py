@@ -457,3 +457,149 @@ def test_a_fresh_viewer_does_not_walk_from_seq_zero_to_wall_clock_seqs() -> None
     exchange(src, "src", v, "v", 10.0)
     v.handle_timer(20.0)  # would take minutes if playout walked every seq from 0
     assert v.stats()["chunks_played"] >= 1
+
+
+def test_scheduler_asks_the_source_for_its_first_copy_even_without_room() -> None:
+    # The source advertised piece 2 to us alone (super-seeding): nobody else can fetch it.
+    seeded = Want(40, 9.0, (2,), False, (Holder("src", 0b100, source=True),))
+    asks = plan_pieces([seeded], {"src": 0}, 0.0, 1.5, random.Random(1))
+    assert asks == [Ask(40, "src", (2,), False)]
+    # A whole-chunk fallback from the source still respects room.
+    fallback = Want(41, 1.0, (0,), False, (Holder("src", ALL, source=True),))
+    assert plan_pieces([fallback], {"src": 0}, 0.0, 1.5, random.Random(1)) == []
+
+
+def linked_viewer_with_piece(now: float) -> tuple[SwarmPeer, SwarmPeer, int]:
+    """A source with one chunk (5 pieces) and a viewer that got its header and piece 0."""
+    src = published(range(0, 1), now=now)
+    v = viewer(now=now)
+    connect(src, "src", v, "v", now)
+    for pid in ("n1", "n2"):
+        v.add_neighbour(pid, now)
+        v.receive(pid, hello(Role.VIEWER), now)
+        drain_control(v, pid)
+    src.receive("v", encode_message(Request(0, 0, 1, True)), now)
+    for data in drain_data(src, "v", now):
+        v.receive("src", data, now)
+    return src, v, 0
+
+
+def test_haves_are_coalesced_per_neighbour() -> None:
+    """One have goes at once; pieces verified within have_interval_s travel in the next one."""
+    now = 10.0
+    src, v, seq = linked_viewer_with_piece(now)
+    # The have sent when the header verified went at once ("receiving it, ask me"); piece 0,
+    # verified in the same instant, waits for the interval.
+    first = [m for m in drain_control(v, "n1") if isinstance(m, Have)]
+    assert [h.pieces[:2] for h in first] == [(False, False)]
+    # Two more pieces arrive shortly after: no have yet either.
+    src.receive("v", encode_message(Request(seq, 1, 2, False)), now + 0.01)
+    for data in drain_data(src, "v", now + 0.01):
+        v.receive("src", data, now + 0.01)
+    assert not [m for m in drain_control(v, "n1") if isinstance(m, Have)]
+    timer = v.next_timer()
+    assert timer is not None and timer <= now + CONFIG.have_interval_s + 1e-9
+    v.handle_timer(now + CONFIG.have_interval_s)
+    later = [m for m in drain_control(v, "n1") if isinstance(m, Have)]
+    assert [h.pieces[:4] for h in later] == [(True, True, True, False)]
+
+
+def test_a_busy_neighbour_is_not_struck_for_a_slow_queue() -> None:
+    """A neighbour that keeps sending us data for other chunks is busy, not stalled."""
+    cfg = SwarmConfig(stall_strikes=1, request_timeout_s=1.0, fetch_ahead_chunks=1)
+    src = published(range(0, 4), now=0.0)
+    v = viewer(config=cfg)
+    v.add_neighbour("busy", 0.0)
+    v.receive("busy", hello(Role.VIEWER), 0.0)
+    v.receive("busy", encode_message(BufferMap(0, (True,) * 4)), 0.0)
+    asked = [m for m in drain_control(v, "busy") if isinstance(m, Request)]
+    assert asked
+    # Meanwhile it sends us the header of another chunk (it is serving, just not this yet).
+    src.add_neighbour("v", 0.0)
+    src.receive("v", hello(Role.VIEWER), 0.0)
+    src.receive("v", encode_message(Request(0, 0, 1, True)), 0.0)
+    header = drain_data(src, "v", 0.0)[0]
+    v.receive("busy", header, 0.5)
+    v.handle_timer(1.2)
+    assert v.stats()["timeouts"] >= 1
+    assert "busy" in v.neighbour_ids  # timed out (asked elsewhere) but not dropped
+
+
+def test_source_first_copies_are_served_beyond_the_copy_budget() -> None:
+    src = source()
+    for i in range(3):
+        src.add_neighbour(f"v{i}", 0.0)
+        src.receive(f"v{i}", hello(Role.VIEWER), 0.0)
+        drain_control(src, f"v{i}")
+    src.publish_chunk(0, b"z" * 4500, 0.0, 1.0, 1.0)
+    seeded = {
+        f"v{i}": next(m for m in drain_control(src, f"v{i}") if isinstance(m, Have))
+        for i in range(3)
+    }
+    # v0 and v1 exhaust the budget for extra copies with whole-chunk requests...
+    for pid in ("v0", "v1"):
+        src.receive(pid, encode_message(Request(0, 0, 0xFFFF, True)), 1.0)
+    # ...yet v2's request for the piece advertised to it alone is still served.
+    mine = seeded["v2"].pieces.index(True)
+    src.receive("v2", encode_message(Request(0, mine, 1, True)), 1.0)
+    assert not [m for m in drain_control(src, "v2") if isinstance(m, Absent)]
+    got = [decode_message(d) for d in drain_data(src, "v2", 1.0)]
+    assert [p.index for p in got if isinstance(p, Piece)] == [mine]
+
+
+def test_source_stops_super_seeding_a_neighbour_nobody_feeds() -> None:
+    """A neighbour whose haves never show pieces from peers (cut off, e.g. a liar everyone
+    dropped) gets no first copies once its grace period is over; the linked ones do."""
+    src = source()
+    for pid in ("linked", "isolated", "other"):
+        src.add_neighbour(pid, 0.0)
+        src.receive(pid, hello(Role.VIEWER), 0.0)
+    seq = 0
+    now = 0.0
+    while now < CONFIG.source_seed_proof_s + 2.0:
+        src.publish_chunk(seq, bytes([seq]) * 4500, float(seq), 1.0, now)
+        for pid in ("linked", "other"):  # they complete chunks with pieces from peers
+            src.receive(pid, encode_message(Have(seq, (True,) * 5)), now + 0.5)
+        seq += 1
+        now += 1.0
+        src.handle_timer(now)
+    for pid in ("linked", "isolated", "other"):
+        drain_control(src, pid)
+    src.publish_chunk(seq, b"q" * 4500, float(seq), 1.0, now)
+    seeded = {
+        pid
+        for pid in ("linked", "isolated", "other")
+        for m in drain_control(src, pid)
+        if isinstance(m, Have) and not m.complete
+    }
+    assert seeded == {"linked", "other"}
+
+
+def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> None:
+    src = published(range(3, 6), now=10.0)
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    exchange(src, "src", v, "v", 10.1)
+    pb = v.playback
+    assert pb is not None and pb.play_start_s is not None
+    # A slow neighbour holds chunk 6; we ask it, and it trickles: one piece in 2 s.
+    v.add_neighbour("slow", 10.1)
+    v.receive("slow", hello(Role.VIEWER), 10.1)
+    v.receive("slow", encode_message(Have(6, (True,) * 5)), 10.1)
+    asked = [m for m in drain_control(v, "slow") if isinstance(m, Request)]
+    assert asked and asked[0].seq == 6
+    src.publish_chunk(6, bytes([6]) * 4500, 6.0, 1.0, 10.1)
+    drain_control(src, "v")
+    header = src._store.get(6).header  # type: ignore[union-attr]  # the slow peer's copy
+    v.receive("slow", header.encode(), 10.2)
+    piece0 = src._store.get(6).pieces[0]  # type: ignore[union-attr]
+    assert piece0 is not None
+    v.receive("slow", encode_message(Piece(6, 0, 5, piece0)), 12.2)
+    nb = v.neighbour("slow")
+    assert nb is not None and nb.meter.rate_bytes_per_s is not None
+    # Chunk 6 is due at play_start + 2 s; 1.4 s before, the rest (4 pieces at ~480 B/s)
+    # cannot arrive in time - though the slow peer did make progress (no timeout yet).
+    v.handle_timer(pb.play_start_s + 0.6)
+    assert v.stats()["timeouts"] == 0
+    assert v.stats()["rescues"] >= 1
+    assert [m for m in drain_control(v, "slow") if isinstance(m, Cancel) and m.seq == 6]

@@ -195,7 +195,7 @@ class SimNetwork:
             elif isinstance(event, WantNeighbours):
                 for pid in self._tracker_candidates(node, event.count):
                     self.connect(node.peer_id, pid)
-        for pid in core.take_ready():
+        for pid in sorted(core.take_ready()):  # sorted: runs must not depend on hash order
             if pid not in node.links:
                 continue
             while (data := core.next_control_message(pid)) is not None:
@@ -230,7 +230,7 @@ class SimNetwork:
             self._transmit(node, pid, data, extra_s=tx_s)
             return
         # Serving may have queued absents (requests we can no longer complete).
-        for pid in node.core.take_ready():
+        for pid in sorted(node.core.take_ready()):
             while (ctl := node.core.next_control_message(pid)) is not None:
                 self._transmit(node, pid, ctl)
 

@@ -62,6 +62,8 @@ class ChunkBuffer:
     header: ChunkHeader
     pieces: list[bytes | None]
     have_count: int = 0
+    held_mask: int = 0
+    """Bit i set: piece i is held (the same facts as `pieces`, as one int for fast set maths)."""
     abandoned: bool = False
     """We stopped fetching it (played past it): do not make neighbours wait for its pieces."""
     bytes_total: int = field(init=False)
@@ -75,6 +77,10 @@ class ChunkBuffer:
 
     def bits(self) -> tuple[bool, ...]:
         return tuple(p is not None for p in self.pieces)
+
+    @property
+    def full_mask(self) -> int:
+        return (1 << len(self.pieces)) - 1
 
     def missing(self) -> list[int]:
         return [i for i, p in enumerate(self.pieces) if p is None]
@@ -121,7 +127,9 @@ class ChunkStore:
 
     def add_own(self, header: ChunkHeader, pieces: list[bytes]) -> ChunkBuffer:
         """The source stores what it produced and signed itself (no verification needed)."""
-        chunk = ChunkBuffer(header, list(pieces), have_count=len(pieces))
+        chunk = ChunkBuffer(
+            header, list(pieces), have_count=len(pieces), held_mask=(1 << len(pieces)) - 1
+        )
         self._chunks[header.seq] = chunk
         if self.newest_seq is None or header.seq > self.newest_seq:
             self.newest_seq = header.seq
@@ -139,6 +147,7 @@ class ChunkStore:
             return PieceResult.FORGED
         chunk.pieces[index] = payload
         chunk.have_count += 1
+        chunk.held_mask |= 1 << index
         return PieceResult.NEW
 
     def evict_below(self, floor_seq: int) -> list[int]:

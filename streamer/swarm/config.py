@@ -31,7 +31,7 @@ class SwarmConfig:
     max_ahead_chunks: int = 64
     """A seq further than this beyond the newest verified one is a protocol error."""
 
-    request_timeout_s: float = 0.6
+    request_timeout_s: float = 1.0
     """No progress on a request for this long: cancel what is left and ask someone else."""
     pipeline_s: float = 1.0
     """Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces)."""
@@ -48,6 +48,9 @@ class SwarmConfig:
     """Outstanding requests a neighbour may have on us; more is a protocol error (flooding)."""
     stall_strikes: int = 3
     """Timeouts in a row (on requests it could have served at once) before it is dropped."""
+    have_interval_s: float = 0.1
+    """At most one have per chunk per neighbour this often: the pieces verified meanwhile
+    travel together in the next one (the first goes at once)."""
     tick_s: float = 0.25
     """Housekeeping period while there is work pending (retries after capacity frees up)."""
 
@@ -55,6 +58,11 @@ class SwarmConfig:
     """Super-seeding: the source first advertises each piece of a fresh chunk to one uploading
     neighbour (different pieces to different neighbours); after this delay it advertises the
     whole chunk to everyone, as a fallback within its copy budget."""
+    source_seed_proof_s: float = 2.0
+    """Super-seeding goes only to neighbours that joined less than this ago or whose haves
+    showed, within this time, pieces the source never sent them (they are fed by peers, so
+    they are linked into the swarm): a neighbour every peer dropped (a liar) cannot spread a
+    first copy, and a first copy stuck there costs every viewer that piece."""
     source_max_copies: float = 1.9
     """The source uploads at most this many copies of a chunk, however large the audience."""
     source_keep_chunks: int = 16

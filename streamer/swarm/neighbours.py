@@ -91,6 +91,9 @@ class Neighbour:
     meter: RateMeter = field(default_factory=RateMeter)
     strikes: int = 0
     last_useful_s: float = 0.0
+    last_data_s: float = -1.0
+    """When its last header or piece (of any seq) reached us: a neighbour that sends us data
+    for other chunks is busy, not stalled."""
     control: deque[bytes] = field(default_factory=deque)
     serving: deque[ServeItem] = field(default_factory=deque)
     headers_sent: set[int] = field(default_factory=set)
@@ -101,9 +104,17 @@ class Neighbour:
     def is_source(self) -> bool:
         return self.role == Role.SOURCE
 
-    @property
-    def uploads(self) -> bool:
-        return self.hello_received and bool(self.capabilities & Capability.UPLOAD)
+    uploads: bool = False
+    """Its hello arrived with the UPLOAD capability: it may be asked for pieces."""
+    have_due: set[int] = field(default_factory=set)
+    """Seqs whose have we still owe it (coalesced: one have per seq per have_interval_s)."""
+    have_next_s: float = 0.0
+    sent_mask: dict[int, int] = field(default_factory=dict)
+    """Source only: seq -> the pieces we sent it."""
+    fed_by_peers_s: float | None = None
+    """Source only: when a have from it last showed a piece we never sent it - it gets data
+    from peers, so it is linked into the swarm (a peer everyone dropped, such as a liar, is not)."""
+    """Earliest time of our next have to it."""
 
     def holds(self, seq: int) -> bool:
         return seq in self.complete or seq in self.partial
@@ -125,6 +136,6 @@ class Neighbour:
 
     def forget_below(self, floor_seq: int) -> None:
         self.complete = {s for s in self.complete if s >= floor_seq}
-        for table in (self.partial, self.not_from, self.announced_s):
+        for table in (self.partial, self.not_from, self.announced_s, self.sent_mask):
             for s in [s for s in table if s < floor_seq]:
                 del table[s]

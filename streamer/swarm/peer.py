@@ -127,6 +127,9 @@ class SwarmPeer:
         # source state
         self._announce_later: dict[int, tuple[float, list[str]]] = {}
         self._source_reserved: dict[int, int] = {}
+        """seq -> bytes of copies beyond the first that are queued or sent (the budget)."""
+        self._seed_target: dict[int, dict[int, str]] = {}
+        """seq -> piece index -> the neighbour we super-seeded it to (its first copy)."""
         self._seed_turn = 0
         self._source_sent: dict[int, int] = {}
         """seq -> bitmask of the pieces the source has sent at least once."""
@@ -136,6 +139,8 @@ class SwarmPeer:
         self.bytes_uploaded = 0
         self.bytes_duplicate = 0
         self.timeouts = 0
+        self.rescues = 0
+        """Urgent requests taken from a holder too slow to meet the deadline."""
         self.stream_bytes = 0
         self.drops: dict[str, int] = {}
         self.banned: set[str] = set()
@@ -232,31 +237,42 @@ class SwarmPeer:
             self._announce_later[seq] = (when, list(self._nbrs))
         floor = seq - self.config.source_keep_chunks + 1
         self._store.evict_below(floor)
-        for table in (self._source_reserved, self._source_sent):
+        for table in (self._source_reserved, self._source_sent, self._seed_target):
             for old in [s for s in table if s < floor]:
                 del table[old]
+        for nb in self._nbrs.values():
+            nb.forget_below(floor)
         self._after(now)
 
     def _super_seed(self, seq: int, piece_count: int) -> None:
         """Advertise each piece of a fresh chunk to one uploading neighbour, different pieces to
-        different neighbours (relays first, the others in turn), so every first copy lands on a
-        different peer and their uplinks all start working at once."""
-        candidates = sorted(
-            (nb for nb in self._nbrs.values() if nb.uploads and not nb.is_source),
-            key=lambda nb: (nb.role != Role.RELAY, nb.peer_id),
-        )
-        if not candidates:
+        different neighbours (in turn, rotating from chunk to chunk), so every first copy lands on
+        a different peer and their uplinks all start working at once.
+
+        Relays get no preference: a relay may be upload-capped, and a first copy stuck behind a
+        slow uplink delays that piece for everyone. Only neighbours linked into the swarm are
+        seeded (see source_seed_proof_s); if none is, all uploaders are.
+        """
+        proof_s = self.config.source_seed_proof_s
+        uploaders = [nb for nb in self._nbrs.values() if nb.uploads and not nb.is_source]
+        linked = [
+            nb
+            for nb in uploaders
+            if self._now - nb.connected_s < proof_s
+            or (nb.fed_by_peers_s is not None and self._now - nb.fed_by_peers_s < proof_s)
+        ]
+        order = sorted(linked or uploaders, key=lambda nb: nb.peer_id)
+        if not order:
             return
-        relays = [nb for nb in candidates if nb.role == Role.RELAY]
-        others = [nb for nb in candidates if nb.role != Role.RELAY]
-        if others:
-            turn = self._seed_turn % len(others)
-            others = others[turn:] + others[:turn]
-            self._seed_turn += piece_count
-        order = relays + others
+        turn = self._seed_turn % len(order)
+        order = order[turn:] + order[:turn]
+        self._seed_turn += piece_count
         bits = {nb.peer_id: [False] * piece_count for nb in order[:piece_count]}
+        targets = self._seed_target.setdefault(seq, {})
         for index in range(piece_count):
-            bits[order[index % len(order)].peer_id][index] = True
+            pid = order[index % len(order)].peer_id
+            bits[pid][index] = True
+            targets[index] = pid
         for nb in order[:piece_count]:
             self._send_control(nb, encode_message(Have(seq, tuple(bits[nb.peer_id]))))
 
@@ -310,9 +326,15 @@ class SwarmPeer:
     def next_timer(self) -> float | None:
         """When handle_timer wants to run next (None: only input can change anything)."""
         times: list[float] = []
+        progress_s: float | None = None
         for nb in self._nbrs.values():
+            if nb.have_due:
+                times.append(nb.have_next_s)
             for a in nb.assignments.values():
-                times.append(a.last_progress_s + self.config.request_timeout_s)
+                if progress_s is None or a.last_progress_s < progress_s:
+                    progress_s = a.last_progress_s
+        if progress_s is not None:
+            times.append(progress_s + self.config.request_timeout_s)
         times.extend(when for when, _ in self._announce_later.values())
         if self._next_want_s is not None and len(self._nbrs) < self.config.target_neighbours:
             times.append(self._next_want_s)
@@ -325,6 +347,9 @@ class SwarmPeer:
 
     def handle_timer(self, now: float) -> None:
         self._now = now
+        for nb in self._nbrs.values():
+            if nb.have_due and now >= nb.have_next_s:
+                self._flush_haves(nb)
         for nb in list(self._nbrs.values()):
             for seq, a in list(nb.assignments.items()):
                 due_s = a.last_progress_s + self.config.request_timeout_s
@@ -370,6 +395,7 @@ class SwarmPeer:
             "bytes_uploaded": self.bytes_uploaded,
             "bytes_duplicate": self.bytes_duplicate,
             "timeouts": self.timeouts,
+            "rescues": self.rescues,
             "stream_bytes": self.stream_bytes,
             "neighbours": len(self._nbrs),
             "drops": dict(self.drops),
@@ -385,14 +411,22 @@ class SwarmPeer:
             if msg.seq < self._store.floor_seq:
                 return
             nb.announced_s.setdefault(msg.seq, now)
+            before = nb.known_mask(msg.seq)
             if msg.complete:
                 nb.complete.add(msg.seq)
                 nb.partial.pop(msg.seq, None)
             elif msg.seq not in nb.complete:
-                nb.partial[msg.seq] = nb.partial.get(msg.seq, 0) | _mask(msg.pieces)
+                nb.partial[msg.seq] = before | _mask(msg.pieces)
             self._heard(msg.seq)
+            if self.role == Role.SOURCE:
+                if _mask(msg.pieces) & ~nb.sent_mask.get(msg.seq, 0):
+                    nb.fed_by_peers_s = now
+                return
+            if not self._wants_news(msg.seq, before, nb.known_mask(msg.seq)):
+                return  # nothing new for us: no need to reschedule (most haves)
         elif isinstance(msg, Request):
             self._on_request(nb, msg)
+            return  # serving changes nothing we want: no rescheduling
         elif isinstance(msg, ChunkHeader):
             self._on_header(nb, msg, now)
         elif isinstance(msg, BufferMap):
@@ -408,6 +442,7 @@ class SwarmPeer:
             nb.hello_received = True
             nb.role = msg.role
             nb.capabilities = msg.capabilities
+            nb.uploads = bool(msg.capabilities & Capability.UPLOAD)
         elif isinstance(msg, Cancel):
             self._on_cancel(nb, msg)
             return
@@ -419,6 +454,26 @@ class SwarmPeer:
         elif isinstance(msg, Unknown):
             return
         self._dirty = True
+
+    def _wants_news(self, seq: int, before: int, after: int) -> bool:
+        """Did a have (known mask before -> after) offer something we need and nobody is
+        fetching for us yet (a header, or a missing piece)? Only then is it worth rescheduling."""
+        if after == before and before != 0:
+            return False
+        chunk = self._store.get(seq)
+        if chunk is None:
+            return seq not in self._header_from
+        if chunk.complete or chunk.abandoned:
+            return False
+        offered = chunk.full_mask if after == -1 else after & ~before
+        wanted = offered & ~chunk.held_mask
+        if not wanted:
+            return False
+        return any(
+            wanted >> i & 1
+            for i in range(len(chunk.pieces))
+            if i not in self._inflight.get(seq, {})
+        )
 
     def _check_seq(self, seq: int, what: str) -> None:
         """A seq far beyond anything the source has signed is a lie or garbage."""
@@ -463,8 +518,16 @@ class SwarmPeer:
             return
         reserved = 0
         if self.role == Role.SOURCE:
-            reserved = sum(chunk.header.piece_length(i) for i in indices)
-            budget = self.config.source_max_copies * chunk.header.total_size
+            # A first copy (a piece super-seeded to this very neighbour) is always served; the
+            # budget bounds the copies beyond it, so fallback requests cannot crowd it out.
+            # (A piece super-seeded to nobody has its first copy claimed by its first requester.)
+            seeded = self._seed_target.setdefault(msg.seq, {})
+            extra = []
+            for i in indices:
+                if seeded.setdefault(i, nb.peer_id) != nb.peer_id:
+                    extra.append(i)
+            reserved = sum(chunk.header.piece_length(i) for i in extra)
+            budget = (self.config.source_max_copies - 1.0) * chunk.header.total_size
             if self._source_reserved.get(msg.seq, 0) + reserved > budget:
                 self._send_control(nb, encode_message(Absent(msg.seq, msg.first_index, msg.count)))
                 return
@@ -509,6 +572,7 @@ class SwarmPeer:
             self._drop(nb, f"forged chunk header for seq {header.seq}", ByeReason.FORGED)
             return
         seq = header.seq
+        nb.last_data_s = now
         nb.announced_s.setdefault(seq, now)
         if self._header_from.get(seq) == nb.peer_id:
             del self._header_from[seq]
@@ -526,13 +590,14 @@ class SwarmPeer:
             self._header_s[seq] = now
             nb.last_useful_s = now
             self._heard(seq)
-            self._announce(seq, chunk.bits(), skip=nb.peer_id)
+            self._announce(seq, skip=nb.peer_id)
         self._dirty = True
 
     def _on_piece(self, nb: Neighbour, msg: Piece, size_bytes: int, now: float) -> None:
         seq, index = msg.seq, msg.index
         result = self._store.add_piece(seq, index, msg.count, msg.payload)
         nb.bytes_received += size_bytes
+        nb.last_data_s = now
         if result is PieceResult.MISMATCH:
             raise ProtocolError(f"piece {seq}/{index}: count {msg.count} disagrees")
         if result is PieceResult.FORGED:
@@ -567,7 +632,7 @@ class SwarmPeer:
             self._on_complete(seq)
         else:
             # Piece-level knowledge: neighbours ask us for exactly the pieces we hold.
-            self._announce(seq, chunk.bits(), skip=None)
+            self._announce(seq, skip=None)
         self._dirty = True
 
     def _cancel_piece(self, owner: str, seq: int, index: int) -> None:
@@ -609,7 +674,7 @@ class SwarmPeer:
         self._header_from.pop(seq, None)
         pieces = tuple(p for p in chunk.pieces if p is not None)
         self._events.append(ChunkComplete(seq, chunk.header, pieces))
-        self._announce(seq, chunk.bits(), skip=None)
+        self._announce(seq, skip=None)
         self._dirty = True
 
     # ---------------------------------------------------------------- serving
@@ -668,6 +733,9 @@ class SwarmPeer:
                     self._unqueue(item)
                 if self.role == Role.SOURCE:
                     self._source_sent[item.seq] = self._source_sent.get(item.seq, 0) | 1 << index
+                    nb = self._nbrs.get(item.peer_id)
+                    if nb is not None:
+                        nb.sent_mask[item.seq] = nb.sent_mask.get(item.seq, 0) | 1 << index
                 return encode_message(Piece(item.seq, index, len(chunk.pieces), payload))
         raise AssertionError("a slot item always has a servable piece")
 
@@ -761,6 +829,48 @@ class SwarmPeer:
                 self._ready.add(item.peer_id)
 
     def _time_out(self, nb: Neighbour, seq: int, now: float) -> None:
+        a = nb.assignments.get(seq)
+        if a is None:
+            return
+        self._give_up(nb, seq, now)
+        self.timeouts += 1
+        if a.strike_on_timeout and nb.last_data_s <= a.last_progress_s:
+            # Silent towards us the whole time (no data for any chunk): a stall, not a queue.
+            nb.strikes += 1
+            if nb.strikes >= self.config.stall_strikes:
+                self._drop(nb, f"stalled: {nb.strikes} requests timed out", ByeReason.STALLED)
+
+    def _rescue_slow(self, now: float) -> None:
+        """Take urgent pieces away from a holder too slow to deliver them in time.
+
+        A slow trickle is progress, so the timeout never fires; but if what is left of an
+        assignment, at the holder's measured rate, would land after the chunk's deadline, it is
+        cancelled there (no strike: the holder is serving, only slowly) and asked elsewhere -
+        another holder, or the source, which serves urgent chunks.
+        """
+        pb = self.playback
+        if pb is None or pb.start_seq is None:
+            return
+        piece_bytes = self.config.piece_size_bytes
+        for nb in list(self._nbrs.values()):
+            rate = nb.meter.rate_bytes_per_s
+            if not rate:
+                continue
+            for seq, a in list(nb.assignments.items()):
+                if not a.pieces:
+                    continue
+                if pb.started:
+                    deadline = pb.deadline(seq, self._media_start_s(seq), now)
+                else:
+                    deadline = now + self.config.target_lag_s
+                if deadline - now > self.config.urgent_s:
+                    continue
+                if now + len(a.pieces) * piece_bytes / rate > deadline:
+                    self._give_up(nb, seq, now)
+                    self.rescues += 1
+
+    def _give_up(self, nb: Neighbour, seq: int, now: float) -> None:
+        """Cancel what is left of our request for seq at nb; do not ask it for seq for a while."""
         a = nb.assignments.pop(seq, None)
         if a is None:
             return
@@ -770,18 +880,14 @@ class SwarmPeer:
         for first, count in _runs(sorted(a.pieces)) or [(0, ALL_PIECES)]:
             self._send_control(nb, encode_message(Cancel(seq, first, count)))
         nb.not_from[seq] = now + 2 * self.config.request_timeout_s
-        self.timeouts += 1
         self._dirty = True
-        if a.strike_on_timeout:
-            nb.strikes += 1
-            if nb.strikes >= self.config.stall_strikes:
-                self._drop(nb, f"stalled: {nb.strikes} requests timed out", ByeReason.STALLED)
 
     def _schedule(self, now: float) -> None:
         pb = self.playback
         self._work_pending = False
         if pb is None or pb.next_seq is None or self._newest_heard is None:
             return
+        self._rescue_slow(now)
         lo = pb.next_seq
         hi = min(self._newest_heard, lo + self.config.fetch_ahead_chunks)
         uploaders = [nb for nb in self._nbrs.values() if nb.uploads]
@@ -820,11 +926,12 @@ class SwarmPeer:
         if not wants:
             return
         piece_bytes = self.config.piece_size_bytes
+        asked_of = {h.peer_id for w in wants for h in w.holders}
         room = {
-            nb.peer_id: nb.room_pieces(
+            pid: self._nbrs[pid].room_pieces(
                 self.config.pipeline_s, self.config.min_inflight_bytes, piece_bytes
             )
-            for nb in uploaders
+            for pid in asked_of
         }
         asks = plan_pieces(wants, room, now, self.config.urgent_s, self._rng)
         for ask in asks:
@@ -862,11 +969,43 @@ class SwarmPeer:
         nb.control.append(data)
         self._ready.add(nb.peer_id)
 
-    def _announce(self, seq: int, bits: tuple[bool, ...], skip: str | None) -> None:
-        have = encode_message(Have(seq, bits))
+    def _announce(self, seq: int, skip: str | None) -> None:
+        """Owe every neighbour (but skip) a have of seq; see _flush_haves for when it goes."""
         for nb in self._nbrs.values():
-            if nb.peer_id != skip and seq not in nb.complete:
-                self._send_control(nb, have)
+            if nb.peer_id != skip and (seq not in nb.complete or nb.is_source):
+                nb.have_due.add(seq)
+                if self._now >= nb.have_next_s:
+                    self._flush_haves(nb)
+
+    def _flush_haves(self, nb: Neighbour) -> None:
+        """Send nb one have per owed seq, carrying every piece we hold now, at most once per
+        have_interval_s: a have per verified piece per neighbour dominated the traffic, and one
+        have a little later carries all the pieces that arrived meanwhile. A have that tells nb
+        nothing it lacks (its own haves show it holds all our pieces) is not sent."""
+        sent = False
+        for seq in sorted(nb.have_due):
+            chunk = self._store.get(seq)
+            if chunk is None:
+                continue
+            theirs = nb.known_mask(seq)
+            if chunk.complete:
+                # The source hears of every chunk we complete (it holds them all): that tells it
+                # we are fed by peers (see source_seed_proof_s).
+                if theirs == -1 and not nb.is_source:
+                    continue
+                bits = header_bits(len(chunk.pieces))
+            elif theirs == -1:
+                continue
+            else:
+                mine = chunk.held_mask
+                if mine and mine & ~theirs == 0:
+                    continue
+                bits = chunk.bits()
+            self._send_control(nb, encode_message(Have(seq, bits)))
+            sent = True
+        nb.have_due.clear()
+        if sent:
+            nb.have_next_s = self._now + self.config.have_interval_s
 
     def _drop(self, nb: Neighbour, reason: str, bye_reason: ByeReason) -> None:
         if bye_reason in (ByeReason.FORGED, ByeReason.PROTOCOL_ERROR):

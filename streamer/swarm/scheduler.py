@@ -12,7 +12,8 @@ Policy (docs/protocol.md, Behaviour, "Pull"), piece by piece:
      wait on each other);
   3. the source holding the whole chunk: only when the chunk is urgent or no peer holds it;
   within a tier, the holder with the most spare room (in pieces), ties broken at random;
-- each assignment uses one piece of the holder's room (in-flight limit from measured throughput).
+- each assignment uses one piece of the holder's room (in-flight limit from measured throughput),
+  except a piece the source advertised to us alone (its first copy): asked even without room;
 The split spreads one chunk over several holders, so it downloads from all of them in parallel.
 """
 
@@ -121,10 +122,12 @@ def _pick(
     best_key: tuple[int, int, float] | None = None
     for holder in holders:
         room = room_pieces.get(holder.peer_id, 0)
-        if room <= 0:
-            continue
         tier = _tier(holder, index, urgent, peers_hold)
         if tier is None:
+            continue
+        if room <= 0 and not (holder.source and tier == 0):
+            # A first copy the source advertised to us alone is asked at once, room or not:
+            # nobody else can fetch it, and the source serves first copies first.
             continue
         key = (tier, -room, rng.random())
         if best_key is None or key < best_key:
