@@ -13,7 +13,7 @@ from typing import Any
 
 from streamer.errors import UserError
 from streamer.node.driver import NodeConfig, SwarmNode
-from streamer.node.runner import attach_status_line, install_stop_signals, wait_for_end, write_stats
+from streamer.node.runner import run_until_stopped, write_stats
 from streamer.node.units import parse_rate_bps
 
 NAME = "relay"
@@ -64,14 +64,7 @@ async def _relay(args: argparse.Namespace) -> int:
     node = SwarmNode(node_config(args, "relay", target_neighbours=8))
     stats: dict[str, Any] = {}
     try:
-        await node.start()
-        printer = attach_status_line(node, args.status_interval)
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        await wait_for_end(stop, node, args.duration)
-        printer.finish()
-        if node.failure is not None:
-            raise node.failure
+        await run_until_stopped(node, args.duration, args.status_interval)
     finally:
         stats = node.stats()
         await node.close()

@@ -15,7 +15,7 @@ from streamer.commands.relay import add_node_arguments, node_config
 from streamer.node.driver import SwarmNode
 from streamer.node.media_info import ChannelMedia
 from streamer.node.recorder import Mp4Recorder
-from streamer.node.runner import attach_status_line, install_stop_signals, wait_for_end, write_stats
+from streamer.node.runner import run_until_stopped, write_stats
 from streamer.swarm import ChunkPlayed
 
 NAME = "watch"
@@ -47,14 +47,7 @@ async def _watch(args: argparse.Namespace) -> int:
         node.on_chunk_played = on_played
     stats: dict[str, Any] = {}
     try:
-        await node.start()
-        printer = attach_status_line(node, args.status_interval)
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        await wait_for_end(stop, node, args.duration)
-        printer.finish()
-        if node.failure is not None:
-            raise node.failure
+        await run_until_stopped(node, args.duration, args.status_interval)
     finally:
         stats = node.stats()
         if recorder is not None:

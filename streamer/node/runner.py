@@ -74,6 +74,20 @@ async def wait_for_end(
     return waits[finished]
 
 
+async def run_until_stopped(
+    node: SwarmNode, duration_s: float | None, status_interval_s: float
+) -> None:
+    """Start a relay or viewer node and run it until a stop signal, its duration or a failure."""
+    await node.start()
+    printer = attach_status_line(node, status_interval_s)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await wait_for_end(stop, node, duration_s)
+    printer.finish()
+    if node.failure is not None:
+        raise node.failure
+
+
 def write_stats(path: str | Path | None, stats: dict[str, Any]) -> None:
     if path is not None:
         write_stats_json(path, stats)
