@@ -184,3 +184,22 @@ def test_recording_of_packaged_chunks_decodes(tmp_path: Path) -> None:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames >= 10
     assert recorder.chunks_written >= 3
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["broadcast", "testsrc", "--channel", "../outside", "--key", "/nonexistent/k"],
+        ["relay", "--server", "http://127.0.0.1:1", "--channel", "bad name"],
+        ["watch", "--server", "http://127.0.0.1:1", "--channel", "x" * 65],
+    ],
+)
+def test_bad_channel_name_is_refused_before_anything_else(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamer import cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bad channel name" in err
+    assert "Traceback" not in err

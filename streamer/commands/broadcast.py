@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import Any
 
+from streamer.commands.relay import check_channel_name
 from streamer.errors import UserError
 from streamer.media import MediaOptions, MediaStream, open_media
 from streamer.media.pacing import live_chunks
@@ -76,6 +77,7 @@ def _options(args: argparse.Namespace) -> MediaOptions:
 
 
 async def _broadcast(args: argparse.Namespace) -> int:
+    check_channel_name(args.channel)  # also keeps the default key file path inside its folder
     options = _options(args)
     upload_limit_bps = parse_rate_bps(args.upload_limit) if args.upload_limit else None
     key = load_or_create_key(args.key or default_key_path(args.channel))

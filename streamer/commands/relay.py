@@ -11,6 +11,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from signaling.protocol import CHANNEL_NAME_RE
 from streamer.errors import UserError
 from streamer.node.driver import NodeConfig, SwarmNode
 from streamer.node.runner import run_until_stopped, write_stats
@@ -33,7 +34,14 @@ def add_node_arguments(parser: argparse.ArgumentParser, max_neighbours: int) -> 
     parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
 
 
+def check_channel_name(name: str) -> None:
+    """Refuse a name the server would refuse, before connecting anywhere."""
+    if not CHANNEL_NAME_RE.match(name):
+        raise UserError(f"bad channel name {name!r}: use 1-64 letters, digits, '_' or '-'")
+
+
 def node_config(args: argparse.Namespace, role: str, target_neighbours: int) -> NodeConfig:
+    check_channel_name(args.channel)
     if args.max_neighbours < 1:
         raise UserError("--max-neighbours must be at least 1")
     if args.duration is not None and args.duration <= 0:
