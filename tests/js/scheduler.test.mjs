@@ -163,3 +163,16 @@ test("bit masks: BigInt, -1n holds every piece, up to 1024 pieces", () => {
   assert.equal(lowestBit(0n), 0);
   assert.equal(hasBit(5, 2), true, "a Number mask is accepted too");
 });
+
+test("planPieces: the source's first copy (advertised to us alone) is asked even without room", () => {
+  const seeded = want(40, 9.0, [2], false, [holder("src", 0b100n, { source: true })]);
+  assert.deepEqual(planPieces([seeded], room({ src: 0 }), 0, 1.5, seededRandom(1)), [
+    ask(40, "src", [2], false),
+  ]);
+  // A whole-chunk fallback from the source still respects room.
+  const fallback = want(41, 1.0, [0], false, [holder("src", ALL_HELD, { source: true })]);
+  assert.deepEqual(planPieces([fallback], room({ src: 0 }), 0, 1.5, seededRandom(1)), []);
+  // So does a peer holding the piece.
+  const peer = want(42, 9.0, [2], false, [holder("p", 0b100n)]);
+  assert.deepEqual(planPieces([peer], room({ p: 0 }), 0, 1.5, seededRandom(1)), []);
+});

@@ -595,3 +595,160 @@ test("a viewer that does not upload is no holder: it answers absent, never serve
   assert.equal(ofType(drainControl(quiet, "v"), "absent").length, 1);
   assert.equal(quiet.nextDataMessage("v", 10), null);
 });
+
+const pieceOf = (c, seq, index) =>
+  encodeMessage({
+    type: "piece",
+    seq,
+    index,
+    count: 5,
+    payload: c.data.slice(index * 1000, Math.min(c.data.length, (index + 1) * 1000)),
+  });
+
+test("the source hears of every chunk we complete, though it holds them all", async () => {
+  const c = await signed(0, 0);
+  const v = viewer(0);
+  for (const [pid, role] of [
+    ["src", Role.SOURCE],
+    ["p", Role.VIEWER],
+    ["w", Role.VIEWER],
+  ]) {
+    v.addNeighbour(pid, 0);
+    v.receive(pid, hello(role), 0);
+  }
+  v.receive("src", have(0, [true, true, true, true, true]), 0);
+  v.receive("p", have(0, [true, true, true, true, true]), 0);
+  v.receive("p", encodeMessage(c.header), 0.01);
+  for (let i = 0; i < 5; i++) v.receive("p", pieceOf(c, 0, i), 0.02);
+  assert.deepEqual(kinds(v.popEvents(), "ChunkComplete").length, 1);
+  v.handleTimer(0.5); // any coalesced have is due by now
+  const complete = (pid) =>
+    ofType(drainControl(v, pid), "have").filter((h) => h.seq === 0 && h.pieces.every(Boolean));
+  assert.equal(complete("src").length, 1, "the source is told: we are fed by peers");
+  assert.equal(complete("w").length, 1);
+  assert.equal(complete("p").length, 0, "a peer that holds the chunk is not told");
+});
+
+test("the source serves every first copy, even with the budget for extra copies spent", async () => {
+  const src = source();
+  for (let i = 0; i < 3; i++) {
+    src.addNeighbour(`v${i}`, 0);
+    src.receive(`v${i}`, hello(Role.VIEWER), 0);
+    drainControl(src, `v${i}`);
+  }
+  const c = await signed(0, 1);
+  src.publishChunk(c.header, c.data, 1);
+  const seeded = [0, 1, 2].map((i) => ofType(drainControl(src, `v${i}`), "have")[0].pieces);
+  let uploaded = 0;
+  const pump = (pid) => {
+    const got = drainData(src, pid, 1).map((d) => decodeMessage(d));
+    for (const m of ofType(got, "piece")) uploaded += m.payload.length;
+    return got;
+  };
+  // v0 takes the whole chunk (its first copies and extra copies of the others)...
+  src.receive("v0", request(0, 0, 0xffff, true), 1);
+  assert.equal(ofType(pump("v0"), "piece").length, 5);
+  // ...and v1 asks extra copies one by one until the budget says no.
+  const notMine = seeded[1].findIndex((held) => !held);
+  let refused = false;
+  for (let k = 0; k < 10 && !refused; k++) {
+    src.receive("v1", request(0, notMine, 1, false), 1);
+    refused = ofType(drainControl(src, "v1"), "absent").length > 0;
+    pump("v1");
+  }
+  assert.ok(refused, "extra copies are bounded");
+  // v2's request for the piece advertised to it alone is still served.
+  const mine = seeded[2].indexOf(true);
+  src.receive("v2", request(0, mine, 1, true), 1);
+  assert.deepEqual(ofType(drainControl(src, "v2"), "absent"), []);
+  const got = pump("v2");
+  assert.deepEqual(
+    ofType(got, "piece").map((p) => p.index),
+    [mine],
+  );
+  assert.ok(uploaded <= 1.9 * SIZE_BYTES, `uploaded ${uploaded}`);
+});
+
+test("the source stops super-seeding a neighbour nobody feeds", async () => {
+  const src = source();
+  const pids = ["linked", "isolated", "other"];
+  for (const pid of pids) {
+    src.addNeighbour(pid, 0);
+    src.receive(pid, hello(Role.VIEWER), 0);
+  }
+  let seq = 0;
+  let now = 0;
+  while (now < DEFAULT_CONFIG.sourceSeedProofS + 2) {
+    const c = await signed(seq, now);
+    src.publishChunk(c.header, c.data, now);
+    for (const pid of ["linked", "other"]) {
+      // they complete chunks with pieces from peers (pieces the source never sent them)
+      src.receive(pid, have(seq, [true, true, true, true, true]), now + 0.5);
+    }
+    seq += 1;
+    now += 1;
+    src.handleTimer(now);
+  }
+  for (const pid of pids) drainControl(src, pid);
+  const c = await signed(seq, now, fill(seq + 100));
+  src.publishChunk(c.header, c.data, now);
+  const seeded = pids.filter((pid) =>
+    ofType(drainControl(src, pid), "have").some((h) => !h.pieces.every(Boolean)),
+  );
+  assert.deepEqual(seeded, ["linked", "other"]);
+});
+
+test("the source seeds a fresh neighbour, and all uploaders when none is linked", async () => {
+  const src = source();
+  for (const pid of ["a", "b"]) {
+    src.addNeighbour(pid, 0);
+    src.receive(pid, hello(Role.VIEWER), 0);
+    drainControl(src, pid);
+  }
+  // Long after they joined, with no proof from either: both are seeded (nobody qualifies).
+  const c = await signed(0, 10);
+  src.publishChunk(c.header, c.data, 10);
+  for (const pid of ["a", "b"]) {
+    assert.equal(ofType(drainControl(src, pid), "have").length, 1, pid);
+  }
+  // A newcomer (joined < sourceSeedProofS ago) is linked: it alone gets the first copies.
+  src.addNeighbour("new", 10.5);
+  src.receive("new", hello(Role.VIEWER), 10.5);
+  drainControl(src, "new");
+  const c1 = await signed(1, 11);
+  src.publishChunk(c1.header, c1.data, 11);
+  const haves = (pid) => ofType(drainControl(src, pid), "have").filter((h) => h.seq === 1);
+  assert.deepEqual(haves("new").map((h) => h.pieces), [[true, true, true, true, true]]);
+  assert.deepEqual(haves("a").concat(haves("b")), []);
+});
+
+test("urgent pieces are taken from a holder too slow for the deadline (no strike)", async () => {
+  const src = await published(range(3, 6), 10);
+  const v = viewer(10);
+  connect(src, "src", v, "v", 10);
+  exchange(src, "src", v, "v", 10.1);
+  const pb = v.playback;
+  assert.ok(pb.playStartS !== null);
+  // A slow neighbour holds chunk 6; we ask it, and it trickles: one piece in 2 s.
+  v.addNeighbour("slow", 10.1);
+  v.receive("slow", hello(Role.VIEWER), 10.1);
+  v.receive("slow", have(6, [true, true, true, true, true]), 10.1);
+  const asked = ofType(drainControl(v, "slow"), "request");
+  assert.ok(asked.length > 0 && asked[0].seq === 6);
+  const c = await signed(6, 10.1);
+  src.publishChunk(c.header, c.data, 10.1);
+  drainControl(src, "v");
+  v.receive("slow", encodeMessage(c.header), 10.2);
+  v.receive("slow", pieceOf(c, 6, 0), 12.2);
+  assert.ok(v.neighbour("slow").meter.rateBytesPerS > 0);
+  drainControl(v, "slow");
+  // Chunk 6 is due at playStart + 2 s; 1.4 s before, the rest (at ~500 B/s) cannot arrive in
+  // time - though the slow peer did make progress (no timeout).
+  v.handleTimer(pb.playStartS + 0.6);
+  const stats = v.stats();
+  assert.equal(stats.timeouts, 0);
+  assert.ok(stats.rescues >= 1, `rescues ${stats.rescues}`);
+  assert.ok(ofType(drainControl(v, "slow"), "cancel").some((m) => m.seq === 6));
+  assert.equal(v.neighbour("slow").strikes, 0);
+  assert.equal(v.neighbour("slow").assignments.has(6), false);
+});

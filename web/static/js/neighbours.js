@@ -78,6 +78,13 @@ export class Neighbour {
     this.haveDue = new Set();
     /** Earliest time of our next have to it. */
     this.haveNextS = 0;
+    /** Source only: seq -> BigInt mask of the pieces we sent it. */
+    this.sentMask = new Map();
+    /**
+     * Source only: when a have from it last showed a piece we never sent it - it gets data from
+     * peers, so it is linked into the swarm (a peer everyone dropped, such as a liar, is not).
+     */
+    this.fedByPeersS = null;
     /** Small messages to send, oldest first. */
     this.control = [];
     /**
@@ -119,7 +126,7 @@ export class Neighbour {
 
   forgetBelow(floorSeq) {
     for (const s of this.complete) if (s < floorSeq) this.complete.delete(s);
-    for (const table of [this.partial, this.notFrom, this.announcedS]) {
+    for (const table of [this.partial, this.notFrom, this.announcedS, this.sentMask]) {
       for (const s of table.keys()) if (s < floorSeq) table.delete(s);
     }
   }

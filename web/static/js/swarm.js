@@ -110,6 +110,12 @@ export const DEFAULT_CONFIG = Object.freeze({
   tickS: 0.25,
   /** Super-seeding: each piece first to one neighbour; the whole chunk to all after this delay. */
   sourceAnnounceDelayS: 0.6,
+  /**
+   * Super-seeding goes only to neighbours that joined less than this ago or whose haves showed,
+   * within this time, pieces the source never sent them (they are fed by peers, so linked into
+   * the swarm): a neighbour every peer dropped (a liar) cannot spread a first copy.
+   */
+  sourceSeedProofS: 2.0,
   /** The source uploads at most this many copies of a chunk, however large the audience. */
   sourceMaxCopies: 1.9,
   sourceKeepChunks: 16,
@@ -201,7 +207,10 @@ export class SwarmPeer {
     this.heldBytes = 0;
     // source state
     this.announceLater = new Map(); // seq -> [whenS, peerIds]
-    this.sourceReserved = new Map(); // seq -> bytes promised
+    /** seq -> bytes of copies beyond the first that are queued or sent (the budget). */
+    this.sourceReserved = new Map();
+    /** seq -> Map(piece index -> the neighbour we super-seeded it to: its first copy). */
+    this.seedTarget = new Map();
     this.seedTurn = 0;
     /** seq -> BigInt mask of the pieces the source has sent at least once. */
     this.sourceSent = new Map();
@@ -211,6 +220,8 @@ export class SwarmPeer {
     this.bytesUploaded = 0;
     this.bytesDuplicate = 0;
     this.timeouts = 0;
+    /** Urgent requests taken from a holder too slow to meet the deadline. */
+    this.rescues = 0;
     this.streamBytes = 0;
     this.drops = {};
     /** Peers that sent forged or malformed data: never accepted as neighbours again. */
@@ -329,38 +340,48 @@ export class SwarmPeer {
     }
     const floor = seq - this.config.sourceKeepChunks + 1;
     this.store.evictBelow(floor);
-    for (const table of [this.sourceReserved, this.sourceSent]) {
+    for (const table of [this.sourceReserved, this.sourceSent, this.seedTarget]) {
       for (const old of [...table.keys()]) if (old < floor) table.delete(old);
     }
+    for (const nb of this.nbrs.values()) nb.forgetBelow(floor);
     this.after(now);
   }
 
   /**
    * Advertise each piece of a fresh chunk to one uploading neighbour, different pieces to
-   * different neighbours (relays first, the others in turn), so every first copy lands on a
+   * different neighbours (in turn, rotating from chunk to chunk), so every first copy lands on a
    * different peer and their uplinks all start working at once.
+   *
+   * Relays get no preference: a relay may be upload-capped, and a first copy stuck behind a slow
+   * uplink delays that piece for everyone. Only neighbours linked into the swarm are seeded (see
+   * sourceSeedProofS); if none is, all uploaders are.
    */
   superSeed(seq, pieceCount) {
-    const candidates = [...this.nbrs.values()]
-      .filter((nb) => nb.uploads && !nb.isSource)
-      .sort((a, b) => {
-        const ra = a.role !== Role.RELAY ? 1 : 0;
-        const rb = b.role !== Role.RELAY ? 1 : 0;
-        return ra - rb || (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0);
-      });
-    if (candidates.length === 0) return;
-    const relays = candidates.filter((nb) => nb.role === Role.RELAY);
-    let others = candidates.filter((nb) => nb.role !== Role.RELAY);
-    if (others.length) {
-      const turn = this.seedTurn % others.length;
-      others = others.slice(turn).concat(others.slice(0, turn));
-      this.seedTurn += pieceCount;
-    }
-    const order = relays.concat(others);
+    const proofS = this.config.sourceSeedProofS;
+    const uploaders = [...this.nbrs.values()].filter((nb) => nb.uploads && !nb.isSource);
+    const linked = uploaders.filter(
+      (nb) =>
+        this.now - nb.connectedS < proofS ||
+        (nb.fedByPeersS !== null && this.now - nb.fedByPeersS < proofS),
+    );
+    let order = (linked.length ? linked : uploaders).sort((a, b) =>
+      a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0,
+    );
+    if (order.length === 0) return;
+    const turn = this.seedTurn % order.length;
+    order = order.slice(turn).concat(order.slice(0, turn));
+    this.seedTurn += pieceCount;
     const chosen = order.slice(0, pieceCount);
     const bits = new Map(chosen.map((nb) => [nb.peerId, new Array(pieceCount).fill(false)]));
+    let targets = this.seedTarget.get(seq);
+    if (targets === undefined) {
+      targets = new Map();
+      this.seedTarget.set(seq, targets);
+    }
     for (let index = 0; index < pieceCount; index++) {
-      bits.get(order[index % order.length].peerId)[index] = true;
+      const pid = order[index % order.length].peerId;
+      bits.get(pid)[index] = true;
+      targets.set(index, pid);
     }
     for (const nb of chosen) {
       this.sendControl(nb, encodeMessage({ type: "have", seq, pieces: bits.get(nb.peerId) }));
@@ -497,6 +518,7 @@ export class SwarmPeer {
       bytes_uploaded: this.bytesUploaded,
       bytes_duplicate: this.bytesDuplicate,
       timeouts: this.timeouts,
+      rescues: this.rescues,
       stream_bytes: this.streamBytes,
       neighbours: this.nbrs.size,
       drops: { ...this.drops },
@@ -522,6 +544,12 @@ export class SwarmPeer {
           nb.partial.set(msg.seq, before | maskOf(msg.pieces));
         }
         this.heard(msg.seq);
+        if (this.role === Role.SOURCE) {
+          if ((maskOf(msg.pieces) & ~(nb.sentMask.get(msg.seq) ?? 0n)) !== 0n) {
+            nb.fedByPeersS = now; // it holds pieces we never sent it: peers feed it
+          }
+          return;
+        }
         if (!this.wantsNews(msg.seq, before, nb.knownMask(msg.seq))) {
           return; // nothing new for us: no need to reschedule (most haves)
         }
@@ -643,8 +671,19 @@ export class SwarmPeer {
     }
     let reserved = 0;
     if (this.role === Role.SOURCE) {
-      for (const i of indices) reserved += pieceLength(chunk.header, i);
-      const budget = this.config.sourceMaxCopies * chunk.header.totalSize;
+      // A first copy (a piece super-seeded to this very neighbour) is always served; the budget
+      // bounds the copies beyond it, so fallback requests cannot crowd it out. (A piece
+      // super-seeded to nobody has its first copy claimed by its first requester.)
+      let seeded = this.seedTarget.get(msg.seq);
+      if (seeded === undefined) {
+        seeded = new Map();
+        this.seedTarget.set(msg.seq, seeded);
+      }
+      for (const i of indices) {
+        if (!seeded.has(i)) seeded.set(i, nb.peerId);
+        if (seeded.get(i) !== nb.peerId) reserved += pieceLength(chunk.header, i);
+      }
+      const budget = (this.config.sourceMaxCopies - 1) * chunk.header.totalSize;
       const already = this.sourceReserved.get(msg.seq) ?? 0;
       if (already + reserved > budget) {
         absent();
@@ -989,8 +1028,10 @@ export class SwarmPeer {
         item.pieces.splice(pos, 1);
         if (item.pieces.length === 0) this.unqueue(item);
         if (this.role === Role.SOURCE) {
-          const sent = this.sourceSent.get(item.seq) ?? 0n;
-          this.sourceSent.set(item.seq, sent | (1n << BigInt(index)));
+          const bit = 1n << BigInt(index);
+          this.sourceSent.set(item.seq, (this.sourceSent.get(item.seq) ?? 0n) | bit);
+          const nb = this.nbrs.get(item.peerId);
+          if (nb !== undefined) nb.sentMask.set(item.seq, (nb.sentMask.get(item.seq) ?? 0n) | bit);
         }
         return encodeMessage({
           type: "piece",
@@ -1117,9 +1158,54 @@ export class SwarmPeer {
 
   /**
    * No progress on what we asked nb for seq: cancel it, ask others. A strike only when nb held
-   * what we asked for (its silence is its fault, not a race with pieces still coming to it).
+   * what we asked for and sent us nothing at all meanwhile (silent, not merely busy serving a
+   * queue: with tight upload, queue waits exceed the timeout).
    */
   timeOut(nb, seq, now) {
+    const a = nb.assignments.get(seq);
+    if (a === undefined) return;
+    this.giveUp(nb, seq, now);
+    this.timeouts += 1;
+    if (a.strikeOnTimeout && nb.lastDataS <= a.lastProgressS) {
+      // Silent towards us the whole time (no data for any chunk): a stall, not a queue.
+      nb.strikes += 1;
+      if (nb.strikes >= this.config.stallStrikes) {
+        this.drop(nb, `stalled: ${nb.strikes} requests timed out`, ByeReason.STALLED);
+      }
+    }
+  }
+
+  /**
+   * Take urgent pieces away from a holder too slow to deliver them in time.
+   *
+   * A slow trickle is progress, so the timeout never fires; but if what is left of an
+   * assignment, at the holder's measured rate, would land after the chunk's deadline, it is
+   * cancelled there (no strike: the holder is serving, only slowly) and asked elsewhere - another
+   * holder, or the source, which serves urgent chunks.
+   */
+  rescueSlow(now) {
+    const pb = this.playback;
+    if (pb === null || pb.startSeq === null) return;
+    const pieceBytes = this.config.pieceSizeBytes;
+    for (const nb of [...this.nbrs.values()]) {
+      const rate = nb.meter.rateBytesPerS;
+      if (!rate) continue;
+      for (const [seq, a] of [...nb.assignments]) {
+        if (a.pieces.size === 0) continue;
+        const deadline = pb.started
+          ? pb.deadline(seq, this.mediaStartS(seq), now)
+          : now + this.config.targetLagS;
+        if (deadline - now > this.config.urgentS) continue;
+        if (now + (a.pieces.size * pieceBytes) / rate > deadline) {
+          this.giveUp(nb, seq, now);
+          this.rescues += 1;
+        }
+      }
+    }
+  }
+
+  /** Cancel what is left of our request for seq at nb; do not ask it for seq for a while. */
+  giveUp(nb, seq, now) {
     const a = nb.assignments.get(seq);
     if (a === undefined) return;
     nb.assignments.delete(seq);
@@ -1130,21 +1216,14 @@ export class SwarmPeer {
       this.sendControl(nb, encodeMessage({ type: "cancel", seq, firstIndex: first, count }));
     }
     nb.notFrom.set(seq, now + 2 * this.config.requestTimeoutS);
-    this.timeouts += 1;
     this.dirty = true;
-    if (a.strikeOnTimeout && nb.lastDataS <= a.lastProgressS) {
-      // Silent towards us the whole time (no data for any chunk): a stall, not a queue.
-      nb.strikes += 1;
-      if (nb.strikes >= this.config.stallStrikes) {
-        this.drop(nb, `stalled: ${nb.strikes} requests timed out`, ByeReason.STALLED);
-      }
-    }
   }
 
   schedule(now) {
     const pb = this.playback;
     this.workPending = false;
     if (pb === null || pb.nextSeq === null || this.newestHeard === null) return;
+    this.rescueSlow(now);
     const lo = pb.nextSeq;
     const hi = Math.min(this.newestHeard, lo + this.config.fetchAheadChunks);
     const uploaders = [...this.nbrs.values()].filter((nb) => nb.uploads);
@@ -1249,7 +1328,7 @@ export class SwarmPeer {
   /** Owe every neighbour (but skip) a have of seq; see flushHaves for when it goes. */
   announce(seq, skip) {
     for (const nb of this.nbrs.values()) {
-      if (nb.peerId !== skip && !nb.complete.has(seq)) {
+      if (nb.peerId !== skip && (!nb.complete.has(seq) || nb.isSource)) {
         nb.haveDue.add(seq);
         if (this.now >= nb.haveNextS) this.flushHaves(nb);
       }
@@ -1260,20 +1339,27 @@ export class SwarmPeer {
    * Send nb one have per owed seq, carrying every piece we hold now, at most once per
    * haveIntervalS: a have per verified piece per neighbour dominated the traffic, and one have a
    * little later carries all the pieces that arrived meanwhile. A have that tells nb nothing it
-   * lacks (its own haves show it holds all our pieces) is not sent.
+   * lacks (its own haves show it holds all our pieces) is not sent; except to the source, which
+   * hears of every chunk we complete.
    */
   flushHaves(nb) {
     let sent = false;
     for (const seq of [...nb.haveDue].sort(byNumber)) {
       const chunk = this.store.get(seq);
-      if (chunk === null || nb.complete.has(seq)) continue;
+      if (chunk === null) continue;
+      const theirs = nb.knownMask(seq);
       let bits;
       if (chunk.complete) {
+        // The source hears of every chunk we complete (it holds them all): that tells it we
+        // are fed by peers (see sourceSeedProofS).
+        if (theirs === -1n && !nb.isSource) continue;
         bits = allTrue(chunk.pieces.length);
+      } else if (theirs === -1n) {
+        continue;
       } else {
         bits = chunk.bits();
         const mine = maskOf(bits);
-        if (mine !== 0n && (mine & ~nb.knownMask(seq)) === 0n) continue;
+        if (mine !== 0n && (mine & ~theirs) === 0n) continue;
       }
       this.sendControl(nb, encodeMessage({ type: "have", seq, pieces: bits }));
       sent = true;
