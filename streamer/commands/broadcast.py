@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -104,6 +105,12 @@ async def _broadcast(args: argparse.Namespace) -> int:
             )
         )
         await node.start()
+        # Only once the channel is ours: a refused join stays a one-line error.
+        print(
+            "open it in a browser (every tab is a peer); Ctrl-C ends the broadcast",
+            file=sys.stderr,
+            flush=True,
+        )
         printer = attach_status_line(node, args.status_interval)
         stop = asyncio.Event()
         install_stop_signals(stop)
