@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -223,6 +224,65 @@ def test_playout_skips_a_chunk_that_never_comes() -> None:
     assert pb.continuity == 2 / 3 and pb.startup_s == 1.2
 
 
+def adaptive(**kw: float) -> Playback:
+    settings = dict(lag_margin_s=1.0, lag_step_s=0.5, stall_step_s=0.5, max_stall_s=1.0)
+    settings.update(kw)
+    pb = Playback(
+        chunk_duration_s=1.0,
+        start_behind_chunks=0,
+        joined_s=0.0,
+        target_lag_s=2.0,
+        max_lag_added_s=3.0,
+        **settings,
+    )
+    pb.hear_of(0)
+    assert pb.start_if_ready(1.0, True, media_start_s=0.0, release_s=0.0)
+    return pb
+
+
+def test_playout_slows_down_after_a_close_call_within_a_step() -> None:
+    pb = adaptive()
+    assert pb.play_start_s == 2.0
+    assert pb.completed(deadline_s=4.0, now=2.5) == 0.0  # 1.5 s to spare: no change
+    assert pb.completed(deadline_s=4.0, now=3.8) == 0.5  # 0.2 s to spare: capped at a step
+    assert abs(pb.completed(deadline_s=4.5, now=3.8) - 0.3) < 1e-9  # 0.7 s to spare: 0.3 more
+    assert abs(pb.play_start_s - 2.8) < 1e-9 and abs(pb.lag_added_s - 0.8) < 1e-9
+    assert pb.startup_s == 2.0  # startup is when playout began, not where it moved
+
+
+def test_playout_stalls_for_a_late_chunk_and_counts_it_against_continuity() -> None:
+    pb = adaptive()
+    have = {0, 2}
+    assert pb.due(2.1, float, lambda s: s in have) == [(0, True)]
+    assert pb.due(3.1, float, lambda s: s in have) == []  # chunk 1 due at 3.0: stall 0.5 s
+    assert pb.play_start_s == 2.5 and pb.stall_s == 0.5
+    have.add(1)
+    assert pb.due(3.6, float, lambda s: s in have) == [(1, True)]
+    assert (pb.played, pb.late, pb.missed) == (1, 1, 0) and pb.continuity == 0.5
+
+
+def test_playout_catches_up_after_a_run_of_early_chunks_but_not_below_target() -> None:
+    pb = adaptive(catch_up_margin_s=1.5, catch_up_step_s=0.2, catch_up_chunks=3)
+    assert pb.completed(deadline_s=4.0, now=3.8) == 0.5  # a close call: lag 2.0 -> 2.5
+    assert pb.completed(deadline_s=6.0, now=4.0) == 0.0  # early, 1 in a row
+    assert pb.completed(deadline_s=7.0, now=5.0) == 0.0  # 2 in a row
+    assert abs(pb.completed(deadline_s=8.0, now=6.0) + 0.2) < 1e-9  # 3: 0.2 s closer
+    assert abs(pb.completed(deadline_s=9.0, now=7.0) + 0.2) < 1e-9
+    assert abs(pb.completed(deadline_s=10.0, now=8.0) + 0.1) < 1e-9  # only down to target
+    assert pb.completed(deadline_s=11.0, now=9.0) == 0.0
+    assert abs(pb.start_lag_s + pb.lag_added_s - pb.target_lag_s) < 1e-9
+
+
+def test_playout_skips_after_stalling_max_stall_s() -> None:
+    pb = adaptive()
+    assert pb.due(3.1, float, lambda s: s == 0) == [(0, True)]
+    assert pb.due(4.1, float, lambda s: s == 0) == [(1, False)]  # stalled 1.0 s, then skipped
+    assert pb.stall_s == 1.0 and pb.missed == 1
+    # The lag added never exceeds max_lag_added_s: beyond it, chunks are skipped at once.
+    pb.lag_added_s = pb.max_lag_added_s
+    assert pb.due(10.0, float, lambda s: s == 0)[0] == (2, False)
+
+
 def forge_piece(data: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 0xFF])
 
@@ -405,14 +465,19 @@ def test_missed_chunk_is_reported_and_playback_goes_on() -> None:
     exchange(src, "src", v, "v", 10.0)
     pb = v.playback
     assert pb is not None and pb.play_start_s is not None
+    start_s = pb.play_start_s
     # Chunk 2 is announced but never delivered.
     v.receive("src", encode_message(Have(2, (True,) * 5)), 10.5)
     v.receive("src", encode_message(Absent(2, 0, 0xFFFF)), 10.5)
-    v.handle_timer(pb.play_start_s + 2.5)
+    # Due at start + 2, it stalls playout up to max_stall_s, then it is skipped.
+    v.handle_timer(start_s + 2.0 + CONFIG.max_stall_s - 0.01)
+    assert not [e for e in v.pop_events() if isinstance(e, ChunkMissed)]
+    v.handle_timer(start_s + 2.0 + CONFIG.max_stall_s + 0.01)
     events = v.pop_events()
-    assert [e.seq for e in events if isinstance(e, ChunkPlayed)] == [0, 1]
     assert [e.seq for e in events if isinstance(e, ChunkMissed)] == [2]
-    assert v.stats()["continuity"] == 2 / 3
+    stats = v.stats()
+    assert stats["chunks_played"] == 2 and stats["continuity"] == 2 / 3
+    assert stats["stall_s"] == CONFIG.max_stall_s
     assert pb.next_seq == 3
 
 
@@ -433,6 +498,79 @@ def test_source_super_seeds_different_pieces_to_different_neighbours() -> None:
     src.handle_timer(1.0 + CONFIG.source_announce_delay_s)
     later = [m for i in range(3) for m in drain_control(src, f"v{i}") if isinstance(m, Have)]
     assert len(later) == 3 and all(h.complete for h in later)
+
+
+def test_source_offers_a_first_copy_that_did_not_spread_to_one_more_linked_neighbour() -> None:
+    src = source()
+    for i in range(3):
+        src.add_neighbour(f"v{i}", 0.0)
+        src.receive(f"v{i}", hello(Role.VIEWER), 0.0)
+        drain_control(src, f"v{i}")
+    src.publish_chunk(0, b"x" * 4500, 0.0, 1.0, 5.0)  # pieces 0..4 seeded to v0 v1 v2 v0 v1
+    for i in range(3):
+        drain_control(src, f"v{i}")
+    # v1 announces piece 0, which the source sent to v0 only: piece 0 spreads, v1 is linked.
+    src.receive("v1", encode_message(Have(0, (True, False, False, False, False))), 5.2)
+    src.handle_timer(5.0 + CONFIG.source_announce_delay_s)
+    haves = [m for m in drain_control(src, "v1") if isinstance(m, Have)]
+    # Pieces 2 and 3 (first copies at v2 and v0, not spread) are offered to v1 before the
+    # whole-chunk announce; its own first copies (1, 4) and the spread piece 0 are not.
+    assert haves[0].pieces == (False, False, True, True, False)
+    assert haves[-1].complete
+
+
+def test_first_have_of_a_chunk_carries_its_header_to_a_neighbour_showing_none_of_it() -> None:
+    src = published(range(0, 1))
+    relay = viewer(now=10.0)
+    connect(src, "src", relay, "r", 10.0)
+    exchange(src, "src", relay, "r", 10.0)
+    for pid in ("fresh", "told"):
+        relay.add_neighbour(pid, 10.0)
+        relay.receive(pid, hello(Role.VIEWER), 10.0)
+        drain_control(relay, pid)
+    # "told" already announced a piece of chunk 0: it holds the header.
+    relay.receive("told", encode_message(Have(0, (True, False, False, False, False))), 10.0)
+    relay.handle_timer(10.5)
+    # Nothing new was verified since: a late joiner gets the buffer map, no push.
+    src.publish_chunk(1, b"y" * 4500, 1.0, 1.0, 11.0)
+    exchange(src, "src", relay, "r", 11.0)
+    relay.handle_timer(11.5)
+    to_fresh = drain_control(relay, "fresh")
+    to_told = drain_control(relay, "told")
+    assert [type(m).__name__ for m in to_fresh if isinstance(m, (ChunkHeader, Have))][:2] == [
+        "ChunkHeader",
+        "Have",
+    ]
+    assert sum(isinstance(m, ChunkHeader) for m in to_fresh) == 1  # once per seq
+    assert any(isinstance(m, ChunkHeader) and m.seq == 1 for m in to_told)  # it has not seen 1
+    assert not any(isinstance(m, ChunkHeader) and m.seq == 0 for m in to_told)
+
+
+def test_a_piece_never_uploaded_is_served_before_older_repairs() -> None:
+    src = published(range(0, 2))
+    src.config = replace(src.config, upload_slots=1)
+    for pid in ("a", "b"):
+        src.add_neighbour(pid, 10.0)
+        src.receive(pid, hello(Role.VIEWER), 10.0)
+        drain_control(src, pid)
+    src.receive("a", encode_message(Request(0, 0, 1, False)), 10.0)
+    assert decode_message(drain_data(src, "a", 10.0)[0]).seq == 0  # piece 0/0 sent once now
+    src.receive("a", encode_message(Request(0, 0, 1, False)), 10.1)  # a repair of 0/0
+    src.receive("b", encode_message(Request(1, 0, 1, False)), 10.1)  # 1/0: never sent
+    assert src.upload_peers()[0] == "b"
+
+
+def test_viewer_starts_at_the_newest_chunk_a_peer_holds_whole() -> None:
+    v = viewer(now=0.0)
+    for pid, role in (("src", Role.SOURCE), ("p", Role.VIEWER)):
+        v.add_neighbour(pid, 0.0)
+        v.receive(pid, hello(role), 0.0)
+    v.receive("src", encode_message(Have(20, (True,) * 5)), 0.1)
+    pb = v.playback
+    assert pb is not None and pb.start_seq == 20 - CONFIG.start_behind_chunks
+    # A peer holds up to 17 whole: fresher chunks are still crossing the swarm; start there.
+    v.receive("p", encode_message(BufferMap(15, (True, True, True))), 0.2)
+    assert pb.start_seq == 17
 
 
 def test_requests_wait_their_turn_instead_of_bouncing_busy() -> None:

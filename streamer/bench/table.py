@@ -67,6 +67,7 @@ SWEEP_COLUMNS: list[tuple[str, str, int]] = [
     ("startup p50", "startup_s_p50", 2),
     ("lag p50", "lag_s_p50", 2),
     ("lag p95", "lag_s_p95", 2),
+    ("stall s", "stall_s_mean", 2),
     ("source x", "source_upload_ratio", 2),
     ("fluid bound x", "fluid_bound_ratio", 2),
     ("wall s", "wall_s", 1),

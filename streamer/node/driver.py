@@ -122,15 +122,17 @@ def merge_stats(cores: list[SwarmPeer]) -> dict[str, Any]:
             "bytes_duplicate",
             "stream_bytes",
             "chunks_played",
+            "chunks_late",
             "chunks_missed",
         )
     }
+    stall_s = sum(float(c.stats()["stall_s"]) for c in cores)
     lags_s = [lag for c in cores if c.playback is not None for lag in c.playback.lags_s]
     startup_s = next(
         (c.playback.startup_s for c in cores if c.playback and c.playback.startup_s is not None),
         None,
     )
-    seen = totals["chunks_played"] + totals["chunks_missed"]
+    seen = totals["chunks_played"] + totals["chunks_late"] + totals["chunks_missed"]
     drops: dict[str, int] = {}
     for c in cores:
         for kind, count in c.drops.items():
@@ -143,6 +145,7 @@ def merge_stats(cores: list[SwarmPeer]) -> dict[str, Any]:
             "continuity": totals["chunks_played"] / seen if seen else None,
             "lag_s_p50": percentile(lags_s, 0.5),
             "lag_s_p95": percentile(lags_s, 0.95),
+            "stall_s": stall_s,
             "drops": drops,
             "core_restarts": len(cores) - 1,
         }

@@ -84,6 +84,9 @@ class SimNetwork:
         self.vanish_detect_s = vanish_detect_s
         self.tracker_sample = tracker_sample
         self.nodes: dict[str, SimNode] = {}
+        self._alive: list[str] = []
+        self._alive_at: dict[str, int] = {}
+        """peer id -> its index in _alive (swap-remove keeps the tracker O(1) per peer)."""
         self._link_clear_s: dict[tuple[str, str], float] = {}
         self.messages_sent = 0
         self.drops: list[tuple[float, str, str, str]] = []
@@ -97,6 +100,8 @@ class SimNetwork:
 
     def add_node(self, node: SimNode) -> None:
         self.nodes[node.peer_id] = node
+        self._alive_at[node.peer_id] = len(self._alive)
+        self._alive.append(node.peer_id)
         self.pump(node)
 
     def connect(self, a: str, b: str) -> None:
@@ -128,6 +133,11 @@ class SimNetwork:
             for other in list(node.links):
                 self._transmit(node, other, bye)
         node.alive = False
+        index = self._alive_at.pop(peer_id)
+        last = self._alive.pop()
+        if last != peer_id:
+            self._alive[index] = last
+            self._alive_at[last] = index
         for other in list(node.links):
             delay = self.vanish_detect_s if silently else self.latency_s
             self.queue.at(self.now + delay, self._close_link, other, peer_id)
@@ -142,13 +152,10 @@ class SimNetwork:
         self.pump(node)
 
     def _tracker_candidates(self, node: SimNode, count: int) -> list[str]:
-        others = [
-            pid
-            for pid, other in self.nodes.items()
-            if other.alive and pid != node.peer_id and pid not in node.links
-        ]
-        sample = self.rng.sample(others, min(len(others), self.tracker_sample))
-        return [pid for pid in sample if self.nodes[pid].core.has_room()][:count]
+        size = min(len(self._alive), self.tracker_sample + 1 + len(node.links))
+        sample = self.rng.sample(self._alive, size)
+        others = [pid for pid in sample if pid != node.peer_id and pid not in node.links]
+        return [pid for pid in others if self.nodes[pid].core.has_room()][:count]
 
     # ---------------------------------------------------------------- messages
 

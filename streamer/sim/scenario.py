@@ -90,6 +90,7 @@ class SimResult:
             "startup_s_p50": percentile(startup, 0.5),
             "lag_s_p50": percentile(lags_p50, 0.5),
             "lag_s_p95": percentile(lags_p95, 0.95),
+            "stall_s_mean": sum(s.get("stall_s", 0.0) for s in viewers) / max(1, len(viewers)),
             "source_upload_ratio": self.source_upload_ratio,
             "peer_share": from_peers / (from_peers + from_source) if from_peers else 0.0,
             "duplicate_share": sum(s["bytes_duplicate"] for s in viewers)

@@ -44,6 +44,22 @@ class SwarmConfig:
     """After an absent, do not ask that neighbour for that chunk again for this long."""
     target_lag_s: float = 2.5
     """Play each chunk this long after the source released it (when clocks agree)."""
+    lag_margin_s: float = 1.0
+    """A chunk completing closer than this to its deadline slows playout down (the lag adapts
+    to how long chunks take to cross the swarm; see Playback)."""
+    lag_step_s: float = 0.5
+    """At most this much lag added per close call (a player slows down briefly to absorb it)."""
+    stall_step_s: float = 0.5
+    """A chunk missing at its deadline stalls playout this long at a time..."""
+    max_stall_s: float = 2.0
+    """...up to this long in all; then it is skipped."""
+    max_lag_added_s: float = 10.0
+    """Playout is never pushed back further than this beyond where it started."""
+    catch_up_margin_s: float = 1.5
+    catch_up_step_s: float = 0.2
+    catch_up_chunks: int = 4
+    """After catch_up_chunks chunks in a row completed catch_up_margin_s or more before their
+    deadlines, playout speeds up by catch_up_step_s per chunk (never below target_lag_s)."""
     max_serve_queue: int = 64
     """Outstanding requests a neighbour may have on us; more is a protocol error (flooding)."""
     stall_strikes: int = 3
@@ -51,6 +67,9 @@ class SwarmConfig:
     have_interval_s: float = 0.1
     """At most one have per chunk per neighbour this often: the pieces verified meanwhile
     travel together in the next one (the first goes at once)."""
+    push_headers: bool = True
+    """Send a chunk's signed header along with the first have of it to a neighbour that shows
+    no sign of holding it (see SwarmPeer._send_have)."""
     tick_s: float = 0.25
     """Housekeeping period while there is work pending (retries after capacity frees up)."""
 

@@ -97,6 +97,7 @@ class Neighbour:
     control: deque[bytes] = field(default_factory=deque)
     serving: deque[ServeItem] = field(default_factory=deque)
     headers_sent: set[int] = field(default_factory=set)
+    """Seqs whose signed header we pushed to it (with our first have of the seq)."""
     bytes_received: int = 0
     bytes_sent: int = 0
 
@@ -109,12 +110,12 @@ class Neighbour:
     have_due: set[int] = field(default_factory=set)
     """Seqs whose have we still owe it (coalesced: one have per seq per have_interval_s)."""
     have_next_s: float = 0.0
+    """Earliest time of our next have to it."""
     sent_mask: dict[int, int] = field(default_factory=dict)
     """Source only: seq -> the pieces we sent it."""
     fed_by_peers_s: float | None = None
     """Source only: when a have from it last showed a piece we never sent it - it gets data
     from peers, so it is linked into the swarm (a peer everyone dropped, such as a liar, is not)."""
-    """Earliest time of our next have to it."""
 
     def holds(self, seq: int) -> bool:
         return seq in self.complete or seq in self.partial
@@ -136,6 +137,12 @@ class Neighbour:
 
     def forget_below(self, floor_seq: int) -> None:
         self.complete = {s for s in self.complete if s >= floor_seq}
-        for table in (self.partial, self.not_from, self.announced_s, self.sent_mask):
+        for table in (
+            self.partial,
+            self.not_from,
+            self.announced_s,
+            self.sent_mask,
+        ):
             for s in [s for s in table if s < floor_seq]:
                 del table[s]
+        self.headers_sent = {s for s in self.headers_sent if s >= floor_seq}

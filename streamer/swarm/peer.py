@@ -107,6 +107,8 @@ class SwarmPeer:
         self._header_s: dict[int, float] = {}
         """seq -> when we verified its header: neighbours that announced it before are 'earlier'."""
         self._serve_order = 0
+        self._sent_once: dict[int, int] = {}
+        """seq -> bitmask of the pieces we have uploaded at least once (see _serve_key)."""
         self._events: list[Event] = []
         self._ready: set[str] = set()
         self._uploads: list[ServeItem] = []
@@ -114,6 +116,8 @@ class SwarmPeer:
         self._dirty = True
         self._now = now
         self._newest_heard: int | None = None
+        self._newest_at_peer: int | None = None
+        """The newest seq a neighbour other than the source holds whole (the start point)."""
         self._next_want_s: float | None = None if role == Role.SOURCE else now
         self._work_pending = False
         self.playback: Playback | None = None
@@ -123,6 +127,14 @@ class SwarmPeer:
                 start_behind_chunks=self.config.start_behind_chunks,
                 target_lag_s=self.config.target_lag_s,
                 joined_s=now,
+                lag_margin_s=self.config.lag_margin_s,
+                lag_step_s=self.config.lag_step_s,
+                stall_step_s=self.config.stall_step_s,
+                max_stall_s=self.config.max_stall_s,
+                max_lag_added_s=self.config.max_lag_added_s,
+                catch_up_margin_s=self.config.catch_up_margin_s,
+                catch_up_step_s=self.config.catch_up_step_s,
+                catch_up_chunks=self.config.catch_up_chunks,
             )
         # source state
         self._announce_later: dict[int, tuple[float, list[str]]] = {}
@@ -131,8 +143,9 @@ class SwarmPeer:
         self._seed_target: dict[int, dict[int, str]] = {}
         """seq -> piece index -> the neighbour we super-seeded it to (its first copy)."""
         self._seed_turn = 0
-        self._source_sent: dict[int, int] = {}
-        """seq -> bitmask of the pieces the source has sent at least once."""
+        self._source_spread: dict[int, int] = {}
+        """seq -> bitmask of the pieces some neighbour announced without getting them from us:
+        their first copies are spreading through the swarm."""
         # stats
         self.bytes_from_source = 0
         self.bytes_from_peers = 0
@@ -188,8 +201,7 @@ class SwarmPeer:
             self._release_asked(peer_id, a.seq, a.pieces, a.header_pending)
         for item in nb.serving:
             self._release(item)
-            if item in self._uploads:
-                self._uploads.remove(item)
+        self._uploads = [item for item in self._uploads if item.peer_id != peer_id]
         self._ready.discard(peer_id)
         self._dirty = True
         self._after(now)
@@ -237,7 +249,12 @@ class SwarmPeer:
             self._announce_later[seq] = (when, list(self._nbrs))
         floor = seq - self.config.source_keep_chunks + 1
         self._store.evict_below(floor)
-        for table in (self._source_reserved, self._source_sent, self._seed_target):
+        for table in (
+            self._source_reserved,
+            self._sent_once,
+            self._seed_target,
+            self._source_spread,
+        ):
             for old in [s for s in table if s < floor]:
                 del table[old]
         for nb in self._nbrs.values():
@@ -274,7 +291,43 @@ class SwarmPeer:
             bits[pid][index] = True
             targets[index] = pid
         for nb in order[:piece_count]:
-            self._send_control(nb, encode_message(Have(seq, tuple(bits[nb.peer_id]))))
+            self._send_have(nb, seq, tuple(bits[nb.peer_id]))
+
+    def _reseed_stuck(self, seq: int, piece_count: int) -> None:
+        """Offer pieces whose first copy has not spread yet to one more linked uploader each.
+
+        A first copy can sit at a neighbour whose uplink is slow or queued; until the whole-chunk
+        announce, nobody else may know it exists, and after it everyone would wait for it to
+        turn urgent. A second first copy elsewhere costs one piece of the copy budget.
+        """
+        spread = self._source_spread.get(seq, 0)
+        targets = self._seed_target.get(seq, {})
+        stuck = [i for i in range(piece_count) if not spread >> i & 1 and i in targets]
+        if not stuck:
+            return
+        proof_s = self.config.source_seed_proof_s
+        order = sorted(
+            (
+                nb
+                for nb in self._nbrs.values()
+                if nb.uploads
+                and not nb.is_source
+                and nb.fed_by_peers_s is not None
+                and self._now - nb.fed_by_peers_s < proof_s
+            ),
+            key=lambda nb: nb.peer_id,
+        )
+        bits: dict[str, list[bool]] = {}
+        for n, index in enumerate(stuck):
+            first = targets[index]
+            choices = [nb for nb in order if nb.peer_id != first and seq not in nb.complete]
+            choices = [nb for nb in choices if not nb.known_mask(seq) >> index & 1]
+            if not choices:
+                continue
+            pick = choices[(self._seed_turn + n) % len(choices)]
+            bits.setdefault(pick.peer_id, [False] * piece_count)[index] = True
+        for pid, mask_bits in bits.items():
+            self._send_have(self._nbrs[pid], seq, tuple(mask_bits))
 
     # ---------------------------------------------------------------- output
 
@@ -361,11 +414,12 @@ class SwarmPeer:
                 chunk = self._store.get(seq)
                 if chunk is None:
                     continue
-                have = encode_message(Have(seq, header_bits(chunk.header.piece_count)))
+                self._reseed_stuck(seq, chunk.header.piece_count)
+                bits = header_bits(chunk.header.piece_count)
                 for pid in pids:
                     target = self._nbrs.get(pid)
                     if target is not None and seq not in target.complete:
-                        self._send_control(target, have)
+                        self._send_have(target, seq, bits)
         if (
             self._next_want_s is not None
             and now >= self._next_want_s
@@ -389,7 +443,10 @@ class SwarmPeer:
             "lag_s_p50": percentile(lags, 0.5),
             "lag_s_p95": percentile(lags, 0.95),
             "chunks_played": pb.played if pb else 0,
+            "chunks_late": pb.late if pb else 0,
             "chunks_missed": pb.missed if pb else 0,
+            "lag_added_s": pb.lag_added_s if pb else 0.0,
+            "stall_s": pb.stall_s if pb else 0.0,
             "bytes_from_source": self.bytes_from_source,
             "bytes_from_peers": self.bytes_from_peers,
             "bytes_uploaded": self.bytes_uploaded,
@@ -417,10 +474,12 @@ class SwarmPeer:
                 nb.partial.pop(msg.seq, None)
             elif msg.seq not in nb.complete:
                 nb.partial[msg.seq] = before | _mask(msg.pieces)
-            self._heard(msg.seq)
+            self._heard(msg.seq, at_peer=msg.complete and not nb.is_source)
             if self.role == Role.SOURCE:
-                if _mask(msg.pieces) & ~nb.sent_mask.get(msg.seq, 0):
+                fed = _mask(msg.pieces) & ~nb.sent_mask.get(msg.seq, 0)
+                if fed:
                     nb.fed_by_peers_s = now
+                    self._source_spread[msg.seq] = self._source_spread.get(msg.seq, 0) | fed
                 return
             if not self._wants_news(msg.seq, before, nb.known_mask(msg.seq)):
                 return  # nothing new for us: no need to reschedule (most haves)
@@ -434,7 +493,7 @@ class SwarmPeer:
             if seqs:
                 self._check_seq(seqs[-1], "buffer map")
                 nb.complete.update(s for s in seqs if s >= self._store.floor_seq)
-                self._heard(seqs[-1])
+                self._heard(seqs[-1], at_peer=not nb.is_source)
         elif isinstance(msg, Hello):
             if msg.version != PROTOCOL_VERSION:
                 self._drop(nb, f"protocol version {msg.version}", ByeReason.VERSION)
@@ -481,19 +540,26 @@ class SwarmPeer:
         if anchor is not None and seq > anchor + self.config.max_ahead_chunks:
             raise ProtocolError(f"{what}: seq {seq} is far ahead of the stream ({anchor})")
 
-    def _heard(self, seq: int) -> None:
+    def _heard(self, seq: int, at_peer: bool = False) -> None:
+        """seq exists (at_peer: a neighbour other than the source holds all of it)."""
         if self._newest_heard is None or seq > self._newest_heard:
             self._newest_heard = seq
+        if at_peer and (self._newest_at_peer is None or seq > self._newest_at_peer):
+            self._newest_at_peer = seq
         pb = self.playback
         if pb is None:
             return
         pb.hear_of(seq)
-        # Never chase a start point that fell far behind before we could fetch it.
-        if (
-            not pb.started
-            and pb.start_seq is not None
-            and seq - pb.start_seq > pb.start_behind_chunks + 2
-        ):
+        if pb.started or pb.start_seq is None:
+            return
+        frontier = self._newest_at_peer
+        if frontier is not None:
+            # Start where the peers are: the newest chunk a peer holds whole has crossed the
+            # swarm, so its age is about the lag this swarm needs (a fresher start would stall).
+            if frontier < pb.start_seq or frontier - pb.start_seq > 2:
+                pb.start_seq = pb.next_seq = frontier
+        elif seq - pb.start_seq > pb.start_behind_chunks + 2:
+            # Never chase a start point that fell far behind before we could fetch it.
             pb.start_seq = pb.next_seq = seq - pb.start_behind_chunks
 
     def _on_request(self, nb: Neighbour, msg: Request) -> None:
@@ -674,6 +740,9 @@ class SwarmPeer:
         self._header_from.pop(seq, None)
         pieces = tuple(p for p in chunk.pieces if p is not None)
         self._events.append(ChunkComplete(seq, chunk.header, pieces))
+        pb = self.playback
+        if pb is not None and pb.started and pb.next_seq is not None and seq >= pb.next_seq:
+            pb.completed(pb.deadline(seq, chunk.header.start_us / 1e6, self._now), self._now)
         self._announce(seq, skip=None)
         self._dirty = True
 
@@ -708,13 +777,16 @@ class SwarmPeer:
         return ready
 
     def _serve_key(self, item: ServeItem) -> tuple[int, int, int]:
-        """Serving priority: lowest seq (nearest its deadline), then oldest request. The source
-        serves first copies first: a piece nobody has yet matters to everyone."""
-        if self.role == Role.SOURCE:
-            sent = self._source_sent.get(item.seq, 0)
-            fresh = any(not sent >> i & 1 for i in item.pieces)
-            return (0 if fresh else 1, item.seq, item.order)
-        return (0, item.seq, item.order)
+        """Serving priority: a piece we hold and never uploaded first (its first forward from
+        here doubles its holders: how fast a chunk crosses the swarm), then lowest seq (nearest
+        its deadline), then the oldest request. Without the first rule every hop waits behind
+        the queue of repairs, and a chunk takes about as long to spread as the lag allows."""
+        sent = self._sent_once.get(item.seq, 0)
+        chunk = self._store.get(item.seq)
+        fresh = chunk is not None and any(
+            not sent >> i & 1 and chunk.pieces[i] is not None for i in item.pieces
+        )
+        return (0 if fresh else 1, item.seq, item.order)
 
     def _serve(self, item: ServeItem) -> bytes:
         """The next message of a slot item (the header first when it was asked for)."""
@@ -731,8 +803,8 @@ class SwarmPeer:
                 del item.pieces[pos]
                 if not item.pieces:
                     self._unqueue(item)
+                self._sent_once[item.seq] = self._sent_once.get(item.seq, 0) | 1 << index
                 if self.role == Role.SOURCE:
-                    self._source_sent[item.seq] = self._source_sent.get(item.seq, 0) | 1 << index
                     nb = self._nbrs.get(item.peer_id)
                     if nb is not None:
                         nb.sent_mask[item.seq] = nb.sent_mask.get(item.seq, 0) | 1 << index
@@ -804,7 +876,7 @@ class SwarmPeer:
                 for seq in sorted(s for s in known | set(self._header_from) if s < floor):
                     self._abandon(seq)
                 self._store.evict_below(floor)
-                for table in (self._header_s,):
+                for table in (self._header_s, self._sent_once):
                     for s in [s for s in table if s < floor]:
                         del table[s]
                 for nb in self._nbrs.values():
@@ -889,8 +961,27 @@ class SwarmPeer:
             return
         self._rescue_slow(now)
         lo = pb.next_seq
-        hi = min(self._newest_heard, lo + self.config.fetch_ahead_chunks)
-        uploaders = [nb for nb in self._nbrs.values() if nb.uploads]
+        # A lag grown beyond the window would leave the freshest chunks unfetched.
+        ahead = self.config.fetch_ahead_chunks + math.ceil(
+            max(0.0, pb.lag_added_s) / self.config.chunk_duration_s
+        )
+        hi = min(self._newest_heard, lo + ahead)
+        piece_bytes = self.config.piece_size_bytes
+        room = {
+            nb.peer_id: nb.room_pieces(
+                self.config.pipeline_s, self.config.min_inflight_bytes, piece_bytes
+            )
+            for nb in self._nbrs.values()
+            if nb.uploads
+        }
+        # A neighbour without room cannot be asked anything now (only the source's first
+        # copies are asked regardless): leaving it out keeps planning cheap in busy swarms.
+        uploaders = [
+            nb
+            for nb in self._nbrs.values()
+            if nb.uploads and (room[nb.peer_id] > 0 or nb.is_source)
+        ]
+        starved = len(uploaders) < len(room)
         wants: list[Want] = []
         for seq in range(lo, hi + 1):
             chunk = self._store.get(seq)
@@ -916,7 +1007,7 @@ class SwarmPeer:
                 earlier = (
                     not nb.is_source
                     and announced is not None
-                    and (mine_s is None or announced < mine_s)
+                    and (mine_s is None or announced <= mine_s)
                 )
                 if mask or earlier:
                     holders.append(Holder(nb.peer_id, mask, earlier, nb.is_source))
@@ -924,20 +1015,13 @@ class SwarmPeer:
                 deadline = pb.deadline(seq, self._media_start_s(seq), now)
                 wants.append(Want(seq, deadline, missing, chunk is None, tuple(holders)))
         if not wants:
+            self._work_pending = starved and hi >= lo
             return
-        piece_bytes = self.config.piece_size_bytes
-        asked_of = {h.peer_id for w in wants for h in w.holders}
-        room = {
-            pid: self._nbrs[pid].room_pieces(
-                self.config.pipeline_s, self.config.min_inflight_bytes, piece_bytes
-            )
-            for pid in asked_of
-        }
         asks = plan_pieces(wants, room, now, self.config.urgent_s, self._rng)
         for ask in asks:
             self._request(ask, now)
         wanted = sum(len(w.missing) or 1 for w in wants)
-        self._work_pending = sum(len(a.pieces) for a in asks) < wanted
+        self._work_pending = starved or sum(len(a.pieces) for a in asks) < wanted
 
     def _request(self, ask: Ask, now: float) -> None:
         nb = self._nbrs[ask.peer_id]
@@ -968,6 +1052,23 @@ class SwarmPeer:
     def _send_control(self, nb: Neighbour, data: bytes) -> None:
         nb.control.append(data)
         self._ready.add(nb.peer_id)
+
+    def _send_have(self, nb: Neighbour, seq: int, bits: tuple[bool, ...]) -> None:
+        """A have, preceded by the chunk's signed header when nb has shown no sign of it.
+
+        Pushing the header (a few hundred bytes) with the first have saves nb a request round
+        trip through our upload queue before it can ask anyone for pieces: on every hop.
+        """
+        chunk = self._store.get(seq)
+        if (
+            self.config.push_headers
+            and chunk is not None
+            and seq not in nb.headers_sent
+            and nb.known_mask(seq) == 0
+        ):
+            nb.headers_sent.add(seq)
+            self._send_control(nb, chunk.header.encode())
+        self._send_control(nb, encode_message(Have(seq, bits)))
 
     def _announce(self, seq: int, skip: str | None) -> None:
         """Owe every neighbour (but skip) a have of seq; see _flush_haves for when it goes."""
@@ -1001,7 +1102,7 @@ class SwarmPeer:
                 if mine and mine & ~theirs == 0:
                     continue
                 bits = chunk.bits()
-            self._send_control(nb, encode_message(Have(seq, bits)))
+            self._send_have(nb, seq, bits)
             sent = True
         nb.have_due.clear()
         if sent:

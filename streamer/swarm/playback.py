@@ -4,7 +4,15 @@ Rules (the browser player follows the same ones): start `start_behind_chunks` be
 heard of; once the start chunk is complete, playback begins target_lag_s after the source released
 it (not before now, not after now + target_lag_s); chunk seq is due at
 play_start + (its media start - the start chunk's media start); at its deadline a chunk is played if
-complete, otherwise skipped (never stall forever). Pure: `now` is passed in.
+complete, otherwise skipped (never stall forever).
+
+The lag adapts to the swarm, as a live player's does: a chunk completing less than lag_margin_s
+before its deadline slows playout down (pushes every later deadline back by at most lag_step_s),
+and a chunk missing at its deadline stalls playout in stall_step_s steps, up to max_stall_s, before
+it is skipped. A stalled chunk counts against continuity like a skipped one; the lag added never
+exceeds max_lag_added_s. When the last catch_up_chunks chunks all completed at least
+catch_up_margin_s early, playout speeds up (deadlines come catch_up_step_s closer), never below
+target_lag_s. Zero steps (the defaults) keep a fixed lag. Pure: `now` is passed in.
 """
 
 from __future__ import annotations
@@ -24,9 +32,31 @@ class Playback:
     """The next seq to play (or skip)."""
     play_start_s: float | None = None
     start_media_s: float | None = None
+    lag_margin_s: float = 0.0
+    lag_step_s: float = 0.0
+    stall_step_s: float = 0.0
+    max_stall_s: float = 0.0
+    max_lag_added_s: float = 0.0
+    catch_up_margin_s: float = 0.0
+    catch_up_step_s: float = 0.0
+    catch_up_chunks: int = 0
     played: int = 0
+    """Played on time."""
+    late: int = 0
+    """Played after stalling for it."""
     missed: int = 0
+    """Skipped."""
+    lag_added_s: float = 0.0
+    """How far playout has been pushed back since it started (slow-downs and stalls)."""
+    stall_s: float = 0.0
+    started_at_s: float | None = None
+    """When playout began (play_start_s moves when the lag adapts; this does not)."""
+    start_lag_s: float = 0.0
+    """The lag playout began with: the lag now is start_lag_s + lag_added_s."""
     lags_s: list[float] = field(default_factory=list)
+    _stalled_seq: int | None = None
+    _stalled_for_s: float = 0.0
+    _early_in_a_row: int = 0
 
     @property
     def started(self) -> bool:
@@ -34,7 +64,7 @@ class Playback:
 
     @property
     def startup_s(self) -> float | None:
-        return None if self.play_start_s is None else self.play_start_s - self.joined_s
+        return None if self.started_at_s is None else self.started_at_s - self.joined_s
 
     def hear_of(self, newest_seq: int) -> None:
         """Choose the start point the first time we hear of any chunk."""
@@ -54,6 +84,8 @@ class Playback:
         if self.play_start_s is not None or self.start_seq is None or not start_complete:
             return False
         self.play_start_s = max(now, min(release_s + self.target_lag_s, now + self.target_lag_s))
+        self.started_at_s = self.play_start_s
+        self.start_lag_s = self.play_start_s - release_s
         self.start_media_s = media_start_s
         return True
 
@@ -64,6 +96,38 @@ class Playback:
         if media_start_s is not None and self.start_media_s is not None:
             return base + (media_start_s - self.start_media_s)
         return base + (seq - self.start_seq) * self.chunk_duration_s
+
+    def _push_back(self, by_s: float) -> float:
+        """Delay every later deadline by up to by_s (within max_lag_added_s); returns the delay."""
+        if self.play_start_s is None:
+            return 0.0
+        step = max(0.0, min(by_s, self.max_lag_added_s - self.lag_added_s))
+        self.play_start_s += step
+        self.lag_added_s += step
+        return step
+
+    def completed(self, deadline_s: float, now: float) -> float:
+        """A chunk completed at now, due at deadline_s: slow down if that was a close call,
+        speed up after a run of early ones. Returns the lag added (negative: removed)."""
+        margin_s = deadline_s - now
+        if not self.started or margin_s < 0:
+            return 0.0
+        if margin_s < self.lag_margin_s:
+            self._early_in_a_row = 0
+            return self._push_back(min(self.lag_margin_s - margin_s, self.lag_step_s))
+        if self.catch_up_chunks <= 0 or margin_s < self.catch_up_margin_s:
+            self._early_in_a_row = 0
+            return 0.0
+        self._early_in_a_row += 1
+        if self._early_in_a_row < self.catch_up_chunks or self.play_start_s is None:
+            return 0.0
+        lag_s = self.start_lag_s + self.lag_added_s
+        step = min(self.catch_up_step_s, lag_s - self.target_lag_s)
+        if step <= 0:
+            return 0.0
+        self.play_start_s -= step
+        self.lag_added_s -= step
+        return -step
 
     def due(
         self,
@@ -78,7 +142,22 @@ class Playback:
         while self.deadline(self.next_seq, media_start_s(self.next_seq), now) <= now:
             seq = self.next_seq
             ok = is_complete(seq)
-            if ok:
+            stalled = self._stalled_seq == seq
+            if (
+                not ok
+                and self.stall_step_s > 0
+                and (not stalled or self._stalled_for_s < self.max_stall_s)
+            ):
+                step = self._push_back(self.stall_step_s)
+                if step > 0:
+                    if not stalled:
+                        self._stalled_seq, self._stalled_for_s = seq, 0.0
+                    self._stalled_for_s += step
+                    self.stall_s += step
+                    continue
+            if ok and stalled:
+                self.late += 1
+            elif ok:
                 self.played += 1
             else:
                 self.missed += 1
@@ -88,5 +167,6 @@ class Playback:
 
     @property
     def continuity(self) -> float | None:
-        total = self.played + self.missed
+        """Share of the chunks due that played on time (late and skipped ones do not)."""
+        total = self.played + self.late + self.missed
         return None if total == 0 else self.played / total

@@ -90,8 +90,8 @@ def plan_pieces(
     asks: list[Ask] = []
     for want in urgent + later:
         is_urgent = want.deadline_s - now <= urgent_s
-        peers_hold = any(not h.source for h in want.holders)
         if want.need_header:
+            peers_hold = any(not h.source for h in want.holders)
             best = _pick(want.holders, -1, is_urgent, peers_hold, room_pieces, rng)
             if best is not None:
                 room_pieces[best.peer_id] -= 1
@@ -99,7 +99,12 @@ def plan_pieces(
                 asks.append(Ask(want.seq, best.peer_id, (first,), True))
             continue
         chosen: dict[str, list[int]] = {}
+        held_by_peers = 0
+        for h in want.holders:
+            if not h.source:
+                held_by_peers |= -1 if h.earlier else h.known_mask
         for index in want.missing:
+            peers_hold = bool(held_by_peers >> index & 1)
             best = _pick(want.holders, index, is_urgent, peers_hold, room_pieces, rng)
             if best is None:
                 continue

@@ -176,3 +176,29 @@ test("planPieces: the source's first copy (advertised to us alone) is asked even
   const peer = want(42, 9.0, [2], false, [holder("p", 0b100n)]);
   assert.deepEqual(planPieces([peer], room({ p: 0 }), 0, 1.5, seededRandom(1)), []);
 });
+
+test("planPieces: per piece, a piece no peer holds goes to the source, one a peer holds does not", () => {
+  const srcAll = holder("src", ALL_HELD, { source: true });
+  // Not urgent: p holds piece 0 only (its have); nobody but the source holds pieces 1 and 2.
+  const split = want(50, 9.0, [0, 1, 2], false, [holder("p", 0b001n), srcAll]);
+  assert.deepEqual(planPieces([split], room({ p: 9, src: 9 }), 0, 1.5, seededRandom(1)), [
+    ask(50, "p", [0], false),
+    ask(50, "src", [1, 2], false),
+  ]);
+  // p without room: piece 0 waits for it (a peer holds it), pieces 1 and 2 still go to the source.
+  assert.deepEqual(planPieces([split], room({ p: 0, src: 9 }), 0, 1.5, seededRandom(1)), [
+    ask(50, "src", [1, 2], false),
+  ]);
+  // A peer receiving the chunk ahead of us (earlier) counts as holding every piece: not urgent,
+  // nothing goes to the source (the piece will be announced), nor to it (only urgent chunks).
+  const receiving = want(51, 9.0, [0, 1], false, [holder("p", 0n, { earlier: true }), srcAll]);
+  assert.deepEqual(planPieces([receiving], room({ p: 9, src: 9 }), 0, 1.5, seededRandom(1)), []);
+  // The header: any peer announcing the chunk keeps a non-urgent header request off the source,
+  // whichever pieces it holds.
+  const header = want(52, 9.0, [], true, [holder("p", 0b100n), srcAll]);
+  assert.deepEqual(planPieces([header], room({ p: 9, src: 9 }), 0, 1.5, seededRandom(1)), [
+    ask(52, "p", [2], true),
+  ]);
+  const headerBusy = planPieces([header], room({ p: 0, src: 9 }), 0, 1.5, seededRandom(1));
+  assert.deepEqual(headerBusy, [], "the peer is full: a non-urgent header waits for it");
+});

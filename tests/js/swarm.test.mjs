@@ -214,16 +214,18 @@ test("playback skips a chunk that never comes and goes on; continuity counts it"
   net.run(T0 + 2.5);
   net.add("v", viewer(net.now));
   net.connect("src", "v");
-  // Every piece of chunk 4 is lost on the way: the viewer must skip it, not stall.
+  // Every piece of chunk 4 is lost on the way: the viewer stalls for it up to maxStallS, then
+  // skips it (it never stalls forever); the stall delays every later chunk by as much.
   net.dropFilter = (from, to, bytes) => bytes[0] === 0x06 && new DataView(bytes.buffer, bytes.byteOffset).getUint32(1) === 4;
-  net.run(T0 + 13); // the stream ends after chunk 11
+  net.run(T0 + 13 + DEFAULT_CONFIG.maxStallS); // the stream ends after chunk 11
   const missed = net.kinds("v", "ChunkMissed").map((e) => e.seq);
   assert.deepEqual(missed, [4]);
   const played = net.kinds("v", "ChunkPlayed").map((e) => e.seq);
   assert.ok(played.includes(3) && played.includes(5) && played.includes(9), `played ${played}`);
   const s = net.cores.get("v").stats();
   assert.equal(s.chunks_missed, 1);
-  assert.equal(s.continuity, s.chunks_played / (s.chunks_played + 1));
+  assert.equal(s.stall_s, DEFAULT_CONFIG.maxStallS, "stalled for chunk 4 only, maxStallS in all");
+  assert.equal(s.continuity, s.chunks_played / (s.chunks_played + s.chunks_late + 1));
 });
 
 test("malformed input drops only its sender; unknown types are ignored", () => {

@@ -457,17 +457,28 @@ test("a missed chunk is reported and playback goes on", async () => {
   // Chunk 2 is announced but never delivered.
   v.receive("src", have(2, [true, true, true, true, true]), 10.5);
   v.receive("src", encodeMessage({ type: "absent", seq: 2, firstIndex: 0, count: 0xffff }), 10.5);
-  v.handleTimer(pb.playStartS + 2.5);
-  const events = v.popEvents();
+  const startS = pb.playStartS; // chunk 2 is due at startS + 2
+  // Playout stalls for it first (stallStepS at a time, up to maxStallS)...
+  v.handleTimer(startS + 2.5);
+  let events = v.popEvents();
   assert.deepEqual(
     kinds(events, "ChunkPlayed").map((e) => e.seq),
     [0, 1],
   );
+  assert.deepEqual(kinds(events, "ChunkMissed"), []);
+  assert.equal(v.stats().stall_s, 2 * DEFAULT_CONFIG.stallStepS);
+  // ...then skips it.
+  v.handleTimer(startS + 2 + DEFAULT_CONFIG.maxStallS);
+  events = v.popEvents();
   assert.deepEqual(
     kinds(events, "ChunkMissed").map((e) => e.seq),
     [2],
   );
-  assert.equal(v.stats().continuity, 2 / 3);
+  const stats = v.stats();
+  assert.equal(stats.continuity, 2 / 3);
+  assert.equal(stats.stall_s, DEFAULT_CONFIG.maxStallS);
+  assert.equal(stats.lag_added_s, DEFAULT_CONFIG.maxStallS);
+  assert.deepEqual([stats.chunks_played, stats.chunks_late, stats.chunks_missed], [2, 0, 1]);
   assert.equal(pb.nextSeq, 3);
 });
 
@@ -520,7 +531,7 @@ test("requests wait their turn instead of bouncing busy", async () => {
   );
 });
 
-test("serving: lowest seq first, then oldest; at most uploadSlots requests at a time", async () => {
+test("serving: never-uploaded pieces first, then lowest seq, then oldest; at most uploadSlots", async () => {
   const src = await published(range(0, 3));
   const r = relay(10, { ...CONFIG, startBehindChunks: 2 });
   connect(src, "src", r, "r", 10);
@@ -541,8 +552,11 @@ test("serving: lowest seq first, then oldest; at most uploadSlots requests at a 
   assert.deepEqual(r.uploadPeers(), ["y", "w"], "seq 0 first, the older request first");
   assert.equal(r.nextDataMessage("x", 11), null, "seq 2 waits for a slot");
   assert.equal(drainData(r, "y", 11).length, 5);
-  assert.deepEqual(r.uploadPeers(), ["w", "z"], "seq 0 before seq 1");
+  // Seq 0 went out once (to y): w's request is a repair now, behind the first forwards of 1, 2.
+  assert.deepEqual(r.uploadPeers(), ["z", "x"], "never-uploaded pieces before a lower seq");
   assert.ok(r.takeReady().has("z"), "a freed slot makes the next link ready");
+  assert.equal(drainData(r, "z", 11).length, 5);
+  assert.deepEqual(r.uploadPeers(), ["x", "w"], "then the lowest seq");
 });
 
 test("the source serves first copies first", async () => {
@@ -751,4 +765,597 @@ test("urgent pieces are taken from a holder too slow for the deadline (no strike
   assert.ok(ofType(drainControl(v, "slow"), "cancel").some((m) => m.seq === 6));
   assert.equal(v.neighbour("slow").strikes, 0);
   assert.equal(v.neighbour("slow").assignments.has(6), false);
+});
+
+// ---------------------------------------------------------------- adaptive lag (Playback)
+
+const near = (actual, expected, what = "") =>
+  assert.ok(Math.abs(actual - expected) < 1e-9, `${what} ${actual} != ${expected}`);
+
+/** A Playback with the adaptive lag of the core's defaults; chunk s is due at playStart + s. */
+function adaptive(extra = {}) {
+  const pb = new Playback({
+    chunkDurationS: 1,
+    startBehindChunks: 0,
+    joinedS: 0,
+    targetLagS: 1,
+    lagMarginS: 1,
+    lagStepS: 0.5,
+    stallStepS: 0.5,
+    maxStallS: 2,
+    maxLagAddedS: 10,
+    ...extra,
+  });
+  pb.hearOf(0);
+  return pb;
+}
+
+test("Playback: a close call slows playout down, by at most lagStepS, within maxLagAddedS", () => {
+  const pb = adaptive({ maxLagAddedS: 0.8 });
+  assert.equal(pb.completed(5, 4.9), 0, "not started: nothing to slow down");
+  assert.equal(pb.startIfReady(0, true, 0, 0), true);
+  assert.equal(pb.playStartS, 1);
+  assert.equal(pb.completed(4, 3), 0, "a margin of lagMarginS is comfortable");
+  assert.equal(pb.completed(4, 4.1), 0, "after its deadline: not a close call (a stall)");
+  near(pb.completed(4, 3.2), 0.2, "margin 0.8: up to the margin");
+  near(pb.completed(5, 4.9), 0.5, "margin 0.1: at most lagStepS");
+  near(pb.completed(6, 5.9), 0.1, "never beyond maxLagAddedS");
+  assert.equal(pb.completed(7, 6.9), 0);
+  near(pb.lagAddedS, 0.8);
+  near(pb.playStartS, 1.8);
+  near(pb.deadline(3, 3, 0), 4.8, "every later deadline moved");
+  assert.equal(pb.stallS, 0, "slowing down is no stall");
+  assert.equal(pb.startupS, 1, "startup: when playout began, not where it moved to");
+  // Zero steps (Playback's defaults) keep a fixed lag.
+  const fixed = new Playback({ chunkDurationS: 1, startBehindChunks: 0, joinedS: 0 });
+  fixed.hearOf(0);
+  fixed.startIfReady(0, true, 0, 0);
+  assert.equal(fixed.completed(1, 0.9), 0);
+  assert.equal(fixed.playStartS, 0);
+});
+
+test("Playback: a chunk missing at its deadline stalls playout, then plays late", () => {
+  const pb = adaptive();
+  pb.startIfReady(0, true, 0, 0); // chunk s due at 1 + s
+  const held = new Set([0, 1]);
+  const due = (now) =>
+    pb.due(
+      now,
+      (s) => s,
+      (s) => held.has(s),
+    );
+  assert.deepEqual(due(2.2), [
+    [0, true],
+    [1, true],
+  ]);
+  assert.deepEqual(due(3), [], "chunk 2 is missing: a stall, not a skip");
+  assert.equal(pb.stallS, 0.5);
+  assert.equal(pb.playStartS, 1.5);
+  assert.deepEqual(due(3.4), []);
+  held.add(2);
+  assert.deepEqual(due(3.5), [[2, true]]);
+  assert.deepEqual([pb.played, pb.late, pb.missed], [2, 1, 0]);
+  assert.equal(pb.continuity, 2 / 3, "a chunk played late counts against continuity");
+  assert.equal(pb.lagAddedS, 0.5);
+  // Later chunks keep the longer lag.
+  held.add(3);
+  assert.deepEqual(due(4.4), []);
+  assert.deepEqual(due(4.5), [[3, true]]);
+  assert.deepEqual([pb.played, pb.late, pb.missed], [3, 1, 0]);
+  assert.equal(pb.continuity, 3 / 4);
+  assert.equal(pb.startupS, 1);
+});
+
+test("Playback: a chunk that never comes stalls up to maxStallS, then is skipped", () => {
+  const pb = adaptive();
+  pb.startIfReady(0, true, 0, 0);
+  const held = new Set([0]);
+  const due = (now) =>
+    pb.due(
+      now,
+      (s) => s,
+      (s) => held.has(s),
+    );
+  assert.deepEqual(due(1), [[0, true]]);
+  assert.deepEqual(due(2), []);
+  assert.deepEqual(due(2.5), []);
+  assert.deepEqual(due(3.9), []);
+  assert.equal(pb.stallS, 2, "stalled maxStallS for chunk 1, in stallStepS steps");
+  assert.deepEqual(due(4), [[1, false]]);
+  assert.deepEqual([pb.played, pb.late, pb.missed], [1, 0, 1]);
+  assert.equal(pb.continuity, 1 / 2);
+  assert.equal(pb.lagAddedS, 2);
+  assert.equal(pb.playStartS, 3);
+  // The next missing chunk stalls afresh.
+  assert.deepEqual(due(5), []);
+  assert.equal(pb.stallS, 2.5);
+  // Stalls never push playout back beyond maxLagAddedS: then the chunk is skipped at once.
+  const capped = adaptive({ maxLagAddedS: 0.5 });
+  capped.startIfReady(0, true, 0, 0);
+  assert.deepEqual(
+    capped.due(
+      1,
+      (s) => s,
+      () => false,
+    ),
+    [],
+  );
+  assert.deepEqual(
+    capped.due(
+      1.5,
+      (s) => s,
+      () => false,
+    ),
+    [[0, false]],
+  );
+  assert.deepEqual([capped.lagAddedS, capped.stallS, capped.missed], [0.5, 0.5, 1]);
+});
+
+// ---------------------------------------------------------------- adaptive lag (core)
+
+test("the core passes the adaptive-lag settings to its Playback", () => {
+  const pb = viewer().playback;
+  assert.deepEqual(
+    [pb.lagMarginS, pb.lagStepS, pb.stallStepS, pb.maxStallS, pb.maxLagAddedS],
+    [1.0, 0.5, 0.5, 2.0, 10.0],
+  );
+  const fixed = viewer(0, { ...CONFIG, stallStepS: 0, lagStepS: 0 }).playback;
+  assert.deepEqual([fixed.stallStepS, fixed.lagStepS], [0, 0]);
+  const s = viewer().stats();
+  assert.deepEqual([s.chunks_late, s.lag_added_s, s.stall_s], [0, 0, 0]);
+});
+
+test("a chunk completing close to its deadline slows the core's playout down", async () => {
+  const src = await published(range(3, 6), 10);
+  const v = viewer(10);
+  connect(src, "src", v, "v", 10);
+  exchange(src, "src", v, "v", 10.1);
+  const pb = v.playback;
+  assert.equal(pb.startSeq, 4);
+  near(pb.playStartS, 12.5);
+  v.popEvents();
+  // Chunk 6 (due at 14.5) is released late and completes at 14.2: 0.3 s to spare.
+  const c = await signed(6, 14);
+  src.publishChunk(c.header, c.data, 14);
+  exchange(src, "src", v, "v", 14.2);
+  const events = v.popEvents();
+  assert.deepEqual(
+    kinds(events, "ChunkComplete").map((e) => e.seq),
+    [6],
+  );
+  assert.deepEqual(
+    kinds(events, "ChunkPlayed").map((e) => e.seq),
+    [4, 5],
+  );
+  near(v.stats().lag_added_s, DEFAULT_CONFIG.lagStepS);
+  near(pb.playStartS, 12.5 + DEFAULT_CONFIG.lagStepS);
+  v.handleTimer(14.9);
+  assert.deepEqual(kinds(v.popEvents(), "ChunkPlayed"), [], "chunk 6 is due at 15 now");
+  v.handleTimer(15);
+  const [played] = kinds(v.popEvents(), "ChunkPlayed");
+  assert.equal(played.seq, 6);
+  near(played.lagS, 1.0);
+  const stats = v.stats();
+  assert.deepEqual([stats.chunks_played, stats.chunks_late, stats.chunks_missed], [3, 0, 0]);
+  assert.equal(stats.continuity, 1);
+  assert.equal(stats.stall_s, 0);
+});
+
+test("a viewer starts at the newest chunk a peer holds whole, not at the source's edge", () => {
+  const v = viewer();
+  for (const [pid, role] of [
+    ["src", Role.SOURCE],
+    ["p", Role.VIEWER],
+  ]) {
+    v.addNeighbour(pid, 0);
+    v.receive(pid, hello(role), 0);
+  }
+  const all = (n) => new Array(n).fill(true);
+  v.receive("src", bufferMap(0, all(21)), 0.1); // the source holds 0..20
+  assert.equal(v.playback.startSeq, 19, "no peer frontier yet: one behind the newest heard of");
+  v.receive("src", have(21, all(5)), 0.15);
+  assert.equal(v.playback.startSeq, 19, "what the source holds is no frontier");
+  v.receive("p", bufferMap(0, all(13)), 0.2); // p holds 0..12
+  assert.equal(v.newestAtPeer, 12);
+  assert.deepEqual([v.playback.startSeq, v.playback.nextSeq], [12, 12], "back to the peers");
+  v.receive("p", have(15, [true, true, false, true, true]), 0.3);
+  assert.equal(v.newestAtPeer, 12, "a partial have is no frontier");
+  v.receive("p", have(14, all(5)), 0.4);
+  assert.equal(v.playback.startSeq, 12, "the frontier moved by 2 or less: stay");
+  v.receive("p", have(15, all(5)), 0.5);
+  assert.deepEqual([v.playback.startSeq, v.playback.nextSeq], [15, 15], "moved by more: follow");
+  assert.equal(v.newestHeard, 21);
+});
+
+test("once playing, the start point no longer follows the peer frontier", async () => {
+  const src = await published(range(3, 6), 10);
+  const v = viewer(10);
+  connect(src, "src", v, "v", 10);
+  exchange(src, "src", v, "v", 10.1);
+  const pb = v.playback;
+  assert.ok(pb.started);
+  v.addNeighbour("p", 10.2);
+  v.receive("p", hello(Role.VIEWER), 10.2);
+  v.receive("p", bufferMap(3, new Array(8).fill(true)), 10.2); // p holds 3..10
+  assert.equal(v.newestAtPeer, 10);
+  assert.deepEqual([pb.startSeq, pb.nextSeq], [4, 4]);
+});
+
+test("the fetch window grows with the lag added", () => {
+  const v = viewer(0, { ...CONFIG, fetchAheadChunks: 1 });
+  for (const [pid, role] of [
+    ["p", Role.VIEWER],
+    ["src", Role.SOURCE],
+  ]) {
+    v.addNeighbour(pid, 0);
+    v.receive(pid, hello(role), 0);
+  }
+  v.receive("p", bufferMap(0, new Array(6).fill(true)), 0.1); // p holds 0..5
+  v.receive("src", bufferMap(0, new Array(21).fill(true)), 0.1); // the source 0..20
+  assert.equal(v.playback.startSeq, 4);
+  const asked = () =>
+    ["p", "src"].flatMap((pid) => ofType(drainControl(v, pid), "request").map((m) => m.seq));
+  assert.deepEqual(asked().sort(byNumber), [4, 5]);
+  v.playback.lagAddedS = 1.5; // two chunk durations, rounded up
+  v.handleTimer(0.2);
+  assert.deepEqual(asked().sort(byNumber), [6, 7]);
+});
+
+const byNumber = (a, b) => a - b;
+
+// ---------------------------------------------------------------- re-seeding (source)
+
+test("the source re-seeds a first copy that did not spread, before the whole-chunk have", async () => {
+  const src = source();
+  for (const pid of ["a", "b", "c"]) {
+    src.addNeighbour(pid, 0);
+    src.receive(pid, hello(Role.VIEWER), 0);
+    drainControl(src, pid);
+  }
+  const c = await signed(0, 0);
+  src.publishChunk(c.header, c.data, 0); // pieces 0..4 seeded to a, b, c, a, b
+  const seeded = ["a", "b", "c"].map((pid) => ofType(drainControl(src, pid), "have")[0].pieces);
+  assert.deepEqual(seeded, [
+    [true, false, false, true, false],
+    [false, true, false, false, true],
+    [false, false, true, false, false],
+  ]);
+  // Pieces 0, 1 and 2 spread (neighbours announce them without getting them from us); 3, 4 not.
+  src.receive("b", have(0, [true, false, false, false, false]), 0.1);
+  src.receive("c", have(0, [false, true, false, false, false]), 0.1);
+  src.receive("a", have(0, [false, false, true, false, false]), 0.1);
+  assert.equal(src.sourceSpread.get(0), 0b111n);
+  src.handleTimer(DEFAULT_CONFIG.sourceAnnounceDelayS);
+  const haves = Object.fromEntries(
+    ["a", "b", "c"].map((pid) => [pid, ofType(drainControl(src, pid), "have").map((h) => h.pieces)]),
+  );
+  const whole = [true, true, true, true, true];
+  // Piece 3 (stuck at a) to one of b, c; piece 4 (stuck at b) to one of a, c; in turn.
+  assert.deepEqual(haves, {
+    a: [[false, false, false, false, true], whole],
+    b: [whole],
+    c: [[false, false, false, true, false], whole],
+  });
+  // The table is evicted with the other per-chunk source tables.
+  for (let seq = 1; seq <= DEFAULT_CONFIG.sourceKeepChunks; seq++) {
+    const next = await signed(seq, seq);
+    src.publishChunk(next.header, next.data, seq);
+  }
+  assert.equal(src.sourceSpread.has(0), false);
+});
+
+test("the source re-seeds only to linked peers, and nothing once every first copy spread", async () => {
+  const src = source();
+  for (const pid of ["a", "b"]) {
+    src.addNeighbour(pid, 0);
+    src.receive(pid, hello(Role.VIEWER), 0);
+    drainControl(src, pid);
+  }
+  const c = await signed(0, 10);
+  src.publishChunk(c.header, c.data, 10); // long after they joined: pieces to a, b, a, b, a
+  const seeded = ["a", "b"].map((pid) => ofType(drainControl(src, pid), "have")[0].pieces);
+  assert.deepEqual(seeded, [
+    [true, false, true, false, true],
+    [false, true, false, true, false],
+  ]);
+  // a proves it is fed by peers (piece 1, seeded to b, spread to it); b proves nothing.
+  src.receive("a", have(0, [false, true, false, false, false]), 10.1);
+  src.handleTimer(10 + DEFAULT_CONFIG.sourceAnnounceDelayS);
+  const whole = [true, true, true, true, true];
+  const haves = (pid, seq) =>
+    ofType(drainControl(src, pid), "have")
+      .filter((h) => h.seq === seq)
+      .map((h) => h.pieces);
+  // b's stuck piece 3 goes to a; a's stuck pieces (0, 2, 4) have nowhere to go (b is unlinked).
+  assert.deepEqual(haves("a", 0), [[false, false, false, true, false], whole]);
+  assert.deepEqual(haves("b", 0), [whole]);
+  // Chunk 1 is seeded to a alone (the only linked peer); its first copies all spread (b holds
+  // the chunk, though we sent it nothing): only the whole-chunk have follows, to a.
+  const c1 = await signed(1, 11);
+  src.publishChunk(c1.header, c1.data, 11);
+  assert.deepEqual(haves("a", 1), [whole]);
+  assert.deepEqual(haves("b", 1), []);
+  src.receive("b", have(1, whole), 11.1);
+  assert.equal(src.sourceSpread.get(1), 0b11111n);
+  src.handleTimer(11 + DEFAULT_CONFIG.sourceAnnounceDelayS);
+  assert.deepEqual(haves("a", 1), [whole]);
+  assert.deepEqual(haves("b", 1), [], "b holds it already");
+});
+
+// ---------------------------------------------------------------- catch-up (Playback and core)
+
+test("Playback: a run of early chunks speeds playout up, never below targetLagS", () => {
+  const pb = adaptive({ catchUpMarginS: 1.5, catchUpStepS: 0.2, catchUpChunks: 3 });
+  assert.equal(pb.startIfReady(0, true, 0, 0), true); // chunk s due at 1 + s: lag 1 (the target)
+  assert.equal(pb.startLagS, 1);
+  near(pb.completed(4, 3.8), 0.5, "a close call: lag 1 -> 1.5");
+  assert.equal(pb.completed(6, 4), 0, "early, 1 in a row");
+  assert.equal(pb.completed(7, 5), 0, "2 in a row");
+  near(pb.completed(8, 6), -0.2, "3 in a row: 0.2 s closer");
+  near(pb.completed(9, 7), -0.2, "and again for every early chunk after");
+  near(pb.completed(10, 8), -0.1, "only down to targetLagS");
+  assert.equal(pb.completed(11, 9), 0);
+  near(pb.startLagS + pb.lagAddedS, pb.targetLagS);
+  near(pb.lagAddedS, 0);
+  near(pb.playStartS, 1);
+  // A chunk between lagMarginS and catchUpMarginS early ends the run; so does a close call.
+  near(pb.completed(13, 12.5), 0.5, "a close call: lag 1 -> 1.5");
+  assert.equal(pb.completed(14, 12), 0);
+  assert.equal(pb.completed(15, 13), 0);
+  assert.equal(pb.completed(16, 14.8), 0, "1.2 s early: comfortable, but the run ends");
+  assert.equal(pb.completed(17, 15), 0);
+  assert.equal(pb.completed(18, 16), 0, "2 in a row after that: not yet");
+  near(pb.completed(19, 17), -0.2, "3 in a row");
+  near(pb.completed(20, 18), -0.2);
+  near(pb.completed(21, 19), -0.1, "down to the target again");
+  assert.equal(pb.completed(25, 26), 0, "after its deadline: neither");
+  // A start lag above the target (the start chunk was released long ago) is caught up too: the
+  // lag added goes below zero.
+  const behind = adaptive({ catchUpMarginS: 1.5, catchUpStepS: 0.2, catchUpChunks: 2 });
+  behind.startIfReady(10, true, 0, 0); // released at 0, we start at 10: lag 10
+  assert.equal(behind.startLagS, 10);
+  assert.equal(behind.completed(15, 12), 0);
+  near(behind.completed(16, 13), -0.2);
+  near(behind.lagAddedS, -0.2);
+  near(behind.playStartS, 9.8);
+  near(behind.deadline(3, 3, 0), 12.8, "every later deadline moved closer");
+  assert.equal(behind.startupS, 10, "startup: when playout began");
+  // catchUpChunks 0 (Playback's default) never speeds up.
+  const off = adaptive({ catchUpMarginS: 1.5, catchUpStepS: 0.2 });
+  off.startIfReady(10, true, 0, 0);
+  for (let s = 0; s < 10; s++) assert.equal(off.completed(20 + s, 10 + s), 0);
+  assert.equal(off.playStartS, 10);
+});
+
+test("the core passes the catch-up settings and speeds up after early chunks", async () => {
+  const pb0 = viewer().playback;
+  assert.deepEqual(
+    [pb0.catchUpMarginS, pb0.catchUpStepS, pb0.catchUpChunks],
+    [1.5, 0.2, 4],
+  );
+  // Chunks 3..5 were released at 5; we join at 10, so playout starts at once, 5 s behind.
+  const src = await published(range(3, 6), 5);
+  const v = viewer(10);
+  connect(src, "src", v, "v", 10);
+  exchange(src, "src", v, "v", 10);
+  const pb = v.playback;
+  assert.equal(pb.startSeq, 4);
+  assert.equal(pb.playStartS, 10);
+  assert.equal(pb.startLagS, 5);
+  const lags = [];
+  for (let seq = 6; seq < 12; seq++) {
+    // Each chunk arrives 1.8 s before its deadline: early.
+    const now = pb.deadline(seq, seq, 0) - 1.8;
+    const c = await signed(seq, now);
+    src.publishChunk(c.header, c.data, now);
+    exchange(src, "src", v, "v", now);
+    lags.push(Math.round((pb.startLagS + pb.lagAddedS) * 10) / 10);
+  }
+  // Chunk 5 completed before playout began (with 4): the 4th early chunk is 9.
+  assert.deepEqual(lags, [5, 5, 5, 4.8, 4.6, 4.4]);
+  near(v.stats().lag_added_s, -0.6);
+  assert.ok(pb.lagAddedS < 0, "the lag added goes below zero");
+});
+
+test("a negative lag added never shrinks the fetch window", () => {
+  const v = viewer(0, { ...CONFIG, fetchAheadChunks: 1 });
+  for (const [pid, role] of [
+    ["p", Role.VIEWER],
+    ["src", Role.SOURCE],
+  ]) {
+    v.addNeighbour(pid, 0);
+    v.receive(pid, hello(role), 0);
+  }
+  v.playback.lagAddedS = -1.5; // caught up 1.5 s
+  v.receive("p", bufferMap(0, new Array(6).fill(true)), 0.1); // p holds 0..5
+  v.receive("src", bufferMap(0, new Array(21).fill(true)), 0.1);
+  assert.equal(v.playback.startSeq, 4);
+  const asked = ["p", "src"].flatMap((pid) =>
+    ofType(drainControl(v, pid), "request").map((m) => m.seq),
+  );
+  assert.deepEqual(asked.sort(byNumber), [4, 5]);
+});
+
+// ---------------------------------------------------------------- header push
+
+test("the first have of a chunk carries its header to a neighbour showing none of it", async () => {
+  const src = await published(range(0, 1));
+  const r = relay(10);
+  connect(src, "src", r, "r", 10);
+  exchange(src, "src", r, "r", 10);
+  assert.deepEqual(r.store.completeSeqs(), [0]);
+  for (const pid of ["fresh", "told"]) {
+    r.addNeighbour(pid, 10);
+    r.receive(pid, hello(Role.VIEWER), 10);
+    drainControl(r, pid);
+  }
+  // "told" already announced a piece of chunk 0: it holds the header.
+  r.receive("told", have(0, [true, false, false, false, false]), 10);
+  r.handleTimer(10.5);
+  const c = await signed(1, 11);
+  src.publishChunk(c.header, c.data, 11);
+  exchange(src, "src", r, "r", 11);
+  r.handleTimer(11.5);
+  const toFresh = drainControl(r, "fresh").filter((m) =>
+    ["chunk_header", "have"].includes(m.type),
+  );
+  assert.deepEqual(
+    toFresh.slice(0, 2).map((m) => [m.type, m.seq]),
+    [
+      ["chunk_header", 1],
+      ["have", 1],
+    ],
+    "the header first, then the have",
+  );
+  assert.equal(ofType(toFresh, "chunk_header").length, 1, "once per seq");
+  assert.ok(toFresh.length > 2, "a later have of seq 1 went without it");
+  const toTold = drainControl(r, "told");
+  assert.ok(toTold.some((m) => m.type === "chunk_header" && m.seq === 1), "it has not seen 1");
+  assert.ok(!toTold.some((m) => m.type === "chunk_header" && m.seq === 0));
+  assert.deepEqual([...r.neighbour("fresh").headersSent], [1]);
+  // Further haves of seq 1 go without it; a neighbour that announced pieces gets none.
+  const fresh = r.neighbour("fresh");
+  r.sendHave(fresh, 1, [true, true, true, true, true]);
+  assert.deepEqual(
+    drainControl(r, "fresh").map((m) => m.type),
+    ["have"],
+  );
+  r.receive("told", have(0, [true, true, false, false, false]), 12);
+  r.sendHave(r.neighbour("told"), 0, [true, true, true, true, true]);
+  assert.deepEqual(
+    drainControl(r, "told").map((m) => m.type),
+    ["have"],
+  );
+  // Nothing to push for a chunk we do not hold; pushHeaders false turns it off.
+  r.sendHave(fresh, 7, [true]);
+  assert.deepEqual(
+    drainControl(r, "fresh").map((m) => m.type),
+    ["have"],
+  );
+  r.config.pushHeaders = false;
+  r.addNeighbour("late", 12);
+  r.receive("late", hello(Role.VIEWER), 12);
+  drainControl(r, "late");
+  r.sendHave(r.neighbour("late"), 1, [true, true, true, true, true]);
+  assert.deepEqual(
+    drainControl(r, "late").map((m) => m.type),
+    ["have"],
+  );
+});
+
+test("a viewer given the header with the have asks for pieces only", async () => {
+  const src = await published(range(0, 1));
+  const r = relay(10);
+  connect(src, "src", r, "r", 10);
+  exchange(src, "src", r, "r", 10);
+  const v = viewer(10.5);
+  assert.ok(r.addNeighbour("v", 10.5) && v.addNeighbour("r", 10.5));
+  for (const m of drainRaw(r, "v")) v.receive("r", m, 10.5);
+  for (const m of drainRaw(v, "r")) r.receive("v", m, 10.5);
+  const c = await signed(1, 11);
+  src.publishChunk(c.header, c.data, 11);
+  exchange(src, "src", r, "r", 11);
+  r.handleTimer(11.5);
+  const toViewer = drainRaw(r, "v");
+  assert.equal(decodeMessage(toViewer[0]).type, "chunk_header");
+  for (const m of toViewer) v.receive("r", m, 11.5);
+  assert.ok(v.store.get(1) !== null, "the pushed header is verified and stored");
+  const requests = ofType(drainControl(v, "r"), "request").filter((m) => m.seq === 1);
+  assert.ok(requests.length > 0);
+  assert.ok(requests.every((m) => !m.wantHeader), "no header request round trip");
+});
+
+test("the source's super-seed haves carry the header; header pushes are evicted with the chunk", async () => {
+  const src = source();
+  for (const pid of ["a", "b"]) {
+    src.addNeighbour(pid, 0);
+    src.receive(pid, hello(Role.VIEWER), 0);
+    drainControl(src, pid);
+  }
+  const c = await signed(0, 0);
+  src.publishChunk(c.header, c.data, 0);
+  for (const pid of ["a", "b"]) {
+    assert.deepEqual(
+      drainControl(src, pid).map((m) => m.type),
+      ["chunk_header", "have"],
+    );
+  }
+  src.handleTimer(DEFAULT_CONFIG.sourceAnnounceDelayS);
+  for (const pid of ["a", "b"]) {
+    assert.deepEqual(
+      drainControl(src, pid).map((m) => m.type),
+      ["have"],
+      "the whole-chunk have: the header went already",
+    );
+  }
+  for (let seq = 1; seq <= DEFAULT_CONFIG.sourceKeepChunks; seq++) {
+    const next = await signed(seq, seq);
+    src.publishChunk(next.header, next.data, seq);
+  }
+  assert.equal(src.neighbour("a").headersSent.has(0), false);
+  assert.equal(src.neighbour("a").headersSent.has(1), true);
+});
+
+// ---------------------------------------------------------------- serving priority
+
+test("a piece never uploaded is served before a lower seq already uploaded once (every role)", async () => {
+  const src = await published(range(0, 2));
+  const r = relay(10, { ...CONFIG, startBehindChunks: 1, uploadSlots: 1 });
+  connect(src, "src", r, "r", 10);
+  for (const seq of [0, 1]) r.receive("src", have(seq, [true, true, true, true, true]), 10);
+  exchange(src, "src", r, "r", 10, 200);
+  assert.deepEqual(r.store.completeSeqs(), [0, 1]);
+  for (const pid of ["a", "b"]) {
+    r.addNeighbour(pid, 10);
+    r.receive(pid, hello(Role.VIEWER), 10);
+    drainControl(r, pid);
+  }
+  r.receive("a", request(0, 0, 1, false), 10);
+  assert.equal(decodeMessage(drainData(r, "a", 10)[0]).seq, 0); // piece 0/0 uploaded once now
+  assert.equal(r.sentOnce.get(0), 1n);
+  r.receive("a", request(0, 0, 1, false), 10.1); // a repair of 0/0 (lower seq, older)
+  r.receive("b", request(1, 0, 1, false), 10.1); // 1/0: never uploaded
+  assert.deepEqual(r.uploadPeers(), ["b"]);
+  // Only pieces we hold count: a never-uploaded piece we lack is no first forward.
+  assert.deepEqual(r.serveKey({ seq: 0, pieces: [0], order: 0 }), [1, 0, 0]);
+  assert.deepEqual(r.serveKey({ seq: 1, pieces: [1], order: 0 }), [0, 1, 0]);
+  r.store.get(1).pieces[1] = null;
+  assert.deepEqual(r.serveKey({ seq: 1, pieces: [1], order: 0 }), [1, 1, 0]);
+});
+
+test("removing a neighbour drops all its upload items", async () => {
+  const src = await published(range(0, 3));
+  for (const pid of ["a", "b"]) {
+    src.addNeighbour(pid, 10);
+    src.receive(pid, hello(Role.VIEWER), 10);
+    drainControl(src, pid);
+  }
+  src.receive("a", request(0, 0, 1, false), 10);
+  src.receive("a", request(1, 0, 1, false), 10);
+  src.receive("b", request(2, 0, 1, false), 10);
+  src.receive("a", request(2, 1, 1, false), 10);
+  assert.equal(src.uploads.length, 4);
+  src.removeNeighbour("a", 10.1);
+  assert.deepEqual(
+    src.uploads.map((i) => [i.peerId, i.seq]),
+    [["b", 2]],
+  );
+  assert.deepEqual(src.uploadPeers(), ["b"]);
+});
+
+test("a neighbour that announced a chunk as we verified its header (a pushed header) is earlier", async () => {
+  const c = await signed(5, 0);
+  const v = viewer(0);
+  v.addNeighbour("q", 0);
+  v.receive("q", hello(Role.VIEWER), 0);
+  drainControl(v, "q");
+  // q pushes chunk 5's header with its first have (it holds no piece yet): same instant.
+  v.receive("q", encodeMessage(c.header), 1);
+  v.receive("q", have(5, [false, false, false, false, false]), 1);
+  assert.equal(v.headerS.get(5), 1);
+  assert.equal(v.neighbour("q").announcedS.get(5), 1);
+  // Chunk 5 is urgent (playout would start with it): q, receiving it ahead of us, is asked.
+  const asked = ofType(drainControl(v, "q"), "request").filter((m) => m.seq === 5);
+  assert.ok(asked.length > 0, "q is a holder: it announced 5 no later than we verified it");
+  assert.ok(asked.every((m) => !m.wantHeader));
 });

@@ -5,10 +5,31 @@
 // begins targetLagS after the source released it (not before now, not after now + targetLagS);
 // chunk seq is due at playStart + (its media start - the start chunk's media start); at its
 // deadline a chunk is played if complete, otherwise skipped (never stall forever).
+//
+// The lag adapts to the swarm, as a live player's does: a chunk completing less than lagMarginS
+// before its deadline slows playout down (pushes every later deadline back by at most lagStepS),
+// and a chunk missing at its deadline stalls playout in stallStepS steps, up to maxStallS, before
+// it is skipped. A stalled chunk counts against continuity like a skipped one; the lag added never
+// exceeds maxLagAddedS. When the last catchUpChunks chunks all completed at least catchUpMarginS
+// early, playout speeds up (deadlines come catchUpStepS closer), never below targetLagS. Zero
+// steps (the defaults) keep a fixed lag.
 // Pure: `now` (seconds) is passed in; no timers, no DOM.
 
 export class Playback {
-  constructor({ chunkDurationS, startBehindChunks, joinedS, targetLagS = 0 }) {
+  constructor({
+    chunkDurationS,
+    startBehindChunks,
+    joinedS,
+    targetLagS = 0,
+    lagMarginS = 0,
+    lagStepS = 0,
+    stallStepS = 0,
+    maxStallS = 0,
+    maxLagAddedS = 0,
+    catchUpMarginS = 0,
+    catchUpStepS = 0,
+    catchUpChunks = 0,
+  }) {
     this.chunkDurationS = chunkDurationS;
     this.startBehindChunks = startBehindChunks;
     this.targetLagS = targetLagS;
@@ -18,9 +39,34 @@ export class Playback {
     this.nextSeq = null;
     this.playStartS = null;
     this.startMediaS = null;
+    this.lagMarginS = lagMarginS;
+    this.lagStepS = lagStepS;
+    this.stallStepS = stallStepS;
+    this.maxStallS = maxStallS;
+    this.maxLagAddedS = maxLagAddedS;
+    this.catchUpMarginS = catchUpMarginS;
+    this.catchUpStepS = catchUpStepS;
+    this.catchUpChunks = catchUpChunks;
+    /** Played on time. */
     this.played = 0;
+    /** Played after stalling for it. */
+    this.late = 0;
+    /** Skipped. */
     this.missed = 0;
+    /**
+     * How far playout has been pushed back since it started (slow-downs and stalls; catch-up
+     * takes it back, possibly below zero).
+     */
+    this.lagAddedS = 0;
+    this.stallS = 0;
+    /** When playout began (playStartS moves when the lag adapts; this does not). */
+    this.startedAtS = null;
+    /** The lag playout began with: the lag now is startLagS + lagAddedS. */
+    this.startLagS = 0;
     this.lagsS = [];
+    this._stalledSeq = null;
+    this._stalledForS = 0;
+    this._earlyInARow = 0;
   }
 
   get started() {
@@ -28,7 +74,7 @@ export class Playback {
   }
 
   get startupS() {
-    return this.playStartS === null ? null : this.playStartS - this.joinedS;
+    return this.startedAtS === null ? null : this.startedAtS - this.joinedS;
   }
 
   /** Choose the start point the first time we hear of any chunk. */
@@ -49,6 +95,8 @@ export class Playback {
   startIfReady(now, startComplete, mediaStartS, releaseS) {
     if (this.playStartS !== null || this.startSeq === null || !startComplete) return false;
     this.playStartS = Math.max(now, Math.min(releaseS + this.targetLagS, now + this.targetLagS));
+    this.startedAtS = this.playStartS;
+    this.startLagS = this.playStartS - releaseS;
     this.startMediaS = mediaStartS;
     return true;
   }
@@ -63,6 +111,40 @@ export class Playback {
     return base + (seq - this.startSeq) * this.chunkDurationS;
   }
 
+  /** Delay every later deadline by up to byS (within maxLagAddedS); returns the delay. */
+  _pushBack(byS) {
+    if (this.playStartS === null) return 0;
+    const step = Math.max(0, Math.min(byS, this.maxLagAddedS - this.lagAddedS));
+    this.playStartS += step;
+    this.lagAddedS += step;
+    return step;
+  }
+
+  /**
+   * A chunk completed at now, due at deadlineS: slow down if that was a close call, speed up
+   * after a run of early ones. Returns the lag added (negative: removed).
+   */
+  completed(deadlineS, now) {
+    const marginS = deadlineS - now;
+    if (!this.started || marginS < 0) return 0;
+    if (marginS < this.lagMarginS) {
+      this._earlyInARow = 0;
+      return this._pushBack(Math.min(this.lagMarginS - marginS, this.lagStepS));
+    }
+    if (this.catchUpChunks <= 0 || marginS < this.catchUpMarginS) {
+      this._earlyInARow = 0;
+      return 0;
+    }
+    this._earlyInARow += 1;
+    if (this._earlyInARow < this.catchUpChunks || this.playStartS === null) return 0;
+    const lagS = this.startLagS + this.lagAddedS;
+    const step = Math.min(this.catchUpStepS, lagS - this.targetLagS);
+    if (step <= 0) return 0;
+    this.playStartS -= step;
+    this.lagAddedS -= step;
+    return -step;
+  }
+
   /** Advance the playout clock to now: [[seq, played?]] for every chunk that fell due. */
   due(now, mediaStartS, isComplete) {
     const out = [];
@@ -70,7 +152,21 @@ export class Playback {
     while (this.deadline(this.nextSeq, mediaStartS(this.nextSeq), now) <= now) {
       const seq = this.nextSeq;
       const ok = isComplete(seq);
-      if (ok) this.played += 1;
+      const stalled = this._stalledSeq === seq;
+      if (!ok && this.stallStepS > 0 && (!stalled || this._stalledForS < this.maxStallS)) {
+        const step = this._pushBack(this.stallStepS);
+        if (step > 0) {
+          if (!stalled) {
+            this._stalledSeq = seq;
+            this._stalledForS = 0;
+          }
+          this._stalledForS += step;
+          this.stallS += step;
+          continue;
+        }
+      }
+      if (ok && stalled) this.late += 1;
+      else if (ok) this.played += 1;
       else this.missed += 1;
       out.push([seq, ok]);
       this.nextSeq += 1;
@@ -78,8 +174,9 @@ export class Playback {
     return out;
   }
 
+  /** Share of the chunks due that played on time (late and skipped ones do not). */
   get continuity() {
-    const total = this.played + this.missed;
+    const total = this.played + this.late + this.missed;
     return total === 0 ? null : this.played / total;
   }
 }

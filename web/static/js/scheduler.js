@@ -10,7 +10,9 @@
 //   2. only for an urgent chunk: a peer that is receiving it and verified its header before we did
 //      (it forwards pieces as they arrive; "before us" orders peers in time, so two peers never
 //      wait on each other);
-//   3. the source holding the whole chunk: only when the chunk is urgent or no peer holds it;
+//   3. the source holding the whole chunk: only when the chunk is urgent or no peer holds that
+//      piece (a peer's bit for it, or a peer receiving the chunk ahead of us; for a header, any
+//      peer announcing the chunk);
 //   within a tier, the holder with the most spare room (in pieces), ties broken at random; a
 //   holder without room is skipped, except the source for a piece it advertised to us alone;
 // - each assignment uses one piece of the holder's room (in-flight limit from measured throughput).
@@ -111,8 +113,8 @@ export function planPieces(wants, roomPieces, now, urgentS, rng) {
   const asks = [];
   for (const want of urgent.concat(later)) {
     const isUrgent = want.deadlineS - now <= urgentS;
-    const peersHold = want.holders.some((h) => !h.source);
     if (want.needHeader) {
+      const peersHold = want.holders.some((h) => !h.source);
       const best = pick(want.holders, -1, isUrgent, peersHold, roomPieces, rng);
       if (best !== null) {
         roomPieces.set(best.peerId, roomPieces.get(best.peerId) - 1);
@@ -127,6 +129,11 @@ export function planPieces(wants, roomPieces, now, urgentS, rng) {
     }
     const chosen = new Map();
     for (const index of want.missing) {
+      // Per piece: a peer that holds it (or is receiving the chunk ahead of us) can serve it;
+      // a piece no peer has yet goes to the source.
+      const peersHold = want.holders.some(
+        (h) => !h.source && (hasBit(h.knownMask, index) || h.earlier),
+      );
       const best = pick(want.holders, index, isUrgent, peersHold, roomPieces, rng);
       if (best === null) continue;
       roomPieces.set(best.peerId, roomPieces.get(best.peerId) - 1);

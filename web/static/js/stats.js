@@ -2,8 +2,9 @@
 // layout. Pure (no DOM, time passed in) so `node --test` checks it; ui.js draws what it returns.
 //
 // `window.streamer.stats` uses the field names of `streamer watch --stats-json` (startup_s,
-// continuity, lag_s_p50, lag_s_p95, chunks_played, chunks_missed, bytes_from_source,
-// bytes_from_peers, bytes_uploaded) so a script compares a page and a headless watcher directly.
+// continuity, lag_s_p50, lag_s_p95, chunks_played, chunks_late, chunks_missed, lag_added_s,
+// stall_s, bytes_from_source, bytes_from_peers, bytes_uploaded) so a script compares a page and a
+// headless watcher directly.
 
 /** Bytes over a sliding window -> bits per second. */
 export class RateMeter {
@@ -67,7 +68,10 @@ export function assembleStats(core, player, extra) {
     lag_s_p50: c.lag_s_p50 ?? null,
     lag_s_p95: c.lag_s_p95 ?? null,
     chunks_played: c.chunks_played ?? 0,
+    chunks_late: c.chunks_late ?? 0,
     chunks_missed: c.chunks_missed ?? 0,
+    lag_added_s: c.lag_added_s ?? 0,
+    stall_s: c.stall_s ?? 0,
     bytes_from_source: fromSource,
     bytes_from_peers: fromPeers,
     bytes_uploaded: c.bytes_uploaded ?? 0,

@@ -20,8 +20,9 @@
 //   core.nextTimer() -> number | null           // call handleTimer(now) at that time
 //   core.handleTimer(now)
 //   core.popEvents() -> [{kind, ...}]           // see the event kinds below
-//   core.stats() -> {startup_s, continuity, lag_s_p50, lag_s_p95, chunks_played, chunks_missed,
-//                    bytes_from_source, bytes_from_peers, bytes_uploaded, timeouts, ...}
+//   core.stats() -> {startup_s, continuity, lag_s_p50, lag_s_p95, chunks_played, chunks_late,
+//                    chunks_missed, lag_added_s, stall_s, bytes_from_source, bytes_from_peers,
+//                    bytes_uploaded, timeouts, ...}
 //                                               // (Python's names)
 //   core.leave() -> Uint8Array                  // the bye to send to everyone on shutdown
 //
@@ -97,6 +98,26 @@ export const DEFAULT_CONFIG = Object.freeze({
   busyRetryS: 0.5,
   /** Play each chunk this long after the source released it (when clocks agree). */
   targetLagS: 2.5,
+  /**
+   * A chunk completing closer than this to its deadline slows playout down (the lag adapts to
+   * how long chunks take to cross the swarm; see Playback).
+   */
+  lagMarginS: 1.0,
+  /** At most this much lag added per close call (a player slows down briefly to absorb it). */
+  lagStepS: 0.5,
+  /** A chunk missing at its deadline stalls playout this long at a time... */
+  stallStepS: 0.5,
+  /** ...up to this long in all; then it is skipped. */
+  maxStallS: 2.0,
+  /** Playout is never pushed back further than this beyond where it started. */
+  maxLagAddedS: 10.0,
+  catchUpMarginS: 1.5,
+  catchUpStepS: 0.2,
+  /**
+   * After catchUpChunks chunks in a row completed catchUpMarginS or more before their deadlines,
+   * playout speeds up by catchUpStepS per chunk (never below targetLagS).
+   */
+  catchUpChunks: 4,
   /** Outstanding requests a neighbour may have on us; more is a protocol error (flooding). */
   maxServeQueue: 64,
   /** Timeouts in a row (on requests it could have served at once) before it is dropped. */
@@ -106,6 +127,11 @@ export const DEFAULT_CONFIG = Object.freeze({
    * together in the next one (the first goes at once).
    */
   haveIntervalS: 0.1,
+  /**
+   * Send a chunk's signed header along with the first have of it to a neighbour that shows no
+   * sign of holding it (see SwarmPeer.sendHave).
+   */
+  pushHeaders: true,
   /** Housekeeping period while there is work pending (retries after capacity frees up). */
   tickS: 0.25,
   /** Super-seeding: each piece first to one neighbour; the whole chunk to all after this delay. */
@@ -146,6 +172,15 @@ const allTrue = (n) => new Array(n).fill(true);
 const ROLE_NAMES = ["source", "relay", "viewer"];
 const byNumber = (a, b) => a - b;
 
+/**
+ * nb.forgetBelow(floorSeq), and the header pushes to it below floorSeq too (Python's
+ * Neighbour.forget_below evicts headers_sent; neighbours.js does not).
+ */
+function forgetBelow(nb, floorSeq) {
+  nb.forgetBelow(floorSeq);
+  for (const s of [...nb.headersSent]) if (s < floorSeq) nb.headersSent.delete(s);
+}
+
 /** Lexicographic comparison of two arrays of numbers (Python's tuple order). */
 function compareKeys(a, b) {
   for (let i = 0; i < a.length; i++) {
@@ -182,6 +217,8 @@ export class SwarmPeer {
     /** seq -> when we verified its header: neighbours that announced it before are "earlier". */
     this.headerS = new Map();
     this.serveOrder = 0;
+    /** seq -> BigInt mask of the pieces we have uploaded at least once (see serveKey). */
+    this.sentOnce = new Map();
     /** Requests from all neighbours, oldest first: the one upload queue. */
     this.uploads = [];
     this.events = [];
@@ -189,6 +226,8 @@ export class SwarmPeer {
     this.dirty = true;
     this.now = now;
     this.newestHeard = null;
+    /** The newest seq a neighbour other than the source holds whole (the start point). */
+    this.newestAtPeer = null;
     this.nextWantS = role === Role.SOURCE ? null : now;
     this.workPending = false;
     this.playback =
@@ -199,6 +238,14 @@ export class SwarmPeer {
             startBehindChunks: this.config.startBehindChunks,
             targetLagS: this.config.targetLagS,
             joinedS: now,
+            lagMarginS: this.config.lagMarginS,
+            lagStepS: this.config.lagStepS,
+            stallStepS: this.config.stallStepS,
+            maxStallS: this.config.maxStallS,
+            maxLagAddedS: this.config.maxLagAddedS,
+            catchUpMarginS: this.config.catchUpMarginS,
+            catchUpStepS: this.config.catchUpStepS,
+            catchUpChunks: this.config.catchUpChunks,
           });
     // headers being verified: seq -> [{header, senders: Set<peerId>}]
     this.pendingHeaders = new Map();
@@ -212,8 +259,11 @@ export class SwarmPeer {
     /** seq -> Map(piece index -> the neighbour we super-seeded it to: its first copy). */
     this.seedTarget = new Map();
     this.seedTurn = 0;
-    /** seq -> BigInt mask of the pieces the source has sent at least once. */
-    this.sourceSent = new Map();
+    /**
+     * seq -> BigInt mask of the pieces some neighbour announced without getting them from us:
+     * their first copies are spreading through the swarm.
+     */
+    this.sourceSpread = new Map();
     // stats
     this.bytesFromSource = 0;
     this.bytesFromPeers = 0;
@@ -280,11 +330,8 @@ export class SwarmPeer {
     for (const a of nb.assignments.values()) {
       this.releaseAsked(peerId, a.seq, a.pieces, a.headerPending);
     }
-    for (const item of nb.serving) {
-      this.release(item);
-      const at = this.uploads.indexOf(item);
-      if (at >= 0) this.uploads.splice(at, 1);
-    }
+    for (const item of nb.serving) this.release(item);
+    this.uploads = this.uploads.filter((item) => item.peerId !== peerId);
     this.ready.delete(peerId);
     this.dirty = true;
     this.after(now);
@@ -340,10 +387,15 @@ export class SwarmPeer {
     }
     const floor = seq - this.config.sourceKeepChunks + 1;
     this.store.evictBelow(floor);
-    for (const table of [this.sourceReserved, this.sourceSent, this.seedTarget]) {
+    for (const table of [
+      this.sourceReserved,
+      this.sentOnce,
+      this.seedTarget,
+      this.sourceSpread,
+    ]) {
       for (const old of [...table.keys()]) if (old < floor) table.delete(old);
     }
-    for (const nb of this.nbrs.values()) nb.forgetBelow(floor);
+    for (const nb of this.nbrs.values()) forgetBelow(nb, floor);
     this.after(now);
   }
 
@@ -383,9 +435,47 @@ export class SwarmPeer {
       bits.get(pid)[index] = true;
       targets.set(index, pid);
     }
-    for (const nb of chosen) {
-      this.sendControl(nb, encodeMessage({ type: "have", seq, pieces: bits.get(nb.peerId) }));
+    for (const nb of chosen) this.sendHave(nb, seq, bits.get(nb.peerId));
+  }
+
+  /**
+   * Offer pieces whose first copy has not spread yet to one more linked uploader each.
+   *
+   * A first copy can sit at a neighbour whose uplink is slow or queued; until the whole-chunk
+   * announce, nobody else may know it exists, and after it everyone would wait for it to turn
+   * urgent. A second first copy elsewhere costs one piece of the copy budget.
+   */
+  reseedStuck(seq, pieceCount) {
+    const spread = this.sourceSpread.get(seq) ?? 0n;
+    const targets = this.seedTarget.get(seq) ?? new Map();
+    const stuck = [];
+    for (let i = 0; i < pieceCount; i++) {
+      if (!hasBit(spread, i) && targets.has(i)) stuck.push(i);
     }
+    if (stuck.length === 0) return;
+    const proofS = this.config.sourceSeedProofS;
+    const order = [...this.nbrs.values()]
+      .filter(
+        (nb) =>
+          nb.uploads &&
+          !nb.isSource &&
+          nb.fedByPeersS !== null &&
+          this.now - nb.fedByPeersS < proofS,
+      )
+      .sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
+    const bits = new Map();
+    stuck.forEach((index, n) => {
+      const first = targets.get(index);
+      const choices = order.filter(
+        (nb) =>
+          nb.peerId !== first && !nb.complete.has(seq) && !hasBit(nb.knownMask(seq), index),
+      );
+      if (choices.length === 0) return;
+      const pick = choices[(this.seedTurn + n) % choices.length];
+      if (!bits.has(pick.peerId)) bits.set(pick.peerId, new Array(pieceCount).fill(false));
+      bits.get(pick.peerId)[index] = true;
+    });
+    for (const [pid, maskBits] of bits) this.sendHave(this.nbrs.get(pid), seq, maskBits);
   }
 
   // ---------------------------------------------------------------- output
@@ -478,10 +568,11 @@ export class SwarmPeer {
       this.announceLater.delete(seq);
       const chunk = this.store.get(seq);
       if (chunk === null) continue;
-      const have = encodeMessage({ type: "have", seq, pieces: allTrue(chunk.pieces.length) });
+      this.reseedStuck(seq, chunk.pieces.length);
+      const bits = allTrue(chunk.pieces.length);
       for (const pid of pids) {
         const target = this.nbrs.get(pid);
-        if (target !== undefined && !target.complete.has(seq)) this.sendControl(target, have);
+        if (target !== undefined && !target.complete.has(seq)) this.sendHave(target, seq, bits);
       }
     }
     if (
@@ -512,7 +603,10 @@ export class SwarmPeer {
       lag_s_p50: percentile(lags, 0.5),
       lag_s_p95: percentile(lags, 0.95),
       chunks_played: pb ? pb.played : 0,
+      chunks_late: pb ? pb.late : 0,
       chunks_missed: pb ? pb.missed : 0,
+      lag_added_s: pb ? pb.lagAddedS : 0.0,
+      stall_s: pb ? pb.stallS : 0.0,
       bytes_from_source: this.bytesFromSource,
       bytes_from_peers: this.bytesFromPeers,
       bytes_uploaded: this.bytesUploaded,
@@ -537,16 +631,19 @@ export class SwarmPeer {
         if (msg.seq < this.store.floorSeq) return;
         if (!nb.announcedS.has(msg.seq)) nb.announcedS.set(msg.seq, now);
         const before = nb.knownMask(msg.seq);
-        if (msg.pieces.every(Boolean)) {
+        const whole = msg.pieces.every(Boolean);
+        if (whole) {
           nb.complete.add(msg.seq);
           nb.partial.delete(msg.seq);
         } else if (!nb.complete.has(msg.seq)) {
           nb.partial.set(msg.seq, before | maskOf(msg.pieces));
         }
-        this.heard(msg.seq);
+        this.heard(msg.seq, whole && !nb.isSource);
         if (this.role === Role.SOURCE) {
-          if ((maskOf(msg.pieces) & ~(nb.sentMask.get(msg.seq) ?? 0n)) !== 0n) {
+          const fed = maskOf(msg.pieces) & ~(nb.sentMask.get(msg.seq) ?? 0n);
+          if (fed !== 0n) {
             nb.fedByPeersS = now; // it holds pieces we never sent it: peers feed it
+            this.sourceSpread.set(msg.seq, (this.sourceSpread.get(msg.seq) ?? 0n) | fed);
           }
           return;
         }
@@ -571,7 +668,7 @@ export class SwarmPeer {
           msg.bits.forEach((bit, i) => {
             if (bit && msg.baseSeq + i >= this.store.floorSeq) nb.complete.add(msg.baseSeq + i);
           });
-          this.heard(newest);
+          this.heard(newest, !nb.isSource);
         }
         break;
       }
@@ -624,13 +721,25 @@ export class SwarmPeer {
     }
   }
 
-  heard(seq) {
+  /** seq exists (atPeer: a neighbour other than the source holds all of it). */
+  heard(seq, atPeer = false) {
     if (this.newestHeard === null || seq > this.newestHeard) this.newestHeard = seq;
+    if (atPeer && (this.newestAtPeer === null || seq > this.newestAtPeer)) {
+      this.newestAtPeer = seq;
+    }
     const pb = this.playback;
     if (pb === null) return;
     pb.hearOf(seq);
-    // Never chase a start point that fell far behind before we could fetch it.
-    if (!pb.started && pb.startSeq !== null && seq - pb.startSeq > pb.startBehindChunks + 2) {
+    if (pb.started || pb.startSeq === null) return;
+    const frontier = this.newestAtPeer;
+    if (frontier !== null) {
+      // Start where the peers are: the newest chunk a peer holds whole has crossed the swarm,
+      // so its age is about the lag this swarm needs (a fresher start would stall).
+      if (frontier < pb.startSeq || frontier - pb.startSeq > 2) {
+        pb.startSeq = pb.nextSeq = frontier;
+      }
+    } else if (seq - pb.startSeq > pb.startBehindChunks + 2) {
+      // Never chase a start point that fell far behind before we could fetch it.
       pb.startSeq = pb.nextSeq = seq - pb.startBehindChunks;
     }
   }
@@ -952,6 +1061,10 @@ export class SwarmPeer {
     this.inflight.delete(seq);
     this.headerFrom.delete(seq);
     this.events.push({ kind: "ChunkComplete", seq, header: chunk.header, data: chunk.data() });
+    const pb = this.playback;
+    if (pb !== null && pb.started && pb.nextSeq !== null && seq >= pb.nextSeq) {
+      pb.completed(pb.deadline(seq, chunk.header.startUs / 1e6, this.now), this.now);
+    }
     this.announce(seq, null);
     this.dirty = true;
   }
@@ -1000,16 +1113,17 @@ export class SwarmPeer {
   }
 
   /**
-   * Serving priority: lowest seq (nearest its deadline), then oldest request. The source serves
-   * first copies first: a piece nobody has yet matters to everyone.
+   * Serving priority: a piece we hold and never uploaded first (its first forward from here
+   * doubles its holders: how fast a chunk crosses the swarm), then lowest seq (nearest its
+   * deadline), then the oldest request. Without the first rule every hop waits behind the queue
+   * of repairs, and a chunk takes about as long to spread as the lag allows.
    */
   serveKey(item) {
-    if (this.role === Role.SOURCE) {
-      const sent = this.sourceSent.get(item.seq) ?? 0n;
-      const fresh = item.pieces.some((i) => !hasBit(sent, i));
-      return [fresh ? 0 : 1, item.seq, item.order];
-    }
-    return [0, item.seq, item.order];
+    const sent = this.sentOnce.get(item.seq) ?? 0n;
+    const chunk = this.store.get(item.seq);
+    const fresh =
+      chunk !== null && item.pieces.some((i) => !hasBit(sent, i) && chunk.pieces[i] !== null);
+    return [fresh ? 0 : 1, item.seq, item.order];
   }
 
   /** The next message of a slot item (the header first when it was asked for). */
@@ -1018,7 +1132,6 @@ export class SwarmPeer {
     if (item.headerPending) {
       item.headerPending = false;
       if (item.pieces.length === 0) this.unqueue(item);
-      this.nbrs.get(item.peerId)?.headersSent.add(item.seq);
       return encodeMessage(chunk.header);
     }
     for (let pos = 0; pos < item.pieces.length; pos++) {
@@ -1027,9 +1140,9 @@ export class SwarmPeer {
       if (payload !== null) {
         item.pieces.splice(pos, 1);
         if (item.pieces.length === 0) this.unqueue(item);
+        const bit = 1n << BigInt(index);
+        this.sentOnce.set(item.seq, (this.sentOnce.get(item.seq) ?? 0n) | bit);
         if (this.role === Role.SOURCE) {
-          const bit = 1n << BigInt(index);
-          this.sourceSent.set(item.seq, (this.sourceSent.get(item.seq) ?? 0n) | bit);
           const nb = this.nbrs.get(item.peerId);
           if (nb !== undefined) nb.sentMask.set(item.seq, (nb.sentMask.get(item.seq) ?? 0n) | bit);
         }
@@ -1124,8 +1237,10 @@ export class SwarmPeer {
         for (const seq of this.headerFrom.keys()) known.add(seq);
         for (const seq of [...known].filter((s) => s < floor).sort(byNumber)) this.abandon(seq);
         this.store.evictBelow(floor);
-        for (const seq of [...this.headerS.keys()]) if (seq < floor) this.headerS.delete(seq);
-        for (const nb of this.nbrs.values()) nb.forgetBelow(floor);
+        for (const table of [this.headerS, this.sentOnce]) {
+          for (const seq of [...table.keys()]) if (seq < floor) table.delete(seq);
+        }
+        for (const nb of this.nbrs.values()) forgetBelow(nb, floor);
         for (const seq of [...this.heldPieces.keys()]) if (seq < floor) this.releaseHeld(seq, null);
         for (const seq of [...this.pendingHeaders.keys()]) {
           if (seq < floor) this.pendingHeaders.delete(seq);
@@ -1225,7 +1340,11 @@ export class SwarmPeer {
     if (pb === null || pb.nextSeq === null || this.newestHeard === null) return;
     this.rescueSlow(now);
     const lo = pb.nextSeq;
-    const hi = Math.min(this.newestHeard, lo + this.config.fetchAheadChunks);
+    // A lag grown beyond the window would leave the freshest chunks unfetched.
+    const ahead =
+      this.config.fetchAheadChunks +
+      Math.ceil(Math.max(0, pb.lagAddedS) / this.config.chunkDurationS);
+    const hi = Math.min(this.newestHeard, lo + ahead);
     const uploaders = [...this.nbrs.values()].filter((nb) => nb.uploads);
     const wants = [];
     for (let seq = lo; seq <= hi; seq++) {
@@ -1248,7 +1367,7 @@ export class SwarmPeer {
         const knownMask = nb.knownMask(seq);
         const announced = nb.announcedS.get(seq);
         const earlier =
-          !nb.isSource && announced !== undefined && (mineS === undefined || announced < mineS);
+          !nb.isSource && announced !== undefined && (mineS === undefined || announced <= mineS);
         if (knownMask !== 0n || earlier) {
           holders.push({ peerId: nb.peerId, knownMask, earlier, source: nb.isSource });
         }
@@ -1325,6 +1444,26 @@ export class SwarmPeer {
     this.ready.add(nb.peerId);
   }
 
+  /**
+   * A have, preceded by the chunk's signed header when nb has shown no sign of it.
+   *
+   * Pushing the header (a few hundred bytes) with the first have saves nb a request round trip
+   * through our upload queue before it can ask anyone for pieces: on every hop.
+   */
+  sendHave(nb, seq, bits) {
+    const chunk = this.store.get(seq);
+    if (
+      this.config.pushHeaders &&
+      chunk !== null &&
+      !nb.headersSent.has(seq) &&
+      nb.knownMask(seq) === 0n
+    ) {
+      nb.headersSent.add(seq);
+      this.sendControl(nb, encodeMessage(chunk.header));
+    }
+    this.sendControl(nb, encodeMessage({ type: "have", seq, pieces: bits }));
+  }
+
   /** Owe every neighbour (but skip) a have of seq; see flushHaves for when it goes. */
   announce(seq, skip) {
     for (const nb of this.nbrs.values()) {
@@ -1361,7 +1500,7 @@ export class SwarmPeer {
         const mine = maskOf(bits);
         if (mine !== 0n && (mine & ~theirs) === 0n) continue;
       }
-      this.sendControl(nb, encodeMessage({ type: "have", seq, pieces: bits }));
+      this.sendHave(nb, seq, bits);
       sent = true;
     }
     nb.haveDue.clear();
