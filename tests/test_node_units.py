@@ -203,3 +203,28 @@ def test_bad_channel_name_is_refused_before_anything_else(
     err = capsys.readouterr().err
     assert "bad channel name" in err
     assert "Traceback" not in err
+
+
+def test_merged_stats_count_late_chunks_against_continuity() -> None:
+    import random
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from streamer.node.driver import merge_stats
+    from streamer.protocol import Role
+    from streamer.swarm import HeaderVerifier, SwarmPeer
+
+    key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    cores = [
+        SwarmPeer(role=Role.VIEWER, now=0.0, verifier=HeaderVerifier(key), rng=random.Random(i))
+        for i in range(2)
+    ]
+    figures = [(6, 1, 1, 1.5), (2, 0, 0, 0.0)]
+    for core, (played, late, missed, stall_s) in zip(cores, figures, strict=True):
+        pb = core.playback
+        assert pb is not None
+        pb.played, pb.late, pb.missed, pb.stall_s = played, late, missed, stall_s
+    merged = merge_stats(cores)
+    assert (merged["chunks_played"], merged["chunks_late"], merged["chunks_missed"]) == (8, 1, 1)
+    assert merged["continuity"] == 0.8 and merged["stall_s"] == 1.5

@@ -292,7 +292,7 @@ test("a timeout on pieces the neighbour did not hold yet is no strike", async ()
   assert.ok(rest.every((m) => m.seq === 3 && !m.wantHeader));
   assert.equal(v.neighbour("p").assignments.get(3).strikeOnTimeout, false);
   let now = 0.1;
-  for (let i = 0; i < 8 && v.stats().timeouts < 3; i++) {
+  for (let i = 0; i < 40 && v.stats().timeouts < 3; i++) {
     now = Math.max(now, v.nextTimer());
     v.handleTimer(now);
   }
