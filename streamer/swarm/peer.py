@@ -966,22 +966,7 @@ class SwarmPeer:
             max(0.0, pb.lag_added_s) / self.config.chunk_duration_s
         )
         hi = min(self._newest_heard, lo + ahead)
-        piece_bytes = self.config.piece_size_bytes
-        room = {
-            nb.peer_id: nb.room_pieces(
-                self.config.pipeline_s, self.config.min_inflight_bytes, piece_bytes
-            )
-            for nb in self._nbrs.values()
-            if nb.uploads
-        }
-        # A neighbour without room cannot be asked anything now (only the source's first
-        # copies are asked regardless): leaving it out keeps planning cheap in busy swarms.
-        uploaders = [
-            nb
-            for nb in self._nbrs.values()
-            if nb.uploads and (room[nb.peer_id] > 0 or nb.is_source)
-        ]
-        starved = len(uploaders) < len(room)
+        uploaders = [nb for nb in self._nbrs.values() if nb.uploads]
         wants: list[Want] = []
         for seq in range(lo, hi + 1):
             chunk = self._store.get(seq)
@@ -1015,13 +1000,20 @@ class SwarmPeer:
                 deadline = pb.deadline(seq, self._media_start_s(seq), now)
                 wants.append(Want(seq, deadline, missing, chunk is None, tuple(holders)))
         if not wants:
-            self._work_pending = starved and hi >= lo
             return
+        piece_bytes = self.config.piece_size_bytes
+        asked_of = {h.peer_id for w in wants for h in w.holders}
+        room = {
+            pid: self._nbrs[pid].room_pieces(
+                self.config.pipeline_s, self.config.min_inflight_bytes, piece_bytes
+            )
+            for pid in asked_of
+        }
         asks = plan_pieces(wants, room, now, self.config.urgent_s, self._rng)
         for ask in asks:
             self._request(ask, now)
         wanted = sum(len(w.missing) or 1 for w in wants)
-        self._work_pending = starved or sum(len(a.pieces) for a in asks) < wanted
+        self._work_pending = sum(len(a.pieces) for a in asks) < wanted
 
     def _request(self, ask: Ask, now: float) -> None:
         nb = self._nbrs[ask.peer_id]

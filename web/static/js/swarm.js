@@ -1345,17 +1345,7 @@ export class SwarmPeer {
       this.config.fetchAheadChunks +
       Math.ceil(Math.max(0, pb.lagAddedS) / this.config.chunkDurationS);
     const hi = Math.min(this.newestHeard, lo + ahead);
-    const { pipelineS, minInflightBytes, pieceSizeBytes } = this.config;
-    const room = new Map();
-    for (const nb of this.nbrs.values()) {
-      if (nb.uploads) room.set(nb.peerId, nb.roomPieces(pipelineS, minInflightBytes, pieceSizeBytes));
-    }
-    // A neighbour without room cannot be asked anything now (only the source's first copies
-    // are asked regardless): leaving it out keeps planning cheap in busy swarms.
-    const uploaders = [...this.nbrs.values()].filter(
-      (nb) => nb.uploads && (room.get(nb.peerId) > 0 || nb.isSource),
-    );
-    const starved = uploaders.length < room.size;
+    const uploaders = [...this.nbrs.values()].filter((nb) => nb.uploads);
     const wants = [];
     for (let seq = lo; seq <= hi; seq++) {
       const chunk = this.store.get(seq);
@@ -1387,9 +1377,15 @@ export class SwarmPeer {
         wants.push({ seq, deadlineS, missing, needHeader: chunk === null, holders });
       }
     }
-    if (wants.length === 0) {
-      this.workPending = starved && hi >= lo;
-      return;
+    if (wants.length === 0) return;
+    const { pipelineS, minInflightBytes, pieceSizeBytes } = this.config;
+    const room = new Map();
+    for (const w of wants) {
+      for (const h of w.holders) {
+        if (room.has(h.peerId)) continue;
+        const nb = this.nbrs.get(h.peerId);
+        room.set(h.peerId, nb.roomPieces(pipelineS, minInflightBytes, pieceSizeBytes));
+      }
     }
     const asks = planPieces(wants, room, now, this.config.urgentS, this.rng);
     for (const ask of asks) this.request(ask, now);
@@ -1397,7 +1393,7 @@ export class SwarmPeer {
     for (const w of wants) wanted += w.missing.length || 1;
     let planned = 0;
     for (const ask of asks) planned += ask.pieces.length;
-    this.workPending = starved || planned < wanted;
+    this.workPending = planned < wanted;
   }
 
   request(ask, now) {
