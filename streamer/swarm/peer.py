@@ -966,7 +966,13 @@ class SwarmPeer:
             max(0.0, pb.lag_added_s) / self.config.chunk_duration_s
         )
         hi = min(self._newest_heard, lo + ahead)
-        uploaders = [nb for nb in self._nbrs.values() if nb.uploads]
+        # Plain tuples, not attribute look-ups, in the loop below: it runs for every seq of the
+        # window for every neighbour after almost every message (the simulator's hot spot).
+        uploaders = [
+            (nb.peer_id, nb.is_source, nb.complete, nb.partial, nb.announced_s, nb.not_from)
+            for nb in self._nbrs.values()
+            if nb.uploads
+        ]
         wants: list[Want] = []
         for seq in range(lo, hi + 1):
             chunk = self._store.get(seq)
@@ -984,18 +990,14 @@ class SwarmPeer:
                 continue
             mine_s = self._header_s.get(seq)
             holders: list[Holder] = []
-            for nb in uploaders:
-                if nb.not_from.get(seq, -1.0) > now:
+            for peer_id, is_source, complete, partial, announced_s, not_from in uploaders:
+                if not_from and not_from.get(seq, -1.0) > now:
                     continue
-                mask = nb.known_mask(seq)
-                announced = nb.announced_s.get(seq)
-                earlier = (
-                    not nb.is_source
-                    and announced is not None
-                    and (mine_s is None or announced <= mine_s)
-                )
+                mask = -1 if seq in complete else partial.get(seq, 0)
+                announced = None if is_source else announced_s.get(seq)
+                earlier = announced is not None and (mine_s is None or announced <= mine_s)
                 if mask or earlier:
-                    holders.append(Holder(nb.peer_id, mask, earlier, nb.is_source))
+                    holders.append(Holder(peer_id, mask, earlier, is_source))
             if holders:
                 deadline = pb.deadline(seq, self._media_start_s(seq), now)
                 wants.append(Want(seq, deadline, missing, chunk is None, tuple(holders)))

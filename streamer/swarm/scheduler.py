@@ -127,6 +127,8 @@ def _pick(
     best_key: tuple[int, int, float] | None = None
     for holder in holders:
         room = room_pieces.get(holder.peer_id, 0)
+        if room <= 0 and not holder.source:
+            continue  # (checked first: most holders of a busy swarm have no room)
         tier = _tier(holder, index, urgent, peers_hold)
         if tier is None:
             continue
