@@ -33,6 +33,21 @@ def test_same_seed_same_figures() -> None:
     assert a == b
 
 
+def test_result_keeps_the_uplinks_drawn_and_simulate_bounds_with_them() -> None:
+    from streamer.bench.simulate import SimSettings, scenario_for, simulate
+
+    sc = Scenario(peers=30, relays=1, duration_s=3, download_only_share=0.5, seed=4)
+    ratios = run_scenario(sc).upload_ratios
+    assert len(ratios) == 31 and ratios["relay0"] == sc.relay_upload_ratio
+    viewers = [r for pid, r in ratios.items() if pid.startswith("peer")]
+    assert 5 < viewers.count(0.0) < 25  # about half upload nothing
+    assert all(r == 0.0 or 1.5 <= r <= 2.0 for r in viewers)
+    settings = SimSettings(duration_s=3, seed=4, download_only_share=0.5)
+    s = simulate(30, settings)
+    drawn = list(run_scenario(scenario_for(30, settings)).upload_ratios.values())
+    assert s["fluid_bound_ratio"] == min(2.0, (2.0 + sum(drawn)) / len(drawn))
+
+
 def test_source_upload_stays_bounded_and_peers_carry_the_stream() -> None:
     result = run_scenario(Scenario(peers=20, duration_s=30, seed=1))
     s = result.summary()

@@ -78,7 +78,8 @@ def scenario_for(peers: int, settings: SimSettings) -> Scenario:
 
 
 def fluid_bound_ratio(peers: int, settings: SimSettings) -> float:
-    """The fluid model's max stream rate for this audience, as a multiple of the stream rate.
+    """The fluid model's max stream rate for this audience, as a multiple of the stream rate,
+    from the expected uplinks (`simulate` reports the bound of the uplinks actually drawn).
 
     Uses the expected uplink sum (mean of the uniform range times the uploading share); >= 1
     means the swarm has, in aggregate, enough upload to carry the stream to everyone.
@@ -113,7 +114,12 @@ def simulate(peers: int, settings: SimSettings, progress: Progress | None = None
         if ticker is not None:
             ticker.join()
     summary = result.summary()
-    summary["fluid_bound_ratio"] = fluid_bound_ratio(peers, settings)
+    summary["fluid_bound_ratio"] = fluid_bound_rate_bps(
+        settings.source_upload_ratio,
+        list(result.upload_ratios.values()),
+        len(result.upload_ratios),
+    )
+    summary["fluid_bound_ratio_expected"] = fluid_bound_ratio(peers, settings)
     summary["viewers_left"] = len(result.left)
     return summary
 

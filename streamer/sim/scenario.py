@@ -58,6 +58,8 @@ class SimResult:
     drops: list[tuple[float, str, str, str]]
     wall_s: float
     events: int
+    upload_ratios: dict[str, float] = field(default_factory=dict)
+    """Each relay's and viewer's uplink as drawn, x stream rate (0 for download-only)."""
 
     @property
     def viewers(self) -> dict[str, dict[str, Any]]:
@@ -138,12 +140,14 @@ def run_scenario(sc: Scenario) -> SimResult:
 
     liars: list[str] = []
     left: list[str] = []
+    upload_ratios: dict[str, float] = {}
     ids = [f"relay{i}" for i in range(sc.relays)] + [f"peer{i}" for i in range(sc.peers)]
     for n, pid in enumerate(ids):
         is_relay = pid.startswith("relay")
         join_s = sc.warmup_s + n * sc.join_stagger_s
         ratio = sc.relay_upload_ratio if is_relay else rng.uniform(*sc.peer_upload_ratio)
         uploads = is_relay or rng.random() >= sc.download_only_share
+        upload_ratios[pid] = ratio if uploads else 0.0
         liar = None
         if not is_relay and len(liars) < sc.liars and n % 3 == 1:
             liar = sc.liar_mode
@@ -178,6 +182,7 @@ def run_scenario(sc: Scenario) -> SimResult:
         drops=net.drops,
         wall_s=time.perf_counter() - started,
         events=net.queue.processed,
+        upload_ratios=upload_ratios,
     )
 
 
