@@ -97,18 +97,26 @@ def simulate(peers: int, settings: SimSettings, progress: Progress | None = None
         raise ValueError("peers must be at least 1")
     stop = threading.Event()
     started = time.perf_counter()
+    virtual_s = [0.0]
     ticker: threading.Thread | None = None
     if progress is not None:
         report = progress
 
         def tick() -> None:
             while not stop.wait(2.0):
-                report(f"simulate: {peers} peers, {time.perf_counter() - started:.0f} s wall...")
+                report(
+                    f"simulate: {peers} peers, {virtual_s[0]:.1f} of {settings.duration_s:g} s "
+                    f"virtual, {time.perf_counter() - started:.0f} s wall..."
+                )
 
         ticker = threading.Thread(target=tick, name="sim-progress", daemon=True)
         ticker.start()
+
+    def reached(now_s: float) -> None:
+        virtual_s[0] = now_s
+
     try:
-        result = run_scenario(scenario_for(peers, settings))
+        result = run_scenario(scenario_for(peers, settings), reached)
     finally:
         stop.set()
         if ticker is not None:

@@ -52,12 +52,20 @@ class EventQueue:
     def at(self, when: float, fn: Callable[..., None], *args: Any) -> None:
         heapq.heappush(self._heap, (max(when, self.now), next(self._order), fn, args))
 
-    def run_until(self, end_s: float) -> None:
+    def run_until(
+        self,
+        end_s: float,
+        on_progress: Callable[[float], None] | None = None,
+        every_events: int = 10_000,
+    ) -> None:
+        """Run every event due by end_s; on_progress(virtual now) every every_events events."""
         while self._heap and self._heap[0][0] <= end_s:
             when, _order, fn, args = heapq.heappop(self._heap)
             self.now = when
             self.processed += 1
             fn(*args)
+            if on_progress is not None and self.processed % every_events == 0:
+                on_progress(when)
         self.now = end_s
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -107,8 +108,9 @@ def test_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 
-def run_scenario(sc: Scenario) -> SimResult:
-    """Build the swarm of sc, run it for sc.duration_s of virtual time, and collect stats."""
+def run_scenario(sc: Scenario, on_progress: Callable[[float], None] | None = None) -> SimResult:
+    """Build the swarm of sc, run it for sc.duration_s of virtual time, and collect stats.
+    on_progress, if given, is called now and then with the virtual time reached."""
     started = time.perf_counter()
     rng = random.Random(sc.seed)
     net = SimNetwork(rng=rng, latency_s=sc.latency_s, loss_rate=sc.loss_rate)
@@ -172,7 +174,7 @@ def run_scenario(sc: Scenario) -> SimResult:
         net.queue.at(when, net.leave, pid, i % 2 == 1)
         left.append(pid)
 
-    net.queue.run_until(sc.duration_s)
+    net.queue.run_until(sc.duration_s, on_progress)
     return SimResult(
         scenario=sc,
         peer_stats={pid: net.nodes[pid].core.stats() for pid in ids if pid in net.nodes},
