@@ -179,6 +179,6 @@ def test_a_thousand_peers_at_tight_upload() -> None:
     s = run_scenario(sc).summary()
     assert s["viewers_started"] >= 990
     assert s["source_upload_ratio"] <= 2.0
-    # Not the 0.99 target yet (see the report): store-and-forward pull needs ~0.4 s per doubling.
+    # Not the 0.99 target yet (docs/BENCHMARKS.md, Simulation): a flash crowd of 1,000 on a
+    # 5 s old stream stalls while the lag adapts. (Wall time is a benchmark figure, not checked.)
     assert s["continuity_mean"] >= 0.75
-    assert s["wall_s"] < 120.0
