@@ -261,6 +261,13 @@ def test_playout_stalls_for_a_late_chunk_and_counts_it_against_continuity() -> N
     assert (pb.played, pb.late, pb.missed) == (1, 1, 0) and pb.continuity == 0.5
 
 
+def test_playout_does_not_stall_for_a_chunk_nobody_announced() -> None:
+    pb = adaptive()
+    # Chunk 1 is due at 3.0 and missing; nobody has announced it (a gap in the stream).
+    out = pb.due(3.1, float, lambda s: s in {0, 2}, may_come=lambda s: s != 1)
+    assert out == [(0, True), (1, False)] and pb.stall_s == 0.0 and pb.missed == 1
+
+
 def test_playout_catches_up_after_a_run_of_early_chunks_but_not_below_target() -> None:
     pb = adaptive(catch_up_margin_s=1.5, catch_up_step_s=0.2, catch_up_chunks=3)
     assert pb.completed(deadline_s=4.0, now=3.8) == 0.5  # a close call: lag 2.0 -> 2.5

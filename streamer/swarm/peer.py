@@ -856,7 +856,7 @@ class SwarmPeer:
                 pb.start_if_ready(
                     now, True, start.header.start_us / 1e6, start.header.release_us / 1e6
                 )
-        for seq, ok in pb.due(now, self._media_start_s, self._store.is_complete):
+        for seq, ok in pb.due(now, self._media_start_s, self._store.is_complete, self._may_come):
             chunk = self._store.get(seq)
             if ok and chunk is not None:
                 deadline = pb.deadline(seq, chunk.header.start_us / 1e6, now)
@@ -881,6 +881,10 @@ class SwarmPeer:
                         del table[s]
                 for nb in self._nbrs.values():
                     nb.forget_below(floor)
+
+    def _may_come(self, seq: int) -> bool:
+        """Worth stalling for: we hold its header or a neighbour announced some of it."""
+        return self._store.get(seq) is not None or any(nb.holds(seq) for nb in self._nbrs.values())
 
     def _abandon(self, seq: int) -> None:
         """Stop fetching seq (played past it); neighbours waiting on its pieces get absent."""

@@ -134,8 +134,11 @@ class Playback:
         now: float,
         media_start_s: Callable[[int], float | None],
         is_complete: Callable[[int], bool],
+        may_come: Callable[[int], bool] | None = None,
     ) -> list[tuple[int, bool]]:
-        """Advance the playout clock to now: [(seq, played?)] for every chunk that fell due."""
+        """Advance the playout clock to now: [(seq, played?)] for every chunk that fell due.
+        may_come(seq) False (nobody has announced it: a gap in the stream, such as a
+        broadcaster restart) skips a missing chunk at once instead of stalling for it."""
         out: list[tuple[int, bool]] = []
         if self.play_start_s is None or self.next_seq is None:
             return out
@@ -146,6 +149,7 @@ class Playback:
             if (
                 not ok
                 and self.stall_step_s > 0
+                and (may_come is None or may_come(seq))
                 and (not stalled or self._stalled_for_s < self.max_stall_s)
             ):
                 step = self._push_back(self.stall_step_s)

@@ -1359,3 +1359,24 @@ test("a neighbour that announced a chunk as we verified its header (a pushed hea
   assert.ok(asked.length > 0, "q is a holder: it announced 5 no later than we verified it");
   assert.ok(asked.every((m) => !m.wantHeader));
 });
+
+test("playout does not stall for a chunk nobody announced (a gap in the stream)", () => {
+  const pb = new Playback({
+    chunkDurationS: 1,
+    startBehindChunks: 0,
+    joinedS: 0,
+    targetLagS: 2,
+    lagMarginS: 1,
+    lagStepS: 0.5,
+    stallStepS: 0.5,
+    maxStallS: 1,
+    maxLagAddedS: 3,
+  });
+  pb.hearOf(0);
+  assert.ok(pb.startIfReady(1, true, 0, 0));
+  const have = new Set([0, 2]);
+  const out = pb.due(3.1, (s) => s, (s) => have.has(s), (s) => s !== 1);
+  assert.deepEqual(out, [[0, true], [1, false]]);
+  assert.equal(pb.stallS, 0);
+  assert.equal(pb.missed, 1);
+});

@@ -146,14 +146,23 @@ export class Playback {
   }
 
   /** Advance the playout clock to now: [[seq, played?]] for every chunk that fell due. */
-  due(now, mediaStartS, isComplete) {
+  /**
+   * mayCome(seq) false (nobody has announced it: a gap in the stream, such as a broadcaster
+   * restart) skips a missing chunk at once instead of stalling for it.
+   */
+  due(now, mediaStartS, isComplete, mayCome = null) {
     const out = [];
     if (this.playStartS === null || this.nextSeq === null) return out;
     while (this.deadline(this.nextSeq, mediaStartS(this.nextSeq), now) <= now) {
       const seq = this.nextSeq;
       const ok = isComplete(seq);
       const stalled = this._stalledSeq === seq;
-      if (!ok && this.stallStepS > 0 && (!stalled || this._stalledForS < this.maxStallS)) {
+      if (
+        !ok &&
+        this.stallStepS > 0 &&
+        (mayCome === null || mayCome(seq)) &&
+        (!stalled || this._stalledForS < this.maxStallS)
+      ) {
         const step = this._pushBack(this.stallStepS);
         if (step > 0) {
           if (!stalled) {

@@ -1214,6 +1214,7 @@ export class SwarmPeer {
       now,
       (s) => this.mediaStartS(s),
       (s) => this.store.isComplete(s),
+      (s) => this.mayCome(s),
     );
     for (const [seq, ok] of due) {
       const chunk = this.store.get(seq);
@@ -1250,6 +1251,13 @@ export class SwarmPeer {
   }
 
   /** Stop fetching seq (played past it); neighbours waiting on its pieces get absent. */
+  /** Worth stalling for: we hold its header or a neighbour announced some of it. */
+  mayCome(seq) {
+    if (this.store.get(seq) !== null || this.pendingHeaders.has(seq)) return true;
+    for (const nb of this.nbrs.values()) if (nb.holds(seq)) return true;
+    return false;
+  }
+
   abandon(seq) {
     const owners = new Set(this.inflight.get(seq)?.values() ?? []);
     this.inflight.delete(seq);
