@@ -48,6 +48,20 @@ def test_result_keeps_the_uplinks_drawn_and_simulate_bounds_with_them() -> None:
     assert s["fluid_bound_ratio"] == min(2.0, (2.0 + sum(drawn)) / len(drawn))
 
 
+def test_simulated_peers_share_one_copy_of_each_verified_piece() -> None:
+    from streamer.swarm.chunks import PiecePool
+
+    def payload() -> bytes:
+        return bytes(bytearray(b"abc"))  # a new object each time, as each decode makes
+
+    pool = PiecePool()
+    first = pool.share(3, 0, payload())
+    assert pool.share(3, 0, payload()) is first and len(pool) == 1
+    pool.share(9, 1, b"xyz")
+    pool.evict_below(5)
+    assert len(pool) == 1 and pool.share(3, 0, payload()) is not first
+
+
 def test_source_upload_stays_bounded_and_peers_carry_the_stream() -> None:
     result = run_scenario(Scenario(peers=20, duration_s=30, seed=1))
     s = result.summary()

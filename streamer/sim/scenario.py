@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from streamer.protocol import Role
 from streamer.sim.network import SimNetwork, SimNode
 from streamer.swarm import HeaderVerifier, SwarmConfig, SwarmPeer, percentile
+from streamer.swarm.chunks import PiecePool
 
 SOURCE_ID = "source"
 
@@ -129,12 +130,15 @@ def run_scenario(sc: Scenario, on_progress: Callable[[float], None] | None = Non
 
     chunk_bytes = int(stream_bytes_per_s * sc.chunk_duration_s)
     media_rng = random.Random(sc.seed + 1)
+    pool = PiecePool()
+    """One copy of each verified piece for all simulated peers (memory only)."""
 
     def publish(seq: int) -> None:
         size = int(chunk_bytes * media_rng.uniform(0.8, 1.2))
         data = media_rng.randbytes(size)
         source.publish_chunk(seq, data, seq * sc.chunk_duration_s, sc.chunk_duration_s, net.now)
         net.pump(net.nodes[SOURCE_ID])
+        pool.evict_below(seq - config.source_keep_chunks - config.max_ahead_chunks)
         if net.now + sc.chunk_duration_s <= sc.duration_s:
             net.queue.at(net.now + sc.chunk_duration_s, publish, seq + 1)
 
@@ -166,6 +170,7 @@ def run_scenario(sc: Scenario, on_progress: Callable[[float], None] | None = Non
             config,
             verifier,
             random.Random(rng.random()),
+            pool,
         )
     viewers = [pid for pid in ids if pid.startswith("peer") and pid not in liars]
     leavers = rng.sample(viewers, int(len(viewers) * sc.leave_share))
@@ -198,9 +203,16 @@ def _join(
     config: SwarmConfig,
     verifier: HeaderVerifier,
     rng: random.Random,
+    pool: PiecePool,
 ) -> None:
     core = SwarmPeer(
-        role=role, now=net.now, config=config, verifier=verifier, rng=rng, upload=uploads
+        role=role,
+        now=net.now,
+        config=config,
+        verifier=verifier,
+        rng=rng,
+        upload=uploads,
+        piece_pool=pool,
     )
     net.add_node(SimNode(pid, core, upload_bytes_per_s, liar=liar))
     # The tracker hands a newcomer the source plus a random sample, like the signaling server.

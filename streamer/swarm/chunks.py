@@ -86,11 +86,33 @@ class ChunkBuffer:
         return [i for i, p in enumerate(self.pieces) if p is None]
 
 
+class PiecePool:
+    """Verified piece payloads shared by many cores in one process (the simulator), so that
+    10,000 simulated peers hold one copy of each piece instead of one each. Only verified
+    payloads enter, keyed by (seq, index): equal keys mean equal bytes (the signed hash)."""
+
+    def __init__(self) -> None:
+        self._pieces: dict[tuple[int, int], bytes] = {}
+
+    def share(self, seq: int, index: int, payload: bytes) -> bytes:
+        return self._pieces.setdefault((seq, index), payload)
+
+    def evict_below(self, floor_seq: int) -> None:
+        for key in [k for k in self._pieces if k[0] < floor_seq]:
+            del self._pieces[key]
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+
 class ChunkStore:
     """Chunks by seq, from a floor up; everything below the floor is forgotten."""
 
-    def __init__(self, verifier: HeaderVerifier | None) -> None:
+    def __init__(
+        self, verifier: HeaderVerifier | None, piece_pool: PiecePool | None = None
+    ) -> None:
         self._verifier = verifier
+        self._pool = piece_pool
         self._chunks: dict[int, ChunkBuffer] = {}
         self.floor_seq = 0
         self.newest_seq: int | None = None
@@ -145,6 +167,8 @@ class ChunkStore:
             return PieceResult.DUPLICATE
         if not chunk.header.piece_ok(index, payload):
             return PieceResult.FORGED
+        if self._pool is not None:
+            payload = self._pool.share(seq, index, payload)
         chunk.pieces[index] = payload
         chunk.have_count += 1
         chunk.held_mask |= 1 << index

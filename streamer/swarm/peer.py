@@ -37,7 +37,7 @@ from streamer.protocol import (
     split_pieces,
 )
 from streamer.protocol.messages import MAX_BUFFER_MAP_BITS
-from streamer.swarm.chunks import ChunkStore, HeaderVerifier, PieceResult
+from streamer.swarm.chunks import ChunkStore, HeaderVerifier, PiecePool, PieceResult
 from streamer.swarm.config import SwarmConfig
 from streamer.swarm.events import (
     ChunkComplete,
@@ -88,6 +88,7 @@ class SwarmPeer:
         signing_key: Ed25519PrivateKey | None = None,
         rng: random.Random | None = None,
         upload: bool = True,
+        piece_pool: PiecePool | None = None,
     ) -> None:
         if role == Role.SOURCE and signing_key is None:
             raise ValueError("the source needs its signing key")
@@ -98,7 +99,8 @@ class SwarmPeer:
         self._signing_key = signing_key
         self._rng = rng or random.Random(0)
         self.upload = upload or role == Role.SOURCE
-        self._store = ChunkStore(verifier)
+        self._store = ChunkStore(verifier, piece_pool)
+        """piece_pool: a simulator's shared store of verified payloads (memory, not behaviour)."""
         self._nbrs: dict[str, Neighbour] = {}
         self._inflight: dict[int, dict[int, str]] = {}
         """seq -> piece index -> the neighbour we asked for it (one at a time per piece)."""
