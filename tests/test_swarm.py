@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -57,6 +58,14 @@ def viewer(now: float = 0.0, **kw: object) -> SwarmPeer:
 
 def source(now: float = 0.0) -> SwarmPeer:
     return SwarmPeer(role=Role.SOURCE, now=now, config=CONFIG, signing_key=KEY)
+
+
+def greet(core: SwarmPeer, pids: Iterable[str], now: float) -> None:
+    """Open links from core to viewers pids, take their hellos, drop what core sent so far."""
+    for pid in pids:
+        core.add_neighbour(pid, now)
+        core.receive(pid, hello(Role.VIEWER), now)
+        drain_control(core, pid)
 
 
 def drain_control(core: SwarmPeer, pid: str) -> list[object]:
@@ -490,10 +499,7 @@ def test_missed_chunk_is_reported_and_playback_goes_on() -> None:
 
 def test_source_super_seeds_different_pieces_to_different_neighbours() -> None:
     src = source()
-    for i in range(3):
-        src.add_neighbour(f"v{i}", 0.0)
-        src.receive(f"v{i}", hello(Role.VIEWER), 0.0)
-        drain_control(src, f"v{i}")
+    greet(src, [f"v{i}" for i in range(3)], 0.0)
     src.publish_chunk(0, b"x" * 4500, 0.0, 1.0, 1.0)  # 5 pieces
     haves = {
         f"v{i}": [m for m in drain_control(src, f"v{i}") if isinstance(m, Have)] for i in range(3)
@@ -509,10 +515,7 @@ def test_source_super_seeds_different_pieces_to_different_neighbours() -> None:
 
 def test_source_offers_a_first_copy_that_did_not_spread_to_one_more_linked_neighbour() -> None:
     src = source()
-    for i in range(3):
-        src.add_neighbour(f"v{i}", 0.0)
-        src.receive(f"v{i}", hello(Role.VIEWER), 0.0)
-        drain_control(src, f"v{i}")
+    greet(src, [f"v{i}" for i in range(3)], 0.0)
     src.publish_chunk(0, b"x" * 4500, 0.0, 1.0, 5.0)  # pieces 0..4 seeded to v0 v1 v2 v0 v1
     for i in range(3):
         drain_control(src, f"v{i}")
@@ -531,10 +534,7 @@ def test_first_have_of_a_chunk_carries_its_header_to_a_neighbour_showing_none_of
     relay = viewer(now=10.0)
     connect(src, "src", relay, "r", 10.0)
     exchange(src, "src", relay, "r", 10.0)
-    for pid in ("fresh", "told"):
-        relay.add_neighbour(pid, 10.0)
-        relay.receive(pid, hello(Role.VIEWER), 10.0)
-        drain_control(relay, pid)
+    greet(relay, ("fresh", "told"), 10.0)
     # "told" already announced a piece of chunk 0: it holds the header.
     relay.receive("told", encode_message(Have(0, (True, False, False, False, False))), 10.0)
     relay.handle_timer(10.5)
@@ -556,10 +556,7 @@ def test_first_have_of_a_chunk_carries_its_header_to_a_neighbour_showing_none_of
 def test_a_piece_never_uploaded_is_served_before_older_repairs() -> None:
     src = published(range(0, 2))
     src.config = replace(src.config, upload_slots=1)
-    for pid in ("a", "b"):
-        src.add_neighbour(pid, 10.0)
-        src.receive(pid, hello(Role.VIEWER), 10.0)
-        drain_control(src, pid)
+    greet(src, ("a", "b"), 10.0)
     src.receive("a", encode_message(Request(0, 0, 1, False)), 10.0)
     assert decode_message(drain_data(src, "a", 10.0)[0]).seq == 0  # piece 0/0 sent once now
     src.receive("a", encode_message(Request(0, 0, 1, False)), 10.1)  # a repair of 0/0
@@ -672,10 +669,7 @@ def test_a_busy_neighbour_is_not_struck_for_a_slow_queue() -> None:
 
 def test_source_first_copies_are_served_beyond_the_copy_budget() -> None:
     src = source()
-    for i in range(3):
-        src.add_neighbour(f"v{i}", 0.0)
-        src.receive(f"v{i}", hello(Role.VIEWER), 0.0)
-        drain_control(src, f"v{i}")
+    greet(src, [f"v{i}" for i in range(3)], 0.0)
     src.publish_chunk(0, b"z" * 4500, 0.0, 1.0, 1.0)
     seeded = {
         f"v{i}": next(m for m in drain_control(src, f"v{i}") if isinstance(m, Have))

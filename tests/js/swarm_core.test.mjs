@@ -82,6 +82,15 @@ const bufferMap = (baseSeq, bits) => encodeMessage({ type: "buffer_map", baseSeq
 const request = (seq, firstIndex, count, wantHeader) =>
   encodeMessage({ type: "request", seq, firstIndex, count, wantHeader });
 
+/** Open links from core to viewers pids, take their hellos, drop what core sent so far. */
+function greet(core, pids, now) {
+  for (const pid of pids) {
+    core.addNeighbour(pid, now);
+    core.receive(pid, hello(Role.VIEWER), now);
+    drainControl(core, pid);
+  }
+}
+
 function drainControl(core, pid) {
   const out = [];
   let m;
@@ -561,11 +570,7 @@ test("serving: never-uploaded pieces first, then lowest seq, then oldest; at mos
 
 test("the source serves first copies first", async () => {
   const src = await published(range(0, 2));
-  for (const pid of ["a", "b", "c"]) {
-    src.addNeighbour(pid, 10);
-    src.receive(pid, hello(Role.VIEWER), 10);
-    drainControl(src, pid);
-  }
+  greet(src, ["a", "b", "c"], 10);
   src.receive("a", request(0, 0, 1, false), 10);
   assert.equal(drainData(src, "a", 10).length, 1); // piece 0/0 has been sent once
   src.receive("a", request(0, 0, 1, false), 10.1); // a second copy of 0/0 (older, lower seq)
@@ -714,11 +719,7 @@ test("the source stops super-seeding a neighbour nobody feeds", async () => {
 
 test("the source seeds a fresh neighbour, and all uploaders when none is linked", async () => {
   const src = source();
-  for (const pid of ["a", "b"]) {
-    src.addNeighbour(pid, 0);
-    src.receive(pid, hello(Role.VIEWER), 0);
-    drainControl(src, pid);
-  }
+  greet(src, ["a", "b"], 0);
   // Long after they joined, with no proof from either: both are seeded (nobody qualifies).
   const c = await signed(0, 10);
   src.publishChunk(c.header, c.data, 10);
@@ -1007,11 +1008,7 @@ const byNumber = (a, b) => a - b;
 
 test("the source re-seeds a first copy that did not spread, before the whole-chunk have", async () => {
   const src = source();
-  for (const pid of ["a", "b", "c"]) {
-    src.addNeighbour(pid, 0);
-    src.receive(pid, hello(Role.VIEWER), 0);
-    drainControl(src, pid);
-  }
+  greet(src, ["a", "b", "c"], 0);
   const c = await signed(0, 0);
   src.publishChunk(c.header, c.data, 0); // pieces 0..4 seeded to a, b, c, a, b
   const seeded = ["a", "b", "c"].map((pid) => ofType(drainControl(src, pid), "have")[0].pieces);
@@ -1046,11 +1043,7 @@ test("the source re-seeds a first copy that did not spread, before the whole-chu
 
 test("the source re-seeds only to linked peers, and nothing once every first copy spread", async () => {
   const src = source();
-  for (const pid of ["a", "b"]) {
-    src.addNeighbour(pid, 0);
-    src.receive(pid, hello(Role.VIEWER), 0);
-    drainControl(src, pid);
-  }
+  greet(src, ["a", "b"], 0);
   const c = await signed(0, 10);
   src.publishChunk(c.header, c.data, 10); // long after they joined: pieces to a, b, a, b, a
   const seeded = ["a", "b"].map((pid) => ofType(drainControl(src, pid), "have")[0].pieces);
@@ -1184,11 +1177,7 @@ test("the first have of a chunk carries its header to a neighbour showing none o
   connect(src, "src", r, "r", 10);
   exchange(src, "src", r, "r", 10);
   assert.deepEqual(r.store.completeSeqs(), [0]);
-  for (const pid of ["fresh", "told"]) {
-    r.addNeighbour(pid, 10);
-    r.receive(pid, hello(Role.VIEWER), 10);
-    drainControl(r, pid);
-  }
+  greet(r, ["fresh", "told"], 10);
   // "told" already announced a piece of chunk 0: it holds the header.
   r.receive("told", have(0, [true, false, false, false, false]), 10);
   r.handleTimer(10.5);
@@ -1267,11 +1256,7 @@ test("a viewer given the header with the have asks for pieces only", async () =>
 
 test("the source's super-seed haves carry the header; header pushes are evicted with the chunk", async () => {
   const src = source();
-  for (const pid of ["a", "b"]) {
-    src.addNeighbour(pid, 0);
-    src.receive(pid, hello(Role.VIEWER), 0);
-    drainControl(src, pid);
-  }
+  greet(src, ["a", "b"], 0);
   const c = await signed(0, 0);
   src.publishChunk(c.header, c.data, 0);
   for (const pid of ["a", "b"]) {
@@ -1305,11 +1290,7 @@ test("a piece never uploaded is served before a lower seq already uploaded once 
   for (const seq of [0, 1]) r.receive("src", have(seq, [true, true, true, true, true]), 10);
   exchange(src, "src", r, "r", 10, 200);
   assert.deepEqual(r.store.completeSeqs(), [0, 1]);
-  for (const pid of ["a", "b"]) {
-    r.addNeighbour(pid, 10);
-    r.receive(pid, hello(Role.VIEWER), 10);
-    drainControl(r, pid);
-  }
+  greet(r, ["a", "b"], 10);
   r.receive("a", request(0, 0, 1, false), 10);
   assert.equal(decodeMessage(drainData(r, "a", 10)[0]).seq, 0); // piece 0/0 uploaded once now
   assert.equal(r.sentOnce.get(0), 1n);
@@ -1325,11 +1306,7 @@ test("a piece never uploaded is served before a lower seq already uploaded once 
 
 test("removing a neighbour drops all its upload items", async () => {
   const src = await published(range(0, 3));
-  for (const pid of ["a", "b"]) {
-    src.addNeighbour(pid, 10);
-    src.receive(pid, hello(Role.VIEWER), 10);
-    drainControl(src, pid);
-  }
+  greet(src, ["a", "b"], 10);
   src.receive("a", request(0, 0, 1, false), 10);
   src.receive("a", request(1, 0, 1, false), 10);
   src.receive("b", request(2, 0, 1, false), 10);
