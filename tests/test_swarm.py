@@ -140,6 +140,22 @@ def test_scheduler_prefers_peers_and_uses_the_source_only_when_needed() -> None:
     assert plan_pieces([seeded], {"src": 9}, 0.0, 1.5, rng) == [Ask(23, "src", (3,), True)]
 
 
+def test_scheduler_counts_holders_left_out_for_lack_of_room() -> None:
+    """The core leaves neighbours without room out of holders (they cannot be asked) but still
+    gives their number (rarity) and their pieces (which keep the source out)."""
+    rng = random.Random(2)
+    src_all = Holder("src", ALL, source=True)
+    busy_peer_holds = Want(20, 9.0, (0,), False, (src_all,), holder_count=2, peers_mask=0b1)
+    assert plan_pieces([busy_peer_holds], {"src": 9}, 0.0, 1.5, rng) == []
+    nobody_else = Want(20, 9.0, (0,), False, (src_all,), holder_count=1, peers_mask=0)
+    assert plan_pieces([nobody_else], {"src": 9}, 0.0, 1.5, rng) == [Ask(20, "src", (0,), False)]
+    # Rarest first by the full count: seq 41 (1 holder in all) before 40 (3, two of them busy).
+    common = Want(40, 9.0, (0,), False, (Holder("a", ALL),), holder_count=3, peers_mask=ALL)
+    rare = Want(41, 9.5, (0,), False, (Holder("a", ALL),), holder_count=1, peers_mask=ALL)
+    asks = plan_pieces([common, rare], {"a": 1}, 0.0, 1.5, rng)
+    assert asks == [Ask(41, "a", (0,), False)]
+
+
 def test_scheduler_asks_an_earlier_receiver_only_for_urgent_chunks() -> None:
     rng = random.Random(4)
     receiving = Holder("p", 0, earlier=True)

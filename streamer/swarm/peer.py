@@ -429,7 +429,11 @@ class SwarmPeer:
         ):
             self._events.append(WantNeighbours(self.config.target_neighbours - len(self._nbrs)))
             self._next_want_s = now + self.config.want_neighbours_interval_s
-        self._dirty = True
+        # Timeouts and rescues reschedule by themselves; otherwise only the retry tick needs a
+        # new plan (most timers are have flushes and playout deadlines: nothing to re-plan).
+        self._rescue_slow(now)
+        if self._work_pending:
+            self._dirty = True
         self._after(now)
 
     # ---------------------------------------------------------------- stats
@@ -485,11 +489,16 @@ class SwarmPeer:
                 return
             if not self._wants_news(msg.seq, before, nb.known_mask(msg.seq)):
                 return  # nothing new for us: no need to reschedule (most haves)
+            if not nb.is_source and self._room(nb) <= 0:
+                # Only nb holds anything new, and it has no room for more requests: the plan
+                # cannot change until it has (a piece from it reschedules).
+                return
         elif isinstance(msg, Request):
             self._on_request(nb, msg)
             return  # serving changes nothing we want: no rescheduling
         elif isinstance(msg, ChunkHeader):
-            self._on_header(nb, msg, now)
+            if not self._on_header(nb, msg, now):
+                return
         elif isinstance(msg, BufferMap):
             seqs = msg.seqs()
             if seqs:
@@ -633,18 +642,20 @@ class SwarmPeer:
         if not a.pieces:
             self._finish_assignment(nb, msg.seq)
 
-    def _on_header(self, nb: Neighbour, header: ChunkHeader, now: float) -> None:
+    def _on_header(self, nb: Neighbour, header: ChunkHeader, now: float) -> bool:
+        """Store a header; True if that may change what we ask of whom."""
         self._check_seq(header.seq, "chunk header")
         result = self._store.add_header(header)
         if result is False:
             self._drop(nb, f"forged chunk header for seq {header.seq}", ByeReason.FORGED)
-            return
+            return True
         seq = header.seq
         nb.last_data_s = now
         nb.announced_s.setdefault(seq, now)
         if self._header_from.get(seq) == nb.peer_id:
             del self._header_from[seq]
         a = nb.assignments.get(seq)
+        requested = a is not None and a.header_pending
         if a is not None and a.header_pending:
             a.header_pending = False
             a.last_progress_s = now
@@ -659,7 +670,10 @@ class SwarmPeer:
             nb.last_useful_s = now
             self._heard(seq)
             self._announce(seq, skip=nb.peer_id)
-        self._dirty = True
+        # A header pushed ahead of its sender's first have: that have, right behind it, tells
+        # what to ask for. Only a header we asked for, or of a chunk others offer, changes
+        # the plan now.
+        return requested or any(o is not nb and o.holds(seq) for o in self._nbrs.values())
 
     def _on_piece(self, nb: Neighbour, msg: Piece, size_bytes: int, now: float) -> None:
         seq, index = msg.seq, msg.index
@@ -844,6 +858,11 @@ class SwarmPeer:
             self._dirty = False
             self._schedule(now)
 
+    def _room(self, nb: Neighbour) -> int:
+        """How many more pieces we may ask of nb now."""
+        cfg = self.config
+        return nb.room_pieces(cfg.pipeline_s, cfg.min_inflight_bytes, cfg.piece_size_bytes)
+
     def _media_start_s(self, seq: int) -> float | None:
         chunk = self._store.get(seq)
         return None if chunk is None else chunk.header.start_us / 1e6
@@ -974,12 +993,24 @@ class SwarmPeer:
         hi = min(self._newest_heard, lo + ahead)
         # Plain tuples, not attribute look-ups, in the loop below: it runs for every seq of the
         # window for every neighbour after almost every message (the simulator's hot spot).
+        # Neighbours without room still count for rarity and for "peers hold it" (which keeps the
+        # source out), but cannot be asked: they get no Holder (most of them, in a busy swarm).
+        room = {nb.peer_id: self._room(nb) for nb in self._nbrs.values() if nb.uploads}
         uploaders = [
-            (nb.peer_id, nb.is_source, nb.complete, nb.partial, nb.announced_s, nb.not_from)
+            (
+                nb.peer_id,
+                nb.is_source,
+                nb.complete,
+                nb.partial,
+                nb.announced_s,
+                nb.not_from,
+                nb.is_source or room[nb.peer_id] > 0,
+            )
             for nb in self._nbrs.values()
             if nb.uploads
         ]
         wants: list[Want] = []
+        unplannable = 0
         for seq in range(lo, hi + 1):
             chunk = self._store.get(seq)
             missing: tuple[int, ...] = ()
@@ -996,31 +1027,34 @@ class SwarmPeer:
                 continue
             mine_s = self._header_s.get(seq)
             holders: list[Holder] = []
-            for peer_id, is_source, complete, partial, announced_s, not_from in uploaders:
+            count = 0
+            peers_mask = 0
+            for peer_id, is_source, complete, partial, announced_s, not_from, askable in uploaders:
                 if not_from and not_from.get(seq, -1.0) > now:
                     continue
                 mask = -1 if seq in complete else partial.get(seq, 0)
                 announced = None if is_source else announced_s.get(seq)
                 earlier = announced is not None and (mine_s is None or announced <= mine_s)
                 if mask or earlier:
-                    holders.append(Holder(peer_id, mask, earlier, is_source))
+                    count += 1
+                    if not is_source:
+                        peers_mask |= -1 if earlier else mask
+                    if askable:
+                        holders.append(Holder(peer_id, mask, earlier, is_source))
             if holders:
                 deadline = pb.deadline(seq, self._media_start_s(seq), now)
-                wants.append(Want(seq, deadline, missing, chunk is None, tuple(holders)))
+                wants.append(
+                    Want(seq, deadline, missing, chunk is None, tuple(holders), count, peers_mask)
+                )
+            elif count:
+                unplannable += len(missing) or 1
         if not wants:
+            self._work_pending = unplannable > 0
             return
-        piece_bytes = self.config.piece_size_bytes
-        asked_of = {h.peer_id for w in wants for h in w.holders}
-        room = {
-            pid: self._nbrs[pid].room_pieces(
-                self.config.pipeline_s, self.config.min_inflight_bytes, piece_bytes
-            )
-            for pid in asked_of
-        }
         asks = plan_pieces(wants, room, now, self.config.urgent_s, self._rng)
         for ask in asks:
             self._request(ask, now)
-        wanted = sum(len(w.missing) or 1 for w in wants)
+        wanted = sum(len(w.missing) or 1 for w in wants) + unplannable
         self._work_pending = sum(len(a.pieces) for a in asks) < wanted
 
     def _request(self, ask: Ask, now: float) -> None:

@@ -46,6 +46,25 @@ class Want:
     need_header: bool
     """We hold no verified header and nobody is fetching it for us."""
     holders: tuple[Holder, ...]
+    holder_count: int = -1
+    """How many neighbours hold some of it, for rarest-first (-1: len(holders)). The caller
+    may leave out of holders the peers that have no room (they could not be asked anyway)
+    and give their number here and their pieces in peers_mask."""
+    peers_mask: int | None = None
+    """Pieces held by peers other than the source (-1: all); None: computed from holders."""
+
+    @property
+    def rarity(self) -> int:
+        return len(self.holders) if self.holder_count < 0 else self.holder_count
+
+    def held_by_peers(self) -> int:
+        if self.peers_mask is not None:
+            return self.peers_mask
+        held = 0
+        for h in self.holders:
+            if not h.source:
+                held |= -1 if h.earlier else h.known_mask
+        return held
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +104,14 @@ def plan_pieces(
         (w for w in wants if w.deadline_s - now <= urgent_s), key=lambda w: w.deadline_s
     )
     later = sorted(
-        (w for w in wants if w.deadline_s - now > urgent_s), key=lambda w: (len(w.holders), w.seq)
+        (w for w in wants if w.deadline_s - now > urgent_s), key=lambda w: (w.rarity, w.seq)
     )
     asks: list[Ask] = []
     for want in urgent + later:
         is_urgent = want.deadline_s - now <= urgent_s
+        held_by_peers = want.held_by_peers()
         if want.need_header:
-            peers_hold = any(not h.source for h in want.holders)
+            peers_hold = held_by_peers != 0
             best = _pick(want.holders, -1, is_urgent, peers_hold, room_pieces, rng)
             if best is not None:
                 room_pieces[best.peer_id] -= 1
@@ -99,10 +119,6 @@ def plan_pieces(
                 asks.append(Ask(want.seq, best.peer_id, (first,), True))
             continue
         chosen: dict[str, list[int]] = {}
-        held_by_peers = 0
-        for h in want.holders:
-            if not h.source:
-                held_by_peers |= -1 if h.earlier else h.known_mask
         for index in want.missing:
             peers_hold = bool(held_by_peers >> index & 1)
             best = _pick(want.holders, index, is_urgent, peers_hold, room_pieces, rng)
