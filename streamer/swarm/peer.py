@@ -671,9 +671,14 @@ class SwarmPeer:
             self._heard(seq)
             self._announce(seq, skip=nb.peer_id)
         # A header pushed ahead of its sender's first have: that have, right behind it, tells
-        # what to ask for. Only a header we asked for, or of a chunk others offer, changes
-        # the plan now.
-        return requested or any(o is not nb and o.holds(seq) for o in self._nbrs.values())
+        # what to ask for. Only a header we asked for, or of a chunk others with room offer,
+        # changes the plan now.
+        if not result:
+            return requested  # a header we held already (pushed with a have): nothing new
+        return requested or any(
+            o is not nb and o.holds(seq) and (o.is_source or self._room(o) > 0)
+            for o in self._nbrs.values()
+        )
 
     def _on_piece(self, nb: Neighbour, msg: Piece, size_bytes: int, now: float) -> None:
         seq, index = msg.seq, msg.index
