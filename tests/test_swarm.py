@@ -758,3 +758,30 @@ def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> No
     assert v.stats()["timeouts"] == 0
     assert v.stats()["rescues"] >= 1
     assert [m for m in drain_control(v, "slow") if isinstance(m, Cancel) and m.seq == 6]
+
+
+def test_a_plan_skipped_for_a_neighbour_without_room_is_made_when_room_frees() -> None:
+    """A have from a neighbour we may not ask more of does not re-plan (a cost cut); the next
+    piece from it frees room, and the pieces it offered meanwhile are asked for then."""
+    src = published(range(6, 9), now=10.0)
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    exchange(src, "src", v, "v", 10.1)
+    drain_control(v, "src")
+    busy = published(range(6, 11), now=10.0)  # the same chunks: a peer that holds them all
+    v.add_neighbour("busy", 10.1)
+    v.receive("busy", hello(Role.VIEWER), 10.1)
+    v.receive("busy", busy._store.get(9).header.encode(), 10.1)  # type: ignore[union-attr]
+    v.receive("busy", encode_message(Have(9, (True,) * 5)), 10.1)
+    first = [m for m in drain_control(v, "busy") if isinstance(m, Request)]
+    assert first and all(r.seq == 9 for r in first)
+    nb = v.neighbour("busy")
+    assert nb is not None and v._room(nb) <= 0  # 4 pieces in flight: all the room there is
+    v.receive("busy", busy._store.get(10).header.encode(), 10.2)  # type: ignore[union-attr]
+    v.receive("busy", encode_message(Have(10, (True,) * 5)), 10.2)
+    assert not [m for m in drain_control(v, "busy") if isinstance(m, Request)]
+    piece = busy._store.get(9).pieces[first[0].first_index]  # type: ignore[union-attr]
+    assert piece is not None
+    v.receive("busy", encode_message(Piece(9, first[0].first_index, 5, piece)), 10.3)
+    later = [m for m in drain_control(v, "busy") if isinstance(m, Request)]
+    assert later, "room freed at busy, yet nothing more was asked of it"
