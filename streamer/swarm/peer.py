@@ -656,7 +656,7 @@ class SwarmPeer:
             del self._header_from[seq]
         a = nb.assignments.get(seq)
         requested = a is not None and a.header_pending
-        if a is not None and a.header_pending:
+        if a is not None and requested:
             a.header_pending = False
             a.last_progress_s = now
             beyond = {i for i in a.pieces if i >= header.piece_count}

@@ -85,9 +85,16 @@ const request = (seq, firstIndex, count, wantHeader) =>
 /** Open links from core to viewers pids, take their hellos, drop what core sent so far. */
 function greet(core, pids, now) {
   for (const pid of pids) {
-    core.addNeighbour(pid, now);
-    core.receive(pid, hello(Role.VIEWER), now);
+    link(core, [[pid, Role.VIEWER]], now);
     drainControl(core, pid);
+  }
+}
+
+/** Open links from core to neighbours [[pid, role], ...] and take their hellos. */
+function link(core, neighbours, now) {
+  for (const [pid, role] of neighbours) {
+    core.addNeighbour(pid, now);
+    core.receive(pid, hello(role), now);
   }
 }
 
@@ -627,14 +634,7 @@ const pieceOf = (c, seq, index) =>
 test("the source hears of every chunk we complete, though it holds them all", async () => {
   const c = await signed(0, 0);
   const v = viewer(0);
-  for (const [pid, role] of [
-    ["src", Role.SOURCE],
-    ["p", Role.VIEWER],
-    ["w", Role.VIEWER],
-  ]) {
-    v.addNeighbour(pid, 0);
-    v.receive(pid, hello(role), 0);
-  }
+  link(v, [["src", Role.SOURCE], ["p", Role.VIEWER], ["w", Role.VIEWER]], 0);
   v.receive("src", have(0, [true, true, true, true, true]), 0);
   v.receive("p", have(0, [true, true, true, true, true]), 0);
   v.receive("p", encodeMessage(c.header), 0.01);
@@ -944,13 +944,7 @@ test("a chunk completing close to its deadline slows the core's playout down", a
 
 test("a viewer starts at the newest chunk a peer holds whole, not at the source's edge", () => {
   const v = viewer();
-  for (const [pid, role] of [
-    ["src", Role.SOURCE],
-    ["p", Role.VIEWER],
-  ]) {
-    v.addNeighbour(pid, 0);
-    v.receive(pid, hello(role), 0);
-  }
+  link(v, [["src", Role.SOURCE], ["p", Role.VIEWER]], 0);
   const all = (n) => new Array(n).fill(true);
   v.receive("src", bufferMap(0, all(21)), 0.1); // the source holds 0..20
   assert.equal(v.playback.startSeq, 19, "no peer frontier yet: one behind the newest heard of");
@@ -984,13 +978,7 @@ test("once playing, the start point no longer follows the peer frontier", async 
 
 test("the fetch window grows with the lag added", () => {
   const v = viewer(0, { ...CONFIG, fetchAheadChunks: 1 });
-  for (const [pid, role] of [
-    ["p", Role.VIEWER],
-    ["src", Role.SOURCE],
-  ]) {
-    v.addNeighbour(pid, 0);
-    v.receive(pid, hello(role), 0);
-  }
+  link(v, [["p", Role.VIEWER], ["src", Role.SOURCE]], 0);
   v.receive("p", bufferMap(0, new Array(6).fill(true)), 0.1); // p holds 0..5
   v.receive("src", bufferMap(0, new Array(21).fill(true)), 0.1); // the source 0..20
   assert.equal(v.playback.startSeq, 4);
@@ -1152,13 +1140,7 @@ test("the core passes the catch-up settings and speeds up after early chunks", a
 
 test("a negative lag added never shrinks the fetch window", () => {
   const v = viewer(0, { ...CONFIG, fetchAheadChunks: 1 });
-  for (const [pid, role] of [
-    ["p", Role.VIEWER],
-    ["src", Role.SOURCE],
-  ]) {
-    v.addNeighbour(pid, 0);
-    v.receive(pid, hello(role), 0);
-  }
+  link(v, [["p", Role.VIEWER], ["src", Role.SOURCE]], 0);
   v.playback.lagAddedS = -1.5; // caught up 1.5 s
   v.receive("p", bufferMap(0, new Array(6).fill(true)), 0.1); // p holds 0..5
   v.receive("src", bufferMap(0, new Array(21).fill(true)), 0.1);
