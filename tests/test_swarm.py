@@ -249,6 +249,25 @@ def test_playout_skips_a_chunk_that_never_comes() -> None:
     assert pb.continuity == 2 / 3 and pb.startup_s == 1.2
 
 
+def test_playout_starts_a_margin_after_a_start_chunk_that_came_late() -> None:
+    def started(now: float, release_s: float) -> float | None:
+        pb = Playback(
+            chunk_duration_s=1.0,
+            start_behind_chunks=0,
+            joined_s=0.0,
+            target_lag_s=2.5,
+            start_margin_s=1.0,
+        )
+        pb.hear_of(3)
+        assert pb.start_if_ready(now, True, media_start_s=3.0, release_s=release_s)
+        return pb.play_start_s
+
+    assert started(now=5.0, release_s=4.8) == 7.3  # fresh: target_lag_s after its release
+    assert started(now=5.0, release_s=3.0) == 6.0  # 2 s old: not at once, but 1 s from now
+    assert started(now=5.0, release_s=0.0) == 6.0  # 5 s old (a slow swarm): the same
+    assert started(now=5.0, release_s=90.0) == 7.5  # a source clock far ahead: now + target
+
+
 def adaptive(**kw: float) -> Playback:
     settings = dict(lag_margin_s=1.0, lag_step_s=0.5, stall_step_s=0.5, max_stall_s=1.0)
     settings.update(kw)

@@ -44,6 +44,9 @@ class SwarmConfig:
     """After an absent, do not ask that neighbour for that chunk again for this long."""
     target_lag_s: float = 2.5
     """Play each chunk this long after the source released it (when clocks agree)."""
+    start_margin_s: float = 1.0
+    """Playout begins at least this long after the start chunk completes, however old it is (a
+    viewer joining a swarm whose chunks take longer than target_lag_s to cross it)."""
     lag_margin_s: float = 1.0
     """A chunk completing closer than this to its deadline slows playout down (the lag adapts
     to how long chunks take to cross the swarm; see Playback)."""

@@ -129,6 +129,7 @@ class SwarmPeer:
                 start_behind_chunks=self.config.start_behind_chunks,
                 target_lag_s=self.config.target_lag_s,
                 joined_s=now,
+                start_margin_s=self.config.start_margin_s,
                 lag_margin_s=self.config.lag_margin_s,
                 lag_step_s=self.config.lag_step_s,
                 stall_step_s=self.config.stall_step_s,

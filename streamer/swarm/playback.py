@@ -2,7 +2,7 @@
 
 Rules (the browser player follows the same ones): start `start_behind_chunks` behind the newest seq
 heard of; once the start chunk is complete, playback begins target_lag_s after the source released
-it (not before now, not after now + target_lag_s); chunk seq is due at
+it (not before now + start_margin_s, not after now + target_lag_s); chunk seq is due at
 play_start + (its media start - the start chunk's media start); at its deadline a chunk is played if
 complete, otherwise skipped (never stall forever).
 
@@ -32,6 +32,9 @@ class Playback:
     """The next seq to play (or skip)."""
     play_start_s: float | None = None
     start_media_s: float | None = None
+    start_margin_s: float = 0.0
+    """Playout begins at least this long after the start chunk completes: the next chunks cross
+    the swarm about as late as it did, and a start on the edge would stall on them."""
     lag_margin_s: float = 0.0
     lag_step_s: float = 0.0
     stall_step_s: float = 0.0
@@ -79,11 +82,15 @@ class Playback:
 
         Playout begins target_lag_s after the source released the start chunk, so every later
         chunk has about target_lag_s to cross the swarm; never later than now + target_lag_s
-        (a source clock far ahead of ours must not freeze us) and never before now.
+        (a source clock far ahead of ours must not freeze us) and never before now +
+        start_margin_s (a start chunk that took longer than the target to reach us says the
+        next ones will too: starting the moment it completes would stall on them).
         """
         if self.play_start_s is not None or self.start_seq is None or not start_complete:
             return False
-        self.play_start_s = max(now, min(release_s + self.target_lag_s, now + self.target_lag_s))
+        latest_s = now + self.target_lag_s
+        earliest_s = now + self.start_margin_s
+        self.play_start_s = max(earliest_s, min(release_s + self.target_lag_s, latest_s))
         self.started_at_s = self.play_start_s
         self.start_lag_s = self.play_start_s - release_s
         self.start_media_s = media_start_s

@@ -1065,6 +1065,25 @@ test("the source re-seeds only to linked peers, and nothing once every first cop
 
 // ---------------------------------------------------------------- catch-up (Playback and core)
 
+test("Playback: playout starts startMarginS after a start chunk that came late", () => {
+  const started = (now, releaseS) => {
+    const pb = new Playback({
+      chunkDurationS: 1,
+      startBehindChunks: 0,
+      joinedS: 0,
+      targetLagS: 2.5,
+      startMarginS: 1,
+    });
+    pb.hearOf(3);
+    assert.equal(pb.startIfReady(now, true, 3, releaseS), true);
+    return pb.playStartS;
+  };
+  near(started(5, 4.8), 7.3, "fresh: targetLagS after its release");
+  assert.equal(started(5, 3), 6, "2 s old: not at once, but 1 s from now");
+  assert.equal(started(5, 0), 6, "5 s old (a slow swarm): the same");
+  assert.equal(started(5, 90), 7.5, "a source clock far ahead: now + targetLagS");
+});
+
 test("Playback: a run of early chunks speeds playout up, never below targetLagS", () => {
   const pb = adaptive({ catchUpMarginS: 1.5, catchUpStepS: 0.2, catchUpChunks: 3 });
   assert.equal(pb.startIfReady(0, true, 0, 0), true); // chunk s due at 1 + s: lag 1 (the target)
@@ -1114,15 +1133,16 @@ test("the core passes the catch-up settings and speeds up after early chunks", a
     [pb0.catchUpMarginS, pb0.catchUpStepS, pb0.catchUpChunks],
     [1.5, 0.2, 4],
   );
-  // Chunks 3..5 were released at 5; we join at 10, so playout starts at once, 5 s behind.
+  // Chunks 3..5 were released at 5; we join at 10, so playout starts startMarginS (1 s) after
+  // the start chunk completes, 6 s behind.
   const src = await published(range(3, 6), 5);
   const v = viewer(10);
   connect(src, "src", v, "v", 10);
   exchange(src, "src", v, "v", 10);
   const pb = v.playback;
   assert.equal(pb.startSeq, 4);
-  assert.equal(pb.playStartS, 10);
-  assert.equal(pb.startLagS, 5);
+  assert.equal(pb.playStartS, 11);
+  assert.equal(pb.startLagS, 6);
   const lags = [];
   for (let seq = 6; seq < 12; seq++) {
     // Each chunk arrives 1.8 s before its deadline: early.
@@ -1132,9 +1152,10 @@ test("the core passes the catch-up settings and speeds up after early chunks", a
     exchange(src, "src", v, "v", now);
     lags.push(Math.round((pb.startLagS + pb.lagAddedS) * 10) / 10);
   }
-  // Chunk 5 completed before playout began (with 4): the 4th early chunk is 9.
-  assert.deepEqual(lags, [5, 5, 5, 4.8, 4.6, 4.4]);
-  near(v.stats().lag_added_s, -0.6);
+  // Chunk 5 completed with 4, 2 s before its deadline (12): early too, so the 4th early chunk
+  // is 8.
+  assert.deepEqual(lags, [6, 6, 5.8, 5.6, 5.4, 5.2]);
+  near(v.stats().lag_added_s, -0.8);
   assert.ok(pb.lagAddedS < 0, "the lag added goes below zero");
 });
 

@@ -2,7 +2,8 @@
 //
 // The same rules as streamer/swarm/playback.py (and so as `streamer watch`): start
 // `startBehindChunks` behind the newest seq heard of; once the start chunk is complete, playback
-// begins targetLagS after the source released it (not before now, not after now + targetLagS);
+// begins targetLagS after the source released it (not before now + startMarginS, not after
+// now + targetLagS);
 // chunk seq is due at playStart + (its media start - the start chunk's media start); at its
 // deadline a chunk is played if complete, otherwise skipped (never stall forever).
 //
@@ -21,6 +22,7 @@ export class Playback {
     startBehindChunks,
     joinedS,
     targetLagS = 0,
+    startMarginS = 0,
     lagMarginS = 0,
     lagStepS = 0,
     stallStepS = 0,
@@ -39,6 +41,11 @@ export class Playback {
     this.nextSeq = null;
     this.playStartS = null;
     this.startMediaS = null;
+    /**
+     * Playout begins at least this long after the start chunk completes: the next chunks cross
+     * the swarm about as late as it did, and a start on the edge would stall on them.
+     */
+    this.startMarginS = startMarginS;
     this.lagMarginS = lagMarginS;
     this.lagStepS = lagStepS;
     this.stallStepS = stallStepS;
@@ -90,11 +97,15 @@ export class Playback {
    *
    * Playout begins targetLagS after the source released the start chunk, so every later chunk
    * has about targetLagS to cross the swarm; never later than now + targetLagS (a source clock
-   * far ahead of ours must not freeze us) and never before now.
+   * far ahead of ours must not freeze us) and never before now + startMarginS (a start chunk
+   * that took longer than the target to reach us says the next ones will too: starting the
+   * moment it completes would stall on them).
    */
   startIfReady(now, startComplete, mediaStartS, releaseS) {
     if (this.playStartS !== null || this.startSeq === null || !startComplete) return false;
-    this.playStartS = Math.max(now, Math.min(releaseS + this.targetLagS, now + this.targetLagS));
+    const latestS = now + this.targetLagS;
+    const earliestS = now + this.startMarginS;
+    this.playStartS = Math.max(earliestS, Math.min(releaseS + this.targetLagS, latestS));
     this.startedAtS = this.playStartS;
     this.startLagS = this.playStartS - releaseS;
     this.startMediaS = mediaStartS;

@@ -99,6 +99,11 @@ export const DEFAULT_CONFIG = Object.freeze({
   /** Play each chunk this long after the source released it (when clocks agree). */
   targetLagS: 2.5,
   /**
+   * Playout begins at least this long after the start chunk completes, however old it is (a
+   * viewer joining a swarm whose chunks take longer than targetLagS to cross it).
+   */
+  startMarginS: 1.0,
+  /**
    * A chunk completing closer than this to its deadline slows playout down (the lag adapts to
    * how long chunks take to cross the swarm; see Playback).
    */
@@ -238,6 +243,7 @@ export class SwarmPeer {
             startBehindChunks: this.config.startBehindChunks,
             targetLagS: this.config.targetLagS,
             joinedS: now,
+            startMarginS: this.config.startMarginS,
             lagMarginS: this.config.lagMarginS,
             lagStepS: this.config.lagStepS,
             stallStepS: this.config.stallStepS,
