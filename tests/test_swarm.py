@@ -133,8 +133,12 @@ def test_scheduler_prefers_peers_and_uses_the_source_only_when_needed() -> None:
     assert plan_pieces([later], {"p": 0, "src": 9}, 0.0, 1.5, rng) == []
     urgent = Want(21, 1.0, (0,), False, (Holder("p", ALL), src_all))
     assert plan_pieces([urgent], {"p": 0, "src": 9}, 0.0, 1.5, rng) == [Ask(21, "src", (0,), False)]
+    # Nobody else holds it: with a peer linked (busy, or holding nothing yet) the source keeps
+    # its copy budget for urgent requests; a viewer linked to the source alone asks it anyway.
     only_source = Want(22, 9.0, (0,), False, (src_all,))
-    assert plan_pieces([only_source], {"src": 9}, 0.0, 1.5, rng) == [Ask(22, "src", (0,), False)]
+    assert plan_pieces([only_source], {"src": 9, "p": 0}, 0.0, 1.5, rng) == []
+    alone = plan_pieces([only_source], {"src": 9}, 0.0, 1.5, rng, peers_linked=False)
+    assert alone == [Ask(22, "src", (0,), False)]
     # Super-seeding: the source advertised piece 3 to us alone; we fetch it (and the header) there.
     seeded = Want(23, 9.0, (), True, (Holder("src", 0b1000, source=True),))
     assert plan_pieces([seeded], {"src": 9}, 0.0, 1.5, rng) == [Ask(23, "src", (3,), True)]
@@ -142,16 +146,11 @@ def test_scheduler_prefers_peers_and_uses_the_source_only_when_needed() -> None:
 
 def test_scheduler_counts_holders_left_out_for_lack_of_room() -> None:
     """The core leaves neighbours without room out of holders (they cannot be asked) but still
-    gives their number (rarity) and their pieces (which keep the source out)."""
+    gives their number, for rarest-first."""
     rng = random.Random(2)
-    src_all = Holder("src", ALL, source=True)
-    busy_peer_holds = Want(20, 9.0, (0,), False, (src_all,), holder_count=2, peers_mask=0b1)
-    assert plan_pieces([busy_peer_holds], {"src": 9}, 0.0, 1.5, rng) == []
-    nobody_else = Want(20, 9.0, (0,), False, (src_all,), holder_count=1, peers_mask=0)
-    assert plan_pieces([nobody_else], {"src": 9}, 0.0, 1.5, rng) == [Ask(20, "src", (0,), False)]
     # Rarest first by the full count: seq 41 (1 holder in all) before 40 (3, two of them busy).
-    common = Want(40, 9.0, (0,), False, (Holder("a", ALL),), holder_count=3, peers_mask=ALL)
-    rare = Want(41, 9.5, (0,), False, (Holder("a", ALL),), holder_count=1, peers_mask=ALL)
+    common = Want(40, 9.0, (0,), False, (Holder("a", ALL),), holder_count=3)
+    rare = Want(41, 9.5, (0,), False, (Holder("a", ALL),), holder_count=1)
     asks = plan_pieces([common, rare], {"a": 1}, 0.0, 1.5, rng)
     assert asks == [Ask(41, "a", (0,), False)]
 

@@ -999,8 +999,8 @@ class SwarmPeer:
         hi = min(self._newest_heard, lo + ahead)
         # Plain tuples, not attribute look-ups, in the loop below: it runs for every seq of the
         # window for every neighbour after almost every message (the simulator's hot spot).
-        # Neighbours without room still count for rarity and for "peers hold it" (which keeps the
-        # source out), but cannot be asked: they get no Holder (most of them, in a busy swarm).
+        # Neighbours without room still count for rarity, but cannot be asked: they get no
+        # Holder (most of them, in a busy swarm).
         room = {nb.peer_id: self._room(nb) for nb in self._nbrs.values() if nb.uploads}
         uploaders = [
             (
@@ -1015,6 +1015,7 @@ class SwarmPeer:
             for nb in self._nbrs.values()
             if nb.uploads
         ]
+        peers_linked = any(not is_source for _, is_source, *_ in uploaders)
         wants: list[Want] = []
         unplannable = 0
         for seq in range(lo, hi + 1):
@@ -1034,7 +1035,6 @@ class SwarmPeer:
             mine_s = self._header_s.get(seq)
             holders: list[Holder] = []
             count = 0
-            peers_mask = 0
             for peer_id, is_source, complete, partial, announced_s, not_from, askable in uploaders:
                 if not_from and not_from.get(seq, -1.0) > now:
                     continue
@@ -1043,21 +1043,17 @@ class SwarmPeer:
                 earlier = announced is not None and (mine_s is None or announced <= mine_s)
                 if mask or earlier:
                     count += 1
-                    if not is_source:
-                        peers_mask |= -1 if earlier else mask
                     if askable:
                         holders.append(Holder(peer_id, mask, earlier, is_source))
             if holders:
                 deadline = pb.deadline(seq, self._media_start_s(seq), now)
-                wants.append(
-                    Want(seq, deadline, missing, chunk is None, tuple(holders), count, peers_mask)
-                )
+                wants.append(Want(seq, deadline, missing, chunk is None, tuple(holders), count))
             elif count:
                 unplannable += len(missing) or 1
         if not wants:
             self._work_pending = unplannable > 0
             return
-        asks = plan_pieces(wants, room, now, self.config.urgent_s, self._rng)
+        asks = plan_pieces(wants, room, now, self.config.urgent_s, self._rng, peers_linked)
         for ask in asks:
             self._request(ask, now)
         wanted = sum(len(w.missing) or 1 for w in wants) + unplannable

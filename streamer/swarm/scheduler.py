@@ -10,7 +10,10 @@ Policy (docs/protocol.md, Behaviour, "Pull"), piece by piece:
   2. only for an urgent chunk: a peer that is receiving it and verified its header before we did
      (it forwards pieces as they arrive; "before us" orders peers in time, so two peers never
      wait on each other);
-  3. the source holding the whole chunk: only when the chunk is urgent or no peer holds it;
+  3. the source holding the whole chunk: only when the chunk is urgent, or when no uploading
+     peer is linked to us (peers will bring the rest: the source's copy budget is kept for the
+     urgent requests of neighbours about to stall; spent on the first requests after its
+     whole-chunk announce, it left a piece stuck behind a slow first holder unrescued);
   within a tier, the holder with the most spare room (in pieces), ties broken at random;
 - each assignment uses one piece of the holder's room (in-flight limit from measured throughput),
   except a piece the source advertised to us alone (its first copy): asked even without room;
@@ -49,22 +52,11 @@ class Want:
     holder_count: int = -1
     """How many neighbours hold some of it, for rarest-first (-1: len(holders)). The caller
     may leave out of holders the peers that have no room (they could not be asked anyway)
-    and give their number here and their pieces in peers_mask."""
-    peers_mask: int | None = None
-    """Pieces held by peers other than the source (-1: all); None: computed from holders."""
+    and give their number here."""
 
     @property
     def rarity(self) -> int:
         return len(self.holders) if self.holder_count < 0 else self.holder_count
-
-    def held_by_peers(self) -> int:
-        if self.peers_mask is not None:
-            return self.peers_mask
-        held = 0
-        for h in self.holders:
-            if not h.source:
-                held |= -1 if h.earlier else h.known_mask
-        return held
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +69,12 @@ class Ask:
     want_header: bool
 
 
-def _tier(holder: Holder, index: int, urgent: bool, peers_hold: bool) -> int | None:
+def _tier(holder: Holder, index: int, urgent: bool, peers_linked: bool) -> int | None:
     """0 = best; None = this holder is not to be asked for this piece (index -1: any piece)."""
     known = holder.known_mask != 0 if index < 0 else bool(holder.known_mask >> index & 1)
     if holder.source:
         if holder.known_mask == -1:
-            return 2 if (urgent or not peers_hold) else None
+            return 2 if (urgent or not peers_linked) else None
         return 0 if known else None
     if known:
         return 0
@@ -95,10 +87,13 @@ def plan_pieces(
     now: float,
     urgent_s: float,
     rng: random.Random,
+    peers_linked: bool = True,
 ) -> list[Ask]:
     """Assign wanted pieces to neighbours; returns the requests, most pressing first.
 
     room_pieces (how many more pieces each neighbour may have in flight for us) is consumed.
+    peers_linked: an uploading neighbour other than the source is linked to us (with room or
+    not), so the source is asked only for urgent chunks and its first copies.
     """
     urgent = sorted(
         (w for w in wants if w.deadline_s - now <= urgent_s), key=lambda w: w.deadline_s
@@ -109,10 +104,8 @@ def plan_pieces(
     asks: list[Ask] = []
     for want in urgent + later:
         is_urgent = want.deadline_s - now <= urgent_s
-        held_by_peers = want.held_by_peers()
         if want.need_header:
-            peers_hold = held_by_peers != 0
-            best = _pick(want.holders, -1, is_urgent, peers_hold, room_pieces, rng)
+            best = _pick(want.holders, -1, is_urgent, peers_linked, room_pieces, rng)
             if best is not None:
                 room_pieces[best.peer_id] -= 1
                 first = _lowest_bit(best.known_mask)
@@ -120,8 +113,7 @@ def plan_pieces(
             continue
         chosen: dict[str, list[int]] = {}
         for index in want.missing:
-            peers_hold = bool(held_by_peers >> index & 1)
-            best = _pick(want.holders, index, is_urgent, peers_hold, room_pieces, rng)
+            best = _pick(want.holders, index, is_urgent, peers_linked, room_pieces, rng)
             if best is None:
                 continue
             room_pieces[best.peer_id] -= 1
@@ -135,7 +127,7 @@ def _pick(
     holders: tuple[Holder, ...],
     index: int,
     urgent: bool,
-    peers_hold: bool,
+    peers_linked: bool,
     room_pieces: dict[str, int],
     rng: random.Random,
 ) -> Holder | None:
@@ -145,7 +137,7 @@ def _pick(
         room = room_pieces.get(holder.peer_id, 0)
         if room <= 0 and not holder.source:
             continue  # (checked first: most holders of a busy swarm have no room)
-        tier = _tier(holder, index, urgent, peers_hold)
+        tier = _tier(holder, index, urgent, peers_linked)
         if tier is None:
             continue
         if room <= 0 and not (holder.source and tier == 0):

@@ -75,7 +75,7 @@ test("planPieces: splits a chunk over the holders of each piece, never one piece
   assert.deepEqual([...left.values()], [0, 0, 0], "room is consumed, one per piece");
 });
 
-test("planPieces: peers before the source; the source only when urgent or nobody else holds it", () => {
+test("planPieces: peers before the source; the source only when urgent or no peer is linked", () => {
   const rng = seededRandom(2);
   const srcAll = holder("src", ALL_HELD, { source: true });
   const later = want(20, 9.0, [0], false, [holder("p", ALL_HELD), srcAll]);
@@ -88,8 +88,11 @@ test("planPieces: peers before the source; the source only when urgent or nobody
   assert.deepEqual(planPieces([urgent], room({ p: 0, src: 9 }), 0, 1.5, rng), [
     ask(21, "src", [0], false),
   ]);
+  // Nobody else holds it: with a peer linked (busy, or holding nothing yet) the source keeps its
+  // copy budget for urgent requests; a viewer linked to the source alone asks it anyway.
   const onlySource = want(22, 9.0, [0], false, [srcAll]);
-  assert.deepEqual(planPieces([onlySource], room({ src: 9 }), 0, 1.5, rng), [
+  assert.deepEqual(planPieces([onlySource], room({ src: 9, p: 0 }), 0, 1.5, rng), []);
+  assert.deepEqual(planPieces([onlySource], room({ src: 9 }), 0, 1.5, rng, false), [
     ask(22, "src", [0], false),
   ]);
   // Super-seeding: the source advertised piece 3 to us alone; we fetch it (and the header) there.
@@ -177,24 +180,28 @@ test("planPieces: the source's first copy (advertised to us alone) is asked even
   assert.deepEqual(planPieces([peer], room({ p: 0 }), 0, 1.5, seededRandom(1)), []);
 });
 
-test("planPieces: per piece, a piece no peer holds goes to the source, one a peer holds does not", () => {
+test("planPieces: with a peer linked, the source waits for urgency, piece by piece", () => {
   const srcAll = holder("src", ALL_HELD, { source: true });
   // Not urgent: p holds piece 0 only (its have); nobody but the source holds pieces 1 and 2.
   const split = want(50, 9.0, [0, 1, 2], false, [holder("p", 0b001n), srcAll]);
   assert.deepEqual(planPieces([split], room({ p: 9, src: 9 }), 0, 1.5, seededRandom(1)), [
     ask(50, "p", [0], false),
+  ]);
+  // Urgent: pieces 1 and 2 go to the source; so does 0 when p has no room.
+  const due = want(50, 1.0, [0, 1, 2], false, [holder("p", 0b001n), srcAll]);
+  assert.deepEqual(planPieces([due], room({ p: 9, src: 9 }), 0, 1.5, seededRandom(1)), [
+    ask(50, "p", [0], false),
     ask(50, "src", [1, 2], false),
   ]);
-  // p without room: piece 0 waits for it (a peer holds it), pieces 1 and 2 still go to the source.
-  assert.deepEqual(planPieces([split], room({ p: 0, src: 9 }), 0, 1.5, seededRandom(1)), [
-    ask(50, "src", [1, 2], false),
+  assert.deepEqual(planPieces([due], room({ p: 0, src: 9 }), 0, 1.5, seededRandom(1)), [
+    ask(50, "src", [0, 1, 2], false),
   ]);
-  // A peer receiving the chunk ahead of us (earlier) counts as holding every piece: not urgent,
-  // nothing goes to the source (the piece will be announced), nor to it (only urgent chunks).
-  const receiving = want(51, 9.0, [0, 1], false, [holder("p", 0n, { earlier: true }), srcAll]);
-  assert.deepEqual(planPieces([receiving], room({ p: 9, src: 9 }), 0, 1.5, seededRandom(1)), []);
-  // The header: any peer announcing the chunk keeps a non-urgent header request off the source,
-  // whichever pieces it holds.
+  // Linked to the source alone: everything goes to it, urgent or not.
+  const alone = want(51, 9.0, [0, 1], false, [srcAll]);
+  assert.deepEqual(planPieces([alone], room({ src: 9 }), 0, 1.5, seededRandom(1), false), [
+    ask(51, "src", [0, 1], false),
+  ]);
+  // The header: a non-urgent one waits for a peer with room.
   const header = want(52, 9.0, [], true, [holder("p", 0b100n), srcAll]);
   assert.deepEqual(planPieces([header], room({ p: 9, src: 9 }), 0, 1.5, seededRandom(1)), [
     ask(52, "p", [2], true),

@@ -70,13 +70,8 @@ async function published(seqs, now = 10) {
 }
 
 const range = (lo, hi) => Array.from({ length: hi - lo }, (_, i) => lo + i);
-const hello = (role) =>
-  encodeMessage({
-    type: "hello",
-    version: 1,
-    role,
-    capabilities: Capability.UPLOAD | Capability.PARTIAL,
-  });
+const hello = (role, capabilities = Capability.UPLOAD | Capability.PARTIAL) =>
+  encodeMessage({ type: "hello", version: 1, role, capabilities });
 const have = (seq, pieces) => encodeMessage({ type: "have", seq, pieces });
 const bufferMap = (baseSeq, bits) => encodeMessage({ type: "buffer_map", baseSeq, bits });
 const request = (seq, firstIndex, count, wantHeader) =>
@@ -977,7 +972,8 @@ test("once playing, the start point no longer follows the peer frontier", async 
 });
 
 test("the fetch window grows with the lag added", () => {
-  const v = viewer(0, { ...CONFIG, fetchAheadChunks: 1 });
+  // Everything urgent: the source is asked for whatever in the window no peer holds.
+  const v = viewer(0, { ...CONFIG, fetchAheadChunks: 1, urgentS: 100 });
   link(v, [["p", Role.VIEWER], ["src", Role.SOURCE]], 0);
   v.receive("p", bufferMap(0, new Array(6).fill(true)), 0.1); // p holds 0..5
   v.receive("src", bufferMap(0, new Array(21).fill(true)), 0.1); // the source 0..20
@@ -1180,7 +1176,13 @@ test("the first have of a chunk carries its header to a neighbour showing none o
   connect(src, "src", r, "r", 10);
   exchange(src, "src", r, "r", 10);
   assert.deepEqual(r.store.completeSeqs(), [0]);
-  greet(r, ["fresh", "told"], 10);
+  // Download-only neighbours: r, linked to no other uploader, fetches chunk 1 from the source
+  // at once (it would otherwise wait for chunk 1 to turn urgent).
+  for (const pid of ["fresh", "told"]) {
+    r.addNeighbour(pid, 10);
+    r.receive(pid, hello(Role.VIEWER, Capability.PARTIAL), 10);
+    drainControl(r, pid);
+  }
   // "told" already announced a piece of chunk 0: it holds the header.
   r.receive("told", have(0, [true, false, false, false, false]), 10);
   r.handleTimer(10.5);

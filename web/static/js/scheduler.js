@@ -10,9 +10,9 @@
 //   2. only for an urgent chunk: a peer that is receiving it and verified its header before we did
 //      (it forwards pieces as they arrive; "before us" orders peers in time, so two peers never
 //      wait on each other);
-//   3. the source holding the whole chunk: only when the chunk is urgent or no peer holds that
-//      piece (a peer's bit for it, or a peer receiving the chunk ahead of us; for a header, any
-//      peer announcing the chunk);
+//   3. the source holding the whole chunk: only when the chunk is urgent, or when no uploading
+//      peer is linked to us (peers will bring the rest: the source's copy budget is kept for
+//      the urgent requests of neighbours about to stall);
 //   within a tier, the holder with the most spare room (in pieces), ties broken at random; a
 //   holder without room is skipped, except the source for a piece it advertised to us alone;
 // - each assignment uses one piece of the holder's room (in-flight limit from measured throughput).
@@ -64,23 +64,23 @@ export function lowestBit(mask) {
 }
 
 /** 0 = best; null = this holder is not to be asked for this piece (index -1: any piece). */
-function tier(holder, index, urgent, peersHold) {
+function tier(holder, index, urgent, peersLinked) {
   const mask = BigInt(holder.knownMask);
   const known = index < 0 ? mask !== 0n : hasBit(mask, index);
   if (holder.source) {
-    if (mask === ALL_HELD) return urgent || !peersHold ? 2 : null;
+    if (mask === ALL_HELD) return urgent || !peersLinked ? 2 : null;
     return known ? 0 : null;
   }
   if (known) return 0;
   return holder.earlier && urgent ? 1 : null;
 }
 
-function pick(holders, index, urgent, peersHold, roomPieces, rng) {
+function pick(holders, index, urgent, peersLinked, roomPieces, rng) {
   let best = null;
   let bestKey = null;
   for (const holder of holders) {
     const room = roomPieces.get(holder.peerId) ?? 0;
-    const t = tier(holder, index, urgent, peersHold);
+    const t = tier(holder, index, urgent, peersLinked);
     if (t === null) continue;
     if (room <= 0 && !(holder.source && t === 0)) {
       // A first copy the source advertised to us alone is asked at once, room or not: nobody
@@ -104,8 +104,10 @@ function pick(holders, index, urgent, peersHold, roomPieces, rng) {
 /**
  * Assign wanted pieces to neighbours; returns the Asks, most pressing first.
  * roomPieces (Map peerId -> how many more pieces it may have in flight for us) is consumed.
+ * peersLinked: an uploading neighbour other than the source is linked to us (with room or not),
+ * so the source is asked only for urgent chunks and its first copies.
  */
-export function planPieces(wants, roomPieces, now, urgentS, rng) {
+export function planPieces(wants, roomPieces, now, urgentS, rng, peersLinked = true) {
   const urgent = wants.filter((w) => w.deadlineS - now <= urgentS);
   urgent.sort((a, b) => a.deadlineS - b.deadlineS);
   const later = wants.filter((w) => w.deadlineS - now > urgentS);
@@ -114,8 +116,7 @@ export function planPieces(wants, roomPieces, now, urgentS, rng) {
   for (const want of urgent.concat(later)) {
     const isUrgent = want.deadlineS - now <= urgentS;
     if (want.needHeader) {
-      const peersHold = want.holders.some((h) => !h.source);
-      const best = pick(want.holders, -1, isUrgent, peersHold, roomPieces, rng);
+      const best = pick(want.holders, -1, isUrgent, peersLinked, roomPieces, rng);
       if (best !== null) {
         roomPieces.set(best.peerId, roomPieces.get(best.peerId) - 1);
         asks.push({
@@ -129,12 +130,7 @@ export function planPieces(wants, roomPieces, now, urgentS, rng) {
     }
     const chosen = new Map();
     for (const index of want.missing) {
-      // Per piece: a peer that holds it (or is receiving the chunk ahead of us) can serve it;
-      // a piece no peer has yet goes to the source.
-      const peersHold = want.holders.some(
-        (h) => !h.source && (hasBit(h.knownMask, index) || h.earlier),
-      );
-      const best = pick(want.holders, index, isUrgent, peersHold, roomPieces, rng);
+      const best = pick(want.holders, index, isUrgent, peersLinked, roomPieces, rng);
       if (best === null) continue;
       roomPieces.set(best.peerId, roomPieces.get(best.peerId) - 1);
       if (!chosen.has(best.peerId)) chosen.set(best.peerId, []);

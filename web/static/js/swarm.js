@@ -90,8 +90,11 @@ export const DEFAULT_CONFIG = Object.freeze({
   requestTimeoutS: 1.0,
   /** Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces). */
   pipelineS: 1.0,
-  /** Floor of the in-flight limit (before any throughput is measured). */
-  minInflightBytes: 16384,
+  /**
+   * Floor of the in-flight limit: two pieces, so a piece a neighbour has just received can be
+   * asked for while an earlier request waits in its queue.
+   */
+  minInflightBytes: 32768,
   /** Requests served at a time, most urgent (lowest seq, then oldest) first. */
   uploadSlots: 2,
   /** After an absent, do not ask that neighbour for that chunk again for this long. */
@@ -1401,7 +1404,8 @@ export class SwarmPeer {
         room.set(h.peerId, nb.roomPieces(pipelineS, minInflightBytes, pieceSizeBytes));
       }
     }
-    const asks = planPieces(wants, room, now, this.config.urgentS, this.rng);
+    const peersLinked = uploaders.some((nb) => !nb.isSource);
+    const asks = planPieces(wants, room, now, this.config.urgentS, this.rng, peersLinked);
     for (const ask of asks) this.request(ask, now);
     let wanted = 0;
     for (const w of wants) wanted += w.missing.length || 1;
