@@ -138,7 +138,7 @@ class SimNetwork:
             return
         if not silently:
             bye = node.core.leave()
-            for other in list(node.links):
+            for other in sorted(node.links):  # sorted: runs must not depend on hash order
                 self._transmit(node, other, bye)
         node.alive = False
         index = self._alive_at.pop(peer_id)
@@ -146,7 +146,7 @@ class SimNetwork:
         if last != peer_id:
             self._alive[index] = last
             self._alive_at[last] = index
-        for other in list(node.links):
+        for other in sorted(node.links):
             delay = self.vanish_detect_s if silently else self.latency_s
             self.queue.at(self.now + delay, self._close_link, other, peer_id)
         node.links.clear()

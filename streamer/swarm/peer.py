@@ -919,7 +919,7 @@ class SwarmPeer:
         header_owner = self._header_from.pop(seq, None)
         if header_owner is not None:
             owners.add(header_owner)
-        for owner in owners:
+        for owner in sorted(owners):  # sorted: a simulation must not depend on hash order
             nb = self._nbrs.get(owner)
             if nb is not None and nb.assignments.pop(seq, None) is not None:
                 self._send_control(nb, encode_message(Cancel(seq, 0, ALL_PIECES)))
