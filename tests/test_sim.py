@@ -131,10 +131,10 @@ def test_runs_do_not_depend_on_hash_order() -> None:
 
 
 def test_urgent_pieces_leave_a_holder_too_slow_to_meet_the_deadline() -> None:
-    """Viewers behind upload-capped relays (0.1x the stream): first copies stuck there are
+    """Viewers behind upload-capped relays (0.05x the stream): first copies stuck there are
     re-asked elsewhere when the relay's measured rate cannot meet the deadline."""
     result = run_scenario(
-        Scenario(peers=4, relays=2, relay_upload_ratio=0.1, duration_s=30, seed=2)
+        Scenario(peers=4, relays=2, relay_upload_ratio=0.05, duration_s=30, seed=1)
     )
     rescues = sum(s["rescues"] for s in result.peer_stats.values())
     assert rescues > 0

@@ -35,10 +35,9 @@ class SwarmConfig:
     """No progress on a request for this long: cancel what is left and ask someone else."""
     pipeline_s: float = 1.0
     """Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces)."""
-    min_inflight_bytes: int = 32768
-    """Floor of the in-flight limit: two pieces, so a piece a neighbour has just received can be
-    asked for while an earlier request waits in its queue (with one, every hop of a busy swarm
-    waited for the previous request to land, and chunks crossed the swarm slower)."""
+    min_inflight_bytes: int = 16384
+    """Floor of the in-flight limit (before any throughput is measured). Two pieces made chunks
+    cross the swarm faster but cost continuity (docs/BENCHMARKS.md, fourth session)."""
     upload_slots: int = 2
     """Requests served at a time, most urgent (lowest seq, then oldest) first: the uplink goes
     to the chunk nearest its deadline rather than being shared by everyone who asked."""

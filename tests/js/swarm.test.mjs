@@ -95,12 +95,9 @@ test("a swarm of 6 viewers: every viewer plays, peers carry most bytes, the sour
   assert.ok(src.bytes_uploaded < 2 * src.stream_bytes, `${src.bytes_uploaded} vs ${src.stream_bytes}`);
 });
 
-// One piece in flight per neighbour until a rate is measured, as the tests below count on.
-const ONE_PIECE = { config: { ...DEFAULT_CONFIG, minInflightBytes: 16384 } };
-
 test("a header request that times out is cancelled and asked of the other holder", () => {
   const now = 50;
-  const core = viewer(now, ONE_PIECE);
+  const core = viewer(now);
   for (const id of ["p1", "p2"]) {
     core.addNeighbour(id, now);
     core.receive(id, hello(Role.VIEWER), now);
@@ -131,7 +128,7 @@ test("a header request that times out is cancelled and asked of the other holder
 
 test("a neighbour that sends a forged piece is dropped with bye FORGED; the chunk still completes", () => {
   const now = 200;
-  const core = viewer(now, ONE_PIECE);
+  const core = viewer(now);
   const c = CHUNKS[5];
   core.addNeighbour("liar", now);
   core.addNeighbour("honest", now);

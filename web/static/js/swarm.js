@@ -90,11 +90,8 @@ export const DEFAULT_CONFIG = Object.freeze({
   requestTimeoutS: 1.0,
   /** Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces). */
   pipelineS: 1.0,
-  /**
-   * Floor of the in-flight limit: two pieces, so a piece a neighbour has just received can be
-   * asked for while an earlier request waits in its queue.
-   */
-  minInflightBytes: 32768,
+  /** Floor of the in-flight limit (before any throughput is measured). */
+  minInflightBytes: 16384,
   /** Requests served at a time, most urgent (lowest seq, then oldest) first. */
   uploadSlots: 2,
   /** After an absent, do not ask that neighbour for that chunk again for this long. */
