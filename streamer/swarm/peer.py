@@ -1015,7 +1015,7 @@ class SwarmPeer:
             for nb in self._nbrs.values()
             if nb.uploads
         ]
-        peers_linked = any(not is_source for _, is_source, *_ in uploaders)
+        peers_linked = any(nb.uploads and not nb.is_source for nb in self._nbrs.values())
         wants: list[Want] = []
         unplannable = 0
         for seq in range(lo, hi + 1):
