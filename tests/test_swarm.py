@@ -182,11 +182,12 @@ def test_viewer_learns_buffer_map_and_requests_from_peer_not_source() -> None:
     v.receive("src", encode_message(BufferMap(5, (True, True, True))), 0.2)
     nb = v.neighbour("p1")
     assert nb is not None and nb.complete == {5, 6, 7}
-    assert v.playback is not None and v.playback.start_seq == 6  # one behind the newest heard of
+    # The newest chunk a peer holds whole (nothing fresher heard of yet).
+    assert v.playback is not None and v.playback.start_seq == 7
     requests = [m for m in drain_control(v, "p1") if isinstance(m, Request)]
-    assert requests and requests[0] == Request(6, 0, 1, True)  # header + a first piece
+    assert requests and requests[0] == Request(7, 0, 1, True)  # header + a first piece
     to_source = [m.seq for m in drain_control(v, "src") if isinstance(m, Request)]
-    assert 6 not in to_source
+    assert 7 not in to_source
 
 
 def connect(a: SwarmPeer, a_id: str, b: SwarmPeer, b_id: str, now: float) -> None:
@@ -368,8 +369,8 @@ def test_forged_piece_drops_the_sender_and_the_chunk_comes_from_an_honest_peer()
     connect(honest, "honest", v, "v", 10.3)
     exchange(honest, "honest", v, "v", 10.3)
     complete = {e.seq for e in v.pop_events() if isinstance(e, ChunkComplete)}
-    assert complete == {1, 2}
-    assert v.stats()["bytes_from_peers"] == 9000
+    assert complete == {2}  # the start: the newest chunk its peers hold whole
+    assert v.stats()["bytes_from_peers"] == 4500
 
 
 def test_forged_header_drops_the_sender() -> None:
@@ -415,7 +416,7 @@ def test_request_timeout_cancels_and_asks_someone_else() -> None:
         v.add_neighbour(pid, 0.0)
         v.receive(pid, hello(Role.VIEWER), 0.0)
         v.receive(pid, encode_message(BufferMap(3, (True, True))), 0.0)
-    first = [pid for pid in ("a", "b") if 3 in v.neighbour(pid).assignments]  # type: ignore[union-attr]
+    first = [pid for pid in ("a", "b") if 4 in v.neighbour(pid).assignments]  # type: ignore[union-attr]
     assert len(first) == 1
     slow = first[0]
     other = "b" if slow == "a" else "a"
@@ -424,13 +425,16 @@ def test_request_timeout_cancels_and_asks_someone_else() -> None:
     assert timer is not None and timer <= CONFIG.request_timeout_s
     v.handle_timer(CONFIG.request_timeout_s)
     cancels = [m for m in drain_control(v, slow) if isinstance(m, Cancel)]
-    assert cancels and cancels[0].seq == 3
+    assert cancels and cancels[0].seq == 4
     retry = [m for m in drain_control(v, other) if isinstance(m, Request)]
-    assert any(r.seq == 3 for r in retry)
+    assert any(r.seq == 4 for r in retry)
 
 
 def test_stalled_neighbour_is_dropped_after_repeated_timeouts() -> None:
-    cfg = SwarmConfig(stall_strikes=2, request_timeout_s=1.0, fetch_ahead_chunks=1)
+    # Start a chunk behind the newest mute holds: two chunks to time out on, one after the other.
+    cfg = SwarmConfig(
+        stall_strikes=2, request_timeout_s=1.0, fetch_ahead_chunks=1, start_past_peers_chunks=-1
+    )
     v = viewer(config=cfg)
     v.add_neighbour("mute", 0.0)
     v.receive("mute", hello(Role.VIEWER), 0.0)
@@ -606,9 +610,16 @@ def test_viewer_starts_at_the_newest_chunk_a_peer_holds_whole() -> None:
     v.receive("src", encode_message(Have(20, (True,) * 5)), 0.1)
     pb = v.playback
     assert pb is not None and pb.start_seq == 20 - CONFIG.start_behind_chunks
-    # A peer holds up to 17 whole: fresher chunks are still crossing the swarm; start there.
+    # A peer holds up to 17 whole: 17 is as old as the swarm's spread time, 18 is crossing
+    # the swarm now (and it exists: the source announced 20). Start there.
     v.receive("p", encode_message(BufferMap(15, (True, True, True))), 0.2)
-    assert pb.start_seq == 17
+    assert pb.start_seq == 18
+    # Settled: a frontier one chunk further is not chased (that would restart our fetch)...
+    v.receive("p", encode_message(Have(18, (True,) * 5)), 1.0)
+    assert pb.start_seq == 18
+    # ...but one that left our start point three chunks behind is.
+    v.receive("p", encode_message(Have(21, (True,) * 5)), 1.1)
+    assert pb.start_seq == 21
 
 
 def test_requests_wait_their_turn_instead_of_bouncing_busy() -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 class SwarmConfig:
     chunk_duration_s: float = 1.0
     """Nominal chunk duration: deadlines of chunks whose header is not known yet extrapolate it."""
-    piece_size_bytes: int = 16384
+    piece_size_bytes: int = 8192
     default_chunk_bytes: int = 131072
     """Size assumed for a chunk whose header has not arrived (in-flight accounting only)."""
 
@@ -23,6 +23,12 @@ class SwarmConfig:
 
     start_behind_chunks: int = 1
     """A viewer starts this many chunks behind the newest it hears of, as a safety margin."""
+    start_past_peers_chunks: int = 1
+    """...but once a neighbour other than the source holds a chunk whole, it starts this many
+    chunks past the newest such chunk (one that is crossing the swarm now), if it has heard of
+    that one..."""
+    start_settle_s: float = 0.5
+    """...within this long of the first news (buffer maps first, then haves of fresher chunks)."""
     fetch_ahead_chunks: int = 8
     urgent_s: float = 1.5
     """A chunk whose playout deadline is closer than this is urgent: fetched first, by anyone."""

@@ -28,6 +28,8 @@ class Playback:
     joined_s: float
     target_lag_s: float = 0.0
     start_seq: int | None = None
+    start_from_peers: int | None = None
+    """The start seq chosen from what neighbours hold whole (None: not chosen that way yet)."""
     next_seq: int | None = None
     """The next seq to play (or skip)."""
     play_start_s: float | None = None
