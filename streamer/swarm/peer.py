@@ -577,7 +577,8 @@ class SwarmPeer:
             # one has crossed the swarm already (its age is the swarm's spread time), and
             # fetching it would add our fetch to that age; the next one is crossing now and
             # completes for us about when it does for the others.
-            start = min(frontier + self.config.start_past_peers_chunks, self._newest_heard)
+            past = self.config.start_past_peers_chunks
+            start = max(0, min(frontier + past, self._newest_heard))
             settling = self._now - self._first_heard_s < self.config.start_settle_s
             if (
                 pb.start_from_peers is None

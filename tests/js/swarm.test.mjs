@@ -10,6 +10,12 @@ const keys = await makeKeys();
 const CHUNKS = await makeChunks(keys.privateKey, 30);
 const T0 = 100;
 
+/**
+ * CHUNKS are cut into 16 KiB pieces (room for one in flight before a rate is measured), and the
+ * fixtures below expect a viewer to start one chunk behind the newest its peers hold whole.
+ */
+const TEST_CONFIG = { pieceSizeBytes: 16384, startPastPeersChunks: -1 };
+
 function viewer(now, extra = {}) {
   return new SwarmPeer({
     role: Role.VIEWER,
@@ -17,6 +23,7 @@ function viewer(now, extra = {}) {
     rng: seededRandom(7),
     verifyHeaderSync: syncVerifier(keys.publicKeyRaw),
     ...extra,
+    config: { ...TEST_CONFIG, ...extra.config },
   });
 }
 

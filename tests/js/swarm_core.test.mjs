@@ -15,7 +15,15 @@ import {
 } from "../../web/static/js/wire.js";
 
 const keys = await makeKeys();
-const CONFIG = { pieceSizeBytes: 1000, defaultChunkBytes: 4000, minInflightBytes: 4000 };
+// startPastPeersChunks -1: most fixtures below expect a viewer to start one chunk behind the
+// newest its peers hold whole (two chunks in the window); the start rule's own tests use 1.
+const CONFIG = {
+  pieceSizeBytes: 1000,
+  defaultChunkBytes: 4000,
+  minInflightBytes: 4000,
+  startPastPeersChunks: -1,
+};
+const START_CONFIG = { ...CONFIG, startPastPeersChunks: DEFAULT_CONFIG.startPastPeersChunks };
 const TARGET_LAG_S = DEFAULT_CONFIG.targetLagS;
 const TIMEOUT_S = DEFAULT_CONFIG.requestTimeoutS;
 const SIZE_BYTES = 4500;
@@ -937,8 +945,8 @@ test("a chunk completing close to its deadline slows the core's playout down", a
   assert.equal(stats.stall_s, 0);
 });
 
-test("a viewer starts at the newest chunk a peer holds whole, not at the source's edge", () => {
-  const v = viewer();
+test("a viewer starts one chunk past the newest a peer holds whole, not at the source's edge", () => {
+  const v = viewer(0, START_CONFIG);
   link(v, [["src", Role.SOURCE], ["p", Role.VIEWER]], 0);
   const all = (n) => new Array(n).fill(true);
   v.receive("src", bufferMap(0, all(21)), 0.1); // the source holds 0..20
@@ -947,14 +955,26 @@ test("a viewer starts at the newest chunk a peer holds whole, not at the source'
   assert.equal(v.playback.startSeq, 19, "what the source holds is no frontier");
   v.receive("p", bufferMap(0, all(13)), 0.2); // p holds 0..12
   assert.equal(v.newestAtPeer, 12);
-  assert.deepEqual([v.playback.startSeq, v.playback.nextSeq], [12, 12], "back to the peers");
-  v.receive("p", have(15, [true, true, false, true, true]), 0.3);
+  // 12 has crossed the swarm already; 13 (heard of: the source holds it) is crossing now.
+  assert.deepEqual([v.playback.startSeq, v.playback.nextSeq], [13, 13], "back to the peers");
+  v.receive("p", have(15, [true, true, false, true, true]), 0.7);
   assert.equal(v.newestAtPeer, 12, "a partial have is no frontier");
-  v.receive("p", have(14, all(5)), 0.4);
-  assert.equal(v.playback.startSeq, 12, "the frontier moved by 2 or less: stay");
-  v.receive("p", have(15, all(5)), 0.5);
-  assert.deepEqual([v.playback.startSeq, v.playback.nextSeq], [15, 15], "moved by more: follow");
+  v.receive("p", have(14, all(5)), 0.8);
+  assert.equal(v.playback.startSeq, 13, "settled, and 15 is 2 or less ahead: stay");
+  v.receive("p", have(15, all(5)), 0.9);
+  assert.deepEqual([v.playback.startSeq, v.playback.nextSeq], [16, 16], "3 ahead: follow");
   assert.equal(v.newestHeard, 21);
+});
+
+test("while the start point settles, it follows news of fresher chunks one at a time", () => {
+  const v = viewer(0, START_CONFIG);
+  link(v, [["p", Role.VIEWER]], 0);
+  v.receive("p", bufferMap(5, [true, true, true]), 0.1); // p holds 5..7, nothing newer heard
+  assert.equal(v.playback.startSeq, 7, "the newest a peer holds whole: nothing fresher known");
+  v.receive("p", have(8, [true, false, false, false, false]), 0.3);
+  assert.equal(v.playback.startSeq, 8, "within startSettleS: one past the frontier");
+  v.receive("p", have(9, [true, false, false, false, false]), 0.4);
+  assert.equal(v.playback.startSeq, 8, "never more than startPastPeersChunks past it");
 });
 
 test("once playing, the start point no longer follows the peer frontier", async () => {

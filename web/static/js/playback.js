@@ -37,6 +37,8 @@ export class Playback {
     this.targetLagS = targetLagS;
     this.joinedS = joinedS;
     this.startSeq = null;
+    /** The start seq chosen from what neighbours hold whole (null: not chosen that way yet). */
+    this.startFromPeers = null;
     /** The next seq to play (or skip). */
     this.nextSeq = null;
     this.playStartS = null;

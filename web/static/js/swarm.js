@@ -71,7 +71,7 @@ import { hasBit, maskOf, planPieces, seededRandom } from "./scheduler.js";
 export const DEFAULT_CONFIG = Object.freeze({
   /** Nominal chunk duration: deadlines of chunks whose header is not known yet extrapolate it. */
   chunkDurationS: 1.0,
-  pieceSizeBytes: 16384,
+  pieceSizeBytes: 8192,
   defaultChunkBytes: 131072,
   targetNeighbours: 8,
   /** Above target: room kept for newcomers who ask us. */
@@ -79,6 +79,13 @@ export const DEFAULT_CONFIG = Object.freeze({
   wantNeighboursIntervalS: 2.0,
   /** A viewer starts this many chunks behind the newest it hears of, as a safety margin. */
   startBehindChunks: 1,
+  /**
+   * ...but once a neighbour other than the source holds a chunk whole, it starts this many chunks
+   * past the newest such chunk (one that is crossing the swarm now), if it has heard of that one...
+   */
+  startPastPeersChunks: 1,
+  /** ...within this long of the first news (buffer maps first, then haves of fresher chunks). */
+  startSettleS: 0.5,
   fetchAheadChunks: 8,
   /** A chunk whose playout deadline is closer than this is urgent: fetched first, by anyone. */
   urgentS: 1.5,
@@ -233,6 +240,8 @@ export class SwarmPeer {
     this.newestHeard = null;
     /** The newest seq a neighbour other than the source holds whole (the start point). */
     this.newestAtPeer = null;
+    /** When we first heard of any chunk (the start point settles for startSettleS). */
+    this.firstHeardS = now;
     this.nextWantS = role === Role.SOURCE ? null : now;
     this.workPending = false;
     this.playback =
@@ -729,7 +738,10 @@ export class SwarmPeer {
 
   /** seq exists (atPeer: a neighbour other than the source holds all of it). */
   heard(seq, atPeer = false) {
-    if (this.newestHeard === null || seq > this.newestHeard) this.newestHeard = seq;
+    if (this.newestHeard === null || seq > this.newestHeard) {
+      if (this.newestHeard === null) this.firstHeardS = this.now;
+      this.newestHeard = seq;
+    }
     if (atPeer && (this.newestAtPeer === null || seq > this.newestAtPeer)) {
       this.newestAtPeer = seq;
     }
@@ -739,10 +751,21 @@ export class SwarmPeer {
     if (pb.started || pb.startSeq === null) return;
     const frontier = this.newestAtPeer;
     if (frontier !== null) {
-      // Start where the peers are: the newest chunk a peer holds whole has crossed the swarm,
-      // so its age is about the lag this swarm needs (a fresher start would stall).
-      if (frontier < pb.startSeq || frontier - pb.startSeq > 2) {
-        pb.startSeq = pb.nextSeq = frontier;
+      // Start where the peers are, one chunk past the newest a peer holds whole. That one has
+      // crossed the swarm already (its age is the swarm's spread time), and fetching it would
+      // add our fetch to that age; the next one is crossing now and completes for us about when
+      // it does for the others.
+      const past = this.config.startPastPeersChunks;
+      const start = Math.max(0, Math.min(frontier + past, this.newestHeard));
+      const settling = this.now - this.firstHeardS < this.config.startSettleS;
+      if (
+        pb.startFromPeers === null ||
+        start < pb.startSeq ||
+        start - pb.startSeq > 2 ||
+        (settling && start > pb.startSeq)
+      ) {
+        pb.startFromPeers = start;
+        pb.startSeq = pb.nextSeq = start;
       }
     } else if (seq - pb.startSeq > pb.startBehindChunks + 2) {
       // Never chase a start point that fell far behind before we could fetch it.
