@@ -1,6 +1,7 @@
 """Tunables of the swarm core, in one place, with units in their names.
 
-Defaults suit a ~1 Mbit/s stream of ~1 s chunks cut into 16 KiB pieces.
+Defaults suit a ~1 Mbit/s stream of ~1 s chunks cut into 8 KiB pieces (halving them from 16 KiB
+halved the time a piece spends on each hop: docs/BENCHMARKS.md, fifth session).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class SwarmConfig:
     pipeline_s: float = 1.0
     """Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces)."""
     min_inflight_bytes: int = 16384
-    """Floor of the in-flight limit (before any throughput is measured). Two pieces made chunks
+    """Floor of the in-flight limit (before any throughput is measured). 32 KiB made chunks
     cross the swarm faster but cost continuity (docs/BENCHMARKS.md, fourth session)."""
     upload_slots: int = 2
     """Requests served at a time, most urgent (lowest seq, then oldest) first: the uplink goes
