@@ -93,6 +93,11 @@ class SwarmConfig:
     showed, within this time, pieces the source never sent them (they are fed by peers, so
     they are linked into the swarm): a neighbour every peer dropped (a liar) cannot spread a
     first copy, and a first copy stuck there costs every viewer that piece."""
+    source_spread_holders: int = 2
+    """A first copy counts as spreading once this many neighbours announced that piece without
+    getting it from us; until then, after source_announce_delay_s, it is offered to one more
+    linked uploader (see SwarmPeer._reseed_stuck). One was too few: the first holder's first
+    downstream copy often sits behind a slow uplink too."""
     source_max_copies: float = 1.9
     """The source uploads at most this many copies of a chunk, however large the audience."""
     source_keep_chunks: int = 16

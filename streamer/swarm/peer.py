@@ -149,9 +149,9 @@ class SwarmPeer:
         self._seed_target: dict[int, dict[int, str]] = {}
         """seq -> piece index -> the neighbour we super-seeded it to (its first copy)."""
         self._seed_turn = 0
-        self._source_spread: dict[int, int] = {}
-        """seq -> bitmask of the pieces some neighbour announced without getting them from us:
-        their first copies are spreading through the swarm."""
+        self._source_spread: dict[int, dict[int, int]] = {}
+        """seq -> piece index -> how many neighbours announced it without getting it from us:
+        at source_spread_holders, its first copy is spreading through the swarm."""
         # stats
         self.bytes_from_source = 0
         self.bytes_from_peers = 0
@@ -306,9 +306,10 @@ class SwarmPeer:
         announce, nobody else may know it exists, and after it everyone would wait for it to
         turn urgent. A second first copy elsewhere costs one piece of the copy budget.
         """
-        spread = self._source_spread.get(seq, 0)
+        spread = self._source_spread.get(seq, {})
+        enough = self.config.source_spread_holders
         targets = self._seed_target.get(seq, {})
-        stuck = [i for i in range(piece_count) if not spread >> i & 1 and i in targets]
+        stuck = [i for i in range(piece_count) if spread.get(i, 0) < enough and i in targets]
         if not stuck:
             return
         proof_s = self.config.source_seed_proof_s
@@ -491,7 +492,12 @@ class SwarmPeer:
                 fed = _mask(msg.pieces) & ~nb.sent_mask.get(msg.seq, 0)
                 if fed:
                     nb.fed_by_peers_s = now
-                    self._source_spread[msg.seq] = self._source_spread.get(msg.seq, 0) | fed
+                    news = fed & ~before  # (each neighbour counts once per piece)
+                    if news:
+                        counts = self._source_spread.setdefault(msg.seq, {})
+                        for i in range(len(msg.pieces)):
+                            if news >> i & 1:
+                                counts[i] = counts.get(i, 0) + 1
                 return
             if not self._wants_news(msg.seq, before, nb.known_mask(msg.seq)):
                 return  # nothing new for us: no need to reschedule (most haves)
