@@ -814,3 +814,29 @@ def test_a_plan_skipped_for_a_neighbour_without_room_is_made_when_room_frees() -
     v.receive("busy", encode_message(Piece(9, first[0].first_index, 5, piece)), 10.3)
     later = [m for m in drain_control(v, "busy") if isinstance(m, Request)]
     assert later, "room freed at busy, yet nothing more was asked of it"
+
+
+def test_source_reseeds_a_first_copy_until_two_neighbours_announce_it() -> None:
+    src = source()
+    greet(src, ["a", "b", "c"], 0.0)
+    src.publish_chunk(0, b"\x00" * 4500, 0.0, 1.0, 0.0)  # pieces 0..4 seeded to a, b, c, a, b
+    seeded = {pid: [m for m in drain_control(src, pid) if isinstance(m, Have)] for pid in "abc"}
+    assert [seeded[pid][0].pieces for pid in "abc"] == [
+        (True, False, False, True, False),
+        (False, True, False, False, True),
+        (False, False, True, False, False),
+    ]
+    # Pieces 0, 1, 2 are announced by two neighbours each that did not get them from us (b
+    # twice: it counts once); piece 3 by one only; piece 4 by nobody.
+    src.receive("b", encode_message(Have(0, (True, False, True, False, False))), 0.1)
+    src.receive("c", encode_message(Have(0, (True, True, False, True, False))), 0.1)
+    src.receive("b", encode_message(Have(0, (True, False, True, False, False))), 0.15)
+    src.receive("a", encode_message(Have(0, (False, True, True, False, False))), 0.2)
+    src.handle_timer(CONFIG.source_announce_delay_s)
+    haves = {pid: [m.pieces for m in drain_control(src, pid) if isinstance(m, Have)] for pid in "abc"}
+    assert all(h[-1] == (True,) * 5 for h in haves.values())  # then the whole-chunk haves
+    reseeded = {pid: h[:-1] for pid, h in haves.items()}
+    # Piece 3 (first copy at a, only c has it since) goes to b; piece 4 (at b) to a or c.
+    assert reseeded["b"] == [(False, False, False, True, False)]
+    others = reseeded["a"] + reseeded["c"]
+    assert others == [(False, False, False, False, True)]

@@ -154,6 +154,12 @@ export const DEFAULT_CONFIG = Object.freeze({
    * the swarm): a neighbour every peer dropped (a liar) cannot spread a first copy.
    */
   sourceSeedProofS: 2.0,
+  /**
+   * A first copy counts as spreading once this many neighbours announced that piece without
+   * getting it from us; until then, after sourceAnnounceDelayS, it is offered to one more linked
+   * uploader (see reseedStuck).
+   */
+  sourceSpreadHolders: 2,
   /** The source uploads at most this many copies of a chunk, however large the audience. */
   sourceMaxCopies: 1.9,
   sourceKeepChunks: 16,
@@ -275,8 +281,8 @@ export class SwarmPeer {
     this.seedTarget = new Map();
     this.seedTurn = 0;
     /**
-     * seq -> BigInt mask of the pieces some neighbour announced without getting them from us:
-     * their first copies are spreading through the swarm.
+     * seq -> Map(piece index -> how many neighbours announced it without getting it from us):
+     * at sourceSpreadHolders, its first copy is spreading through the swarm.
      */
     this.sourceSpread = new Map();
     // stats
@@ -461,11 +467,12 @@ export class SwarmPeer {
    * urgent. A second first copy elsewhere costs one piece of the copy budget.
    */
   reseedStuck(seq, pieceCount) {
-    const spread = this.sourceSpread.get(seq) ?? 0n;
+    const spread = this.sourceSpread.get(seq) ?? new Map();
+    const enough = this.config.sourceSpreadHolders;
     const targets = this.seedTarget.get(seq) ?? new Map();
     const stuck = [];
     for (let i = 0; i < pieceCount; i++) {
-      if (!hasBit(spread, i) && targets.has(i)) stuck.push(i);
+      if ((spread.get(i) ?? 0) < enough && targets.has(i)) stuck.push(i);
     }
     if (stuck.length === 0) return;
     const proofS = this.config.sourceSeedProofS;
@@ -658,7 +665,14 @@ export class SwarmPeer {
           const fed = maskOf(msg.pieces) & ~(nb.sentMask.get(msg.seq) ?? 0n);
           if (fed !== 0n) {
             nb.fedByPeersS = now; // it holds pieces we never sent it: peers feed it
-            this.sourceSpread.set(msg.seq, (this.sourceSpread.get(msg.seq) ?? 0n) | fed);
+            const news = fed & ~before; // (each neighbour counts once per piece)
+            if (news !== 0n) {
+              if (!this.sourceSpread.has(msg.seq)) this.sourceSpread.set(msg.seq, new Map());
+              const counts = this.sourceSpread.get(msg.seq);
+              for (let i = 0; i < msg.pieces.length; i++) {
+                if (hasBit(news, i)) counts.set(i, (counts.get(i) ?? 0) + 1);
+              }
+            }
           }
           return;
         }
