@@ -816,12 +816,16 @@ def test_a_plan_skipped_for_a_neighbour_without_room_is_made_when_room_frees() -
     assert later, "room freed at busy, yet nothing more was asked of it"
 
 
+def have_bits(core: SwarmPeer, pid: str) -> list[tuple[bool, ...]]:
+    """The piece bits of every have core sent pid so far (its other messages are dropped)."""
+    return [m.pieces for m in drain_control(core, pid) if isinstance(m, Have)]
+
+
 def test_source_reseeds_a_first_copy_until_two_neighbours_announce_it() -> None:
     src = source()
     greet(src, ["a", "b", "c"], 0.0)
     src.publish_chunk(0, b"\x00" * 4500, 0.0, 1.0, 0.0)  # pieces 0..4 seeded to a, b, c, a, b
-    seeded = {pid: [m for m in drain_control(src, pid) if isinstance(m, Have)] for pid in "abc"}
-    assert [seeded[pid][0].pieces for pid in "abc"] == [
+    assert [have_bits(src, pid)[0] for pid in "abc"] == [
         (True, False, False, True, False),
         (False, True, False, False, True),
         (False, False, True, False, False),
@@ -833,7 +837,7 @@ def test_source_reseeds_a_first_copy_until_two_neighbours_announce_it() -> None:
     src.receive("b", encode_message(Have(0, (True, False, True, False, False))), 0.15)
     src.receive("a", encode_message(Have(0, (False, True, True, False, False))), 0.2)
     src.handle_timer(CONFIG.source_announce_delay_s)
-    haves = {pid: [m.pieces for m in drain_control(src, pid) if isinstance(m, Have)] for pid in "abc"}
+    haves = {pid: have_bits(src, pid) for pid in "abc"}
     assert all(h[-1] == (True,) * 5 for h in haves.values())  # then the whole-chunk haves
     reseeded = {pid: h[:-1] for pid, h in haves.items()}
     # Piece 3 (first copy at a, only c has it since) goes to b; piece 4 (at b) to a or c.
