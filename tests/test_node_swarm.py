@@ -229,6 +229,11 @@ async def test_upload_limit_caps_what_a_relay_sends() -> None:
             await node.start()
         started_s = asyncio.get_running_loop().time()
         await asyncio.sleep(4.0)
+        # ...and until each has played a chunk (startup is ~2-4 s here: a viewer waits for the
+        # chunk past its peers' newest whole one), within a bound.
+        async with asyncio.timeout(8):
+            while any(node.stats()["chunks_played"] < 1 for node in viewers):
+                await asyncio.sleep(0.1)
         elapsed_s = asyncio.get_running_loop().time() - started_s + 1.0
         relay_stats = relay.stats()
         viewer_stats = [node.stats() for node in viewers]
