@@ -8,7 +8,6 @@ stored, played or forwarded. See streamer/swarm/__init__.py for the driver's API
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from typing import Any
@@ -120,9 +119,9 @@ class SwarmPeer:
         self._now = now
         self._newest_heard: int | None = None
         self._newest_at_peer: int | None = None
+        """The newest seq a neighbour other than the source holds whole (the start point)."""
         self._first_heard_s = now
         """When we first heard of any chunk (the start point settles for start_settle_s)."""
-        """The newest seq a neighbour other than the source holds whole (the start point)."""
         self._next_want_s: float | None = None if role == Role.SOURCE else now
         self._work_pending = False
         self.playback: Playback | None = None
@@ -390,14 +389,12 @@ class SwarmPeer:
         for nb in self._nbrs.values():
             if nb.have_due:
                 times.append(nb.have_next_s)
-            if nb.assignments:
-                oldest_s = min(a.last_progress_s for a in nb.assignments.values())
-                if progress_s is None or oldest_s < progress_s:
-                    progress_s = oldest_s
+            for a in nb.assignments.values():
+                if progress_s is None or a.last_progress_s < progress_s:
+                    progress_s = a.last_progress_s
         if progress_s is not None:
             times.append(progress_s + self.config.request_timeout_s)
-        if self._announce_later:
-            times.extend(when for when, _ in self._announce_later.values())
+        times.extend(when for when, _ in self._announce_later.values())
         if self._next_want_s is not None and len(self._nbrs) < self.config.target_neighbours:
             times.append(self._next_want_s)
         pb = self.playback
@@ -1025,46 +1022,33 @@ class SwarmPeer:
         # window for every neighbour after almost every message (the simulator's hot spot).
         # Neighbours without room still count for rarity, but cannot be asked: they get no
         # Holder (most of them, in a busy swarm).
-        cfg = self.config
-        floor_bytes, pipeline_s = cfg.min_inflight_bytes, cfg.pipeline_s
-        piece_bytes = max(1, cfg.piece_size_bytes)
-        room: dict[str, int] = {}
-        uploaders = []
-        for nb in self._nbrs.values():
-            if not nb.uploads:
-                continue
-            # Neighbour.room_pieces, inlined (see the comment above).
-            rate = nb.meter.rate_bytes_per_s or 0.0
-            inflight = 0
-            for a in nb.assignments.values():
-                inflight += len(a.pieces) + a.header_pending
-            nb_room = max(floor_bytes, int(rate * pipeline_s)) // piece_bytes - inflight
-            room[nb.peer_id] = nb_room
-            uploaders.append(
-                (
-                    nb.peer_id,
-                    nb.is_source,
-                    nb.complete,
-                    nb.partial,
-                    nb.announced_s,
-                    nb.not_from,
-                    nb.is_source or nb_room > 0,
-                )
+        room = {nb.peer_id: self._room(nb) for nb in self._nbrs.values() if nb.uploads}
+        uploaders = [
+            (
+                nb.peer_id,
+                nb.is_source,
+                nb.complete,
+                nb.partial,
+                nb.announced_s,
+                nb.not_from,
+                nb.is_source or room[nb.peer_id] > 0,
             )
-        peers_linked = any(not u[1] for u in uploaders)
+            for nb in self._nbrs.values()
+            if nb.uploads
+        ]
+        peers_linked = any(not is_source for _, is_source, *_ in uploaders)
         wants: list[Want] = []
         unplannable = 0
-        store = self._store
         for seq in range(lo, hi + 1):
-            chunk = store.get(seq)
+            chunk = self._store.get(seq)
             missing: tuple[int, ...] = ()
             if chunk is not None:
-                if chunk.have_count == len(chunk.pieces):
+                if chunk.complete:
                     continue
-                missing = _missing_indices(len(chunk.pieces), chunk.held_mask)
-                asked = self._inflight.get(seq)
-                if asked:
-                    missing = tuple(i for i in missing if i not in asked)
+                asked = self._inflight.get(seq, {})
+                missing = tuple(
+                    i for i, p in enumerate(chunk.pieces) if p is None and i not in asked
+                )
                 if not missing:
                     continue
             elif seq in self._header_from:
@@ -1083,8 +1067,7 @@ class SwarmPeer:
                     if askable:
                         holders.append(Holder(peer_id, mask, earlier, is_source))
             if holders:
-                media_s = None if chunk is None else chunk.header.start_us / 1e6
-                deadline = pb.deadline(seq, media_s, now)
+                deadline = pb.deadline(seq, self._media_start_s(seq), now)
                 wants.append(Want(seq, deadline, missing, chunk is None, tuple(holders), count))
             elif count:
                 unplannable += len(missing) or 1
@@ -1195,12 +1178,6 @@ class SwarmPeer:
         self.drops[kind] = self.drops.get(kind, 0) + 1
         self._events.append(DropNeighbour(nb.peer_id, reason, bye))
         self.remove_neighbour(nb.peer_id, self._now)
-
-
-@functools.lru_cache(maxsize=4096)
-def _missing_indices(piece_count: int, held_mask: int) -> tuple[int, ...]:
-    """Indices of the pieces not in held_mask (cached: few distinct masks, asked very often)."""
-    return tuple(i for i in range(piece_count) if not held_mask >> i & 1)
 
 
 def header_bits(piece_count: int) -> tuple[bool, ...]:

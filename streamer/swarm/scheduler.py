@@ -69,6 +69,18 @@ class Ask:
     want_header: bool
 
 
+def _tier(holder: Holder, index: int, urgent: bool, peers_linked: bool) -> int | None:
+    """0 = best; None = this holder is not to be asked for this piece (index -1: any piece)."""
+    known = holder.known_mask != 0 if index < 0 else bool(holder.known_mask >> index & 1)
+    if holder.source:
+        if holder.known_mask == -1:
+            return 2 if (urgent or not peers_linked) else None
+        return 0 if known else None
+    if known:
+        return 0
+    return 1 if holder.earlier and urgent else None
+
+
 def plan_pieces(
     wants: list[Want],
     room_pieces: dict[str, int],
@@ -119,44 +131,22 @@ def _pick(
     room_pieces: dict[str, int],
     rng: random.Random,
 ) -> Holder | None:
-    """The holder to ask for piece index (-1: any piece): lowest tier (module docstring), then
-    most room, then at random; None when no holder may be asked.
-
-    Tiers are worked out inline: this loop runs for every missing piece of every wanted chunk after
-    almost every message (the simulator's hot spot)."""
     best: Holder | None = None
-    best_tier = best_room = 0
-    best_draw = 0.0
-    source_ok = urgent or not peers_linked
+    best_key: tuple[int, int, float] | None = None
     for holder in holders:
         room = room_pieces.get(holder.peer_id, 0)
-        source = holder.source
-        if room <= 0 and not source:
+        if room <= 0 and not holder.source:
             continue  # (checked first: most holders of a busy swarm have no room)
-        mask = holder.known_mask
-        known = mask != 0 if index < 0 else mask >> index & 1
-        if source:
-            if mask == -1:
-                if not source_ok:
-                    continue
-                tier = 2
-            elif known:
-                tier = 0
-            else:
-                continue
-        elif known:
-            tier = 0
-        elif holder.earlier and urgent:
-            tier = 1
-        else:
+        tier = _tier(holder, index, urgent, peers_linked)
+        if tier is None:
             continue
-        if room <= 0 and not (source and tier == 0):
+        if room <= 0 and not (holder.source and tier == 0):
             # A first copy the source advertised to us alone is asked at once, room or not:
             # nobody else can fetch it, and the source serves first copies first.
             continue
-        draw = rng.random()
-        if best is None or (tier, -room, draw) < (best_tier, -best_room, best_draw):
-            best, best_tier, best_room, best_draw = holder, tier, room, draw
+        key = (tier, -room, rng.random())
+        if best_key is None or key < best_key:
+            best, best_key = holder, key
     return best
 
 
