@@ -844,3 +844,24 @@ def test_source_reseeds_a_first_copy_until_two_neighbours_announce_it() -> None:
     assert reseeded["b"] == [(False, False, False, True, False)]
     others = reseeded["a"] + reseeded["c"]
     assert others == [(False, False, False, False, True)]
+
+
+def test_asks_again_when_a_not_from_period_ends_without_other_input() -> None:
+    """An absent bars that neighbour for busy_retry_s; when it ends, the clock alone (a timer)
+    must bring a new request: a lone viewer gets no other input that would."""
+    src = published(range(0, 2), now=10.0)
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    exchange(src, "src", v, "v", 10.0)
+    v.receive("src", encode_message(Have(2, (True,) * 5)), 10.5)
+    assert any(isinstance(m, Request) and m.seq == 2 for m in drain_control(v, "src"))
+    v.receive("src", encode_message(Absent(2, 0, 0xFFFF)), 10.5)
+    retry_s = 10.5 + CONFIG.busy_retry_s
+    asked_again_s = None
+    while asked_again_s is None:
+        when = v.next_timer()
+        assert when is not None and when <= retry_s + 0.01, "no timer for the retry"
+        v.handle_timer(when)
+        if any(isinstance(m, Request) and m.seq == 2 for m in drain_control(v, "src")):
+            asked_again_s = when
+    assert asked_again_s >= retry_s

@@ -81,8 +81,6 @@ class SwarmConfig:
     push_headers: bool = True
     """Send a chunk's signed header along with the first have of it to a neighbour that shows
     no sign of holding it (see SwarmPeer._send_have)."""
-    tick_s: float = 0.25
-    """Housekeeping period while there is work pending (retries after capacity frees up)."""
 
     source_announce_delay_s: float = 0.6
     """Super-seeding: the source first advertises each piece of a fresh chunk to one uploading

@@ -81,6 +81,19 @@ def _tier(holder: Holder, index: int, urgent: bool, peers_linked: bool) -> int |
     return 1 if holder.earlier and urgent else None
 
 
+def may_serve(holder: Holder, missing_mask: int, urgent: bool, peers_linked: bool) -> bool:
+    """Would _tier rank holder for some piece of missing_mask (0: for the header)?
+
+    The caller leaves out of a Want the holders that could serve none of it: in a busy swarm
+    most neighbours with room hold only pieces we have or asked for already.
+    """
+    mask = holder.known_mask
+    known = mask != 0 if missing_mask == 0 else mask & missing_mask != 0
+    if holder.source:
+        return (urgent or not peers_linked) if mask == -1 else known
+    return known or (holder.earlier and urgent)
+
+
 def plan_pieces(
     wants: list[Want],
     room_pieces: dict[str, int],

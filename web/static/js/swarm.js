@@ -145,7 +145,6 @@ export const DEFAULT_CONFIG = Object.freeze({
    */
   pushHeaders: true,
   /** Housekeeping period while there is work pending (retries after capacity frees up). */
-  tickS: 0.25,
   /** Super-seeding: each piece first to one neighbour; the whole chunk to all after this delay. */
   sourceAnnounceDelayS: 0.6,
   /**
@@ -249,7 +248,9 @@ export class SwarmPeer {
     /** When we first heard of any chunk (the start point settles for startSettleS). */
     this.firstHeardS = now;
     this.nextWantS = role === Role.SOURCE ? null : now;
-    this.workPending = false;
+    // When the plan may change by the clock alone (a chunk turning urgent, a notFrom period
+    // ending): the next replan, unless input triggers one first.
+    this.replanAtS = null;
     this.playback =
       role === Role.SOURCE
         ? null
@@ -570,7 +571,7 @@ export class SwarmPeer {
     if (pb !== null && pb.started && pb.nextSeq !== null) {
       times.push(pb.deadline(pb.nextSeq, this.mediaStartS(pb.nextSeq), this.now));
     }
-    if (this.workPending) times.push(this.now + this.config.tickS);
+    if (this.replanAtS !== null) times.push(this.replanAtS);
     return times.length ? Math.min(...times) : null;
   }
 
@@ -1387,7 +1388,7 @@ export class SwarmPeer {
 
   schedule(now) {
     const pb = this.playback;
-    this.workPending = false;
+    this.replanAtS = null;
     if (pb === null || pb.nextSeq === null || this.newestHeard === null) return;
     this.rescueSlow(now);
     const lo = pb.nextSeq;
@@ -1398,6 +1399,9 @@ export class SwarmPeer {
     const hi = Math.min(this.newestHeard, lo + ahead);
     const uploaders = [...this.nbrs.values()].filter((nb) => nb.uploads);
     const wants = [];
+    // Room only grows with input, which replans by itself; the clock changes the plan when a
+    // chunk turns urgent (the source and earlier holders become askable) or a notFrom ends.
+    const changesS = [];
     for (let seq = lo; seq <= hi; seq++) {
       const chunk = this.store.get(seq);
       const missing = [];
@@ -1414,7 +1418,10 @@ export class SwarmPeer {
       const mineS = this.headerS.get(seq);
       const holders = [];
       for (const nb of uploaders) {
-        if ((nb.notFrom.get(seq) ?? -1) > now) continue;
+        if ((nb.notFrom.get(seq) ?? -1) > now) {
+          changesS.push(nb.notFrom.get(seq));
+          continue;
+        }
         const knownMask = nb.knownMask(seq);
         const announced = nb.announcedS.get(seq);
         const earlier =
@@ -1425,9 +1432,14 @@ export class SwarmPeer {
       }
       if (holders.length) {
         const deadlineS = pb.deadline(seq, this.mediaStartS(seq), now);
+        // (a hair past the crossing, so that float rounding cannot make it not urgent)
+        if (deadlineS - now > this.config.urgentS) {
+          changesS.push(deadlineS - this.config.urgentS + 1e-6);
+        }
         wants.push({ seq, deadlineS, missing, needHeader: chunk === null, holders });
       }
     }
+    if (changesS.length) this.replanAtS = Math.min(...changesS);
     if (wants.length === 0) return;
     const { pipelineS, minInflightBytes, pieceSizeBytes } = this.config;
     const room = new Map();
@@ -1441,11 +1453,6 @@ export class SwarmPeer {
     const peersLinked = uploaders.some((nb) => !nb.isSource);
     const asks = planPieces(wants, room, now, this.config.urgentS, this.rng, peersLinked);
     for (const ask of asks) this.request(ask, now);
-    let wanted = 0;
-    for (const w of wants) wanted += w.missing.length || 1;
-    let planned = 0;
-    for (const ask of asks) planned += ask.pieces.length;
-    this.workPending = planned < wanted;
   }
 
   request(ask, now) {
