@@ -455,6 +455,23 @@ test("an absent: those pieces are forgotten there and asked elsewhere for busyRe
   assert.ok(ofType(drainControl(v, "a"), "request").some((m) => m.seq === 3), "after the pause");
 });
 
+test("when a notFrom period ends, a timer alone brings the request again", () => {
+  const v = viewer();
+  v.addNeighbour("a", 0);
+  v.receive("a", hello(Role.VIEWER), 0);
+  v.receive("a", bufferMap(3, [true, true]), 0);
+  v.receive("a", encodeMessage({ type: "absent", seq: 3, firstIndex: 0, count: 1 }), 0.1);
+  drainControl(v, "a");
+  let askedAgainS = null;
+  while (askedAgainS === null) {
+    const when = v.nextTimer();
+    assert.ok(when !== null && when <= 0.6 + 1e-3, `no timer for the retry (next: ${when})`);
+    v.handleTimer(when);
+    if (ofType(drainControl(v, "a"), "request").some((m) => m.seq === 3)) askedAgainS = when;
+  }
+  assert.ok(askedAgainS >= 0.6 - 1e-9);
+});
+
 test("WantNeighbours below target; addNeighbour refuses when full", () => {
   const v = viewer(0, { targetNeighbours: 2, maxNeighbours: 3 });
   assert.equal(v.nextTimer(), 0);
