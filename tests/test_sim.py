@@ -33,6 +33,31 @@ def test_same_seed_same_figures() -> None:
     assert a == b
 
 
+def test_observer_and_tap_see_what_the_cores_do_without_changing_it() -> None:
+    from streamer.protocol import MsgType
+    from streamer.swarm import ChunkComplete, ChunkPlayed
+
+    sc = Scenario(peers=6, duration_s=8, seed=3, peer_upload_ratio=AMPLE)
+    events: list[tuple[str, object, float]] = []
+    pieces: list[tuple[str, str, float, float]] = []
+
+    def tap(src: str, dst: str, data: bytes, sent_s: float, arrives_s: float) -> None:
+        if data[0] == MsgType.PIECE:
+            pieces.append((src, dst, sent_s, arrives_s))
+
+    traced = run_scenario(sc, observer=lambda *e: events.append(e), tap=tap)
+    played = [e for e in events if isinstance(e[1], ChunkPlayed)]
+    completed = {(pid, e.seq) for pid, e, _ in events if isinstance(e, ChunkComplete)}
+    assert played and all((pid, e.seq) in completed for pid, e, _ in played)
+    assert sum(s["chunks_played"] for s in traced.peer_stats.values()) == len(played)
+    assert pieces and all(sc.latency_s <= a - s < 1.0 for _, _, s, a in pieces)
+    assert {src for src, *_ in pieces} >= {"source"} and len({dst for _, dst, *_ in pieces}) == 6
+    plain, seen = run_scenario(sc).summary(), traced.summary()
+    assert {k: v for k, v in plain.items() if k != "wall_s"} == {
+        k: v for k, v in seen.items() if k != "wall_s"
+    }
+
+
 def test_result_keeps_the_uplinks_drawn_and_simulate_bounds_with_them() -> None:
     from streamer.bench.simulate import SimSettings, scenario_for, simulate
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from streamer.cli import main
+from streamer.sim import compiled
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REQUIRED = (
@@ -98,3 +99,53 @@ def test_bad_arguments_are_one_line_errors(
     assert main(["simulate", "--duration", "2", *args]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("streamer simulate: error:")
+
+
+def test_small_runs_and_tests_use_the_pure_python_core(tmp_path: Path) -> None:
+    out = tmp_path / "sim.json"
+    assert main(["simulate", "--peers", "5", "--duration", "3", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["core"] == "python" == compiled.core_kind()
+
+
+def test_source_key_changes_with_any_source_file(tmp_path: Path) -> None:
+    package = tmp_path / "streamer"
+    (package / "swarm").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    core = package / "swarm" / "peer.py"
+    core.write_text("X = 1\n")
+    before = compiled.source_key(package)
+    assert compiled.source_key(package) == before
+    core.write_text("X = 2\n")
+    assert compiled.source_key(package) != before
+
+
+def test_compiled_core_asked_for_but_not_buildable_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STREAMER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(compiled, "missing_tools", lambda: "no C compiler (cc/gcc) on PATH")
+    assert main(["simulate", "--peers", "5", "--duration", "2", "--core", "mypyc"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "streamer simulate: error: cannot compile the swarm core: no C compiler (cc/gcc) on PATH"
+    )
+
+
+@pytest.mark.slow
+def test_compiled_core_gives_the_same_figures_as_pure_python(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The mypyc build (made here, in an empty cache) runs the very same simulation."""
+    monkeypatch.setenv("STREAMER_CACHE_DIR", str(tmp_path / "cache"))
+    docs = {}
+    for core in ("python", "mypyc"):
+        out = tmp_path / f"{core}.json"
+        args = ["simulate", "--peers", "30", "--duration", "8", "--seed", "2", "--core", core]
+        assert main([*args, "--json", str(out)]) == 0
+        docs[core] = json.loads(out.read_text())
+    assert docs["python"]["core"] == "python" and docs["mypyc"]["core"] == "mypyc"
+    figures = [k for k in docs["python"] if k not in ("wall_s", "core", "command")]
+    assert "events" in figures and "lag_s_p95" in figures
+    assert {k: docs["mypyc"][k] for k in figures} == {k: docs["python"][k] for k in figures}
+    builds = list((tmp_path / "cache" / "compiled-core").iterdir())
+    assert len(builds) == 1 and any(builds[0].glob("streamer/swarm/peer.*.so"))

@@ -88,10 +88,15 @@ def command_line(name: str, options: Mapping[str, Any]) -> str:
     """
     import shlex
 
-    parts = ["streamer", name]
+    return shlex.join(["streamer", name, *option_argv(options)])
+
+
+def option_argv(options: Mapping[str, Any]) -> list[str]:
+    """Parsed options back to command-line arguments (None and False left out)."""
+    argv: list[str] = []
     for key, value in options.items():
         if value is None or value is False or callable(value):
             continue
         flag = "--" + key.replace("_", "-")
-        parts.extend([flag] if value is True else [flag, str(value)])
-    return shlex.join(parts)
+        argv.extend([flag] if value is True else [flag, str(value)])
+    return argv

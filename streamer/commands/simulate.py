@@ -2,7 +2,8 @@
 
 Link latency, heterogeneous uplinks (some viewers download only, as behind strict NATs), churn
 and loss, all seeded, so a run is reproducible. With `--sweep` it runs each audience size and
-plots the figures against the fluid bound.
+plots the figures against the fluid bound. Large runs use a mypyc-compiled copy of the same core
+in a child process (`--core`, streamer.sim.compiled): same results, ~3x faster.
 """
 
 from __future__ import annotations
@@ -11,18 +12,25 @@ import argparse
 import json
 import os
 import platform
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from streamer.bench.progress import Progress
 from streamer.bench.simulate import SimSettings, parse_sizes, settings_json, sweep
-from streamer.bench.table import command_line, sweep_table
+from streamer.bench.table import command_line, option_argv, sweep_table
 from streamer.errors import UserError
+from streamer.sim import compiled
+
+MAX_PEERS = 100_000
+AUTO_COMPILE_PEER_SECONDS = 10_000
+"""--core auto compiles for runs of at least this many peer-seconds (pure Python: ~1.5 min)."""
 
 NAME = "simulate"
 HELP = "simulate a swarm in virtual time (latency, mixed uplinks, NAT, churn, loss) up to 10k peers"
-
-MAX_PEERS = 100_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--join-window", type=float, help="all join within S (duration / 3)")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--plot", help="with --sweep: a PNG of the figures as N grows")
+    parser.add_argument(
+        "--core",
+        choices=("auto", "mypyc", "python"),
+        default="auto",
+        help="run the swarm core compiled by mypyc (built once, cached) or as pure Python; "
+        f"auto: compiled from {AUTO_COMPILE_PEER_SECONDS:,} peer-seconds on, when it can be built",
+    )
 
 
 def _settings(args: argparse.Namespace) -> SimSettings:
@@ -80,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UserError("--plot must name a .png file")
     progress = Progress(interval_s=10.0)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM leaves like Ctrl-C
+    child_exit = _run_compiled(args, sum(sizes) * settings.duration_s, progress)
+    if child_exit is not None:
+        return child_exit
     results: list[dict[str, Any]] = []
     for n in sizes:
         progress.note(f"simulate: {n} peers, {settings.duration_s:g} s of virtual time")
@@ -93,6 +112,38 @@ def run(args: argparse.Namespace) -> int:
         _save(args, settings, results, complete=len(results) == len(sizes))
     print(sweep_table(results))
     return 0
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_compiled(args: argparse.Namespace, peer_seconds: float, progress: Progress) -> int | None:
+    """Run this same command in a child process on the compiled core; its exit code, or None to
+    run here (pure Python asked for, a small run, already compiled, or no build possible)."""
+    if os.environ.get(compiled.CHILD_ENV):
+        if compiled.core_kind() != "mypyc":
+            raise UserError("the compiled core did not load in the child process")
+        return None
+    if args.core == "python" or compiled.core_kind() == "mypyc":
+        return None
+    if args.core == "auto" and peer_seconds < AUTO_COMPILE_PEER_SECONDS:
+        return None
+    build = compiled.ensure_build(progress.note)
+    if build.path is None:
+        if args.core == "mypyc":
+            raise UserError(f"cannot compile the swarm core: {build.reason}")
+        progress.note(f"simulate: pure-Python core ({build.reason})")
+        return None
+    progress.note(f"simulate: mypyc-compiled core ({build.reason})")
+    argv = [sys.executable, "-m", "streamer", NAME, *option_argv(_options(args))]
+    child = subprocess.Popen(argv, env=compiled.child_env(build.path))
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.terminate()  # it stops like we do: every size it finished is saved
+        child.wait()
+        raise
 
 
 def _save(
@@ -110,6 +161,7 @@ def _save(
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                 f"Python {platform.python_version()}",
                 "settings": settings_json(settings),
+                "core": compiled.core_kind(),
             }
         )
         _write(Path(args.json), json.dumps(doc, indent=2) + "\n")

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.protocol import MsgType
-from streamer.swarm import DropNeighbour, SwarmPeer, WantNeighbours
+from streamer.swarm import DropNeighbour, Event, SwarmPeer, WantNeighbours
+
+Observer = Callable[[str, Event, float], None]
+"""Sees every event a core hands to the network: (peer id, event, virtual now)."""
+Tap = Callable[[str, str, bytes, float, float], None]
+"""Sees every message sent: (from, to, the message, sent at, arrives at)."""
 
 
 @dataclass(slots=True)
@@ -82,6 +87,8 @@ class SimNetwork:
         connect_delay_s: float = 0.3,
         vanish_detect_s: float = 5.0,
         tracker_sample: int = 12,
+        observer: Observer | None = None,
+        tap: Tap | None = None,
     ) -> None:
         self.rng = rng
         self.queue = EventQueue()
@@ -91,6 +98,8 @@ class SimNetwork:
         self.connect_delay_s = connect_delay_s
         self.vanish_detect_s = vanish_detect_s
         self.tracker_sample = tracker_sample
+        self.observer = observer
+        self.tap = tap
         self.nodes: dict[str, SimNode] = {}
         self._alive: list[str] = []
         self._alive_at: dict[str, int] = {}
@@ -175,6 +184,8 @@ class SimNetwork:
         key = (src.peer_id, dst_id)
         arrive = max(arrive, self._link_clear_s.get(key, 0.0))
         self._link_clear_s[key] = arrive
+        if self.tap is not None:
+            self.tap(src.peer_id, dst_id, data, self.now, arrive)
         self.queue.at(arrive, self._deliver, src.peer_id, dst_id, data)
 
     def _deliver(self, src: str, dst: str, data: bytes) -> None:
@@ -199,6 +210,8 @@ class SimNetwork:
             return
         core = node.core
         for event in core.pop_events():
+            if self.observer is not None:
+                self.observer(node.peer_id, event, self.now)
             if isinstance(event, DropNeighbour):
                 self.drops.append((self.now, node.peer_id, event.peer_id, event.reason))
                 if event.bye is not None and event.peer_id in node.links:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from streamer.protocol import Role
-from streamer.sim.network import SimNetwork, SimNode
+from streamer.sim.network import Observer, SimNetwork, SimNode, Tap
 from streamer.swarm import HeaderVerifier, SwarmConfig, SwarmPeer, percentile
 from streamer.swarm.chunks import PiecePool
 
@@ -109,12 +109,21 @@ def test_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 
-def run_scenario(sc: Scenario, on_progress: Callable[[float], None] | None = None) -> SimResult:
+def run_scenario(
+    sc: Scenario,
+    on_progress: Callable[[float], None] | None = None,
+    observer: Observer | None = None,
+    tap: Tap | None = None,
+) -> SimResult:
     """Build the swarm of sc, run it for sc.duration_s of virtual time, and collect stats.
-    on_progress, if given, is called now and then with the virtual time reached."""
+    on_progress, if given, is called now and then with the virtual time reached; observer sees
+    every event of every core (chunks completed and played, drops) and tap every message sent
+    (for traces: benchmarks/sim_spread.py)."""
     started = time.perf_counter()
     rng = random.Random(sc.seed)
-    net = SimNetwork(rng=rng, latency_s=sc.latency_s, loss_rate=sc.loss_rate)
+    net = SimNetwork(
+        rng=rng, latency_s=sc.latency_s, loss_rate=sc.loss_rate, observer=observer, tap=tap
+    )
     config = replace(sc.config, chunk_duration_s=sc.chunk_duration_s)
     key = test_key()
     verifier = HeaderVerifier(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
