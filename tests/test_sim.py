@@ -93,8 +93,9 @@ def test_source_upload_stays_bounded_and_peers_carry_the_stream() -> None:
     assert s["viewers_started"] == 20
     assert 0.9 <= s["source_upload_ratio"] <= 2.0
     assert s["peer_share"] >= 0.8  # most bytes come from peers, not the source
-    # each chunk is downloaded about once per peer (a piece re-asked after a timeout may come twice)
-    assert s["duplicate_share"] <= 0.08
+    # each chunk is downloaded about once per peer (a piece moved from a holder that kept it
+    # queued, or re-asked after a timeout, may come twice: ~8% here, docs/protocol.md)
+    assert s["duplicate_share"] <= 0.12
 
 
 def test_twenty_peers_with_ample_upload_play_continuously() -> None:

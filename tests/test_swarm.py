@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable
 from dataclasses import replace
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -723,6 +725,8 @@ def test_source_first_copies_are_served_beyond_the_copy_budget() -> None:
     # v0 and v1 exhaust the budget for extra copies with whole-chunk requests...
     for pid in ("v0", "v1"):
         src.receive(pid, encode_message(Request(0, 0, 0xFFFF, True)), 1.0)
+        drain_data(src, pid, 1.0)
+    assert any(isinstance(m, Absent) for m in drain_control(src, "v1"))
     # ...yet v2's request for the piece advertised to it alone is still served.
     mine = seeded["v2"].pieces.index(True)
     src.receive("v2", encode_message(Request(0, mine, 1, True)), 1.0)
@@ -865,3 +869,108 @@ def test_asks_again_when_a_not_from_period_ends_without_other_input() -> None:
         if any(isinstance(m, Request) and m.seq == 2 for m in drain_control(v, "src")):
             asked_again_s = when
     assert asked_again_s >= retry_s
+
+
+def two_holders_of_chunk_9(v: SwarmPeer, now: float) -> tuple[str, str, SwarmPeer]:
+    """v links to peers a and b that both hold chunk 9 whole; returns (asked, other, holder)
+    after v asked one of them for every piece (both have room: the choice is random)."""
+    holder = published(range(9, 10), now=now)
+    header = holder._store.get(9).header.encode()  # type: ignore[union-attr]
+    for pid in ("a", "b"):
+        v.add_neighbour(pid, now)
+        v.receive(pid, hello(Role.VIEWER), now)
+    v.receive("a", header, now)
+    v.receive("a", encode_message(Have(9, (True,) * 5)), now)
+    drain_control(v, "b")
+    v.receive("b", encode_message(Have(9, (True,) * 5)), now)
+    asked = {pid: [m for m in drain_control(v, pid) if isinstance(m, Request)] for pid in "ab"}
+    first = "a" if asked["a"] else "b"
+    return first, "b" if first == "a" else "a", holder
+
+
+def test_pieces_stuck_at_a_holder_are_asked_of_another_and_cancelled_there() -> None:
+    cfg = replace(CONFIG, min_inflight_bytes=8000)  # room for all 5 pieces at one holder
+    v = viewer(now=10.0, config=cfg)
+    slow, other, holder = two_holders_of_chunk_9(v, 10.0)
+    piece = holder._store.get(9).pieces  # type: ignore[union-attr]
+    # The slow holder sends one piece at once, then nothing: the rest sit in its queue.
+    nb = v.neighbour(slow)
+    assert nb is not None
+    first = min(nb.assignments[9].pieces)
+    v.receive(slow, encode_message(Piece(9, first, 5, piece[first])), 10.05)  # type: ignore[arg-type]
+    drain_control(v, other)
+    v.handle_timer(10.05 + cfg.move_after_s - 0.01)
+    assert not [m for m in drain_control(v, other) if isinstance(m, Request)]
+    v.handle_timer(10.05 + cfg.move_after_s)
+    moved = [m for m in drain_control(v, other) if isinstance(m, Request)]
+    cancelled = [m for m in drain_control(v, slow) if isinstance(m, Cancel)]
+    left = {i for m in moved for i in range(m.first_index, m.first_index + m.count)}
+    assert left == {0, 1, 2, 3, 4} - {first}
+    assert {m.first_index for m in cancelled} == left and all(m.count == 1 for m in cancelled)
+    assert v.stats()["moved"] == 4 and v.stats()["timeouts"] == 0
+    # Moved pieces stay where they went for move_after_s of their own: no ping-pong.
+    v.handle_timer(10.05 + cfg.move_after_s + 0.1)
+    assert not [m for m in drain_control(v, slow) if isinstance(m, Request)]
+    assert slow in v.neighbour_ids  # busy, not stalled: no strike
+
+
+def test_pieces_are_not_moved_while_the_holder_keeps_sending_them() -> None:
+    cfg = replace(CONFIG, min_inflight_bytes=8000)
+    v = viewer(now=10.0, config=cfg)
+    busy, other, holder = two_holders_of_chunk_9(v, 10.0)
+    piece = holder._store.get(9).pieces  # type: ignore[union-attr]
+    drain_control(v, other)
+    now = 10.0
+    for i in sorted(v.neighbour(busy).assignments[9].pieces):  # type: ignore[union-attr]
+        now += cfg.move_after_s * 0.9
+        v.handle_timer(now)
+        v.receive(busy, encode_message(Piece(9, i, 5, piece[i])), now)  # type: ignore[arg-type]
+    assert not [m for m in drain_control(v, other) if isinstance(m, Request)]
+    assert v.stats()["moved"] == 0 and v._store.is_complete(9)
+
+
+def test_source_offers_a_stuck_first_copy_again_and_again_while_the_chunk_is_young() -> None:
+    cfg = replace(CONFIG, source_reseed_interval_s=0.4, source_reseed_window_s=2.0)
+    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=cfg, signing_key=KEY)
+    pids = ["a", "b", "c", "d", "e"]
+    greet(src, pids, 0.0)
+    for pid in pids:  # all fed by peers (linked): each may get a second first copy
+        src.receive(pid, encode_message(Have(99, (True,))), 0.0)
+    src.publish_chunk(0, b"\x00" * 4500, 0.0, 1.0, 0.0)
+    for pid in pids:
+        drain_control(src, pid)
+    offered: dict[float, set[str]] = {}
+    now = 0.0
+    while (when := src.next_timer()) is not None and when <= 3.0:
+        now = when
+        src.handle_timer(now)
+        for pid in pids:
+            # Nobody ever announces piece 0 from elsewhere: it never counts as spreading.
+            if any(bits[0] and not all(bits) for bits in have_bits(src, pid)):
+                offered.setdefault(round(now, 2), set()).add(pid)
+    times = sorted(offered)
+    assert times[0] == cfg.source_announce_delay_s
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps and gaps == pytest.approx([cfg.source_reseed_interval_s] * len(gaps))
+    assert times[-1] <= cfg.source_reseed_window_s
+    whom = [pid for t in times for pid in offered[t]]
+    assert len(whom) == len(set(whom)) == 4  # a new uploader each time; a had the first copy
+    assert "a" not in whom
+
+
+def test_a_neighbour_asking_for_everything_leaves_the_source_budget_for_others() -> None:
+    src = source()
+    greet(src, ["greedy", "late", "third"], 0.0)
+    src.publish_chunk(0, b"z" * 4500, 0.0, 1.0, 1.0)  # first copies: greedy, late, third, ...
+    for pid in ("greedy", "late", "third"):
+        drain_control(src, pid)
+    src.receive("greedy", encode_message(Request(0, 0, 0xFFFF, True)), 1.0)
+    greedy_got = [decode_message(d) for d in drain_data(src, "greedy", 1.0)]
+    budget = (CONFIG.source_max_copies - 1.0) * 4500
+    extra = sum(len(m.payload) for m in greedy_got if isinstance(m, Piece)) - 2 * 1000
+    assert 0 < extra <= CONFIG.source_max_share * budget  # its 2 first copies, then its share
+    absent = [m for m in drain_control(src, "greedy") if isinstance(m, Absent)]
+    assert absent  # the rest of what it asked for: not from the source
+    src.receive("late", encode_message(Request(0, 0, 1, False)), 1.1)
+    assert not [m for m in drain_control(src, "late") if isinstance(m, Absent)]
+    assert [decode_message(d) for d in drain_data(src, "late", 1.1)]

@@ -40,6 +40,9 @@ class SwarmConfig:
 
     request_timeout_s: float = 1.0
     """No progress on a request for this long: cancel what is left and ask someone else."""
+    move_after_s: float = 0.2
+    """Pieces asked of a peer that sent nothing of them for this long (queued behind others'
+    requests there) are asked of another holder with room instead, and cancelled there."""
     pipeline_s: float = 1.0
     """Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces)."""
     min_inflight_bytes: int = 16384
@@ -96,6 +99,17 @@ class SwarmConfig:
     getting it from us; until then, after source_announce_delay_s, it is offered to one more
     linked uploader (see SwarmPeer._reseed_stuck). One was too few: the first holder's first
     downstream copy often sits behind a slow uplink too."""
+    source_reseed_interval_s: float = 0.4
+    source_reseed_window_s: float = 3.0
+    """After the whole-chunk announce, the source looks again every reseed interval, while the
+    chunk is younger than the window, for first copies that still have not spread, and offers
+    each to one more linked uploader: a second first copy can land at a peer that leaves, or
+    behind a slow uplink too (300 peers, seed 2: one piece reached 3 peers, 282 missed it)."""
+    source_max_share: float = 0.5
+    """No neighbour gets more than this share of a chunk's copy budget: one that asks for
+    everything (a lone viewer, or a liar every peer dropped) leaves the rest for the urgent
+    requests of others (20 peers with a liar, seed 3: it took the whole budget, then a piece
+    whose first copy it held reached nobody in time)."""
     source_max_copies: float = 1.9
     """The source uploads at most this many copies of a chunk, however large the audience."""
     source_keep_chunks: int = 16

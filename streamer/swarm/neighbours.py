@@ -57,6 +57,8 @@ class Assignment:
     last_progress_s: float
     strike_on_timeout: bool
     """It held what we asked for (whole chunk or known pieces): silence then is a stall."""
+    asked_s: dict[int, float] = field(default_factory=dict)
+    """Piece -> when we asked for it (a piece moved here is not moved on at once)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -113,6 +115,9 @@ class Neighbour:
     """Earliest time of our next have to it."""
     sent_mask: dict[int, int] = field(default_factory=dict)
     """Source only: seq -> the pieces we sent it."""
+    extra_bytes: dict[int, int] = field(default_factory=dict)
+    """Source only: seq -> bytes of copies beyond the first queued or sent to it (its share
+    of the copy budget: see SwarmConfig.source_max_share)."""
     fed_by_peers_s: float | None = None
     """Source only: when a have from it last showed a piece we never sent it - it gets data
     from peers, so it is linked into the swarm (a peer everyone dropped, such as a liar, is not)."""
@@ -142,6 +147,7 @@ class Neighbour:
             self.not_from,
             self.announced_s,
             self.sent_mask,
+            self.extra_bytes,
         ):
             for s in [s for s in table if s < floor_seq]:
                 del table[s]

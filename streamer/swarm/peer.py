@@ -37,7 +37,7 @@ from streamer.protocol import (
     split_pieces,
 )
 from streamer.protocol.messages import MAX_BUFFER_MAP_BITS
-from streamer.swarm.chunks import ChunkStore, HeaderVerifier, PiecePool, PieceResult
+from streamer.swarm.chunks import ChunkBuffer, ChunkStore, HeaderVerifier, PiecePool, PieceResult
 from streamer.swarm.config import SwarmConfig
 from streamer.swarm.events import (
     ChunkComplete,
@@ -148,10 +148,15 @@ class SwarmPeer:
             )
         # source state
         self._announce_later: dict[int, tuple[float, list[str]]] = {}
+        self._reseed_at: dict[int, float] = {}
+        """seq -> when to look again for first copies that have not spread (see _reseed_stuck)."""
         self._source_reserved: dict[int, int] = {}
         """seq -> bytes of copies beyond the first that are queued or sent (the budget)."""
         self._seed_target: dict[int, dict[int, str]] = {}
         """seq -> piece index -> the neighbour we super-seeded it to (its first copy)."""
+        self._reseeded: dict[int, dict[int, set[str]]] = {}
+        """seq -> piece index -> neighbours offered it again since its first copy did not
+        spread (see _reseed_stuck): their copies are first copies too, outside the budget."""
         self._seed_turn = 0
         self._source_spread: dict[int, dict[int, int]] = {}
         """seq -> piece index -> how many neighbours announced it without getting it from us:
@@ -163,6 +168,8 @@ class SwarmPeer:
         self.bytes_duplicate = 0
         self.timeouts = 0
         self.rescues = 0
+        self.moved = 0
+        """Pieces asked of another holder after sitting unsent at the first (move_after_s)."""
         """Urgent requests taken from a holder too slow to meet the deadline."""
         self.stream_bytes = 0
         self.drops: dict[str, int] = {}
@@ -263,7 +270,9 @@ class SwarmPeer:
             self._source_reserved,
             self._sent_once,
             self._seed_target,
+            self._reseeded,
             self._source_spread,
+            self._reseed_at,
         ):
             for old in [s for s in table if s < floor]:
                 del table[old]
@@ -308,7 +317,9 @@ class SwarmPeer:
 
         A first copy can sit at a neighbour whose uplink is slow or queued; until the whole-chunk
         announce, nobody else may know it exists, and after it everyone would wait for it to
-        turn urgent. A second first copy elsewhere costs one piece of the copy budget.
+        turn urgent. The offer is repeated every source_reseed_interval_s while the chunk is
+        young, each time to an uploader not offered it yet (one may leave or be slow too). Such
+        a copy is served even when fallback requests have spent the budget (see _on_request).
         """
         spread = self._source_spread.get(seq, {})
         enough = self.config.source_spread_holders
@@ -329,13 +340,20 @@ class SwarmPeer:
             key=lambda nb: nb.peer_id,
         )
         bits: dict[str, list[bool]] = {}
+        reseeded = self._reseeded.setdefault(seq, {})
         for n, index in enumerate(stuck):
+            tried = reseeded.setdefault(index, set())
             first = targets[index]
-            choices = [nb for nb in order if nb.peer_id != first and seq not in nb.complete]
+            choices = [
+                nb
+                for nb in order
+                if nb.peer_id != first and nb.peer_id not in tried and seq not in nb.complete
+            ]
             choices = [nb for nb in choices if not nb.known_mask(seq) >> index & 1]
             if not choices:
                 continue
             pick = choices[(self._seed_turn + n) % len(choices)]
+            tried.add(pick.peer_id)
             bits.setdefault(pick.peer_id, [False] * piece_count)[index] = True
         for pid, mask_bits in bits.items():
             self._send_have(self._nbrs[pid], seq, tuple(mask_bits))
@@ -401,6 +419,8 @@ class SwarmPeer:
                     soonest = a.last_progress_s + timeout_s
         for when, _ in self._announce_later.values():
             soonest = min(soonest, when)
+        for when in self._reseed_at.values():
+            soonest = min(soonest, when)
         if self._next_want_s is not None and len(self._nbrs) < self.config.target_neighbours:
             soonest = min(soonest, self._next_want_s)
         pb = self.playback
@@ -429,11 +449,21 @@ class SwarmPeer:
                 if chunk is None:
                     continue
                 self._reseed_stuck(seq, chunk.header.piece_count)
+                self._reseed_at[seq] = now + self.config.source_reseed_interval_s
                 bits = header_bits(chunk.header.piece_count)
                 for pid in pids:
                     target = self._nbrs.get(pid)
                     if target is not None and seq not in target.complete:
                         self._send_have(target, seq, bits)
+        for seq, when in list(self._reseed_at.items()):
+            if when <= now:
+                chunk = self._store.get(seq)
+                window_s = self.config.source_reseed_window_s
+                if chunk is None or now - chunk.header.release_us / 1e6 > window_s:
+                    del self._reseed_at[seq]
+                    continue
+                self._reseed_stuck(seq, chunk.header.piece_count)
+                self._reseed_at[seq] = now + self.config.source_reseed_interval_s
         if (
             self._next_want_s is not None
             and now >= self._next_want_s
@@ -473,6 +503,7 @@ class SwarmPeer:
             "bytes_duplicate": self.bytes_duplicate,
             "timeouts": self.timeouts,
             "rescues": self.rescues,
+            "moved": self.moved,
             "stream_bytes": self.stream_bytes,
             "neighbours": len(self._nbrs),
             "drops": dict(self.drops),
@@ -627,25 +658,52 @@ class SwarmPeer:
             return
         reserved = 0
         if self.role == Role.SOURCE:
-            # A first copy (a piece super-seeded to this very neighbour) is always served; the
-            # budget bounds the copies beyond it, so fallback requests cannot crowd it out.
-            # (A piece super-seeded to nobody has its first copy claimed by its first requester.)
-            seeded = self._seed_target.setdefault(msg.seq, {})
-            extra = []
-            for i in indices:
-                if seeded.setdefault(i, nb.peer_id) != nb.peer_id:
-                    extra.append(i)
-            reserved = sum(chunk.header.piece_length(i) for i in extra)
-            budget = (self.config.source_max_copies - 1.0) * chunk.header.total_size
-            if self._source_reserved.get(msg.seq, 0) + reserved > budget:
-                self._send_control(nb, encode_message(Absent(msg.seq, msg.first_index, msg.count)))
+            indices, refused, reserved = self._source_admit(nb, chunk, indices)
+            for first, count in _runs(refused):
+                self._send_control(nb, encode_message(Absent(msg.seq, first, count)))
+            if not indices and not msg.want_header:
                 return
-            self._source_reserved[msg.seq] = self._source_reserved.get(msg.seq, 0) + reserved
         self._serve_order += 1
         item = ServeItem(nb.peer_id, msg.seq, indices, msg.want_header, self._serve_order, reserved)
         nb.serving.append(item)
         self._uploads.append(item)
         self._ready.add(nb.peer_id)
+
+    def _source_admit(
+        self, nb: Neighbour, chunk: ChunkBuffer, indices: list[int]
+    ) -> tuple[list[int], list[int], int]:
+        """Which requested pieces the source serves: (served, refused, bytes of extra copies).
+
+        A first copy (a piece super-seeded to this very neighbour) is always served; the budget
+        bounds the copies beyond it, so fallback requests cannot crowd it out. (A piece
+        super-seeded to nobody has its first copy claimed by its first requester.) A piece
+        offered again because its first copy did not spread is served like a first copy, but
+        counts against the budget, leaving less for fallback. No neighbour takes more than
+        source_max_share of the budget.
+        """
+        seq = chunk.header.seq
+        seeded = self._seed_target.setdefault(seq, {})
+        reseeded = self._reseeded.get(seq, {})
+        budget = (self.config.source_max_copies - 1.0) * chunk.header.total_size
+        share = self.config.source_max_share * budget
+        total = self._source_reserved.get(seq, 0)
+        mine = nb.extra_bytes.get(seq, 0)
+        served: list[int] = []
+        refused: list[int] = []
+        for i in indices:
+            if seeded.setdefault(i, nb.peer_id) != nb.peer_id:
+                size = chunk.header.piece_length(i)
+                offered_again = nb.peer_id in reseeded.get(i, ())
+                if not offered_again and (total + size > budget or mine + size > share):
+                    refused.append(i)
+                    continue
+                total += size
+                mine += size
+            served.append(i)
+        reserved = mine - nb.extra_bytes.get(seq, 0)
+        self._source_reserved[seq] = total
+        nb.extra_bytes[seq] = mine
+        return served, refused, reserved
 
     def _on_cancel(self, nb: Neighbour, msg: Cancel) -> None:
         end = msg.first_index + msg.count
@@ -885,6 +943,9 @@ class SwarmPeer:
         back = min(item.reserved_bytes, sum(chunk.header.piece_length(i) for i in pieces))
         item.reserved_bytes -= back
         self._source_reserved[item.seq] = self._source_reserved.get(item.seq, 0) - back
+        nb = self._nbrs.get(item.peer_id)
+        if nb is not None and item.seq in nb.extra_bytes:
+            nb.extra_bytes[item.seq] -= back
 
     # ---------------------------------------------------------------- scheduling
 
@@ -1057,13 +1118,22 @@ class SwarmPeer:
             chunk = self._store.get(seq)
             missing: tuple[int, ...] = ()
             missing_mask = 0
+            stuck: tuple[tuple[int, str], ...] = ()
+            stuck_next_s: float | None = None
             if chunk is not None:
                 if chunk.complete:
                     continue
                 asked = self._inflight.get(seq, {})
+                if asked:
+                    stuck, stuck_next_s = self._stuck_pieces(seq, asked, now)
+                moving = {i for i, _ in stuck}
                 missing = tuple(
-                    i for i, p in enumerate(chunk.pieces) if p is None and i not in asked
+                    i
+                    for i, p in enumerate(chunk.pieces)
+                    if p is None and (i not in asked or i in moving)
                 )
+                if stuck_next_s is not None:
+                    changes_s.append(stuck_next_s)  # (then pieces may move to another holder)
                 if not missing:
                     continue
                 for i in missing:
@@ -1092,7 +1162,9 @@ class SwarmPeer:
                 # (a hair past the crossing, so that float rounding cannot make it not urgent)
                 changes_s.append(deadline - self.config.urgent_s + 1e-6)
             if holders:
-                wants.append(Want(seq, deadline, missing, chunk is None, tuple(holders), count))
+                wants.append(
+                    Want(seq, deadline, missing, chunk is None, tuple(holders), count, stuck)
+                )
             elif count:
                 unplannable += len(missing) or 1
         if changes_s:
@@ -1101,14 +1173,49 @@ class SwarmPeer:
             self._work_pending = unplannable > 0
             return
         asks = plan_pieces(wants, room, now, self.config.urgent_s, self._rng, peers_linked)
+        moved = 0
         for ask in asks:
-            self._request(ask, now)
-        wanted = sum(len(w.missing) or 1 for w in wants) + unplannable
-        self._work_pending = sum(len(a.pieces) for a in asks) < wanted
+            moved += self._request(ask, now)
+        self.moved += moved
+        wanted = sum(len(w.missing) - len(w.stuck) or 1 for w in wants) + unplannable
+        self._work_pending = sum(len(a.pieces) for a in asks) - moved < wanted
 
-    def _request(self, ask: Ask, now: float) -> None:
+    def _stuck_pieces(
+        self, seq: int, asked: dict[int, str], now: float
+    ) -> tuple[tuple[tuple[int, str], ...], float | None]:
+        """(piece, neighbour) for pieces of seq asked of a peer that has sent nothing of them
+        for move_after_s (they wait in its upload queue behind other requesters' pieces), and
+        when the next of the others will be stuck (None: never, as things stand)."""
+        stuck: list[tuple[int, str]] = []
+        move_s = self.config.move_after_s
+        next_s = math.inf
+        for owner in sorted(set(asked.values())):  # sorted: no hash order in a simulation
+            nb = self._nbrs.get(owner)
+            if nb is None or nb.is_source:
+                continue
+            a = nb.assignments.get(seq)
+            if a is None:
+                continue
+            for i in sorted(a.pieces):
+                if asked.get(i) == owner:
+                    stuck_s = max(a.last_progress_s, a.asked_s.get(i, now)) + move_s
+                    if stuck_s <= now:
+                        stuck.append((i, owner))
+                    elif stuck_s < next_s:
+                        next_s = stuck_s
+        return tuple(stuck), None if next_s == math.inf else next_s
+
+    def _request(self, ask: Ask, now: float) -> int:
+        """Send ask; returns how many of its pieces moved here from another neighbour."""
         nb = self._nbrs[ask.peer_id]
         seq = ask.seq
+        moved = 0
+        asked_before = self._inflight.get(seq, {})
+        for i in ask.pieces:
+            owner = asked_before.get(i)
+            if owner is not None and owner != nb.peer_id:
+                self._cancel_piece(owner, seq, i)
+                moved += 1
         want_header = ask.want_header
         for first, count in _runs(list(ask.pieces)):
             self._send_control(nb, encode_message(Request(seq, first, count, want_header)))
@@ -1125,10 +1232,12 @@ class SwarmPeer:
         asked = self._inflight.setdefault(seq, {})
         for i in ask.pieces:
             asked[i] = nb.peer_id
+            a.asked_s[i] = now
         if ask.want_header:
             a.header_pending = True
             self._header_from[seq] = nb.peer_id
         nb.meter.busy(now)
+        return moved
 
     # ---------------------------------------------------------------- helpers
 

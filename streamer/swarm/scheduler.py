@@ -53,6 +53,9 @@ class Want:
     """How many neighbours hold some of it, for rarest-first (-1: len(holders)). The caller
     may leave out of holders the peers that have no room (they could not be asked anyway)
     and give their number here."""
+    stuck: tuple[tuple[int, str], ...] = ()
+    """(piece, neighbour) for missing pieces already asked of a neighbour that has sent nothing
+    of them for a while: they may move to another holder, never to that one."""
 
     @property
     def rarity(self) -> int:
@@ -125,8 +128,11 @@ def plan_pieces(
                 asks.append(Ask(want.seq, best.peer_id, (first,), True))
             continue
         chosen: dict[str, list[int]] = {}
+        stuck_at = dict(want.stuck)
         for index in want.missing:
-            best = _pick(want.holders, index, is_urgent, peers_linked, room_pieces, rng)
+            best = _pick(
+                want.holders, index, is_urgent, peers_linked, room_pieces, rng, stuck_at.get(index)
+            )
             if best is None:
                 continue
             room_pieces[best.peer_id] -= 1
@@ -143,10 +149,13 @@ def _pick(
     peers_linked: bool,
     room_pieces: dict[str, int],
     rng: random.Random,
+    not_from: str | None = None,
 ) -> Holder | None:
     best: Holder | None = None
     best_key: tuple[int, int, float] | None = None
     for holder in holders:
+        if holder.peer_id == not_from:
+            continue
         room = room_pieces.get(holder.peer_id, 0)
         if room <= 0 and not holder.source:
             continue  # (checked first: most holders of a busy swarm have no room)

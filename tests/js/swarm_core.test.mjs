@@ -684,9 +684,11 @@ test("the source serves every first copy, even with the budget for extra copies 
     for (const m of ofType(got, "piece")) uploaded += m.payload.length;
     return got;
   };
-  // v0 takes the whole chunk (its first copies and extra copies of the others)...
+  // v0 asks for the whole chunk: its first copies, and extra copies up to its share of the
+  // budget (sourceMaxShare), the rest is absent...
   src.receive("v0", request(0, 0, 0xffff, true), 1);
-  assert.equal(ofType(pump("v0"), "piece").length, 5);
+  assert.equal(ofType(pump("v0"), "piece").length, 4);
+  assert.equal(ofType(drainControl(src, "v0"), "absent").length, 1);
   // ...and v1 asks extra copies one by one until the budget says no.
   const notMine = seeded[1].findIndex((held) => !held);
   let refused = false;
@@ -1402,4 +1404,75 @@ test("playout does not stall for a chunk nobody announced (a gap in the stream)"
   assert.deepEqual(out, [[0, true], [1, false]]);
   assert.equal(pb.stallS, 0);
   assert.equal(pb.missed, 1);
+});
+
+/** v links to peers a and b that both hold chunk 9 whole; v asks one of them for every piece. */
+async function twoHoldersOfChunk9(v, now) {
+  const c = await signed(9, now);
+  link(v, [["a", Role.VIEWER], ["b", Role.VIEWER]], now);
+  v.receive("a", encodeMessage(c.header), now);
+  v.receive("a", have(9, [true, true, true, true, true]), now);
+  drainControl(v, "b");
+  v.receive("b", have(9, [true, true, true, true, true]), now);
+  const asked = ofType(drainControl(v, "a"), "request").length > 0;
+  drainControl(v, "b");
+  return { c, slow: asked ? "a" : "b", other: asked ? "b" : "a" };
+}
+
+test("pieces stuck at a holder are asked of another and cancelled there, once", async () => {
+  const cfg = { ...CONFIG, minInflightBytes: 8000 }; // room for all 5 pieces at one holder
+  const v = viewer(10, cfg);
+  const { c, slow, other } = await twoHoldersOfChunk9(v, 10);
+  const first = Math.min(...v.neighbour(slow).assignments.get(9).pieces);
+  v.receive(slow, pieceOf(c, 9, first), 10.05); // then nothing: the rest wait in its queue
+  drainControl(v, other);
+  const moveS = DEFAULT_CONFIG.moveAfterS;
+  assert.ok(v.nextTimer() <= 10.05 + moveS + 1e-9, "a timer by the time they are stuck");
+  v.handleTimer(10.05 + moveS - 0.01);
+  assert.equal(ofType(drainControl(v, other), "request").length, 0);
+  v.handleTimer(10.05 + moveS);
+  const moved = new Set();
+  for (const r of ofType(drainControl(v, other), "request")) {
+    for (let i = r.firstIndex; i < r.firstIndex + r.count; i++) moved.add(i);
+  }
+  const cancelled = ofType(drainControl(v, slow), "cancel");
+  const rest = [0, 1, 2, 3, 4].filter((i) => i !== first);
+  assert.deepEqual([...moved].sort(), rest);
+  assert.deepEqual(cancelled.map((m) => m.firstIndex).sort(), rest);
+  assert.equal(v.stats().moved, 4);
+  assert.equal(v.stats().timeouts, 0);
+  // Moved pieces stay where they went for moveAfterS of their own: no ping-pong.
+  v.handleTimer(10.05 + moveS + 0.1);
+  assert.equal(ofType(drainControl(v, slow), "request").length, 0);
+});
+
+test("the source offers a stuck first copy again and again while the chunk is young", async () => {
+  const src = new SwarmPeer({
+    role: Role.SOURCE,
+    now: 0,
+    config: { ...CONFIG, sourceReseedIntervalS: 0.4, sourceReseedWindowS: 2.0 },
+  });
+  const pids = ["a", "b", "c", "d", "e"];
+  greet(src, pids, 0);
+  for (const pid of pids) src.receive(pid, have(99, [true]), 0); // linked: fed by peers
+  const c = await signed(0, 0);
+  src.publishChunk(c.header, c.data, 0);
+  for (const pid of pids) drainControl(src, pid);
+  const offered = [];
+  let when;
+  while ((when = src.nextTimer()) !== null && when <= 3) {
+    src.handleTimer(when);
+    for (const pid of pids) {
+      const haves = ofType(drainControl(src, pid), "have");
+      // Nobody ever announces piece 0 from elsewhere: it never counts as spreading.
+      if (haves.some((h) => h.pieces[0] && !h.pieces.every(Boolean))) offered.push([when, pid]);
+    }
+  }
+  const times = offered.map(([t]) => t);
+  assert.ok(Math.abs(times[0] - DEFAULT_CONFIG.sourceAnnounceDelayS) < 1e-9);
+  for (let k = 1; k < times.length; k++) assert.ok(Math.abs(times[k] - times[k - 1] - 0.4) < 1e-9);
+  assert.ok(times.at(-1) <= 2.0);
+  const whom = offered.map(([, pid]) => pid);
+  assert.equal(new Set(whom).size, 4, "a new uploader each time; a had the first copy");
+  assert.ok(!whom.includes("a"));
 });

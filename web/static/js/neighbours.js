@@ -61,7 +61,7 @@ export class Neighbour {
     /**
      * Pieces of one chunk we asked it for, by seq: {seq, pieces: Set (still to come),
      * headerPending, requestedS, lastProgressS, strikeOnTimeout (it held what we asked for, so
-     * silence is a stall)}.
+     * silence is a stall), askedS (Map piece -> when we asked for it)}.
      */
     this.assignments = new Map();
     this.meter = new RateMeter();
@@ -80,6 +80,11 @@ export class Neighbour {
     this.haveNextS = 0;
     /** Source only: seq -> BigInt mask of the pieces we sent it. */
     this.sentMask = new Map();
+    /**
+     * Source only: seq -> bytes of copies beyond the first queued or sent to it (its share of
+     * the copy budget: see sourceMaxShare).
+     */
+    this.extraBytes = new Map();
     /**
      * Source only: when a have from it last showed a piece we never sent it - it gets data from
      * peers, so it is linked into the swarm (a peer everyone dropped, such as a liar, is not).
@@ -126,7 +131,13 @@ export class Neighbour {
 
   forgetBelow(floorSeq) {
     for (const s of this.complete) if (s < floorSeq) this.complete.delete(s);
-    for (const table of [this.partial, this.notFrom, this.announcedS, this.sentMask]) {
+    for (const table of [
+      this.partial,
+      this.notFrom,
+      this.announcedS,
+      this.sentMask,
+      this.extraBytes,
+    ]) {
       for (const s of table.keys()) if (s < floorSeq) table.delete(s);
     }
   }

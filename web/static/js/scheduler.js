@@ -22,9 +22,12 @@
 //   Holder {peerId, knownMask, earlier = false, source = false}
 //     knownMask: bit i set = it holds piece i for sure; ALL_HELD (-1n, every bit) = the whole
 //     chunk. A BigInt, since a chunk may have up to 1024 pieces (a Number is accepted too).
-//   Want {seq, deadlineS, missing: number[], needHeader, holders: Holder[]}
-//     missing: pieces we neither hold nor asked anyone for (empty while needHeader);
-//     needHeader: we hold no verified header and nobody is fetching it for us.
+//   Want {seq, deadlineS, missing: number[], needHeader, holders: Holder[], stuck = []}
+//     missing: pieces we neither hold nor asked anyone for (empty while needHeader), and
+//       pieces stuck at a neighbour;
+//     needHeader: we hold no verified header and nobody is fetching it for us;
+//     stuck: [piece, peerId] for missing pieces already asked of a neighbour that has sent
+//       nothing of them for a while: they may move to another holder, never to that one.
 //   Ask {seq, peerId, pieces: number[] (ascending), wantHeader}
 
 /** knownMask of a neighbour holding the whole chunk (every bit set, like Python's -1). */
@@ -75,10 +78,11 @@ function tier(holder, index, urgent, peersLinked) {
   return holder.earlier && urgent ? 1 : null;
 }
 
-function pick(holders, index, urgent, peersLinked, roomPieces, rng) {
+function pick(holders, index, urgent, peersLinked, roomPieces, rng, notFrom = null) {
   let best = null;
   let bestKey = null;
   for (const holder of holders) {
+    if (holder.peerId === notFrom) continue;
     const room = roomPieces.get(holder.peerId) ?? 0;
     const t = tier(holder, index, urgent, peersLinked);
     if (t === null) continue;
@@ -129,8 +133,10 @@ export function planPieces(wants, roomPieces, now, urgentS, rng, peersLinked = t
       continue;
     }
     const chosen = new Map();
+    const stuckAt = new Map(want.stuck ?? []);
     for (const index of want.missing) {
-      const best = pick(want.holders, index, isUrgent, peersLinked, roomPieces, rng);
+      const notFrom = stuckAt.get(index) ?? null;
+      const best = pick(want.holders, index, isUrgent, peersLinked, roomPieces, rng, notFrom);
       if (best === null) continue;
       roomPieces.set(best.peerId, roomPieces.get(best.peerId) - 1);
       if (!chosen.has(best.peerId)) chosen.set(best.peerId, []);

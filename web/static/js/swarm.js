@@ -95,6 +95,11 @@ export const DEFAULT_CONFIG = Object.freeze({
   maxAheadChunks: 64,
   /** No progress on a request for this long: cancel what is left and ask someone else. */
   requestTimeoutS: 1.0,
+  /**
+   * Pieces asked of a peer that sent nothing of them for this long (queued behind others'
+   * requests there) are asked of another holder with room instead, and cancelled there.
+   */
+  moveAfterS: 0.2,
   /** Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces). */
   pipelineS: 1.0,
   /** Floor of the in-flight limit (before any throughput is measured). */
@@ -159,6 +164,15 @@ export const DEFAULT_CONFIG = Object.freeze({
    * uploader (see reseedStuck).
    */
   sourceSpreadHolders: 2,
+  /**
+   * After the whole-chunk announce, the source looks again every reseed interval, while the
+   * chunk is younger than the window, for first copies that still have not spread, and offers
+   * each to one more linked uploader (one may leave or be slow too).
+   */
+  sourceReseedIntervalS: 0.4,
+  sourceReseedWindowS: 3.0,
+  /** No neighbour gets more than this share of a chunk's copy budget (see sourceAdmit). */
+  sourceMaxShare: 0.5,
   /** The source uploads at most this many copies of a chunk, however large the audience. */
   sourceMaxCopies: 1.9,
   sourceKeepChunks: 16,
@@ -276,6 +290,13 @@ export class SwarmPeer {
     this.heldBytes = 0;
     // source state
     this.announceLater = new Map(); // seq -> [whenS, peerIds]
+    /** seq -> when to look again for first copies that have not spread (see reseedStuck). */
+    this.reseedAt = new Map();
+    /**
+     * seq -> Map(piece index -> Set of neighbours offered it again since its first copy did
+     * not spread): their copies are first copies too, outside the budget.
+     */
+    this.reseeded = new Map();
     /** seq -> bytes of copies beyond the first that are queued or sent (the budget). */
     this.sourceReserved = new Map();
     /** seq -> Map(piece index -> the neighbour we super-seeded it to: its first copy). */
@@ -294,6 +315,8 @@ export class SwarmPeer {
     this.timeouts = 0;
     /** Urgent requests taken from a holder too slow to meet the deadline. */
     this.rescues = 0;
+    /** Pieces asked of another holder after sitting unsent at the first (moveAfterS). */
+    this.moved = 0;
     this.streamBytes = 0;
     this.drops = {};
     /** Peers that sent forged or malformed data: never accepted as neighbours again. */
@@ -413,7 +436,9 @@ export class SwarmPeer {
       this.sourceReserved,
       this.sentOnce,
       this.seedTarget,
+      this.reseeded,
       this.sourceSpread,
+      this.reseedAt,
     ]) {
       for (const old of [...table.keys()]) if (old < floor) table.delete(old);
     }
@@ -465,7 +490,9 @@ export class SwarmPeer {
    *
    * A first copy can sit at a neighbour whose uplink is slow or queued; until the whole-chunk
    * announce, nobody else may know it exists, and after it everyone would wait for it to turn
-   * urgent. A second first copy elsewhere costs one piece of the copy budget.
+   * urgent. The offer is repeated every sourceReseedIntervalS while the chunk is young, each
+   * time to an uploader not offered it yet. Such a copy is served even when fallback requests
+   * have spent the budget (see sourceAdmit).
    */
   reseedStuck(seq, pieceCount) {
     const spread = this.sourceSpread.get(seq) ?? new Map();
@@ -487,14 +514,25 @@ export class SwarmPeer {
       )
       .sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
     const bits = new Map();
+    let reseeded = this.reseeded.get(seq);
+    if (reseeded === undefined) {
+      reseeded = new Map();
+      this.reseeded.set(seq, reseeded);
+    }
     stuck.forEach((index, n) => {
+      if (!reseeded.has(index)) reseeded.set(index, new Set());
+      const tried = reseeded.get(index);
       const first = targets.get(index);
       const choices = order.filter(
         (nb) =>
-          nb.peerId !== first && !nb.complete.has(seq) && !hasBit(nb.knownMask(seq), index),
+          nb.peerId !== first &&
+          !tried.has(nb.peerId) &&
+          !nb.complete.has(seq) &&
+          !hasBit(nb.knownMask(seq), index),
       );
       if (choices.length === 0) return;
       const pick = choices[(this.seedTurn + n) % choices.length];
+      tried.add(pick.peerId);
       if (!bits.has(pick.peerId)) bits.set(pick.peerId, new Array(pieceCount).fill(false));
       bits.get(pick.peerId)[index] = true;
     });
@@ -563,6 +601,7 @@ export class SwarmPeer {
       }
     }
     for (const [when] of this.announceLater.values()) times.push(when);
+    for (const when of this.reseedAt.values()) times.push(when);
     for (const nb of this.nbrs.values()) if (nb.haveDue.size) times.push(nb.haveNextS);
     if (this.nextWantS !== null && this.nbrs.size < this.config.targetNeighbours) {
       times.push(this.nextWantS);
@@ -592,11 +631,23 @@ export class SwarmPeer {
       const chunk = this.store.get(seq);
       if (chunk === null) continue;
       this.reseedStuck(seq, chunk.pieces.length);
+      this.reseedAt.set(seq, now + this.config.sourceReseedIntervalS);
       const bits = allTrue(chunk.pieces.length);
       for (const pid of pids) {
         const target = this.nbrs.get(pid);
         if (target !== undefined && !target.complete.has(seq)) this.sendHave(target, seq, bits);
       }
+    }
+    for (const [seq, when] of [...this.reseedAt]) {
+      if (when > now) continue;
+      const chunk = this.store.get(seq);
+      const windowS = this.config.sourceReseedWindowS;
+      if (chunk === null || now - chunk.header.releaseUs / 1e6 > windowS) {
+        this.reseedAt.delete(seq);
+        continue;
+      }
+      this.reseedStuck(seq, chunk.pieces.length);
+      this.reseedAt.set(seq, now + this.config.sourceReseedIntervalS);
     }
     if (
       this.nextWantS !== null &&
@@ -636,6 +687,7 @@ export class SwarmPeer {
       bytes_duplicate: this.bytesDuplicate,
       timeouts: this.timeouts,
       rescues: this.rescues,
+      moved: this.moved,
       stream_bytes: this.streamBytes,
       neighbours: this.nbrs.size,
       drops: { ...this.drops },
@@ -824,25 +876,16 @@ export class SwarmPeer {
     }
     let reserved = 0;
     if (this.role === Role.SOURCE) {
-      // A first copy (a piece super-seeded to this very neighbour) is always served; the budget
-      // bounds the copies beyond it, so fallback requests cannot crowd it out. (A piece
-      // super-seeded to nobody has its first copy claimed by its first requester.)
-      let seeded = this.seedTarget.get(msg.seq);
-      if (seeded === undefined) {
-        seeded = new Map();
-        this.seedTarget.set(msg.seq, seeded);
+      const admitted = this.sourceAdmit(nb, chunk, indices);
+      indices = admitted.served;
+      reserved = admitted.reserved;
+      for (const [first, count] of runs(admitted.refused)) {
+        this.sendControl(
+          nb,
+          encodeMessage({ type: "absent", seq: msg.seq, firstIndex: first, count }),
+        );
       }
-      for (const i of indices) {
-        if (!seeded.has(i)) seeded.set(i, nb.peerId);
-        if (seeded.get(i) !== nb.peerId) reserved += pieceLength(chunk.header, i);
-      }
-      const budget = (this.config.sourceMaxCopies - 1) * chunk.header.totalSize;
-      const already = this.sourceReserved.get(msg.seq) ?? 0;
-      if (already + reserved > budget) {
-        absent();
-        return;
-      }
-      this.sourceReserved.set(msg.seq, already + reserved);
+      if (indices.length === 0 && !msg.wantHeader) return;
     }
     this.serveOrder += 1;
     const item = {
@@ -1216,6 +1259,50 @@ export class SwarmPeer {
     }
   }
 
+  /**
+   * Which requested pieces the source serves: {served, refused, reserved (bytes of extra
+   * copies)}.
+   *
+   * A first copy (a piece super-seeded to this very neighbour) is always served; the budget
+   * bounds the copies beyond it, so fallback requests cannot crowd it out. (A piece super-seeded
+   * to nobody has its first copy claimed by its first requester.) A piece offered again because
+   * its first copy did not spread is served like a first copy, but counts against the budget,
+   * leaving less for fallback. No neighbour takes more than sourceMaxShare of the budget.
+   */
+  sourceAdmit(nb, chunk, indices) {
+    const seq = chunk.header.seq;
+    let seeded = this.seedTarget.get(seq);
+    if (seeded === undefined) {
+      seeded = new Map();
+      this.seedTarget.set(seq, seeded);
+    }
+    const reseeded = this.reseeded.get(seq) ?? new Map();
+    const budget = (this.config.sourceMaxCopies - 1) * chunk.header.totalSize;
+    const share = this.config.sourceMaxShare * budget;
+    let total = this.sourceReserved.get(seq) ?? 0;
+    const before = nb.extraBytes.get(seq) ?? 0;
+    let mine = before;
+    const served = [];
+    const refused = [];
+    for (const i of indices) {
+      if (!seeded.has(i)) seeded.set(i, nb.peerId);
+      if (seeded.get(i) !== nb.peerId) {
+        const size = pieceLength(chunk.header, i);
+        const offeredAgain = reseeded.get(i)?.has(nb.peerId) ?? false;
+        if (!offeredAgain && (total + size > budget || mine + size > share)) {
+          refused.push(i);
+          continue;
+        }
+        total += size;
+        mine += size;
+      }
+      served.push(i);
+    }
+    this.sourceReserved.set(seq, total);
+    nb.extraBytes.set(seq, mine);
+    return { served, refused, reserved: mine - before };
+  }
+
   /** Give back the source's per-chunk budget for pieces it will not send after all. */
   release(item, dropped = null) {
     if (this.role !== Role.SOURCE || !item.reservedBytes) return;
@@ -1227,6 +1314,10 @@ export class SwarmPeer {
     const back = Math.min(item.reservedBytes, size);
     item.reservedBytes -= back;
     this.sourceReserved.set(item.seq, (this.sourceReserved.get(item.seq) ?? 0) - back);
+    const nb = this.nbrs.get(item.peerId);
+    if (nb !== undefined && nb.extraBytes.has(item.seq)) {
+      nb.extraBytes.set(item.seq, nb.extraBytes.get(item.seq) - back);
+    }
   }
 
   // ---------------------------------------------------------------- scheduling
@@ -1405,11 +1496,18 @@ export class SwarmPeer {
     for (let seq = lo; seq <= hi; seq++) {
       const chunk = this.store.get(seq);
       const missing = [];
+      let stuck = [];
       if (chunk !== null) {
         if (chunk.complete) continue;
         const asked = this.inflight.get(seq);
+        if (asked !== undefined && asked.size) {
+          const found = this.stuckPieces(seq, asked, now);
+          stuck = found.stuck;
+          if (found.nextS !== null) changesS.push(found.nextS); // (then pieces may move)
+        }
+        const moving = new Set(stuck.map(([i]) => i));
         chunk.pieces.forEach((p, i) => {
-          if (p === null && !asked?.has(i)) missing.push(i);
+          if (p === null && (!asked?.has(i) || moving.has(i))) missing.push(i);
         });
         if (missing.length === 0) continue;
       } else if (this.headerFrom.has(seq) || this.pendingHeaders.has(seq)) {
@@ -1436,7 +1534,7 @@ export class SwarmPeer {
         if (deadlineS - now > this.config.urgentS) {
           changesS.push(deadlineS - this.config.urgentS + 1e-6);
         }
-        wants.push({ seq, deadlineS, missing, needHeader: chunk === null, holders });
+        wants.push({ seq, deadlineS, missing, needHeader: chunk === null, holders, stuck });
       }
     }
     if (changesS.length) this.replanAtS = Math.min(...changesS);
@@ -1452,12 +1550,46 @@ export class SwarmPeer {
     }
     const peersLinked = uploaders.some((nb) => !nb.isSource);
     const asks = planPieces(wants, room, now, this.config.urgentS, this.rng, peersLinked);
-    for (const ask of asks) this.request(ask, now);
+    for (const ask of asks) this.moved += this.request(ask, now);
   }
 
+  /**
+   * {stuck: [[piece, peerId]...], nextS}: pieces of seq asked of a peer that has sent nothing of
+   * them for moveAfterS (they wait in its upload queue behind other requesters' pieces), and
+   * when the next of the others will be stuck (null: never, as things stand).
+   */
+  stuckPieces(seq, asked, now) {
+    const stuck = [];
+    let nextS = null;
+    const owners = [...new Set(asked.values())].sort();
+    for (const owner of owners) {
+      const nb = this.nbrs.get(owner);
+      if (nb === undefined || nb.isSource) continue;
+      const a = nb.assignments.get(seq);
+      if (a === undefined) continue;
+      for (const i of [...a.pieces].sort(byNumber)) {
+        if (asked.get(i) !== owner) continue;
+        const stuckS = Math.max(a.lastProgressS, a.askedS.get(i) ?? now) + this.config.moveAfterS;
+        if (stuckS <= now) stuck.push([i, owner]);
+        else if (nextS === null || stuckS < nextS) nextS = stuckS;
+      }
+    }
+    return { stuck, nextS };
+  }
+
+  /** Send ask; returns how many of its pieces moved here from another neighbour. */
   request(ask, now) {
     const nb = this.nbrs.get(ask.peerId);
     const seq = ask.seq;
+    let moved = 0;
+    const askedBefore = this.inflight.get(seq);
+    for (const i of ask.pieces) {
+      const owner = askedBefore?.get(i);
+      if (owner !== undefined && owner !== nb.peerId) {
+        this.cancelPiece(owner, seq, i);
+        moved += 1;
+      }
+    }
     let wantHeader = ask.wantHeader;
     for (const [first, count] of runs(ask.pieces)) {
       this.sendControl(
@@ -1477,6 +1609,7 @@ export class SwarmPeer {
         requestedS: now,
         lastProgressS: now,
         strikeOnTimeout: holdsAll,
+        askedS: new Map(),
       };
       nb.assignments.set(seq, a);
     } else {
@@ -1488,12 +1621,16 @@ export class SwarmPeer {
       asked = new Map();
       this.inflight.set(seq, asked);
     }
-    for (const i of ask.pieces) asked.set(i, nb.peerId);
+    for (const i of ask.pieces) {
+      asked.set(i, nb.peerId);
+      a.askedS.set(i, now);
+    }
     if (ask.wantHeader) {
       a.headerPending = true;
       this.headerFrom.set(seq, nb.peerId);
     }
     nb.meter.busy(now);
+    return moved;
   }
 
   // ---------------------------------------------------------------- helpers
