@@ -78,9 +78,10 @@ class SwarmConfig:
     """Outstanding requests a neighbour may have on us; more is a protocol error (flooding)."""
     stall_strikes: int = 3
     """Timeouts in a row (on requests it could have served at once) before it is dropped."""
-    have_interval_s: float = 0.1
+    have_interval_s: float = 0.05
     """At most one have per chunk per neighbour this often: the pieces verified meanwhile
-    travel together in the next one (the first goes at once)."""
+    travel together in the next one (the first goes at once). 0.1 s cost every hop ~0.04 s of
+    waiting (300 peers x 3 seeds: lag p95 5.57 -> 5.14 s at 0.05 s; 0.025 s gained nothing)."""
     push_headers: bool = True
     """Send a chunk's signed header along with the first have of it to a neighbour that shows
     no sign of holding it (see SwarmPeer._send_have)."""

@@ -143,7 +143,7 @@ export const DEFAULT_CONFIG = Object.freeze({
    * At most one have per chunk per neighbour this often: the pieces verified meanwhile travel
    * together in the next one (the first goes at once).
    */
-  haveIntervalS: 0.1,
+  haveIntervalS: 0.05,
   /**
    * Send a chunk's signed header along with the first have of it to a neighbour that shows no
    * sign of holding it (see SwarmPeer.sendHave).
