@@ -6,6 +6,7 @@ reproducible; results are computed from the cores' own stats, never assumed.
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from collections.abc import Callable
@@ -188,7 +189,15 @@ def run_scenario(
         net.queue.at(when, net.leave, pid, i % 2 == 1)
         left.append(pid)
 
-    net.queue.run_until(sc.duration_s, on_progress)
+    # The cores make no reference cycles worth collecting, while the cyclic collector's full
+    # passes over millions of live objects took 13% of a 10,000-peer run: off while it runs.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        net.queue.run_until(sc.duration_s, on_progress)
+    finally:
+        if collecting:
+            gc.enable()
     return SimResult(
         scenario=sc,
         peer_stats={pid: net.nodes[pid].core.stats() for pid in ids if pid in net.nodes},
