@@ -175,6 +175,19 @@ def test_scheduler_room_limits_assignments_per_neighbour() -> None:
     assert sum(len(a.pieces) for a in asks if a.peer_id == "a") == 2
 
 
+def test_scheduler_moves_a_stuck_piece_to_another_holder_never_back_to_its_own() -> None:
+    # Pieces 0 and 1 wait at a; 2 is missing. Only b may take 0 and 1; 2 may go to either.
+    stuck = ((0, "a"), (1, "a"))
+    want = Want(7, 9.0, (0, 1, 2), False, (Holder("a", ALL), Holder("b", ALL)), 2, stuck)
+    for seed in range(8):
+        asks = plan_pieces([want], {"a": 9, "b": 9}, 0.0, 1.5, random.Random(seed))
+        by_peer = {a.peer_id: set(a.pieces) for a in asks}
+        assert {0, 1} <= by_peer["b"] and by_peer.get("a", set()) <= {2}
+    # With no other holder with room, a stuck piece stays where it is (not asked again).
+    asks = plan_pieces([want], {"a": 9, "b": 0}, 0.0, 1.5, random.Random(1))
+    assert asks == [Ask(7, "a", (2,), False)]
+
+
 def test_viewer_learns_buffer_map_and_requests_from_peer_not_source() -> None:
     v = viewer()
     assert v.add_neighbour("src", 0.0) and v.add_neighbour("p1", 0.0)

@@ -209,3 +209,22 @@ test("planPieces: with a peer linked, the source waits for urgency, piece by pie
   const headerBusy = planPieces([header], room({ p: 0, src: 9 }), 0, 1.5, seededRandom(1));
   assert.deepEqual(headerBusy, [], "the peer is full: a non-urgent header waits for it");
 });
+
+test("planPieces: a stuck piece moves to another holder, never back to its own", () => {
+  const w = {
+    ...want(7, 9.0, [0, 1, 2], false, [holder("a", ALL_HELD), holder("b", ALL_HELD)]),
+    stuck: [
+      [0, "a"],
+      [1, "a"],
+    ],
+  };
+  for (let seed = 0; seed < 8; seed++) {
+    const asks = planPieces([w], room({ a: 9, b: 9 }), 0, 1.5, seededRandom(seed));
+    const byPeer = Object.fromEntries(asks.map((a) => [a.peerId, a.pieces]));
+    assert.ok(byPeer.b.includes(0) && byPeer.b.includes(1));
+    assert.ok((byPeer.a ?? []).every((i) => i === 2));
+  }
+  // With no other holder with room, a stuck piece stays where it is (not asked again).
+  const asks = planPieces([w], room({ a: 9, b: 0 }), 0, 1.5, seededRandom(1));
+  assert.deepEqual(asks, [ask(7, "a", [2], false)]);
+});
