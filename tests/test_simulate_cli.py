@@ -149,3 +149,13 @@ def test_compiled_core_gives_the_same_figures_as_pure_python(
     assert {k: docs["mypyc"][k] for k in figures} == {k: docs["python"][k] for k in figures}
     builds = list((tmp_path / "cache" / "compiled-core").iterdir())
     assert len(builds) == 1 and any(builds[0].glob("streamer/swarm/peer.*.so"))
+
+
+def test_progress_is_reported_while_the_simulation_runs() -> None:
+    from streamer.bench.simulate import SimSettings, simulate
+
+    lines: list[str] = []
+    simulate(40, SimSettings(duration_s=6, seed=1), lines.append, report_every_s=0.0)
+    assert lines and all(line.startswith("simulate: 40 peers, ") for line in lines)
+    reached = [float(line.split(", ")[1].split(" of ")[0]) for line in lines]
+    assert reached == sorted(reached) and 0.0 < reached[-1] <= 6.0

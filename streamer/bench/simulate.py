@@ -90,11 +90,15 @@ def fluid_bound_ratio(peers: int, settings: SimSettings) -> float:
     return fluid_bound_rate_bps(settings.source_upload_ratio, uploads, peers + settings.relays)
 
 
-def simulate(peers: int, settings: SimSettings, progress: Progress | None = None) -> dict[str, Any]:
-    """Run one scenario; its summary plus the fluid bound. Progress every 2 s of wall time.
-
-    Reported from the event loop itself (every 10,000 events, if 2 s have passed), not from a
-    ticker thread: the compiled core rarely lets another thread run.
+def simulate(
+    peers: int,
+    settings: SimSettings,
+    progress: Progress | None = None,
+    report_every_s: float = 2.0,
+) -> dict[str, Any]:
+    """Run one scenario; its summary plus the fluid bound. Progress every report_every_s of
+    wall time, reported from the event loop itself (every 10,000 events, if that long has
+    passed), not from a ticker thread: the compiled core rarely lets another thread run.
     """
     if peers < 1:
         raise ValueError("peers must be at least 1")
@@ -103,7 +107,7 @@ def simulate(peers: int, settings: SimSettings, progress: Progress | None = None
 
     def reached(now_s: float) -> None:
         wall = time.perf_counter()
-        if progress is not None and wall - last_report[0] >= 2.0:
+        if progress is not None and wall - last_report[0] >= report_every_s:
             last_report[0] = wall
             progress(
                 f"simulate: {peers} peers, {now_s:.1f} of {settings.duration_s:g} s "
