@@ -27,7 +27,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from streamer.bench.simulate import SimSettings, scenario_for
-from streamer.protocol import Have, MsgType, Piece, Request, decode_message
+from streamer.protocol import Cancel, Have, MsgType, Piece, Request, decode_message
 from streamer.sim import compiled, run_scenario
 from streamer.sim.scenario import SOURCE_ID
 from streamer.swarm import ChunkComplete, ChunkPlayed, Event, percentile
@@ -45,21 +45,31 @@ class HopTrace:
         self.depth: dict[tuple[str, int, int], int] = {}
         self.have_sent: dict[tuple[str, str, int, int], float] = {}
         self.asked: dict[tuple[str, str, int, int], float] = {}
+        self.asking: dict[tuple[str, int, int], str] = {}
+        """(requester, seq, piece) -> the holder it is asked of now."""
+        self.busy_elsewhere: dict[tuple[str, str, int, int], bool] = {}
         self.steps: dict[str, list[float]] = defaultdict(list)
         self.release_s: dict[int, float] = {}
 
     def __call__(self, src: str, dst: str, data: bytes, sent_s: float, arrives_s: float) -> None:
         kind = data[0]
-        if kind not in (MsgType.HAVE, MsgType.REQUEST, MsgType.PIECE):  # (a cheap filter first)
+        if kind not in (MsgType.HAVE, MsgType.REQUEST, MsgType.PIECE, MsgType.CANCEL):
             return
         msg = decode_message(data)
         if isinstance(msg, Have):
             for i, held in enumerate(msg.pieces):
-                if held:
-                    self.have_sent.setdefault((src, dst, msg.seq, i), sent_s)
+                if held and (src, dst, msg.seq, i) not in self.have_sent:
+                    self.have_sent[(src, dst, msg.seq, i)] = sent_s
+                    # Was dst already fetching that piece from someone else when this came?
+                    self.busy_elsewhere[(src, dst, msg.seq, i)] = (dst, msg.seq, i) in self.asking
         elif isinstance(msg, Request):
             for i in range(msg.first_index, msg.first_index + min(msg.count, 64)):
                 self.asked[(src, dst, msg.seq, i)] = sent_s  # (requester, holder, ...)
+                self.asking[(src, msg.seq, i)] = dst
+        elif isinstance(msg, Cancel):
+            for i in range(msg.first_index, msg.first_index + min(msg.count, 64)):
+                if self.asking.get((src, msg.seq, i)) == dst:
+                    del self.asking[(src, msg.seq, i)]
         elif isinstance(msg, Piece):
             self._piece(src, dst, msg, sent_s, arrives_s)
 
@@ -82,9 +92,14 @@ class HopTrace:
         asked_s = self.asked.get((dst, src, seq, i))
         where = "source" if src == SOURCE_ID else "peer"
         self.steps[f"hop from {where}"].append(arrives_s - at_holder)
+        self.asking.pop((dst, seq, i), None)
         if have_s is not None and asked_s is not None and asked_s >= have_s:
             self.steps[f"  announce ({where})"].append(have_s - at_holder)
             self.steps[f"  ask ({where})"].append(asked_s - have_s - lat)
+            if self.busy_elsewhere.get((src, dst, seq, i)):
+                self.steps[f"  ask, asked elsewhere ({where})"].append(asked_s - have_s - lat)
+            else:
+                self.steps[f"  ask, not asked yet ({where})"].append(asked_s - have_s - lat)
         if asked_s is not None:
             self.steps[f"  queue ({where})"].append(sent_s - asked_s - lat)
         self.steps[f"  wire ({where})"].append(arrives_s - sent_s)
