@@ -58,9 +58,11 @@ class SwarmConfig:
     start_margin_s: float = 1.0
     """Playout begins at least this long after the start chunk completes, however old it is (a
     viewer joining a swarm whose chunks take longer than target_lag_s to cross it)."""
-    lag_margin_s: float = 1.0
+    lag_margin_s: float = 0.7
     """A chunk completing closer than this to its deadline slows playout down (the lag adapts
-    to how long chunks take to cross the swarm; see Playback)."""
+    to how long chunks take to cross the swarm; see Playback). With stuck pieces moved, chunks
+    complete within a narrower spread of times, and 0.7 s keeps continuity (1,000 peers: lag
+    p95 6.53 -> 6.00 s, continuity 1.000 -> 0.999; 0.5 s: 5.87 s, 0.996)."""
     lag_step_s: float = 0.5
     """At most this much lag added per close call (a player slows down briefly to absorb it)."""
     stall_step_s: float = 0.5

@@ -920,7 +920,7 @@ test("the core passes the adaptive-lag settings to its Playback", () => {
   const pb = viewer().playback;
   assert.deepEqual(
     [pb.lagMarginS, pb.lagStepS, pb.stallStepS, pb.maxStallS, pb.maxLagAddedS],
-    [1.0, 0.5, 0.5, 2.0, 10.0],
+    [0.7, 0.5, 0.5, 2.0, 10.0],
   );
   const fixed = viewer(0, { ...CONFIG, stallStepS: 0, lagStepS: 0 }).playback;
   assert.deepEqual([fixed.stallStepS, fixed.lagStepS], [0, 0]);
@@ -937,10 +937,10 @@ test("a chunk completing close to its deadline slows the core's playout down", a
   assert.equal(pb.startSeq, 4);
   near(pb.playStartS, 12.5);
   v.popEvents();
-  // Chunk 6 (due at 14.5) is released late and completes at 14.2: 0.3 s to spare.
+  // Chunk 6 (due at 14.5) is released late and completes at 14.4: 0.1 s to spare.
   const c = await signed(6, 14);
   src.publishChunk(c.header, c.data, 14);
-  exchange(src, "src", v, "v", 14.2);
+  exchange(src, "src", v, "v", 14.4);
   const events = v.popEvents();
   assert.deepEqual(
     kinds(events, "ChunkComplete").map((e) => e.seq),

@@ -119,7 +119,7 @@ export const DEFAULT_CONFIG = Object.freeze({
    * A chunk completing closer than this to its deadline slows playout down (the lag adapts to
    * how long chunks take to cross the swarm; see Playback).
    */
-  lagMarginS: 1.0,
+  lagMarginS: 0.7,
   /** At most this much lag added per close call (a player slows down briefly to absorb it). */
   lagStepS: 0.5,
   /** A chunk missing at its deadline stalls playout this long at a time... */
