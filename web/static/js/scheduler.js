@@ -4,7 +4,8 @@
 // - chunks in order: urgent ones (deadline within urgentS) by deadline, then the rest rarest first
 //   (fewest holders, then lowest seq);
 // - without the chunk's verified header, ask one holder for the header and one piece;
-// - each missing piece nobody is fetching for us goes to one holder, chosen by tier:
+// - each missing piece nobody is fetching for us goes to one holder (and so does a piece stuck
+//   in a holder's queue, Want.stuck, but never to that holder again), chosen by tier:
 //   1. a peer known to hold that piece (whole chunk, or the piece's bit in its last have), or the
 //      source when it advertised that very piece to us (super-seeding: we are its first receiver);
 //   2. only for an urgent chunk: a peer that is receiving it and verified its header before we did
