@@ -168,9 +168,9 @@ class SwarmPeer:
         self.bytes_duplicate = 0
         self.timeouts = 0
         self.rescues = 0
+        """Urgent requests taken from a holder too slow to meet the deadline."""
         self.moved = 0
         """Pieces asked of another holder after sitting unsent at the first (move_after_s)."""
-        """Urgent requests taken from a holder too slow to meet the deadline."""
         self.stream_bytes = 0
         self.drops: dict[str, int] = {}
         self.banned: set[str] = set()
@@ -319,7 +319,7 @@ class SwarmPeer:
         announce, nobody else may know it exists, and after it everyone would wait for it to
         turn urgent. The offer is repeated every source_reseed_interval_s while the chunk is
         young, each time to an uploader not offered it yet (one may leave or be slow too). Such
-        a copy is served even when fallback requests have spent the budget (see _on_request).
+        a copy is served even when fallback requests have spent the budget (_source_admit).
         """
         spread = self._source_spread.get(seq, {})
         enough = self.config.source_spread_holders
