@@ -642,7 +642,7 @@ export class SwarmPeer {
       if (when > now) continue;
       const chunk = this.store.get(seq);
       const windowS = this.config.sourceReseedWindowS;
-      if (chunk === null || now - chunk.header.releaseUs / 1e6 > windowS) {
+      if (chunk === null || now - Number(chunk.header.releaseUs) / 1e6 > windowS) {
         this.reseedAt.delete(seq);
         continue;
       }
