@@ -26,6 +26,7 @@ from streamer.protocol import (
     Role,
     decode_message,
     encode_message,
+    make_chunk_header,
 )
 from streamer.swarm import (
     Ask,
@@ -94,6 +95,22 @@ def published(seqs: range, now: float = 10.0) -> SwarmPeer:
     for seq in seqs:
         src.publish_chunk(seq, bytes([seq % 256]) * 4500, seq * 1.0, 1.0, now)
     return src
+
+
+def signed_header(
+    seq: int, start_s: float | None = None, duration_s: float = 1.0, release_s: float = 10.0
+) -> ChunkHeader:
+    """The header `published` would sign for seq (or with another start, duration, release)."""
+    start = seq * 1.0 if start_s is None else start_s
+    return make_chunk_header(
+        seq=seq,
+        data=bytes([seq % 256]) * 4500,
+        start_us=round(start * 1e6),
+        duration_us=round(duration_s * 1e6),
+        release_us=round(release_s * 1e6),
+        piece_size=CONFIG.piece_size_bytes,
+        signing_key=KEY,
+    )
 
 
 ALL = -1  # Holder.known_mask of a neighbour holding the whole chunk
@@ -535,9 +552,11 @@ def test_missed_chunk_is_reported_and_playback_goes_on() -> None:
     pb = v.playback
     assert pb is not None and pb.play_start_s is not None
     start_s = pb.play_start_s
-    # Chunk 2 is announced but never delivered.
+    # Chunk 2 is announced but never delivered; chunk 3 exists (its header came with its have),
+    # so chunk 2 is not past the live edge.
     v.receive("src", encode_message(Have(2, (True,) * 5)), 10.5)
     v.receive("src", encode_message(Absent(2, 0, 0xFFFF)), 10.5)
+    v.receive("src", encode_message(signed_header(3)), 10.5)
     # Due at start + 2, it stalls playout up to max_stall_s, then it is skipped.
     v.handle_timer(start_s + 2.0 + CONFIG.max_stall_s - 0.01)
     assert not [e for e in v.pop_events() if isinstance(e, ChunkMissed)]

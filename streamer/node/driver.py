@@ -615,6 +615,8 @@ class SwarmNode:
             figures["note"] = "waiting for the broadcast"
         elif self.broadcast_ended:
             figures["note"] = f"broadcast {self.broadcast_ended}"
+        elif pb is not None and pb.waiting_at_edge:
+            figures["note"] = "broadcast paused (nothing new from the broadcaster)"
         return figures
 
     async def _status_loop(self) -> None:

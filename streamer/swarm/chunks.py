@@ -131,6 +131,28 @@ class ChunkStore:
     def complete_seqs(self) -> list[int]:
         return sorted(s for s, c in self._chunks.items() if c.complete)
 
+    def media_start_s(self, seq: int, nominal_s: float) -> float | None:
+        """seq's media start: from its header; else the end of the nearest header below plus
+        nominal_s per chunk between; else the nearest header above less nominal_s per chunk;
+        None when no header is known. Chunks may be of any length, so an estimate never
+        extrapolates further than from the nearest header."""
+        chunk = self._chunks.get(seq)
+        if chunk is not None:
+            return chunk.header.start_us / 1e6
+        below: ChunkHeader | None = None
+        above: ChunkHeader | None = None
+        for s, c in self._chunks.items():
+            if s < seq and (below is None or s > below.seq):
+                below = c.header
+            elif s > seq and (above is None or s < above.seq):
+                above = c.header
+        if below is not None:
+            end_s = (below.start_us + below.duration_us) / 1e6
+            return end_s + (seq - below.seq - 1) * nominal_s
+        if above is not None:
+            return above.start_us / 1e6 - (above.seq - seq) * nominal_s
+        return None
+
     def add_header(self, header: ChunkHeader) -> bool | None:
         """True: newly stored; None: already known (no-op); False: forged (signature fails)."""
         existing = self._chunks.get(header.seq)

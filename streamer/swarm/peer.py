@@ -424,7 +424,7 @@ class SwarmPeer:
         if self._next_want_s is not None and len(self._nbrs) < self.config.target_neighbours:
             soonest = min(soonest, self._next_want_s)
         pb = self.playback
-        if pb is not None and pb.started and pb.next_seq is not None:
+        if pb is not None and pb.started and pb.next_seq is not None and not pb.waiting_at_edge:
             soonest = min(
                 soonest, pb.deadline(pb.next_seq, self._media_start_s(pb.next_seq), self._now)
             )
@@ -497,6 +497,8 @@ class SwarmPeer:
             "chunks_missed": pb.missed if pb else 0,
             "lag_added_s": pb.lag_added_s if pb else 0.0,
             "stall_s": pb.stall_s if pb else 0.0,
+            "reanchored_s": pb.reanchored_s if pb else 0.0,
+            "reanchors": pb.reanchors if pb else 0,
             "bytes_from_source": self.bytes_from_source,
             "bytes_from_peers": self.bytes_from_peers,
             "bytes_uploaded": self.bytes_uploaded,
@@ -962,8 +964,16 @@ class SwarmPeer:
         return nb.room_pieces(cfg.pipeline_s, cfg.min_inflight_bytes, cfg.piece_size_bytes)
 
     def _media_start_s(self, seq: int) -> float | None:
+        return self._store.media_start_s(seq, self.config.chunk_duration_s)
+
+    def _release_s(self, seq: int) -> float | None:
         chunk = self._store.get(seq)
-        return None if chunk is None else chunk.header.start_us / 1e6
+        return None if chunk is None else chunk.header.release_us / 1e6
+
+    def _at_edge(self, seq: int) -> bool:
+        """Past the live edge: no header of seq or of any later chunk has arrived."""
+        newest = self._store.newest_seq
+        return self._store.get(seq) is None and (newest is None or seq > newest)
 
     def _play(self, now: float) -> None:
         pb = self.playback
@@ -975,7 +985,14 @@ class SwarmPeer:
                 pb.start_if_ready(
                     now, True, start.header.start_us / 1e6, start.header.release_us / 1e6
                 )
-        for seq, ok in pb.due(now, self._media_start_s, self._store.is_complete, self._may_come):
+        for seq, ok in pb.due(
+            now,
+            self._media_start_s,
+            self._store.is_complete,
+            self._may_come,
+            self._release_s,
+            self._at_edge,
+        ):
             chunk = self._store.get(seq)
             if ok and chunk is not None:
                 deadline = pb.deadline(seq, chunk.header.start_us / 1e6, now)

@@ -12,7 +12,16 @@ and a chunk missing at its deadline stalls playout in stall_step_s steps, up to 
 it is skipped. A stalled chunk counts against continuity like a skipped one; the lag added never
 exceeds max_lag_added_s. When the last catch_up_chunks chunks all completed at least
 catch_up_margin_s early, playout speeds up (deadlines come catch_up_step_s closer), never below
-target_lag_s. Zero steps (the defaults) keep a fixed lag. Pure: `now` is passed in.
+target_lag_s. Zero steps (the defaults) keep a fixed lag.
+
+Chunks may be of any length (an encoder's GOPs are 1-10 s, scene cuts, a stalled input). A chunk
+is released when its last frame is shot, so a long one comes later than the media clock says: a
+missing chunk whose header shows it was released less than the playout lag before its deadline
+re-anchors playout (every later deadline moves back until it gets that lag) instead of stalling
+or skipping; and a chunk past the live edge (no header of it or of any later chunk has arrived)
+is waited for, never skipped, since nothing after it exists yet. Re-anchoring is the source's
+timing, not the swarm's: it counts in reanchored_s, not in stalls or lag_added_s.
+Pure: `now` is passed in.
 """
 
 from __future__ import annotations
@@ -58,6 +67,11 @@ class Playback:
     """When playout began (play_start_s moves when the lag adapts; this does not)."""
     start_lag_s: float = 0.0
     """The lag playout began with: the lag now is start_lag_s + lag_added_s."""
+    reanchored_s: float = 0.0
+    """How far playout was pushed back for chunks the source released late (long chunks)."""
+    reanchors: int = 0
+    waiting_at_edge: bool = False
+    """The next chunk is past the live edge: only input (its header) can move playout on."""
     lags_s: list[float] = field(default_factory=list)
     _stalled_seq: int | None = None
     _stalled_for_s: float = 0.0
@@ -130,7 +144,7 @@ class Playback:
         self._early_in_a_row += 1
         if self._early_in_a_row < self.catch_up_chunks or self.play_start_s is None:
             return 0.0
-        lag_s = self.start_lag_s + self.lag_added_s
+        lag_s = self.start_lag_s + self.lag_added_s  # (re-anchoring is kept: the source's timing)
         step = min(self.catch_up_step_s, lag_s - self.target_lag_s)
         if step <= 0:
             return 0.0
@@ -144,16 +158,30 @@ class Playback:
         media_start_s: Callable[[int], float | None],
         is_complete: Callable[[int], bool],
         may_come: Callable[[int], bool] | None = None,
+        release_s: Callable[[int], float | None] | None = None,
+        at_edge: Callable[[int], bool] | None = None,
     ) -> list[tuple[int, bool]]:
         """Advance the playout clock to now: [(seq, played?)] for every chunk that fell due.
-        may_come(seq) False (nobody has announced it: a gap in the stream, such as a
-        broadcaster restart) skips a missing chunk at once instead of stalling for it."""
+
+        may_come(seq) False (nobody has announced it: a gap in the stream, such as a broadcaster
+        restart) skips a missing chunk at once instead of stalling for it. release_s(seq) (its
+        header's release time, None if unknown) re-anchors playout for a chunk released late;
+        at_edge(seq) True (past the live edge) waits for it: see the module's rules."""
         out: list[tuple[int, bool]] = []
+        self.waiting_at_edge = False
         if self.play_start_s is None or self.next_seq is None:
             return out
-        while self.deadline(self.next_seq, media_start_s(self.next_seq), now) <= now:
+        while True:
             seq = self.next_seq
+            deadline_s = self.deadline(seq, media_start_s(seq), now)
+            if deadline_s > now:
+                break
             ok = is_complete(seq)
+            if not ok and at_edge is not None and at_edge(seq):
+                self.waiting_at_edge = True
+                break
+            if not ok and release_s is not None and self._reanchor(deadline_s, release_s(seq)):
+                continue
             stalled = self._stalled_seq == seq
             if (
                 not ok
@@ -177,6 +205,20 @@ class Playback:
             out.append((seq, ok))
             self.next_seq += 1
         return out
+
+    def _reanchor(self, deadline_s: float, release_s: float | None) -> bool:
+        """A chunk released less than the lag playout keeps before deadline_s (a long chunk:
+        released when its last frame was shot) moves every later deadline back so that it gets
+        that lag. True when playout moved."""
+        if release_s is None or self.play_start_s is None:
+            return False
+        floor_s = release_s + self.start_lag_s + max(0.0, self.lag_added_s)
+        if floor_s <= deadline_s + 1e-9:
+            return False
+        self.play_start_s += floor_s - deadline_s
+        self.reanchored_s += floor_s - deadline_s
+        self.reanchors += 1
+        return True
 
     @property
     def continuity(self) -> float | None:

@@ -43,12 +43,28 @@ test("catch up: nothing when near target, faster when behind, seek when far behi
   assert.deepEqual(catchUp([[0, 5], [6, 30]], 5.5), { seekTo: null, rate: 1 });
 });
 
-test("gap jump: over a missing chunk, not over a long hole, not while media remains", () => {
+test("gap jump: over a missing chunk or a stalled input's hole, not while media remains", () => {
   assert.equal(gapJump([[0, 4], [5, 9]], 3.99), 5.01);
   assert.equal(gapJump([[0, 4], [5, 9]], 4.5), 5.01);
   assert.equal(gapJump([[0, 4], [5, 9]], 2.0), null);
-  assert.equal(gapJump([[0, 4], [20, 30]], 4.0), null);
+  // An input that stalled for 16 s left a hole: the media after it plays (a gap, not a freeze).
+  assert.equal(gapJump([[0, 4], [20, 30]], 4.0), 20.01);
+  // ...but not a jump beyond maxGapJumpS (timestamps gone wrong).
+  assert.equal(gapJump([[0, 4], [4 + P.maxGapJumpS + 1, 400]], 4.0), null);
   assert.equal(gapJump([[0, 4]], 4.0), null);
+});
+
+test("long chunks: the buffer aimed for grows by their extra length, so none is seeked over", () => {
+  // A 10 s chunk just appended behind 1 s of older media: no seek, no speed-up.
+  assert.deepEqual(catchUp([[0, 20]], 9, P, 10), { seekTo: null, rate: 1 });
+  // With 1 s chunks the same buffer is far behind: seek.
+  assert.equal(catchUp([[0, 20]], 9, P, 1).seekTo, 20 - P.targetBufferS);
+  // Far behind even for 10 s chunks: seek to the larger target.
+  const target = P.targetBufferS + 10 - P.nominalChunkS;
+  assert.equal(catchUp([[0, 40]], 10, P, 10).seekTo, 40 - target);
+  // A start on a stream of 4 s chunks keeps more than one chunk ahead of the playhead.
+  assert.equal(startPosition([[0, 12]], P, 4), 12 - (P.targetBufferS + 3));
+  assert.equal(startPosition([[0, 12]], P, 1), 12 - P.targetBufferS);
 });
 
 test("trim: keep some media behind the playhead, remove rarely", () => {

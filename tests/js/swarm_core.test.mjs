@@ -490,9 +490,11 @@ test("a missed chunk is reported and playback goes on", async () => {
   exchange(src, "src", v, "v", 10);
   const pb = v.playback;
   assert.notEqual(pb.playStartS, null);
-  // Chunk 2 is announced but never delivered.
+  // Chunk 2 is announced but never delivered; chunk 3 exists (its header came with its have),
+  // so chunk 2 is not past the live edge.
   v.receive("src", have(2, [true, true, true, true, true]), 10.5);
   v.receive("src", encodeMessage({ type: "absent", seq: 2, firstIndex: 0, count: 0xffff }), 10.5);
+  v.receive("src", encodeMessage((await signed(3, 10)).header), 10.5);
   const startS = pb.playStartS; // chunk 2 is due at startS + 2
   // Playout stalls for it first (stallStepS at a time, up to maxStallS)...
   v.handleTimer(startS + 2.5);

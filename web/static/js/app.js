@@ -387,7 +387,7 @@ export class WatchApp {
       this._lastRenderS = now;
       this.ui.renderStats(this.lastStats, this.lastStats.neighbours);
     }
-    if (this.player?.started && ["buffering", "live", "stalled"].includes(this.ui.state)) {
+    if (this.player?.started && ["buffering", "live", "stalled", "paused"].includes(this.ui.state)) {
       const next = this._playingState();
       if (next !== this.ui.state) this.ui.setState(next);
     }
@@ -397,7 +397,9 @@ export class WatchApp {
     if (!this.player?.started) return "buffering";
     const p = this.player;
     const stalled = p.stallStartS !== null && this.clock() - p.stallStartS > 0.5;
-    return stalled ? "stalled" : "live";
+    if (!stalled) return "live";
+    // Past the live edge: the broadcaster sends nothing new (an input or encoder that stalled).
+    return this.core?.playback?.waitingAtEdge ? "paused" : "stalled";
   }
 
   _onPlayerEvent(name, detail) {

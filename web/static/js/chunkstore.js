@@ -95,6 +95,29 @@ export class ChunkStore {
   }
 
   /**
+   * seq's media start: from its header; else the end of the nearest header below plus nominalS
+   * per chunk between; else the nearest header above less nominalS per chunk; null when no
+   * header is known. Chunks may be of any length, so an estimate never extrapolates further
+   * than from the nearest header.
+   */
+  mediaStartS(seq, nominalS) {
+    const chunk = this.chunks.get(seq);
+    if (chunk !== undefined) return Number(chunk.header.startUs) / 1e6;
+    let below = null;
+    let above = null;
+    for (const [s, c] of this.chunks) {
+      if (s < seq && (below === null || s > below.seq)) below = c.header;
+      else if (s > seq && (above === null || s < above.seq)) above = c.header;
+    }
+    if (below !== null) {
+      const endS = (Number(below.startUs) + Number(below.durationUs)) / 1e6;
+      return endS + (seq - below.seq - 1) * nominalS;
+    }
+    if (above !== null) return Number(above.startUs) / 1e6 - (above.seq - seq) * nominalS;
+    return null;
+  }
+
+  /**
    * Store a header whose signature the caller has checked.
    * True: newly stored; null: already known or below the window (no-op).
    */

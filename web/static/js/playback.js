@@ -14,6 +14,14 @@
 // exceeds maxLagAddedS. When the last catchUpChunks chunks all completed at least catchUpMarginS
 // early, playout speeds up (deadlines come catchUpStepS closer), never below targetLagS. Zero
 // steps (the defaults) keep a fixed lag.
+//
+// Chunks may be of any length (an encoder's GOPs are 1-10 s, scene cuts, a stalled input). A chunk
+// is released when its last frame is shot, so a long one comes later than the media clock says: a
+// missing chunk whose header shows it was released less than the playout lag before its deadline
+// re-anchors playout (every later deadline moves back until it gets that lag) instead of stalling
+// or skipping; and a chunk past the live edge (no header of it or of any later chunk has arrived)
+// is waited for, never skipped, since nothing after it exists yet. Re-anchoring is the source's
+// timing, not the swarm's: it counts in reanchoredS, not in stalls or lagAddedS.
 // Pure: `now` (seconds) is passed in; no timers, no DOM.
 
 export class Playback {
@@ -72,6 +80,11 @@ export class Playback {
     this.startedAtS = null;
     /** The lag playout began with: the lag now is startLagS + lagAddedS. */
     this.startLagS = 0;
+    /** How far playout was pushed back for chunks the source released late (long chunks). */
+    this.reanchoredS = 0;
+    this.reanchors = 0;
+    /** The next chunk is past the live edge: only input (its header) can move playout on. */
+    this.waitingAtEdge = false;
     this.lagsS = [];
     this._stalledSeq = null;
     this._stalledForS = 0;
@@ -150,7 +163,7 @@ export class Playback {
     }
     this._earlyInARow += 1;
     if (this._earlyInARow < this.catchUpChunks || this.playStartS === null) return 0;
-    const lagS = this.startLagS + this.lagAddedS;
+    const lagS = this.startLagS + this.lagAddedS; // (re-anchoring is kept: the source's timing)
     const step = Math.min(this.catchUpStepS, lagS - this.targetLagS);
     if (step <= 0) return 0;
     this.playStartS -= step;
@@ -158,17 +171,28 @@ export class Playback {
     return -step;
   }
 
-  /** Advance the playout clock to now: [[seq, played?]] for every chunk that fell due. */
   /**
+   * Advance the playout clock to now: [[seq, played?]] for every chunk that fell due.
+   *
    * mayCome(seq) false (nobody has announced it: a gap in the stream, such as a broadcaster
-   * restart) skips a missing chunk at once instead of stalling for it.
+   * restart) skips a missing chunk at once instead of stalling for it. releaseS(seq) (its
+   * header's release time, null if unknown) re-anchors playout for a chunk released late;
+   * atEdge(seq) true (past the live edge) waits for it: see the module's rules.
    */
-  due(now, mediaStartS, isComplete, mayCome = null) {
+  due(now, mediaStartS, isComplete, mayCome = null, releaseS = null, atEdge = null) {
     const out = [];
+    this.waitingAtEdge = false;
     if (this.playStartS === null || this.nextSeq === null) return out;
-    while (this.deadline(this.nextSeq, mediaStartS(this.nextSeq), now) <= now) {
+    for (;;) {
       const seq = this.nextSeq;
+      const deadlineS = this.deadline(seq, mediaStartS(seq), now);
+      if (deadlineS > now) break;
       const ok = isComplete(seq);
+      if (!ok && atEdge !== null && atEdge(seq)) {
+        this.waitingAtEdge = true;
+        break;
+      }
+      if (!ok && releaseS !== null && this._reanchor(deadlineS, releaseS(seq))) continue;
       const stalled = this._stalledSeq === seq;
       if (
         !ok &&
@@ -194,6 +218,21 @@ export class Playback {
       this.nextSeq += 1;
     }
     return out;
+  }
+
+  /**
+   * A chunk released less than the lag playout keeps before deadlineS (a long chunk: released
+   * when its last frame was shot) moves every later deadline back so that it gets that lag.
+   * True when playout moved.
+   */
+  _reanchor(deadlineS, releaseS) {
+    if (releaseS === null || releaseS === undefined || this.playStartS === null) return false;
+    const floorS = releaseS + this.startLagS + Math.max(0, this.lagAddedS);
+    if (floorS <= deadlineS + 1e-9) return false;
+    this.playStartS += floorS - deadlineS;
+    this.reanchoredS += floorS - deadlineS;
+    this.reanchors += 1;
+    return true;
   }
 
   /** Share of the chunks due that played on time (late and skipped ones do not). */

@@ -167,7 +167,7 @@ export class MsePlayer {
       this.gapJumps += 1;
       video.currentTime = jump;
     } else {
-      const decision = catchUp(ranges, video.currentTime, this.policy);
+      const decision = catchUp(ranges, video.currentTime, this.policy, this.recentChunkS());
       if (decision.seekTo !== null) {
         this.seeksForLag += 1;
         video.currentTime = decision.seekTo;
@@ -180,6 +180,13 @@ export class MsePlayer {
     }
     if (video.paused && this.started && !video.ended) this._play();
     this._pump();
+  }
+
+  /** The longest of the last few chunks appended (s): encoders' GOPs vary, 1-10 s. */
+  recentChunkS() {
+    let longestS = 0;
+    for (const m of this.appended.slice(-8)) longestS = Math.max(longestS, m.durationS ?? 0);
+    return longestS;
   }
 
   ranges() {
@@ -330,7 +337,7 @@ export class MsePlayer {
 
   _startPlayback() {
     if (this.started) return;
-    const pos = startPosition(this.ranges(), this.policy);
+    const pos = startPosition(this.ranges(), this.policy, this.recentChunkS());
     if (pos === null) return;
     this.started = true;
     this.video.currentTime = pos;

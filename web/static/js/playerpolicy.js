@@ -13,8 +13,18 @@ export const DEFAULT_POLICY = Object.freeze({
   seekAboveS: 4.0,
   /** Catch-up playback rate (small enough not to be noticed). */
   catchUpRate: 1.1,
-  /** A gap in the buffer at most this long is jumped over when the playhead reaches it. */
-  maxGapJumpS: 6.0,
+  /**
+   * A gap in the buffer at most this long is jumped over when the playhead reaches it. Chunks
+   * are appended in order, so a hole with media after it is never filled: an input that stalled
+   * or a chunk the swarm skipped. Only a jump further than this (a clock gone wrong) waits.
+   */
+  maxGapJumpS: 120.0,
+  /**
+   * The chunk length the figures above are tuned for. The buffer ahead swings by one chunk as
+   * chunks are appended whole: a longer chunk (an encoder's 2-10 s GOPs) adds its extra length
+   * to the buffer aimed for, so that it is neither seeked over nor played out before the next.
+   */
+  nominalChunkS: 1.0,
   /** Media kept behind the playhead (seeking back a bit works; memory stays bounded). */
   keepBehindS: 10.0,
   /** Trim only when at least this much can go, so remove() runs rarely. */
@@ -36,29 +46,37 @@ export function rangeAt(ranges, t, toleranceS = 0.1) {
   return null;
 }
 
+/** The buffer to aim for when the stream's recent chunks last up to `chunkS` seconds. */
+export function targetBufferS(chunkS, policy = DEFAULT_POLICY) {
+  return policy.targetBufferS + Math.max(0, (chunkS ?? 0) - policy.nominalChunkS);
+}
+
 /**
- * Where to put the playhead when playback starts: `targetBufferS` before the end of the newest
- * buffered range, but never before that range's start (a late joiner starts near the live edge).
+ * Where to put the playhead when playback starts: the target buffer (see targetBufferS) before
+ * the end of the newest buffered range, but never before that range's start (a late joiner
+ * starts near the live edge).
  */
-export function startPosition(ranges, policy = DEFAULT_POLICY) {
+export function startPosition(ranges, policy = DEFAULT_POLICY, chunkS = null) {
   if (!ranges.length) return null;
   const [start, end] = ranges[ranges.length - 1];
-  return Math.max(start, end - policy.targetBufferS);
+  return Math.max(start, end - targetBufferS(chunkS, policy));
 }
 
 /**
  * Keep lag bounded. Returns {seekTo: number|null, rate: number}. The buffer ahead of the playhead is
  * how far behind the newest media we are: too much and we speed up, far too much and we seek.
+ * chunkS: the longest recent chunk (see targetBufferS).
  */
-export function catchUp(ranges, currentTimeS, policy = DEFAULT_POLICY) {
+export function catchUp(ranges, currentTimeS, policy = DEFAULT_POLICY, chunkS = null) {
   const here = rangeAt(ranges, currentTimeS);
   if (!here) return { seekTo: null, rate: 1 };
   const liveEnd = ranges[ranges.length - 1][1];
   const aheadS = liveEnd - currentTimeS;
-  const excessS = aheadS - policy.targetBufferS;
+  const targetS = targetBufferS(chunkS, policy);
+  const excessS = aheadS - targetS;
   if (excessS > policy.seekAboveS) {
     const last = ranges[ranges.length - 1];
-    return { seekTo: Math.max(last[0], liveEnd - policy.targetBufferS), rate: 1 };
+    return { seekTo: Math.max(last[0], liveEnd - targetS), rate: 1 };
   }
   if (excessS > policy.speedUpAboveS) return { seekTo: null, rate: policy.catchUpRate };
   return { seekTo: null, rate: 1 };

@@ -21,7 +21,7 @@
 //   core.handleTimer(now)
 //   core.popEvents() -> [{kind, ...}]           // see the event kinds below
 //   core.stats() -> {startup_s, continuity, lag_s_p50, lag_s_p95, chunks_played, chunks_late,
-//                    chunks_missed, lag_added_s, stall_s, bytes_from_source, bytes_from_peers,
+//                    chunks_missed, lag_added_s, stall_s, reanchored_s, reanchors, bytes_from_source, bytes_from_peers,
 //                    bytes_uploaded, timeouts, ...}
 //                                               // (Python's names)
 //   core.leave() -> Uint8Array                  // the bye to send to everyone on shutdown
@@ -607,7 +607,7 @@ export class SwarmPeer {
       times.push(this.nextWantS);
     }
     const pb = this.playback;
-    if (pb !== null && pb.started && pb.nextSeq !== null) {
+    if (pb !== null && pb.started && pb.nextSeq !== null && !pb.waitingAtEdge) {
       times.push(pb.deadline(pb.nextSeq, this.mediaStartS(pb.nextSeq), this.now));
     }
     if (this.replanAtS !== null) times.push(this.replanAtS);
@@ -681,6 +681,8 @@ export class SwarmPeer {
       chunks_missed: pb ? pb.missed : 0,
       lag_added_s: pb ? pb.lagAddedS : 0.0,
       stall_s: pb ? pb.stallS : 0.0,
+      reanchored_s: pb ? pb.reanchoredS : 0.0,
+      reanchors: pb ? pb.reanchors : 0,
       bytes_from_source: this.bytesFromSource,
       bytes_from_peers: this.bytesFromPeers,
       bytes_uploaded: this.bytesUploaded,
@@ -1332,8 +1334,20 @@ export class SwarmPeer {
   }
 
   mediaStartS(seq) {
+    return this.store.mediaStartS(seq, this.config.chunkDurationS);
+  }
+
+  releaseS(seq) {
     const chunk = this.store.get(seq);
-    return chunk === null ? null : chunk.header.startUs / 1e6;
+    return chunk === null ? null : Number(chunk.header.releaseUs) / 1e6;
+  }
+
+  /** Past the live edge: no header of seq or of any later chunk has arrived (or is pending). */
+  atEdge(seq) {
+    const newest = this.store.newestSeq;
+    if (this.store.get(seq) !== null) return false;
+    for (const pending of this.pendingHeaders.keys()) if (pending >= seq) return false;
+    return newest === null || seq > newest;
   }
 
   play(now) {
@@ -1350,6 +1364,8 @@ export class SwarmPeer {
       (s) => this.mediaStartS(s),
       (s) => this.store.isComplete(s),
       (s) => this.mayCome(s),
+      (s) => this.releaseS(s),
+      (s) => this.atEdge(s),
     );
     for (const [seq, ok] of due) {
       const chunk = this.store.get(seq);

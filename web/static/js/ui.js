@@ -20,6 +20,7 @@ export const STATES = Object.freeze({
   buffering: ["Buffering…", "Fetching the first chunks from the swarm.", true],
   live: ["Live", "", false],
   stalled: ["Catching up…", "Waiting for the next chunk from the swarm.", true],
+  paused: ["The broadcast paused", "No new video from the broadcaster yet; playback resumes when it sends again.", true],
   reconnecting: ["Reconnecting…", "Lost the signaling server; playback goes on with current peers.", false],
   ended: ["The broadcast has ended", "This page picks it up again if the broadcaster comes back.", true],
   unsupported: ["This browser cannot play this stream", "", true],
