@@ -29,6 +29,8 @@ pytestmark = pytest.mark.timeout(90)
 
 CHUNK_S = 0.5
 FIRST_SEQ = 5000
+EPOCH = 12345
+"""The broadcast session signed into every chunk header."""
 
 
 @dataclass
@@ -56,10 +58,13 @@ async def broadcast(max_neighbours: int = 12) -> AsyncIterator[Broadcast]:
             signing_key=key.signing_key,
             chunk_seconds=CHUNK_S,
             max_neighbours=max_neighbours,
+            epoch=EPOCH,
         )
     )
     await node.start()
-    await node.publish_media(media_description(stream.info, key.public_key_raw, 0, FIRST_SEQ))
+    await node.publish_media(
+        media_description(stream.info, key.public_key_raw, 0, FIRST_SEQ, EPOCH)
+    )
     state = Broadcast(server, node, key)
 
     async def release() -> None:

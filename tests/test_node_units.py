@@ -110,13 +110,14 @@ def _info() -> MediaInfo:
 
 
 def test_media_description_round_trips() -> None:
-    media = media_description(_info(), b"k" * 32, 900_000, 1234)
+    media = media_description(_info(), b"k" * 32, 900_000, 1234, 77)
     parsed = parse_media(json.loads(json.dumps(media)))
     assert parsed.public_key_raw == b"k" * 32
     assert parsed.init_segment == b"\x00\x00\x00\x08ftyp"
     assert parsed.chunk_seconds == 0.5
     assert parsed.bitrate_bps == 900_000
     assert parsed.first_seq == 1234
+    assert parsed.epoch == 77
 
 
 @pytest.mark.parametrize(
@@ -131,11 +132,14 @@ def test_media_description_round_trips() -> None:
         ("mime_type", None),
         ("bitrate_bps", -1),
         ("first_seq", "x"),
+        ("epoch", -1),
+        ("epoch", 2**32),
+        ("epoch", True),
         ("key_type", "rsa"),
     ],
 )
 def test_malformed_media_description_is_refused(field: str, value: object) -> None:
-    media = media_description(_info(), b"k" * 32, 900_000, 1234)
+    media = media_description(_info(), b"k" * 32, 900_000, 1234, 77)
     media[field] = value
     with pytest.raises(MediaInfoError):
         parse_media(media)

@@ -84,6 +84,7 @@ def test_golden_signed_header_verifies_with_the_test_key() -> None:
         release_us=1_700_000_043_000_000,
         piece_size=16384,
         signing_key=key,
+        epoch=7,
     )
     assert again.encode().hex() == vec["header_hex"]
     for piece_vec, payload in zip(vec["pieces"], split_pieces(data, 16384), strict=True):

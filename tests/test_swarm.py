@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from streamer.protocol import (
+    PROTOCOL_VERSION,
     Absent,
     BufferMap,
     ByeReason,
@@ -86,7 +87,7 @@ def drain_data(core: SwarmPeer, pid: str, now: float) -> list[bytes]:
 
 
 def hello(role: Role) -> bytes:
-    return encode_message(Hello(1, role, Capability.UPLOAD | Capability.PARTIAL))
+    return encode_message(Hello(PROTOCOL_VERSION, role, Capability.UPLOAD | Capability.PARTIAL))
 
 
 def published(seqs: range, now: float = 10.0) -> SwarmPeer:
@@ -417,6 +418,44 @@ def test_forged_header_drops_the_sender() -> None:
     drops = [e for e in v.pop_events() if isinstance(e, DropNeighbour)]
     assert len(drops) == 1 and "forged chunk header" in drops[0].reason
     assert v.neighbour_ids == []
+
+
+def test_a_genuine_header_of_another_broadcast_session_is_refused_as_a_replay() -> None:
+    """The source signs its epoch into each header; a viewer bound to another epoch (the media
+    description names the current session) treats a genuine old header as forged."""
+    header = make_chunk_header(
+        seq=3,
+        data=b"x" * 4500,
+        start_us=3_000_000,
+        duration_us=1_000_000,
+        release_us=10_000_000,
+        piece_size=CONFIG.piece_size_bytes,
+        signing_key=KEY,
+        epoch=6,
+    )
+    assert HeaderVerifier(PUB).verify(header)
+    assert HeaderVerifier(PUB, epoch=6).verify(header)
+    assert not HeaderVerifier(PUB, epoch=7).verify(header)
+    current = SwarmPeer(
+        role=Role.VIEWER, now=0.0, config=CONFIG, verifier=HeaderVerifier(PUB, epoch=7)
+    )
+    current.add_neighbour("old", 0.0)
+    current.receive("old", hello(Role.VIEWER), 0.0)
+    current.receive("old", encode_message(header), 0.1)
+    drops = [e for e in current.pop_events() if isinstance(e, DropNeighbour)]
+    assert len(drops) == 1 and "forged chunk header" in drops[0].reason
+    assert current.neighbour_ids == []
+
+
+def test_the_source_signs_its_epoch_into_every_header() -> None:
+    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=CONFIG, signing_key=KEY, epoch=9)
+    greet(src, ["v"], 0.0)
+    src.publish_chunk(0, b"x" * 4500, 0.0, 1.0, 1.0)
+    headers = [m for m in drain_control(src, "v") if isinstance(m, ChunkHeader)]
+    assert headers, "the super-seed have carries the header"
+    header = headers[0]
+    assert header.epoch == 9
+    assert HeaderVerifier(PUB, epoch=9).verify(header)
 
 
 def test_malformed_message_drops_only_its_sender() -> None:

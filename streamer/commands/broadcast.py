@@ -37,6 +37,12 @@ def first_seq_for(now_s: float, chunk_seconds: float) -> int:
     return int((now_s - EPOCH_S) / chunk_seconds)
 
 
+def session_epoch_for(now_s: float) -> int:
+    """The broadcast session of a broadcaster starting at now_s (whole seconds since EPOCH_S):
+    chunk headers carry it, so a restart refuses the chunks of every earlier session."""
+    return int(now_s - EPOCH_S) & 0xFFFFFFFF
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="a media file, /dev/video0, a stream URL or testsrc")
     parser.add_argument("--channel", default="live", help="channel name (default: live)")
@@ -92,6 +98,7 @@ async def _broadcast(args: argparse.Namespace) -> int:
             server = await _start_embedded_server(args.host, args.port)
             url = server.url
         print(f"watch: {url.rstrip('/')}/watch/{args.channel}", flush=True)
+        epoch = session_epoch_for(time.time())
         node = SwarmNode(
             NodeConfig(
                 server_url=url,
@@ -102,6 +109,7 @@ async def _broadcast(args: argparse.Namespace) -> int:
                 max_neighbours=args.max_neighbours,
                 upload_limit_bps=upload_limit_bps,
                 chunk_seconds=options.chunk_seconds,
+                epoch=epoch,
             )
         )
         await node.start()
@@ -118,11 +126,10 @@ async def _broadcast(args: argparse.Namespace) -> int:
         transcoded_bps = options.video_bitrate_bps + options.audio_bitrate_bps
         estimate_bps = transcoded_bps if stream.info.video_transcoded else 0
         await node.publish_media(
-            media_description(stream.info, key.public_key_raw, estimate_bps, first_seq)
+            media_description(stream.info, key.public_key_raw, estimate_bps, first_seq, epoch)
         )
-        reason = await wait_for_end(
-            stop, node, args.duration, _release(node, stream, key.public_key_raw, first_seq)
-        )
+        release = _release(node, stream, key.public_key_raw, first_seq, epoch)
+        reason = await wait_for_end(stop, node, args.duration, release)
         printer.finish()
         if reason == "work":  # the input ended: let peers fetch the tail, then say so
             await asyncio.sleep(3 * options.chunk_seconds)
@@ -143,7 +150,7 @@ async def _broadcast(args: argparse.Namespace) -> int:
 
 
 async def _release(
-    node: SwarmNode, stream: MediaStream, public_key_raw: bytes, first_seq: int
+    node: SwarmNode, stream: MediaStream, public_key_raw: bytes, first_seq: int, epoch: int
 ) -> None:
     """Release the input's chunks into the swarm on the wall clock."""
     anchor_s = time.time() - EPOCH_S
@@ -158,7 +165,7 @@ async def _release(
         if node.chunks_released == REPUBLISH_AFTER_CHUNKS and released_s > 0:
             bitrate_bps = int(8 * released_bytes / released_s)
             await node.publish_media(
-                media_description(stream.info, public_key_raw, bitrate_bps, first_seq)
+                media_description(stream.info, public_key_raw, bitrate_bps, first_seq, epoch)
             )
 
 

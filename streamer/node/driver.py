@@ -88,6 +88,8 @@ class NodeConfig:
     role: str
     secret: str | None = None
     signing_key: Ed25519PrivateKey | None = None
+    epoch: int = 0
+    """The broadcaster's session, signed into its chunk headers (see ChunkHeader.epoch)."""
     target_neighbours: int | None = None
     max_neighbours: int | None = None
     upload_limit_bps: int | None = None
@@ -175,6 +177,8 @@ class SwarmNode:
         self.core: SwarmPeer | None = None
         self._retired: list[SwarmPeer] = []
         self.media: ChannelMedia | None = None
+        self._verifier: HeaderVerifier | None = None
+        """The core's header verifier (viewers and relays), bound to the broadcast's epoch."""
         self.welcome: Welcome | None = None
         #: Called with every chunk the playout clock played (viewer recordings).
         self.on_chunk_played: Callable[[ChunkPlayed], None] | None = None
@@ -292,6 +296,10 @@ class SwarmNode:
             cfg = replace(cfg, target_neighbours=cfg.max_neighbours)
         return cfg
 
+    def _verifier_for(self, media: ChannelMedia) -> HeaderVerifier:
+        self._verifier = HeaderVerifier(media.public_key_raw, media.epoch)
+        return self._verifier
+
     def _new_core(self, media: ChannelMedia | None) -> None:
         now = self._clock()
         if self.core is not None:
@@ -307,6 +315,7 @@ class SwarmNode:
                 now=now,
                 config=self._swarm_config(self.config.chunk_seconds),
                 signing_key=self.config.signing_key,
+                epoch=self.config.epoch,
                 rng=self._rng,
             )
         else:
@@ -314,7 +323,7 @@ class SwarmNode:
                 role=self.role,
                 now=now,
                 config=self._swarm_config(media.chunk_seconds),
-                verifier=HeaderVerifier(media.public_key_raw),
+                verifier=self._verifier_for(media),
                 rng=self._rng,
             )
         assert self.manager is not None
@@ -353,6 +362,10 @@ class SwarmNode:
             )
         if rebuild:
             self._new_core(media)
+        elif self._verifier is not None:
+            # A restart of the same broadcaster: its links and chunks stay, its old session's
+            # chunks are refused from now on.
+            self._verifier.epoch = media.epoch
         self.broadcast_ended = None
         if self.on_media is not None:
             self.on_media(media)

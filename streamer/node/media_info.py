@@ -31,10 +31,12 @@ class ChannelMedia:
     bitrate_bps: int
     first_seq: int | None
     """The first seq of this broadcast session: a jump far ahead means a restarted broadcast."""
+    epoch: int | None = None
+    """The broadcast session: only chunk headers signed for it are accepted (None: any)."""
 
 
 def media_description(
-    info: MediaInfo, public_key_raw: bytes, bitrate_bps: int, first_seq: int
+    info: MediaInfo, public_key_raw: bytes, bitrate_bps: int, first_seq: int, epoch: int
 ) -> dict[str, Any]:
     """The `media` object of the signaling `publish` message (docs/signaling.md)."""
     return {
@@ -46,6 +48,7 @@ def media_description(
         "key_type": "ed25519",
         "bitrate_bps": int(bitrate_bps),
         "first_seq": int(first_seq),
+        "epoch": int(epoch),
         "width": info.width,
         "height": info.height,
     }
@@ -95,6 +98,11 @@ def parse_media(media: Any) -> ChannelMedia:
         isinstance(first_seq, bool) or not isinstance(first_seq, int) or first_seq < 0
     ):
         raise MediaInfoError("media.first_seq must be a non-negative integer")
+    epoch = media.get("epoch")
+    if epoch is not None and (
+        isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= 0xFFFFFFFF
+    ):
+        raise MediaInfoError("media.epoch must be an integer in [0, 2**32)")
     return ChannelMedia(
         mime_type=mime_type,
         codecs=codecs,
@@ -103,4 +111,5 @@ def parse_media(media: Any) -> ChannelMedia:
         public_key_raw=public_key_raw,
         bitrate_bps=bitrate_bps,
         first_seq=first_seq,
+        epoch=epoch,
     )

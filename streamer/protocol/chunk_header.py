@@ -27,8 +27,8 @@ from streamer.protocol.messages import (
     MsgType,
 )
 
-_FIXED = struct.Struct(">BIQIQIHH")
-"""type, seq, start_us, duration_us, release_us, total_size, piece_size, piece_count."""
+_FIXED = struct.Struct(">BIIQIQIHH")
+"""type, seq, epoch, start_us, duration_us, release_us, total_size, piece_size, piece_count."""
 HEADER_FIXED_BYTES = _FIXED.size
 
 
@@ -51,6 +51,10 @@ class ChunkHeader:
     piece_size: int
     piece_hashes: tuple[bytes, ...] = field(repr=False)
     signature: bytes = field(repr=False, default=b"")
+    epoch: int = 0
+    """The broadcast session (the media description names the current one): a chunk signed for
+    an earlier session of the same key is refused, so old chunks cannot be replayed into a
+    restarted broadcast whose seqs overlap theirs."""
 
     @property
     def piece_count(self) -> int:
@@ -67,6 +71,7 @@ class ChunkHeader:
         fixed = _FIXED.pack(
             MsgType.CHUNK_HEADER,
             self.seq,
+            self.epoch,
             self.start_us,
             self.duration_us,
             self.release_us,
@@ -108,6 +113,7 @@ def make_chunk_header(
     release_us: int,
     piece_size: int,
     signing_key: Ed25519PrivateKey,
+    epoch: int = 0,
 ) -> ChunkHeader:
     """Hash and sign a chunk; raises ValueError on a chunk the wire format cannot carry."""
     if not data:
@@ -118,8 +124,11 @@ def make_chunk_header(
     if count > MAX_PIECES_PER_CHUNK:
         raise ValueError(f"{len(data)} bytes need {count} pieces (max {MAX_PIECES_PER_CHUNK})")
     hashes = tuple(hashlib.sha256(p).digest() for p in split_pieces(data, piece_size))
+    if not 0 <= epoch <= 0xFFFFFFFF:
+        raise ValueError(f"epoch {epoch} does not fit in 32 bits")
     unsigned = ChunkHeader(
         seq=seq,
+        epoch=epoch,
         start_us=start_us,
         duration_us=duration_us,
         release_us=release_us,
@@ -130,6 +139,7 @@ def make_chunk_header(
     signature = signing_key.sign(unsigned.signed_bytes())
     return ChunkHeader(
         seq=seq,
+        epoch=epoch,
         start_us=start_us,
         duration_us=duration_us,
         release_us=release_us,
@@ -144,8 +154,8 @@ def decode_chunk_header(data: bytes) -> ChunkHeader:
     """Parse a CHUNK_HEADER message (type byte included); structure only, not the signature."""
     if len(data) < HEADER_FIXED_BYTES + SIGNATURE_BYTES:
         raise ProtocolError(f"chunk header truncated: {len(data)} bytes")
-    (_type, seq, start_us, duration_us, release_us, total, piece_size, count) = _FIXED.unpack_from(
-        data
+    (_type, seq, epoch, start_us, duration_us, release_us, total, piece_size, count) = (
+        _FIXED.unpack_from(data)
     )
     if not 1 <= count <= MAX_PIECES_PER_CHUNK:
         raise ProtocolError(f"chunk header piece count {count} outside 1..{MAX_PIECES_PER_CHUNK}")
@@ -164,6 +174,7 @@ def decode_chunk_header(data: bytes) -> ChunkHeader:
     )
     return ChunkHeader(
         seq=seq,
+        epoch=epoch,
         start_us=start_us,
         duration_us=duration_us,
         release_us=release_us,

@@ -58,6 +58,7 @@ def message_to_dict(msg: Message) -> dict[str, Any]:
         return {
             "type": "chunk_header",
             "seq": msg.seq,
+            "epoch": msg.epoch,
             "start_us": msg.start_us,
             "duration_us": msg.duration_us,
             "release_us": msg.release_us,
@@ -97,6 +98,7 @@ def message_from_dict(d: dict[str, Any]) -> Message:
     if kind == "chunk_header":
         return ChunkHeader(
             seq=d["seq"],
+            epoch=d["epoch"],
             start_us=d["start_us"],
             duration_us=d["duration_us"],
             release_us=d["release_us"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_MESSAGE_BYTES = 65535
 """Every message is at most this long: one data-channel message, safe in every browser."""
 PIECE_OVERHEAD_BYTES = 9

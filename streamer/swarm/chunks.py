@@ -24,15 +24,23 @@ class HeaderVerifier:
     of already-verified header bytes saves repeating the same signature check for every peer.
     """
 
-    def __init__(self, public_key_raw: bytes, cache_size: int = 256) -> None:
+    def __init__(
+        self, public_key_raw: bytes, epoch: int | None = None, cache_size: int = 256
+    ) -> None:
         if len(public_key_raw) != 32:
             raise ValueError("an Ed25519 public key is 32 raw bytes")
         self._key = Ed25519PublicKey.from_public_bytes(public_key_raw)
+        self.epoch = epoch
+        """The broadcast session whose chunks we accept (None: any): a genuine header signed
+        for another session is a replay, refused like a forgery. A restarted broadcast (same
+        key, new media description) moves it on."""
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
         self._cache_size = cache_size
         self.checks = 0
 
     def verify(self, header: ChunkHeader) -> bool:
+        if self.epoch is not None and header.epoch != self.epoch:
+            return False
         blob = header.encode()
         hit = self._cache.get(blob)
         if hit is not None:

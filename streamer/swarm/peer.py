@@ -86,6 +86,7 @@ class SwarmPeer:
         config: SwarmConfig | None = None,
         verifier: HeaderVerifier | None = None,
         signing_key: Ed25519PrivateKey | None = None,
+        epoch: int = 0,
         rng: random.Random | None = None,
         upload: bool = True,
         piece_pool: PiecePool | None = None,
@@ -97,6 +98,8 @@ class SwarmPeer:
         self.role = role
         self.config = config or SwarmConfig()
         self._signing_key = signing_key
+        self._epoch = epoch
+        """The source's broadcast session, signed into every chunk header."""
         self._rng = rng or random.Random(0)
         self.upload = upload or role == Role.SOURCE
         self._store = ChunkStore(verifier, piece_pool)
@@ -257,6 +260,7 @@ class SwarmPeer:
             release_us=round(now * 1e6),
             piece_size=self.config.piece_size_bytes,
             signing_key=self._signing_key,
+            epoch=self._epoch,
         )
         self._store.add_own(header, split_pieces(data, self.config.piece_size_bytes))
         self.stream_bytes += len(data)

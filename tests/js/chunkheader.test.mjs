@@ -77,6 +77,16 @@ for (const forcePureJs of [false, true]) {
   });
 }
 
+test("a verifier bound to an epoch refuses a genuine header of another broadcast session", async () => {
+  const header = decodeMessage(fromHex(vector.header_hex));
+  assert.equal(header.epoch, vector.header.epoch);
+  const current = await HeaderVerifier.create(publicKey, { epoch: header.epoch });
+  assert.equal(await current.verify(header), true);
+  const restarted = await HeaderVerifier.create(publicKey, { epoch: header.epoch + 1 });
+  assert.equal(await restarted.verify(header), false, "an old session's chunk is a replay");
+  assert.equal(restarted.checks, 0, "refused before any signature check");
+});
+
 test("pure-JS ed25519 agrees with WebCrypto on fresh keys, messages and tampering", async () => {
   for (let round = 0; round < 3; round++) {
     const keys = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);

@@ -4,7 +4,13 @@ import assert from "node:assert/strict";
 import { Net, chunkBytes, makeChunks, makeKeys, syncVerifier } from "./swarmnet.mjs";
 import { DEFAULT_CONFIG, SwarmPeer, Role, seededRandom, percentile } from "../../web/static/js/swarm.js";
 import { HeaderVerifier } from "../../web/static/js/chunkheader.js";
-import { ByeReason, Capability, decodeMessage, encodeMessage } from "../../web/static/js/wire.js";
+import {
+  ByeReason,
+  Capability,
+  PROTOCOL_VERSION,
+  decodeMessage,
+  encodeMessage,
+} from "../../web/static/js/wire.js";
 
 const keys = await makeKeys();
 const CHUNKS = await makeChunks(keys.privateKey, 30);
@@ -38,7 +44,7 @@ function schedulePublishing(net, sourceId, count = CHUNKS.length) {
 }
 
 const hello = (role, caps = Capability.UPLOAD | Capability.PARTIAL) =>
-  encodeMessage({ type: "hello", version: 1, role, capabilities: caps });
+  encodeMessage({ type: "hello", version: PROTOCOL_VERSION, role, capabilities: caps });
 
 /** Every control message queued for peerId, decoded. */
 function drainControl(core, peerId) {

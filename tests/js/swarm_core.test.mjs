@@ -10,6 +10,7 @@ import {
   ByeReason,
   Capability,
   MsgType,
+  PROTOCOL_VERSION,
   decodeMessage,
   encodeMessage,
 } from "../../web/static/js/wire.js";
@@ -79,7 +80,7 @@ async function published(seqs, now = 10) {
 
 const range = (lo, hi) => Array.from({ length: hi - lo }, (_, i) => lo + i);
 const hello = (role, capabilities = Capability.UPLOAD | Capability.PARTIAL) =>
-  encodeMessage({ type: "hello", version: 1, role, capabilities });
+  encodeMessage({ type: "hello", version: PROTOCOL_VERSION, role, capabilities });
 const have = (seq, pieces) => encodeMessage({ type: "have", seq, pieces });
 const bufferMap = (baseSeq, bits) => encodeMessage({ type: "buffer_map", baseSeq, bits });
 const request = (seq, firstIndex, count, wantHeader) =>

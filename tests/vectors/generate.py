@@ -59,6 +59,7 @@ def main() -> None:
         release_us=1_700_000_043_000_000,
         piece_size=16384,
         signing_key=key,
+        epoch=7,
     )
     pieces = split_pieces(data, 16384)
     valid = [

@@ -187,7 +187,7 @@ export class WatchApp {
       config: { chunkDurationS: media.chunkSeconds },
     });
     // WebCrypto Ed25519 when the browser has it, else the pure-JS check (plain-http LAN pages).
-    this.verifier = HeaderVerifier.create(media.publicKey);
+    this.verifier = HeaderVerifier.create(media.publicKey, { epoch: media.epoch });
     this.verifier.then(
       (v) => {
         this.verifierKind = v.verifierKind;

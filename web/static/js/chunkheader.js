@@ -74,8 +74,13 @@ export async function pieceOkAsync(header, index, payload, subtle = globalThis.c
  */
 export class HeaderVerifier {
   /** @param {Uint8Array} publicKeyRaw  @param {CryptoKey|null} cryptoKey  @param {string} kind */
-  constructor(publicKeyRaw, cryptoKey, kind, cacheSize = 256) {
+  constructor(publicKeyRaw, cryptoKey, kind, cacheSize = 256, epoch = null) {
     this.publicKeyRaw = publicKeyRaw;
+    /**
+     * The broadcast session whose chunks we accept (null: any): a genuine header signed for
+     * another session is a replay, refused like a forgery.
+     */
+    this.epoch = epoch;
     this.cryptoKey = cryptoKey;
     /** "webcrypto" or "pure-js": shown in the page's stats so a slow fallback is visible. */
     this.verifierKind = kind;
@@ -86,10 +91,11 @@ export class HeaderVerifier {
 
   /**
    * Pick WebCrypto when it can import an Ed25519 key here, else the pure-JS fallback.
-   * Pass `{forcePureJs: true}` to test the fallback. Throws RangeError for a key not 32 bytes.
+   * Pass `{forcePureJs: true}` to test the fallback, `{epoch}` to accept only that broadcast
+   * session's headers. Throws RangeError for a key not 32 bytes.
    */
   static async create(publicKeyRaw, options = {}) {
-    const { subtle = globalThis.crypto?.subtle, forcePureJs = false } = options;
+    const { subtle = globalThis.crypto?.subtle, forcePureJs = false, epoch = null } = options;
     if (!(publicKeyRaw instanceof Uint8Array) || publicKeyRaw.length !== 32) {
       throw new RangeError("an Ed25519 public key is 32 raw bytes");
     }
@@ -98,16 +104,17 @@ export class HeaderVerifier {
         const key = await subtle.importKey("raw", publicKeyRaw, { name: "Ed25519" }, false, [
           "verify",
         ]);
-        return new HeaderVerifier(publicKeyRaw, key, "webcrypto");
+        return new HeaderVerifier(publicKeyRaw, key, "webcrypto", 256, epoch);
       } catch {
         // No Ed25519 in this browser's WebCrypto: fall through to the pure-JS check.
       }
     }
-    return new HeaderVerifier(publicKeyRaw, null, "pure-js");
+    return new HeaderVerifier(publicKeyRaw, null, "pure-js", 256, epoch);
   }
 
   /** Resolve true when the header's signature is the source's over exactly its bytes. */
   async verify(header) {
+    if (this.epoch !== null && header.epoch !== this.epoch) return false;
     let signed;
     try {
       signed = headerSignedBytes(header);
@@ -156,7 +163,7 @@ function toKey(signed, signature) {
  * Throws RangeError on a chunk the wire format cannot carry.
  */
 export async function signChunkHeader(
-  { seq, data, startUs, durationUs, releaseUs, pieceSize, privateKey },
+  { seq, data, startUs, durationUs, releaseUs, pieceSize, privateKey, epoch = 0 },
   subtle = globalThis.crypto.subtle,
 ) {
   if (!(data instanceof Uint8Array) || data.length === 0) {
@@ -172,6 +179,7 @@ export async function signChunkHeader(
   const unsigned = {
     type: "chunk_header",
     seq,
+    epoch,
     startUs,
     durationUs,
     releaseUs,

@@ -42,6 +42,13 @@ export function parseMedia(media) {
   if (!initSegment.length) throw new MediaError("media.init_segment is empty");
   const bitrateBps = Number.isInteger(media.bitrate_bps) ? media.bitrate_bps : 0;
   const firstSeq = Number.isInteger(media.first_seq) ? media.first_seq : null;
+  let epoch = null;
+  if (media.epoch !== undefined && media.epoch !== null) {
+    if (!Number.isInteger(media.epoch) || media.epoch < 0 || media.epoch > 0xffffffff) {
+      throw new MediaError("media.epoch must be an integer in [0, 2**32)");
+    }
+    epoch = media.epoch;
+  }
   return {
     mimeType,
     chunkSeconds,
@@ -49,9 +56,11 @@ export function parseMedia(media) {
     publicKey,
     bitrateBps,
     firstSeq,
+    /** The broadcast session: only chunk headers signed for it are accepted (null: any). */
+    epoch,
     width: Number.isInteger(media.width) ? media.width : null,
     height: Number.isInteger(media.height) ? media.height : null,
     /** Identity of this broadcast session: a change means a restart (new init, key or seqs). */
-    key: `${mimeType}|${media.init_segment}|${media.public_key}|${firstSeq}`,
+    key: `${mimeType}|${media.init_segment}|${media.public_key}|${firstSeq}|${epoch}`,
   };
 }

@@ -17,7 +17,7 @@
 //   {type: "buffer_map", baseSeq, bits: boolean[]}
 //   {type: "have", seq, pieces: boolean[]}
 //   {type: "request", seq, firstIndex, count, wantHeader}
-//   {type: "chunk_header", seq, startUs, durationUs, releaseUs, totalSize, pieceSize,
+//   {type: "chunk_header", seq, epoch, startUs, durationUs, releaseUs, totalSize, pieceSize,
 //    pieceHashes: Uint8Array[], signature: Uint8Array, raw?: Uint8Array}
 //   {type: "piece", seq, index, count, payload: Uint8Array}
 //   {type: "cancel" | "absent", seq, firstIndex, count}
@@ -26,7 +26,7 @@
 // A decoded chunk header keeps its exact bytes in `raw`: the signature covers them, and the 64-bit
 // microsecond fields become Numbers (exact below 2**53 us, i.e. for any real clock).
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const MAX_MESSAGE_BYTES = 65535;
 export const PIECE_OVERHEAD_BYTES = 9;
 export const MAX_PIECE_BYTES = MAX_MESSAGE_BYTES - PIECE_OVERHEAD_BYTES;
@@ -35,9 +35,9 @@ export const MAX_BUFFER_MAP_BITS = 4096;
 export const MAX_BYE_TEXT_BYTES = 255;
 export const HASH_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
-/** type u8, seq u32, start_us u64, duration_us u32, release_us u64, total_size u32,
+/** type u8, seq u32, epoch u32, start_us u64, duration_us u32, release_us u64, total_size u32,
  * piece_size u16, piece_count u16 (then the hashes, then the signature). */
-export const HEADER_FIXED_BYTES = 33;
+export const HEADER_FIXED_BYTES = 37;
 export const REQUEST_FLAG_HEADER = 0x01;
 /** Range count meaning "to the end of the chunk" (ranges are clamped to the piece count). */
 export const ALL_PIECES = 0xffff;
@@ -171,6 +171,9 @@ export function headerSignedBytes(header) {
   if (header.raw) return header.raw.subarray(0, header.raw.length - SIGNATURE_BYTES);
   checkSeq(header.seq);
   const count = header.pieceHashes.length;
+  if (!isUint(header.epoch ?? 0, U32_MAX)) {
+    throw new RangeError("chunk header epoch does not fit in 32 bits");
+  }
   if (!isUint(header.durationUs, U32_MAX) || !isUint(header.totalSize, U32_MAX)) {
     throw new RangeError("chunk header duration or size does not fit in 32 bits");
   }
@@ -181,12 +184,13 @@ export function headerSignedBytes(header) {
   const view = new DataView(out.buffer);
   view.setUint8(0, MsgType.CHUNK_HEADER);
   view.setUint32(1, header.seq);
-  view.setBigUint64(5, toU64(header.startUs, "start_us"));
-  view.setUint32(13, header.durationUs);
-  view.setBigUint64(17, toU64(header.releaseUs, "release_us"));
-  view.setUint32(25, header.totalSize);
-  view.setUint16(29, header.pieceSize);
-  view.setUint16(31, count);
+  view.setUint32(5, header.epoch ?? 0);
+  view.setBigUint64(9, toU64(header.startUs, "start_us"));
+  view.setUint32(17, header.durationUs);
+  view.setBigUint64(21, toU64(header.releaseUs, "release_us"));
+  view.setUint32(29, header.totalSize);
+  view.setUint16(33, header.pieceSize);
+  view.setUint16(35, count);
   header.pieceHashes.forEach((h, i) => {
     if (h.length !== HASH_BYTES) throw new RangeError(`piece hash ${i} is not ${HASH_BYTES} bytes`);
     out.set(h, HEADER_FIXED_BYTES + i * HASH_BYTES);
@@ -209,12 +213,13 @@ export function decodeChunkHeader(data) {
   }
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const seq = view.getUint32(1);
-  const startUs = Number(view.getBigUint64(5));
-  const durationUs = view.getUint32(13);
-  const releaseUs = Number(view.getBigUint64(17));
-  const totalSize = view.getUint32(25);
-  const pieceSize = view.getUint16(29);
-  const count = view.getUint16(31);
+  const epoch = view.getUint32(5);
+  const startUs = Number(view.getBigUint64(9));
+  const durationUs = view.getUint32(17);
+  const releaseUs = Number(view.getBigUint64(21));
+  const totalSize = view.getUint32(29);
+  const pieceSize = view.getUint16(33);
+  const count = view.getUint16(35);
   if (count < 1 || count > MAX_PIECES_PER_CHUNK) {
     throw new ProtocolError(
       `chunk header piece count ${count} outside 1..${MAX_PIECES_PER_CHUNK}`,
@@ -241,6 +246,7 @@ export function decodeChunkHeader(data) {
   return {
     type: "chunk_header",
     seq,
+    epoch,
     startUs,
     durationUs,
     releaseUs,
@@ -527,6 +533,7 @@ export function messageToFields(msg) {
       return {
         type: "chunk_header",
         seq: msg.seq,
+        epoch: msg.epoch,
         start_us: msg.startUs,
         duration_us: msg.durationUs,
         release_us: msg.releaseUs,
@@ -578,6 +585,7 @@ export function messageFromFields(d) {
       return {
         type: "chunk_header",
         seq: d.seq,
+        epoch: d.epoch,
         startUs: d.start_us,
         durationUs: d.duration_us,
         releaseUs: d.release_us,
