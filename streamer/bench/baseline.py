@@ -21,6 +21,7 @@ from streamer.bench.figures import summarise_viewers, upload_ratio
 from streamer.bench.http_viewer import HttpViewer
 from streamer.bench.origin import Origin
 from streamer.media import MediaOptions, open_media
+from streamer.media.model import TranscodeMode
 from streamer.media.pacing import live_chunks
 from streamer.swarm.config import SwarmConfig
 
@@ -34,12 +35,13 @@ async def run_baseline(
     duration_s: float,
     stagger_s: float,
     chunk_seconds: float,
+    transcode: TranscodeMode = "never",
     warmup_s: float = 2.0,
     sample_interval_s: float = 1.0,
     progress: Progress = lambda line: None,
 ) -> dict[str, Any]:
     """Figures, per-viewer stats and timelines of one baseline run."""
-    options = MediaOptions(chunk_seconds=chunk_seconds, transcode="never", loop=True)
+    options = MediaOptions(chunk_seconds=chunk_seconds, transcode=transcode, loop=True)
     stream = await asyncio.to_thread(open_media, str(clip), options)
     origin = Origin(stream.info.init_segment, chunk_seconds)
     started_s = time.time()

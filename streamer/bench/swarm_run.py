@@ -59,10 +59,14 @@ def run_swarm(
     duration_s: float,
     stagger_s: float,
     chunk_seconds: float,
+    transcode: str = "never",
     warmup_s: float = 2.0,
     progress: Progress = lambda line: None,
 ) -> dict[str, Any]:
-    """Figures, per-process stats and timelines of one swarm run (every child stopped after)."""
+    """Figures, per-process stats and timelines of one swarm run (every child stopped after).
+
+    transcode: the broadcaster's --transcode (`never` for a packaged clip; an input broadcast as
+    it is gets what a broadcaster would use)."""
     common = ["--status-interval", str(STATUS_INTERVAL_S)]
     timeline: dict[str, Any] = {
         "t_s": [],
@@ -78,7 +82,7 @@ def run_swarm(
             str(clip),
             "--loop",
             "--transcode",
-            "never",
+            transcode,
             "--port",
             "0",
             "--key",

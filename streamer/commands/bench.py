@@ -44,6 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relays", type=int, default=2, help="relay processes (default 2)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds each viewer watches")
     parser.add_argument("--input", help="media to stream (default: the bundled sample)")
+    parser.add_argument(
+        "--as-is",
+        action="store_true",
+        help="broadcast --input as a broadcaster would (its own keyframes and chunk lengths, "
+        "--transcode as given) instead of packaging it once into --chunk-seconds GOPs",
+    )
+    parser.add_argument(
+        "--transcode",
+        choices=("auto", "never"),
+        default="auto",
+        help="with --as-is: the broadcaster's --transcode (default auto)",
+    )
     parser.add_argument("--bitrate", default="1M", help="stream video bitrate (default 1M)")
     parser.add_argument("--chunk-seconds", type=float, default=1.0, help="chunk length (s)")
     parser.add_argument("--stagger", type=float, default=0.5, help="seconds between joins")
@@ -65,6 +77,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError("--plot must name a .png file")
     if args.input and not Path(args.input).is_file():
         raise UserError(f"no such input file: {args.input}")
+    if args.as_is and not args.input:
+        raise UserError("--as-is needs --input")
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -81,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     progress = Progress()
-    progress.note(f"bench: preparing the stream ({args.bitrate}bit/s); logs in {workdir}")
-    clip = make_clip(Path(args.input) if args.input else SAMPLE, bitrate_bps, args.chunk_seconds)
+    if args.as_is:
+        clip, transcode = Path(args.input), args.transcode
+        progress.note(f"bench: {clip} as it is (--transcode {transcode}); logs in {workdir}")
+    else:
+        progress.note(f"bench: preparing the stream ({args.bitrate}bit/s); logs in {workdir}")
+        input_path = Path(args.input) if args.input else SAMPLE
+        clip, transcode = make_clip(input_path, bitrate_bps, args.chunk_seconds), "never"
     progress.note(f"bench: P2P swarm, {args.peers} watchers + {args.relays} relays")
     swarm = run_swarm(
         clip,
@@ -92,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         stagger_s=args.stagger,
         chunk_seconds=args.chunk_seconds,
+        transcode=transcode,
         progress=progress,
     )
     progress.note(f"bench: client-server, {args.peers} HTTP viewers of one aiohttp origin")
@@ -102,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             stagger_s=args.stagger,
             chunk_seconds=args.chunk_seconds,
+            transcode=transcode,
             progress=progress,
         )
     )
