@@ -52,7 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-seconds", type=float, default=1.0, help="chunk length (s)")
     parser.add_argument("--video-bitrate", default="1M", help="bitrate when transcoding (1M)")
     parser.add_argument(
-        "--transcode", choices=("auto", "always", "never"), default="auto", help="re-encode?"
+        "--transcode",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="auto: copy H.264/AAC whose keyframes fit the chunks, re-encode the rest, and switch "
+        "to re-encoding when a later GOP is longer than --gop-limit; always; never: copy, even "
+        "long GOPs (viewers' lag grows by the longest chunk)",
+    )
+    parser.add_argument(
+        "--gop-limit",
+        type=float,
+        metavar="SECONDS",
+        help="longest keyframe interval copied as it is (default: 2x --chunk-seconds)",
     )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--max-neighbours", type=int, default=16, help="peers served at once")
@@ -72,6 +83,7 @@ def _options(args: argparse.Namespace) -> MediaOptions:
             video_bitrate_bps=parse_rate_bps(args.video_bitrate),
             transcode=args.transcode,
             loop=args.loop,
+            gop_limit_s=args.gop_limit,
         )
     except ValueError as error:
         raise UserError(str(error)) from None
@@ -112,6 +124,7 @@ async def _broadcast(args: argparse.Namespace) -> int:
             flush=True,
         )
         printer = attach_status_line(node, args.status_interval)
+        _add_media_note(node, stream)
         stop = asyncio.Event()
         install_stop_signals(stop)
         first_seq = first_seq_for(time.time(), options.chunk_seconds)
@@ -140,6 +153,22 @@ async def _broadcast(args: argparse.Namespace) -> int:
             await server.close()
         write_stats(args.stats_json, stats)
     return 0
+
+
+def _add_media_note(node: SwarmNode, stream: MediaStream) -> None:
+    """Append the media pipeline's note (a long GOP re-encoded or kept) to the status line."""
+    show = node.on_status
+    if show is None:
+        return
+
+    def show_with_media(figures: dict[str, Any]) -> None:
+        note = stream.status_note()
+        if note:
+            earlier = figures.get("note")
+            figures = {**figures, "note": f"{earlier}  {note}" if earlier else note}
+        show(figures)
+
+    node.on_status = show_with_media
 
 
 async def _release(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -21,8 +21,16 @@ import av
 import numpy as np
 
 from streamer.media.errors import MediaError
+from streamer.media.gop import (
+    GopAction,
+    GopWatcher,
+    default_gop_limit_s,
+    long_gop_action,
+    long_gop_message,
+)
 from streamer.media.inputs import InputSpec, media_error, open_input
 from streamer.media.model import MediaOptions
+from streamer.media.nal import NalError, annexb_to_length_prefixed, nal_length_size
 from streamer.media.plan import Plan, StreamFacts, decide
 
 log = logging.getLogger(__name__)
@@ -109,6 +117,12 @@ class Pipeline:
         self.height = None if video is None else video.codec_context.height
         if self.plan.video == "encode" and self.width and self.height:
             self.width, self.height = self.width // 2 * 2, self.height // 2 * 2
+        # Set (once, from the worker thread) when a copied GOP first exceeds the limit.
+        self.gop_action: GopAction | None = None
+        self.gop_watcher: GopWatcher | None = None
+        if self.plan.video == "copy":
+            limit_s = options.gop_limit_s or default_gop_limit_s(options.chunk_seconds)
+            self.gop_watcher = GopWatcher(limit_s, self.facts.frame_duration_s or 0.0)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -248,9 +262,13 @@ class Pipeline:
         stream.time_base = video.time_base
         stream.codec_context.time_base = video.time_base
         stream.bit_rate = self.options.video_bitrate_bps
+        stream.codec_context.options = self._x264_options(rate)
+        return stream
+
+    def _x264_options(self, rate: Fraction) -> dict[str, str]:
         keyint = max(1, round(float(rate) * self.options.chunk_seconds))
         kbps = self.options.video_bitrate_bps // 1000
-        stream.codec_context.options = {
+        return {
             "preset": self.options.x264_preset,
             "tune": "zerolatency",  # no B-frames, no lookahead: a frame leaves as soon as it is in
             "profile": "high",
@@ -258,7 +276,43 @@ class Pipeline:
             "forced-idr": "1",
             "x264-params": f"scenecut=0:vbv-maxrate={kbps * 3 // 2}:vbv-bufsize={kbps}",
         }
-        return stream
+
+    def _switch_encoder(self, video: Any, video_out: Any) -> _VideoEncoder:
+        """libx264 feeding the copied track: same size, parameter sets in band, length-prefixed."""
+        rate = video.average_rate or video.guessed_rate or Fraction(30)
+        if rate > 120 or rate < 1:
+            rate = Fraction(30)
+        width = (video.codec_context.width or 2) // 2 * 2
+        height = (video.codec_context.height or 2) // 2 * 2
+        try:
+            length_size = nal_length_size(bytes(video_out.codec_context.extradata or b""))
+        except NalError:
+            length_size = 4
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height = width, height
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = video.time_base
+        codec.framerate = rate
+        codec.bit_rate = self.options.video_bitrate_bps
+        codec.options = self._x264_options(rate)
+
+        def encode(frame: Any) -> list[Any]:
+            packets = []
+            for packet in codec.encode(frame):
+                try:
+                    data = annexb_to_length_prefixed(bytes(packet), length_size)
+                except NalError as error:
+                    raise MediaError(f"libx264 wrote an unexpected packet: {error}") from error
+                framed = av.Packet(data)
+                framed.pts, framed.dts = packet.pts, packet.dts
+                framed.duration = packet.duration
+                framed.time_base = codec.time_base
+                framed.is_keyframe = packet.is_keyframe
+                framed.stream = video_out
+                packets.append(framed)
+            return packets
+
+        return _VideoEncoder(encode, width, height, self.options.chunk_seconds)
 
     def _add_audio_encoder(self, out: Any, audio: Any) -> Any:
         in_rate = audio.codec_context.sample_rate or 48000
@@ -312,16 +366,22 @@ class Pipeline:
     def _run(self, out: Any, video_out: Any, audio_out: Any, sink: _ByteSink) -> Iterator[bytes]:
         name = self.spec.display_name
         video_enc = (
-            _VideoEncoder(video_out, self.options.chunk_seconds)
+            _VideoEncoder(
+                video_out.encode, video_out.width, video_out.height, self.options.chunk_seconds
+            )
             if self.plan.video == "encode"
             else None
         )
+        watcher = self.gop_watcher
+        # Copy mode holds the open GOP's packets (the muxer would not write them before the next
+        # keyframe anyway), so a GOP found too long can still be re-encoded from its keyframe.
+        held: list[tuple[Any, str]] = []
         audio_enc = _AudioEncoder(audio_out) if self.plan.audio == "encode" else None
         primary = "video" if self._video_in is not None else "audio"
         limit_s = self.options.duration_s
         offset_s = Fraction(0)
         origin_s: float | None = None
-        decode_errors = 0
+        self._decode_errors = 0
         last_dts: dict[str, int] = {}
         for pass_index, (_container, packets) in enumerate(self._passes()):
             timeline = _Timeline()
@@ -352,17 +412,7 @@ class Pipeline:
                     video_enc if kind == "video" else audio_enc
                 )
                 if encoder is not None:
-                    try:
-                        frames = packet.decode()
-                    except Exception as error:
-                        decode_errors += 1
-                        log.warning("%s: skipping undecodable %s packet: %s", name, kind, error)
-                        if decode_errors > MAX_DECODE_ERRORS:
-                            raise MediaError(
-                                f"{name}: too many undecodable packets (corrupt input)"
-                            ) from error
-                        continue
-                    for frame in frames:
+                    for frame in self._decode(packet, kind):
                         for out_packet in encoder.encode(frame, offset_s):
                             self._mux(out, out_packet)
                 else:
@@ -374,16 +424,57 @@ class Pipeline:
                     if kind in last_dts and packet.dts <= last_dts[kind]:
                         continue  # overlaps the previous pass (audio at a loop seam): drop it
                     last_dts[kind] = packet.dts
-                    out_stream = video_out if kind == "video" else audio_out
-                    filtered = [packet]
-                    if kind == "audio" and self._adts_filter is not None:
-                        filtered = self._adts_filter.filter(packet)
-                    for item in filtered:
-                        item.stream = out_stream
-                        self._mux(out, item)
+                    if watcher is None:
+                        self._copy(out, packet, kind, video_out, audio_out)
+                    elif kind != "video":
+                        if held:
+                            held.append((packet, kind))
+                        else:
+                            self._copy(out, packet, kind, video_out, audio_out)
+                    else:
+                        if not packet.duration and self.facts.frame_duration_s:
+                            packet.duration = round(self.facts.frame_duration_s / packet.time_base)
+                        if packet.is_keyframe:
+                            for held_packet, held_kind in held:
+                                self._copy(out, held_packet, held_kind, video_out, audio_out)
+                            held = []
+                        held.append((packet, kind))
+                        at_s = float(packet.dts * packet.time_base)
+                        if watcher.note(at_s, packet.is_keyframe):
+                            action = long_gop_action(self.options.transcode)
+                            self.gop_action = action
+                            log.warning(
+                                "%s: %s",
+                                name,
+                                long_gop_message(
+                                    action, watcher.limit_s, self.options.chunk_seconds
+                                ),
+                            )
+                            if action == "switch":
+                                assert video_in is not None
+                                video_enc = self._switch_encoder(video_in, video_out)
+                                for held_packet, held_kind in held:
+                                    if held_kind != "video":
+                                        self._copy(
+                                            out, held_packet, held_kind, video_out, audio_out
+                                        )
+                                        continue
+                                    back = round(offset_s / held_packet.time_base)
+                                    held_packet.pts = (
+                                        None if held_packet.pts is None else held_packet.pts - back
+                                    )
+                                    held_packet.dts = held_packet.dts - back
+                                    for frame in self._decode(held_packet, "video"):
+                                        for out_packet in video_enc.encode(frame, offset_s):
+                                            self._mux(out, out_packet)
+                                held = []
+                                watcher = None
                 data = sink.take()
                 if data:
                     yield data
+            for held_packet, held_kind in held:
+                self._copy(out, held_packet, held_kind, video_out, audio_out)
+            held = []
             # Flush the decoders of this pass, so no frame is lost at a loop seam.
             for stream_in, encoder2 in ((video_in, video_enc), (self._audio_in, audio_enc)):
                 if encoder2 is None or stream_in is None or stop:
@@ -413,6 +504,30 @@ class Pipeline:
         if data:
             yield data
 
+    def _decode(self, packet: Any, kind: str) -> list[Any]:
+        """Frames of one packet; an undecodable packet is skipped with a warning."""
+        try:
+            return list(packet.decode())
+        except Exception as error:
+            self._decode_errors += 1
+            log.warning(
+                "%s: skipping undecodable %s packet: %s", self.spec.display_name, kind, error
+            )
+            if self._decode_errors > MAX_DECODE_ERRORS:
+                raise MediaError(
+                    f"{self.spec.display_name}: too many undecodable packets (corrupt input)"
+                ) from error
+            return []
+
+    def _copy(self, out: Any, packet: Any, kind: str, video_out: Any, audio_out: Any) -> None:
+        out_stream = video_out if kind == "video" else audio_out
+        filtered = [packet]
+        if kind == "audio" and self._adts_filter is not None:
+            filtered = self._adts_filter.filter(packet)
+        for item in filtered:
+            item.stream = out_stream
+            self._mux(out, item)
+
     def _mux(self, out: Any, packet: Any) -> None:
         try:
             out.mux(packet)
@@ -423,8 +538,16 @@ class Pipeline:
 class _VideoEncoder:
     """libx264 with a keyframe forced at every chunk boundary (by time, so variable rate works)."""
 
-    def __init__(self, stream: Any, chunk_seconds: float) -> None:
-        self.stream = stream
+    def __init__(
+        self,
+        encode: Callable[[Any], list[Any]],
+        width: int,
+        height: int,
+        chunk_seconds: float,
+    ) -> None:
+        self._encode = encode
+        self.width = width
+        self.height = height
         self.chunk_seconds = chunk_seconds
         self._first_s: float | None = None
         self._last_chunk_index = -1
@@ -445,12 +568,10 @@ class _VideoEncoder:
         out = frame
         if (
             frame.format.name != "yuv420p"
-            or frame.width != self.stream.width
-            or frame.height != self.stream.height
+            or frame.width != self.width
+            or frame.height != self.height
         ):
-            out = frame.reformat(
-                width=self.stream.width, height=self.stream.height, format="yuv420p"
-            )
+            out = frame.reformat(width=self.width, height=self.height, format="yuv420p")
             out.pts = frame.pts
             out.time_base = time_base
         if index > self._last_chunk_index:
@@ -458,10 +579,10 @@ class _VideoEncoder:
             out.pict_type = av.video.frame.PictureType.I
         else:
             out.pict_type = av.video.frame.PictureType.NONE
-        return list(self.stream.encode(out))
+        return list(self._encode(out))
 
     def flush(self) -> list[Any]:
-        return list(self.stream.encode(None))
+        return list(self._encode(None))
 
 
 class _AudioEncoder:

@@ -15,6 +15,7 @@ from streamer.media.boxes import BoxError
 from streamer.media.codecs import codecs_for_init, mime_type_for
 from streamer.media.errors import MediaError
 from streamer.media.fmp4 import ChunkAssembler, Fragment, FragmentSplitter
+from streamer.media.gop import GopAction, gop_note
 from streamer.media.inputs import resolve_input
 from streamer.media.model import Chunk, MediaInfo, MediaOptions
 from streamer.media.pipeline import Pipeline
@@ -69,6 +70,21 @@ class MediaStream:
             source_audio_codec=facts.audio_codec,
             is_live=self._pipeline.spec.is_live,
         )
+
+    @property
+    def gop_action(self) -> GopAction | None:
+        """What the GOP watcher did about a long GOP in copy mode (None: nothing so far)."""
+        return self._pipeline.gop_action
+
+    @property
+    def longest_gop_s(self) -> float | None:
+        """The longest keyframe interval copied so far (None when video is not copied)."""
+        watcher = self._pipeline.gop_watcher
+        return None if watcher is None else watcher.longest_s
+
+    def status_note(self) -> str | None:
+        """A few words for the status line about the media (long GOPs), or None."""
+        return gop_note(self.gop_action, self.longest_gop_s or 0.0)
 
     def _feed(self, data: bytes) -> None:
         try:
