@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -28,6 +29,7 @@ from streamer.media.gop import (
     long_gop_action,
     long_gop_message,
 )
+from streamer.media.ingest import ListenInterrupted, PushListener
 from streamer.media.inputs import InputSpec, media_error, open_input
 from streamer.media.model import MediaOptions
 from streamer.media.nal import NalError, annexb_to_length_prefixed, nal_length_size
@@ -98,20 +100,33 @@ def _packet_time_s(packet: Any) -> float | None:
 class Pipeline:
     """Opened and probed input plus the plan; `run()` yields the muxer's bytes."""
 
-    def __init__(self, spec: InputSpec, options: MediaOptions) -> None:
+    def __init__(
+        self, spec: InputSpec, options: MediaOptions, listener: PushListener | None = None
+    ) -> None:
         self.spec = spec
         self.options = options
+        self._listener = listener
+        self.listener = listener
+        self._session_end = ""  # why the last push ended, for the log
+        self._buffered: list[Any] = []
         if options.loop and spec.is_live:
             raise MediaError(f"--loop works with files only, not with {spec.display_name}")
-        self._container = open_input(spec, options.open_timeout_s, options.read_timeout_s)
+        if listener is not None:
+            self.facts = self._first_push(listener)
+        else:
+            self._container = open_input(spec, options.open_timeout_s, options.read_timeout_s)
+            try:
+                self._select_streams(self._container)
+                self.facts = self._probe()
+            except BaseException:
+                self._container.close()
+                raise
         try:
-            self._select_streams(self._container)
-            self._buffered: list[Any] = []
-            self.facts = self._probe()
             self.plan: Plan = decide(self.facts, options.chunk_seconds, options.transcode)
         except BaseException:
             self._container.close()
             raise
+        self._first_extradata = self._extradata()
         video = self._video_in
         self.width = None if video is None else video.codec_context.width
         self.height = None if video is None else video.codec_context.height
@@ -125,6 +140,25 @@ class Pipeline:
             self.gop_watcher = GopWatcher(limit_s, self.facts.frame_duration_s or 0.0)
 
     # -- input -------------------------------------------------------------------------------
+
+    def _first_push(self, listener: PushListener) -> StreamFacts:
+        """Wait for an encoder whose push can be probed; a failed one is a warning, not the end."""
+        while True:
+            self._container = listener.accept()
+            try:
+                self._select_streams(self._container)
+                self._buffered = []
+                return self._probe()
+            except MediaError as error:
+                self._container.close()
+                listener.disconnected()
+                log.warning("%s; waiting for the next push", error)
+
+    def _extradata(self) -> bytes | None:
+        video = self._video_in
+        if video is None or video.codec_context.extradata is None:
+            return None
+        return bytes(video.codec_context.extradata)
 
     def _select_streams(self, container: Any) -> None:
         self._video_in = next(
@@ -197,23 +231,50 @@ class Pipeline:
         )
 
     def _passes(self) -> Iterator[tuple[Any, Iterator[Any]]]:
-        """(container, packets) for each pass: the probed one first, then re-opened for loops."""
+        """(container, packets) for each pass: the probed one first, then re-opened for loops,
+        or, for pushes, each encoder that pushes again after a disconnect."""
         container = self._container
 
         def first_pass() -> Iterator[Any]:
             yield from self._buffered
             self._buffered = []
-            yield from self._demux(container)
+            yield from self._session(container)
 
         yield container, first_pass()
-        while self.options.loop:
+        while self.options.loop or self._listener is not None:
             container.close()
-            container = open_input(
-                self.spec, self.options.open_timeout_s, self.options.read_timeout_s
-            )
+            if self._listener is not None:
+                self._listener.disconnected()
+                if self._listener.interrupted:
+                    return
+                log.warning(
+                    "%s: the encoder disconnected (%s); waiting for it to push again",
+                    self.spec.display_name,
+                    self._session_end,
+                )
+                try:
+                    container = self._listener.accept()
+                except ListenInterrupted:
+                    return
+                log.warning("%s: the encoder is pushing again", self.spec.display_name)
+            else:
+                container = open_input(
+                    self.spec, self.options.open_timeout_s, self.options.read_timeout_s
+                )
             self._container = container
             self._select_streams(container)
-            yield container, self._demux(container)
+            yield container, self._session(container)
+
+    def _session(self, container: Any) -> Iterator[Any]:
+        """A pass's packets; a push that fails or ends mid-way just ends its pass."""
+        if self._listener is None:
+            yield from self._demux(container)
+            return
+        self._session_end = "it ended the stream"
+        try:
+            yield from self._demux(container)
+        except MediaError as error:
+            self._session_end = str(error).removeprefix("cannot read ").split(": ", 1)[-1]
 
     # -- output ------------------------------------------------------------------------------
 
@@ -358,6 +419,8 @@ class Pipeline:
             self.close()
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.interrupt()
         try:
             self._container.close()
         except Exception:
@@ -376,6 +439,7 @@ class Pipeline:
         # Copy mode holds the open GOP's packets (the muxer would not write them before the next
         # keyframe anyway), so a GOP found too long can still be re-encoded from its keyframe.
         held: list[tuple[Any, str]] = []
+        gop_key: Any = None  # a copy of the open GOP's keyframe, as it was muxed
         audio_enc = _AudioEncoder(audio_out) if self.plan.audio == "encode" else None
         primary = "video" if self._video_in is not None else "audio"
         limit_s = self.options.duration_s
@@ -383,8 +447,24 @@ class Pipeline:
         origin_s: float | None = None
         self._decode_errors = 0
         last_dts: dict[str, int] = {}
+        live_sessions = self._listener is not None
+        end_out_s = 0.0  # where the output's media time has got to (pushes)
+        last_read_s = time.monotonic()  # wall time of the last packet read (pushes)
         for pass_index, (_container, packets) in enumerate(self._passes()):
             timeline = _Timeline()
+            # A push after a reconnect continues on the wall clock: the pause stays a pause.
+            place_session = live_sessions and pass_index > 0
+            changed = place_session and self._extradata() != self._first_extradata
+            video_now = self._video_in
+            if changed and self.plan.video == "copy" and video_enc is None and video_now:
+                log.warning(
+                    "%s: the encoder's video settings changed: re-encoding from here on", name
+                )
+                video_enc = self._switch_encoder(video_now, video_out)
+                watcher = None
+                self.gop_action = "switch"
+            if video_enc is not None:
+                video_enc.force_keyframe()
             kinds = {}
             if self._video_in is not None:
                 kinds[self._video_in.index] = "video"
@@ -397,6 +477,14 @@ class Pipeline:
                 if kind is None:
                     continue
                 t = _packet_time_s(packet)
+                if live_sessions:
+                    now_s = time.monotonic()
+                    if place_session and t is not None:
+                        place_session = False
+                        gap_s = max(now_s - last_read_s, self.facts.frame_duration_s or 0.04)
+                        offset_s = Fraction(reconnect_offset_s(end_out_s, t, gap_s))
+                        offset_s = offset_s.limit_denominator(1_000_000)
+                    last_read_s = now_s
                 if t is not None:
                     dur = float(packet.duration * packet.time_base) if packet.duration else 0.0
                     if not dur and kind == "video" and self.facts.frame_duration_s:
@@ -438,35 +526,32 @@ class Pipeline:
                             for held_packet, held_kind in held:
                                 self._copy(out, held_packet, held_kind, video_out, audio_out)
                             held = []
-                        held.append((packet, kind))
+                            # The keyframe goes to the muxer at once (it closes the fragment
+                            # before it); a copy is kept to decode from if its GOP runs long.
+                            gop_key = _clone_packet(packet)
+                            self._copy(out, packet, kind, video_out, audio_out)
+                        else:
+                            held.append((packet, kind))
                         at_s = float(packet.dts * packet.time_base)
                         if watcher.note(at_s, packet.is_keyframe):
                             action = long_gop_action(self.options.transcode)
                             self.gop_action = action
-                            log.warning(
-                                "%s: %s",
-                                name,
-                                long_gop_message(
-                                    action, watcher.limit_s, self.options.chunk_seconds
-                                ),
+                            message = long_gop_message(
+                                action, watcher.limit_s, self.options.chunk_seconds
                             )
-                            if action == "switch":
-                                assert video_in is not None
+                            log.warning("%s: %s", name, message)
+                            if action == "switch" and video_in is not None:
                                 video_enc = self._switch_encoder(video_in, video_out)
-                                for held_packet, held_kind in held:
-                                    if held_kind != "video":
-                                        self._copy(
-                                            out, held_packet, held_kind, video_out, audio_out
-                                        )
-                                        continue
-                                    back = round(offset_s / held_packet.time_base)
-                                    held_packet.pts = (
-                                        None if held_packet.pts is None else held_packet.pts - back
-                                    )
-                                    held_packet.dts = held_packet.dts - back
-                                    for frame in self._decode(held_packet, "video"):
-                                        for out_packet in video_enc.encode(frame, offset_s):
-                                            self._mux(out, out_packet)
+                                self._reencode_held(
+                                    out,
+                                    video_in,
+                                    video_enc,
+                                    gop_key,
+                                    held,
+                                    offset_s,
+                                    video_out,
+                                    audio_out,
+                                )
                                 held = []
                                 watcher = None
                 data = sink.take()
@@ -489,6 +574,10 @@ class Pipeline:
             if stop:
                 break
             length_s = timeline.length_s(primary)
+            if live_sessions:
+                if timeline.end_s:
+                    end_out_s = max(end_out_s, max(timeline.end_s.values()) + float(offset_s))
+                continue
             if length_s <= 0:
                 if pass_index == 0:
                     raise MediaError(f"{name}: no {primary} packets could be read")
@@ -504,10 +593,45 @@ class Pipeline:
         if data:
             yield data
 
-    def _decode(self, packet: Any, kind: str) -> list[Any]:
+    def _reencode_held(
+        self,
+        out: Any,
+        video_in: Any,
+        video_enc: _VideoEncoder,
+        gop_key: Any,
+        held: list[tuple[Any, str]],
+        offset_s: Fraction,
+        video_out: Any,
+        audio_out: Any,
+    ) -> None:
+        """Re-encode the open GOP after its keyframe (already muxed as it was): the decoder
+        starts at the keyframe, the encoder at the frame after it, with an IDR of its own."""
+        codec = video_in.codec_context
+        key_s: float | None = None
+        if gop_key is not None:
+            _unshift(gop_key, offset_s)
+            if gop_key.pts is not None:
+                key_s = float(gop_key.pts * gop_key.time_base)
+            for _frame in self._decode(gop_key, "video", codec):
+                pass  # only primes the decoder: the keyframe itself went out copied
+        for packet, kind in held:
+            if kind != "video":
+                self._copy(out, packet, kind, video_out, audio_out)
+                continue
+            # Decoded frames may come out later, with packets read after this: all unshifted.
+            _unshift(packet, offset_s)
+            for frame in self._decode(packet, "video", codec):
+                if frame.pts is None:
+                    continue
+                if key_s is not None and float(frame.pts * frame.time_base) <= key_s + 1e-6:
+                    continue  # the keyframe's own picture, or a leading one before it
+                for out_packet in video_enc.encode(frame, offset_s):
+                    self._mux(out, out_packet)
+
+    def _decode(self, packet: Any, kind: str, codec: Any = None) -> list[Any]:
         """Frames of one packet; an undecodable packet is skipped with a warning."""
         try:
-            return list(packet.decode())
+            return list(packet.decode() if codec is None else codec.decode(packet))
         except Exception as error:
             self._decode_errors += 1
             log.warning(
@@ -535,6 +659,27 @@ class Pipeline:
             raise media_error(error, self.spec.display_name, "remux") from error
 
 
+def _clone_packet(packet: Any) -> Any:
+    """A copy of a packet that muxing (which rebases its timestamps) leaves alone."""
+    clone = av.Packet(bytes(packet))
+    clone.pts, clone.dts = packet.pts, packet.dts
+    clone.time_base = packet.time_base
+    clone.is_keyframe = packet.is_keyframe
+    return clone
+
+
+def _unshift(packet: Any, offset_s: Fraction) -> None:
+    """Undo the pass offset applied to a copied packet (the decoder sees input time)."""
+    back = round(offset_s / packet.time_base)
+    packet.pts = None if packet.pts is None else packet.pts - back
+    packet.dts = None if packet.dts is None else packet.dts - back
+
+
+def reconnect_offset_s(end_out_s: float, first_in_s: float, gap_s: float) -> float:
+    """The shift that puts a new push's first packet `gap_s` after where the output got to."""
+    return end_out_s + gap_s - first_in_s
+
+
 class _VideoEncoder:
     """libx264 with a keyframe forced at every chunk boundary (by time, so variable rate works)."""
 
@@ -552,6 +697,11 @@ class _VideoEncoder:
         self._first_s: float | None = None
         self._last_chunk_index = -1
         self._last_pts: int | None = None
+        self._force_key = False
+
+    def force_keyframe(self) -> None:
+        """The next frame starts a chunk (a new push after a reconnect)."""
+        self._force_key = True
 
     def encode(self, frame: Any, offset_s: Fraction) -> list[Any]:
         if frame.pts is None:
@@ -562,8 +712,10 @@ class _VideoEncoder:
             return []  # duplicate or backwards timestamp: x264 would reject it
         self._last_pts = frame.pts
         t = float(frame.pts * time_base)
-        if self._first_s is None:
+        if self._first_s is None or self._force_key:
+            self._force_key = False  # chunks count on from this keyframe
             self._first_s = t
+            self._last_chunk_index = -1
         index = math.floor((t - self._first_s) / self.chunk_seconds + 1e-6)
         out = frame
         if (
