@@ -25,6 +25,9 @@ class ClipSpec:
     bframes: int = 0
     sample_rate: int = 48000
     video_options: tuple[tuple[str, str], ...] = ()
+    # Keyframes at exactly these times (seconds; 0 is always one) instead of every gop_frames, as
+    # encoders with scene cuts, "auto" intervals or GOPs that change length mid-stream send them.
+    keyframes_s: tuple[float, ...] | None = None
 
 
 def make_clip(path: Path, spec: ClipSpec) -> Path:
@@ -36,7 +39,8 @@ def make_clip(path: Path, spec: ClipSpec) -> Path:
         video.width, video.height = spec.width, spec.height
         video.pix_fmt = "yuv420p"
         video.bit_rate = 200_000
-        options = {"g": str(spec.gop_frames), "keyint_min": str(spec.gop_frames)}
+        gop_frames = spec.gop_frames if spec.keyframes_s is None else 100_000
+        options = {"g": str(gop_frames), "keyint_min": str(min(gop_frames, 250))}
         if spec.video_codec == "libx264":
             options.update({"bf": str(spec.bframes), "sc_threshold": "0", "preset": "ultrafast"})
             if spec.bframes:
@@ -48,6 +52,8 @@ def make_clip(path: Path, spec: ClipSpec) -> Path:
             }
         if spec.video_codec.startswith("libvpx"):
             options.update({"deadline": "realtime", "cpu-used": "8"})
+        if spec.keyframes_s is not None:
+            options["forced-idr"] = "1"
         options.update(dict(spec.video_options))
         video.codec_context.options = options
     if spec.audio_codec:
@@ -55,6 +61,7 @@ def make_clip(path: Path, spec: ClipSpec) -> Path:
         audio.layout = "stereo"
     if video is not None:
         frame_count = round(spec.duration_s * spec.fps)
+        forced = {round(t * spec.fps) for t in spec.keyframes_s or ()} | {0}
         graph = f"testsrc2=size={spec.width}x{spec.height}:rate={spec.fps}"
         with av.open(graph, format="lavfi") as source:
             for index, frame in enumerate(source.decode(video=0)):
@@ -63,7 +70,10 @@ def make_clip(path: Path, spec: ClipSpec) -> Path:
                 frame = frame.reformat(format="yuv420p")
                 frame.pts = index
                 frame.time_base = Fraction(1, spec.fps)
-                frame.pict_type = av.video.frame.PictureType.NONE
+                forced_key = spec.keyframes_s is not None and index in forced
+                frame.pict_type = (
+                    av.video.frame.PictureType.I if forced_key else av.video.frame.PictureType.NONE
+                )
                 for packet in video.encode(frame):
                     out.mux(packet)
         for packet in video.encode(None):
@@ -140,6 +150,32 @@ def decode_fmp4(data: bytes) -> Decoded:
         keyframe_first=bool(first_key),
         video_duration_s=duration,
     )
+
+
+def keyframe_times(path: Path) -> list[float]:
+    """Presentation times (s) of the video keyframes in a media file, in order."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sorted(
+            float(p.pts * p.time_base)
+            for p in container.demux(stream)
+            if p.is_keyframe and p.pts is not None
+        )
+
+
+def variable_gop_times(
+    duration_s: float, seed: int, low_s: float = 1.0, high_s: float = 8.0
+) -> tuple[float, ...]:
+    """Irregular keyframe times, GOPs between low_s and high_s (scene cuts), seeded."""
+    import random
+
+    rng = random.Random(seed)
+    times = [0.0]
+    while True:
+        nxt = round(times[-1] + rng.uniform(low_s, high_s), 2)
+        if nxt >= duration_s:
+            return tuple(times)
+        times.append(nxt)
 
 
 def count_source(path: Path) -> Decoded:

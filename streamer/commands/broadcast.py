@@ -1,6 +1,9 @@
 """`streamer broadcast INPUT`: publish a live channel into the swarm (embedded server optional).
 
 Without `--server` it runs the signaling server in the same process and prints the watch URL.
+With `--listen rtmp://HOST:PORT/APP` it waits for an encoder (OBS, an encoder box) to push, prints
+the server URL and stream key to enter there, and keeps running while the encoder disconnects and
+reconnects: seqs and media time continue, viewers see a pause.
 Seqs and media times are anchored on the wall clock, so a broadcaster restarted with the same key
 file continues numbering ahead of where it stopped and viewers resume instead of starting over.
 """
@@ -15,7 +18,9 @@ from typing import Any
 
 from streamer.commands.relay import check_channel_name
 from streamer.errors import UserError
-from streamer.media import MediaOptions, MediaStream, open_media
+from streamer.media import MediaOptions, MediaStream, open_media, open_push
+from streamer.media.ingest import ListenInterrupted, PushListener
+from streamer.media.listen import ListenSpec, listen_support_note, parse_listen_url
 from streamer.media.pacing import live_chunks
 from streamer.node.driver import NodeConfig, SwarmNode
 from streamer.node.keyfile import default_key_path, load_or_create_key
@@ -24,7 +29,10 @@ from streamer.node.runner import attach_status_line, install_stop_signals, wait_
 from streamer.node.units import parse_rate_bps
 
 NAME = "broadcast"
-HELP = "broadcast INPUT (file, camera, URL or testsrc) live into the swarm; prints the watch URL"
+HELP = (
+    "broadcast INPUT (file, camera, URL or testsrc) or an encoder's push (--listen) live into "
+    "the swarm; prints the watch URL"
+)
 
 EPOCH_S = 1_735_689_600.0
 """2025-01-01 UTC: seqs count chunk lengths from here, so they fit the wire's 32 bits for years."""
@@ -44,7 +52,24 @@ def session_epoch_for(now_s: float) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="a media file, /dev/video0, a stream URL or testsrc")
+    parser.add_argument(
+        "input",
+        nargs="?",
+        help="a media file, /dev/video0, a stream URL (rtsp://, rtmp://, http://, ...) or testsrc",
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="URL",
+        help="wait for an encoder (OBS) to push here instead of reading INPUT, e.g. "
+        "rtmp://0.0.0.0:1935/live; survives the encoder reconnecting. Push protocols this "
+        f"FFmpeg can receive: {listen_support_note()}",
+    )
+    parser.add_argument(
+        "--stream-key",
+        metavar="KEY",
+        help="the stream key encoders must push with (default: a random one, printed); "
+        "pushes with another key are refused",
+    )
     parser.add_argument("--channel", default="live", help="channel name (default: live)")
     parser.add_argument(
         "--server", help="signaling server base URL; without it one is started embedded"
@@ -58,7 +83,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-seconds", type=float, default=1.0, help="chunk length (s)")
     parser.add_argument("--video-bitrate", default="1M", help="bitrate when transcoding (1M)")
     parser.add_argument(
-        "--transcode", choices=("auto", "always", "never"), default="auto", help="re-encode?"
+        "--transcode",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="auto: copy H.264/AAC whose keyframes fit the chunks, re-encode the rest, and switch "
+        "to re-encoding when a later GOP is longer than --gop-limit; always; never: copy, even "
+        "long GOPs (viewers' lag grows by the longest chunk)",
+    )
+    parser.add_argument(
+        "--gop-limit",
+        type=float,
+        metavar="SECONDS",
+        help="longest keyframe interval copied as it is (default: 2x --chunk-seconds)",
     )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--max-neighbours", type=int, default=16, help="peers served at once")
@@ -78,20 +114,86 @@ def _options(args: argparse.Namespace) -> MediaOptions:
             video_bitrate_bps=parse_rate_bps(args.video_bitrate),
             transcode=args.transcode,
             loop=args.loop,
+            gop_limit_s=args.gop_limit,
         )
     except ValueError as error:
         raise UserError(str(error)) from None
 
 
+def _listen_spec(args: argparse.Namespace) -> ListenSpec | None:
+    if args.listen is None:
+        if args.input is None:
+            raise UserError("give an INPUT to broadcast, or --listen URL for an encoder to push to")
+        if args.stream_key is not None:
+            raise UserError("--stream-key goes with --listen")
+        return None
+    if args.input is not None:
+        raise UserError("give either an INPUT or --listen, not both")
+    if args.loop:
+        raise UserError("--loop works with files only, not with --listen")
+    return parse_listen_url(args.listen, args.stream_key)
+
+
+def _print_push_target(spec: ListenSpec) -> None:
+    """What to enter in OBS (Settings > Stream > Service: Custom)."""
+    server = spec.server_url(_public_host())
+    made = " (random; --stream-key sets one)" if spec.key_generated else ""
+    print(f"encoder server: {server}", flush=True)
+    print(f"stream key: {spec.key}{made}", flush=True)
+    print(
+        f"waiting for an encoder to push to {spec.display_url} (OBS: Settings > Stream > "
+        "Service Custom, Server and Stream Key as above)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _public_host() -> str:
+    """This machine's address as others on the network reach it (no packet is sent)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: picks the outgoing interface
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+async def _open_push(
+    listener: PushListener, options: MediaOptions, stop: asyncio.Event
+) -> MediaStream | None:
+    """Wait for the first good push; None when stopped first (Ctrl-C)."""
+    opening = asyncio.ensure_future(asyncio.to_thread(open_push, listener, options))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not opening.done():
+        listener.interrupt()
+    try:
+        return await opening
+    except ListenInterrupted:
+        return None
+
+
 async def _broadcast(args: argparse.Namespace) -> int:
     check_channel_name(args.channel)  # also keeps the default key file path inside its folder
     options = _options(args)
+    push_spec = _listen_spec(args)
     upload_limit_bps = parse_rate_bps(args.upload_limit) if args.upload_limit else None
     key = load_or_create_key(args.key or default_key_path(args.channel))
-    stream = await asyncio.to_thread(open_media, args.input, options)
+    stream: MediaStream | None = None
+    listener: PushListener | None = None
+    if push_spec is None:
+        stream = await asyncio.to_thread(open_media, args.input, options)
+    else:
+        listener = PushListener(push_spec)
     server: Any = None
     node: SwarmNode | None = None
     stats: dict[str, Any] = {}
+    stop = asyncio.Event()
     try:
         url = args.server
         if url is None:
@@ -119,9 +221,16 @@ async def _broadcast(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        printer = attach_status_line(node, args.status_interval)
-        stop = asyncio.Event()
         install_stop_signals(stop)
+        if listener is not None:
+            _print_push_target(listener.spec)
+            stream = await _open_push(listener, options, stop)
+            if stream is None:
+                return 0  # stopped before any encoder pushed
+            print(f"encoder connected: {stream.plan_reason}", file=sys.stderr, flush=True)
+        assert stream is not None
+        printer = attach_status_line(node, args.status_interval)
+        _add_media_note(node, stream)
         first_seq = first_seq_for(time.time(), options.chunk_seconds)
         transcoded_bps = options.video_bitrate_bps + options.audio_bitrate_bps
         estimate_bps = transcoded_bps if stream.info.video_transcoded else 0
@@ -138,7 +247,10 @@ async def _broadcast(args: argparse.Namespace) -> int:
             raise node.failure
         stats = node.stats()
     finally:
-        stream.close()
+        if listener is not None:
+            listener.interrupt()
+        if stream is not None:
+            stream.close()
         if node is not None:
             if not stats:
                 stats = node.stats()
@@ -147,6 +259,22 @@ async def _broadcast(args: argparse.Namespace) -> int:
             await server.close()
         write_stats(args.stats_json, stats)
     return 0
+
+
+def _add_media_note(node: SwarmNode, stream: MediaStream) -> None:
+    """Append the media pipeline's note (a long GOP re-encoded or kept) to the status line."""
+    show = node.on_status
+    if show is None:
+        return
+
+    def show_with_media(figures: dict[str, Any]) -> None:
+        note = stream.status_note()
+        if note:
+            earlier = figures.get("note")
+            figures = {**figures, "note": f"{earlier}  {note}" if earlier else note}
+        show(figures)
+
+    node.on_status = show_with_media
 
 
 async def _release(

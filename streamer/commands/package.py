@@ -63,6 +63,12 @@ def add_media_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: copy H.264/AAC when chunk-friendly, else re-encode (default)",
     )
     parser.add_argument(
+        "--gop-limit",
+        type=float,
+        metavar="SECONDS",
+        help="longest keyframe interval copied as it is (default: 2x --chunk-seconds)",
+    )
+    parser.add_argument(
         "--loop",
         action="store_true",
         help="replay a file forever, timestamps increasing across loops",
@@ -90,6 +96,7 @@ def media_options_from_args(args: argparse.Namespace) -> MediaOptions:
             video_bitrate_bps=args.video_bitrate,
             transcode=args.transcode,
             loop=args.loop,
+            gop_limit_s=args.gop_limit,
             duration_s=args.duration,
             open_timeout_s=args.timeout,
             read_timeout_s=args.timeout,

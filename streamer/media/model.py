@@ -24,6 +24,9 @@ class MediaOptions:
     read_timeout_s: float = 10.0
     # libx264 speed/quality trade-off when transcoding; veryfast keeps 720p30 live on 2 cores.
     x264_preset: str = "veryfast"
+    # Copy mode: a GOP longer than this (seconds) anywhere in the input turns on re-encoding
+    # (`transcode="never"`: a warning). None: twice `chunk_seconds`.
+    gop_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.chunk_seconds <= 30:
@@ -34,6 +37,8 @@ class MediaOptions:
             raise ValueError("transcode must be auto, always or never")
         if self.duration_s is not None and self.duration_s <= 0:
             raise ValueError("duration_s must be positive")
+        if self.gop_limit_s is not None and self.gop_limit_s < self.chunk_seconds:
+            raise ValueError("gop_limit_s must be at least chunk_seconds")
 
 
 @dataclass(frozen=True)

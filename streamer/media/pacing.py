@@ -114,6 +114,7 @@ async def live_chunks(
             yield item
     finally:
         stop.set()
+        stream.interrupt()  # a worker waiting for an encoder to push again stops waiting
         if schedule.resyncs:
             log.info(
                 "live pacing re-anchored %d times (producer slower than real time)",

@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -21,8 +22,17 @@ import av
 import numpy as np
 
 from streamer.media.errors import MediaError
+from streamer.media.gop import (
+    GopAction,
+    GopWatcher,
+    default_gop_limit_s,
+    long_gop_action,
+    long_gop_message,
+)
+from streamer.media.ingest import ListenInterrupted, PushListener
 from streamer.media.inputs import InputSpec, media_error, open_input
 from streamer.media.model import MediaOptions
+from streamer.media.nal import NalError, annexb_to_length_prefixed, nal_length_size
 from streamer.media.plan import Plan, StreamFacts, decide
 
 log = logging.getLogger(__name__)
@@ -90,27 +100,65 @@ def _packet_time_s(packet: Any) -> float | None:
 class Pipeline:
     """Opened and probed input plus the plan; `run()` yields the muxer's bytes."""
 
-    def __init__(self, spec: InputSpec, options: MediaOptions) -> None:
+    def __init__(
+        self, spec: InputSpec, options: MediaOptions, listener: PushListener | None = None
+    ) -> None:
         self.spec = spec
         self.options = options
+        self._listener = listener
+        self.listener = listener
+        self._session_end = ""  # why the last push ended, for the log
+        self._buffered: list[Any] = []
         if options.loop and spec.is_live:
             raise MediaError(f"--loop works with files only, not with {spec.display_name}")
-        self._container = open_input(spec, options.open_timeout_s, options.read_timeout_s)
+        if listener is not None:
+            self.facts = self._first_push(listener)
+        else:
+            self._container = open_input(spec, options.open_timeout_s, options.read_timeout_s)
+            try:
+                self._select_streams(self._container)
+                self.facts = self._probe()
+            except BaseException:
+                self._container.close()
+                raise
         try:
-            self._select_streams(self._container)
-            self._buffered: list[Any] = []
-            self.facts = self._probe()
             self.plan: Plan = decide(self.facts, options.chunk_seconds, options.transcode)
         except BaseException:
             self._container.close()
             raise
+        self._first_extradata = self._extradata()
         video = self._video_in
         self.width = None if video is None else video.codec_context.width
         self.height = None if video is None else video.codec_context.height
         if self.plan.video == "encode" and self.width and self.height:
             self.width, self.height = self.width // 2 * 2, self.height // 2 * 2
+        # Set (once, from the worker thread) when a copied GOP first exceeds the limit.
+        self.gop_action: GopAction | None = None
+        self.gop_watcher: GopWatcher | None = None
+        if self.plan.video == "copy":
+            limit_s = options.gop_limit_s or default_gop_limit_s(options.chunk_seconds)
+            self.gop_watcher = GopWatcher(limit_s, self.facts.frame_duration_s or 0.0)
 
     # -- input -------------------------------------------------------------------------------
+
+    def _first_push(self, listener: PushListener) -> StreamFacts:
+        """Wait for an encoder whose push can be probed; a failed one is a warning, not the end."""
+        while True:
+            self._container = listener.accept()
+            try:
+                self._select_streams(self._container)
+                self._buffered = []
+                return self._probe()
+            except MediaError as error:
+                self._container.close()
+                listener.disconnected()
+                log.warning("%s; waiting for the next push", error)
+
+    def _extradata(self) -> bytes | None:
+        video = self._video_in
+        if video is None or video.codec_context.extradata is None:
+            return None
+        return bytes(video.codec_context.extradata)
 
     def _select_streams(self, container: Any) -> None:
         self._video_in = next(
@@ -183,23 +231,50 @@ class Pipeline:
         )
 
     def _passes(self) -> Iterator[tuple[Any, Iterator[Any]]]:
-        """(container, packets) for each pass: the probed one first, then re-opened for loops."""
+        """(container, packets) for each pass: the probed one first, then re-opened for loops,
+        or, for pushes, each encoder that pushes again after a disconnect."""
         container = self._container
 
         def first_pass() -> Iterator[Any]:
             yield from self._buffered
             self._buffered = []
-            yield from self._demux(container)
+            yield from self._session(container)
 
         yield container, first_pass()
-        while self.options.loop:
+        while self.options.loop or self._listener is not None:
             container.close()
-            container = open_input(
-                self.spec, self.options.open_timeout_s, self.options.read_timeout_s
-            )
+            if self._listener is not None:
+                self._listener.disconnected()
+                if self._listener.interrupted:
+                    return
+                log.warning(
+                    "%s: the encoder disconnected (%s); waiting for it to push again",
+                    self.spec.display_name,
+                    self._session_end,
+                )
+                try:
+                    container = self._listener.accept()
+                except ListenInterrupted:
+                    return
+                log.warning("%s: the encoder is pushing again", self.spec.display_name)
+            else:
+                container = open_input(
+                    self.spec, self.options.open_timeout_s, self.options.read_timeout_s
+                )
             self._container = container
             self._select_streams(container)
-            yield container, self._demux(container)
+            yield container, self._session(container)
+
+    def _session(self, container: Any) -> Iterator[Any]:
+        """A pass's packets; a push that fails or ends mid-way just ends its pass."""
+        if self._listener is None:
+            yield from self._demux(container)
+            return
+        self._session_end = "it ended the stream"
+        try:
+            yield from self._demux(container)
+        except MediaError as error:
+            self._session_end = str(error).removeprefix("cannot read ").split(": ", 1)[-1]
 
     # -- output ------------------------------------------------------------------------------
 
@@ -248,9 +323,13 @@ class Pipeline:
         stream.time_base = video.time_base
         stream.codec_context.time_base = video.time_base
         stream.bit_rate = self.options.video_bitrate_bps
+        stream.codec_context.options = self._x264_options(rate)
+        return stream
+
+    def _x264_options(self, rate: Fraction) -> dict[str, str]:
         keyint = max(1, round(float(rate) * self.options.chunk_seconds))
         kbps = self.options.video_bitrate_bps // 1000
-        stream.codec_context.options = {
+        return {
             "preset": self.options.x264_preset,
             "tune": "zerolatency",  # no B-frames, no lookahead: a frame leaves as soon as it is in
             "profile": "high",
@@ -258,7 +337,43 @@ class Pipeline:
             "forced-idr": "1",
             "x264-params": f"scenecut=0:vbv-maxrate={kbps * 3 // 2}:vbv-bufsize={kbps}",
         }
-        return stream
+
+    def _switch_encoder(self, video: Any, video_out: Any) -> _VideoEncoder:
+        """libx264 feeding the copied track: same size, parameter sets in band, length-prefixed."""
+        rate = video.average_rate or video.guessed_rate or Fraction(30)
+        if rate > 120 or rate < 1:
+            rate = Fraction(30)
+        width = (video.codec_context.width or 2) // 2 * 2
+        height = (video.codec_context.height or 2) // 2 * 2
+        try:
+            length_size = nal_length_size(bytes(video_out.codec_context.extradata or b""))
+        except NalError:
+            length_size = 4
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height = width, height
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = video.time_base
+        codec.framerate = rate
+        codec.bit_rate = self.options.video_bitrate_bps
+        codec.options = self._x264_options(rate)
+
+        def encode(frame: Any) -> list[Any]:
+            packets = []
+            for packet in codec.encode(frame):
+                try:
+                    data = annexb_to_length_prefixed(bytes(packet), length_size)
+                except NalError as error:
+                    raise MediaError(f"libx264 wrote an unexpected packet: {error}") from error
+                framed = av.Packet(data)
+                framed.pts, framed.dts = packet.pts, packet.dts
+                framed.duration = packet.duration
+                framed.time_base = codec.time_base
+                framed.is_keyframe = packet.is_keyframe
+                framed.stream = video_out
+                packets.append(framed)
+            return packets
+
+        return _VideoEncoder(encode, width, height, self.options.chunk_seconds)
 
     def _add_audio_encoder(self, out: Any, audio: Any) -> Any:
         in_rate = audio.codec_context.sample_rate or 48000
@@ -304,6 +419,8 @@ class Pipeline:
             self.close()
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.interrupt()
         try:
             self._container.close()
         except Exception:
@@ -312,19 +429,42 @@ class Pipeline:
     def _run(self, out: Any, video_out: Any, audio_out: Any, sink: _ByteSink) -> Iterator[bytes]:
         name = self.spec.display_name
         video_enc = (
-            _VideoEncoder(video_out, self.options.chunk_seconds)
+            _VideoEncoder(
+                video_out.encode, video_out.width, video_out.height, self.options.chunk_seconds
+            )
             if self.plan.video == "encode"
             else None
         )
+        watcher = self.gop_watcher
+        # Copy mode holds the open GOP's packets (the muxer would not write them before the next
+        # keyframe anyway), so a GOP found too long can still be re-encoded from its keyframe.
+        held: list[tuple[Any, str]] = []
+        gop_key: Any = None  # a copy of the open GOP's keyframe, as it was muxed
         audio_enc = _AudioEncoder(audio_out) if self.plan.audio == "encode" else None
         primary = "video" if self._video_in is not None else "audio"
         limit_s = self.options.duration_s
         offset_s = Fraction(0)
         origin_s: float | None = None
-        decode_errors = 0
+        self._decode_errors = 0
         last_dts: dict[str, int] = {}
+        live_sessions = self._listener is not None
+        end_out_s = 0.0  # where the output's media time has got to (pushes)
+        last_read_s = time.monotonic()  # wall time of the last packet read (pushes)
         for pass_index, (_container, packets) in enumerate(self._passes()):
             timeline = _Timeline()
+            # A push after a reconnect continues on the wall clock: the pause stays a pause.
+            place_session = live_sessions and pass_index > 0
+            changed = place_session and self._extradata() != self._first_extradata
+            video_now = self._video_in
+            if changed and self.plan.video == "copy" and video_enc is None and video_now:
+                log.warning(
+                    "%s: the encoder's video settings changed: re-encoding from here on", name
+                )
+                video_enc = self._switch_encoder(video_now, video_out)
+                watcher = None
+                self.gop_action = "switch"
+            if video_enc is not None:
+                video_enc.force_keyframe()
             kinds = {}
             if self._video_in is not None:
                 kinds[self._video_in.index] = "video"
@@ -337,6 +477,14 @@ class Pipeline:
                 if kind is None:
                     continue
                 t = _packet_time_s(packet)
+                if live_sessions:
+                    now_s = time.monotonic()
+                    if place_session and t is not None:
+                        place_session = False
+                        gap_s = max(now_s - last_read_s, self.facts.frame_duration_s or 0.04)
+                        offset_s = Fraction(reconnect_offset_s(end_out_s, t, gap_s))
+                        offset_s = offset_s.limit_denominator(1_000_000)
+                    last_read_s = now_s
                 if t is not None:
                     dur = float(packet.duration * packet.time_base) if packet.duration else 0.0
                     if not dur and kind == "video" and self.facts.frame_duration_s:
@@ -352,17 +500,7 @@ class Pipeline:
                     video_enc if kind == "video" else audio_enc
                 )
                 if encoder is not None:
-                    try:
-                        frames = packet.decode()
-                    except Exception as error:
-                        decode_errors += 1
-                        log.warning("%s: skipping undecodable %s packet: %s", name, kind, error)
-                        if decode_errors > MAX_DECODE_ERRORS:
-                            raise MediaError(
-                                f"{name}: too many undecodable packets (corrupt input)"
-                            ) from error
-                        continue
-                    for frame in frames:
+                    for frame in self._decode(packet, kind):
                         for out_packet in encoder.encode(frame, offset_s):
                             self._mux(out, out_packet)
                 else:
@@ -374,16 +512,54 @@ class Pipeline:
                     if kind in last_dts and packet.dts <= last_dts[kind]:
                         continue  # overlaps the previous pass (audio at a loop seam): drop it
                     last_dts[kind] = packet.dts
-                    out_stream = video_out if kind == "video" else audio_out
-                    filtered = [packet]
-                    if kind == "audio" and self._adts_filter is not None:
-                        filtered = self._adts_filter.filter(packet)
-                    for item in filtered:
-                        item.stream = out_stream
-                        self._mux(out, item)
+                    if watcher is None:
+                        self._copy(out, packet, kind, video_out, audio_out)
+                    elif kind != "video":
+                        if held:
+                            held.append((packet, kind))
+                        else:
+                            self._copy(out, packet, kind, video_out, audio_out)
+                    else:
+                        if not packet.duration and self.facts.frame_duration_s:
+                            packet.duration = round(self.facts.frame_duration_s / packet.time_base)
+                        if packet.is_keyframe:
+                            for held_packet, held_kind in held:
+                                self._copy(out, held_packet, held_kind, video_out, audio_out)
+                            held = []
+                            # The keyframe goes to the muxer at once (it closes the fragment
+                            # before it); a copy is kept to decode from if its GOP runs long.
+                            gop_key = _clone_packet(packet)
+                            self._copy(out, packet, kind, video_out, audio_out)
+                        else:
+                            held.append((packet, kind))
+                        at_s = float(packet.dts * packet.time_base)
+                        if watcher.note(at_s, packet.is_keyframe):
+                            action = long_gop_action(self.options.transcode)
+                            self.gop_action = action
+                            message = long_gop_message(
+                                action, watcher.limit_s, self.options.chunk_seconds
+                            )
+                            log.warning("%s: %s", name, message)
+                            if action == "switch" and video_in is not None:
+                                video_enc = self._switch_encoder(video_in, video_out)
+                                self._reencode_held(
+                                    out,
+                                    video_in,
+                                    video_enc,
+                                    gop_key,
+                                    held,
+                                    offset_s,
+                                    video_out,
+                                    audio_out,
+                                )
+                                held = []
+                                watcher = None
                 data = sink.take()
                 if data:
                     yield data
+            for held_packet, held_kind in held:
+                self._copy(out, held_packet, held_kind, video_out, audio_out)
+            held = []
             # Flush the decoders of this pass, so no frame is lost at a loop seam.
             for stream_in, encoder2 in ((video_in, video_enc), (self._audio_in, audio_enc)):
                 if encoder2 is None or stream_in is None or stop:
@@ -398,6 +574,10 @@ class Pipeline:
             if stop:
                 break
             length_s = timeline.length_s(primary)
+            if live_sessions:
+                if timeline.end_s:
+                    end_out_s = max(end_out_s, max(timeline.end_s.values()) + float(offset_s))
+                continue
             if length_s <= 0:
                 if pass_index == 0:
                     raise MediaError(f"{name}: no {primary} packets could be read")
@@ -413,6 +593,65 @@ class Pipeline:
         if data:
             yield data
 
+    def _reencode_held(
+        self,
+        out: Any,
+        video_in: Any,
+        video_enc: _VideoEncoder,
+        gop_key: Any,
+        held: list[tuple[Any, str]],
+        offset_s: Fraction,
+        video_out: Any,
+        audio_out: Any,
+    ) -> None:
+        """Re-encode the open GOP after its keyframe (already muxed as it was): the decoder
+        starts at the keyframe, the encoder at the frame after it, with an IDR of its own."""
+        codec = video_in.codec_context
+        key_s: float | None = None
+        if gop_key is not None:
+            _unshift(gop_key, offset_s)
+            if gop_key.pts is not None:
+                key_s = float(gop_key.pts * gop_key.time_base)
+            for _frame in self._decode(gop_key, "video", codec):
+                pass  # only primes the decoder: the keyframe itself went out copied
+        for packet, kind in held:
+            if kind != "video":
+                self._copy(out, packet, kind, video_out, audio_out)
+                continue
+            # Decoded frames may come out later, with packets read after this: all unshifted.
+            _unshift(packet, offset_s)
+            for frame in self._decode(packet, "video", codec):
+                if frame.pts is None:
+                    continue
+                if key_s is not None and float(frame.pts * frame.time_base) <= key_s + 1e-6:
+                    continue  # the keyframe's own picture, or a leading one before it
+                for out_packet in video_enc.encode(frame, offset_s):
+                    self._mux(out, out_packet)
+
+    def _decode(self, packet: Any, kind: str, codec: Any = None) -> list[Any]:
+        """Frames of one packet; an undecodable packet is skipped with a warning."""
+        try:
+            return list(packet.decode() if codec is None else codec.decode(packet))
+        except Exception as error:
+            self._decode_errors += 1
+            log.warning(
+                "%s: skipping undecodable %s packet: %s", self.spec.display_name, kind, error
+            )
+            if self._decode_errors > MAX_DECODE_ERRORS:
+                raise MediaError(
+                    f"{self.spec.display_name}: too many undecodable packets (corrupt input)"
+                ) from error
+            return []
+
+    def _copy(self, out: Any, packet: Any, kind: str, video_out: Any, audio_out: Any) -> None:
+        out_stream = video_out if kind == "video" else audio_out
+        filtered = [packet]
+        if kind == "audio" and self._adts_filter is not None:
+            filtered = self._adts_filter.filter(packet)
+        for item in filtered:
+            item.stream = out_stream
+            self._mux(out, item)
+
     def _mux(self, out: Any, packet: Any) -> None:
         try:
             out.mux(packet)
@@ -420,15 +659,49 @@ class Pipeline:
             raise media_error(error, self.spec.display_name, "remux") from error
 
 
+def _clone_packet(packet: Any) -> Any:
+    """A copy of a packet that muxing (which rebases its timestamps) leaves alone."""
+    clone = av.Packet(bytes(packet))
+    clone.pts, clone.dts = packet.pts, packet.dts
+    clone.time_base = packet.time_base
+    clone.is_keyframe = packet.is_keyframe
+    return clone
+
+
+def _unshift(packet: Any, offset_s: Fraction) -> None:
+    """Undo the pass offset applied to a copied packet (the decoder sees input time)."""
+    back = round(offset_s / packet.time_base)
+    packet.pts = None if packet.pts is None else packet.pts - back
+    packet.dts = None if packet.dts is None else packet.dts - back
+
+
+def reconnect_offset_s(end_out_s: float, first_in_s: float, gap_s: float) -> float:
+    """The shift that puts a new push's first packet `gap_s` after where the output got to."""
+    return end_out_s + gap_s - first_in_s
+
+
 class _VideoEncoder:
     """libx264 with a keyframe forced at every chunk boundary (by time, so variable rate works)."""
 
-    def __init__(self, stream: Any, chunk_seconds: float) -> None:
-        self.stream = stream
+    def __init__(
+        self,
+        encode: Callable[[Any], list[Any]],
+        width: int,
+        height: int,
+        chunk_seconds: float,
+    ) -> None:
+        self._encode = encode
+        self.width = width
+        self.height = height
         self.chunk_seconds = chunk_seconds
         self._first_s: float | None = None
         self._last_chunk_index = -1
         self._last_pts: int | None = None
+        self._force_key = False
+
+    def force_keyframe(self) -> None:
+        """The next frame starts a chunk (a new push after a reconnect)."""
+        self._force_key = True
 
     def encode(self, frame: Any, offset_s: Fraction) -> list[Any]:
         if frame.pts is None:
@@ -439,18 +712,18 @@ class _VideoEncoder:
             return []  # duplicate or backwards timestamp: x264 would reject it
         self._last_pts = frame.pts
         t = float(frame.pts * time_base)
-        if self._first_s is None:
+        if self._first_s is None or self._force_key:
+            self._force_key = False  # chunks count on from this keyframe
             self._first_s = t
+            self._last_chunk_index = -1
         index = math.floor((t - self._first_s) / self.chunk_seconds + 1e-6)
         out = frame
         if (
             frame.format.name != "yuv420p"
-            or frame.width != self.stream.width
-            or frame.height != self.stream.height
+            or frame.width != self.width
+            or frame.height != self.height
         ):
-            out = frame.reformat(
-                width=self.stream.width, height=self.stream.height, format="yuv420p"
-            )
+            out = frame.reformat(width=self.width, height=self.height, format="yuv420p")
             out.pts = frame.pts
             out.time_base = time_base
         if index > self._last_chunk_index:
@@ -458,10 +731,10 @@ class _VideoEncoder:
             out.pict_type = av.video.frame.PictureType.I
         else:
             out.pict_type = av.video.frame.PictureType.NONE
-        return list(self.stream.encode(out))
+        return list(self._encode(out))
 
     def flush(self) -> list[Any]:
-        return list(self.stream.encode(None))
+        return list(self._encode(None))
 
 
 class _AudioEncoder:

@@ -15,7 +15,9 @@ from streamer.media.boxes import BoxError
 from streamer.media.codecs import codecs_for_init, mime_type_for
 from streamer.media.errors import MediaError
 from streamer.media.fmp4 import ChunkAssembler, Fragment, FragmentSplitter
-from streamer.media.inputs import resolve_input
+from streamer.media.gop import GopAction, gop_note
+from streamer.media.ingest import PushListener
+from streamer.media.inputs import InputSpec, resolve_input
 from streamer.media.model import Chunk, MediaInfo, MediaOptions
 from streamer.media.pipeline import Pipeline
 
@@ -70,6 +72,25 @@ class MediaStream:
             is_live=self._pipeline.spec.is_live,
         )
 
+    @property
+    def gop_action(self) -> GopAction | None:
+        """What the GOP watcher did about a long GOP in copy mode (None: nothing so far)."""
+        return self._pipeline.gop_action
+
+    @property
+    def longest_gop_s(self) -> float | None:
+        """The longest keyframe interval copied so far (None when video is not copied)."""
+        watcher = self._pipeline.gop_watcher
+        return None if watcher is None else watcher.longest_s
+
+    def status_note(self) -> str | None:
+        """A few words for the status line about the media (long GOPs, the encoder), or None."""
+        notes = [gop_note(self.gop_action, self.longest_gop_s or 0.0)]
+        listener = self._pipeline.listener
+        if listener is not None and not listener.connected:
+            notes.append("encoder disconnected, waiting")
+        return "  ".join(note for note in notes if note) or None
+
     def _feed(self, data: bytes) -> None:
         try:
             self._ready.extend(self._splitter.feed(data))
@@ -108,6 +129,12 @@ class MediaStream:
         finally:
             self.close()
 
+    def interrupt(self) -> None:
+        """Make a wait for an encoder's push end now (any thread); a no-op for other inputs."""
+        listener = self._pipeline.listener
+        if listener is not None:
+            listener.interrupt()
+
     def close(self) -> None:
         if self._closed:
             return
@@ -125,6 +152,19 @@ class MediaStream:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def open_push(listener: PushListener, options: MediaOptions | None = None) -> MediaStream:
+    """Wait for an encoder to push to `listener`, probe it; the stream survives reconnects.
+
+    Blocks until the first good push (run it in a thread); `listener.interrupt()` ends the wait
+    with `ListenInterrupted`.
+    """
+    options = options or MediaOptions()
+    display = listener.spec.display_url
+    spec = InputSpec(display, display, listener.spec.format, listener.spec.options, is_live=True)
+    pipeline = Pipeline(spec, options, listener)
+    return MediaStream(pipeline, options)
 
 
 def open_media(input: str, options: MediaOptions | None = None) -> MediaStream:
