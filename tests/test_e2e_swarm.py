@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -51,19 +50,15 @@ def streamer(*args: str, **kwargs: object) -> subprocess.Popen[str]:
 
 
 def start_broadcast(tmp: Path, key: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = streamer(
-        "broadcast",
-        SOURCE,
-        "--port",
-        "0",
-        "--key",
-        str(key),
-        "--chunk-seconds",
-        "0.5",
-        "--video-bitrate",
-        "300k",
-        *extra,
-    )
+    chunking = ("--chunk-seconds", "0.5", "--video-bitrate", "300k")
+    return start_broadcast_of(SOURCE, tmp, key, *chunking, *extra)
+
+
+def start_broadcast_of(
+    source: str, tmp: Path, key: Path, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
+    """`streamer broadcast SOURCE` with an embedded server; the process and the server URL."""
+    proc = streamer("broadcast", source, "--port", "0", "--key", str(key), *extra)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("watch: http://127.0.0.1:"), line + proc.communicate(timeout=5)[1]
@@ -77,16 +72,6 @@ def stop(proc: subprocess.Popen[str], timeout_s: float = 10.0) -> tuple[int, str
         proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=timeout_s)
     return proc.returncode, err
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=5)
 
 
 def decoded_frames(path: Path) -> int:

@@ -243,6 +243,7 @@ def _collect(
         "lag_s_p95",
         "chunks_played",
         "chunks_missed",
+        "reanchored_s",
         "bytes_from_source",
         "bytes_from_peers",
         "bytes_uploaded",
