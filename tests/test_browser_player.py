@@ -9,6 +9,7 @@ that never comes, catching up when far behind, trimming) from networking.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from browser_helpers import (
     shots_dir,
     video_state,
 )
+from media_helpers import ClipSpec, make_clip
 from playwright.async_api import Page, Route
 
 from signaling.app import start_server
@@ -41,7 +43,7 @@ TEST_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head>
 # Runs in the page: open the player, then deliver chunks per `plan` ([seq, delay_ms] pairs,
 # delays from the start), with the source's release time set as a live source would.
 FEED_JS = """
-async ({plan, policy}) => {
+async ({plan, policy, releaseAtDelivery = false}) => {
   const {MsePlayer} = await import('/static/js/player.js');
   const m = await (await fetch('/__test/media/manifest.json')).json();
   const get = async (f) => new Uint8Array(await (await fetch('/__test/media/' + f)).arrayBuffer());
@@ -60,8 +62,11 @@ async ({plan, policy}) => {
   for (const [seq, delayMs] of plan) {
     setTimeout(() => {
       const c = bySeq.get(seq);
-      // As if chunk `first` had just been released when we joined, one chunk per second after.
-      const releaseS = released0 + (seq - first) * c.duration_s;
+      // As if chunk `first` had just been released when we joined, one chunk per second after
+      // (or, releaseAtDelivery, each chunk released as it is delivered: a live encoder's).
+      const releaseS = releaseAtDelivery
+        ? released0 + delayMs / 1000
+        : released0 + (seq - first) * c.duration_s;
       player.pushChunk(seq, data.get(seq), {startS: c.start_s, durationS: c.duration_s, releaseS});
     }, Math.max(0, delayMs - (performance.now() - t0)));
   }
@@ -99,18 +104,48 @@ async def _serve_test_files(page: Page, base_url: str, folder: Path) -> None:
     await page.route(f"{base_url}/__test/**", handle)
 
 
-@pytest.fixture
-async def player_page(chromium_path: str, packaged: Path) -> AsyncIterator[tuple[Page, list[str]]]:
+@pytest.fixture(scope="module")
+def packaged_scene_cuts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same, of a clip with scene-cut GOPs of 1-4 s, copied as they are (chunks of 1-4 s)."""
+    work = tmp_path_factory.mktemp("cuts")
+    clip = make_clip(
+        work / "cuts.mp4",
+        ClipSpec(duration_s=14.0, width=320, height=180, keyframes_s=SCENE_CUTS_S),
+    )
+    out = work / "pkg"
+    command = [sys.executable, "-m", "streamer", "package", str(clip), "--out", str(out)]
+    subprocess.run([*command, "--gop-limit", "5"], check=True, capture_output=True, timeout=60)
+    return out
+
+
+SCENE_CUTS_S = (0.0, 1.0, 3.0, 6.0, 7.0, 11.0, 12.0)
+
+
+async def _open_page(chromium_path: str, folder: Path) -> AsyncIterator[tuple[Page, list[str]]]:
     server = await start_server(ServerConfig(port=0))
     try:
         async with launch_chromium(chromium_path) as browser:
             page = await browser.new_page(viewport={"width": 640, "height": 360})
             console = collect_console(page)
-            await _serve_test_files(page, server.url, packaged)
+            await _serve_test_files(page, server.url, folder)
             await page.goto(f"{server.url}/__test/page.html")
             yield page, console
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def player_page(chromium_path: str, packaged: Path) -> AsyncIterator[tuple[Page, list[str]]]:
+    async for opened in _open_page(chromium_path, packaged):
+        yield opened
+
+
+@pytest.fixture
+async def scene_cuts_page(
+    chromium_path: str, packaged_scene_cuts: Path
+) -> AsyncIterator[tuple[Page, list[str]]]:
+    async for opened in _open_page(chromium_path, packaged_scene_cuts):
+        yield opened
 
 
 async def _player_stats(page: Page) -> dict[str, Any]:
@@ -190,3 +225,28 @@ async def test_player_trims_old_media(player_page: tuple[Page, list[str]]) -> No
     current = (await video_state(page))["currentTime"]
     assert ranges and ranges[0][0] > 1.0, (ranges, current, console)
     assert current - ranges[0][0] < 2.0 + 1.5, (ranges, current)
+
+
+async def test_player_plays_chunks_of_any_length_without_seeking_or_skipping(
+    scene_cuts_page: tuple[Page, list[str]], packaged_scene_cuts: Path
+) -> None:
+    """Chunks of 1-4 s, each delivered when its last frame is shot (as a live encoder's GOPs
+    come): nothing is seeked over or skipped, and the picture reaches the last chunk."""
+    page, console = scene_cuts_page
+    manifest = json.loads((packaged_scene_cuts / "manifest.json").read_text())
+    chunks = manifest["chunks"]
+    durations = sorted({round(c["duration_s"]) for c in chunks})
+    assert durations[0] == 1 and durations[-1] == 4, durations
+    first_start_s = chunks[0]["start_s"]
+    plan = [
+        [c["seq"], round(1000 * (c["start_s"] - first_start_s + c["duration_s"]))] for c in chunks
+    ]
+    await page.evaluate(FEED_JS, {"plan": plan, "policy": {}, "releaseAtDelivery": True})
+    end_s = chunks[-1]["start_s"] + chunks[-1]["duration_s"]
+    await _wait_for(page, f"() => document.getElementById('v').currentTime > {end_s - 1.0}", 25)
+    stats = await _player_stats(page)
+    shot = await page.locator("video").screenshot(path=str(shots_dir() / "player_scene_cuts.png"))
+    assert stats["error"] is None, console
+    assert stats["chunks_appended"] == len(chunks), stats
+    assert stats["chunks_skipped"] == 0 and stats["seeks_for_lag"] == 0, stats
+    assert luminance_stdev(shot) > 15, "the picture is blank"

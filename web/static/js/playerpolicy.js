@@ -1,6 +1,6 @@
 // Pure decisions of the MSE player: where to start, how to keep lag bounded, when to jump a gap,
 // what to trim. No DOM, no timers, no MediaSource: plain numbers in, a decision out, so that
-// `node --test` checks them (tests/js/playerpolicy.test.mjs) and player.js only carries them out.
+// `node --test` checks them (tests/js/page.test.mjs) and player.js only carries them out.
 //
 // `ranges` is always a sorted list of [start_s, end_s] pairs (a TimeRanges copied to an array).
 
