@@ -108,7 +108,10 @@ class Pipeline:
         self._listener = listener
         self.listener = listener
         self._session_end = ""  # why the last push ended, for the log
+        self.resumed_at_s = 0.0  # output media time where the latest push after a reconnect began
         self._buffered: list[Any] = []
+        # When the first packet was read (time.monotonic): a live source's media time 0.
+        self.first_read_s: float | None = None
         if options.loop and spec.is_live:
             raise MediaError(f"--loop works with files only, not with {spec.display_name}")
         if listener is not None:
@@ -187,6 +190,8 @@ class Pipeline:
                 return
             except Exception as error:
                 raise media_error(error, self.spec.display_name, "read") from error
+            if self.first_read_s is None:
+                self.first_read_s = time.monotonic()
             yield packet
 
     def _probe(self) -> StreamFacts:
@@ -484,6 +489,7 @@ class Pipeline:
                         gap_s = max(now_s - last_read_s, self.facts.frame_duration_s or 0.04)
                         offset_s = Fraction(reconnect_offset_s(end_out_s, t, gap_s))
                         offset_s = offset_s.limit_denominator(1_000_000)
+                        self.resumed_at_s = end_out_s + gap_s
                     last_read_s = now_s
                 if t is not None:
                     dur = float(packet.duration * packet.time_base) if packet.duration else 0.0

@@ -73,6 +73,17 @@ class MediaStream:
         )
 
     @property
+    def live_since_s(self) -> float | None:
+        """For live inputs, when (time.monotonic) the first packet was read; None for files."""
+        return self._pipeline.first_read_s if self._pipeline.spec.is_live else None
+
+    @property
+    def resumed_at_s(self) -> float:
+        """Media time where the latest push after a reconnect begins (0: no reconnect), within
+        the few milliseconds between the input's first timestamp and chunk 0's start."""
+        return self._pipeline.resumed_at_s
+
+    @property
     def gop_action(self) -> GopAction | None:
         """What the GOP watcher did about a long GOP in copy mode (None: nothing so far)."""
         return self._pipeline.gop_action
