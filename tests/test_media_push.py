@@ -119,3 +119,24 @@ def test_a_vanished_encoder_times_out_and_the_next_push_continues_the_timeline(
     pts = sorted(whole.video_pts_s)
     assert all(b > a for a, b in itertools.pairwise(pts))
     assert whole.video_frames >= 30 * (len(chunks) - 2)
+
+
+def test_a_push_with_long_gops_from_the_start_is_resplit_without_a_probe(tmp_path: Path) -> None:
+    # OBS's "auto" keyframe interval: 250 frames (~8 s). No probe holds the start back: the
+    # copy starts at once and the GOP watcher re-encodes from the first GOP's keyframe on.
+    spec_clip = ClipSpec(duration_s=12.0, width=192, height=108, keyframes_s=(0.0, 8.0))
+    clip = make_clip(tmp_path / "obs_auto.mp4", spec_clip)
+    spec = parse_listen_url(f"rtmp://127.0.0.1:{free_port()}/live", "KEY")
+    listener = PushListener(spec)
+    collector = Collector(listener)
+    encoder = pusher(clip, f"{spec.display_url}/KEY", seconds=7)
+    connected_s = time.monotonic()
+    first_s = collector.wait_for(1, timeout_s=10)
+    assert first_s - connected_s < 4.0  # about a chunk plus FFmpeg's 1 s stream analysis
+    collector.wait_for(5, timeout_s=15)
+    encoder.wait(timeout=20)
+    collector.stop()
+    chunks = [chunk for _, chunk in collector.chunks]
+    assert max(c.duration_s for c in chunks[:5]) < 1.15
+    for chunk in chunks[:5]:
+        assert decode_fmp4(collector.init + chunk.data).keyframe_first, chunk.seq

@@ -2,6 +2,8 @@
 
 `LiveSchedule` is pure (the caller passes `now`); `live_chunks` is the thin asyncio driver that runs
 the blocking demux/encode work in a thread, a couple of chunks ahead, and sleeps until each release.
+Inputs that deliver at real time themselves (a camera, RTSP, an encoder's push) are not held back:
+each chunk leaves as soon as it is whole.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ async def live_chunks(
             # slow producer: they must not push the later chunks back by the outage.
             held_back = item.start_s < stream.resumed_at_s - 0.25
             delay = schedule.delay_s(item.start_s, item.duration_s, clock(), not held_back)
+            if stream.paced_by_source:
+                delay = 0.0  # a camera or an encoder already delivers at real time
             if delay > 0:
                 await asyncio.sleep(delay)
             yield item

@@ -112,6 +112,9 @@ class Pipeline:
         self._buffered: list[Any] = []
         # When the first packet was read (time.monotonic): a live source's media time 0.
         self.first_read_s: float | None = None
+        # A source that delivers at real time is not probed for its GOPs (the probe would hold
+        # its first seconds back): the GOP watcher sees them as they come.
+        self._watch_only = spec.paced_by_source
         if options.loop and spec.is_live:
             raise MediaError(f"--loop works with files only, not with {spec.display_name}")
         if listener is not None:
@@ -125,7 +128,9 @@ class Pipeline:
                 self._container.close()
                 raise
         try:
-            self.plan: Plan = decide(self.facts, options.chunk_seconds, options.transcode)
+            self.plan: Plan = decide(
+                self.facts, options.chunk_seconds, options.transcode, self._watch_only
+            )
         except BaseException:
             self._container.close()
             raise
@@ -203,7 +208,7 @@ class Pipeline:
             rate = video.average_rate or video.guessed_rate or video.base_rate
             frame_s = float(1 / rate) if rate else None
         max_interval: float | None = None
-        if video is not None and video.codec_context.name == "h264":
+        if video is not None and video.codec_context.name == "h264" and not self._watch_only:
             window_s = max(3 * self.options.chunk_seconds, 3.0)
             keyframes: list[float] = []
             first_s: float | None = None
