@@ -5,6 +5,9 @@
 - transcode: a 720p30 H.264 + AAC clip made first (not timed) with a 10 s keyframe interval, so
   `auto` must re-encode it to 1 s GOPs with libx264 (preset veryfast, zerolatency) at 1 Mbit/s
   and AAC; speed = seconds of media / wall seconds (live needs >= 1x).
+- switch: a 720p30 H.264 + AAC clip with 1 s GOPs for its first 6 s (the probe sees a copyable
+  input) and 10 s GOPs after: copied first, then the GOP watcher switches to re-encoding from the
+  first long GOP's keyframe (libx264, parameter sets in band, into the copied track).
 
 Each case runs --repeats times; the median is printed.
 
@@ -14,6 +17,7 @@ Each case runs --repeats times; the median is printed.
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 import sys
 import tempfile
@@ -31,13 +35,18 @@ from streamer.media import MediaOptions, open_media  # noqa: E402
 SAMPLE = ROOT / "media" / "sample.mp4"
 
 
-def make_720p(path: Path, seconds: float) -> None:
-    """A 1280x720 30 fps H.264 (10 s GOP, ultrafast) + AAC test clip."""
+def make_720p(path: Path, seconds: float, keyframes_s: tuple[float, ...] = ()) -> None:
+    """A 1280x720 30 fps H.264 (10 s GOP, or keyframes at exactly `keyframes_s`, ultrafast) +
+    AAC test clip."""
     out = av.open(str(path), mode="w")
     video = out.add_stream("libx264", rate=30)
     video.width, video.height, video.pix_fmt = 1280, 720, "yuv420p"
     video.bit_rate = 3_000_000
-    video.codec_context.options = {"preset": "ultrafast", "g": "300", "sc_threshold": "0"}
+    options = {"preset": "ultrafast", "g": "300", "sc_threshold": "0"}
+    if keyframes_s:
+        options.update({"g": "100000", "forced-idr": "1"})
+    video.codec_context.options = options
+    forced = {round(t * 30) for t in keyframes_s}
     audio = out.add_stream("aac", rate=48000)
     audio.layout = "stereo"
     graph = f"testsrc2=size=1280x720:rate=30:duration={seconds}"
@@ -45,7 +54,9 @@ def make_720p(path: Path, seconds: float) -> None:
         for index, frame in enumerate(source.decode(video=0)):
             frame = frame.reformat(format="yuv420p")
             frame.pts, frame.time_base = index, Fraction(1, 30)
-            frame.pict_type = av.video.frame.PictureType.NONE
+            frame.pict_type = (
+                av.video.frame.PictureType.I if index in forced else av.video.frame.PictureType.NONE
+            )
             for packet in video.encode(frame):
                 out.mux(packet)
     for packet in video.encode(None):
@@ -62,7 +73,7 @@ def make_720p(path: Path, seconds: float) -> None:
 
 
 def run_once(source: str, options: MediaOptions) -> tuple[float, float, float, int, bool]:
-    """(media seconds, wall seconds, CPU seconds, bytes, video transcoded)."""
+    """(media seconds, wall seconds, CPU seconds, bytes, video transcoded at any point)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     media_s = 0.0
     size = 0
@@ -71,6 +82,7 @@ def run_once(source: str, options: MediaOptions) -> tuple[float, float, float, i
         for chunk in stream.chunks():
             media_s = chunk.start_s + chunk.duration_s
             size += chunk.size_bytes
+        transcoded = transcoded or stream.gop_action == "switch"
     return media_s, time.perf_counter() - wall0, time.process_time() - cpu0, size, transcoded
 
 
@@ -80,6 +92,7 @@ def main() -> int:
     parser.add_argument("--transcode-seconds", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    logging.getLogger("streamer.media").setLevel(logging.ERROR)  # the switch case's one warning
 
     rows = []
     remux = [
@@ -97,9 +110,20 @@ def main() -> int:
             run_once(str(clip), MediaOptions(video_bitrate_bps=1_000_000))
             for _ in range(args.repeats)
         ]
-    media_s, wall_s, cpu_s, size, transcoded = sorted(runs, key=lambda r: r[1])[len(runs) // 2]
-    assert transcoded
-    rows.append(("transcode 720p30 -> x264 1M", media_s, wall_s, cpu_s, size))
+        media_s, wall_s, cpu_s, size, transcoded = sorted(runs, key=lambda r: r[1])[len(runs) // 2]
+        assert transcoded
+        rows.append(("transcode 720p30 -> x264 1M", media_s, wall_s, cpu_s, size))
+
+        turning = Path(folder) / "720p30_turns_long.mp4"
+        keys = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, *range(6, int(args.transcode_seconds), 10))
+        make_720p(turning, args.transcode_seconds, tuple(float(k) for k in keys))
+        runs = [
+            run_once(str(turning), MediaOptions(video_bitrate_bps=1_000_000))
+            for _ in range(args.repeats)
+        ]
+        media_s, wall_s, cpu_s, size, switched = sorted(runs, key=lambda r: r[1])[len(runs) // 2]
+        assert switched
+        rows.append(("switch 720p30 copy -> x264 1M", media_s, wall_s, cpu_s, size))
 
     print(f"machine: {platform.machine()}, {platform.python_version()}, PyAV {av.__version__}")
     print(

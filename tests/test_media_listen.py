@@ -202,3 +202,17 @@ def test_help_says_which_push_protocols_work(capsys: pytest.CaptureFixture[str])
     out = " ".join(capsys.readouterr().out.split())
     assert "--listen" in out and "rtmp yes" in out and "--stream-key" in out
     assert "--gop-limit" in out and "--transcode" in out
+
+
+def test_chunks_held_back_by_an_outage_do_not_move_the_clock() -> None:
+    from streamer.media.pacing import LiveSchedule
+
+    schedule = LiveSchedule.starting_at(100.0)
+    # A chunk of before the outage, ready 6 s after it was due: out at once, clock unmoved.
+    assert schedule.delay_s(5.0, 1.0, now=112.0, may_resync=False) == 0.0
+    assert schedule.anchor_s == 100.0 and schedule.resyncs == 0
+    # The first chunk of the new push is due on the old clock.
+    assert schedule.delay_s(14.0, 1.0, now=114.5) == pytest.approx(0.5)
+    # A slow producer (no outage) still re-anchors.
+    assert schedule.delay_s(20.0, 1.0, now=125.0) == 0.0
+    assert schedule.resyncs == 1 and schedule.anchor_s == 104.0

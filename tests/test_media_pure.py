@@ -130,6 +130,29 @@ def test_assembler_never_cuts_before_a_non_sync_fragment() -> None:
     assert closed is not None and closed.duration_s == 2.0 and closed.data == b"F0F1000"
 
 
+def test_assembler_closes_early_as_soon_as_a_chunk_is_whole() -> None:
+    assembler = ChunkAssembler(chunk_seconds=1.0, close_early=True)
+    assert assembler.add(fragment(0, 500)) is None
+    closed = assembler.add(fragment(500, 500))  # 1 s reached: out now, not at the next one
+    assert closed is not None and closed.data == b"F0F500" and closed.duration_s == 1.0
+    long = assembler.add(fragment(1000, 2500))  # a long GOP is a chunk of its own at once
+    assert long is not None and long.seq == 1 and long.start_s == 1.0
+    assert assembler.add(fragment(3500, 300)) is None
+    tail = assembler.finish()
+    assert tail is not None and tail.seq == 2 and tail.start_s == 3.5
+
+
+def test_assembler_closing_early_keeps_a_fragment_without_video() -> None:
+    assembler = ChunkAssembler(chunk_seconds=1.0, close_early=True)
+    assert assembler.add(fragment(0, 1000)) is not None
+    audio_only = Fragment(b"A", -1, -1, 0, 1000, starts_with_sync=False)
+    assert assembler.add(audio_only) is None  # kept: opens the next chunk, not dropped
+    closed = assembler.add(fragment(1000, 1000))
+    assert closed is not None and closed.data == b"AF1000" and closed.start_s == 1.0
+    assert assembler.add(audio_only) is None
+    assert assembler.finish() is None  # nothing of the primary track left: no chunk
+
+
 def test_assembler_start_is_relative_to_the_first_fragment() -> None:
     assembler = ChunkAssembler(chunk_seconds=2.0)
     assembler.add(fragment(90_000, 180_000, timescale=90_000))
@@ -161,6 +184,15 @@ def test_plan_encodes_everything_else() -> None:
     assert decide(facts("h264", "aac", 2.0), 2.0, "auto").video == "copy"
     forced = decide(facts("h264", "aac"), 1.0, "always")
     assert (forced.video, forced.audio) == ("encode", "encode")
+
+
+def test_plan_copies_unmeasured_h264_when_the_gop_watcher_is_on() -> None:
+    unmeasured = facts("h264", "aac", None)
+    assert decide(unmeasured, 1.0, "auto").video == "encode"  # a file: measured or re-encoded
+    watched = decide(unmeasured, 1.0, "auto", gop_watched=True)
+    assert watched.video == "copy" and watched.audio == "copy"
+    assert decide(unmeasured, 1.0, "always", gop_watched=True).video == "encode"
+    assert decide(facts("hevc", "aac", None), 1.0, "auto", gop_watched=True).video == "encode"
 
 
 def test_plan_never_refuses_inputs_that_need_encoding() -> None:

@@ -125,10 +125,17 @@ class ChunkAssembler:
     """Group fragments into chunks of about `chunk_seconds`, each opening on a sync fragment.
 
     A GOP shorter than the chunk gives several fragments per chunk; a fragment is never split.
+
+    `close_early` (live inputs): close a chunk as soon as its fragments add up to a chunk, instead
+    of when the next sync fragment shows up (one GOP later: the muxer writes a fragment only when
+    the keyframe after it arrives). The muxer cuts fragments at keyframes only, so the next
+    fragment still opens on one; a fragment with no sample of the primary track that comes
+    between chunks opens the next chunk instead of being glued to the last.
     """
 
-    def __init__(self, chunk_seconds: float) -> None:
+    def __init__(self, chunk_seconds: float, close_early: bool = False) -> None:
         self.chunk_seconds = chunk_seconds
+        self.close_early = close_early
         # Cut a little early rather than make a chunk of two GOPs out of jitter in keyframe times.
         self._tolerance_s = min(0.1 * chunk_seconds, 0.1)
         self._parts: list[Fragment] = []
@@ -136,24 +143,35 @@ class ChunkAssembler:
         self._seq = 0
 
     def add(self, fragment: Fragment) -> Chunk | None:
-        """Add the next fragment; return the chunk it closes, if it opens a new one."""
+        """Add the next fragment; return the chunk it closes (the one before it, or with
+        `close_early` the one it completes)."""
         closed: Chunk | None = None
-        if self._parts and fragment.starts_with_sync and fragment.decode_time >= 0:
-            elapsed = (fragment.decode_time - self._parts[0].decode_time) / fragment.timescale
+        timed = [part for part in self._parts if part.decode_time >= 0]
+        if timed and fragment.starts_with_sync and fragment.decode_time >= 0:
+            elapsed = (fragment.decode_time - timed[0].decode_time) / fragment.timescale
             if elapsed >= self.chunk_seconds - self._tolerance_s:
                 closed = self._close()
-        if not self._parts and fragment.decode_time < 0:
+        if not self._parts and fragment.decode_time < 0 and not self.close_early:
             # Nothing of the primary track: keep it with the chunk before, or drop it at the start.
             return closed
         self._parts.append(fragment)
+        if self.close_early and closed is None and fragment.decode_time >= 0:
+            first = next(part for part in self._parts if part.decode_time >= 0)
+            end = fragment.decode_time + fragment.duration
+            if (end - first.decode_time) / fragment.timescale >= (
+                self.chunk_seconds - self._tolerance_s
+            ):
+                closed = self._close()
         return closed
 
     def finish(self) -> Chunk | None:
-        """The last, possibly short, chunk."""
-        return self._close() if self._parts else None
+        """The last, possibly short, chunk (None if nothing of the primary track is left)."""
+        if not any(part.decode_time >= 0 for part in self._parts):
+            return None
+        return self._close()
 
     def _close(self) -> Chunk:
-        first = self._parts[0]
+        first = next((part for part in self._parts if part.decode_time >= 0), self._parts[0])
         if self._origin is None:
             self._origin = first.presentation_time
         duration = sum(part.duration for part in self._parts)

@@ -18,6 +18,7 @@ import av.error
 
 from streamer.media.errors import MediaError
 
+_REAL_TIME_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp"}
 _URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _TESTSRC_RE = re.compile(r"^testsrc(?::(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?)?$")
 
@@ -31,6 +32,9 @@ class InputSpec:
     format: str | None
     options: dict[str, str]
     is_live: bool  # no end, cannot be looped or re-opened at the start
+    # The source itself delivers media at real time (camera, RTSP/RTMP/SRT/UDP, a push): chunks go
+    # out as soon as they are whole. Others (files, testsrc, HTTP) are paced on the wall clock.
+    paced_by_source: bool = False
 
 
 def resolve_input(name: str) -> InputSpec:
@@ -50,7 +54,7 @@ def resolve_input(name: str) -> InputSpec:
         )
         return InputSpec(graph, "testsrc", "lavfi", {}, is_live=True)
     if name.startswith("/dev/video"):
-        return InputSpec(name, name, "video4linux2,v4l2", {}, is_live=True)
+        return InputSpec(name, name, "video4linux2,v4l2", {}, is_live=True, paced_by_source=True)
     if _URL_RE.match(name):
         scheme = name.split("://", 1)[0].lower()
         if scheme == "file":
@@ -60,7 +64,8 @@ def resolve_input(name: str) -> InputSpec:
             options["rtsp_transport"] = "tcp"  # UDP loses packets behind NAT; TCP just works
         if scheme in ("http", "https"):
             options["reconnect"] = "0"
-        return InputSpec(name, _redact(name), None, options, is_live=True)
+        paced = scheme in _REAL_TIME_SCHEMES
+        return InputSpec(name, _redact(name), None, options, is_live=True, paced_by_source=paced)
     return InputSpec(name, name, None, {}, is_live=False)
 
 

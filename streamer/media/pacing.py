@@ -2,6 +2,8 @@
 
 `LiveSchedule` is pure (the caller passes `now`); `live_chunks` is the thin asyncio driver that runs
 the blocking demux/encode work in a thread, a couple of chunks ahead, and sleeps until each release.
+Inputs that deliver at real time themselves (a camera, RTSP, an encoder's push) are not held back:
+each chunk leaves as soon as it is whole.
 """
 
 from __future__ import annotations
@@ -37,18 +39,27 @@ class LiveSchedule:
     def starting_at(cls, now: float, resync_after_s: float = 3.0) -> LiveSchedule:
         return cls(anchor_s=now, resync_after_s=resync_after_s)
 
-    def release_time(self, chunk_start_s: float, chunk_duration_s: float, now: float) -> float:
-        """When to release a chunk that is ready at `now` (may be <= now: release at once)."""
+    def release_time(
+        self, chunk_start_s: float, chunk_duration_s: float, now: float, may_resync: bool = True
+    ) -> float:
+        """When to release a chunk that is ready at `now` (may be <= now: release at once).
+
+        `may_resync=False`: a chunk late for a known reason (held back while an encoder was
+        away) goes out at once without moving the clock for the chunks after it.
+        """
         due = self.anchor_s + chunk_start_s + chunk_duration_s
-        if now - due > self.resync_after_s:
+        if may_resync and now - due > self.resync_after_s:
             self.anchor_s = now - (chunk_start_s + chunk_duration_s)
             self.resyncs += 1
             return now
         return due
 
-    def delay_s(self, chunk_start_s: float, chunk_duration_s: float, now: float) -> float:
+    def delay_s(
+        self, chunk_start_s: float, chunk_duration_s: float, now: float, may_resync: bool = True
+    ) -> float:
         """Seconds to wait before releasing (0 when due or late)."""
-        return max(0.0, self.release_time(chunk_start_s, chunk_duration_s, now) - now)
+        release_s = self.release_time(chunk_start_s, chunk_duration_s, now, may_resync)
+        return max(0.0, release_s - now)
 
 
 _END = object()
@@ -99,7 +110,13 @@ async def live_chunks(
 
     worker = threading.Thread(target=produce, name="media-producer", daemon=True)
     worker.start()
-    schedule = LiveSchedule.starting_at(clock(), resync_after_s)
+    # A live source's media time 0 was shot when its first packet was read, before the probe and
+    # the first chunk: anchoring there releases each chunk as soon as it is complete.
+    start_s = clock()
+    live_since_s = stream.live_since_s if clock is time.monotonic else None
+    if live_since_s is not None:
+        start_s = min(start_s, live_since_s)
+    schedule = LiveSchedule.starting_at(start_s, resync_after_s)
     try:
         while True:
             item = await queue.get()
@@ -108,7 +125,12 @@ async def live_chunks(
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, Chunk)
-            delay = schedule.delay_s(item.start_s, item.duration_s, clock())
+            # Chunks from before an encoder's reconnect were held back by the outage, not by a
+            # slow producer: they must not push the later chunks back by the outage.
+            held_back = item.start_s < stream.resumed_at_s - 0.25
+            delay = schedule.delay_s(item.start_s, item.duration_s, clock(), not held_back)
+            if stream.paced_by_source:
+                delay = 0.0  # a camera or an encoder already delivers at real time
             if delay > 0:
                 await asyncio.sleep(delay)
             yield item

@@ -108,7 +108,13 @@ class Pipeline:
         self._listener = listener
         self.listener = listener
         self._session_end = ""  # why the last push ended, for the log
+        self.resumed_at_s = 0.0  # output media time where the latest push after a reconnect began
         self._buffered: list[Any] = []
+        # When the first packet was read (time.monotonic): a live source's media time 0.
+        self.first_read_s: float | None = None
+        # A source that delivers at real time is not probed for its GOPs (the probe would hold
+        # its first seconds back): the GOP watcher sees them as they come.
+        self._watch_only = spec.paced_by_source
         if options.loop and spec.is_live:
             raise MediaError(f"--loop works with files only, not with {spec.display_name}")
         if listener is not None:
@@ -122,7 +128,9 @@ class Pipeline:
                 self._container.close()
                 raise
         try:
-            self.plan: Plan = decide(self.facts, options.chunk_seconds, options.transcode)
+            self.plan: Plan = decide(
+                self.facts, options.chunk_seconds, options.transcode, self._watch_only
+            )
         except BaseException:
             self._container.close()
             raise
@@ -187,6 +195,8 @@ class Pipeline:
                 return
             except Exception as error:
                 raise media_error(error, self.spec.display_name, "read") from error
+            if self.first_read_s is None:
+                self.first_read_s = time.monotonic()
             yield packet
 
     def _probe(self) -> StreamFacts:
@@ -198,7 +208,7 @@ class Pipeline:
             rate = video.average_rate or video.guessed_rate or video.base_rate
             frame_s = float(1 / rate) if rate else None
         max_interval: float | None = None
-        if video is not None and video.codec_context.name == "h264":
+        if video is not None and video.codec_context.name == "h264" and not self._watch_only:
             window_s = max(3 * self.options.chunk_seconds, 3.0)
             keyframes: list[float] = []
             first_s: float | None = None
@@ -484,6 +494,7 @@ class Pipeline:
                         gap_s = max(now_s - last_read_s, self.facts.frame_duration_s or 0.04)
                         offset_s = Fraction(reconnect_offset_s(end_out_s, t, gap_s))
                         offset_s = offset_s.limit_denominator(1_000_000)
+                        self.resumed_at_s = end_out_s + gap_s
                     last_read_s = now_s
                 if t is not None:
                     dur = float(packet.duration * packet.time_base) if packet.duration else 0.0

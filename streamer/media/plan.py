@@ -43,8 +43,15 @@ def keyframes_fit(facts: StreamFacts, chunk_seconds: float) -> bool:
     return facts.max_keyframe_interval_s <= chunk_seconds + slack_s
 
 
-def decide(facts: StreamFacts, chunk_seconds: float, mode: TranscodeMode) -> Plan:
-    """Copy or encode, per stream; `never` on an input that needs encoding is an error."""
+def decide(
+    facts: StreamFacts, chunk_seconds: float, mode: TranscodeMode, gop_watched: bool = False
+) -> Plan:
+    """Copy or encode, per stream; `never` on an input that needs encoding is an error.
+
+    `gop_watched`: keyframe intervals were not measured up front (a live source, where a probe
+    would delay the start by its length); H.264 is copied and the GOP watcher switches to
+    re-encoding if a GOP turns out too long.
+    """
     if facts.video_codec is None and facts.audio_codec is None:
         raise MediaError("input has neither a video nor an audio stream")
     video: str | None = None
@@ -57,6 +64,8 @@ def decide(facts: StreamFacts, chunk_seconds: float, mode: TranscodeMode) -> Pla
         elif facts.video_codec not in COPYABLE_VIDEO:
             video = "encode"
             reasons.append(f"video {facts.video_codec} is not H.264")
+        elif facts.max_keyframe_interval_s is None and gop_watched:
+            video = "copy"
         elif not keyframes_fit(facts, chunk_seconds):
             video = "encode"
             interval = facts.max_keyframe_interval_s

@@ -73,6 +73,22 @@ class MediaStream:
         )
 
     @property
+    def live_since_s(self) -> float | None:
+        """For live inputs, when (time.monotonic) the first packet was read; None for files."""
+        return self._pipeline.first_read_s if self._pipeline.spec.is_live else None
+
+    @property
+    def paced_by_source(self) -> bool:
+        """The input delivers at real time itself (camera, RTSP, a push): no holding back."""
+        return self._pipeline.spec.paced_by_source
+
+    @property
+    def resumed_at_s(self) -> float:
+        """Media time where the latest push after a reconnect begins (0: no reconnect), within
+        the few milliseconds between the input's first timestamp and chunk 0's start."""
+        return self._pipeline.resumed_at_s
+
+    @property
     def gop_action(self) -> GopAction | None:
         """What the GOP watcher did about a long GOP in copy mode (None: nothing so far)."""
         return self._pipeline.gop_action
@@ -104,7 +120,9 @@ class MediaStream:
         if self._started:
             raise RuntimeError("chunks() can be iterated only once per MediaStream")
         self._started = True
-        assembler = ChunkAssembler(self._options.chunk_seconds)
+        # Live inputs: a chunk leaves as soon as it is whole (a GOP sooner); files keep the
+        # stricter rule, which also glues odd fragments to the chunk before.
+        assembler = ChunkAssembler(self._options.chunk_seconds, close_early=self.info.is_live)
         try:
             while True:
                 while self._ready:
@@ -162,7 +180,14 @@ def open_push(listener: PushListener, options: MediaOptions | None = None) -> Me
     """
     options = options or MediaOptions()
     display = listener.spec.display_url
-    spec = InputSpec(display, display, listener.spec.format, listener.spec.options, is_live=True)
+    spec = InputSpec(
+        display,
+        display,
+        listener.spec.format,
+        listener.spec.options,
+        is_live=True,
+        paced_by_source=True,
+    )
     pipeline = Pipeline(spec, options, listener)
     return MediaStream(pipeline, options)
 
