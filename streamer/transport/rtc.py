@@ -49,6 +49,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from streamer.transport.signaling_client import (
     IceServer,
+    IceServersUpdate,
     PeerLeft,
     Reconnected,
     SignalingEvent,
@@ -205,6 +206,9 @@ def dispatch_signaling_event(manager: PeerManager, event: SignalingEvent) -> boo
     The driver's signaling loop calls this first and handles the rest itself (peers, media,
     broadcast_ended, ...). `Reconnected` updates the ICE servers but is still the driver's too.
     """
+    if isinstance(event, IceServersUpdate):
+        manager.set_ice_servers(event.ice_servers)
+        return True
     if isinstance(event, SignalMessage):
         manager.handle_signal(event.from_id, event.data)
         return True

@@ -104,6 +104,7 @@ export class WatchApp {
         this._connectMore(w.peers);
       },
       onMedia: (media) => this._onMedia(media),
+      onIceServers: (servers) => this.rtc.setIceServers(servers),
       onPeers: (peers) => {
         this._learnPeers(peers);
         this._connectMore(peers);
