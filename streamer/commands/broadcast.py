@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from streamer.commands.relay import check_channel_name
+from streamer.commands.relay import add_ice_arguments, check_channel_name, rtc_config
 from streamer.errors import UserError
 from streamer.media import MediaOptions, MediaStream, open_media
 from streamer.media.pacing import live_chunks
@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upload-limit", help="cap on upload, e.g. 5M (bits/s)")
     parser.add_argument("--stats-json", help="write stats to this file on exit")
     parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
+    add_ice_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +103,7 @@ async def _broadcast(args: argparse.Namespace) -> int:
                 max_neighbours=args.max_neighbours,
                 upload_limit_bps=upload_limit_bps,
                 chunk_seconds=options.chunk_seconds,
+                rtc=rtc_config(args),
             )
         )
         await node.start()
