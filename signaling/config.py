@@ -161,6 +161,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `streamer serve` and `python -m signaling`."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (0 picks a free one)")
+    add_ice_arguments(parser)
+    parser.add_argument(
+        "--broadcast-token",
+        default=None,
+        metavar="TOKEN",
+        help="require this token to create a channel",
+    )
+    parser.add_argument(
+        "--max-peers-per-channel", type=int, default=ServerConfig.max_peers_per_channel
+    )
+    parser.add_argument("--max-channels", type=int, default=ServerConfig.max_channels)
+    parser.add_argument(
+        "--heartbeat", type=float, default=ServerConfig.heartbeat_s, metavar="SECONDS"
+    )
+
+
+def add_ice_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The STUN/TURN options (also `streamer broadcast`'s, for its embedded server)."""
     parser.add_argument(
         "--turn-url",
         "--ice-server",
@@ -193,19 +211,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--turn-username", default=None, help="static username for turn: URLs")
     parser.add_argument("--turn-credential", default=None, help="static credential for turn: URLs")
-    parser.add_argument(
-        "--broadcast-token",
-        default=None,
-        metavar="TOKEN",
-        help="require this token to create a channel",
+
+
+@dataclass(frozen=True)
+class IceSettings:
+    """What the STUN/TURN options amount to (the ServerConfig fields of the same names)."""
+
+    ice_servers: tuple[IceServer, ...] = ()
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl_s: float = DEFAULT_TTL_S
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.ice_servers)
+
+
+def ice_settings_from_args(args: argparse.Namespace) -> IceSettings:
+    """Check the STUN/TURN options; bad values are UserErrors."""
+    if not args.turn_ttl > 0:
+        raise UserError("--turn-ttl must be > 0 seconds")
+    turn_secret = read_turn_secret(args.turn_secret, args.turn_secret_file)
+    secret_auth = turn_secret is not None
+    servers = parse_ice_servers(
+        args.ice_server, args.turn_username, args.turn_credential, secret_auth=secret_auth
     )
-    parser.add_argument(
-        "--max-peers-per-channel", type=int, default=ServerConfig.max_peers_per_channel
-    )
-    parser.add_argument("--max-channels", type=int, default=ServerConfig.max_channels)
-    parser.add_argument(
-        "--heartbeat", type=float, default=ServerConfig.heartbeat_s, metavar="SECONDS"
-    )
+    return IceSettings(servers, turn_secret, args.turn_ttl)
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -218,20 +248,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise UserError("--heartbeat must be > 0 seconds")
     if args.broadcast_token is not None and not args.broadcast_token:
         raise UserError("--broadcast-token must not be empty")
-    if not args.turn_ttl > 0:
-        raise UserError("--turn-ttl must be > 0 seconds")
-    turn_secret = read_turn_secret(args.turn_secret, args.turn_secret_file)
+    ice = ice_settings_from_args(args)
     return ServerConfig(
         host=args.host,
         port=args.port,
-        ice_servers=parse_ice_servers(
-            args.ice_server,
-            args.turn_username,
-            args.turn_credential,
-            secret_auth=turn_secret is not None,
-        ),
-        turn_secret=turn_secret,
-        turn_ttl_s=args.turn_ttl,
+        ice_servers=ice.ice_servers,
+        turn_secret=ice.turn_secret,
+        turn_ttl_s=ice.turn_ttl_s,
         broadcast_token=args.broadcast_token,
         max_peers_per_channel=args.max_peers_per_channel,
         max_channels=args.max_channels,

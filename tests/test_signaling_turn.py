@@ -3,15 +3,23 @@ they expire, and the secret itself never reaches a page, /api, /metrics or any m
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from signaling_helpers import join, make_client, media, receive, receive_type
+from test_e2e_swarm import one_line_error, start_broadcast, stop, streamer
 
-from signaling.config import IceServer
+from signaling.app import start_server
+from signaling.config import IceServer, ServerConfig
 from signaling.state import STATE
+from streamer.transport.rtc import dispatch_signaling_event
+from streamer.transport.signaling_client import IceServersUpdate, SignalingClient
 
 SECRET = "s3cret-never-sent"
 NOW_UNIX_S = 1_800_000_000.0
@@ -97,3 +105,64 @@ async def test_without_a_secret_nothing_changes(aiohttp_client: Any) -> None:
     client = await make_client(aiohttp_client, ice_servers=(IceServer(("stun:h:1",)),))
     _, welcome = await join(client)
     assert welcome["ice_servers"] == [{"urls": ["stun:h:1"]}]
+
+
+async def test_a_peer_takes_the_refreshed_servers() -> None:
+    config = ServerConfig(
+        port=0, ice_servers=SERVERS, turn_secret=SECRET, turn_ttl_s=3600.0, sweep_interval_s=0.05
+    )
+    server = await start_server(config)
+    client = SignalingClient(server.url, channel="c", role="relay", reconnect=False)
+    try:
+        welcome = await client.connect()
+        manager = FakeManager()
+        server.app[STATE].wall_clock = lambda: time.time() + 1900
+        async with asyncio.timeout(3):
+            while True:
+                event = await client.next_event()
+                if dispatch_signaling_event(manager, event):  # type: ignore[arg-type]
+                    break
+        assert isinstance(event, IceServersUpdate)
+        [(stun, turn)] = manager.updates
+        assert stun.urls == ("stun:127.0.0.1:3478",) and stun.username is None
+        assert turn.username != welcome.ice_servers[1].username
+        assert turn.username is not None and turn.username.endswith(f":{welcome.peer_id}")
+        assert turn.credential == expected_credential(turn.username)
+    finally:
+        await client.close()
+        await server.close()
+
+
+class FakeManager:
+    """Records what `dispatch_signaling_event` hands a PeerManager."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[Any, ...]] = []
+
+    def set_ice_servers(self, servers: Any) -> None:
+        self.updates.append(tuple(servers))
+
+
+@pytest.mark.timeout(60)
+async def test_broadcast_hands_its_embedded_servers_turn_settings_out(tmp_path: Path) -> None:
+    secret_file = tmp_path / "turn-secret"
+    secret_file.write_text(SECRET + "\n")
+    turn_options = ("--turn-url", "turn:127.0.0.1:3478", "--turn-secret-file", str(secret_file))
+    proc, url = start_broadcast(tmp_path, tmp_path / "k.key", *turn_options)
+    try:
+        client = SignalingClient(url, channel="x", role="viewer", reconnect=False)
+        welcome = await client.connect()
+        await client.close()
+    finally:
+        rc, err = stop(proc)
+    assert rc == 0, err
+    [turn] = welcome.ice_servers
+    assert turn.username is not None and turn.username.endswith(f":{welcome.peer_id}")
+    assert turn.credential == expected_credential(turn.username)
+    # With --server the settings belong to `streamer serve`: refused, in one line.
+    line = one_line_error(
+        streamer(
+            "broadcast", "testsrc", "--server", url, "--key", str(tmp_path / "k"), *turn_options
+        )
+    )
+    assert "streamer serve" in line
