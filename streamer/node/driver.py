@@ -605,6 +605,8 @@ class SwarmNode:
         if manager is not None:
             figures["in_bps"] = self._in_meter.sample(manager.total_bytes_received, now)
             figures["out_bps"] = self._out_meter.sample(manager.total_bytes_sent, now)
+            paths = self._neighbour_paths().values()
+            figures["relayed_neighbours"] = sum(p["pair_type"] == "relay" for p in paths)
         pb = core.playback if core else None
         if pb is not None and pb.next_seq is not None and self.latest_seq is not None:
             figures["buffer_chunks"] = max(0, self.latest_seq - pb.next_seq + 1)
