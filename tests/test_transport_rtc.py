@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from streamer.transport.ice_path import aioice_connection
 from streamer.transport.loopback import LoopbackRelay
 from streamer.transport.rtc import (
     ANSWERER,
@@ -122,6 +123,14 @@ async def test_a_loopback_connection_reports_a_host_pair_and_its_rtt() -> None:
         assert a.manager.pair_types_opened == {"host": 1}
     finally:
         await swarm.close()
+
+
+async def test_without_ice_servers_no_public_stun_server_is_used(swarm: Swarm) -> None:
+    # aiortc falls back to stun.l.google.com when iceServers is None; the manager passes [].
+    a, _ = await open_pair(swarm)
+    connection = aioice_connection(a.manager._peers["bob"].pc)
+    assert connection is not None
+    assert connection.stun_server is None and connection.turn_server is None
 
 
 async def test_two_peers_exchange_messages_both_ways(swarm: Swarm) -> None:

@@ -61,7 +61,7 @@ class IcePath:
         }
 
 
-def _ice_connection(pc: Any) -> Any:
+def aioice_connection(pc: Any) -> Any:
     """The aioice Connection under an aiortc RTCPeerConnection's data channels, or None."""
     sctp = getattr(pc, "sctp", None)
     dtls = getattr(sctp, "transport", None)
@@ -70,7 +70,7 @@ def _ice_connection(pc: Any) -> Any:
 
 
 def _nominated_pair(pc: Any) -> Any:
-    connection = _ice_connection(pc)
+    connection = aioice_connection(pc)
     nominated = getattr(connection, "_nominated", None)
     return nominated.get(_COMPONENT) if isinstance(nominated, dict) else None
 
@@ -95,7 +95,7 @@ async def probe_rtt_s(pc: Any) -> float | None:
     late answer never inflates the figure; aioice gives up after 0.5 s).
     """
     try:
-        connection = _ice_connection(pc)
+        connection = aioice_connection(pc)
         pair = _nominated_pair(pc)
         if pair is None or connection is None or connection.remote_password is None:
             return None
