@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench browser clean
+.PHONY: demo test test-fast lint bench browser coturn clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,20 @@ browser:
 	  fi; \
 	fi
 
+# The TURN tests start Debian's coturn (`turnserver`) on 127.0.0.1; install it when missing and apt
+# is usable (root). The package's own service stays off (Debian ships it disabled).
+coturn:
+	@if ! command -v turnserver >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian coturn for the TURN tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null; \
+	  else \
+	    echo "turnserver is missing and apt is not usable: TURN tests will be skipped"; \
+	  fi; \
+	fi
+
 # The whole suite (slow end-to-end and browser tests included), then lint: CI runs exactly this.
-test: $(STAMP) browser
+test: $(STAMP) browser coturn
 	$(PY) -m pytest -q -rs
 	$(MAKE) --no-print-directory lint
 

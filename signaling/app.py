@@ -39,6 +39,7 @@ from signaling.protocol import (
 )
 from signaling.ratelimit import TokenBucket
 from signaling.state import STATE, Connection, ServerState
+from signaling.turn_credentials import expiry_unix_s, needs_refresh
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,49 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(state.config.sweep_interval_s)
             state.registry.sweep(time.monotonic())
+            _refresh_turn_credentials(state)
 
     task = asyncio.get_running_loop().create_task(loop())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _refresh_turn_credentials(state: ServerState) -> None:
+    """Send fresh ICE servers to peers whose TURN credentials are past half their lifetime.
+
+    A peer that stays connected for longer than the credential lifetime would otherwise set up
+    new connections with expired credentials (coturn refuses them).
+    """
+    config = state.config
+    if config.turn_secret is None:
+        return
+    now_unix_s = state.wall_clock()
+    for conn in list(state.connections):
+        expires = conn.turn_expires_at_unix_s
+        if conn.peer_id is None or expires is None:
+            continue
+        if needs_refresh(expires, now_unix_s, config.turn_ttl_s):
+            _send(state, conn, _ice_servers_message(state, conn, conn.peer_id, now_unix_s))
+
+
+def _ice_servers_for(
+    state: ServerState, conn: Connection, peer_id: str, now_unix_s: float
+) -> list[dict[str, Any]]:
+    """This peer's ICE servers (fresh TURN credentials), remembering when they expire."""
+    if state.config.turn_secret is not None:
+        conn.turn_expires_at_unix_s = expiry_unix_s(now_unix_s, state.config.turn_ttl_s)
+    return state.config.ice_servers_for_peer(peer_id, now_unix_s)
+
+
+def _ice_servers_message(
+    state: ServerState, conn: Connection, peer_id: str, now_unix_s: float
+) -> dict[str, Any]:
+    return {
+        "type": "ice_servers",
+        "ice_servers": _ice_servers_for(state, conn, peer_id, now_unix_s),
+    }
 
 
 async def _close_all(app: web.Application) -> None:
@@ -291,7 +329,7 @@ def _on_join(state: ServerState, conn: Connection, message: Join, now: float) ->
             "peer_id": peer_id,
             "channel": channel.name,
             "role": message.role,
-            "ice_servers": state.config.ice_servers_json(),
+            "ice_servers": _ice_servers_for(state, conn, peer_id, state.wall_clock()),
             "media": channel.media,
             "peers": [c.to_json() for c in candidates],
             "heartbeat_s": state.config.heartbeat_s,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from signaling.turn_credentials import DEFAULT_TTL_S, make_turn_credential
 from streamer.errors import UserError
 
 #: The repository's web/ folder (templates and static files), found next to the package.
@@ -23,11 +24,16 @@ _ICE_URL_RE = re.compile(r"^(stun|stuns|turn|turns):[^\s]{1,253}$")
 
 @dataclass(frozen=True)
 class IceServer:
-    """One STUN/TURN entry, shaped like RTCIceServer in the browser."""
+    """One STUN/TURN entry, shaped like RTCIceServer in the browser.
+
+    `secret_auth`: the credentials are made per peer from the server's TURN secret
+    (signaling.turn_credentials); `username`/`credential` are then unset.
+    """
 
     urls: tuple[str, ...]
     username: str | None = None
     credential: str | None = None
+    secret_auth: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"urls": list(self.urls)}
@@ -45,6 +51,10 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     ice_servers: tuple[IceServer, ...] = ()
+    #: coturn's `static-auth-secret`: peers get credentials made from it, never the secret itself.
+    turn_secret: str | None = field(default=None, repr=False)
+    #: Lifetime of those credentials.
+    turn_ttl_s: float = DEFAULT_TTL_S
     #: When set, creating (owning) a channel needs this operator token.
     broadcast_token: str | None = None
     #: aiohttp's hard frame limit: a bigger frame closes the socket (code 1009).
@@ -84,39 +94,74 @@ class ServerConfig:
     web_dir: Path = field(default=DEFAULT_WEB_DIR)
 
     def ice_servers_json(self) -> list[dict[str, Any]]:
-        return [server.to_json() for server in self.ice_servers]
+        """The servers anyone may see (the page): those with per-peer credentials are left out."""
+        return [server.to_json() for server in self.ice_servers if not server.secret_auth]
+
+    def ice_servers_for_peer(self, peer_id: str, now_unix_s: float) -> list[dict[str, Any]]:
+        """The servers for one peer's `welcome`, with TURN credentials made for it now."""
+        out = []
+        for server in self.ice_servers:
+            entry = server.to_json()
+            if server.secret_auth and self.turn_secret:
+                cred = make_turn_credential(self.turn_secret, peer_id, now_unix_s, self.turn_ttl_s)
+                entry["username"] = cred.username
+                entry["credential"] = cred.credential
+            out.append(entry)
+        return out
 
 
 def parse_ice_servers(
-    urls: list[str], username: str | None = None, credential: str | None = None
+    urls: list[str],
+    username: str | None = None,
+    credential: str | None = None,
+    *,
+    secret_auth: bool = False,
 ) -> tuple[IceServer, ...]:
-    """Check STUN/TURN URLs (RFC 7064/7065 shapes) and attach TURN credentials to turn(s) URLs."""
+    """Check STUN/TURN URLs (RFC 7064/7065 shapes) and attach TURN credentials to turn(s) URLs.
+
+    With `secret_auth`, turn(s) URLs are marked for per-peer credentials instead.
+    """
+    if secret_auth and (username is not None or credential is not None):
+        raise UserError("use either --turn-secret or --turn-username/--turn-credential, not both")
     servers: list[IceServer] = []
     for url in urls:
         if not _ICE_URL_RE.match(url):
             raise UserError(
-                f"bad --ice-server {url!r}: expected stun:HOST[:PORT] or turn:HOST[:PORT]"
+                f"bad --turn-url/--ice-server {url!r}: "
+                "expected stun:HOST[:PORT] or turn:HOST[:PORT][?transport=udp|tcp]"
             )
-        if url.startswith("turn"):
+        if url.startswith("turn") and secret_auth:
+            servers.append(IceServer((url,), secret_auth=True))
+        elif url.startswith("turn"):
             servers.append(IceServer((url,), username, credential))
         else:
             servers.append(IceServer((url,)))
+    if secret_auth and not any(server.secret_auth for server in servers):
+        raise UserError("--turn-secret needs at least one --turn-url turn:HOST:PORT")
     return tuple(servers)
+
+
+def read_turn_secret(secret: str | None, secret_file: str | None) -> str | None:
+    """The TURN secret from --turn-secret or --turn-secret-file (first line); UserError if bad."""
+    if secret is not None and secret_file is not None:
+        raise UserError("use either --turn-secret or --turn-secret-file, not both")
+    if secret_file is not None:
+        try:
+            text = Path(secret_file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise UserError(f"cannot read --turn-secret-file {secret_file}: {error}") from None
+        lines = text.splitlines()
+        secret = lines[0].strip() if lines else ""
+    if secret is not None and not secret:
+        raise UserError("the TURN secret must not be empty")
+    return secret
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `streamer serve` and `python -m signaling`."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (0 picks a free one)")
-    parser.add_argument(
-        "--ice-server",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="STUN/TURN URL handed to peers, e.g. stun:stun.example.org:3478 (repeatable)",
-    )
-    parser.add_argument("--turn-username", default=None, help="username for turn: URLs")
-    parser.add_argument("--turn-credential", default=None, help="credential for turn: URLs")
+    add_ice_arguments(parser)
     parser.add_argument(
         "--broadcast-token",
         default=None,
@@ -132,6 +177,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_ice_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The STUN/TURN options (also `streamer broadcast`'s, for its embedded server)."""
+    parser.add_argument(
+        "--turn-url",
+        "--ice-server",
+        dest="ice_server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN/TURN URL handed to every peer, e.g. turn:turn.example.org:3478 or "
+        "stun:stun.example.org:3478 (repeatable)",
+    )
+    parser.add_argument(
+        "--turn-secret",
+        default=None,
+        metavar="SECRET",
+        help="coturn's static-auth-secret: each peer gets its own expiring credentials for the "
+        "turn: URLs (the secret itself is never sent)",
+    )
+    parser.add_argument(
+        "--turn-secret-file",
+        default=None,
+        metavar="PATH",
+        help="read the TURN secret from the first line of this file (keeps it out of ps)",
+    )
+    parser.add_argument(
+        "--turn-ttl",
+        type=float,
+        default=DEFAULT_TTL_S,
+        metavar="SECONDS",
+        help="lifetime of those credentials (default %(default).0f s)",
+    )
+    parser.add_argument("--turn-username", default=None, help="static username for turn: URLs")
+    parser.add_argument("--turn-credential", default=None, help="static credential for turn: URLs")
+
+
+@dataclass(frozen=True)
+class IceSettings:
+    """What the STUN/TURN options amount to (the ServerConfig fields of the same names)."""
+
+    ice_servers: tuple[IceServer, ...] = ()
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl_s: float = DEFAULT_TTL_S
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.ice_servers)
+
+
+def ice_settings_from_args(args: argparse.Namespace) -> IceSettings:
+    """Check the STUN/TURN options; bad values are UserErrors."""
+    if not args.turn_ttl > 0:
+        raise UserError("--turn-ttl must be > 0 seconds")
+    turn_secret = read_turn_secret(args.turn_secret, args.turn_secret_file)
+    secret_auth = turn_secret is not None
+    servers = parse_ice_servers(
+        args.ice_server, args.turn_username, args.turn_credential, secret_auth=secret_auth
+    )
+    return IceSettings(servers, turn_secret, args.turn_ttl)
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Build and check a ServerConfig from parsed options; bad values are UserErrors."""
     if not 0 <= args.port <= 65535:
@@ -142,10 +248,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise UserError("--heartbeat must be > 0 seconds")
     if args.broadcast_token is not None and not args.broadcast_token:
         raise UserError("--broadcast-token must not be empty")
+    ice = ice_settings_from_args(args)
     return ServerConfig(
         host=args.host,
         port=args.port,
-        ice_servers=parse_ice_servers(args.ice_server, args.turn_username, args.turn_credential),
+        ice_servers=ice.ice_servers,
+        turn_secret=ice.turn_secret,
+        turn_ttl_s=ice.turn_ttl_s,
         broadcast_token=args.broadcast_token,
         max_peers_per_channel=args.max_peers_per_channel,
         max_channels=args.max_channels,

@@ -6,6 +6,7 @@ Kept apart from app.py so the page handlers can reach it without importing the s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ class Connection:
     #: The TCP transport, to cut a connection that stopped reading without a closing handshake.
     transport: Any
     peer_id: str | None = None
+    #: When the TURN credentials this peer holds expire (None: it holds none from our secret).
+    turn_expires_at_unix_s: int | None = None
     rate_violations: int = 0
     dropped: bool = False
 
@@ -43,6 +46,8 @@ class ServerState:
     connections: set[Connection] = field(default_factory=set)
     by_peer: dict[str, Connection] = field(default_factory=dict)
     started_at_s: float = field(default_factory=time.monotonic)
+    #: Wall clock for TURN credential expiry (Unix seconds; tests replace it).
+    wall_clock: Callable[[], float] = time.time
 
 
 STATE = web.AppKey("signaling_state", ServerState)

@@ -145,6 +145,12 @@ def test_broadcast_relay_and_watchers_as_processes(
     assert from_peers > from_source, watch_stats
     assert stats["broadcast"]["stream_bytes"] > 0
     assert stats["broadcast"]["bytes_uploaded"] < 2.5 * stats["broadcast"]["stream_bytes"]
+    # Per neighbour, the ICE path: on loopback without STUN/TURN every pair is host-host.
+    for st in watch_stats:
+        assert st["neighbour_paths"], st
+        for path in st["neighbour_paths"].values():
+            assert path["pair_type"] == "host" and path["protocol"] == "udp", path
+        assert set(st["ice_pair_types"]) == {"host"}, st
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from streamer.node.keyfile import BroadcasterKey
 from streamer.node.media_info import media_description
 from streamer.protocol import Piece, decode_message, encode_message
 from streamer.swarm import ChunkPlayed
+from streamer.transport.rtc import RtcConfig
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -43,9 +44,13 @@ class Broadcast:
 
 
 @contextlib.asynccontextmanager
-async def broadcast(max_neighbours: int = 12) -> AsyncIterator[Broadcast]:
+async def broadcast(
+    max_neighbours: int = 12,
+    server_config: ServerConfig | None = None,
+    rtc: RtcConfig | None = None,
+) -> AsyncIterator[Broadcast]:
     """An embedded server and a broadcaster releasing a live test pattern in 0.5 s chunks."""
-    server = await start_server(ServerConfig(host="127.0.0.1", port=0))
+    server = await start_server(server_config or ServerConfig(host="127.0.0.1", port=0))
     key = BroadcasterKey(Ed25519PrivateKey.generate(), "test-secret-0123456789")
     options = MediaOptions(chunk_seconds=CHUNK_S, video_bitrate_bps=400_000, loop=False)
     stream = await asyncio.to_thread(open_media, "testsrc:192x108@15", options)
@@ -59,6 +64,7 @@ async def broadcast(max_neighbours: int = 12) -> AsyncIterator[Broadcast]:
             chunk_seconds=CHUNK_S,
             max_neighbours=max_neighbours,
             epoch=EPOCH,
+            rtc=rtc or RtcConfig(),
         )
     )
     await node.start()

@@ -154,6 +154,8 @@ def test_rate_meter_and_status_line() -> None:
     )
     assert "nbrs 5" in line and "1.00 Mbit/s" in line and "2.50 Mbit/s" in line
     assert "buffer 3" in line
+    assert "TURN" not in line
+    assert "via TURN 2" in format_status("watch", {"neighbours": 3, "relayed_neighbours": 2})
 
 
 def test_status_printer_throttles_when_not_a_tty(tmp_path: Path) -> None:

@@ -7,11 +7,12 @@ import hashlib
 import struct
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
+from streamer.transport.ice_path import aioice_connection
 from streamer.transport.loopback import LoopbackRelay
 from streamer.transport.rtc import (
     ANSWERER,
@@ -108,6 +109,28 @@ async def open_pair(swarm: Swarm, a_id: str = "alice", b_id: str = "bob") -> tup
     await a.events.wait_for(lambda: b_id in a.events.opened, 10)
     await b.events.wait_for(lambda: a_id in b.events.opened, 10)
     return a, b
+
+
+async def test_a_loopback_connection_reports_a_host_pair_and_its_rtt() -> None:
+    swarm = Swarm(replace(FAST, rtt_probe_interval_s=0.1))
+    try:
+        a, _ = await open_pair(swarm)
+        async with asyncio.timeout(5):
+            while (stats := a.manager.stats("bob")) is None or not (stats.ice and stats.ice.rtt_s):
+                await asyncio.sleep(0.05)
+        assert stats.ice.pair_type == "host" and stats.ice.protocol == "udp"
+        assert 0 < stats.ice.rtt_s < 0.5
+        assert a.manager.pair_types_opened == {"host": 1}
+    finally:
+        await swarm.close()
+
+
+async def test_without_ice_servers_no_public_stun_server_is_used(swarm: Swarm) -> None:
+    # aiortc falls back to stun.l.google.com when iceServers is None; the manager passes [].
+    a, _ = await open_pair(swarm)
+    connection = aioice_connection(a.manager._peers["bob"].pc)
+    assert connection is not None
+    assert connection.stun_server is None and connection.turn_server is None
 
 
 async def test_two_peers_exchange_messages_both_ways(swarm: Swarm) -> None:

@@ -16,7 +16,8 @@ import sys
 import time
 from typing import Any
 
-from streamer.commands.relay import check_channel_name
+from signaling import config as signaling_config
+from streamer.commands.relay import add_ice_arguments, check_channel_name, rtc_config
 from streamer.errors import UserError
 from streamer.media import MediaOptions, MediaStream, open_media, open_push
 from streamer.media.ingest import ListenInterrupted, PushListener
@@ -101,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upload-limit", help="cap on upload, e.g. 5M (bits/s)")
     parser.add_argument("--stats-json", help="write stats to this file on exit")
     parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
+    add_ice_arguments(parser)
+    embedded = parser.add_argument_group("STUN/TURN of the embedded server (without --server)")
+    signaling_config.add_ice_arguments(embedded)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,6 +186,12 @@ async def _broadcast(args: argparse.Namespace) -> int:
     check_channel_name(args.channel)  # also keeps the default key file path inside its folder
     options = _options(args)
     push_spec = _listen_spec(args)
+    ice = signaling_config.ice_settings_from_args(args)
+    if args.server is not None and ice.configured:
+        raise UserError(
+            "--turn-url/--ice-server/--turn-* set up the embedded server; "
+            "with --server, give them to `streamer serve`"
+        )
     upload_limit_bps = parse_rate_bps(args.upload_limit) if args.upload_limit else None
     key = load_or_create_key(args.key or default_key_path(args.channel))
     stream: MediaStream | None = None
@@ -197,7 +207,7 @@ async def _broadcast(args: argparse.Namespace) -> int:
     try:
         url = args.server
         if url is None:
-            server = await _start_embedded_server(args.host, args.port)
+            server = await _start_embedded_server(args.host, args.port, ice)
             url = server.url
         print(f"watch: {url.rstrip('/')}/watch/{args.channel}", flush=True)
         epoch = session_epoch_for(time.time())
@@ -212,6 +222,7 @@ async def _broadcast(args: argparse.Namespace) -> int:
                 upload_limit_bps=upload_limit_bps,
                 chunk_seconds=options.chunk_seconds,
                 epoch=epoch,
+                rtc=rtc_config(args),
             )
         )
         await node.start()
@@ -297,11 +308,17 @@ async def _release(
             )
 
 
-async def _start_embedded_server(host: str, port: int) -> Any:
+async def _start_embedded_server(host: str, port: int, ice: signaling_config.IceSettings) -> Any:
     from signaling.app import start_server
-    from signaling.config import ServerConfig
 
+    config = signaling_config.ServerConfig(
+        host=host,
+        port=port,
+        ice_servers=ice.ice_servers,
+        turn_secret=ice.turn_secret,
+        turn_ttl_s=ice.turn_ttl_s,
+    )
     try:
-        return await start_server(ServerConfig(host=host, port=port))
+        return await start_server(config)
     except OSError as error:
         raise UserError(f"cannot start the embedded server: {error.strerror or error}") from None

@@ -16,6 +16,7 @@ from streamer.errors import UserError
 from streamer.node.driver import NodeConfig, SwarmNode
 from streamer.node.runner import run_until_stopped, write_stats
 from streamer.node.units import parse_rate_bps
+from streamer.transport.rtc import RtcConfig
 
 NAME = "relay"
 HELP = "run a headless relay peer that adds upload capacity to a channel"
@@ -32,6 +33,20 @@ def add_node_arguments(parser: argparse.ArgumentParser, max_neighbours: int) -> 
     parser.add_argument("--duration", type=float, help="leave after this many seconds")
     parser.add_argument("--stats-json", help="write stats to this file on exit")
     parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
+    add_ice_arguments(parser)
+
+
+def add_ice_arguments(parser: argparse.ArgumentParser) -> None:
+    """ICE options of every node (the STUN/TURN servers themselves come from the server)."""
+    parser.add_argument(
+        "--ice-relay-only",
+        action="store_true",
+        help="connect to neighbours through the server's TURN relays only (testing, privacy)",
+    )
+
+
+def rtc_config(args: argparse.Namespace) -> RtcConfig:
+    return RtcConfig(ice_transport_policy="relay" if args.ice_relay_only else "all")
 
 
 def check_channel_name(name: str) -> None:
@@ -57,6 +72,7 @@ def node_config(args: argparse.Namespace, role: str, target_neighbours: int) -> 
         max_neighbours=args.max_neighbours,
         target_neighbours=min(target_neighbours, args.max_neighbours),
         upload_limit_bps=limit_bps,
+        rtc=rtc_config(args),
     )
 
 

@@ -618,6 +618,8 @@ class SwarmNode:
         if manager is not None:
             figures["in_bps"] = self._in_meter.sample(manager.total_bytes_received, now)
             figures["out_bps"] = self._out_meter.sample(manager.total_bytes_sent, now)
+            paths = self._neighbour_paths().values()
+            figures["relayed_neighbours"] = sum(p["pair_type"] == "relay" for p in paths)
         pb = core.playback if core else None
         if pb is not None and pb.next_seq is not None and self.latest_seq is not None:
             figures["buffer_chunks"] = max(0, self.latest_seq - pb.next_seq + 1)
@@ -671,6 +673,8 @@ class SwarmNode:
                 "signaling_reconnects": self.client.reconnects,
                 "transport_bytes_sent": manager.total_bytes_sent if manager else 0,
                 "transport_bytes_received": manager.total_bytes_received if manager else 0,
+                "neighbour_paths": self._neighbour_paths(),
+                "ice_pair_types": dict(manager.pair_types_opened) if manager else {},
             }
         )
         for key in ("bytes_uploaded", "bytes_from_source", "bytes_from_peers", "stream_bytes"):
@@ -679,6 +683,16 @@ class SwarmNode:
             stream_bytes = stats.get("stream_bytes") or 0
             stats["upload_ratio"] = stats["bytes_uploaded"] / stream_bytes if stream_bytes else None
         return stats
+
+    def _neighbour_paths(self) -> dict[str, dict[str, Any]]:
+        """Per open neighbour: the selected ICE candidate pair type and its RTT."""
+        manager = self.manager
+        paths: dict[str, dict[str, Any]] = {}
+        for peer_id in manager.open_peers() if manager else []:
+            stats = manager.stats(peer_id) if manager else None
+            if stats is not None and stats.ice is not None:
+                paths[peer_id] = stats.ice.to_json()
+        return paths
 
 
 def describe_signaling_error(error: SignalingError, config: NodeConfig) -> str:

@@ -46,6 +46,8 @@ def format_status(role: str, figures: Mapping[str, Any]) -> str:
         parts.append(f"cont {float(figures['continuity']):.3f}")
     if figures.get("lag_s") is not None:
         parts.append(f"lag {float(figures['lag_s']):.1f}s")
+    if figures.get("relayed_neighbours"):
+        parts.append(f"via TURN {figures['relayed_neighbours']}")
     if figures.get("note"):
         parts.append(str(figures["note"]))
     return "  ".join(parts)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -42,13 +42,16 @@ from aiortc import (
     RTCDataChannel,
     RTCIceCandidate,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
 from aiortc.sdp import candidate_from_sdp
 
+from streamer.transport.ice_path import IcePath, ice_path, probe_rtt_s
 from streamer.transport.signaling_client import (
     IceServer,
+    IceServersUpdate,
     PeerLeft,
     Reconnected,
     SignalingEvent,
@@ -120,6 +123,10 @@ class RtcConfig:
     idle_timeout_s: float | None = None
     #: How often timeouts are checked.
     watchdog_interval_s: float = 0.25
+    #: "relay": use TURN relays only (as the browser's iceTransportPolicy); "all": any path.
+    ice_transport_policy: str = "all"
+    #: How often each open connection's RTT is measured (one STUN check; None: never).
+    rtt_probe_interval_s: float | None = 5.0
     #: Trickled candidates kept per peer until its remote description is set.
     max_pending_candidates: int = 32
     #: Signals queued per peer while earlier ones are processed.
@@ -136,6 +143,8 @@ class PeerStats:
     messages_received: int = 0
     #: Seconds from the start of setup to the data channel being open.
     setup_s: float | None = None
+    #: The selected ICE candidate pair and its last measured RTT (once open).
+    ice: IcePath | None = None
 
 
 @dataclass(eq=False)
@@ -205,6 +214,9 @@ def dispatch_signaling_event(manager: PeerManager, event: SignalingEvent) -> boo
     The driver's signaling loop calls this first and handles the rest itself (peers, media,
     broadcast_ended, ...). `Reconnected` updates the ICE servers but is still the driver's too.
     """
+    if isinstance(event, IceServersUpdate):
+        manager.set_ice_servers(event.ice_servers)
+        return True
     if isinstance(event, SignalMessage):
         manager.handle_signal(event.from_id, event.data)
         return True
@@ -230,6 +242,7 @@ class PeerManager:
         self._signaling = signaling
         self._listener = listener
         self.config = config or RtcConfig()
+        RTCIceTransportPolicy(self.config.ice_transport_policy)  # ValueError if unknown
         self._ice_servers = to_rtc_ice_servers(ice_servers)
         self._loop = asyncio.get_running_loop()
         self._peers: dict[str, _Peer] = {}
@@ -244,8 +257,15 @@ class PeerManager:
         self.total_bytes_received = 0
         #: Signals refused as malformed (any peer).
         self.bad_signals = 0
+        #: Connections opened so far, by candidate pair type (host, srflx, prflx, relay).
+        self.pair_types_opened: Counter[str] = Counter()
         self._setup_task = self._spawn(self._setup_worker(), "rtc-setup")
         self._watchdog_task = self._spawn(self._watchdog(), "rtc-watchdog")
+        self._rtt_task = (
+            self._spawn(self._rtt_prober(self.config.rtt_probe_interval_s), "rtc-rtt")
+            if self.config.rtt_probe_interval_s is not None
+            else None
+        )
 
     # -- the driver's interface ------------------------------------------------------------------
 
@@ -363,8 +383,9 @@ class PeerManager:
         self._closed = True
         for peer in list(self._peers.values()):
             self._close_peer(peer, "shutdown")
-        for task in (self._setup_task, self._watchdog_task):
-            task.cancel()
+        for task in (self._setup_task, self._watchdog_task, self._rtt_task):
+            if task is not None:
+                task.cancel()
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=5.0)
@@ -407,7 +428,12 @@ class PeerManager:
 
     def _new_pc(self, peer: _Peer) -> RTCPeerConnection:
         # iceServers=[] and not None: None would make aiortc use Google's public STUN server.
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self._ice_servers)))
+        pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=list(self._ice_servers),
+                iceTransportPolicy=RTCIceTransportPolicy(self.config.ice_transport_policy),
+            )
+        )
         peer.pc = pc
 
         @pc.on("connectionstatechange")
@@ -608,6 +634,11 @@ class PeerManager:
         peer.last_received_at = now
         peer.last_progress_at = now
         self._release_setup_slot(peer)
+        peer.stats.ice = ice_path(peer.pc)
+        if peer.stats.ice is not None:
+            self.pair_types_opened[peer.stats.ice.pair_type] += 1
+            if self._rtt_task is not None:
+                self._spawn(self._probe(peer), f"rtc-rtt-{peer.peer_id}")
         peer.announced = True
         self._call_listener(peer, "on_peer_opened", peer.peer_id, peer.role)
 
@@ -660,6 +691,26 @@ class PeerManager:
     async def _close_pc(pc: RTCPeerConnection) -> None:
         with contextlib.suppress(Exception):
             await pc.close()
+
+    async def _probe(self, peer: _Peer) -> None:
+        """Measure one peer's RTT on its selected pair (the path is re-read: it may change)."""
+        pc = peer.pc
+        if pc is None or peer.state != _OPEN:
+            return
+        rtt_s = await probe_rtt_s(pc)
+        if peer.pc is not pc or peer.state != _OPEN:
+            return
+        path = ice_path(pc) or peer.stats.ice
+        if path is not None:
+            peer.stats.ice = path.with_rtt(rtt_s if rtt_s is not None else path.rtt_s)
+
+    async def _rtt_prober(self, interval_s: float) -> None:
+        """Every `interval_s`, one STUN check per open connection, all at once."""
+        while True:
+            await asyncio.sleep(interval_s)
+            peers = [p for p in self._peers.values() if p.state == _OPEN]
+            if peers:
+                await asyncio.gather(*(self._probe(p) for p in peers), return_exceptions=True)
 
     async def _watchdog(self) -> None:
         """Close connections that time out during setup, stall while sending, or go silent."""

@@ -138,6 +138,13 @@ class Reconnected:
 
 
 @dataclass(frozen=True)
+class IceServersUpdate:
+    """Fresh ICE servers (new TURN credentials before the old ones expire): use them from now on."""
+
+    ice_servers: tuple[IceServer, ...]
+
+
+@dataclass(frozen=True)
 class OtherMessage:
     """A message type this client does not know (the contract may grow); passed on untouched."""
 
@@ -154,6 +161,7 @@ SignalingEvent = (
     | ServerError
     | Disconnected
     | Reconnected
+    | IceServersUpdate
     | OtherMessage
 )
 
@@ -290,6 +298,8 @@ def parse_server_message(obj: Mapping[str, Any]) -> SignalingEvent | None:
         return PeerLeft(peer_id=_require_str(obj, "peer_id"))
     if kind == "broadcast_ended":
         return BroadcastEnded(reason=_require_str(obj, "reason"))
+    if kind == "ice_servers":
+        return IceServersUpdate(ice_servers=parse_ice_servers(obj.get("ice_servers")))
     if kind == "error":
         return ServerError(
             code=_require_str(obj, "code"),

@@ -161,6 +161,12 @@ test("signaling: server messages validated, malformed ones refused", () => {
   assert.equal(parseServerMessage(JSON.stringify({ type: "signal", from: "x", data: 3 })), null);
   assert.equal(parseServerMessage(JSON.stringify({ type: "signal", from: "x".repeat(65), data: {} })), null);
   assert.equal(parseServerMessage(JSON.stringify({ type: "surprise" })), null);
+  const servers = [{ urls: ["turn:h:3478"], username: "1800000000:p", credential: "c" }];
+  assert.deepEqual(parseServerMessage(JSON.stringify({ type: "ice_servers", ice_servers: servers })), {
+    type: "ice_servers",
+    iceServers: servers,
+  });
+  assert.equal(parseServerMessage(JSON.stringify({ type: "ice_servers", ice_servers: 7 })), null);
   assert.equal(parseServerMessage("[1,2]"), null);
   const e = parseServerMessage(JSON.stringify({ type: "error", code: "channel_full", fatal: true }));
   assert.deepEqual(e, { type: "error", code: "channel_full", message: "", fatal: true });

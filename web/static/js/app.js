@@ -25,13 +25,17 @@ const STATUS_INTERVAL_S = 2;
 const TICK_INTERVAL_S = 0.25;
 const PIECE_MESSAGE_BYTES = 16 * 1024 + 64;
 
-/** Page options from the URL query: ?upload_kbps=N caps upload (0 = no upload), ?debug=1. */
+/**
+ * Page options from the URL query: ?upload_kbps=N caps upload (0 = no upload), ?neighbours=N,
+ * ?relay_only=1 connects through the server's TURN relays only.
+ */
 export function pageOptions(search) {
   const q = new URLSearchParams(search);
   const kbps = Number.parseFloat(q.get("upload_kbps") ?? "");
   return {
     uploadKbps: Number.isFinite(kbps) && kbps >= 0 ? kbps : null,
     targetNeighbours: clampInt(q.get("neighbours"), 1, 16, null),
+    relayOnly: q.get("relay_only") === "1",
   };
 }
 
@@ -65,6 +69,7 @@ export class WatchApp {
     this.signaling = new SignalingClient(wsUrl, config.channel, this._signalingHandlers());
     this.rtc = new PeerManager(this.signaling, this._rtcListener(), {
       iceServers: config.ice_servers ?? [],
+      config: options.relayOnly ? { iceTransportPolicy: "relay" } : {},
       clock: () => performance.now() / 1000,
     });
   }
@@ -104,6 +109,7 @@ export class WatchApp {
         this._connectMore(w.peers);
       },
       onMedia: (media) => this._onMedia(media),
+      onIceServers: (servers) => this.rtc.setIceServers(servers),
       onPeers: (peers) => {
         this._learnPeers(peers);
         this._connectMore(peers);
@@ -420,6 +426,7 @@ export class WatchApp {
         bytesReceived: s?.bytesReceived ?? 0,
         bytesSent: s?.bytesSent ?? 0,
         setupS: s?.setupS ?? null,
+        path: s?.path ?? null,
       });
     }
     return list;
@@ -441,6 +448,10 @@ export class WatchApp {
       upload_cap_bps: this.options.uploadKbps === null ? null : this.options.uploadKbps * 1000,
       neighbours,
       neighbour_count: neighbours.filter((n) => n.state === "open").length,
+      neighbour_paths: Object.fromEntries(
+        neighbours.filter((n) => n.state === "open" && n.path).map((n) => [n.peerId, n.path]),
+      ),
+      ice_pair_types: { ...this.rtc.pairTypesOpened },
       signaling_reconnects: this.signaling.reconnects,
       rtc_bytes_sent: this.rtc.totalBytesSent,
       rtc_bytes_received: this.rtc.totalBytesReceived,
@@ -449,6 +460,7 @@ export class WatchApp {
   }
 
   _sendStatus() {
+    this.rtc.refreshPaths(); // the neighbours' ICE paths, ready for the next stats
     const s = this.lastStats;
     if (!s) return;
     const cap = this.options.uploadKbps;

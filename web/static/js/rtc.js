@@ -11,6 +11,8 @@
 // - listener.onPeerClosed is called exactly once for each peer announced by connect() or by
 //   onPeerOpened, and never for one that was not.
 
+import { icePathFromStats } from "./icepath.js";
+
 export const OFFERER = "offerer";
 export const ANSWERER = "answerer";
 
@@ -35,6 +37,8 @@ export const DEFAULT_RTC_CONFIG = Object.freeze({
   watchdogIntervalS: 0.25,
   maxPendingCandidates: 32,
   maxInboxSignals: 64,
+  // "relay": TURN relays only (RTCConfiguration.iceTransportPolicy); "all": any path.
+  iceTransportPolicy: "all",
 });
 
 /** Glare: both sides offered. True when our offer stands (our id sorts greater). */
@@ -77,6 +81,7 @@ class Peer {
     this.setupS = null;
     this.lastDrainedBytes = 0;
     this.lastProgressS = 0;
+    this.path = null; // the selected candidate pair, from getStats() (icepath.js)
   }
 }
 
@@ -100,6 +105,7 @@ export class PeerManager {
     this.totalBytesSent = 0;
     this.totalBytesReceived = 0;
     this.badSignals = 0;
+    this.pairTypesOpened = {}; // connections opened so far by candidate pair type
     this._setupTimer = null;
     this._watchdog = setInterval(() => this._checkTimeouts(), this.config.watchdogIntervalS * 1000);
   }
@@ -201,7 +207,32 @@ export class PeerManager {
       bytesSent: p.bytesSent,
       bytesReceived: p.bytesReceived,
       setupS: p.setupS,
+      path: p.path,
     };
+  }
+
+  /**
+   * Re-read every open connection's selected candidate pair and RTT (getStats()). The first path
+   * found for a connection is counted in pairTypesOpened. Never throws.
+   */
+  async refreshPaths() {
+    const open = [...this.peers.values()].filter((p) => p.state === OPEN && p.pc);
+    await Promise.all(
+      open.map(async (peer) => {
+        const pc = peer.pc;
+        let path = null;
+        try {
+          path = icePathFromStats(await pc.getStats());
+        } catch {
+          return; // closed meanwhile
+        }
+        if (!path || peer.pc !== pc || peer.state !== OPEN) return;
+        if (peer.path === null) {
+          this.pairTypesOpened[path.pair_type] = (this.pairTypesOpened[path.pair_type] ?? 0) + 1;
+        }
+        peer.path = path;
+      }),
+    );
   }
 
   close() {
@@ -248,7 +279,10 @@ export class PeerManager {
   }
 
   _newPc(peer) {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const pc = new RTCPeerConnection({
+      iceServers: this.iceServers,
+      iceTransportPolicy: this.config.iceTransportPolicy,
+    });
     peer.pc = pc;
     pc.onicecandidate = (ev) => {
       if (peer.pc !== pc || peer.state === CLOSED) return;

@@ -76,6 +76,9 @@ export function parseServerMessage(text) {
       return { type: "peer_left", peerId: msg.peer_id };
     case "broadcast_ended":
       return { type: "broadcast_ended", reason: String(msg.reason ?? "ended") };
+    case "ice_servers":
+      if (!Array.isArray(msg.ice_servers)) return null;
+      return { type: "ice_servers", iceServers: msg.ice_servers };
     case "error":
       return {
         type: "error",
@@ -96,7 +99,7 @@ const PERMANENT_ERRORS = new Set(["bad_channel_name", "unsupported_version", "ch
 /**
  * The page's signaling connection. `handlers` may define onWelcome(w), onMedia(media),
  * onPeers(peers), onSignal(from, data), onPeerLeft(id), onBroadcastEnded(reason),
- * onError(code, message), onDisconnected(retryInS), onGiveUp(reason).
+ * onIceServers(servers) (fresh TURN credentials), onError(code, message), onDisconnected(retryInS), onGiveUp(reason).
  */
 export class SignalingClient {
   constructor(url, channel, handlers, { role = "viewer", WebSocketImpl = WebSocket } = {}) {
@@ -171,6 +174,9 @@ export class SignalingClient {
         break;
       case "broadcast_ended":
         h.onBroadcastEnded?.(msg.reason);
+        break;
+      case "ice_servers":
+        h.onIceServers?.(msg.iceServers);
         break;
       case "error":
         h.onError?.(msg.code, msg.message);

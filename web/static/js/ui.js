@@ -10,6 +10,7 @@ import {
   formatSeconds,
   graphLayout,
 } from "./stats.js";
+import { formatPath } from "./icepath.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -103,6 +104,7 @@ export class PageUi {
         nb.role,
         formatBytes(nb.bytesReceived ?? 0),
         formatBytes(nb.bytesSent ?? 0),
+        formatPath(nb.path),
       ]) {
         const td = this.doc.createElement("td");
         td.textContent = text;
@@ -113,7 +115,7 @@ export class PageUi {
     if (!rows.length) {
       const tr = this.doc.createElement("tr");
       const td = this.doc.createElement("td");
-      td.colSpan = 4;
+      td.colSpan = 5;
       td.className = "empty";
       td.textContent = "no neighbours yet";
       tr.appendChild(td);
