@@ -179,9 +179,12 @@ def test_plan_copies_chunk_friendly_h264_aac() -> None:
 def test_plan_encodes_everything_else() -> None:
     assert decide(facts("vp9", "opus"), 1.0, "auto").video == "encode"
     assert decide(facts("h264", "mp3"), 1.0, "auto").audio == "encode"
-    long_gop = decide(facts("h264", "aac", 2.0), 1.0, "auto")
+    long_gop = decide(facts("h264", "aac", 2.5), 1.0, "auto")
     assert long_gop.video == "encode" and "keyframe interval" in long_gop.reason
-    assert decide(facts("h264", "aac", 2.0), 2.0, "auto").video == "copy"
+    # Up to the GOP limit (twice the chunk unless given) H.264 is copied, each GOP a chunk.
+    assert decide(facts("h264", "aac", 2.0), 1.0, "auto").video == "copy"
+    assert decide(facts("h264", "aac", 2.5), 1.0, "auto", gop_limit_s=3.0).video == "copy"
+    assert decide(facts("h264", "aac", 2.0), 1.0, "auto", gop_limit_s=1.0).video == "encode"
     forced = decide(facts("h264", "aac"), 1.0, "always")
     assert (forced.video, forced.audio) == ("encode", "encode")
 
@@ -193,6 +196,12 @@ def test_plan_copies_unmeasured_h264_when_the_gop_watcher_is_on() -> None:
     assert watched.video == "copy" and watched.audio == "copy"
     assert decide(unmeasured, 1.0, "always", gop_watched=True).video == "encode"
     assert decide(facts("hevc", "aac", None), 1.0, "auto", gop_watched=True).video == "encode"
+
+
+def test_plan_never_keeps_long_gops_and_says_what_it_costs() -> None:
+    kept = decide(facts("h264", "aac", 10.0), 1.0, "never")
+    assert (kept.video, kept.audio) == ("copy", "copy")
+    assert "10.00 s" in kept.reason and "lag" in kept.reason
 
 
 def test_plan_never_refuses_inputs_that_need_encoding() -> None:

@@ -129,7 +129,11 @@ class Pipeline:
                 raise
         try:
             self.plan: Plan = decide(
-                self.facts, options.chunk_seconds, options.transcode, self._watch_only
+                self.facts,
+                options.chunk_seconds,
+                options.transcode,
+                self._watch_only,
+                options.gop_limit_s or default_gop_limit_s(options.chunk_seconds),
             )
         except BaseException:
             self._container.close()

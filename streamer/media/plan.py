@@ -35,23 +35,31 @@ class Plan:
     reason: str  # why, for status output
 
 
-def keyframes_fit(facts: StreamFacts, chunk_seconds: float) -> bool:
-    """True when every keyframe interval seen fits in one chunk (one frame of slack)."""
+def keyframes_fit(facts: StreamFacts, limit_s: float) -> bool:
+    """True when every keyframe interval seen is at most limit_s (one frame of slack)."""
     if facts.max_keyframe_interval_s is None:
         return False
     slack_s = max(facts.frame_duration_s or 0.0, 0.001)
-    return facts.max_keyframe_interval_s <= chunk_seconds + slack_s
+    return facts.max_keyframe_interval_s <= limit_s + slack_s
 
 
 def decide(
-    facts: StreamFacts, chunk_seconds: float, mode: TranscodeMode, gop_watched: bool = False
+    facts: StreamFacts,
+    chunk_seconds: float,
+    mode: TranscodeMode,
+    gop_watched: bool = False,
+    gop_limit_s: float | None = None,
 ) -> Plan:
-    """Copy or encode, per stream; `never` on an input that needs encoding is an error.
+    """Copy or encode, per stream; `never` on a codec browsers cannot play is an error.
 
-    `gop_watched`: keyframe intervals were not measured up front (a live source, where a probe
-    would delay the start by its length); H.264 is copied and the GOP watcher switches to
-    re-encoding if a GOP turns out too long.
+    H.264 whose keyframes the probe saw at most `gop_limit_s` apart (default: twice the chunk) is
+    copied: each GOP becomes a chunk, and the GOP watcher follows the rest of the input. With
+    longer GOPs, `auto` re-encodes and `never` copies them as they are (chunks as long as the
+    GOPs: viewers' lag grows by about the longest). `gop_watched`: keyframe intervals were not
+    measured up front (a live source, where a probe would delay the start by its length); H.264
+    is copied and the GOP watcher decides.
     """
+    limit_s = gop_limit_s if gop_limit_s is not None else 2.0 * chunk_seconds
     if facts.video_codec is None and facts.audio_codec is None:
         raise MediaError("input has neither a video nor an audio stream")
     video: str | None = None
@@ -66,13 +74,20 @@ def decide(
             reasons.append(f"video {facts.video_codec} is not H.264")
         elif facts.max_keyframe_interval_s is None and gop_watched:
             video = "copy"
-        elif not keyframes_fit(facts, chunk_seconds):
-            video = "encode"
+        elif keyframes_fit(facts, limit_s):
+            video = "copy"
+        else:
             interval = facts.max_keyframe_interval_s
             seen = f"{interval:.2f} s" if interval is not None else "unknown"
-            reasons.append(f"H.264 keyframe interval {seen} > chunk {chunk_seconds:g} s")
-        else:
-            video = "copy"
+            if mode == "never" and interval is not None:
+                video = "copy"
+                reasons.append(
+                    f"H.264 keyframe interval {seen} kept (--transcode never): chunks up to "
+                    f"{seen} long, viewers' lag grows by about that"
+                )
+            else:
+                video = "encode"
+                reasons.append(f"H.264 keyframe interval {seen} > GOP limit {limit_s:g} s")
     if facts.audio_codec is not None:
         if mode == "always":
             audio = "encode"
