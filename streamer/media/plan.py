@@ -72,9 +72,9 @@ def decide(
         elif facts.video_codec not in COPYABLE_VIDEO:
             video = "encode"
             reasons.append(f"video {facts.video_codec} is not H.264")
-        elif facts.max_keyframe_interval_s is None and gop_watched:
-            video = "copy"
-        elif keyframes_fit(facts, limit_s):
+        elif (facts.max_keyframe_interval_s is None and gop_watched) or keyframes_fit(
+            facts, limit_s
+        ):
             video = "copy"
         else:
             interval = facts.max_keyframe_interval_s
