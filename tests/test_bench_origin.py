@@ -108,8 +108,10 @@ async def test_http_viewers_play_continuously_and_the_origin_sends_one_copy_each
     assert 2.0 <= ratio <= 3.5  # three viewers, each ~one copy of what was released
 
 
-async def test_http_viewer_skips_chunks_that_come_too_late(origin: Origin) -> None:
-    """A stalled origin: chunks released after their deadline count as missed, not played."""
+async def test_http_viewer_waits_for_chunks_a_stalled_origin_releases_late(origin: Origin) -> None:
+    """A stalled origin: a chunk released after its deadline is waited for at the live edge (the
+    picture pauses) and played when it comes, not skipped. Playout re-anchors by the stalls, so
+    each chunk still plays the target lag after its own release."""
 
     async def stalling() -> None:
         seq = 0
@@ -125,5 +127,7 @@ async def test_http_viewer_skips_chunks_that_come_too_late(origin: Origin) -> No
             stats = await viewer.run(session)
     finally:
         releaser.cancel()
-    assert stats["chunks_missed"] >= 3
-    assert stats["continuity"] is not None and stats["continuity"] < 0.8
+    assert stats["chunks_missed"] == 0, stats
+    assert stats["chunks_played"] >= 8, stats
+    assert stats["reanchored_s"] > 1.0, stats
+    assert stats["lag_s_p95"] < 0.3 + 0.2, stats

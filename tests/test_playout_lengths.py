@@ -139,6 +139,32 @@ def test_a_long_chunk_reanchors_playout_by_its_extra_length_only() -> None:
     assert pb.reanchored_s == pytest.approx(3.0, abs=0.05)
 
 
+def test_a_chunk_that_arrives_whole_after_an_edge_wait_plays_from_now_on() -> None:
+    """A client that gets each chunk whole (HTTP) waited at the live edge for seq 1: when it
+    comes, the picture resumes now, and the chunks after it are due from there."""
+    pb = Playback(chunk_duration_s=1.0, start_behind_chunks=0, joined_s=0.0, target_lag_s=1.0)
+    pb.hear_of(0)
+    assert pb.start_if_ready(0.0, True, 0.0, 0.0)
+    have = {0: (0.0, 0.0)}  # seq -> (media start, release), whole chunks only
+
+    def due(now: float) -> list[tuple[int, bool]]:
+        return pb.due(
+            now,
+            lambda s: have[s][0] if s in have else float(s),
+            have.__contains__,
+            None,
+            lambda s: have[s][1] if s in have else None,
+            lambda s: all(k < s for k in have),
+        )
+
+    assert due(1.0) == [(0, True)]
+    assert due(9.0) == [] and pb.waiting_at_edge
+    have[1] = (1.0, 1.5)  # released long ago, but it reached us only at 9 s
+    assert due(9.0) == [(1, True)]
+    assert pb.deadline(1, 1.0, 9.0) == pytest.approx(9.0)
+    assert pb.deadline(2, 2.0, 9.0) == pytest.approx(10.0)
+
+
 def test_playout_skips_a_chunk_only_when_a_later_one_exists() -> None:
     """A seq that never comes while the next one does (a restart's gap) is skipped at once; a
     seq nothing is known after (the live edge) is waited for, however long."""

@@ -91,7 +91,15 @@ class HttpViewer:
             got = self._have.get(seq)
             return None if got is None else got[0]
 
-        for seq, ok in pb.due(now, media_start, self._have.__contains__):
+        def release(seq: int) -> float | None:
+            got = self._have.get(seq)
+            return None if got is None else got[1]
+
+        def at_edge(seq: int) -> bool:
+            """Nothing of seq or later has come: it is not released yet (chunks come in order)."""
+            return all(s < seq for s in self._have)
+
+        for seq, ok in pb.due(now, media_start, self._have.__contains__, None, release, at_edge):
             if ok:
                 media_start_s, release_s = self._have[seq]
                 lag_s = pb.deadline(seq, media_start_s, now) - release_s
@@ -159,6 +167,7 @@ class HttpViewer:
             "lag_s_p95": percentile(lags, 0.95),
             "chunks_played": pb.played if pb else 0,
             "chunks_missed": pb.missed if pb else 0,
+            "reanchored_s": pb.reanchored_s if pb else 0.0,
             "bytes_from_source": self.bytes_received,
             "bytes_from_peers": 0,
             "bytes_uploaded": 0,

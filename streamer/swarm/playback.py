@@ -72,6 +72,8 @@ class Playback:
     reanchors: int = 0
     waiting_at_edge: bool = False
     """The next chunk is past the live edge: only input (its header) can move playout on."""
+    _edge_seq: int | None = None
+    """The chunk playout last waited for at the live edge: when it comes, playout resumes."""
     lags_s: list[float] = field(default_factory=list)
     _stalled_seq: int | None = None
     _stalled_for_s: float = 0.0
@@ -179,8 +181,14 @@ class Playback:
             ok = is_complete(seq)
             if not ok and at_edge is not None and at_edge(seq):
                 self.waiting_at_edge = True
+                self._edge_seq = seq
                 break
-            if not ok and release_s is not None and self._reanchor(deadline_s, release_s(seq)):
+            resumed = self._edge_seq == seq
+            if (
+                (not ok or resumed)
+                and release_s is not None
+                and self._reanchor(deadline_s, release_s(seq), now if resumed else None)
+            ):
                 continue
             stalled = self._stalled_seq == seq
             if (
@@ -206,13 +214,18 @@ class Playback:
             self.next_seq += 1
         return out
 
-    def _reanchor(self, deadline_s: float, release_s: float | None) -> bool:
+    def _reanchor(
+        self, deadline_s: float, release_s: float | None, resumed_s: float | None = None
+    ) -> bool:
         """A chunk released less than the lag playout keeps before deadline_s (a long chunk:
         released when its last frame was shot) moves every later deadline back so that it gets
-        that lag. True when playout moved."""
+        that lag; one that playout waited for at the live edge (resumed_s: now) is due no
+        earlier than now, since the picture froze until it came. True when playout moved."""
         if release_s is None or self.play_start_s is None:
             return False
         floor_s = release_s + self.start_lag_s + max(0.0, self.lag_added_s)
+        if resumed_s is not None:
+            floor_s = max(floor_s, resumed_s)
         if floor_s <= deadline_s + 1e-9:
             return False
         self.play_start_s += floor_s - deadline_s

@@ -85,6 +85,8 @@ export class Playback {
     this.reanchors = 0;
     /** The next chunk is past the live edge: only input (its header) can move playout on. */
     this.waitingAtEdge = false;
+    /** The chunk playout last waited for at the live edge: when it comes, playout resumes. */
+    this._edgeSeq = null;
     this.lagsS = [];
     this._stalledSeq = null;
     this._stalledForS = 0;
@@ -190,9 +192,17 @@ export class Playback {
       const ok = isComplete(seq);
       if (!ok && atEdge !== null && atEdge(seq)) {
         this.waitingAtEdge = true;
+        this._edgeSeq = seq;
         break;
       }
-      if (!ok && releaseS !== null && this._reanchor(deadlineS, releaseS(seq))) continue;
+      const resumed = this._edgeSeq === seq;
+      if (
+        (!ok || resumed) &&
+        releaseS !== null &&
+        this._reanchor(deadlineS, releaseS(seq), resumed ? now : null)
+      ) {
+        continue;
+      }
       const stalled = this._stalledSeq === seq;
       if (
         !ok &&
@@ -222,12 +232,14 @@ export class Playback {
 
   /**
    * A chunk released less than the lag playout keeps before deadlineS (a long chunk: released
-   * when its last frame was shot) moves every later deadline back so that it gets that lag.
-   * True when playout moved.
+   * when its last frame was shot) moves every later deadline back so that it gets that lag; one
+   * that playout waited for at the live edge (resumedS: now) is due no earlier than now, since
+   * the picture froze until it came. True when playout moved.
    */
-  _reanchor(deadlineS, releaseS) {
+  _reanchor(deadlineS, releaseS, resumedS = null) {
     if (releaseS === null || releaseS === undefined || this.playStartS === null) return false;
-    const floorS = releaseS + this.startLagS + Math.max(0, this.lagAddedS);
+    let floorS = releaseS + this.startLagS + Math.max(0, this.lagAddedS);
+    if (resumedS !== null) floorS = Math.max(floorS, resumedS);
     if (floorS <= deadlineS + 1e-9) return false;
     this.playStartS += floorS - deadlineS;
     this.reanchoredS += floorS - deadlineS;
