@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -79,12 +80,28 @@ class ProcessGroup:
     kill_after_s: float = 15.0
     children: list[Child] = field(default_factory=list)
 
-    def spawn(self, name: str, *args: str, stdout_pipe: bool = False) -> Child:
-        """Start `python -m streamer ARGS` with stderr (and stdout unless piped) to NAME.log."""
+    def spawn(
+        self,
+        name: str,
+        *args: str,
+        stdout_pipe: bool = False,
+        prefix: Sequence[str] = (),
+        module: str = "streamer",
+    ) -> Child:
+        """Start `python -m MODULE ARGS` with stderr (and stdout unless piped) to NAME.log.
+
+        `prefix` runs it through another command first, e.g. `ip netns exec NS`.
+        """
+        return self.spawn_argv(
+            name, [*prefix, sys.executable, "-m", module, *args], stdout_pipe=stdout_pipe
+        )
+
+    def spawn_argv(self, name: str, argv: Sequence[str], stdout_pipe: bool = False) -> Child:
+        """Start any command with stderr (and stdout unless piped) to NAME.log."""
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "streamer", *args],
+                list(argv),
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE if stdout_pipe else log,
