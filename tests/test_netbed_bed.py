@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -92,27 +91,31 @@ def test_small_bed_runs_both_halves_and_cleans_up(tmp_path: Path) -> None:
     assert "viewer" in stdout and "CS cont." in stdout and "page0" in stdout
 
 
-@needs_bed
-@pytest.mark.timeout(120)
-def test_ctrl_c_tears_the_bed_down(tmp_path: Path) -> None:
+def _start_and_wait_broadcasting(tmp_path: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         _bed_argv(tmp_path, "--no-baseline"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert proc.stdout is not None
+    seen = ""
+    while line := proc.stdout.readline():  # the bed's own deadlines bound this
+        seen += line
+        if "broadcasting" in line:
+            break
+    assert "broadcasting" in seen, seen
+    assert _our_namespaces(proc.pid), "the bed should be up now"
+    return proc
+
+
+@needs_bed
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_tears_the_bed_down(tmp_path: Path, signum: int) -> None:
+    proc = _start_and_wait_broadcasting(tmp_path)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        seen = ""
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            seen += line
-            if "broadcasting" in line or not line:
-                break
-        assert "broadcasting" in seen, seen
-        assert _our_namespaces(proc.pid), "the bed should be up now"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
@@ -120,6 +123,25 @@ def test_ctrl_c_tears_the_bed_down(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode != 0
     assert not _our_namespaces(proc.pid), namespaces.list_namespaces()
+
+
+@needs_bed
+@pytest.mark.timeout(120)
+def test_a_killed_bed_is_removed_by_the_next_cleanup(tmp_path: Path) -> None:
+    proc = _start_and_wait_broadcasting(tmp_path)
+    proc.kill()  # no chance to clean up: its namespaces stay behind
+    proc.wait()
+    left = _our_namespaces(proc.pid)
+    assert left
+    cleanup = subprocess.run(
+        [sys.executable, "-m", "streamer", "netbed", "--cleanup"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert not _our_namespaces(proc.pid)
+    assert f"removed {len(left)} namespaces" in cleanup.stdout or "removed" in cleanup.stdout
 
 
 def test_without_net_admin_one_line_error(tmp_path: Path) -> None:

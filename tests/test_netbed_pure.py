@@ -262,3 +262,20 @@ def test_tables() -> None:
     row = table.splitlines()[2]
     assert row.startswith("watch0") and "1.000" in row and "0.75" in row and "0.500" in row
     assert "page0" not in table  # no stats, no row
+
+
+def test_uplink_queue_is_time_at_rate_with_a_floor() -> None:
+    fast = " ".join(namespaces.tbf("ns", "wan", 8_000_000, 0.2))
+    assert "rate 8000000bit" in fast and "limit 200000" in fast and "burst 10000" in fast
+    slow = " ".join(namespaces.tbf("ns", "wan", 100_000, 0.2))
+    assert f"limit {10 * 1514}" in slow and f"burst {2 * 1514}" in slow
+    bed = build_bed(Profile(uplink_queue_ms=500), 1e6, "snb1")
+    assert {s.uplink_queue_s for s in bed.sites if s.uplink_bps} == {0.5}
+    with pytest.raises(ValueError):
+        Profile(uplink_queue_ms=0)
+
+
+def test_delay_modes() -> None:
+    assert namespaces.DELAY_MODES == ("auto", "netem", "shim", "none")
+    with pytest.raises(ValueError):
+        namespaces.create(build_bed(Profile(), 1e6, "snb1"), "fast")

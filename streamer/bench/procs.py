@@ -78,6 +78,8 @@ class Child:
 class ProcessGroup:
     workdir: Path
     kill_after_s: float = 15.0
+    die_with_parent: bool = False
+    """Linux: children get SIGTERM if this process dies without stopping them (SIGKILL, crash)."""
     children: list[Child] = field(default_factory=list)
 
     def spawn(
@@ -107,6 +109,7 @@ class ProcessGroup:
                 stdout=subprocess.PIPE if stdout_pipe else log,
                 stderr=log,
                 start_new_session=True,
+                preexec_fn=_term_on_parent_death if self.die_with_parent else None,
             )
         child = Child(name, popen, log_path)
         self.children.append(child)
@@ -145,6 +148,16 @@ class ProcessGroup:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _term_on_parent_death() -> None:
+    """In the child before exec: SIGTERM when the parent dies (kept across exec, e.g. through
+    `ip netns exec`; dropped by a command that changes its user, like setpriv)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def _signal(popen: subprocess.Popen[bytes], signum: int) -> None:

@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pages (default %(default)s)",
     )
     add("--source-uplink", type=float, default=DEFAULTS.source_uplink, help="broadcaster's (3)")
+    add(
+        "--queue-ms",
+        type=float,
+        default=DEFAULTS.uplink_queue_ms,
+        help="each uplink's buffer in ms at its rate (default 200)",
+    )
     add("--watcher-nats", default=",".join(DEFAULTS.watcher_nats), help="none/cone/symmetric")
     add("--page-nats", default=",".join(DEFAULTS.page_nats), help="NATs of the pages in turn")
     add("--input", help="media to stream (default: the bundled sample)")
@@ -66,11 +72,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--chunk-seconds", type=float, default=1.0, help="chunk length (s)")
     add("--stagger", type=float, default=1.0, help="seconds between joins (default 1)")
     add("--seed", type=int, default=DEFAULTS.seed, help="site order and the shim's draws")
-    add("--delay", choices=("auto", "netem", "shim"), default="auto", help="who delays packets")
+    add(
+        "--delay",
+        choices=namespaces.DELAY_MODES,
+        default="auto",
+        help="who delays and drops packets: netem where the kernel has it, else the shim; "
+        "none: nobody (uplinks and NATs only)",
+    )
     add("--no-baseline", action="store_true", help="skip the client-server half")
+    add(
+        "--tell-uplinks",
+        action="store_true",
+        help="give broadcast, relays and watchers 90%% of their uplink as --upload-limit",
+    )
     add("--chromium", default="/usr/bin/chromium", help="Chromium binary for the pages")
     add("--json", help="write every figure to this JSON file")
     add("--workdir", help="logs and stats files go here (default: a temp dir)")
+    add(
+        "--cleanup",
+        action="store_true",
+        help="only remove what beds whose run died left behind (every run also does it first)",
+    )
 
 
 def _profile(args: argparse.Namespace) -> Profile:
@@ -81,6 +103,7 @@ def _profile(args: argparse.Namespace) -> Profile:
             jitter_ms=args.jitter_ms,
             uplinks=parse_multiples(args.uplinks),
             source_uplink=args.source_uplink,
+            uplink_queue_ms=args.queue_ms,
             relays=args.relays,
             watchers=args.watchers,
             pages=args.pages,
@@ -145,6 +168,11 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cleanup:
+        namespaces.check_privileges()
+        stale = namespaces.cleanup_stale()
+        print(f"netbed: removed {len(stale)} namespaces of beds whose run died")
+        return 0
     profile = _profile(args)
     _check(args)
     try:
@@ -169,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         stagger_s=args.stagger,
         chunk_seconds=args.chunk_seconds,
         baseline=not args.no_baseline,
+        tell_uplinks=args.tell_uplinks,
         delay_mode=args.delay,
         chromium=args.chromium,
         seed=args.seed,

@@ -28,8 +28,9 @@ STALE_PREFIX = "snb"
 NAME_RE = re.compile(rf"^({STALE_PREFIX}(\d+))-[a-z0-9-]+$")
 CAP_NET_ADMIN = 12
 TOOLS = ("ip", "tc", "nft")
-TBF_LATENCY_MS = 100
-"""How long a packet may wait in an uplink's queue before tbf drops it (a modest home router)."""
+MIN_QUEUE_PACKETS = 10
+"""An uplink's queue holds at least this many full frames, however slow the uplink."""
+FRAME_BYTES = 1514
 
 Command = list[str]
 
@@ -71,12 +72,14 @@ def _sysctl(ns: str, key: str, value: str) -> Command:
     return _exec(ns, "sysctl", "-qw", f"{key}={value}")
 
 
-def tbf(ns: str, dev: str, rate_bps: int) -> Command:
-    """Shape what `dev` sends to rate_bps (burst: 10 ms of traffic, at least two full frames)."""
-    burst_bytes = max(3200, rate_bps // 8 // 100)
+def tbf(ns: str, dev: str, rate_bps: int, queue_s: float) -> Command:
+    """Shape what `dev` sends to rate_bps: a queue of queue_s at that rate (at least
+    MIN_QUEUE_PACKETS frames), bursts of 10 ms of traffic (at least two frames)."""
+    burst_bytes = max(2 * FRAME_BYTES, rate_bps // 8 // 100)
+    limit_bytes = max(MIN_QUEUE_PACKETS * FRAME_BYTES, int(rate_bps / 8 * queue_s))
     return _exec(
         ns, "tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "tbf",
-        "rate", f"{rate_bps}bit", "burst", str(burst_bytes), "latency", f"{TBF_LATENCY_MS}ms",
+        "rate", f"{rate_bps}bit", "burst", str(burst_bytes), "limit", str(limit_bytes),
     )  # fmt: skip
 
 
@@ -130,7 +133,7 @@ def site_commands(bed: Bed, site: Site, use_netem: bool) -> list[Command]:
             _sysctl(wan, "net.ipv4.ip_forward", "1"),
         ]  # fmt: skip
     if site.uplink_bps is not None:
-        cmds.append(tbf(wan, wan_if, site.uplink_bps))
+        cmds.append(tbf(wan, wan_if, site.uplink_bps, site.uplink_queue_s))
     if use_netem:
         link = site.link
         shaped = site.uplink_bps is not None
@@ -203,21 +206,27 @@ def probe_netem(ns: str) -> bool:
     return True
 
 
-def create(bed: Bed, use_netem: bool | None = None, queue_num: int = 0) -> bool:
-    """Build every namespace, link, NAT and shaper; returns whether netem does the delays (else
-    the caller must start the shim on `queue_num` in the router namespace)."""
+DELAY_MODES = ("auto", "netem", "shim", "none")
+
+
+def create(bed: Bed, delay_mode: str = "auto", queue_num: int = 0) -> str:
+    """Build every namespace, link, NAT and shaper; returns who delays packets: "netem", "shim"
+    (the caller must start it on `queue_num` in the router namespace) or "none" (no delay or
+    loss at all: shapers and NATs only, to tell their effects from the links')."""
+    if delay_mode not in DELAY_MODES:
+        raise ValueError(f"unknown delay mode {delay_mode!r}")
     for cmd in router_commands(bed):
         run(cmd)
-    if use_netem is None:
-        use_netem = probe_netem(bed.router_ns)
+    if delay_mode == "auto":
+        delay_mode = "netem" if probe_netem(bed.router_ns) else "shim"
     for site in bed.sites:
-        for cmd in site_commands(bed, site, use_netem):
+        for cmd in site_commands(bed, site, delay_mode == "netem"):
             run(cmd)
         if site.nat != "none":
             load_nft(bed.wan_ns(site), nat_ruleset(site.nat))
-    if not use_netem:
+    if delay_mode == "shim":
         run(router_queue_command(bed, queue_num))
-    return use_netem
+    return delay_mode
 
 
 def list_namespaces() -> list[str]:

@@ -58,7 +58,7 @@ def viewers_table(
     sites: Sequence[Mapping[str, Any]],
     swarm: Mapping[str, Mapping[str, Any]],
     baseline: Mapping[str, Mapping[str, Any]] | None,
-    src_delay_ms: float,
+    src_delay_ms: float | None,
 ) -> str:
     """One row per viewer: continuity, startup, lag p50/p95, peer share; then client-server."""
     rows = []
@@ -68,7 +68,7 @@ def viewers_table(
             continue
         p2p = swarm[name]
         cs = (baseline or {}).get(name, {})
-        rtt_ms = 2 * (float(s["one_way_delay_ms"]) + src_delay_ms)
+        rtt_ms = None if src_delay_ms is None else 2 * (float(s["one_way_delay_ms"]) + src_delay_ms)
         rows.append(
             [
                 name,
@@ -97,15 +97,20 @@ def report(result: Mapping[str, Any]) -> str:
     src = next(s for s in sites if s["role"] == "broadcaster")
     swarm = result["swarm"]
     baseline = result.get("baseline") or {"figures": {}, "per_viewer": {}}
+    applied = result["delay_mode"] != "none"
     lines = [
         f"netbed: {result['command']}",
         f"stream {result['stream_rate_bps'] / 1e6:.2f} Mbit/s, delays and loss by "
         f"{result['delay_mode']}, {result['machine']}",
         "",
         sites_table(sites, result["stream_rate_bps"]),
+        *([] if applied else ["(--delay none: the delays, jitter and loss above are not applied)"]),
         "",
         viewers_table(
-            sites, swarm["per_viewer"], baseline["per_viewer"], float(src["one_way_delay_ms"])
+            sites,
+            swarm["per_viewer"],
+            baseline["per_viewer"],
+            float(src["one_way_delay_ms"]) if applied else None,
         ),
         "",
         bench_table(swarm["figures"], baseline["figures"]),

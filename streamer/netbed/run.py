@@ -36,6 +36,7 @@ START_TIMEOUT_S = 60.0
 EXIT_GRACE_S = 45.0
 """Viewers must exit this long after their --duration, or they are stopped."""
 CHANNEL = "live"
+UPLOAD_LIMIT_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,19 @@ class RunOptions:
     stagger_s: float
     chunk_seconds: float
     baseline: bool = True
+    tell_uplinks: bool = False
+    """Pass each site's uplink to its node as --upload-limit (UPLOAD_LIMIT_SHARE of it)."""
     delay_mode: str = "auto"
     chromium: str = "/usr/bin/chromium"
     seed: int = 1
+
+
+def upload_limit_args(site: Site, options: RunOptions) -> list[str]:
+    """--upload-limit for a node that is told its uplink (pages cannot be: a browser has no
+    such setting)."""
+    if not options.tell_uplinks or site.uplink_bps is None:
+        return []
+    return ["--upload-limit", str(int(site.uplink_bps * UPLOAD_LIMIT_SHARE))]
 
 
 def viewer_sites(bed: Bed) -> list[Site]:
@@ -60,15 +71,13 @@ def run_bed(bed: Bed, options: RunOptions, progress: Progress) -> dict[str, Any]
     created = bed.namespaces()
     state_dir = coturn.make_state_dir()
     try:
-        force = {"netem": True, "shim": False}.get(options.delay_mode)
-        use_netem = namespaces.create(bed, use_netem=force)
-        mode = "netem" if use_netem else "shim"
+        mode = namespaces.create(bed, options.delay_mode)
         progress(f"netbed: {len(created)} namespaces up; delays and loss by {mode}")
-        with ProcessGroup(options.workdir, kill_after_s=10.0) as group:
-            if not use_netem:
+        with ProcessGroup(options.workdir, kill_after_s=10.0, die_with_parent=True) as group:
+            if mode == "shim":
                 _start_shim(group, bed, options)
             swarm = _run_swarm(group, bed, options, state_dir, progress)
-            shim = group.children[0] if not use_netem else None
+            shim = group.children[0] if mode == "shim" else None
             group.stop([c for c in group.children if c is not shim])
             turn_log = next(c for c in group.children if c.name == "coturn").log_tail(10**8)
             swarm["turn_allocations"] = coturn.allocations(turn_log)
@@ -174,6 +183,7 @@ def _run_swarm(
         "--stats-json",
         str(work / "broadcast.json"),
         *common,
+        *upload_limit_args(src, options),
         prefix=_in(bed, src),
         stdout_pipe=True,
     )
@@ -190,6 +200,7 @@ def _run_swarm(
     relays = [
         group.spawn(
             site.name, "relay", "--stats-json", str(work / f"{site.name}.json"), *common,
+            *upload_limit_args(site, options),
             prefix=_in(bed, site),
         )
         for site in bed.by_role("relay")
@@ -217,7 +228,7 @@ def _run_swarm(
                 module = "streamer.netbed.page"
             else:
                 args = ["watch", "--duration", str(options.duration_s), "--stats-json", stats]
-                args += common
+                args += [*common, *upload_limit_args(site, options)]
                 module = "streamer"
             viewers.append(group.spawn(site.name, *args, prefix=_in(bed, site), module=module))
             next_join_s = now + options.stagger_s

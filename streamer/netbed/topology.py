@@ -34,6 +34,8 @@ class Site:
     nat: str
     link: LinkProfile
     uplink_bps: int | None
+    uplink_queue_s: float = 0.2
+    """The uplink's queue (the home router's buffer) in seconds at uplink_bps."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -133,6 +135,8 @@ class Profile:
     uplinks: tuple[float, ...] = (3.0, 2.0, 1.5, 1.0, 0.5, 1.0, 2.0)
     """Peers' uplinks in multiples of the stream rate, given in turn to relays, watchers, pages."""
     source_uplink: float = 3.0
+    uplink_queue_ms: float = 200.0
+    """Each uplink's buffer, in time at its rate (home routers: 100 ms to well over 1 s)."""
     relays: int = 2
     watchers: int = 4
     pages: int = 2
@@ -156,6 +160,8 @@ class Profile:
             raise ValueError(f"at most {MAX_SITES} sites")
         if not self.watcher_nats or not self.page_nats:
             raise ValueError("NAT patterns must not be empty")
+        if not 1 <= self.uplink_queue_ms <= 10_000:
+            raise ValueError("the uplink queue must be 1-10,000 ms")
         if self.jitter_ms < 0 or self.infra_rtt_ms < 0:
             raise ValueError("jitter and infra RTT must not be negative")
 
@@ -207,7 +213,9 @@ def build_bed(profile: Profile, stream_bps: float, prefix: str) -> Bed:
             jitter_s=profile.jitter_ms / 1e3,
             loss=round(losses[i], 6),
         )
-        sites.append(Site(name, role, i + 2, nat, link, round(multiple * stream_bps)))
+        uplink_bps = round(multiple * stream_bps)
+        queue_s = profile.uplink_queue_ms / 1e3
+        sites.append(Site(name, role, i + 2, nat, link, uplink_bps, queue_s))
     return Bed(prefix, tuple(sites))
 
 
