@@ -179,7 +179,10 @@ def run(args: argparse.Namespace) -> int:
         bitrate_bps = parse_rate_bps(args.bitrate)
     except ValueError as error:
         raise UserError(str(error)) from None
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM cleans up like Ctrl-C
+    # SIGTERM cleans up like Ctrl-C, and Ctrl-C does even when started with SIGINT ignored (as
+    # a shell's background job is).
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     progress = Progress()
     stale = namespaces.cleanup_stale()
     if stale:
