@@ -32,8 +32,7 @@ def _missing() -> str | None:
     try:
         import netfilterqueue  # noqa: F401
     except ImportError:
-        if not Path("/sys/module/sch_netem").exists():
-            return "no sch_netem and no NetfilterQueue (make test installs it)"
+        return "no NetfilterQueue for the delay shim (make test installs it)"
     return None
 
 
@@ -84,7 +83,7 @@ def test_small_bed_runs_both_halves_and_cleans_up(tmp_path: Path) -> None:
     assert swarm["turn_allocations"] >= 1, logs
     assert swarm["figures"]["source_upload_ratio"] is not None
     assert all(s.get("chunks_played", 0) >= 5 for s in baseline["per_viewer"].values()), baseline
-    assert baseline["figures"]["source_upload_ratio"] > 2.5  # one copy per viewer, 3 viewers
+    assert baseline["figures"]["source_upload_ratio"] > 1.5  # a copy per viewer (3, staggered)
     # The delays are real: the slowest viewer's client-server startup includes several RTTs.
     delays = {s["site"]: s["one_way_delay_ms"] for s in result["sites"]}
     assert max(delays.values()) > 20

@@ -279,3 +279,37 @@ def test_delay_modes() -> None:
     assert namespaces.DELAY_MODES == ("auto", "netem", "shim", "none")
     with pytest.raises(ValueError):
         namespaces.create(build_bed(Profile(), 1e6, "snb1"), "fast")
+
+
+def test_whole_report_puts_the_two_halves_side_by_side() -> None:
+    from streamer.netbed.report import report
+
+    bed = build_bed(Profile(watchers=1, pages=1, relays=1), 750_000, "snb5")
+    viewer = {"continuity": 0.9, "startup_s": 3.0, "lag_s_p50": 4.0, "lag_s_p95": 9.0,
+              "bytes_from_peers": 3, "bytes_from_source": 1}  # fmt: skip
+    http = {"continuity": 1.0, "startup_s": 1.0, "lag_s_p50": 2.5, "lag_s_p95": 2.5}
+    result = {
+        "command": "streamer netbed",
+        "machine": "test",
+        "stream_rate_bps": 750_000.0,
+        "delay_mode": "shim",
+        "sites": describe_sites(bed.sites),
+        "swarm": {
+            "figures": {"continuity_min": 0.9, "source_upload_ratio": 2.0},
+            "per_viewer": {"watch0": viewer, "page0": viewer},
+            "relays": {"relay0": {"bytes_uploaded": 7_500_000, "duration_s": 60.0}},
+            "turn_allocations": 4,
+        },
+        "baseline": {
+            "figures": {"continuity_min": 1.0, "source_upload_ratio": 2.0},
+            "per_viewer": {"watch0": http, "page0": http},
+        },
+    }
+    text = report(result)
+    assert "delays and loss by shim" in text
+    rows = [line for line in text.splitlines() if line.startswith(("watch0 ", "page0 "))]
+    assert len(rows) == 4  # each in the sites table and the viewers table
+    assert "0.900" in rows[2] and "0.75" in rows[2] and "1.000" in rows[2]
+    assert "relay0: uploaded 1.00 Mbit/s" in text and "TURN allocations" in text
+    result["delay_mode"] = "none"
+    assert "not applied" in report(result)

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ from streamer.media import MediaOptions, open_media
 from streamer.netbed import coturn, namespaces
 from streamer.netbed.report import report
 from streamer.netbed.run import RunOptions, run_bed
+from streamer.netbed.shim import check_shim_available
 from streamer.netbed.topology import (
     Profile,
     build_bed,
@@ -128,26 +128,8 @@ def _check(args: argparse.Namespace) -> None:
     coturn.check_installed()
     if args.pages and not Path(args.chromium).exists():
         raise UserError(f"{args.chromium} is missing (Debian: apt-get install chromium)")
-    shim_needed = args.delay == "shim" or (args.delay == "auto" and not _kernel_has_netem())
-    if shim_needed and not _have_netfilterqueue():
-        raise UserError(
-            "this kernel has no sch_netem and the delay shim needs NetfilterQueue "
-            "(apt-get install libnetfilter-queue-dev; pip install '.[netbed]')"
-        )
-    if shim_needed and shutil.which("iptables") is None:
-        raise UserError("the delay shim needs iptables (Debian: apt-get install iptables)")
-
-
-def _have_netfilterqueue() -> bool:
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _kernel_has_netem() -> bool:
-    return Path("/sys/module/sch_netem").exists()
+    if args.delay == "shim":
+        check_shim_available()  # with --delay auto: once the bed knows whether netem is there
 
 
 def clip_rate_bps(clip: Path, chunk_seconds: float) -> float:

@@ -26,7 +26,7 @@ from streamer.bench.procs import Child, ProcessGroup
 from streamer.bench.statusline import Status, last_status
 from streamer.errors import UserError
 from streamer.netbed import coturn, namespaces, procnet
-from streamer.netbed.shim import config_json
+from streamer.netbed.shim import check_shim_available, config_json
 from streamer.netbed.topology import Bed, Site
 
 Progress = Callable[[str], None]
@@ -75,6 +75,7 @@ def run_bed(bed: Bed, options: RunOptions, progress: Progress) -> dict[str, Any]
         progress(f"netbed: {len(created)} namespaces up; delays and loss by {mode}")
         with ProcessGroup(options.workdir, kill_after_s=10.0, die_with_parent=True) as group:
             if mode == "shim":
+                check_shim_available()
                 _start_shim(group, bed, options)
             swarm = _run_swarm(group, bed, options, state_dir, progress)
             shim = group.children[0] if mode == "shim" else None

@@ -19,6 +19,7 @@ import itertools
 import json
 import random
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -27,11 +28,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from streamer.errors import UserError
 from streamer.netbed.timing import LinkProfile, ReleaseClock
 
 QUEUE_MAX_PACKETS = 16384
 """Packets the kernel may hold for us: ~0.2 s of delay at the bed's ~50k packets/s is far less."""
 IDLE_WAKE_S = 0.5
+
+
+def check_shim_available() -> None:
+    """A one-line error when the shim cannot run here."""
+    try:
+        import netfilterqueue  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "no sch_netem in this kernel, and the delay shim needs NetfilterQueue "
+            "(apt-get install libnetfilter-queue-dev; pip install '.[netbed]'; make test does both)"
+        ) from None
+    if shutil.which("iptables") is None:
+        raise UserError("the delay shim needs iptables (Debian: apt-get install iptables)")
 
 
 def ipv4_addresses(packet: bytes) -> tuple[str, str] | None:
