@@ -161,10 +161,11 @@ def run(args: argparse.Namespace) -> int:
         bitrate_bps = parse_rate_bps(args.bitrate)
     except ValueError as error:
         raise UserError(str(error)) from None
-    # SIGTERM cleans up like Ctrl-C, and Ctrl-C does even when started with SIGINT ignored (as
-    # a shell's background job is).
+    # SIGTERM cleans up like Ctrl-C, and both do even when this process was started with them
+    # ignored (a shell's background job) or blocked (a parent's signal mask is inherited).
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     progress = Progress()
     stale = namespaces.cleanup_stale()
     if stale:
