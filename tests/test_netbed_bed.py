@@ -113,6 +113,8 @@ def _start_and_wait_broadcasting(tmp_path: Path) -> subprocess.Popen[str]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_tears_the_bed_down(tmp_path: Path, signum: int) -> None:
     proc = _start_and_wait_broadcasting(tmp_path)
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    masks = [line for line in status.splitlines() if line.startswith("Sig")]
     try:
         proc.send_signal(signum)
         proc.wait(timeout=60)
@@ -120,7 +122,7 @@ def test_ctrl_c_or_sigterm_tears_the_bed_down(tmp_path: Path, signum: int) -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode != 0
+    assert proc.returncode != 0, masks
     assert not _our_namespaces(proc.pid), namespaces.list_namespaces()
 
 

@@ -26,7 +26,7 @@ from streamer.errors import UserError
 from streamer.media import MediaOptions, open_media
 from streamer.netbed import coturn, namespaces
 from streamer.netbed.report import report
-from streamer.netbed.run import RunOptions, run_bed
+from streamer.netbed.run import RunOptions, request_stop, run_bed
 from streamer.netbed.shim import check_shim_available
 from streamer.netbed.topology import (
     Profile,
@@ -146,7 +146,9 @@ def clip_rate_bps(clip: Path, chunk_seconds: float) -> float:
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    """The first Ctrl-C/SIGTERM stops the run; more of them do not interrupt the clean-up."""
+    if request_stop():
+        raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> int:

@@ -54,6 +54,36 @@ class RunOptions:
     seed: int = 1
 
 
+class _StopFlag:
+    """Set by the command's SIGINT/SIGTERM handler, which also raises KeyboardInterrupt. The flag
+    is checked at every wait, because a KeyboardInterrupt raised while a child is being forked
+    (inside an at-fork hook) is printed and swallowed by CPython, and the bed would run on."""
+
+    requested = False
+
+
+def request_stop() -> bool:
+    """Ask the run to stop; True the first time only."""
+    first = not _StopFlag.requested
+    _StopFlag.requested = True
+    return first
+
+
+def _check_stop() -> None:
+    if _StopFlag.requested:
+        raise KeyboardInterrupt
+
+
+def _until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
+    """procnet.wait_until, stopping at once when a stop was requested."""
+
+    def checked() -> bool:
+        _check_stop()
+        return condition()
+
+    return procnet.wait_until(checked, timeout_s, interval_s)
+
+
 def upload_limit_args(site: Site, options: RunOptions) -> list[str]:
     """--upload-limit for a node that is told its uplink (pages cannot be: a browser has no
     such setting)."""
@@ -98,9 +128,11 @@ def _wait_line(child: Child, start: str, timeout_s: float) -> str:
     assert stdout is not None
     deadline = time.monotonic() + timeout_s
     while (remaining := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([stdout], [], [], remaining)
+        _check_stop()
+        ready, _, _ = select.select([stdout], [], [], min(remaining, 0.2))
+        _check_stop()
         if not ready:
-            break
+            continue
         line = stdout.readline().decode("utf-8", "replace")
         if not line:
             break
@@ -111,7 +143,7 @@ def _wait_line(child: Child, start: str, timeout_s: float) -> str:
 
 
 def _wait_bound(child: Child, port: int, tcp: bool, timeout_s: float = START_TIMEOUT_S) -> None:
-    ok = procnet.wait_until(
+    ok = _until(
         lambda: child.popen.poll() is not None or procnet.is_bound(child.popen.pid, port, tcp),
         timeout_s,
     )
@@ -190,7 +222,7 @@ def _run_swarm(
     )
     _wait_line(cast, "watch: ", START_TIMEOUT_S)
     if (
-        not procnet.wait_until(
+        not _until(
             lambda: cast.popen.poll() is not None or "open it in a browser" in cast.log_tail(4000),
             START_TIMEOUT_S,
         )
@@ -244,6 +276,7 @@ def _run_swarm(
                 f"netbed swarm {now - started_s:4.0f}s  viewers running {running}  source out "
                 + (f"{source.out_bps / 1e6:.2f} Mbit/s" if source else "-")
             )
+        _check_stop()
         time.sleep(0.1)
     group.stop(viewers)
     group.stop([*relays, cast])
@@ -315,9 +348,9 @@ def _run_baseline(
                 prefix=_in(bed, site), module="streamer.netbed.baseline",
             )
         )  # fmt: skip
-        time.sleep(options.stagger_s)  # joins spaced as in the swarm half
+        _until(lambda: False, options.stagger_s)  # joins spaced as in the swarm half
     deadline_s = time.monotonic() + options.duration_s + EXIT_GRACE_S
-    procnet.wait_until(
+    _until(
         lambda: all(v.popen.poll() is not None for v in viewers), deadline_s - time.monotonic(), 0.2
     )
     group.stop(viewers)
