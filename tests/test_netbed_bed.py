@@ -105,7 +105,25 @@ def _start_and_wait_broadcasting(tmp_path: Path) -> subprocess.Popen[str]:
             break
     assert "broadcasting" in seen, seen
     assert _our_namespaces(proc.pid), "the bed should be up now"
+    _assert_sealed(namespaces.prefix_for(proc.pid))
     return proc
+
+
+def _assert_sealed(prefix: str) -> None:
+    """Nothing in the bed reaches the host's network: the router knows only the sites' links,
+    and no bed interface is anything but loopback or a veth to another bed namespace."""
+    routes = subprocess.run(
+        ["ip", "-n", f"{prefix}-router", "route"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert routes and all(r.startswith("10.99.") for r in routes), routes
+    for ns in namespaces.list_namespaces():
+        if ns.startswith(prefix + "-"):
+            links = subprocess.run(
+                ["ip", "-n", ns, "-o", "link"], capture_output=True, text=True, check=True
+            ).stdout
+            for line in links.splitlines():
+                name = line.split(":")[1].strip().split("@")[0]
+                assert name == "lo" or " link-netns " in line or "link-netnsid" in line, line
 
 
 @needs_bed
