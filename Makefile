@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench browser coturn clean
+.PHONY: demo test test-fast lint bench browser coturn netbed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,26 @@ coturn:
 	  fi; \
 	fi
 
+# The namespace test bed (`streamer netbed`, its test needs root): coturn for STUN/TURN, nftables
+# for the NATs, iptables for NFQUEUE, and the delay shim's NetfilterQueue (built against Debian's
+# libnetfilter-queue-dev) for kernels without sch_netem. Installed when missing and apt is usable.
+NETBED_DEBS := coturn nftables iptables libnetfilter-queue-dev iproute2 util-linux gcc
+netbed: $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  ! dpkg -s $(NETBED_DEBS) >/dev/null 2>&1; then \
+	  echo "installing Debian packages for the network test bed..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NETBED_DEBS) >/dev/null; \
+	fi
+	@if ! $(PY) -c 'import netfilterqueue' 2>/dev/null; then \
+	  if [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ]; then \
+	    $(PY) -m pip install --quiet -e '.[test,bench,netbed]'; \
+	  else \
+	    echo "libnetfilter-queue-dev is missing: the network test bed will be skipped"; \
+	  fi; \
+	fi
+
 # The whole suite (slow end-to-end and browser tests included), then lint: CI runs exactly this.
-test: $(STAMP) browser coturn
+test: $(STAMP) browser coturn netbed
 	$(PY) -m pytest -q -rs
 	$(MAKE) --no-print-directory lint
 

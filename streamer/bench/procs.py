@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -77,19 +78,38 @@ class Child:
 class ProcessGroup:
     workdir: Path
     kill_after_s: float = 15.0
+    die_with_parent: bool = False
+    """Linux: children get SIGTERM if this process dies without stopping them (SIGKILL, crash)."""
     children: list[Child] = field(default_factory=list)
 
-    def spawn(self, name: str, *args: str, stdout_pipe: bool = False) -> Child:
-        """Start `python -m streamer ARGS` with stderr (and stdout unless piped) to NAME.log."""
+    def spawn(
+        self,
+        name: str,
+        *args: str,
+        stdout_pipe: bool = False,
+        prefix: Sequence[str] = (),
+        module: str = "streamer",
+    ) -> Child:
+        """Start `python -m MODULE ARGS` with stderr (and stdout unless piped) to NAME.log.
+
+        `prefix` runs it through another command first, e.g. `ip netns exec NS`.
+        """
+        return self.spawn_argv(
+            name, [*prefix, sys.executable, "-m", module, *args], stdout_pipe=stdout_pipe
+        )
+
+    def spawn_argv(self, name: str, argv: Sequence[str], stdout_pipe: bool = False) -> Child:
+        """Start any command with stderr (and stdout unless piped) to NAME.log."""
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "streamer", *args],
+                list(argv),
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE if stdout_pipe else log,
                 stderr=log,
                 start_new_session=True,
+                preexec_fn=_term_on_parent_death if self.die_with_parent else None,
             )
         child = Child(name, popen, log_path)
         self.children.append(child)
@@ -128,6 +148,16 @@ class ProcessGroup:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _term_on_parent_death() -> None:
+    """In the child before exec: SIGTERM when the parent dies (kept across exec, e.g. through
+    `ip netns exec`; dropped by a command that changes its user, like setpriv)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def _signal(popen: subprocess.Popen[bytes], signum: int) -> None:

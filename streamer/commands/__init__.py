@@ -12,4 +12,5 @@ COMMAND_MODULES = [
     "streamer.commands.watch",
     "streamer.commands.bench",
     "streamer.commands.simulate",
+    "streamer.commands.netbed",
 ]
