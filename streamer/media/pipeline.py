@@ -110,8 +110,6 @@ class Pipeline:
         self._session_end = ""  # why the last push ended, for the log
         self.resumed_at_s = 0.0  # output media time where the latest push after a reconnect began
         self._buffered: list[Any] = []
-        # When the first packet was read (time.monotonic): a live source's media time 0.
-        self.first_read_s: float | None = None
         # A source that delivers at real time is not probed for its GOPs (the probe would hold
         # its first seconds back): the GOP watcher sees them as they come.
         self._watch_only = spec.paced_by_source
@@ -195,8 +193,6 @@ class Pipeline:
                 return
             except Exception as error:
                 raise media_error(error, self.spec.display_name, "read") from error
-            if self.first_read_s is None:
-                self.first_read_s = time.monotonic()
             yield packet
 
     def _probe(self) -> StreamFacts:

@@ -73,11 +73,6 @@ class MediaStream:
         )
 
     @property
-    def live_since_s(self) -> float | None:
-        """For live inputs, when (time.monotonic) the first packet was read; None for files."""
-        return self._pipeline.first_read_s if self._pipeline.spec.is_live else None
-
-    @property
     def paced_by_source(self) -> bool:
         """The input delivers at real time itself (camera, RTSP, a push): no holding back."""
         return self._pipeline.spec.paced_by_source
