@@ -216,3 +216,18 @@ def test_chunks_held_back_by_an_outage_do_not_move_the_clock() -> None:
     # A slow producer (no outage) still re-anchors.
     assert schedule.delay_s(20.0, 1.0, now=125.0) == 0.0
     assert schedule.resyncs == 1 and schedule.anchor_s == 104.0
+
+
+def test_seqs_skip_what_an_encoder_outage_would_have_filled() -> None:
+    from streamer.commands.broadcast import seq_after
+
+    # No reconnect: one after the other, whatever the chunk lengths (long GOPs kept as they are).
+    assert seq_after(100, 5.0, 6.0, 0.0, 1.0) == 101
+    assert seq_after(100, 5.0, 8.0, 0.0, 1.0) == 101
+    # The chunk before the outage started at 5 s; the new push's first chunk at 13 s (resumed at
+    # 12.98 s): seqs 101-107 would have been played out meanwhile; viewers expect 108 now.
+    assert seq_after(100, 5.0, 13.0, 12.98, 1.0) == 108
+    # Later chunks of the new push: one after the other again.
+    assert seq_after(108, 13.0, 14.0, 12.98, 1.0) == 109
+    # 0.5 s chunks: twice as many seqs for the same outage.
+    assert seq_after(100, 5.0, 13.0, 12.98, 0.5) == 116

@@ -45,6 +45,18 @@ def first_seq_for(now_s: float, chunk_seconds: float) -> int:
     return int((now_s - EPOCH_S) / chunk_seconds)
 
 
+def seq_after(
+    seq: int, start_s: float, next_start_s: float, resumed_at_s: float, chunk_seconds: float
+) -> int:
+    """The seq of the chunk after (seq, start_s). Seqs follow the wall clock, and viewers that
+    have not heard of a seq yet expect it one chunk length after the one before: across an
+    encoder's outage (the next chunk is the first of a push that began at resumed_at_s) the seqs
+    the outage would have filled are skipped, as a restarted broadcaster skips them."""
+    if start_s < resumed_at_s - 0.25 <= next_start_s:
+        return seq + max(1, round((next_start_s - start_s) / chunk_seconds))
+    return seq + 1
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "input",
@@ -277,10 +289,15 @@ async def _release(
     anchor_s = time.time() - EPOCH_S
     released_bytes = 0
     released_s = 0.0
+    previous: tuple[int, float] | None = None  # (seq, start_s) of the chunk before
     async for chunk in live_chunks(stream):
-        node.publish_chunk(
-            first_seq + chunk.seq, chunk.data, anchor_s + chunk.start_s, chunk.duration_s
-        )
+        seq = first_seq
+        if previous is not None:
+            seq = seq_after(
+                *previous, chunk.start_s, stream.resumed_at_s, stream.info.chunk_seconds
+            )
+        previous = (seq, chunk.start_s)
+        node.publish_chunk(seq, chunk.data, anchor_s + chunk.start_s, chunk.duration_s)
         released_bytes += len(chunk.data)
         released_s += chunk.duration_s
         if node.chunks_released == REPUBLISH_AFTER_CHUNKS and released_s > 0:
