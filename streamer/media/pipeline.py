@@ -442,8 +442,9 @@ class Pipeline:
             else None
         )
         watcher = self.gop_watcher
-        # Copy mode holds the open GOP's packets (the muxer would not write them before the next
-        # keyframe anyway), so a GOP found too long can still be re-encoded from its keyframe.
+        # Copy mode holds the open GOP's packets after its keyframe (the muxer would not write
+        # them before the next keyframe anyway), so a GOP found too long can still be re-encoded
+        # from the frame after its keyframe.
         held: list[tuple[Any, str]] = []
         gop_key: Any = None  # a copy of the open GOP's keyframe, as it was muxed
         audio_enc = _AudioEncoder(audio_out) if self.plan.audio == "encode" else None
@@ -458,6 +459,7 @@ class Pipeline:
         last_read_s = time.monotonic()  # wall time of the last packet read (pushes)
         for pass_index, (_container, packets) in enumerate(self._passes()):
             timeline = _Timeline()
+            gop_key = None  # a keyframe of an earlier pass is no start for this one's decoder
             # A push after a reconnect continues on the wall clock: the pause stays a pause.
             place_session = live_sessions and pass_index > 0
             changed = place_session and self._extradata() != self._first_extradata
