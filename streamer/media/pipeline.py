@@ -55,6 +55,12 @@ AAC_FRAME_SAMPLES = 1024
 # Audio that drifts from where the timestamps say it belongs by more than this is padded or trimmed.
 AUDIO_ALIGN_TOLERANCE_S = 0.02
 MAX_DECODE_ERRORS = 50
+# Pushes: the muxer also cuts a fragment every this many microseconds, so when an encoder drops out
+# all but this much of what it sent is already out of the muxer (which otherwise writes a fragment
+# only when the next keyframe comes). Costs ~1% of a 1 Mbit/s stream in fragment headers.
+PUSH_FRAGMENT_US = 200_000
+SESSION_END = b""
+"""What `run()` yields when a push ended: whatever is whole should leave now."""
 MAX_PROBE_PACKETS = 3000
 
 
@@ -302,6 +308,8 @@ class Pipeline:
         if video is None:
             # No video keyframes to cut at: cut audio-only streams on time.
             options["frag_duration"] = str(int(self.options.chunk_seconds * 1_000_000))
+        elif self._listener is not None:
+            options["frag_duration"] = str(PUSH_FRAGMENT_US)
         out = av.open(sink, mode="w", format="mp4", options=options)
         video_out = audio_out = None
         if video is not None:
@@ -393,7 +401,9 @@ class Pipeline:
     # -- the run -----------------------------------------------------------------------------
 
     def run(self) -> Generator[bytes, None, None]:
-        """Everything the muxer writes, in order, as it writes it; ends when the input does."""
+        """Everything the muxer writes, in order, as it writes it; ends when the input does.
+
+        Pushes: `SESSION_END` (empty bytes) after each push that ended."""
         sink = _ByteSink()
         try:
             out, video_out, audio_out = self._open_output(sink)
@@ -586,6 +596,10 @@ class Pipeline:
             if live_sessions:
                 if timeline.end_s:
                     end_out_s = max(end_out_s, max(timeline.end_s.values()) + float(offset_s))
+                data = sink.take()
+                if data:
+                    yield data
+                yield SESSION_END
                 continue
             if length_s <= 0:
                 if pass_index == 0:
