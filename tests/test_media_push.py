@@ -98,6 +98,10 @@ def test_a_vanished_encoder_times_out_and_the_next_push_continues_the_timeline(
         assert time.monotonic() < deadline, "a silent encoder was never given up on"
         time.sleep(0.05)
     assert time.monotonic() - frozen_s < 6.0  # the 2 s read timeout, plus what was buffered
+    # What the encoder sent before it froze left when the push was given up on, not at the next
+    # push: the chunk in flight came out about a read timeout after the freeze.
+    tail_arrived_s, tail = collector.chunks[-1]
+    assert tail_arrived_s - frozen_s > 1.0, (tail_arrived_s - frozen_s, tail.duration_s)
     before = len(collector.chunks)
     second = pusher(clip, f"{spec.display_url}/KEY", seconds=6)
     collector.wait_for(before + 4, timeout_s=15)

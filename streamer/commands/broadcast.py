@@ -295,10 +295,12 @@ async def _release(
     anchor_s = time.time() - EPOCH_S
     released_bytes = 0
     released_s = 0.0
+    # Seqs are contiguous within a session, across an encoder's outage too (its chunks' media
+    # times jump by the outage): viewers wait at the live edge, and a seq gap means a real loss.
+    seq = first_seq
     async for chunk in live_chunks(stream):
-        node.publish_chunk(
-            first_seq + chunk.seq, chunk.data, anchor_s + chunk.start_s, chunk.duration_s
-        )
+        node.publish_chunk(seq, chunk.data, anchor_s + chunk.start_s, chunk.duration_s)
+        seq += 1
         released_bytes += len(chunk.data)
         released_s += chunk.duration_s
         if node.chunks_released == REPUBLISH_AFTER_CHUNKS and released_s > 0:

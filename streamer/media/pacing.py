@@ -110,13 +110,7 @@ async def live_chunks(
 
     worker = threading.Thread(target=produce, name="media-producer", daemon=True)
     worker.start()
-    # A live source's media time 0 was shot when its first packet was read, before the probe and
-    # the first chunk: anchoring there releases each chunk as soon as it is complete.
-    start_s = clock()
-    live_since_s = stream.live_since_s if clock is time.monotonic else None
-    if live_since_s is not None:
-        start_s = min(start_s, live_since_s)
-    schedule = LiveSchedule.starting_at(start_s, resync_after_s)
+    schedule = LiveSchedule.starting_at(clock(), resync_after_s)
     try:
         while True:
             item = await queue.get()

@@ -19,7 +19,7 @@ from streamer.media.gop import GopAction, gop_note
 from streamer.media.ingest import PushListener
 from streamer.media.inputs import InputSpec, resolve_input
 from streamer.media.model import Chunk, MediaInfo, MediaOptions
-from streamer.media.pipeline import Pipeline
+from streamer.media.pipeline import SESSION_END, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class MediaStream:
         self._ready: deque[Fragment] = deque()
         self._started = False
         self._closed = False
+        self._pending_session_end = False
         self.info = self._read_info()
         self.plan_reason = pipeline.plan.reason
 
@@ -45,6 +46,9 @@ class MediaStream:
             data = next(self._bytes, None)
             if data is None:
                 break
+            if data == SESSION_END:
+                self._pending_session_end = True
+                continue
             self._feed(data)
         if self._splitter.init_segment is None or self._splitter.init_info is None:
             self.close()
@@ -71,11 +75,6 @@ class MediaStream:
             source_audio_codec=facts.audio_codec,
             is_live=self._pipeline.spec.is_live,
         )
-
-    @property
-    def live_since_s(self) -> float | None:
-        """For live inputs, when (time.monotonic) the first packet was read; None for files."""
-        return self._pipeline.first_read_s if self._pipeline.spec.is_live else None
 
     @property
     def paced_by_source(self) -> bool:
@@ -121,17 +120,37 @@ class MediaStream:
             raise RuntimeError("chunks() can be iterated only once per MediaStream")
         self._started = True
         # Live inputs: a chunk leaves as soon as it is whole (a GOP sooner); files keep the
-        # stricter rule, which also glues odd fragments to the chunk before.
-        assembler = ChunkAssembler(self._options.chunk_seconds, close_early=self.info.is_live)
+        # stricter rule, which also glues odd fragments to the chunk before. Pushes cut fragments
+        # every 0.2 s too (not only at keyframes): their chunks close at the next keyframe.
+        pushed = self._pipeline.listener is not None
+        assembler = ChunkAssembler(
+            self._options.chunk_seconds, close_early=self.info.is_live and not pushed
+        )
+        after_push = False  # a push ended: drop what trickles out until a keyframe opens a chunk
         try:
             while True:
                 while self._ready:
-                    chunk = assembler.add(self._ready.popleft())
+                    fragment = self._ready.popleft()
+                    if after_push:
+                        if not fragment.starts_with_sync or fragment.decode_time < 0:
+                            continue  # the last frames before the outage: they span it
+                        after_push = False
+                    chunk = assembler.add(fragment)
                     if chunk is not None:
                         yield chunk
+                if self._pending_session_end:
+                    self._pending_session_end = False
+                    tail = assembler.finish()  # what the encoder sent before it dropped out
+                    if tail is not None:
+                        yield tail
+                    after_push = True
+                    continue
                 data = next(self._bytes, None)
                 if data is None:
                     break
+                if data == SESSION_END:
+                    self._pending_session_end = True
+                    continue
                 self._feed(data)
             try:
                 self._splitter.finish()
