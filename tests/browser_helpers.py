@@ -19,18 +19,7 @@ from typing import Any
 from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
+from streamer.netbed.page import CHROMIUM_ARGS  # one set of flags for tests and the test bed
 
 
 @asynccontextmanager

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,16 +63,6 @@ def wait_for_seq(base_url: str, at_least: int, timeout_s: float) -> float:
             return time.monotonic()
         time.sleep(0.1)
     raise AssertionError(f"live edge did not reach {at_least} (at {latest_seq(base_url)})")
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=5)
 
 
 @pytest.mark.slow

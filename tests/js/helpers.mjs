@@ -12,3 +12,26 @@ export function loadVector(name) {
 }
 
 export { fromHex, toHex } from "../../web/static/js/wire.js";
+
+/** Deliver everything two cores have for each other (control and data), instantly: at most
+ * `rounds` rounds of replies. */
+export function exchange(a, aId, b, bId, now, rounds = 20) {
+  for (let r = 0; r < rounds; r++) {
+    let moved = false;
+    for (const [x, xId, y, yId] of [
+      [a, aId, b, bId],
+      [b, bId, a, aId],
+    ]) {
+      let m;
+      while ((m = x.nextControlMessage(yId)) !== null) {
+        y.receive(xId, m, now);
+        moved = true;
+      }
+      while ((m = x.nextDataMessage(yId, now)) !== null) {
+        y.receive(xId, m, now);
+        moved = true;
+      }
+    }
+    if (!moved) return;
+  }
+}

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT } from "./helpers.mjs";
+import { ROOT, exchange } from "./helpers.mjs";
 import { makeKeys, signChunk, syncVerifier } from "./swarmnet.mjs";
 import { SwarmPeer, Role, seededRandom } from "../../web/static/js/swarm.js";
 
@@ -16,28 +16,6 @@ const { scenarios } = JSON.parse(
 );
 const keys = await makeKeys();
 const CONFIG = { pieceSizeBytes: 1000, defaultChunkBytes: 4000, minInflightBytes: 4000 };
-
-/** Everything a and b have for each other, instantly (an ideal link). */
-function deliver(a, aId, b, bId, now) {
-  let moved = true;
-  while (moved) {
-    moved = false;
-    for (const [x, xId, y, yId] of [
-      [a, aId, b, bId],
-      [b, bId, a, aId],
-    ]) {
-      let m;
-      while ((m = x.nextControlMessage(yId)) !== null) {
-        y.receive(xId, m, now);
-        moved = true;
-      }
-      while ((m = x.nextDataMessage(yId, now)) !== null) {
-        y.receive(xId, m, now);
-        moved = true;
-      }
-    }
-  }
-}
 
 /** The chunks of a scenario, signed, each with its release time on the live clock. */
 async function releases(durationsS, gapAfter) {
@@ -95,7 +73,7 @@ async function run(scenario) {
       if (core && t !== null && t !== undefined && t <= now) core.handleTimer(now);
     }
     if (viewer !== null) {
-      deliver(src, "src", viewer, "v", now);
+      exchange(src, "src", viewer, "v", now, Infinity);
       for (const ev of viewer.popEvents()) {
         if (ev.kind === "ChunkPlayed") played.push([ev.seq, now]);
         else if (ev.kind === "ChunkMissed") missed.push(ev.seq);

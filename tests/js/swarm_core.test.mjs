@@ -4,6 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { makeKeys, signChunk, syncVerifier } from "./swarmnet.mjs";
+import { exchange } from "./helpers.mjs";
 import { DEFAULT_CONFIG, SwarmPeer, Role, seededRandom } from "../../web/static/js/swarm.js";
 import { Playback } from "../../web/static/js/playback.js";
 import {
@@ -130,28 +131,6 @@ function drainRaw(core, pid) {
   let m;
   while ((m = core.nextControlMessage(pid)) !== null) out.push(m);
   return out;
-}
-
-/** Deliver everything a and b have for each other (control and data), instantly. */
-function exchange(a, aId, b, bId, now, rounds = 20) {
-  for (let r = 0; r < rounds; r++) {
-    let moved = false;
-    for (const [x, xId, y, yId] of [
-      [a, aId, b, bId],
-      [b, bId, a, aId],
-    ]) {
-      let m;
-      while ((m = x.nextControlMessage(yId)) !== null) {
-        y.receive(xId, m, now);
-        moved = true;
-      }
-      while ((m = x.nextDataMessage(yId, now)) !== null) {
-        y.receive(xId, m, now);
-        moved = true;
-      }
-    }
-    if (!moved) return;
-  }
 }
 
 test("a viewer learns buffer maps and asks a peer, not the source, for header + one piece", () => {
