@@ -163,6 +163,9 @@ def test_a_chunk_that_arrives_whole_after_an_edge_wait_plays_from_now_on() -> No
     assert due(9.0) == [(1, True)]
     assert pb.deadline(1, 1.0, 9.0) == pytest.approx(9.0)
     assert pb.deadline(2, 2.0, 9.0) == pytest.approx(10.0)
+    # The picture stood still from seq 1's first deadline (2 s) until it came (9 s).
+    assert pb.paused_s == pytest.approx(7.0) and pb.longest_pause_s == pytest.approx(7.0)
+    assert pb.continuity == 1.0
 
 
 def test_playout_skips_a_chunk_only_when_a_later_one_exists() -> None:
@@ -201,3 +204,23 @@ def test_playout_skips_a_chunk_only_when_a_later_one_exists() -> None:
     assert pb.stall_s == 0.0 and pb.lag_added_s == 0.0
     complete.add(2)
     assert due(30.0, 2) == [(2, True)]
+
+
+def test_seqs_a_restarted_broadcast_skipped_count_nowhere() -> None:
+    """The old session's newest chunk was seq 3; the new one starts at seq 40 (its media
+    description says so): seqs 4-39 never existed, and skipping them is no loss."""
+    pb = Playback(chunk_duration_s=1.0, start_behind_chunks=0, joined_s=0.0, target_lag_s=1.0)
+    pb.hear_of(3)
+    assert pb.start_if_ready(0.0, True, 3.0, 0.0)
+    pb.skip_never_released(4, 40)
+    have = {3: (3.0, 0.0), 40: (40.0, 38.0)}  # seq -> (media start, release)
+    played = pb.due(
+        39.5,
+        lambda s: have[s][0] if s in have else float(s),
+        have.__contains__,
+        have.__contains__,
+        lambda s: have[s][1] if s in have else None,
+        lambda s: all(k < s for k in have),
+    )
+    assert played == [(3, True), (40, True)]
+    assert pb.missed == 0 and pb.continuity == 1.0

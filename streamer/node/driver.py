@@ -362,10 +362,12 @@ class SwarmNode:
             )
         if rebuild:
             self._new_core(media)
-        elif self._verifier is not None:
+        elif self._verifier is not None and old is not None and old.epoch != media.epoch:
             # A restart of the same broadcaster: its links and chunks stay, its old session's
-            # chunks are refused from now on.
+            # chunks are refused from now on, and the seqs it skipped count nowhere.
             self._verifier.epoch = media.epoch
+            if core is not None and media.first_seq is not None:
+                core.source_restarted(media.first_seq)
         self.broadcast_ended = None
         if self.on_media is not None:
             self.on_media(media)

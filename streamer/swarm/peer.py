@@ -503,6 +503,8 @@ class SwarmPeer:
             "stall_s": pb.stall_s if pb else 0.0,
             "reanchored_s": pb.reanchored_s if pb else 0.0,
             "reanchors": pb.reanchors if pb else 0,
+            "paused_s": pb.paused_s if pb else 0.0,
+            "longest_pause_s": pb.longest_pause_s if pb else 0.0,
             "bytes_from_source": self.bytes_from_source,
             "bytes_from_peers": self.bytes_from_peers,
             "bytes_uploaded": self.bytes_uploaded,
@@ -969,6 +971,15 @@ class SwarmPeer:
 
     def _media_start_s(self, seq: int) -> float | None:
         return self._store.media_start_s(seq, self.config.chunk_duration_s)
+
+    def source_restarted(self, first_seq: int) -> None:
+        """The broadcaster restarted at first_seq (a new session of the same key): the seqs
+        between its last session's newest chunk and first_seq never existed."""
+        if self.playback is not None:
+            newest = self._store.newest_seq
+            self.playback.skip_never_released(
+                first_seq if newest is None else newest + 1, first_seq
+            )
 
     def _release_s(self, seq: int) -> float | None:
         chunk = self._store.get(seq)

@@ -74,6 +74,12 @@ class Playback:
     """The next chunk is past the live edge: only input (its header) can move playout on."""
     _edge_seq: int | None = None
     """The chunk playout last waited for at the live edge: when it comes, playout resumes."""
+    paused_s: float = 0.0
+    """Time the picture stood still at the live edge (the source sent nothing new)."""
+    longest_pause_s: float = 0.0
+    _paused_since_s: float | None = None
+    _never_released: tuple[int, int] = (0, 0)
+    """Seqs [lo, hi) a restarted broadcast skipped: they never existed, so they count nowhere."""
     lags_s: list[float] = field(default_factory=list)
     _stalled_seq: int | None = None
     _stalled_for_s: float = 0.0
@@ -182,7 +188,12 @@ class Playback:
             if not ok and at_edge is not None and at_edge(seq):
                 self.waiting_at_edge = True
                 self._edge_seq = seq
+                if self._paused_since_s is None:
+                    self._paused_since_s = deadline_s
                 break
+            if not ok and self._never_released[0] <= seq < self._never_released[1]:
+                self.next_seq += 1
+                continue
             resumed = self._edge_seq == seq
             if (
                 (not ok or resumed)
@@ -210,9 +221,18 @@ class Playback:
                 self.played += 1
             else:
                 self.missed += 1
+            if ok and self._paused_since_s is not None:
+                pause_s = now - self._paused_since_s
+                self.paused_s += pause_s
+                self.longest_pause_s = max(self.longest_pause_s, pause_s)
+                self._paused_since_s = None
             out.append((seq, ok))
             self.next_seq += 1
         return out
+
+    def skip_never_released(self, lo_seq: int, hi_seq: int) -> None:
+        """A restarted broadcast starts at hi_seq: seqs from lo_seq up to it never existed."""
+        self._never_released = (lo_seq, hi_seq)
 
     def _reanchor(
         self, deadline_s: float, release_s: float | None, resumed_s: float | None = None

@@ -87,6 +87,12 @@ export class Playback {
     this.waitingAtEdge = false;
     /** The chunk playout last waited for at the live edge: when it comes, playout resumes. */
     this._edgeSeq = null;
+    /** Time the picture stood still at the live edge (the source sent nothing new). */
+    this.pausedS = 0;
+    this.longestPauseS = 0;
+    this._pausedSinceS = null;
+    /** Seqs [lo, hi) a restarted broadcast skipped: they never existed, so they count nowhere. */
+    this._neverReleased = [0, 0];
     this.lagsS = [];
     this._stalledSeq = null;
     this._stalledForS = 0;
@@ -193,7 +199,12 @@ export class Playback {
       if (!ok && atEdge !== null && atEdge(seq)) {
         this.waitingAtEdge = true;
         this._edgeSeq = seq;
+        if (this._pausedSinceS === null) this._pausedSinceS = deadlineS;
         break;
+      }
+      if (!ok && this._neverReleased[0] <= seq && seq < this._neverReleased[1]) {
+        this.nextSeq += 1;
+        continue;
       }
       const resumed = this._edgeSeq === seq;
       if (
@@ -224,10 +235,21 @@ export class Playback {
       if (ok && stalled) this.late += 1;
       else if (ok) this.played += 1;
       else this.missed += 1;
+      if (ok && this._pausedSinceS !== null) {
+        const pauseS = now - this._pausedSinceS;
+        this.pausedS += pauseS;
+        this.longestPauseS = Math.max(this.longestPauseS, pauseS);
+        this._pausedSinceS = null;
+      }
       out.push([seq, ok]);
       this.nextSeq += 1;
     }
     return out;
+  }
+
+  /** A restarted broadcast starts at hiSeq: seqs from loSeq up to it never existed. */
+  skipNeverReleased(loSeq, hiSeq) {
+    this._neverReleased = [loSeq, hiSeq];
   }
 
   /**

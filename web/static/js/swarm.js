@@ -683,6 +683,8 @@ export class SwarmPeer {
       stall_s: pb ? pb.stallS : 0.0,
       reanchored_s: pb ? pb.reanchoredS : 0.0,
       reanchors: pb ? pb.reanchors : 0,
+      paused_s: pb ? pb.pausedS : 0.0,
+      longest_pause_s: pb ? pb.longestPauseS : 0.0,
       bytes_from_source: this.bytesFromSource,
       bytes_from_peers: this.bytesFromPeers,
       bytes_uploaded: this.bytesUploaded,
