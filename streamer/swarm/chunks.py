@@ -38,8 +38,12 @@ class HeaderVerifier:
         self._cache_size = cache_size
         self.checks = 0
 
+    def of_another_session(self, header: ChunkHeader) -> bool:
+        """A header signed for another broadcast session than the one we accept."""
+        return self.epoch is not None and header.epoch != self.epoch
+
     def verify(self, header: ChunkHeader) -> bool:
-        if self.epoch is not None and header.epoch != self.epoch:
+        if self.of_another_session(header):
             return False
         blob = header.encode()
         hit = self._cache.get(blob)
@@ -162,7 +166,14 @@ class ChunkStore:
         return None
 
     def add_header(self, header: ChunkHeader) -> bool | None:
-        """True: newly stored; None: already known (no-op); False: forged (signature fails)."""
+        """True: newly stored; None: already known, or of another broadcast session (no-op);
+        False: forged (signature fails).
+
+        Another session's header is ignored, not called forged: an old one replayed is useless,
+        and a restarted broadcaster's first headers can reach us just before its new media
+        description does (the neighbour that forwarded them is honest)."""
+        if self._verifier is not None and self._verifier.of_another_session(header):
+            return None
         existing = self._chunks.get(header.seq)
         if existing is not None:
             if existing.header.encode() == header.encode():
