@@ -495,9 +495,13 @@ def test_request_timeout_cancels_and_asks_someone_else() -> None:
     slow = first[0]
     other = "b" if slow == "a" else "a"
     drain_control(v, other)
+    # No response measured yet: the timeout counts the initial response time too.
+    timeout_s = CONFIG.request_timeout_s + CONFIG.initial_response_s
     timer = v.next_timer()
-    assert timer is not None and timer <= CONFIG.request_timeout_s
-    v.handle_timer(CONFIG.request_timeout_s)
+    assert timer is not None and timer <= timeout_s
+    v.handle_timer(timeout_s - 0.01)
+    assert not [m for m in drain_control(v, slow) if isinstance(m, Cancel)]
+    v.handle_timer(timeout_s)
     cancels = [m for m in drain_control(v, slow) if isinstance(m, Cancel)]
     assert cancels and cancels[0].seq == 4
     retry = [m for m in drain_control(v, other) if isinstance(m, Request)]
@@ -698,6 +702,23 @@ def test_viewer_starts_at_the_newest_chunk_a_peer_holds_whole() -> None:
     assert pb.start_seq == 21
 
 
+def test_a_start_chunk_half_fetched_is_kept_when_the_frontier_runs_ahead() -> None:
+    """On a slow link a start chunk takes longer than the frontier's moves: chasing it would
+    throw away what was fetched, again and again, and playout would never begin."""
+    v = viewer(now=0.0)
+    for pid, role in (("src", Role.SOURCE), ("p", Role.VIEWER)):
+        v.add_neighbour(pid, 0.0)
+        v.receive(pid, hello(role), 0.0)
+    v.receive("src", encode_message(Have(20, (True,) * 5)), 0.1)
+    v.receive("p", encode_message(BufferMap(15, (True, True, True))), 0.2)
+    pb = v.playback
+    assert pb is not None and pb.start_seq == 18
+    v.receive("p", signed_header(18).encode(), 0.5)
+    v.receive("p", encode_message(Piece(18, 0, 5, bytes([18]) * 1000)), 0.6)
+    v.receive("p", encode_message(Have(21, (True,) * 5)), 1.1)
+    assert pb.start_seq == 18
+
+
 def test_requests_wait_their_turn_instead_of_bouncing_busy() -> None:
     src = published(range(0, 1))
     for i in range(4):
@@ -783,7 +804,7 @@ def test_a_busy_neighbour_is_not_struck_for_a_slow_queue() -> None:
     src.receive("v", encode_message(Request(0, 0, 1, True)), 0.0)
     header = drain_data(src, "v", 0.0)[0]
     v.receive("busy", header, 0.5)
-    v.handle_timer(1.2)
+    v.handle_timer(cfg.request_timeout_s + cfg.initial_response_s)
     assert v.stats()["timeouts"] >= 1
     assert "busy" in v.neighbour_ids  # timed out (asked elsewhere) but not dropped
 
@@ -973,9 +994,11 @@ def test_pieces_stuck_at_a_holder_are_asked_of_another_and_cancelled_there() -> 
     first = min(nb.assignments[9].pieces)
     v.receive(slow, encode_message(Piece(9, first, 5, piece[first])), 10.05)  # type: ignore[arg-type]
     drain_control(v, other)
-    v.handle_timer(10.05 + cfg.move_after_s - 0.01)
+    # It answered in 0.05 s: a piece is stuck after move_after_s beyond that.
+    move_s = cfg.move_after_s + 0.05
+    v.handle_timer(10.05 + move_s - 0.01)
     assert not [m for m in drain_control(v, other) if isinstance(m, Request)]
-    v.handle_timer(10.05 + cfg.move_after_s)
+    v.handle_timer(10.05 + move_s)
     moved = [m for m in drain_control(v, other) if isinstance(m, Request)]
     cancelled = [m for m in drain_control(v, slow) if isinstance(m, Cancel)]
     left = {i for m in moved for i in range(m.first_index, m.first_index + m.count)}
@@ -983,7 +1006,7 @@ def test_pieces_stuck_at_a_holder_are_asked_of_another_and_cancelled_there() -> 
     assert {m.first_index for m in cancelled} == left and all(m.count == 1 for m in cancelled)
     assert v.stats()["moved"] == 4 and v.stats()["timeouts"] == 0
     # Moved pieces stay where they went for move_after_s of their own: no ping-pong.
-    v.handle_timer(10.05 + cfg.move_after_s + 0.1)
+    v.handle_timer(10.05 + move_s + 0.1)
     assert not [m for m in drain_control(v, slow) if isinstance(m, Request)]
     assert slow in v.neighbour_ids  # busy, not stalled: no strike
 

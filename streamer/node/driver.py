@@ -38,6 +38,7 @@ from streamer.errors import UserError
 from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
 from streamer.node.status import RateMeter
 from streamer.node.token_bucket import TokenBucket
+from streamer.node.uplink_gate import UplinkGate
 from streamer.protocol import Role
 from streamer.swarm import (
     ChunkComplete,
@@ -77,6 +78,9 @@ _FAILED_PEER_MEMORY_S = 20.0
 _MIN_TIMER_DELAY_S = 0.002
 _MAX_FLUSH_ROUNDS = 16
 _BYE_GRACE_S = 0.3
+_GATE_POLL_S = 0.02
+"""How often links held back by the uplink gate try again (the transport has no event for
+"all links together drained below a level")."""
 
 
 @dataclass(frozen=True)
@@ -197,9 +201,11 @@ class SwarmNode:
         self._early: dict[str, list[bytes]] = {}
         self._failed: dict[str, float] = {}
         self._timer: asyncio.TimerHandle | None = None
-        self._bucket_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
         self._throttled: set[str] = set()
+        """Links with data held back by the upload cap or the uplink gate."""
         self._bucket: TokenBucket | None = None
+        self._gate = UplinkGate()
         self._in_flush = False
         self._flush_again = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -239,7 +245,7 @@ class SwarmNode:
         if self._closed:
             return
         self._closed = True
-        for handle in (self._timer, self._bucket_timer):
+        for handle in (self._timer, self._send_timer):
             if handle is not None:
                 handle.cancel()
         if self.manager is not None:
@@ -547,11 +553,17 @@ class SwarmNode:
             if not manager.send(peer_id, control):
                 return
         now = self._clock()
-        bucket = self._bucket
+        bucket, gate = self._bucket, self._gate
         while manager.has_room(peer_id):
             if bucket is not None and not bucket.ready(now):
-                self._throttled.add(peer_id)
-                self._arm_bucket_timer(bucket.wait_s(now))
+                self._send_later(peer_id, bucket.wait_s(now))
+                return
+            buffered = manager.buffered_total()
+            gate.observe(now, buffered, manager.total_bytes_sent)
+            # A link with nothing queued may always take one message: one association alone
+            # cannot fill an uplink under loss (its window halves at every loss).
+            if manager.buffered_amount(peer_id) > 0 and not gate.has_room(buffered):
+                self._send_later(peer_id, _GATE_POLL_S)
                 return
             data = core.next_data_message(peer_id, now)
             if data is None:
@@ -567,17 +579,21 @@ class SwarmNode:
         assert self.manager is not None
         return self.manager.send(peer_id, data)
 
-    def _arm_bucket_timer(self, delay_s: float) -> None:
-        if self._bucket_timer is None:
+    def _send_later(self, peer_id: str, delay_s: float) -> None:
+        self._throttled.add(peer_id)
+        if self._send_timer is None:
             loop = asyncio.get_running_loop()
-            self._bucket_timer = loop.call_later(delay_s, self._on_bucket_timer)
+            self._send_timer = loop.call_later(delay_s, self._on_send_timer)
 
-    def _on_bucket_timer(self) -> None:
-        self._bucket_timer = None
+    def _on_send_timer(self) -> None:
+        self._send_timer = None
         throttled, self._throttled = self._throttled, set()
-        if self.core is None or self._closed:
+        core = self.core
+        if core is None or self._closed:
             return
-        for pid in throttled:
+        # The links whose requests hold the core's upload slots first: the most urgent.
+        first = [pid for pid in core.upload_peers() if pid in throttled]
+        for pid in first + sorted(throttled.difference(first)):
             self._pump(pid)
 
     def _rearm_timer(self) -> None:
@@ -675,7 +691,12 @@ class SwarmNode:
                 "signaling_reconnects": self.client.reconnects,
                 "transport_bytes_sent": manager.total_bytes_sent if manager else 0,
                 "transport_bytes_received": manager.total_bytes_received if manager else 0,
+                "transport_messages_sent": manager.total_messages_sent if manager else 0,
                 "neighbour_paths": self._neighbour_paths(),
+                "uplink_drain_bps": (
+                    int(self._gate.drain_bytes_per_s * 8) if self._gate.drain_bytes_per_s else None
+                ),
+                "uplink_window_bytes": self._gate.window_bytes,
                 "ice_pair_types": dict(manager.pair_types_opened) if manager else {},
             }
         )

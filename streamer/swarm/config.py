@@ -39,15 +39,23 @@ class SwarmConfig:
     """A seq further than this beyond the newest verified one is a protocol error."""
 
     request_timeout_s: float = 1.0
-    """No progress on a request for this long: cancel what is left and ask someone else."""
+    """No progress on a request for this long beyond the neighbour's measured response time
+    (Neighbour.expected_wait_s): cancel what is left and ask someone else."""
     move_after_s: float = 0.2
-    """Pieces asked of a peer that sent nothing of them for this long (queued behind others'
-    requests there) are asked of another holder with room instead, and cancelled there."""
+    """Pieces asked of a peer that sent nothing of them for this long beyond its response time
+    (queued behind others' requests there) are asked of another holder with room instead, and
+    cancelled there. A fixed 0.2 s moved nearly every piece asked across a 300 ms home-link
+    round trip before it could come: duplicates ran at 40-70% of the useful bytes on the
+    test bed."""
+    initial_response_s: float = 0.25
+    """A neighbour's response time until one is measured (a home link's round trip, queue
+    included)."""
     pipeline_s: float = 1.0
     """Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces)."""
     min_inflight_bytes: int = 16384
-    """Floor of the in-flight limit (before any throughput is measured). 32 KiB made chunks
-    cross the swarm faster but cost continuity (docs/BENCHMARKS.md, fourth session)."""
+    """Floor of the in-flight limit before any throughput is measured (then one piece). 32 KiB
+    made chunks cross the swarm faster but cost continuity (docs/BENCHMARKS.md, fourth
+    session)."""
     upload_slots: int = 2
     """Requests served at a time, most urgent (lowest seq, then oldest) first: the uplink goes
     to the chunk nearest its deadline rather than being shared by everyone who asked."""
@@ -84,6 +92,15 @@ class SwarmConfig:
     """At most one have per chunk per neighbour this often: the pieces verified meanwhile
     travel together in the next one (the first goes at once). 0.1 s cost every hop ~0.04 s of
     waiting (300 peers x 3 seeds: lag p95 5.57 -> 5.14 s at 0.05 s; 0.025 s gained nothing)."""
+    have_wire_bytes: int = 100
+    """What one have costs on the uplink: its own packet (IP, UDP, DTLS and SCTP headers, about
+    80 bytes, for a payload of a few): a data channel sends a small message alone."""
+    have_uplink_share: float = 0.1
+    """Haves slow down (up to max_have_interval_s) so that they take at most this share of the
+    best recent upload rate (SwarmPeer.have_interval_s). Every 0.05 s to 8 neighbours is ~130
+    kbit/s: a third of a 0.4 Mbit/s home uplink, which then had no room for the requests of its
+    own downloads (on the test bed, every 0.25 s raised mean continuity from ~0.75 to 0.84)."""
+    max_have_interval_s: float = 0.5
     push_headers: bool = True
     """Send a chunk's signed header along with the first have of it to a neighbour that shows
     no sign of holding it (see SwarmPeer._send_have)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamer.protocol import Capability, Role
 
@@ -43,6 +44,54 @@ class RateMeter:
             self.rate_bytes_per_s = sample if old is None else old + self.ALPHA * (sample - old)
             self._since = now
             self._bytes = 0
+
+
+class PeakRate:
+    """The best recent rate of a growing byte counter: sampled over SAMPLE_S or more, the peak
+    decays by DECAY per sample (it tells what an uplink can carry, not what it carries now)."""
+
+    SAMPLE_S = 1.0
+    DECAY = 0.9
+
+    def __init__(self) -> None:
+        self.peak_bytes_per_s: float | None = None
+        self._since_s: float | None = None
+        self._since_bytes = 0
+
+    def sample(self, total_bytes: int, now: float) -> None:
+        if self._since_s is None:
+            self._since_s, self._since_bytes = now, total_bytes
+            return
+        elapsed_s = now - self._since_s
+        if elapsed_s < self.SAMPLE_S:
+            return
+        rate = (total_bytes - self._since_bytes) / elapsed_s
+        old = self.peak_bytes_per_s
+        self.peak_bytes_per_s = rate if old is None else max(rate, old * self.DECAY)
+        self._since_s, self._since_bytes = now, total_bytes
+
+
+class ResponseMeter:
+    """How soon a neighbour answers a request when nothing else of ours is queued there: a low
+    quantile of its last few responses (request sent -> first piece or header back; not the
+    shortest, which a piece already on its way when we asked for it again makes too short).
+
+    That is the round trip plus the queue of its uplink (on a home link the transport keeps a
+    few hundred ms of data there): the least a request to it can take. Timers that decide a
+    piece is late are measured from it, so a far neighbour is not given up on before its
+    answer could arrive.
+    """
+
+    SAMPLES = 8
+
+    def __init__(self) -> None:
+        self._samples: deque[float] = deque(maxlen=self.SAMPLES)
+        self.base_s: float | None = None
+
+    def sample(self, response_s: float) -> None:
+        self._samples.append(max(0.0, response_s))
+        ordered = sorted(self._samples)
+        self.base_s = ordered[(len(ordered) - 1) // 4]
 
 
 @dataclass(slots=True)
@@ -91,6 +140,7 @@ class Neighbour:
     """seq -> time until which we do not ask it for seq again (absent, timed out)."""
     assignments: dict[int, Assignment] = field(default_factory=dict)
     meter: RateMeter = field(default_factory=RateMeter)
+    response: ResponseMeter = field(default_factory=ResponseMeter)
     strikes: int = 0
     last_useful_s: float = 0.0
     last_data_s: float = -1.0
@@ -134,11 +184,45 @@ class Neighbour:
     def inflight_pieces(self) -> int:
         return sum(len(a.pieces) + a.header_pending for a in self.assignments.values())
 
+    def progress(self, a: Assignment, asked_s: float, now: float) -> None:
+        """A piece (or the header) of assignment a came; asked_s: when we asked for it.
+
+        Nothing of a had come since we asked: the wait was one response time.
+        """
+        if asked_s >= a.last_progress_s:
+            self.response.sample(now - asked_s)
+        a.last_progress_s = now
+
+    def expected_wait_s(self, initial_response_s: float) -> float:
+        """How long a piece asked of it takes to come when it serves us alone: its response
+        time (initial_response_s until one is measured)."""
+        base_s = self.response.base_s
+        return initial_response_s if base_s is None else base_s
+
     def room_pieces(self, pipeline_s: float, min_inflight_bytes: int, piece_bytes: int) -> int:
-        """How many more pieces we may ask of it now (measured rate x pipeline, with a floor)."""
+        """How many more pieces we may ask of it now: its measured rate x (pipeline + its
+        response time), so that what is in flight covers the round trip; at least one piece
+        (min_inflight_bytes before a rate is measured)."""
         rate = self.meter.rate_bytes_per_s or 0.0
-        allowed_bytes = max(min_inflight_bytes, int(rate * pipeline_s))
+        window_s = pipeline_s + (self.response.base_s or 0.0)
+        # Once a rate is measured, one piece is the floor: on a slow uplink shared by seven
+        # requesters, two pieces each queued 2.4 s of data there (test bed, 0.4 Mbit/s).
+        floor = piece_bytes if rate else min_inflight_bytes
+        allowed_bytes = max(floor, int(rate * window_s))
         return allowed_bytes // max(1, piece_bytes) - self.inflight_pieces()
+
+    def figures(self) -> dict[str, Any]:
+        """What we measured of it, for stats: its role, its throughput towards us, its
+        response time, the bytes each way."""
+        rate = self.meter.rate_bytes_per_s
+        base_s = self.response.base_s
+        return {
+            "role": self.role.name.lower() if self.role is not None else None,
+            "rate_kbps": None if rate is None else round(rate * 8 / 1000, 1),
+            "response_ms": None if base_s is None else round(base_s * 1000, 1),
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
+        }
 
     def forget_below(self, floor_seq: int) -> None:
         self.complete = {s for s in self.complete if s >= floor_seq}

@@ -47,7 +47,7 @@ from streamer.swarm.events import (
     Event,
     WantNeighbours,
 )
-from streamer.swarm.neighbours import Assignment, Neighbour, ServeItem
+from streamer.swarm.neighbours import Assignment, Neighbour, PeakRate, ServeItem
 from streamer.swarm.playback import Playback
 from streamer.swarm.scheduler import Ask, Holder, Want, may_serve, plan_pieces
 
@@ -173,6 +173,9 @@ class SwarmPeer:
         self.rescues = 0
         """Urgent requests taken from a holder too slow to meet the deadline."""
         self.moved = 0
+        self._upload_meter = PeakRate()
+        self.complete_after_release_s: list[float] = []
+        """Per chunk completed here: seconds from its release at the source (clocks agreeing)."""
         """Pieces asked of another holder after sitting unsent at the first (move_after_s)."""
         self.stream_bytes = 0
         self.drops: dict[str, int] = {}
@@ -414,10 +417,12 @@ class SwarmPeer:
         # Called after every input (the simulator's second hot spot): one pass, no lists.
         inf = math.inf
         soonest = inf
-        timeout_s = self.config.request_timeout_s
         for nb in self._nbrs.values():
             if nb.have_due and nb.have_next_s < soonest:
                 soonest = nb.have_next_s
+            if not nb.assignments:
+                continue
+            timeout_s = self._timeout_s(nb)
             for a in nb.assignments.values():
                 if a.last_progress_s + timeout_s < soonest:
                     soonest = a.last_progress_s + timeout_s
@@ -442,8 +447,9 @@ class SwarmPeer:
             if nb.have_due and now >= nb.have_next_s:
                 self._flush_haves(nb)
         for nb in list(self._nbrs.values()):
+            timeout_s = self._timeout_s(nb)
             for seq, a in list(nb.assignments.items()):
-                due_s = a.last_progress_s + self.config.request_timeout_s
+                due_s = a.last_progress_s + timeout_s
                 if nb.peer_id in self._nbrs and now >= due_s:
                     self._time_out(nb, seq, now)
         for seq, (when, pids) in list(self._announce_later.items()):
@@ -514,7 +520,13 @@ class SwarmPeer:
             "moved": self.moved,
             "stream_bytes": self.stream_bytes,
             "neighbours": len(self._nbrs),
+            "have_interval_s": self.have_interval_s(),
+            "complete_after_release_s_p50": percentile(self.complete_after_release_s, 0.5),
+            "complete_after_release_s_p95": percentile(self.complete_after_release_s, 0.95),
             "drops": dict(self.drops),
+            "neighbour_figures": {
+                nb.peer_id: nb.figures() for nb in sorted(self._nbrs.values(), key=_by_id)
+            },
         }
 
     # ---------------------------------------------------------------- message handling
@@ -632,10 +644,14 @@ class SwarmPeer:
             past = self.config.start_past_peers_chunks
             start = max(0, min(frontier + past, self._newest_heard))
             settling = self._now - self._first_heard_s < self.config.start_settle_s
+            # A start chunk we hold pieces of is kept: on a slow link, chasing the frontier
+            # threw away every start chunk half fetched, and playout never began (test bed:
+            # a 0.4 Mbit/s uplink viewer downloaded 30 s of pieces and completed 3 chunks).
+            fetching = (chunk := self._store.get(pb.start_seq)) is not None and chunk.have_count > 0
             if (
                 pb.start_from_peers is None
                 or start < pb.start_seq
-                or start - pb.start_seq > 2
+                or (start - pb.start_seq > 2 and not fetching)
                 or (settling and start > pb.start_seq)
             ):
                 pb.start_from_peers = start
@@ -756,7 +772,7 @@ class SwarmPeer:
         requested = a is not None and a.header_pending
         if a is not None and requested:
             a.header_pending = False
-            a.last_progress_s = now
+            nb.progress(a, a.requested_s, now)
             beyond = {i for i in a.pieces if i >= header.piece_count}
             a.pieces -= beyond
             self._release_asked(nb.peer_id, seq, beyond, False)
@@ -791,7 +807,7 @@ class SwarmPeer:
         a = nb.assignments.get(seq)
         if a is not None and index in a.pieces:
             a.pieces.discard(index)
-            a.last_progress_s = now
+            nb.progress(a, a.asked_s.get(index, a.requested_s), now)
             nb.strikes = 0
             if not a.pieces and not a.header_pending:
                 self._finish_assignment(nb, seq)
@@ -857,6 +873,7 @@ class SwarmPeer:
             return
         self._inflight.pop(seq, None)
         self._header_from.pop(seq, None)
+        self.complete_after_release_s.append(self._now - chunk.header.release_us / 1e6)
         pieces = tuple(p for p in chunk.pieces if p is not None)
         self._events.append(ChunkComplete(seq, chunk.header, pieces))
         pb = self.playback
@@ -959,10 +976,18 @@ class SwarmPeer:
 
     def _after(self, now: float) -> None:
         """Run after every input: playout, window, scheduling."""
+        self._upload_meter.sample(self.bytes_uploaded, now)
         self._play(now)
         if self._dirty and self.role != Role.SOURCE:
             self._dirty = False
             self._schedule(now)
+
+    def _expected_wait_s(self, nb: Neighbour) -> float:
+        return nb.expected_wait_s(self.config.initial_response_s)
+
+    def _timeout_s(self, nb: Neighbour) -> float:
+        """No progress on a request to nb for this long times it out."""
+        return self.config.request_timeout_s + self._expected_wait_s(nb)
 
     def _room(self, nb: Neighbour) -> int:
         """How many more pieces we may ask of nb now."""
@@ -971,6 +996,16 @@ class SwarmPeer:
 
     def _media_start_s(self, seq: int) -> float | None:
         return self._store.media_start_s(seq, self.config.chunk_duration_s)
+
+    def have_interval_s(self) -> float:
+        """How often at most a have goes to one neighbour: have_interval_s, or longer on an
+        uplink whose best recent upload rate is narrow (see have_uplink_share)."""
+        cfg = self.config
+        rate = self._upload_meter.peak_bytes_per_s
+        if not rate:
+            return cfg.have_interval_s
+        needed_s = len(self._nbrs) * cfg.have_wire_bytes / (cfg.have_uplink_share * rate)
+        return min(cfg.max_have_interval_s, max(cfg.have_interval_s, needed_s))
 
     def source_restarted(self, first_seq: int) -> None:
         """The broadcaster restarted at first_seq (a new session of the same key): the seqs
@@ -1219,7 +1254,6 @@ class SwarmPeer:
         for move_after_s (they wait in its upload queue behind other requesters' pieces), and
         when the next of the others will be stuck (None: never, as things stand)."""
         stuck: list[tuple[int, str]] = []
-        move_s = self.config.move_after_s
         next_s = math.inf
         for owner in sorted(set(asked.values())):  # sorted: no hash order in a simulation
             nb = self._nbrs.get(owner)
@@ -1228,6 +1262,7 @@ class SwarmPeer:
             a = nb.assignments.get(seq)
             if a is None:
                 continue
+            move_s = self.config.move_after_s + self._expected_wait_s(nb)
             for i in sorted(a.pieces):
                 if asked.get(i) == owner:
                     stuck_s = max(a.last_progress_s, a.asked_s.get(i, now)) + move_s
@@ -1330,7 +1365,7 @@ class SwarmPeer:
             sent = True
         nb.have_due.clear()
         if sent:
-            nb.have_next_s = self._now + self.config.have_interval_s
+            nb.have_next_s = self._now + self.have_interval_s()
 
     def _drop(self, nb: Neighbour, reason: str, bye_reason: ByeReason) -> None:
         if bye_reason in (ByeReason.FORGED, ByeReason.PROTOCOL_ERROR):
@@ -1345,6 +1380,10 @@ class SwarmPeer:
         self.drops[kind] = self.drops.get(kind, 0) + 1
         self._events.append(DropNeighbour(nb.peer_id, reason, bye))
         self.remove_neighbour(nb.peer_id, self._now)
+
+
+def _by_id(nb: Neighbour) -> str:
+    return nb.peer_id
 
 
 def header_bits(piece_count: int) -> tuple[bool, ...]:

@@ -110,9 +110,11 @@ class RtcConfig:
     #: Minimum gap between two setups we start.
     setup_interval_s: float = 0.05
     #: `on_peer_writable` fires when the buffer drains to this (bufferedAmountLowThreshold).
-    buffer_low_bytes: int = 256 * 1024
-    #: `has_room` is False from this much buffered data on.
-    buffer_high_bytes: int = 1024 * 1024
+    buffer_low_bytes: int = 8 * 1024
+    #: `has_room` is False from this much buffered data on: two 8 KiB pieces per link at most,
+    #: so a control message never waits behind much of this link's data (the driver's uplink
+    #: gate bounds all links together). 1 MiB was seconds of queue on a home uplink.
+    buffer_high_bytes: int = 16 * 1024
     #: Largest message `send` accepts (the swarm wire protocol keeps every message under 64 KiB).
     max_message_bytes: int = 64 * 1024
     #: Connections (open or being set up) at most; offers beyond it are ignored.
@@ -254,6 +256,7 @@ class PeerManager:
         self._closed = False
         #: Totals over every connection, closed ones included.
         self.total_bytes_sent = 0
+        self.total_messages_sent = 0
         self.total_bytes_received = 0
         #: Signals refused as malformed (any peer).
         self.bad_signals = 0
@@ -344,6 +347,7 @@ class PeerManager:
         peer.stats.bytes_sent += len(data)
         peer.stats.messages_sent += 1
         self.total_bytes_sent += len(data)
+        self.total_messages_sent += 1
         return True
 
     def buffered_amount(self, peer_id: str) -> int:
@@ -352,6 +356,14 @@ class PeerManager:
         if peer is None or peer.channel is None:
             return 0
         return int(peer.channel.bufferedAmount)
+
+    def buffered_total(self) -> int:
+        """Bytes queued on all open links and not yet handed to SCTP."""
+        return sum(
+            int(peer.channel.bufferedAmount)
+            for peer in self._peers.values()
+            if peer.state == _OPEN and peer.channel is not None
+        )
 
     def has_room(self, peer_id: str) -> bool:
         """True when the link is open and its buffer is below `buffer_high_bytes`."""

@@ -124,8 +124,9 @@ test("a header request that times out is cancelled and asked of the other holder
   // start one chunk behind the newest (startBehindChunks); header + one piece (count 1)
   const ask = reqs.find((m) => m.seq === 2);
   assert.deepEqual([ask.firstIndex, ask.count, ask.wantHeader], [0, 1, true]);
-  // Nobody answers: the request for seq 2 times out after requestTimeoutS.
-  const timeoutS = DEFAULT_CONFIG.requestTimeoutS;
+  // Nobody answers: the request for seq 2 times out after requestTimeoutS (plus the response
+  // time a neighbour is granted before one is measured).
+  const timeoutS = DEFAULT_CONFIG.requestTimeoutS + DEFAULT_CONFIG.initialResponseS;
   const timer = core.nextTimer();
   assert.ok(timer <= now + timeoutS + 1e-9, `timer ${timer}`);
   core.handleTimer(now + timeoutS);

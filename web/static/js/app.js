@@ -18,12 +18,16 @@ import { CounterRate, assembleStats } from "./stats.js";
 import { HeaderVerifier } from "./chunkheader.js";
 import { SwarmPeer, seededRandom } from "./swarm.js";
 import { TokenBucket } from "./tokenbucket.js";
+import { UplinkGate } from "./uplinkgate.js";
 import { PageUi } from "./ui.js";
 import { Role } from "./wire.js";
 
 const STATUS_INTERVAL_S = 2;
 const TICK_INTERVAL_S = 0.25;
 const PIECE_MESSAGE_BYTES = 16 * 1024 + 64;
+// How often links held back by the uplink gate try again (the data channels have no event for
+// "all links together drained below a level").
+const GATE_POLL_S = 0.02;
 
 /**
  * Page options from the URL query: ?upload_kbps=N caps upload (0 = no upload), ?neighbours=N,
@@ -65,6 +69,7 @@ export class WatchApp {
     this.uploadBucket = null;
     this.lastStats = null;
     this.uploadWake = null;
+    this.uplinkGate = new UplinkGate();
     const wsUrl = websocketUrl(window.location, config.ws_path ?? "/ws");
     this.signaling = new SignalingClient(wsUrl, config.channel, this._signalingHandlers());
     this.rtc = new PeerManager(this.signaling, this._rtcListener(), {
@@ -292,6 +297,14 @@ export class WatchApp {
         this._wakeForUpload(bucket.waitS(PIECE_MESSAGE_BYTES, now));
         return;
       }
+      const buffered = this.rtc.bufferedTotal();
+      this.uplinkGate.observe(now, buffered, this.rtc.totalBytesSent);
+      // A link with nothing queued may always take one message: one association alone cannot
+      // fill an uplink under loss (its window halves at every loss).
+      if (this.rtc.bufferedAmount(id) > 0 && !this.uplinkGate.hasRoom(buffered)) {
+        this._wakeForUpload(GATE_POLL_S);
+        return;
+      }
       const msg = core.nextDataMessage(id, now);
       if (!msg) return;
       bucket.take(msg.byteLength, now);
@@ -304,7 +317,10 @@ export class WatchApp {
     this.uploadWake = setTimeout(
       () => {
         this.uploadWake = null;
-        for (const id of this.rtc.openPeers()) this._pumpData(id);
+        // The links whose requests hold the core's upload slots first: the most urgent.
+        const first = this.core ? this.core.uploadPeers() : [];
+        const rest = this.rtc.openPeers().filter((id) => !first.includes(id));
+        for (const id of [...first, ...rest]) this._pumpData(id);
       },
       Math.max(5, waitS * 1000),
     );

@@ -43,6 +43,59 @@ export class RateMeter {
   }
 }
 
+/**
+ * The best recent rate of a growing byte counter: sampled over SAMPLE_S or more, the peak decays
+ * by DECAY per sample (it tells what an uplink can carry, not what it carries now).
+ */
+export class PeakRate {
+  static SAMPLE_S = 1.0;
+  static DECAY = 0.9;
+
+  constructor() {
+    this.peakBytesPerS = null;
+    this.sinceS = null;
+    this.sinceBytes = 0;
+  }
+
+  sample(totalBytes, now) {
+    if (this.sinceS === null) {
+      this.sinceS = now;
+      this.sinceBytes = totalBytes;
+      return;
+    }
+    const elapsedS = now - this.sinceS;
+    if (elapsedS < PeakRate.SAMPLE_S) return;
+    const rate = (totalBytes - this.sinceBytes) / elapsedS;
+    const old = this.peakBytesPerS;
+    this.peakBytesPerS = old === null ? rate : Math.max(rate, old * PeakRate.DECAY);
+    this.sinceS = now;
+    this.sinceBytes = totalBytes;
+  }
+}
+
+/**
+ * How soon a neighbour answers a request when nothing else of ours is queued there: a low quantile
+ * of its last few responses (request sent -> first piece or header back; not the shortest, which
+ * a piece already on its way when we asked for it again makes too short). That is the round trip
+ * plus the queue of its uplink: the least a request to it can take. Timers that decide a piece is
+ * late are measured from it, so a far neighbour is not given up on before its answer could come.
+ */
+export class ResponseMeter {
+  static SAMPLES = 8;
+
+  constructor() {
+    this.samples = [];
+    this.baseS = null;
+  }
+
+  sample(responseS) {
+    this.samples.push(Math.max(0, responseS));
+    if (this.samples.length > ResponseMeter.SAMPLES) this.samples.shift();
+    const ordered = [...this.samples].sort((a, b) => a - b);
+    this.baseS = ordered[Math.trunc((ordered.length - 1) / 4)];
+  }
+}
+
 export class Neighbour {
   constructor(peerId, connectedS) {
     this.peerId = peerId;
@@ -65,6 +118,7 @@ export class Neighbour {
      */
     this.assignments = new Map();
     this.meter = new RateMeter();
+    this.response = new ResponseMeter();
     this.strikes = 0;
     this.lastUsefulS = connectedS;
     /**
@@ -122,10 +176,36 @@ export class Neighbour {
     return total;
   }
 
-  /** How many more pieces we may ask of it now (measured rate x pipeline, with a floor). */
+  /**
+   * A piece (or the header) of assignment a came; askedS: when we asked for it. Nothing of a had
+   * come since we asked: the wait was one response time.
+   */
+  progress(a, askedS, now) {
+    if (askedS >= a.lastProgressS) this.response.sample(now - askedS);
+    a.lastProgressS = now;
+  }
+
+  /**
+   * How long a piece asked of it takes to come when it serves us alone: its response time
+   * (initialResponseS until one is measured).
+   */
+  expectedWaitS(initialResponseS) {
+    const baseS = this.response.baseS;
+    return baseS === null ? initialResponseS : baseS;
+  }
+
+  /**
+   * How many more pieces we may ask of it now: its measured rate x (pipeline + its response
+   * time), so that what is in flight covers the round trip; at least one piece (minInflightBytes
+   * before a rate is measured).
+   */
   roomPieces(pipelineS, minInflightBytes, pieceBytes) {
     const rate = this.meter.rateBytesPerS ?? 0;
-    const allowedBytes = Math.max(minInflightBytes, Math.floor(rate * pipelineS));
+    const windowS = pipelineS + (this.response.baseS ?? 0);
+    // Once a rate is measured, one piece is the floor: on a slow uplink shared by seven
+    // requesters, two pieces each queued 2.4 s of data there.
+    const floor = rate ? pieceBytes : minInflightBytes;
+    const allowedBytes = Math.max(floor, Math.floor(rate * windowS));
     return Math.floor(allowedBytes / Math.max(1, pieceBytes)) - this.inflightPieces();
   }
 

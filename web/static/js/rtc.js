@@ -29,8 +29,11 @@ export const DEFAULT_RTC_CONFIG = Object.freeze({
   connectTimeoutS: 15,
   maxConcurrentSetups: 3,
   setupIntervalS: 0.05,
-  bufferLowBytes: 256 * 1024,
-  bufferHighBytes: 1024 * 1024,
+  bufferLowBytes: 8 * 1024,
+  // Two 8 KiB pieces per link at most, so a control message never waits behind much of this
+  // link's data (the page's uplink gate bounds all links together). 1 MiB was seconds of queue
+  // on a home uplink.
+  bufferHighBytes: 16 * 1024,
   maxMessageBytes: 64 * 1024,
   maxPeers: 24,
   stallTimeoutS: 10,
@@ -176,6 +179,15 @@ export class PeerManager {
   bufferedAmount(peerId) {
     const peer = this.peers.get(peerId);
     return peer && peer.channel ? peer.channel.bufferedAmount : 0;
+  }
+
+  /** Bytes queued on all open links and not yet sent. */
+  bufferedTotal() {
+    let total = 0;
+    for (const peer of this.peers.values()) {
+      if (peer.state === OPEN && peer.channel) total += peer.channel.bufferedAmount;
+    }
+    return total;
   }
 
   hasRoom(peerId) {

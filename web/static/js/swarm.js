@@ -63,7 +63,7 @@ import {
 } from "./wire.js";
 import { pieceLength, splitPieces } from "./chunkheader.js";
 import { ChunkStore, PieceResult, sameBytes } from "./chunkstore.js";
-import { Neighbour } from "./neighbours.js";
+import { Neighbour, PeakRate } from "./neighbours.js";
 import { Playback } from "./playback.js";
 import { hasBit, maskOf, planPieces, seededRandom } from "./scheduler.js";
 
@@ -93,13 +93,19 @@ export const DEFAULT_CONFIG = Object.freeze({
   keepBehindChunks: 6,
   /** A seq further than this beyond the newest verified one is a protocol error. */
   maxAheadChunks: 64,
-  /** No progress on a request for this long: cancel what is left and ask someone else. */
+  /**
+   * No progress on a request for this long beyond the neighbour's measured response time:
+   * cancel what is left and ask someone else.
+   */
   requestTimeoutS: 1.0,
   /**
-   * Pieces asked of a peer that sent nothing of them for this long (queued behind others'
-   * requests there) are asked of another holder with room instead, and cancelled there.
+   * Pieces asked of a peer that sent nothing of them for this long beyond its response time
+   * (queued behind others' requests there) are asked of another holder with room instead, and
+   * cancelled there.
    */
   moveAfterS: 0.2,
+  /** A neighbour's response time until one is measured (a home link's round trip). */
+  initialResponseS: 0.25,
   /** Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces). */
   pipelineS: 1.0,
   /** Floor of the in-flight limit (before any throughput is measured). */
@@ -144,6 +150,17 @@ export const DEFAULT_CONFIG = Object.freeze({
    * together in the next one (the first goes at once).
    */
   haveIntervalS: 0.05,
+  /**
+   * What one have costs on the uplink: its own packet (IP, UDP, DTLS and SCTP headers, about 80
+   * bytes, for a payload of a few): a data channel sends a small message alone.
+   */
+  haveWireBytes: 100,
+  /**
+   * Haves slow down (up to maxHaveIntervalS) so that they take at most this share of the
+   * best recent upload rate (haveIntervalS).
+   */
+  haveUplinkShare: 0.1,
+  maxHaveIntervalS: 0.5,
   /**
    * Send a chunk's signed header along with the first have of it to a neighbour that shows no
    * sign of holding it (see SwarmPeer.sendHave).
@@ -311,6 +328,7 @@ export class SwarmPeer {
     this.bytesFromSource = 0;
     this.bytesFromPeers = 0;
     this.bytesUploaded = 0;
+    this.uploadMeter = new PeakRate();
     this.bytesDuplicate = 0;
     this.timeouts = 0;
     /** Urgent requests taken from a holder too slow to meet the deadline. */
@@ -596,9 +614,9 @@ export class SwarmPeer {
   nextTimer() {
     const times = [];
     for (const nb of this.nbrs.values()) {
-      for (const a of nb.assignments.values()) {
-        times.push(a.lastProgressS + this.config.requestTimeoutS);
-      }
+      if (nb.assignments.size === 0) continue;
+      const timeoutS = this.timeoutS(nb);
+      for (const a of nb.assignments.values()) times.push(a.lastProgressS + timeoutS);
     }
     for (const [when] of this.announceLater.values()) times.push(when);
     for (const when of this.reseedAt.values()) times.push(when);
@@ -620,8 +638,9 @@ export class SwarmPeer {
       if (nb.haveDue.size && now >= nb.haveNextS) this.flushHaves(nb);
     }
     for (const nb of [...this.nbrs.values()]) {
+      const timeoutS = this.timeoutS(nb);
       for (const [seq, a] of [...nb.assignments]) {
-        const dueS = a.lastProgressS + this.config.requestTimeoutS;
+        const dueS = a.lastProgressS + timeoutS;
         if (this.nbrs.has(nb.peerId) && now >= dueS) this.timeOut(nb, seq, now);
       }
     }
@@ -667,6 +686,18 @@ export class SwarmPeer {
   // ---------------------------------------------------------------- stats
 
   /** Figures with the field names of `streamer watch --stats-json` (Python's, snake_case). */
+  /**
+   * How often at most a have goes to one neighbour: haveIntervalS, or longer on an uplink whose
+   * best recent upload rate is narrow (see haveUplinkShare).
+   */
+  haveIntervalS() {
+    const cfg = this.config;
+    const rate = this.uploadMeter.peakBytesPerS;
+    if (!rate) return cfg.haveIntervalS;
+    const neededS = (this.nbrs.size * cfg.haveWireBytes) / (cfg.haveUplinkShare * rate);
+    return Math.min(cfg.maxHaveIntervalS, Math.max(cfg.haveIntervalS, neededS));
+  }
+
   stats() {
     const pb = this.playback;
     const lags = pb ? pb.lagsS : [];
@@ -829,10 +860,14 @@ export class SwarmPeer {
       const past = this.config.startPastPeersChunks;
       const start = Math.max(0, Math.min(frontier + past, this.newestHeard));
       const settling = this.now - this.firstHeardS < this.config.startSettleS;
+      // A start chunk we hold pieces of is kept: on a slow link, chasing the frontier threw away
+      // every start chunk half fetched, and playout never began.
+      const chunk = this.store.get(pb.startSeq);
+      const fetching = chunk !== null && chunk.haveCount > 0;
       if (
         pb.startFromPeers === null ||
         start < pb.startSeq ||
-        start - pb.startSeq > 2 ||
+        (start - pb.startSeq > 2 && !fetching) ||
         (settling && start > pb.startSeq)
       ) {
         pb.startFromPeers = start;
@@ -1019,7 +1054,7 @@ export class SwarmPeer {
     const chunk = this.store.get(seq);
     if (a !== undefined && a.headerPending && chunk !== null) {
       a.headerPending = false;
-      a.lastProgressS = now;
+      nb.progress(a, a.requestedS, now);
       const count = chunk.pieces.length;
       const beyond = new Set([...a.pieces].filter((i) => i >= count));
       for (const i of beyond) a.pieces.delete(i);
@@ -1074,7 +1109,9 @@ export class SwarmPeer {
     if (!replay && this.store.get(seq) === null && this.holdPiece(nb, msg, sizeBytes)) {
       nb.bytesReceived += sizeBytes;
       const a = nb.assignments.get(seq);
-      if (a !== undefined && a.pieces.has(index)) a.lastProgressS = now; // progress, unchecked
+      if (a !== undefined && a.pieces.has(index)) {
+        nb.progress(a, a.askedS.get(index) ?? a.requestedS, now); // progress, unchecked
+      }
       return;
     }
     const result = this.store.addPiece(seq, index, msg.count, msg.payload);
@@ -1089,7 +1126,7 @@ export class SwarmPeer {
     const a = nb.assignments.get(seq);
     if (a !== undefined && a.pieces.has(index)) {
       a.pieces.delete(index);
-      a.lastProgressS = now;
+      nb.progress(a, a.askedS.get(index) ?? a.requestedS, now);
       nb.strikes = 0;
       if (a.pieces.size === 0 && !a.headerPending) this.finishAssignment(nb, seq);
     }
@@ -1328,6 +1365,7 @@ export class SwarmPeer {
 
   /** Run after every input: playout, window, scheduling. */
   after(now) {
+    this.uploadMeter.sample(this.bytesUploaded, now);
     this.play(now);
     if (this.dirty && this.role !== Role.SOURCE) {
       this.dirty = false;
@@ -1571,6 +1609,15 @@ export class SwarmPeer {
     for (const ask of asks) this.moved += this.request(ask, now);
   }
 
+  expectedWaitS(nb) {
+    return nb.expectedWaitS(this.config.initialResponseS);
+  }
+
+  /** No progress on a request to nb for this long times it out. */
+  timeoutS(nb) {
+    return this.config.requestTimeoutS + this.expectedWaitS(nb);
+  }
+
   /**
    * {stuck: [[piece, peerId]...], nextS}: pieces of seq asked of a peer that has sent nothing of
    * them for moveAfterS (they wait in its upload queue behind other requesters' pieces), and
@@ -1585,9 +1632,10 @@ export class SwarmPeer {
       if (nb === undefined || nb.isSource) continue;
       const a = nb.assignments.get(seq);
       if (a === undefined) continue;
+      const moveS = this.config.moveAfterS + this.expectedWaitS(nb);
       for (const i of [...a.pieces].sort(byNumber)) {
         if (asked.get(i) !== owner) continue;
-        const stuckS = Math.max(a.lastProgressS, a.askedS.get(i) ?? now) + this.config.moveAfterS;
+        const stuckS = Math.max(a.lastProgressS, a.askedS.get(i) ?? now) + moveS;
         if (stuckS <= now) stuck.push([i, owner]);
         else if (nextS === null || stuckS < nextS) nextS = stuckS;
       }
@@ -1718,7 +1766,7 @@ export class SwarmPeer {
       sent = true;
     }
     nb.haveDue.clear();
-    if (sent) nb.haveNextS = this.now + this.config.haveIntervalS;
+    if (sent) nb.haveNextS = this.now + this.haveIntervalS();
   }
 
   drop(nb, reason, byeReason) {

@@ -1,0 +1,85 @@
+"""How much data may wait in the transport's send buffers, all links together (pure: `now` is
+passed in).
+
+Why: a data channel takes whatever it is given and queues it. On a home uplink of 0.4-3 Mbit/s a
+megabyte queued is seconds in which every control message of ours (requests, haves) waits
+behind it on the channel's one ordered stream, and in which the core can neither put an urgent
+piece first nor take back one that was cancelled. The gate lets data through only while the
+bytes queued in all links together are under a window of `target_queue_s` of the uplink's
+measured drain rate (a piece message at least); the rest waits in the core, where the most
+urgent request is served first and a cancel removes it. Control messages never wait for it.
+
+The drain rate is measured, never configured: the bytes that left the buffers per second, over
+intervals in which the buffers never ran dry (an EWMA). An interval in which they ran dry says
+nothing of the uplink: the transport had room for more, and what it took at once may still sit
+in its congestion window rather than on the wire. The browser page has the same gate
+(web/static/js/uplinkgate.js; both run tests/scenarios/uplink_gate.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkGateConfig:
+    target_queue_s: float = 0.1
+    """Data queued in the transport: this long at the measured drain rate."""
+    min_window_bytes: int = 9 * 1024
+    """...but room for one piece message (8 KiB of payload and its header) at least."""
+    initial_window_bytes: int = 32 * 1024
+    """Before a drain rate is measured."""
+    max_window_bytes: int = 1024 * 1024
+    sample_s: float = 0.1
+    """Drain rate samples span at least this long."""
+    alpha: float = 0.25
+    """Weight of a new sample in the drain rate (EWMA)."""
+
+
+class UplinkGate:
+    def __init__(self, config: UplinkGateConfig | None = None) -> None:
+        self.config = config or UplinkGateConfig()
+        self.drain_bytes_per_s: float | None = None
+        self._sample_start_s: float | None = None
+        self._start_buffered = 0
+        self._start_sent = 0
+        self._ran_dry = False
+
+    @property
+    def window_bytes(self) -> int:
+        cfg = self.config
+        if self.drain_bytes_per_s is None:
+            return cfg.initial_window_bytes
+        window = int(self.drain_bytes_per_s * cfg.target_queue_s)
+        return max(cfg.min_window_bytes, min(cfg.max_window_bytes, window))
+
+    def has_room(self, buffered_bytes: int) -> bool:
+        """May another data message be handed to the transport now?"""
+        return buffered_bytes < self.window_bytes
+
+    def observe(self, now: float, buffered_bytes: int, sent_bytes: int) -> None:
+        """The bytes queued in the transport now and the bytes ever handed to it (data and
+        control), all links together."""
+        if self._sample_start_s is None:
+            self._start_sample(now, buffered_bytes, sent_bytes)
+            return
+        if buffered_bytes == 0:
+            self._ran_dry = True
+        elapsed_s = now - self._sample_start_s
+        if elapsed_s < self.config.sample_s:
+            return
+        if not self._ran_dry:
+            drained = self._start_buffered + (sent_bytes - self._start_sent) - buffered_bytes
+            sample = max(0.0, drained / elapsed_s)
+            old = self.drain_bytes_per_s
+            if old is None:
+                self.drain_bytes_per_s = sample if sample > 0 else None
+            else:
+                self.drain_bytes_per_s = old + self.config.alpha * (sample - old)
+        self._start_sample(now, buffered_bytes, sent_bytes)
+
+    def _start_sample(self, now: float, buffered_bytes: int, sent_bytes: int) -> None:
+        self._sample_start_s = now
+        self._start_buffered = buffered_bytes
+        self._start_sent = sent_bytes
+        self._ran_dry = buffered_bytes == 0
