@@ -17,8 +17,14 @@ kept to what RFC 9260 and browsers do:
   peer keeps them: aiortc never reneges, and a reneging peer would report them missing again).
 - `fast_retransmit_once`: aiortc strikes a chunk it already fast-retransmitted on every further
   SACK, so one loss is resent every third packet until its retransmission is acknowledged (an
-  RTT later): the copies take the place of new data. RFC 9260 section 7.2.4: a chunk is fast
-  retransmitted at most once; a lost retransmission is repaired by the T3 timer.
+  RTT later): the copies take the place of new data (measured: 13% of the DATA chunks sent
+  through a 2 Mbit/s tbf uplink at 100 ms RTT were retransmissions, 2% with this). RFC 9260
+  section 7.2.4: a chunk is fast retransmitted at most once; a chunk already retransmitted
+  (fast or by T3) is left to the T3 timer.
+
+What this does not change, and what limits the data channel most under random loss (measured,
+see the docs): the congestion response itself (halving on every loss episode, one 1160-byte
+packet more per RTT), where Linux TCP (CUBIC, 1448-byte segments) holds more of the link.
 
 Nothing else changes: slow start, congestion avoidance, halving on loss, one packet after a
 timeout, Max.Burst 4, the receiver's SACK on every packet and its 1 MiB window are aiortc's.
