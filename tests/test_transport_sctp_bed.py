@@ -1,6 +1,6 @@
 """The tuned data channel on a short bed profile carries most of a shaped uplink.
 
-benchmarks/sctp_on_bed.py with one profile (100 ms RTT, 1% loss, 2 Mbit/s tbf uplink), the tuned
+benchmarks/sctp_on_bed.py with one profile (50 ms RTT, 0.5% loss, 2 Mbit/s tbf uplink), the tuned
 SCTP only, 8 s. Needs root (CAP_NET_ADMIN) and the delay shim's NetfilterQueue; skipped with the
 reason elsewhere. Leaves no namespace behind.
 """
@@ -38,7 +38,7 @@ def _missing() -> str | None:
 def test_tuned_data_channel_fills_most_of_a_lossy_shaped_uplink(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--profiles", "100:1", "--variants", "tuned", "--no-tcp",
+        [sys.executable, str(SCRIPT), "--profiles", "50:0.5", "--variants", "tuned", "--no-tcp",
          "--duration", "8", "--warmup", "2", "--json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -53,5 +53,7 @@ def test_tuned_data_channel_fills_most_of_a_lossy_shaped_uplink(tmp_path: Path) 
     assert proc.returncode == 0, stderr[-2000:]
     (row,) = json.loads(out.read_text())
     assert "error" not in row, row
-    assert row["rate_mbps"] > 0.4 * 2.0  # of the 2 Mbit/s uplink (stock: ~1.0-1.2, TCP ~1.9)
+    assert row["rate_mbps"] > 0.4 * 2.0  # of the 2 Mbit/s uplink (measured ~1.6, TCP ~1.85)
+    # Few copies on the uplink (stock aiortc: 4-27% of its DATA chunks are retransmissions).
+    assert row["sctp"]["retransmitted_chunks"] < 0.08 * row["sctp"]["data_chunks"]
     assert row["latency_s"]["max"] < 5.0
