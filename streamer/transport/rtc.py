@@ -48,6 +48,7 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from streamer.transport import sctp_tuning
 from streamer.transport.ice_path import IcePath, ice_path, probe_rtt_s
 from streamer.transport.signaling_client import (
     IceServer,
@@ -59,6 +60,7 @@ from streamer.transport.signaling_client import (
 )
 
 logger = logging.getLogger(__name__)
+sctp_tuning.apply()  # aiortc's SCTP loss recovery, tuned to RFC 9260 values (see the module)
 
 OFFERER = "offerer"
 ANSWERER = "answerer"

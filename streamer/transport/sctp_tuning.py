@@ -1,0 +1,207 @@
+"""Loss recovery of aiortc's SCTP, tuned to RFC 9260 values: applied when the transport loads.
+
+Why: measured on the namespace bed (benchmarks/sctp_on_bed.py, docs/BENCHMARKS.md "The data
+channel alone"), aiortc 1.16's data channel stalls for a second or more after a lost packet
+that fast retransmit does not repair, where TCP on the same path does not. Four things, each
+kept to what RFC 9260 and browsers do:
+
+- `rto_min_s`: aiortc's SCTP_RTO_MIN is 1 s (RFC 4960's RTO.Min). Every timeout stalls the
+  ordered channel for at least that long. Browsers and Linux TCP use 200-400 ms; we use 250 ms.
+- `rto_initial_s`: SCTP_RTO_INITIAL is 3 s; RFC 9260 (section 16) lowered RTO.Initial to 1 s.
+- `initial_cwnd_bytes`: 3 x 1160 bytes; RFC 9260 section 7.2.1 says min(4 x MTU, max(2 x MTU,
+  4380 bytes)), 4380 bytes with aiortc's 1189-byte packets.
+- `t3_skips_acked`: on a retransmission timeout aiortc marks every chunk in the sent queue for
+  retransmission, those the peer already acknowledged in a gap block included, and sends them
+  again from a congestion window of one packet. Only chunks not yet acknowledged are
+  outstanding (RFC 9260 sections 1.3 and 6.3.3 E3); the acknowledged ones are left alone (the
+  peer keeps them: aiortc never reneges, and a reneging peer would report them missing again).
+- `fast_retransmit_once`: aiortc strikes a chunk it already fast-retransmitted on every further
+  SACK, so one loss is resent every third packet until its retransmission is acknowledged (an
+  RTT later): the copies take the place of new data (measured: 13% of the DATA chunks sent
+  through a 2 Mbit/s tbf uplink at 100 ms RTT were retransmissions, 2% with this). RFC 9260
+  section 7.2.4: a chunk is fast retransmitted at most once; a chunk already retransmitted
+  (fast or by T3) is left to the T3 timer.
+
+What this does not change, and what limits the data channel most under random loss (measured,
+see the docs): the congestion response itself (halving on every loss episode, one 1160-byte
+packet more per RTT), where Linux TCP (CUBIC, 1448-byte segments) holds more of the link.
+
+Nothing else changes: slow start, congestion avoidance, halving on loss, one packet after a
+timeout, Max.Burst 4, the receiver's SACK on every packet and its 1 MiB window are aiortc's.
+
+Written against aiortc 1.16.0 (`aiortc/rtcsctptransport.py`). On any other version `apply`
+logs a warning and leaves aiortc as it is: the patched methods are copies of 1.16.0's with the
+changes marked. STREAMER_SCTP_TUNING=stock in the environment turns the tuning off.
+
+Rules: `apply` and `restore` are idempotent and only touch the names in `_PATCHED`; the
+module never imports the rest of the project.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiortc
+from aiortc import rtcsctptransport as sctp
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_AIORTC_VERSIONS = ("1.16.0",)
+ENV_VAR = "STREAMER_SCTP_TUNING"
+_NEVER_STRUCK = -(1 << 30)
+"""Miss count that three more strikes cannot bring to 3 (a chunk already fast-retransmitted)."""
+
+
+@dataclass(frozen=True)
+class SctpTuning:
+    """What to change in aiortc's SCTP; STOCK leaves everything as aiortc 1.16.0 has it."""
+
+    rto_min_s: float = 0.25
+    rto_initial_s: float = 1.0
+    #: None: aiortc's own (3 x USERDATA_MAX_LENGTH).
+    initial_cwnd_bytes: int | None = 4380
+    t3_skips_acked: bool = True
+    fast_retransmit_once: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.rto_min_s <= self.rto_initial_s <= sctp.SCTP_RTO_MAX:
+            raise ValueError("need 0.1 s <= rto_min_s <= rto_initial_s <= RTO max (60 s)")
+        if self.initial_cwnd_bytes is not None and not (
+            sctp.USERDATA_MAX_LENGTH <= self.initial_cwnd_bytes <= 4 * sctp.SCTP_MAX_PACKET_LENGTH
+        ):
+            raise ValueError("initial cwnd must be 1-4 packets (RFC 9260 section 7.2.1)")
+
+
+STOCK = SctpTuning(
+    rto_min_s=1.0,
+    rto_initial_s=3.0,
+    initial_cwnd_bytes=None,
+    t3_skips_acked=False,
+    fast_retransmit_once=False,
+)
+TUNED = SctpTuning()
+NAMED = {"stock": STOCK, "tuned": TUNED}
+
+
+def parse_tuning(text: str) -> SctpTuning:
+    """'stock', 'tuned', or a base name then field=value pairs: 'stock,rto_min_s=0.25'."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    base = TUNED
+    if parts and "=" not in parts[0]:
+        name = parts.pop(0)
+        if name not in NAMED:
+            raise ValueError(f"unknown SCTP tuning {name!r} (stock, tuned)")
+        base = NAMED[name]
+    changes: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(SctpTuning)}
+    for part in parts:
+        key, _, value = part.partition("=")
+        if key not in fields:
+            raise ValueError(f"unknown SCTP tuning field {key!r}")
+        current = getattr(base, key)
+        if isinstance(current, bool):
+            changes[key] = value.lower() in ("1", "true", "yes", "on")
+        elif key == "initial_cwnd_bytes":
+            changes[key] = None if value.lower() == "none" else int(value)
+        else:
+            changes[key] = float(value)
+    return dataclasses.replace(base, **changes)
+
+
+def supported(version: str | None = None) -> bool:
+    return (aiortc.__version__ if version is None else version) in SUPPORTED_AIORTC_VERSIONS
+
+
+_Transport = sctp.RTCSctpTransport
+_PATCHED = ("__init__", "_t3_expired", "_receive_sack_chunk")
+_ORIGINAL_METHODS: dict[str, Callable[..., Any]] = {
+    name: getattr(_Transport, name) for name in _PATCHED
+}
+_ORIGINAL_CONSTANTS = {"SCTP_RTO_MIN": sctp.SCTP_RTO_MIN, "SCTP_RTO_INITIAL": sctp.SCTP_RTO_INITIAL}
+_active: SctpTuning | None = None
+
+
+def active() -> SctpTuning | None:
+    """The tuning in force (None: aiortc as shipped)."""
+    return _active
+
+
+def apply(tuning: SctpTuning | None = None) -> bool:
+    """Put `tuning` (default: TUNED, or STOCK when STREAMER_SCTP_TUNING=stock) in force for every
+    SCTP association created from now on; False when aiortc's version is not the one this was
+    written against (nothing is changed then)."""
+    global _active
+    if tuning is None:
+        tuning = STOCK if os.environ.get(ENV_VAR, "").lower() in ("stock", "off", "0") else TUNED
+    if not supported():
+        logger.warning(
+            "aiortc %s is not %s: its SCTP is left untuned",
+            aiortc.__version__,
+            " or ".join(SUPPORTED_AIORTC_VERSIONS),
+        )
+        return False
+    restore()
+    if tuning == STOCK:
+        return True
+    sctp.SCTP_RTO_MIN = tuning.rto_min_s  # type: ignore[assignment]
+    sctp.SCTP_RTO_INITIAL = tuning.rto_initial_s
+    if tuning.initial_cwnd_bytes is not None:
+        _Transport.__init__ = _init_with_cwnd(tuning.initial_cwnd_bytes)  # type: ignore[method-assign]
+    if tuning.t3_skips_acked:
+        _Transport._t3_expired = _t3_expired  # type: ignore[method-assign]
+    if tuning.fast_retransmit_once:
+        _Transport._receive_sack_chunk = _receive_sack_chunk  # type: ignore[method-assign]
+    _active = tuning
+    return True
+
+
+def restore() -> None:
+    """aiortc as shipped."""
+    global _active
+    for name, value in _ORIGINAL_CONSTANTS.items():
+        setattr(sctp, name, value)
+    for name, method in _ORIGINAL_METHODS.items():
+        setattr(_Transport, name, method)
+    _active = None
+
+
+def _init_with_cwnd(cwnd_bytes: int) -> Callable[..., None]:
+    original = _ORIGINAL_METHODS["__init__"]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._cwnd = cwnd_bytes  # changed: aiortc has 3 * USERDATA_MAX_LENGTH
+
+    return __init__
+
+
+def _t3_expired(self: Any) -> None:
+    """aiortc 1.16.0's RTCSctpTransport._t3_expired, except that chunks acknowledged in a gap
+    block are not marked for retransmission."""
+    self._t3_handle = None
+    for chunk in self._sent_queue:
+        if chunk._acked:  # changed: the peer holds it; it is not outstanding
+            continue
+        if not self._maybe_abandon(chunk):
+            chunk._retransmit = True
+        self._flight_size_decrease(chunk)
+    self._update_advanced_peer_ack_point()
+    self._fast_recovery_exit = None
+    self._partial_bytes_acked = 0
+    self._ssthresh = max(self._cwnd // 2, 4 * sctp.USERDATA_MAX_LENGTH)
+    self._cwnd = sctp.USERDATA_MAX_LENGTH
+    sctp.asyncio.ensure_future(self._transmit())
+
+
+async def _receive_sack_chunk(self: Any, chunk: Any) -> None:
+    """aiortc 1.16.0's method, after taking chunks already retransmitted out of fast retransmit
+    (their miss count can no longer reach 3, so only T3 resends them)."""
+    for sent in self._sent_queue:
+        if sent._sent_count > 1 and not sent._retransmit:
+            sent._misses = _NEVER_STRUCK
+    await _ORIGINAL_METHODS["_receive_sack_chunk"](self, chunk)

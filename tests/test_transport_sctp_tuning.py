@@ -1,0 +1,143 @@
+"""streamer.transport.sctp_tuning: what it changes in aiortc, the version check, its limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiortc import rtcsctptransport as sctp
+
+from streamer.transport import sctp_tuning
+from streamer.transport.sctp_tuning import STOCK, TUNED, SctpTuning
+
+
+@pytest.fixture(autouse=True)
+def _back_to_default() -> Iterator[None]:
+    yield
+    sctp_tuning.apply()
+
+
+def test_the_transport_applies_the_tuning_on_import() -> None:
+    import streamer.transport.rtc  # noqa: F401
+
+    assert sctp_tuning.active() == TUNED
+    assert TUNED.rto_min_s == sctp.SCTP_RTO_MIN
+
+
+def test_apply_and_restore() -> None:
+    assert sctp_tuning.apply(TUNED)
+    assert sctp.SCTP_RTO_MIN == 0.25 and sctp.SCTP_RTO_INITIAL == 1.0
+    assert sctp.RTCSctpTransport._t3_expired is sctp_tuning._t3_expired
+    sctp_tuning.restore()
+    assert sctp_tuning.active() is None
+    assert sctp.SCTP_RTO_MIN == 1 and sctp.SCTP_RTO_INITIAL == 3.0
+    for name, method in sctp_tuning._ORIGINAL_METHODS.items():
+        assert getattr(sctp.RTCSctpTransport, name) is method
+    assert sctp_tuning.apply(STOCK) and sctp_tuning.active() is None
+
+
+def test_environment_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(sctp_tuning.ENV_VAR, "stock")
+    assert sctp_tuning.apply()
+    assert sctp_tuning.active() is None and sctp.SCTP_RTO_MIN == 1
+
+
+def test_other_aiortc_versions_are_left_alone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sctp_tuning.restore()
+    monkeypatch.setattr(sctp_tuning.aiortc, "__version__", "1.17.0")
+    with caplog.at_level(logging.WARNING):
+        assert not sctp_tuning.apply(TUNED)
+    assert "1.17.0" in caplog.text
+    assert sctp_tuning.active() is None and sctp.SCTP_RTO_MIN == 1
+    assert sctp_tuning.supported("1.16.0") and not sctp_tuning.supported("1.15.0")
+
+
+def test_values_stay_rfc_reasonable() -> None:
+    assert 0.2 <= TUNED.rto_min_s <= 0.4  # browsers and Linux TCP: 200-400 ms
+    assert TUNED.rto_initial_s == 1.0  # RFC 9260 RTO.Initial
+    mtu = sctp.SCTP_MAX_PACKET_LENGTH
+    assert TUNED.initial_cwnd_bytes == min(4 * mtu, max(2 * mtu, 4380))  # RFC 9260 7.2.1
+    with pytest.raises(ValueError):
+        SctpTuning(rto_min_s=0.05)
+    with pytest.raises(ValueError):
+        SctpTuning(initial_cwnd_bytes=10 * mtu)
+
+
+def test_parse_tuning() -> None:
+    assert sctp_tuning.parse_tuning("stock") == STOCK
+    assert sctp_tuning.parse_tuning("tuned") == TUNED
+    got = sctp_tuning.parse_tuning("stock,rto_min_s=0.3,t3_skips_acked=1,initial_cwnd_bytes=none")
+    assert got.rto_min_s == 0.3 and got.t3_skips_acked and got.initial_cwnd_bytes is None
+    assert not got.fast_retransmit_once
+    with pytest.raises(ValueError):
+        sctp_tuning.parse_tuning("fast")
+    with pytest.raises(ValueError):
+        sctp_tuning.parse_tuning("tuned,cwnd=1")
+
+
+def _chunk(tsn: int, *, acked: bool = False, sent_count: int = 1) -> Any:
+    return SimpleNamespace(
+        tsn=tsn, _acked=acked, _retransmit=False, _sent_count=sent_count, _misses=0,
+        _abandoned=False, _max_retransmits=None, _expiry=None, _in_flight=not acked,
+        _book_size=1000,
+    )  # fmt: skip
+
+
+def _fake_transport(chunks: list[Any]) -> Any:
+    transport: Any = SimpleNamespace(
+        _t3_handle=object(), _sent_queue=chunks, _cwnd=20_000, _ssthresh=0,
+        _fast_recovery_exit=1, _partial_bytes_acked=5, _flight_size=0,
+    )  # fmt: skip
+    transport._maybe_abandon = lambda chunk: False
+    transport._flight_size_decrease = lambda chunk: None
+    transport._update_advanced_peer_ack_point = lambda: None
+
+    async def transmit() -> None:
+        return None
+
+    transport._transmit = transmit
+    return transport
+
+
+async def test_a_timeout_resends_only_what_the_peer_has_not_acknowledged() -> None:
+    chunks = [_chunk(1), _chunk(2, acked=True), _chunk(3)]
+    transport = _fake_transport(chunks)
+    sctp_tuning._t3_expired(transport)
+    await asyncio.sleep(0)
+    assert [c._retransmit for c in chunks] == [True, False, True]
+    assert transport._cwnd == sctp.USERDATA_MAX_LENGTH  # one packet after a timeout, as RFC
+    assert transport._ssthresh == 10_000 and transport._fast_recovery_exit is None
+
+
+async def test_a_retransmitted_chunk_is_not_fast_retransmitted_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chunks = [_chunk(1, sent_count=2), _chunk(2), _chunk(3, sent_count=3)]
+    chunks[2]._retransmit = True  # already due again (by T3): left as it is
+    seen: list[list[int]] = []
+
+    async def original(self: Any, chunk: Any) -> None:
+        seen.append([c._misses for c in self._sent_queue])
+
+    monkeypatch.setitem(sctp_tuning._ORIGINAL_METHODS, "_receive_sack_chunk", original)
+    await sctp_tuning._receive_sack_chunk(_fake_transport(chunks), object())
+    assert seen == [[sctp_tuning._NEVER_STRUCK, 0, 0]]
+    assert sctp_tuning._NEVER_STRUCK + 1000 < 3
+
+
+async def test_new_associations_start_with_the_rfc_window() -> None:
+    from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+
+    sctp_tuning.apply(TUNED)
+    dtls = RTCDtlsTransport(
+        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
+    )
+    assert sctp.RTCSctpTransport(dtls)._cwnd == 4380
+    sctp_tuning.restore()
+    assert sctp.RTCSctpTransport(dtls)._cwnd == 3 * sctp.USERDATA_MAX_LENGTH
