@@ -28,13 +28,15 @@ try:
 except ImportError:
     sys.path.insert(0, str(ROOT))
 
-from streamer.sim.compare import MARGINS, comparison_table, compare, per_viewer_table  # noqa: E402
+from streamer.sim.compare import MARGINS, compare, comparison_table, per_viewer_table  # noqa: E402
 
 
 def _streamer(*args: str) -> None:
     argv = [sys.executable, "-m", "streamer", *args]
     print("$ " + " ".join(argv[2:]), file=sys.stderr, flush=True)
-    subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    done = subprocess.run(argv, check=False, cwd=ROOT, stdout=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise SystemExit(f"sim_vs_bed: `streamer {args[0]}` failed (exit {done.returncode})")
 
 
 def run_bed(duration_s: float, seed: int, out: Path) -> dict[str, Any]:

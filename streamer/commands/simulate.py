@@ -178,8 +178,8 @@ def _run_bed(args: argparse.Namespace) -> int:
         raise UserError(f"bad transport buffer: {error}") from None
     result = run_bed_scenario(replace(sc, transport=transport))
     doc = result.to_json()
-    bed_options = ("profile", "duration", "seed", "run_seed", "stream_rate_bps", "json")
-    bed_options += ("buffer_high_bytes", "buffer_low_bytes")
+    bed_options = ["profile", "duration", "seed", "run_seed", "stream_rate_bps", "json"]
+    bed_options += ["buffer_high_bytes", "buffer_low_bytes"]
     doc["command"] = command_line(NAME, {k: getattr(args, k) for k in bed_options})
     doc["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, " + (
         f"Python {platform.python_version()}"

@@ -16,8 +16,8 @@ Model (SimNetwork's, with these differences):
 - the transport moves messages from the links' buffers into the node's uplink, round-robin over
   links, while the uplink's FIFO holds less than `queue_s` of data (loss-based congestion control
   keeps a tbf's buffer full); so every message, control included, waits behind up to `queue_s` of
-  queued data before it is serialised at the uplink rate (plus `wire_overhead` of headers: SCTP,
-  DTLS, UDP, IP);
+  queued data before it is serialised at the uplink rate; the payload gets 1 / (1 + `wire_overhead`)
+  of that rate (headers, and what aiortc's SCTP leaves unused behind a tbf: measured 0.75);
 - a link's transport rate is at most the throughput a loss-based congestion control sustains on
   its path, 1.22 x packet / (RTT x sqrt(loss)) (Mathis et al.; the aiortc data channel measured on
   the bed: ~1.0 Mbit/s at 90 ms and 1-1.5% loss, 0.55 Mbit/s at 140 ms and 2%);
@@ -64,8 +64,10 @@ class Transport:
     buffer_low_bytes: int = 256 * 1024
     packet_bytes: int = 1200
     """Payload per packet (aiortc's SCTP: 1,200 bytes of user data)."""
-    wire_overhead: float = 0.07
-    """Header bytes per payload byte (SCTP 28 + DTLS ~29 + UDP 8 + IP 20 per 1,200)."""
+    wire_overhead: float = 0.33
+    """Uplink bytes per payload byte beyond the payload: 0.07 of headers (SCTP 28 + DTLS ~29 +
+    UDP 8 + IP 20 per 1,200) and the rest what aiortc's SCTP leaves unused behind a tbf (its
+    data channel carried 1.5 Mbit/s through a 2 Mbit/s uplink without loss: 1 / 0.75)."""
     rto_s: float = 1.0
     loss_throughput: bool = True
     """Cap each link at the Mathis throughput of its path (False: only the uplink limits)."""
@@ -87,7 +89,7 @@ def path_delay_s(a: Access, b: Access, turn_delay_s: float | None) -> float:
 
 def needs_turn(a: Access, b: Access) -> bool:
     """A symmetric NAT's mapping differs per destination, so only a host without a NAT (which
-    accepts any source) can answer it directly; any other pair with a symmetric end goes via TURN."""
+    accepts any source) can answer it directly; a pair with a symmetric end goes via TURN."""
     return (a.nat == "symmetric" and b.nat in NATS_BEHIND) or (
         b.nat == "symmetric" and a.nat in NATS_BEHIND
     )
