@@ -3,7 +3,9 @@
 Link latency, heterogeneous uplinks (some viewers download only, as behind strict NATs), churn
 and loss, all seeded, so a run is reproducible. With `--sweep` it runs each audience size and
 plots the figures against the fluid bound. Large runs use a mypyc-compiled copy of the same core
-in a child process (`--core`, streamer.sim.compiled): same results, ~3x faster.
+in a child process (`--core`, streamer.sim.compiled): same results, ~3x faster. With `--profile
+netbed` it runs the namespace test bed's sites instead (streamer.sim.bed: per-site delays and
+loss, queued uplinks, transport buffers, TURN paths) and prints `streamer netbed`'s tables.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from streamer.bench.progress import Progress
 from streamer.bench.simulate import SimSettings, parse_sizes, settings_json, sweep
-from streamer.bench.table import command_line, option_argv, sweep_table
+from streamer.bench.table import bench_table, command_line, option_argv, sweep_table
 from streamer.errors import UserError
 from streamer.sim import compiled
 
@@ -34,6 +36,34 @@ HELP = "simulate a swarm in virtual time (latency, mixed uplinks, NAT, churn, lo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        choices=("default", "netbed"),
+        default="default",
+        help="default: --peers viewers on simple links; netbed: the sites of `streamer netbed`'s "
+        "default profile (with --seed, --duration per viewer, --json)",
+    )
+    parser.add_argument(
+        "--buffer-high-bytes",
+        type=int,
+        help="netbed profile: each link's transport buffer high-water mark (default: the driver's)",
+    )
+    parser.add_argument(
+        "--buffer-low-bytes",
+        type=int,
+        help="netbed profile: pull data again once a link's buffer drained to this (the driver's)",
+    )
+    parser.add_argument(
+        "--run-seed",
+        type=int,
+        help="netbed profile: seed of the simulation's own draws (default: --seed, which also "
+        "lays out the sites as `streamer netbed --seed` does)",
+    )
+    parser.add_argument(
+        "--stream-rate-bps",
+        type=float,
+        help="netbed profile: the stream's rate on the wire (default 745000, the bed's clip)",
+    )
     parser.add_argument("--peers", type=int, default=100, help="viewers (default 100)")
     parser.add_argument("--sweep", help="comma-separated audience sizes, e.g. 10,100,1000,10000")
     parser.add_argument("--duration", type=float, default=60.0, help="virtual seconds (60)")
@@ -83,6 +113,8 @@ def _settings(args: argparse.Namespace) -> SimSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.profile == "netbed":
+        return _run_bed(args)
     settings = _settings(args)
     try:
         sizes = parse_sizes(args.sweep) if args.sweep else [args.peers]
@@ -111,6 +143,70 @@ def run(args: argparse.Namespace) -> int:
         # Written after every size: a long sweep stopped early keeps what it measured.
         _save(args, settings, results, complete=len(results) == len(sizes))
     print(sweep_table(results))
+    return 0
+
+
+def _run_bed(args: argparse.Namespace) -> int:
+    """The bed's sites in virtual time: the same tables `streamer netbed` prints (pure Python:
+    nine nodes need no compiled core)."""
+    from dataclasses import replace
+
+    from streamer.netbed.report import sites_table, viewers_table
+    from streamer.netbed.topology import Profile
+    from streamer.sim.bed import BedScenario, run_bed_scenario
+
+    if args.sweep or args.plot:
+        raise UserError("--profile netbed runs one bed: no --sweep or --plot")
+    if not 5 <= args.duration <= 3600:
+        raise UserError("--duration must be between 5 and 3600 seconds")
+    sc = BedScenario(
+        profile=Profile(seed=args.seed),
+        duration_s=args.duration,
+        seed=args.seed if args.run_seed is None else args.run_seed,
+    )
+    if args.stream_rate_bps is not None:
+        if not 10_000 <= args.stream_rate_bps <= 100e6:
+            raise UserError("--stream-rate-bps must be between 10,000 and 100,000,000")
+        sc = replace(sc, stream_rate_bps=args.stream_rate_bps)
+    try:
+        transport = replace(
+            sc.transport,
+            buffer_high_bytes=args.buffer_high_bytes or sc.transport.buffer_high_bytes,
+            buffer_low_bytes=args.buffer_low_bytes or sc.transport.buffer_low_bytes,
+        )
+    except ValueError as error:
+        raise UserError(f"bad transport buffer: {error}") from None
+    result = run_bed_scenario(replace(sc, transport=transport))
+    doc = result.to_json()
+    bed_options = ["profile", "duration", "seed", "run_seed", "stream_rate_bps", "json"]
+    bed_options += ["buffer_high_bytes", "buffer_low_bytes"]
+    doc["command"] = command_line(NAME, {k: getattr(args, k) for k in bed_options})
+    doc["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, " + (
+        f"Python {platform.python_version()}"
+    )
+    doc["transport"] = {
+        "buffer_high_bytes": transport.buffer_high_bytes,
+        "buffer_low_bytes": transport.buffer_low_bytes,
+    }
+    sites = doc["sites"]
+    src_delay_ms = next(float(s["one_way_delay_ms"]) for s in sites if s["role"] == "broadcaster")
+    swarm = doc["swarm"]
+    print(f"simulate: {doc['command']}")
+    print(
+        f"stream {sc.stream_rate_bps / 1e6:.2f} Mbit/s; the bed's sites in virtual time, "
+        f"{result.events:,} events in {result.wall_s:.1f} s wall"
+    )
+    print()
+    print(sites_table(sites, sc.stream_rate_bps))
+    print()
+    print(viewers_table(sites, swarm["per_viewer"], None, src_delay_ms))
+    print()
+    print(bench_table(swarm["figures"], {}))
+    for name, relay in swarm["relays"].items():
+        rate = 8 * relay["bytes_uploaded"] / relay["duration_s"] / 1e6
+        print(f"{name}: uploaded {rate:.2f} Mbit/s on average")
+    if args.json:
+        _write(Path(args.json), json.dumps(doc, indent=2) + "\n")
     return 0
 
 

@@ -1,0 +1,335 @@
+"""A per-site network for the simulator: what the namespace test bed (`streamer netbed`) does to
+the swarm's messages, in virtual time.
+
+Model (SimNetwork's, with these differences):
+- every node has an access link (`Access`): a one-way delay, a per-packet loss, a jitter and an
+  uplink buffer of `queue_s` at its uplink rate. A message from A to B is delayed by A's delay plus
+  B's (and both jitters), and a packet of it is lost with A's loss or B's, as on the bed; between a
+  node behind a symmetric NAT and one behind any NAT the path goes through the TURN server's site
+  (`turn_delay_s` twice more);
+- every link (a data channel: reliable, ordered, one per neighbour pair) has a sender-side
+  transport buffer, a FIFO of control AND data messages in the order they were sent. The node
+  pulls data from its core for a link only while that buffer holds less than
+  `buffer_high_bytes`, and once it reached it, only after it drained to `buffer_low_bytes` (the
+  driver's bufferedAmount rule, `streamer.transport.rtc.RtcConfig`). A control message sent while
+  the link's buffer holds data waits behind that data;
+- the transport moves messages from the links' buffers into the node's uplink, round-robin over
+  links, while the uplink's FIFO holds less than `queue_s` of data (loss-based congestion control
+  keeps a tbf's buffer full); so every message, control included, waits behind up to `queue_s` of
+  queued data before it is serialised at the uplink rate; the payload gets 1 / (1 + `wire_overhead`)
+  of that rate (headers, and what aiortc's SCTP leaves unused behind a tbf: measured 0.75);
+- a link's transport rate is at most the throughput a loss-based congestion control sustains on
+  its path, 1.22 x packet / (RTT x sqrt(loss)) (Mathis et al.; the aiortc data channel measured on
+  the bed: ~1.0 Mbit/s at 90 ms and 1-1.5% loss, 0.55 Mbit/s at 140 ms and 2%);
+- a message loses one of its packets with 1 - (1 - loss)^packets and then arrives later by a fast
+  retransmit (one path RTT) when more of the link's data follows it, else by a retransmission
+  timeout (`rto_s`, SCTP's minimum 1 s); what the link sends after it waits (head-of-line);
+- a connection takes `setup_base_s` + `setup_rtts` path round trips to open (signaling, ICE,
+  DTLS, SCTP), not SimNetwork's fixed delay.
+Downloads stay unlimited (the bed shapes uplinks only). Rules: as SimNetwork's: no wall clock,
+every random draw from the one seeded random.Random, in the order events run.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from streamer.sim.network import Observer, SimNetwork, SimNode, Tap
+
+NATS_BEHIND = frozenset({"cone", "symmetric"})
+EPS_S = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One node's access link (a bed site's link), one way."""
+
+    delay_s: float = 0.015
+    loss: float = 0.0
+    """Per packet, in [0, 1)."""
+    jitter_s: float = 0.0
+    queue_s: float = 0.2
+    """The uplink's buffer, in seconds at the node's uplink rate."""
+    nat: str = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """The data channel's side of the model: buffers, packets, recovery, set-up."""
+
+    buffer_high_bytes: int = 1024 * 1024
+    buffer_low_bytes: int = 256 * 1024
+    packet_bytes: int = 1200
+    """Payload per packet (aiortc's SCTP: 1,200 bytes of user data)."""
+    wire_overhead: float = 0.33
+    """Uplink bytes per payload byte beyond the payload: 0.07 of headers (SCTP 28 + DTLS ~29 +
+    UDP 8 + IP 20 per 1,200) and the rest what aiortc's SCTP leaves unused behind a tbf (its
+    data channel carried 1.5 Mbit/s through a 2 Mbit/s uplink without loss: 1 / 0.75)."""
+    rto_s: float = 1.0
+    loss_throughput: bool = True
+    """Cap each link at the Mathis throughput of its path (False: only the uplink limits)."""
+    setup_base_s: float = 0.5
+    setup_rtts: float = 6.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.buffer_low_bytes <= self.buffer_high_bytes:
+            raise ValueError("need 0 < buffer_low_bytes <= buffer_high_bytes")
+        if self.packet_bytes <= 0 or self.wire_overhead < 0 or self.rto_s < 0:
+            raise ValueError("packet size, overhead and RTO must be positive")
+
+
+def path_delay_s(a: Access, b: Access, turn_delay_s: float | None) -> float:
+    """One way from a's site to b's: both access links, and the TURN site's twice when relayed."""
+    extra = 2 * turn_delay_s if turn_delay_s is not None and needs_turn(a, b) else 0.0
+    return a.delay_s + b.delay_s + extra
+
+
+def needs_turn(a: Access, b: Access) -> bool:
+    """A symmetric NAT's mapping differs per destination, so only a host without a NAT (which
+    accepts any source) can answer it directly; a pair with a symmetric end goes via TURN."""
+    return (a.nat == "symmetric" and b.nat in NATS_BEHIND) or (
+        b.nat == "symmetric" and a.nat in NATS_BEHIND
+    )
+
+
+def path_loss(a: Access, b: Access) -> float:
+    return 1.0 - (1.0 - a.loss) * (1.0 - b.loss)
+
+
+def mathis_bytes_per_s(packet_bytes: int, rtt_s: float, loss: float) -> float:
+    """Throughput of loss-based congestion control on a path (inf without loss)."""
+    if loss <= 0 or rtt_s <= 0:
+        return math.inf
+    return 1.22 * packet_bytes / (rtt_s * math.sqrt(loss))
+
+
+@dataclass(slots=True)
+class Link:
+    """One direction of one data channel at its sender."""
+
+    delay_s: float
+    jitter_s: float
+    keep: float
+    """Chance that one packet crosses the path: 1 - path loss."""
+    rtt_s: float
+    rate_bytes_per_s: float
+    buffer: deque[bytes] = field(default_factory=deque)
+    buffered_bytes: int = 0
+    blocked: bool = False
+    """Reached the high-water mark and not yet drained to the low one."""
+    next_free_s: float = 0.0
+    """When the congestion window lets this link send its next message."""
+    clear_s: float = 0.0
+    """When the link's last message arrives: nothing sent after it arrives sooner."""
+
+
+class QueuedNetwork(SimNetwork):
+    """SimNetwork with per-node access links, transport buffers and queued uplinks."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        access: dict[str, Access],
+        transport: Transport | None = None,
+        turn_delay_s: float | None = None,
+        default_access: Access | None = None,
+        vanish_detect_s: float = 5.0,
+        tracker_sample: int = 12,
+        observer: Observer | None = None,
+        tap: Tap | None = None,
+    ) -> None:
+        super().__init__(
+            rng=rng,
+            vanish_detect_s=vanish_detect_s,
+            tracker_sample=tracker_sample,
+            observer=observer,
+            tap=tap,
+        )
+        self.access = access
+        self.transport = transport or Transport()
+        self.turn_delay_s = turn_delay_s
+        """The TURN server's site's one-way delay (None: no TURN, every pair talks directly)."""
+        self.default_access = default_access or Access()
+        self._out: dict[str, dict[str, Link]] = {}
+        """Per sender, its links' state by receiver."""
+        self._uplink_until: dict[str, float] = {}
+        """Per node: when its uplink has sent everything queued in it so far."""
+        self._wake_at: dict[str, float] = {}
+        self._turn: dict[str, int] = {}
+        self.retransmissions = 0
+
+    def _access(self, peer_id: str) -> Access:
+        return self.access.get(peer_id, self.default_access)
+
+    def link(self, src: str, dst: str) -> Link:
+        """The sender-side state of src -> dst (made on first use)."""
+        out = self._out.setdefault(src, {})
+        found = out.get(dst)
+        if found is not None:
+            return found
+        a, b = self._access(src), self._access(dst)
+        delay_s = path_delay_s(a, b, self.turn_delay_s)
+        loss = path_loss(a, b)
+        rtt_s = 2 * delay_s
+        t = self.transport
+        rate = mathis_bytes_per_s(t.packet_bytes, rtt_s, loss) if t.loss_throughput else math.inf
+        made = Link(
+            delay_s=delay_s,
+            jitter_s=math.hypot(a.jitter_s, b.jitter_s),
+            keep=1.0 - loss,
+            rtt_s=rtt_s,
+            rate_bytes_per_s=rate / (1 + t.wire_overhead),
+        )
+        out[dst] = made
+        return made
+
+    def link_setup_s(self, a: str, b: str) -> float:
+        rtt_s = 2 * path_delay_s(self._access(a), self._access(b), self.turn_delay_s)
+        return self.transport.setup_base_s + self.transport.setup_rtts * rtt_s
+
+    # ---------------------------------------------------------------- membership
+
+    def connect(self, a: str, b: str) -> None:
+        self.queue.at(self.now + self.link_setup_s(a, b), self._open_link, a, b)
+
+    def _close_link(self, at: str, gone: str) -> None:
+        self._out.get(at, {}).pop(gone, None)
+        super()._close_link(at, gone)
+
+    def leave(self, peer_id: str, silently: bool) -> None:
+        """What a leaving node had buffered is dropped; a bye still goes out through its uplink."""
+        out = self._out.get(peer_id, {})
+        for link in out.values():
+            link.buffer.clear()
+            link.buffered_bytes = 0
+        super().leave(peer_id, silently)
+        if silently:
+            out.clear()
+
+    # ---------------------------------------------------------------- messages
+
+    def _transmit(self, src: SimNode, dst_id: str, data: bytes, extra_s: float = 0.0) -> None:
+        """Control messages and byes: into the link's buffer, behind what it holds."""
+        link = self.link(src.peer_id, dst_id)
+        link.buffer.append(data)
+        link.buffered_bytes += len(data)
+        self._drain(src)
+
+    def _start_uplink(self, node: SimNode) -> None:
+        """Pull data for every link the core serves while its buffer is below the high mark."""
+        if not node.links:
+            return
+        high = self.transport.buffer_high_bytes
+        for pid in node.core.upload_peers():
+            if pid not in node.links:
+                continue
+            link = self.link(node.peer_id, pid)
+            while not link.blocked:
+                data = node.core.next_data_message(pid, self.now)
+                if data is None:
+                    break
+                data = self._corrupt(node, data) if node.liar else data
+                link.buffer.append(data)
+                link.buffered_bytes += len(data)
+                if link.buffered_bytes >= high:
+                    link.blocked = True
+        # Serving may have queued absents (requests we can no longer complete).
+        for pid in sorted(node.core.take_ready()):
+            while (ctl := node.core.next_control_message(pid)) is not None:
+                self._transmit(node, pid, ctl)
+        self._drain(node)
+
+    def _drain(self, node: SimNode) -> None:
+        """Move messages from the links' buffers into the uplink while its queue has room."""
+        peer_id = node.peer_id
+        out = self._out.get(peer_id)
+        if not out:
+            return
+        now = self.now
+        rate = node.upload_bytes_per_s
+        queue_s = self._access(peer_id).queue_s
+        overhead = 1 + self.transport.wire_overhead
+        low = self.transport.buffer_low_bytes
+        # (EPS_S: a wake-up set for `until - queue_s` must find the room it was set for.)
+        room_s = queue_s + EPS_S
+        until = max(self._uplink_until.get(peer_id, 0.0), now)
+        if until - now >= room_s:
+            if any(link.buffer for link in out.values()):
+                self._wake_later(peer_id, until - queue_s)
+            return
+        links: list[tuple[str, Link]] = []
+        for pid in sorted(out):  # sorted: runs must not depend on hash order
+            link = out[pid]
+            if link.buffer:
+                links.append((pid, link))
+            elif pid not in node.links:
+                del out[pid]  # closed by us (a drop): its bye has left
+        unblocked = False
+        turn = self._turn.get(peer_id, 0)
+        while links and until - now < room_s:
+            start = turn % len(links)
+            pick = -1
+            for i in range(len(links)):
+                j = (start + i) % len(links)
+                if links[j][1].next_free_s <= now + EPS_S:
+                    pick = j
+                    break
+            if pick < 0:
+                break
+            pid, link = links[pick]
+            turn = pick + 1
+            data = link.buffer.popleft()
+            size = len(data)
+            link.buffered_bytes -= size
+            if link.blocked and link.buffered_bytes <= low:
+                link.blocked = False
+                unblocked = True
+            until += size * overhead / rate
+            if link.rate_bytes_per_s != math.inf:
+                link.next_free_s = max(now, link.next_free_s) + size / link.rate_bytes_per_s
+            self._send_on_wire(peer_id, pid, link, data, until)
+            if not link.buffer:
+                links.pop(pick)
+        self._turn[peer_id] = turn
+        self._uplink_until[peer_id] = until
+        if unblocked:
+            self._wake_later(peer_id, now)
+        elif links:
+            wake = until - queue_s if until - now >= room_s else math.inf
+            self._wake_later(peer_id, min(wake, min(link.next_free_s for _pid, link in links)))
+
+    def _wake_later(self, peer_id: str, when: float) -> None:
+        if self._wake_at.get(peer_id, math.inf) > when:
+            self._wake_at[peer_id] = when
+            self.queue.at(when, self._wake, peer_id, when)
+
+    def _wake(self, peer_id: str, when: float) -> None:
+        if self._wake_at.get(peer_id) != when:
+            return
+        del self._wake_at[peer_id]
+        node = self.nodes[peer_id]
+        if node.alive:
+            self.pump(node)
+        else:
+            self._drain(node)
+
+    def _send_on_wire(self, src: str, dst: str, link: Link, data: bytes, sent_s: float) -> None:
+        """The message's last byte leaves the uplink at sent_s: when does it arrive?"""
+        self.messages_sent += 1
+        arrive = sent_s + link.delay_s
+        if link.jitter_s:
+            arrive += max(-link.delay_s, self.rng.gauss(0.0, link.jitter_s))
+        if link.keep < 1.0:
+            packets = -(-len(data) // self.transport.packet_bytes)
+            if self.rng.random() >= link.keep**packets:
+                self.retransmissions += 1
+                arrive += link.rtt_s if link.buffer else max(self.transport.rto_s, link.rtt_s)
+        arrive = max(arrive, link.clear_s)
+        link.clear_s = arrive
+        if self.tap is not None:
+            self.tap(src, dst, data, self.now, arrive)
+        self.queue.at(arrive, self._deliver, src, dst, data)
