@@ -68,6 +68,25 @@ def machine_busy_cores(
     return cores * (end[0] - start[0]) / (end[1] - start[1])
 
 
+def udp_rcvbuf_errors(snmp_text: str) -> int | None:
+    """UDP datagrams dropped for a full receive buffer, from /proc/PID/net/snmp text (the count
+    of that process's network namespace); None if the text has no such counter."""
+    header: list[str] | None = None
+    for line in snmp_text.splitlines():
+        name, _, rest = line.partition(":")
+        if name != "Udp":
+            continue
+        fields = rest.split()
+        if header is None:
+            header = fields
+            continue
+        try:
+            return int(fields[header.index("RcvbufErrors")])
+        except (ValueError, IndexError):
+            return None
+    return None
+
+
 def parse_steps(text: str) -> tuple[int, ...]:
     """'10,20,30,40' -> (10, 20, 30, 40): strictly increasing viewer counts, bounded."""
     try:
@@ -158,12 +177,20 @@ def _num(value: Any, digits: int = 2, scale: float = 1.0) -> str:
     return "-" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _drops(drops: Any) -> str:
+    """Receive-buffer drops in the window: 'relay / loadgen', or one figure when they share a
+    network namespace (loopback: the host's counter, other processes' drops included)."""
+    if not isinstance(drops, Mapping) or not drops:
+        return "-"
+    return " / ".join("-" if v is None else str(v) for v in drops.values())
+
+
 def capacity_table(steps: Sequence[Mapping[str, Any]]) -> str:
     """One row per step (markdown, as docs/BENCHMARKS.md shows it)."""
     rows = [
         "| viewers | continuity min / mean | lag p50 / p95 | from relay | relay CPU (cores) "
-        "| relay upload | loadgen CPU (cores) | machine busy (cores) | held |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| relay upload | loadgen CPU (cores) | machine busy (cores) | UDP drops | held |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for step in steps:
         relayed = step.get("bytes_from_relay") or 0
@@ -178,6 +205,7 @@ def capacity_table(steps: Sequence[Mapping[str, Any]]) -> str:
             f"| {_num(step.get('relay_out_bps'), 1, 1e-6)} Mbit/s "
             f"| {_num(step.get('loadgen_cores'))} "
             f"| {_num(step.get('machine_busy_cores'))} "
+            f"| {_drops(step.get('udp_rcvbuf_drops'))} "
             f"| {'yes' if step.get('held') else 'no: ' + str(step.get('verdict'))} |"
         )
     return "\n".join(rows)

@@ -33,6 +33,7 @@ from streamer.bench.capacity import (
     should_continue,
     step_figures,
     step_held,
+    udp_rcvbuf_errors,
 )
 from streamer.bench.procs import Child, ProcessGroup, proc_cpu_s
 from streamer.bench.statusline import parse_status
@@ -135,6 +136,25 @@ def _sample(child: Child) -> CpuSample | None:
     return None if cpu_s is None else CpuSample(cpu_s, time.monotonic())
 
 
+def _rcvbuf_errors(child: Child) -> int | None:
+    """The UDP receive-buffer drops counted in the child's network namespace so far."""
+    try:
+        return udp_rcvbuf_errors(Path(f"/proc/{child.popen.pid}/net/snmp").read_text())
+    except OSError:
+        return None
+
+
+def _netns(child: Child) -> str | None:
+    try:
+        return os.readlink(f"/proc/{child.popen.pid}/ns/net")
+    except OSError:
+        return None
+
+
+def _delta(start: int | None, end: int | None) -> int | None:
+    return None if start is None or end is None else end - start
+
+
 def _load_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -176,6 +196,8 @@ def run_step(
         progress(f"capacity {tag}: {viewers} viewers joined; measuring {options.duration_s:g} s")
         start = {c.name: _sample(c) for c in (relay, loadgen, *others)}
         machine_start = _read_machine()
+        drops_start = {c.name: _rcvbuf_errors(c) for c in (relay, loadgen)}
+        namespaces_shared = _netns(relay) == _netns(loadgen)
         relay.read_new_log()
         out_bps: list[float] = []
 
@@ -189,6 +211,7 @@ def run_step(
         tick()
         end = {c.name: _sample(c) for c in (relay, loadgen, *others)}
         machine_end = _read_machine()
+        drops_end = {c.name: _rcvbuf_errors(c) for c in (relay, loadgen)}
         try:
             loadgen.popen.wait(timeout=EXIT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -211,6 +234,13 @@ def run_step(
     figures["machine_busy_cores"] = machine_busy_cores(
         machine_start, machine_end, os.cpu_count() or 1
     )
+    drops = {
+        role: _delta(drops_start[c.name], drops_end[c.name])
+        for role, c in (("relay", relay), ("loadgen", loadgen))
+    }
+    if namespaces_shared:  # one counter for both: say it once
+        drops = {"relay+loadgen": drops["relay"]}
+    figures["udp_rcvbuf_drops"] = drops
     relay_stats = _load_json(work / f"relay-{tag}.json") or {}
     figures["relay_bytes_uploaded"] = relay_stats.get("bytes_uploaded")
     figures["relay_peers_served"] = relay_stats.get("peers_served")
