@@ -26,6 +26,25 @@ from streamer.errors import UserError
 from streamer.node.units import parse_rate_bps
 
 
+def add_capacity_arguments(group: argparse._ArgumentGroup, command: str) -> None:
+    """The options `bench` and `netbed` share for --relay-capacity."""
+    group.add_argument(
+        "--relay-capacity",
+        action="store_true",
+        help="measure how many viewers one relay serves at continuity >= 0.99 within 1 core"
+        + (" (ignores --relays, --watchers, --pages, --uplinks)" if command == "netbed" else ""),
+    )
+    group.add_argument("--steps", default="10,20,30,40", help="viewer counts, in turn")
+    group.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="run every step, not only while the previous ones held",
+    )
+    group.add_argument(
+        "--with-source", action="store_true", help="viewers may also fetch from the broadcaster"
+    )
+
+
 def capacity_options(args: argparse.Namespace) -> CapacityOptions:
     try:
         steps = parse_steps(args.steps)
@@ -36,6 +55,7 @@ def capacity_options(args: argparse.Namespace) -> CapacityOptions:
         duration_s=args.duration,
         stagger_s=args.stagger,
         with_source=args.with_source,
+        keep_going=args.keep_going,
     )
 
 

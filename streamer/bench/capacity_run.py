@@ -54,6 +54,9 @@ class CapacityOptions:
     """The measuring window of each step (after the last viewer joined)."""
     stagger_s: float = 0.3
     with_source: bool = False
+    keep_going: bool = False
+    """Run every step even after one did not hold (the capacity is still the last N held
+    before the first failure; the later rows show how the failure grows)."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +263,7 @@ def run_steps(
     """Every step in turn while the previous ones held."""
     steps: list[dict[str, Any]] = []
     for viewers in options.steps:
-        if not should_continue(steps):
+        if not options.keep_going and not should_continue(steps):
             break
         progress(f"capacity: step with {viewers} viewers")
         step = run_step(group, placement, options, viewers, others, progress)

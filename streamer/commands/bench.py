@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from streamer.bench.baseline import run_baseline
-from streamer.bench.capacity_cli import run_relay_capacity
+from streamer.bench.capacity_cli import add_capacity_arguments, run_relay_capacity
 from streamer.bench.clip import SAMPLE, make_clip
 from streamer.bench.progress import Progress
 from streamer.bench.swarm_run import run_swarm
@@ -67,17 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "relay capacity (--relay-capacity: serve, broadcast, ONE relay, and `streamer loadgen` "
         "viewers that fetch only from it; --duration is each step's measuring window)"
     )
-    capacity.add_argument(
-        "--relay-capacity",
-        action="store_true",
-        help="measure how many viewers one relay serves at continuity >= 0.99 within 1 core",
-    )
-    capacity.add_argument(
-        "--steps", default="10,20,30,40", help="viewer counts, run while the last held"
-    )
-    capacity.add_argument(
-        "--with-source", action="store_true", help="viewers may also fetch from the broadcaster"
-    )
+    add_capacity_arguments(capacity, NAME)
 
 
 def _check(args: argparse.Namespace) -> None:

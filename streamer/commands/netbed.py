@@ -19,7 +19,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from streamer.bench.capacity_cli import capacity_options, result_doc, write_doc
+from streamer.bench.capacity_cli import (
+    add_capacity_arguments,
+    capacity_options,
+    result_doc,
+    write_doc,
+)
 from streamer.bench.capacity_cli import report as report_capacity
 from streamer.bench.clip import SAMPLE, make_clip
 from streamer.bench.progress import Progress
@@ -96,23 +101,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "relay capacity (--relay-capacity: one relay site and one site of `streamer loadgen` "
         "viewers that fetch only from it; --duration is each step's measuring window)"
     )
-    capacity.add_argument(
-        "--relay-capacity",
-        action="store_true",
-        help="measure how many viewers one relay serves on the bed (ignores --relays, "
-        "--watchers, --pages, --uplinks, --no-baseline)",
-    )
-    capacity.add_argument(
-        "--steps", default="10,20,30,40", help="viewer counts, run while the last held"
-    )
+    add_capacity_arguments(capacity, NAME)
     capacity.add_argument(
         "--capacity-uplink",
         type=float,
         default=CAPACITY_UPLINK,
         help="the relay's and the load site's uplinks in stream multiples (default %(default)g)",
-    )
-    capacity.add_argument(
-        "--with-source", action="store_true", help="viewers may also fetch from the broadcaster"
     )
     add(
         "--cleanup",
