@@ -3,6 +3,8 @@ table; and the command lines' argument checks (fast)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from streamer.bench.capacity import (
@@ -13,11 +15,13 @@ from streamer.bench.capacity import (
     machine_busy,
     machine_busy_cores,
     parse_steps,
+    runqueue_wait_s,
     should_continue,
     step_figures,
     step_held,
     udp_rcvbuf_errors,
     verdict_line,
+    wait_share,
 )
 from streamer.bench.procs import proc_cpu_s
 from streamer.cli import main
@@ -205,3 +209,13 @@ def test_table_shows_drops_per_namespace() -> None:
     apart = {**_figures(), "held": True, "udp_rcvbuf_drops": {"relay": 0, "loadgen": 12}}
     table = capacity_table([shared, apart])
     assert "| 7 |" in table and "| 0 / 12 |" in table
+
+
+def test_runqueue_wait_from_schedstat() -> None:
+    assert runqueue_wait_s("123456789 2500000000 42\n") == pytest.approx(2.5)
+    assert runqueue_wait_s("") is None and runqueue_wait_s("1 x 2") is None
+    assert wait_share(1.0, 4.0, 10.0) == pytest.approx(0.3)
+    assert wait_share(None, 4.0, 10.0) is None and wait_share(1.0, 4.0, 0.0) is None
+    import os
+
+    assert runqueue_wait_s(Path(f"/proc/{os.getpid()}/schedstat").read_text()) is not None

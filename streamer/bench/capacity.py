@@ -39,6 +39,23 @@ def cpu_cores(start: CpuSample | None, end: CpuSample | None) -> float | None:
     return max(0.0, end.cpu_s - start.cpu_s) / (end.wall_s - start.wall_s)
 
 
+def runqueue_wait_s(schedstat_text: str) -> float | None:
+    """Seconds a task waited on a run queue (runnable, not running) from /proc/PID/schedstat
+    ("on-cpu-ns wait-ns timeslices"): CPU it wanted and did not get on a busy machine."""
+    fields = schedstat_text.split()
+    try:
+        return int(fields[1]) / 1e9
+    except (IndexError, ValueError):
+        return None
+
+
+def wait_share(start: float | None, end: float | None, wall_s: float | None) -> float | None:
+    """Share of the wall time spent waiting for a CPU between two `runqueue_wait_s` readings."""
+    if start is None or end is None or not wall_s or wall_s <= 0:
+        return None
+    return max(0.0, end - start) / wall_s
+
+
 def machine_busy(stat_text: str) -> tuple[float, float] | None:
     """(busy, total) jiffies of all CPUs from /proc/stat text; None if it has no `cpu` line.
 
@@ -177,6 +194,10 @@ def _num(value: Any, digits: int = 2, scale: float = 1.0) -> str:
     return "-" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _percent(share: Any) -> str:
+    return "-" if share is None else f"{100 * share:.0f}%"
+
+
 def _drops(drops: Any) -> str:
     """Receive-buffer drops in the window: 'relay / loadgen', or one figure when they share a
     network namespace (loopback: the host's counter, other processes' drops included)."""
@@ -189,8 +210,9 @@ def capacity_table(steps: Sequence[Mapping[str, Any]]) -> str:
     """One row per step (markdown, as docs/BENCHMARKS.md shows it)."""
     rows = [
         "| viewers | continuity min / mean | lag p50 / p95 | from relay | relay CPU (cores) "
-        "| relay upload | loadgen CPU (cores) | machine busy (cores) | UDP drops | held |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| relay upload | relay waited for a CPU | loadgen CPU (cores) | machine busy (cores) "
+        "| UDP drops | held |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for step in steps:
         relayed = step.get("bytes_from_relay") or 0
@@ -203,6 +225,7 @@ def capacity_table(steps: Sequence[Mapping[str, Any]]) -> str:
             f"| {share} "
             f"| {_num(step.get('relay_cores'))} "
             f"| {_num(step.get('relay_out_bps'), 1, 1e-6)} Mbit/s "
+            f"| {_percent(step.get('relay_wait_share'))} "
             f"| {_num(step.get('loadgen_cores'))} "
             f"| {_num(step.get('machine_busy_cores'))} "
             f"| {_drops(step.get('udp_rcvbuf_drops'))} "

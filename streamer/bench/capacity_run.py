@@ -30,10 +30,12 @@ from streamer.bench.capacity import (
     cpu_cores,
     machine_busy,
     machine_busy_cores,
+    runqueue_wait_s,
     should_continue,
     step_figures,
     step_held,
     udp_rcvbuf_errors,
+    wait_share,
 )
 from streamer.bench.procs import Child, ProcessGroup, proc_cpu_s
 from streamer.bench.statusline import parse_status
@@ -147,6 +149,14 @@ def _rcvbuf_errors(child: Child) -> int | None:
         return None
 
 
+def _waited_s(child: Child) -> float | None:
+    """Run-queue wait of the child's main thread (its event loop) so far."""
+    try:
+        return runqueue_wait_s(Path(f"/proc/{child.popen.pid}/schedstat").read_text())
+    except OSError:
+        return None
+
+
 def _netns(child: Child) -> str | None:
     try:
         return os.readlink(f"/proc/{child.popen.pid}/ns/net")
@@ -201,6 +211,7 @@ def run_step(
         machine_start = _read_machine()
         drops_start = {c.name: _rcvbuf_errors(c) for c in (relay, loadgen)}
         namespaces_shared = _netns(relay) == _netns(loadgen)
+        waits_start = {c.name: _waited_s(c) for c in (relay, loadgen)}
         relay.read_new_log()
         out_bps: list[float] = []
 
@@ -215,6 +226,7 @@ def run_step(
         end = {c.name: _sample(c) for c in (relay, loadgen, *others)}
         machine_end = _read_machine()
         drops_end = {c.name: _rcvbuf_errors(c) for c in (relay, loadgen)}
+        waits_end = {c.name: _waited_s(c) for c in (relay, loadgen)}
         try:
             loadgen.popen.wait(timeout=EXIT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -233,6 +245,10 @@ def run_step(
         relay_out_bps=out_bps,
         window_s=window[1].wall_s - window[0].wall_s if window[0] and window[1] else None,
     )
+    for role, child in (("relay", relay), ("loadgen", loadgen)):
+        figures[f"{role}_wait_share"] = wait_share(
+            waits_start[child.name], waits_end[child.name], figures["window_s"]
+        )
     figures["other_cores"] = {c.name: cores[c.name] for c in others}
     figures["machine_busy_cores"] = machine_busy_cores(
         machine_start, machine_end, os.cpu_count() or 1
