@@ -129,7 +129,7 @@ def viewer_config(options: LoadOptions, index: int) -> NodeConfig:
 
 
 def status_line(nodes: list[SwarmNode], total: int) -> str:
-    """One line over all viewers: how many joined, continuity min, lag p50, bytes in."""
+    """One line over all viewers: how many joined and play, continuity min, lag p50."""
     conts: list[float] = []
     lags: list[float] = []
     for node in nodes:
