@@ -13,4 +13,5 @@ COMMAND_MODULES = [
     "streamer.commands.bench",
     "streamer.commands.simulate",
     "streamer.commands.netbed",
+    "streamer.commands.loadgen",
 ]

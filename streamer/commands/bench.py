@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from streamer.bench.baseline import run_baseline
+from streamer.bench.capacity_cli import add_capacity_arguments, run_relay_capacity
 from streamer.bench.clip import SAMPLE, make_clip
 from streamer.bench.progress import Progress
 from streamer.bench.swarm_run import run_swarm
@@ -62,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write every figure to this JSON file")
     parser.add_argument("--plot", help="write a PNG plot over time to this file")
     parser.add_argument("--workdir", help="logs and stats files go here (default: a temp dir)")
+    capacity = parser.add_argument_group(
+        "relay capacity (--relay-capacity: serve, broadcast, ONE relay, and `streamer loadgen` "
+        "viewers that fetch only from it; --duration is each step's measuring window)"
+    )
+    add_capacity_arguments(capacity, NAME)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -87,6 +93,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    if args.relay_capacity:
+        return run_relay_capacity(args)
     try:
         bitrate_bps = parse_rate_bps(args.bitrate)
     except ValueError as error:

@@ -19,16 +19,25 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from streamer.bench.capacity_cli import (
+    add_capacity_arguments,
+    capacity_options,
+    result_doc,
+    write_doc,
+)
+from streamer.bench.capacity_cli import report as report_capacity
 from streamer.bench.clip import SAMPLE, make_clip
 from streamer.bench.progress import Progress
 from streamer.bench.table import command_line
 from streamer.errors import UserError
 from streamer.media import MediaOptions, open_media
 from streamer.netbed import coturn, namespaces
+from streamer.netbed.capacity import CAPACITY_UPLINK, capacity_profile, run_bed_capacity
 from streamer.netbed.report import report
 from streamer.netbed.run import RunOptions, request_stop, run_bed
 from streamer.netbed.shim import check_shim_available
 from streamer.netbed.topology import (
+    Bed,
     Profile,
     build_bed,
     describe_sites,
@@ -88,6 +97,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--chromium", default="/usr/bin/chromium", help="Chromium binary for the pages")
     add("--json", help="write every figure to this JSON file")
     add("--workdir", help="logs and stats files go here (default: a temp dir)")
+    capacity = parser.add_argument_group(
+        "relay capacity (--relay-capacity: one relay site and one site of `streamer loadgen` "
+        "viewers that fetch only from it; --duration is each step's measuring window)"
+    )
+    add_capacity_arguments(capacity, NAME)
+    capacity.add_argument(
+        "--capacity-uplink",
+        type=float,
+        default=CAPACITY_UPLINK,
+        help="the relay's and the load site's uplinks in stream multiples (default %(default)g)",
+    )
     add(
         "--cleanup",
         action="store_true",
@@ -120,7 +140,11 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError("--duration must be between 5 and 3600 seconds")
     if not 0 <= args.stagger <= 10:
         raise UserError("--stagger must be between 0 and 10 seconds")
-    if args.watchers + args.pages < 1:
+    if args.relay_capacity:
+        args.pages = 0
+        if not 1 <= args.capacity_uplink <= 1000:
+            raise UserError("--capacity-uplink must be between 1 and 1000")
+    elif args.watchers + args.pages < 1:
         raise UserError("the bed needs at least one viewer (--watchers or --pages)")
     if args.input and not Path(args.input).is_file():
         raise UserError(f"no such input file: {args.input}")
@@ -157,8 +181,10 @@ def run(args: argparse.Namespace) -> int:
         stale = namespaces.cleanup_stale()
         print(f"netbed: removed {len(stale)} namespaces of beds whose run died")
         return 0
-    profile = _profile(args)
     _check(args)
+    profile = _profile(args)
+    if args.relay_capacity:
+        profile = capacity_profile(profile, args.capacity_uplink)
     try:
         bitrate_bps = parse_rate_bps(args.bitrate)
     except ValueError as error:
@@ -190,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
         chromium=args.chromium,
         seed=args.seed,
     )
+    if args.relay_capacity:
+        return _run_capacity(args, bed, options, stream_bps, progress)
     outcome = run_bed(bed, options, progress.note)
     progress.finish()
     result: dict[str, Any] = {
@@ -207,6 +235,29 @@ def run(args: argparse.Namespace) -> int:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         except OSError as error:
             raise UserError(f"cannot write {args.json}: {error.strerror or error}") from None
+    return 0
+
+
+def _run_capacity(
+    args: argparse.Namespace, bed: Bed, options: RunOptions, stream_bps: float, progress: Progress
+) -> int:
+    outcome = run_bed_capacity(bed, options, capacity_options(args), progress.note)
+    progress.finish()
+    omit: tuple[str, ...] = ("relays", "watchers", "pages", "uplinks", "watcher_nats")
+    omit += ("page_nats", "no_baseline", "tell_uplinks", "chromium", "cleanup")
+    doc = result_doc(
+        NAME,
+        args,
+        outcome["steps"],
+        options.workdir,
+        omit,
+        where="netbed",
+        delay_mode=outcome["delay_mode"],
+        stream_rate_bps=stream_bps,
+        sites=describe_sites(bed.sites),
+    )
+    print(report_capacity(doc))
+    write_doc(args.json, doc)
     return 0
 
 

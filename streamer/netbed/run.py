@@ -106,7 +106,7 @@ def run_bed(bed: Bed, options: RunOptions, progress: Progress) -> dict[str, Any]
         with ProcessGroup(options.workdir, kill_after_s=10.0, die_with_parent=True) as group:
             if mode == "shim":
                 check_shim_available()
-                _start_shim(group, bed, options)
+                start_shim(group, bed, options)
             swarm = _run_swarm(group, bed, options, state_dir, progress)
             shim = group.children[0] if mode == "shim" else None
             group.stop([c for c in group.children if c is not shim])
@@ -119,7 +119,7 @@ def run_bed(bed: Bed, options: RunOptions, progress: Progress) -> dict[str, Any]
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def _in(bed: Bed, site: Site) -> list[str]:
+def in_site(bed: Bed, site: Site) -> list[str]:
     return ["ip", "netns", "exec", bed.ns(site)]
 
 
@@ -152,7 +152,7 @@ def _wait_bound(child: Child, port: int, tcp: bool, timeout_s: float = START_TIM
         raise UserError(f"{child.name} did not listen on port {port}: {tail or 'no output'}")
 
 
-def _start_shim(group: ProcessGroup, bed: Bed, options: RunOptions) -> Child:
+def start_shim(group: ProcessGroup, bed: Bed, options: RunOptions) -> Child:
     config = options.workdir / "shim.json"
     addresses = {s.wan_ip: s.name for s in bed.sites}
     config.write_text(config_json(0, options.seed, bed.links(), addresses))
@@ -167,7 +167,7 @@ def _start_shim(group: ProcessGroup, bed: Bed, options: RunOptions) -> Child:
     return shim
 
 
-def _start_infra(group: ProcessGroup, bed: Bed, options: RunOptions, state_dir: Path) -> str:
+def start_infra(group: ProcessGroup, bed: Bed, options: RunOptions, state_dir: Path) -> str:
     """coturn and the signaling server; the server's base URL."""
     infra = bed.by_role("infra")[0]
     secret = coturn.new_secret()
@@ -176,7 +176,7 @@ def _start_infra(group: ProcessGroup, bed: Bed, options: RunOptions, state_dir: 
     turn = group.spawn_argv(
         "coturn",
         [
-            *_in(bed, infra),
+            *in_site(bed, infra),
             *coturn.turnserver_argv(infra.host_ip, secret, state_dir),
         ],
     )
@@ -189,18 +189,15 @@ def _start_infra(group: ProcessGroup, bed: Bed, options: RunOptions, state_dir: 
         "--port",
         str(SERVER_PORT),
         *coturn.ice_server_options(infra.host_ip, username, password),
-        prefix=_in(bed, infra),
+        prefix=in_site(bed, infra),
     )
     _wait_bound(serve, SERVER_PORT, tcp=True)
     return f"http://{infra.host_ip}:{SERVER_PORT}"
 
 
-def _run_swarm(
-    group: ProcessGroup, bed: Bed, options: RunOptions, state_dir: Path, progress: Progress
-) -> dict[str, Any]:
+def start_broadcast(group: ProcessGroup, bed: Bed, options: RunOptions, url: str) -> Child:
+    """`streamer broadcast` of the clip in the broadcaster's site, once it has joined the server."""
     work = options.workdir
-    url = _start_infra(group, bed, options, state_dir)
-    common = ["--server", url, "--channel", CHANNEL, "--status-interval", "1"]
     src = bed.by_role("broadcaster")[0]
     cast = group.spawn(
         "broadcast",
@@ -215,9 +212,14 @@ def _run_swarm(
         str(options.chunk_seconds),
         "--stats-json",
         str(work / "broadcast.json"),
-        *common,
+        "--server",
+        url,
+        "--channel",
+        CHANNEL,
+        "--status-interval",
+        "1",
         *upload_limit_args(src, options),
-        prefix=_in(bed, src),
+        prefix=in_site(bed, src),
         stdout_pipe=True,
     )
     _wait_line(cast, "watch: ", START_TIMEOUT_S)
@@ -229,12 +231,22 @@ def _run_swarm(
         or cast.popen.poll() is not None
     ):
         raise UserError("the broadcaster did not join: " + cast.log_tail(400).replace("\n", " | "))
+    return cast
+
+
+def _run_swarm(
+    group: ProcessGroup, bed: Bed, options: RunOptions, state_dir: Path, progress: Progress
+) -> dict[str, Any]:
+    work = options.workdir
+    url = start_infra(group, bed, options, state_dir)
+    common = ["--server", url, "--channel", CHANNEL, "--status-interval", "1"]
+    cast = start_broadcast(group, bed, options, url)
     progress(f"netbed: server {url}, TURN on {bed.by_role('infra')[0].host_ip}, broadcasting")
     relays = [
         group.spawn(
             site.name, "relay", "--stats-json", str(work / f"{site.name}.json"), *common,
             *upload_limit_args(site, options),
-            prefix=_in(bed, site),
+            prefix=in_site(bed, site),
         )
         for site in bed.by_role("relay")
     ]  # fmt: skip
@@ -263,7 +275,7 @@ def _run_swarm(
                 args = ["watch", "--duration", str(options.duration_s), "--stats-json", stats]
                 args += [*common, *upload_limit_args(site, options)]
                 module = "streamer"
-            viewers.append(group.spawn(site.name, *args, prefix=_in(bed, site), module=module))
+            viewers.append(group.spawn(site.name, *args, prefix=in_site(bed, site), module=module))
             next_join_s = now + options.stagger_s
         if now >= next_note_s:
             next_note_s = now + 5.0
@@ -333,7 +345,7 @@ def _run_baseline(
         "--stats-json",
         str(work / "origin.json"),
         *chunk,
-        prefix=_in(bed, infra),
+        prefix=in_site(bed, infra),
         module="streamer.netbed.baseline",
     )
     _wait_bound(origin, ORIGIN_PORT, tcp=True)
@@ -345,7 +357,7 @@ def _run_baseline(
             group.spawn(
                 f"http-{site.name}", "viewer", url, "--duration", str(options.duration_s),
                 "--stats-json", str(work / f"http-{site.name}.json"), *chunk,
-                prefix=_in(bed, site), module="streamer.netbed.baseline",
+                prefix=in_site(bed, site), module="streamer.netbed.baseline",
             )
         )  # fmt: skip
         _until(lambda: False, options.stagger_s)  # joins spaced as in the swarm half

@@ -1,0 +1,75 @@
+"""Relay capacity on the test bed: one relay site, one load site, the steps of the loopback run.
+
+The bed has four sites: infra (serve + coturn), src (the broadcaster), relay0 (the relay) and
+watch0 (the load generator, `streamer loadgen`, every viewer of a step in one process). Delay,
+jitter and loss are the profile's (the default realistic ones); the relay's and the load site's
+uplinks are `capacity_uplink` times the stream (large: the relay's CPU, not its uplink, is
+measured), no NATs. Each step (streamer.bench.capacity_run) restarts the relay and the load
+generator; the shim, coturn, serve and the broadcaster run across steps, and their CPU over each
+step's window is reported beside the relay's.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from streamer.bench.capacity_run import CapacityOptions, Placement, run_steps
+from streamer.bench.procs import ProcessGroup
+from streamer.netbed import coturn, namespaces
+from streamer.netbed.run import RunOptions, in_site, start_broadcast, start_infra, start_shim
+from streamer.netbed.shim import check_shim_available
+from streamer.netbed.topology import Bed, Profile
+
+Progress = Callable[[str], None]
+CAPACITY_UPLINK = 100.0
+"""Relay and load-site uplinks in multiples of the stream: far above what a relay process sends."""
+
+
+def capacity_profile(base: Profile, capacity_uplink: float = CAPACITY_UPLINK) -> Profile:
+    """The base profile's delays, loss, jitter and seed with the capacity bed's sites."""
+    return Profile(
+        rtt_ms=base.rtt_ms,
+        loss=base.loss,
+        jitter_ms=base.jitter_ms,
+        uplinks=(capacity_uplink, capacity_uplink),
+        source_uplink=base.source_uplink,
+        uplink_queue_ms=base.uplink_queue_ms,
+        relays=1,
+        watchers=1,
+        pages=0,
+        watcher_nats=("none",),
+        page_nats=base.page_nats,
+        infra_rtt_ms=base.infra_rtt_ms,
+        seed=base.seed,
+    )
+
+
+def run_bed_capacity(
+    bed: Bed, options: RunOptions, capacity: CapacityOptions, progress: Progress
+) -> dict[str, Any]:
+    """Build the bed, run the steps in it, destroy the bed; the delay mode and the steps."""
+    created = bed.namespaces()
+    state_dir = coturn.make_state_dir()
+    try:
+        mode = namespaces.create(bed, options.delay_mode)
+        progress(f"netbed: {len(created)} namespaces up; delays and loss by {mode}")
+        with ProcessGroup(options.workdir, kill_after_s=10.0, die_with_parent=True) as group:
+            if mode == "shim":
+                check_shim_available()
+                start_shim(group, bed, options)
+            url = start_infra(group, bed, options, state_dir)
+            start_broadcast(group, bed, options, url)
+            progress(f"netbed: server {url}, broadcasting; relay in relay0, viewers in watch0")
+            placement = Placement(
+                server_url=url,
+                relay_prefix=tuple(in_site(bed, bed.site("relay0"))),
+                loadgen_prefix=tuple(in_site(bed, bed.site("watch0"))),
+            )
+            others = list(group.children)
+            steps = run_steps(group, placement, capacity, others, progress)
+        return {"delay_mode": mode, "steps": steps}
+    finally:
+        namespaces.destroy(created)
+        shutil.rmtree(state_dir, ignore_errors=True)
