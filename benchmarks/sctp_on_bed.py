@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streamer.netbed import namespaces  # noqa: E402
-from streamer.netbed.run import RunOptions, _in, _start_shim  # noqa: E402
+from streamer.netbed.run import RunOptions, in_site, start_shim  # noqa: E402
 from streamer.netbed.timing import LinkProfile  # noqa: E402
 from streamer.netbed.topology import Bed, Site  # noqa: E402
 
@@ -149,9 +149,9 @@ def run_child(argv: list[str], timeout_s: float) -> dict[str, Any]:
 def run_sctp(bed: Bed, variant: str, args: argparse.Namespace) -> dict[str, Any]:
     src, dst = bed.site("src"), bed.site("dst")
     argv = [
-        *_in(bed, src), sys.executable, "-m", "streamer.transport.bench",
+        *in_site(bed, src), sys.executable, "-m", "streamer.transport.bench",
         "--duration", str(args.duration), "--warmup", str(args.warmup), "--sctp", variant,
-        "--child-prefix", " ".join(_in(bed, dst)), "--message-bytes", str(MESSAGE_BYTES),
+        "--child-prefix", " ".join(in_site(bed, dst)), "--message-bytes", str(MESSAGE_BYTES),
         "--buffer-high-bytes", str(SEND_BUFFER_BYTES),
         "--buffer-low-bytes", str(SEND_BUFFER_BYTES // 2),
     ]  # fmt: skip
@@ -163,7 +163,7 @@ def run_tcp(bed: Bed, args: argparse.Namespace) -> dict[str, Any]:
     me = [sys.executable, str(Path(__file__).resolve())]
     timing = ["--duration", str(args.duration), "--warmup", str(args.warmup)]
     sink = subprocess.Popen(
-        [*_in(bed, dst), *me, "--tcp-sink", dst.host_ip, *timing],
+        [*in_site(bed, dst), *me, "--tcp-sink", dst.host_ip, *timing],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -172,7 +172,7 @@ def run_tcp(bed: Bed, args: argparse.Namespace) -> dict[str, Any]:
         if sink.stdout.readline().strip() != "ready":
             return {"error": "the TCP sink did not start"}
         subprocess.run(
-            [*_in(bed, src), *me, "--tcp-source", dst.host_ip, *timing],
+            [*in_site(bed, src), *me, "--tcp-source", dst.host_ip, *timing],
             timeout=args.duration + 30,
             check=False,
         )
@@ -200,7 +200,7 @@ def measure(args: argparse.Namespace, prefix: str, workdir: Path) -> list[dict[s
         for profile in profiles:
             bed = make_bed(prefix, profile, args.uplink_bps, args.queue_ms / 1e3)
             with ProcessGroup(workdir, kill_after_s=5.0, die_with_parent=True) as group:
-                _start_shim(group, bed, options)
+                start_shim(group, bed, options)
                 for _ in range(args.repeats):
                     for variant in variants:
                         result = run_sctp(bed, variant, args)
