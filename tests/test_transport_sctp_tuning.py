@@ -141,3 +141,56 @@ async def test_new_associations_start_with_the_rfc_window() -> None:
     assert sctp.RTCSctpTransport(dtls)._cwnd == 4380
     sctp_tuning.restore()
     assert sctp.RTCSctpTransport(dtls)._cwnd == 3 * sctp.USERDATA_MAX_LENGTH
+
+
+class _Receiver:
+    """What the delayed SACK touches of an association: its gaps and duplicates to report."""
+
+    def __init__(self) -> None:
+        self._sack_misordered: set[int] = set()
+        self._sack_duplicates: list[int] = []
+        self._sack_needed = True
+        self.sacks = 0
+
+
+@pytest.fixture
+def counted_sacks(monkeypatch: pytest.MonkeyPatch) -> Any:
+    async def send_sack(receiver: _Receiver) -> None:
+        receiver.sacks += 1
+        receiver._sack_needed = False
+
+    monkeypatch.setitem(sctp_tuning._ORIGINAL_METHODS, "_send_sack", send_sack)
+    return sctp_tuning._delayed_send_sack(0.05)
+
+
+async def test_a_sack_goes_for_every_second_data_packet(counted_sacks: Any) -> None:
+    receiver = _Receiver()
+    await counted_sacks(receiver)
+    assert receiver.sacks == 0
+    await counted_sacks(receiver)
+    assert receiver.sacks == 1
+    await asyncio.sleep(0.08)
+    assert receiver.sacks == 1  # the timer of the first was cancelled
+
+
+async def test_a_lone_data_packet_is_acknowledged_after_the_delay(counted_sacks: Any) -> None:
+    receiver = _Receiver()
+    await counted_sacks(receiver)
+    assert receiver.sacks == 0
+    await asyncio.sleep(0.08)
+    assert receiver.sacks == 1
+
+
+async def test_a_gap_is_reported_at_once(counted_sacks: Any) -> None:
+    receiver = _Receiver()
+    receiver._sack_misordered.add(7)
+    await counted_sacks(receiver)
+    assert receiver.sacks == 1
+
+
+def test_the_tuning_delays_sacks_within_rfc_9260() -> None:
+    assert TUNED.delayed_sack_s is not None and 0 < TUNED.delayed_sack_s <= 0.5
+    assert STOCK.delayed_sack_s is None
+    with pytest.raises(ValueError):
+        SctpTuning(delayed_sack_s=0.6)
+    assert sctp_tuning.parse_tuning("tuned,delayed_sack_s=none").delayed_sack_s is None

@@ -22,12 +22,21 @@ kept to what RFC 9260 and browsers do:
   section 7.2.4: a chunk is fast retransmitted at most once; a chunk already retransmitted
   (fast or by T3) is left to the T3 timer.
 
+- `delayed_sack_s`: aiortc's receiver sends a SACK for every packet that carries data. RFC
+  9260 section 6.2 asks for one at least every second packet, and within 500 ms; browsers
+  (dcsctp) delay up to 200 ms. Every SACK is a ~90-byte packet on the receiver's uplink: a
+  viewer taking in 1 Mbit/s sent ~80 kbit/s of SACKs, a fifth of a 0.4 Mbit/s home uplink,
+  and a relay spent a third of its CPU on the SACKs of its viewers (docs/BENCHMARKS.md,
+  "Relay capacity"). With it, a SACK goes after every second data packet or delayed_sack_s
+  after a lone one, and at once while there is a gap or a duplicate to report (fast
+  retransmit needs those without delay).
+
 What this does not change, and what limits the data channel most under random loss (measured,
 see the docs): the congestion response itself (halving on every loss episode, one 1160-byte
 packet more per RTT), where Linux TCP (CUBIC, 1448-byte segments) holds more of the link.
 
 Nothing else changes: slow start, congestion avoidance, halving on loss, one packet after a
-timeout, Max.Burst 4, the receiver's SACK on every packet and its 1 MiB window are aiortc's.
+timeout, Max.Burst 4 and the receiver's 1 MiB window are aiortc's.
 
 Written against aiortc 1.16.0 (`aiortc/rtcsctptransport.py`). On any other version `apply`
 logs a warning and leaves aiortc as it is: the patched methods are copies of 1.16.0's with the
@@ -67,6 +76,8 @@ class SctpTuning:
     initial_cwnd_bytes: int | None = 4380
     t3_skips_acked: bool = True
     fast_retransmit_once: bool = True
+    #: None: a SACK for every data packet (aiortc's own).
+    delayed_sack_s: float | None = 0.1
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.rto_min_s <= self.rto_initial_s <= sctp.SCTP_RTO_MAX:
@@ -75,6 +86,8 @@ class SctpTuning:
             sctp.USERDATA_MAX_LENGTH <= self.initial_cwnd_bytes <= 4 * sctp.SCTP_MAX_PACKET_LENGTH
         ):
             raise ValueError("initial cwnd must be 1-4 packets (RFC 9260 section 7.2.1)")
+        if self.delayed_sack_s is not None and not 0 < self.delayed_sack_s <= 0.5:
+            raise ValueError("a SACK may be delayed by at most 500 ms (RFC 9260 section 6.2)")
 
 
 STOCK = SctpTuning(
@@ -83,6 +96,7 @@ STOCK = SctpTuning(
     initial_cwnd_bytes=None,
     t3_skips_acked=False,
     fast_retransmit_once=False,
+    delayed_sack_s=None,
 )
 TUNED = SctpTuning()
 NAMED = {"stock": STOCK, "tuned": TUNED}
@@ -108,6 +122,8 @@ def parse_tuning(text: str) -> SctpTuning:
             changes[key] = value.lower() in ("1", "true", "yes", "on")
         elif key == "initial_cwnd_bytes":
             changes[key] = None if value.lower() == "none" else int(value)
+        elif key == "delayed_sack_s":
+            changes[key] = None if value.lower() == "none" else float(value)
         else:
             changes[key] = float(value)
     return dataclasses.replace(base, **changes)
@@ -118,7 +134,7 @@ def supported(version: str | None = None) -> bool:
 
 
 _Transport = sctp.RTCSctpTransport
-_PATCHED = ("__init__", "_t3_expired", "_receive_sack_chunk")
+_PATCHED = ("__init__", "_t3_expired", "_receive_sack_chunk", "_send_sack")
 _ORIGINAL_METHODS: dict[str, Callable[..., Any]] = {
     name: getattr(_Transport, name) for name in _PATCHED
 }
@@ -156,6 +172,8 @@ def apply(tuning: SctpTuning | None = None) -> bool:
         _Transport._t3_expired = _t3_expired  # type: ignore[method-assign]
     if tuning.fast_retransmit_once:
         _Transport._receive_sack_chunk = _receive_sack_chunk  # type: ignore[method-assign]
+    if tuning.delayed_sack_s is not None:
+        _Transport._send_sack = _delayed_send_sack(tuning.delayed_sack_s)  # type: ignore[method-assign]
     _active = tuning
     return True
 
@@ -178,6 +196,50 @@ def _init_with_cwnd(cwnd_bytes: int) -> Callable[..., None]:
         self._cwnd = cwnd_bytes  # changed: aiortc has 3 * USERDATA_MAX_LENGTH
 
     return __init__
+
+
+def _delayed_send_sack(delay_s: float) -> Callable[..., Any]:
+    """aiortc's _send_sack (called after every packet that carried data), deferred: it goes at
+    once for the second such packet, or while there is a gap or a duplicate to report;
+    otherwise delay_s later unless another packet comes first."""
+    original = _ORIGINAL_METHODS["_send_sack"]
+
+    async def _send_sack(self: Any) -> None:
+        deferred = getattr(self, "_streamer_sack_deferred", False)
+        if deferred or self._sack_misordered or self._sack_duplicates:
+            _cancel_sack_timer(self)
+            self._streamer_sack_deferred = False
+            await original(self)
+            return
+        self._streamer_sack_deferred = True
+        if getattr(self, "_streamer_sack_timer", None) is None:
+            loop = sctp.asyncio.get_running_loop()
+            self._streamer_sack_timer = loop.call_later(delay_s, _sack_timer_fired, self)
+
+    return _send_sack
+
+
+def _cancel_sack_timer(transport: Any) -> None:
+    timer = getattr(transport, "_streamer_sack_timer", None)
+    if timer is not None:
+        timer.cancel()
+    transport._streamer_sack_timer = None
+
+
+def _sack_timer_fired(transport: Any) -> None:
+    transport._streamer_sack_timer = None
+    if not getattr(transport, "_streamer_sack_deferred", False):
+        return
+    transport._streamer_sack_deferred = False
+    if transport._sack_needed:
+        task = sctp.asyncio.ensure_future(_ORIGINAL_METHODS["_send_sack"](transport))
+        task.add_done_callback(_ignore_closed)
+
+
+def _ignore_closed(task: Any) -> None:
+    """A delayed SACK of an association that closed meanwhile has nowhere to go."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _t3_expired(self: Any) -> None:
