@@ -11,22 +11,31 @@ import pytest
 
 from streamer.protocol import Role
 from streamer.swarm import HeaderVerifier, SwarmConfig, SwarmPeer
+from streamer.swarm.neighbours import UplinkMeter
+from streamer.swarm.peer import have_interval_for
 from tests.test_swarm import PUB
 
 SCENARIO = json.loads((Path(__file__).parent / "scenarios" / "have_interval.json").read_text())
 
 
-def test_the_have_interval_follows_the_best_recent_upload_rate() -> None:
-    core = SwarmPeer(
-        role=Role.VIEWER,
-        now=0.0,
-        config=SwarmConfig(),
-        verifier=HeaderVerifier(PUB),
-        rng=random.Random(1),
-    )
-    for i in range(SCENARIO["neighbours"]):
-        core.add_neighbour(f"n{i}", 0.0)
+def test_the_have_interval_follows_the_measured_uplink() -> None:
+    meter, config = UplinkMeter(), SwarmConfig()
     for step in SCENARIO["steps"]:
-        core.bytes_uploaded = step["bytes_uploaded"]
-        core.handle_timer(step["now_s"])
-        assert core.have_interval_s() == pytest.approx(step["have_interval_s"], abs=1e-6), step
+        meter.sample(step["bytes_uploaded"], step["backlogged"], step["now_s"])
+        expected = step["capacity_bytes_per_s"]
+        if expected is None:
+            assert meter.capacity_bytes_per_s is None, step
+        else:
+            assert meter.capacity_bytes_per_s == pytest.approx(expected, abs=1e-3), step
+        interval_s = have_interval_for(config, SCENARIO["neighbours"], meter.capacity_bytes_per_s)
+        assert interval_s == pytest.approx(step["have_interval_s"], abs=1e-6), step
+
+
+def test_a_core_nobody_asked_for_anything_sends_haves_at_the_shortest_interval() -> None:
+    core = SwarmPeer(role=Role.VIEWER, now=0.0, verifier=HeaderVerifier(PUB), rng=random.Random(1))
+    for i in range(8):
+        core.add_neighbour(f"n{i}", 0.0)
+    for second in range(1, 5):
+        core.bytes_uploaded += 2000  # haves and requests, no upload queue
+        core.handle_timer(float(second))
+    assert core.have_interval_s() == SwarmConfig().have_interval_s

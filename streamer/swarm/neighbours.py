@@ -46,29 +46,36 @@ class RateMeter:
             self._bytes = 0
 
 
-class PeakRate:
-    """The best recent rate of a growing byte counter: sampled over SAMPLE_S or more, the peak
-    decays by DECAY per sample (it tells what an uplink can carry, not what it carries now)."""
+class UplinkMeter:
+    """What an uplink can carry: the best recent rate of the upload counter over intervals in
+    which uploads waited their turn (the uplink, not the demand, set the pace). Sampled over
+    SAMPLE_S or more; the best decays by DECAY per such sample. None until an interval was
+    backlogged: an uplink nobody has kept busy yet is not known to be narrow."""
 
     SAMPLE_S = 1.0
     DECAY = 0.9
 
     def __init__(self) -> None:
-        self.peak_bytes_per_s: float | None = None
+        self.capacity_bytes_per_s: float | None = None
         self._since_s: float | None = None
         self._since_bytes = 0
+        self._backlogged = False
 
-    def sample(self, total_bytes: int, now: float) -> None:
+    def sample(self, total_bytes: int, backlogged: bool, now: float) -> None:
+        """total_bytes uploaded so far; backlogged: uploads are waiting now."""
         if self._since_s is None:
             self._since_s, self._since_bytes = now, total_bytes
             return
+        self._backlogged = self._backlogged or backlogged
         elapsed_s = now - self._since_s
         if elapsed_s < self.SAMPLE_S:
             return
-        rate = (total_bytes - self._since_bytes) / elapsed_s
-        old = self.peak_bytes_per_s
-        self.peak_bytes_per_s = rate if old is None else max(rate, old * self.DECAY)
+        if self._backlogged:
+            rate = (total_bytes - self._since_bytes) / elapsed_s
+            old = self.capacity_bytes_per_s
+            self.capacity_bytes_per_s = rate if old is None else max(rate, old * self.DECAY)
         self._since_s, self._since_bytes = now, total_bytes
+        self._backlogged = backlogged
 
 
 class ResponseMeter:
@@ -121,6 +128,8 @@ class ServeItem:
     order: int
     """Arrival order: among requests for the same seq, older first."""
     reserved_bytes: int = 0
+    queued_s: float = 0.0
+    """When it arrived."""
 
 
 @dataclass(slots=True)

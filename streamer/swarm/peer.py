@@ -47,7 +47,7 @@ from streamer.swarm.events import (
     Event,
     WantNeighbours,
 )
-from streamer.swarm.neighbours import Assignment, Neighbour, PeakRate, ServeItem
+from streamer.swarm.neighbours import Assignment, Neighbour, ServeItem, UplinkMeter
 from streamer.swarm.playback import Playback
 from streamer.swarm.scheduler import Ask, Holder, Want, may_serve, plan_pieces
 
@@ -173,7 +173,7 @@ class SwarmPeer:
         self.rescues = 0
         """Urgent requests taken from a holder too slow to meet the deadline."""
         self.moved = 0
-        self._upload_meter = PeakRate()
+        self._uplink = UplinkMeter()
         self.complete_after_release_s: list[float] = []
         """Per chunk completed here: seconds from its release at the source (clocks agreeing)."""
         """Pieces asked of another holder after sitting unsent at the first (move_after_s)."""
@@ -688,7 +688,9 @@ class SwarmPeer:
             if not indices and not msg.want_header:
                 return
         self._serve_order += 1
-        item = ServeItem(nb.peer_id, msg.seq, indices, msg.want_header, self._serve_order, reserved)
+        item = ServeItem(
+            nb.peer_id, msg.seq, indices, msg.want_header, self._serve_order, reserved, self._now
+        )
         nb.serving.append(item)
         self._uploads.append(item)
         self._ready.add(nb.peer_id)
@@ -976,7 +978,7 @@ class SwarmPeer:
 
     def _after(self, now: float) -> None:
         """Run after every input: playout, window, scheduling."""
-        self._upload_meter.sample(self.bytes_uploaded, now)
+        self._uplink.sample(self.bytes_uploaded, self._upload_backlogged(now), now)
         self._play(now)
         if self._dirty and self.role != Role.SOURCE:
             self._dirty = False
@@ -997,15 +999,19 @@ class SwarmPeer:
     def _media_start_s(self, seq: int) -> float | None:
         return self._store.media_start_s(seq, self.config.chunk_duration_s)
 
+    def _upload_backlogged(self, now: float) -> bool:
+        """Has a request waited in our upload queue for backlog_age_s? (The uplink, not the
+        demand, sets the pace then.)"""
+        age_s = self.config.backlog_age_s
+        return any(now - item.queued_s >= age_s for item in self._uploads)
+
     def have_interval_s(self) -> float:
         """How often at most a have goes to one neighbour: have_interval_s, or longer on an
-        uplink whose best recent upload rate is narrow (see have_uplink_share)."""
-        cfg = self.config
-        rate = self._upload_meter.peak_bytes_per_s
-        if not rate:
-            return cfg.have_interval_s
-        needed_s = len(self._nbrs) * cfg.have_wire_bytes / (cfg.have_uplink_share * rate)
-        return min(cfg.max_have_interval_s, max(cfg.have_interval_s, needed_s))
+        uplink measured narrow (see have_uplink_share). Never for the source: its haves are
+        the first news of every chunk."""
+        if self.role == Role.SOURCE:
+            return self.config.have_interval_s
+        return have_interval_for(self.config, len(self._nbrs), self._uplink.capacity_bytes_per_s)
 
     def source_restarted(self, first_seq: int) -> None:
         """The broadcaster restarted at first_seq (a new session of the same key): the seqs
@@ -1262,7 +1268,10 @@ class SwarmPeer:
             a = nb.assignments.get(seq)
             if a is None:
                 continue
-            move_s = self.config.move_after_s + self._expected_wait_s(nb)
+            wait_s = self._expected_wait_s(nb)
+            if wait_s >= self.config.move_max_response_s:
+                continue
+            move_s = self.config.move_after_s + wait_s
             for i in sorted(a.pieces):
                 if asked.get(i) == owner:
                     stuck_s = max(a.last_progress_s, a.asked_s.get(i, now)) + move_s
@@ -1380,6 +1389,18 @@ class SwarmPeer:
         self.drops[kind] = self.drops.get(kind, 0) + 1
         self._events.append(DropNeighbour(nb.peer_id, reason, bye))
         self.remove_neighbour(nb.peer_id, self._now)
+
+
+def have_interval_for(
+    config: SwarmConfig, neighbours: int, uplink_bytes_per_s: float | None
+) -> float:
+    """How often at most a have goes to one neighbour, so that haves to all of them take at
+    most have_uplink_share of the uplink (unknown: have_interval_s)."""
+    if not uplink_bytes_per_s:
+        return config.have_interval_s
+    share_bytes_per_s = config.have_uplink_share * uplink_bytes_per_s
+    needed_s = neighbours * config.have_wire_bytes / share_bytes_per_s
+    return min(config.max_have_interval_s, max(config.have_interval_s, needed_s))
 
 
 def _by_id(nb: Neighbour) -> str:

@@ -44,32 +44,40 @@ export class RateMeter {
 }
 
 /**
- * The best recent rate of a growing byte counter: sampled over SAMPLE_S or more, the peak decays
- * by DECAY per sample (it tells what an uplink can carry, not what it carries now).
+ * What an uplink can carry: the best recent rate of the upload counter over intervals in which
+ * uploads waited their turn (the uplink, not the demand, set the pace). Sampled over SAMPLE_S or
+ * more; the best decays by DECAY per such sample. null until an interval was backlogged: an
+ * uplink nobody has kept busy yet is not known to be narrow.
  */
-export class PeakRate {
+export class UplinkMeter {
   static SAMPLE_S = 1.0;
   static DECAY = 0.9;
 
   constructor() {
-    this.peakBytesPerS = null;
+    this.capacityBytesPerS = null;
     this.sinceS = null;
     this.sinceBytes = 0;
+    this.backlogged = false;
   }
 
-  sample(totalBytes, now) {
+  /** totalBytes uploaded so far; backlogged: uploads are waiting now. */
+  sample(totalBytes, backlogged, now) {
     if (this.sinceS === null) {
       this.sinceS = now;
       this.sinceBytes = totalBytes;
       return;
     }
+    this.backlogged = this.backlogged || backlogged;
     const elapsedS = now - this.sinceS;
-    if (elapsedS < PeakRate.SAMPLE_S) return;
-    const rate = (totalBytes - this.sinceBytes) / elapsedS;
-    const old = this.peakBytesPerS;
-    this.peakBytesPerS = old === null ? rate : Math.max(rate, old * PeakRate.DECAY);
+    if (elapsedS < UplinkMeter.SAMPLE_S) return;
+    if (this.backlogged) {
+      const rate = (totalBytes - this.sinceBytes) / elapsedS;
+      const old = this.capacityBytesPerS;
+      this.capacityBytesPerS = old === null ? rate : Math.max(rate, old * UplinkMeter.DECAY);
+    }
     this.sinceS = now;
     this.sinceBytes = totalBytes;
+    this.backlogged = backlogged;
   }
 }
 
@@ -148,7 +156,7 @@ export class Neighbour {
     this.control = [];
     /**
      * Requests it made of us, also in the core's one upload queue: [{peerId, seq,
-     * pieces: number[], headerPending, order (arrival), reservedBytes}].
+     * pieces: number[], headerPending, order (arrival), reservedBytes, queuedS (arrival time)}].
      */
     this.serving = [];
     this.headersSent = new Set();

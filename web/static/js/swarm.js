@@ -63,7 +63,7 @@ import {
 } from "./wire.js";
 import { pieceLength, splitPieces } from "./chunkheader.js";
 import { ChunkStore, PieceResult, sameBytes } from "./chunkstore.js";
-import { Neighbour, PeakRate } from "./neighbours.js";
+import { Neighbour, UplinkMeter } from "./neighbours.js";
 import { Playback } from "./playback.js";
 import { hasBit, maskOf, planPieces, seededRandom } from "./scheduler.js";
 
@@ -97,13 +97,18 @@ export const DEFAULT_CONFIG = Object.freeze({
    * No progress on a request for this long beyond the neighbour's measured response time:
    * cancel what is left and ask someone else.
    */
-  requestTimeoutS: 1.0,
+  requestTimeoutS: 1.5,
   /**
    * Pieces asked of a peer that sent nothing of them for this long beyond its response time
    * (queued behind others' requests there) are asked of another holder with room instead, and
    * cancelled there.
    */
   moveAfterS: 0.2,
+  /**
+   * ...but only from a holder whose response time is below this: a cancel takes about as long to
+   * reach a slower one as the piece takes to come, so a move there mostly fetches it twice.
+   */
+  moveMaxResponseS: 0.2,
   /** A neighbour's response time until one is measured (a home link's round trip). */
   initialResponseS: 0.25,
   /** Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces). */
@@ -157,10 +162,12 @@ export const DEFAULT_CONFIG = Object.freeze({
   haveWireBytes: 100,
   /**
    * Haves slow down (up to maxHaveIntervalS) so that they take at most this share of the
-   * best recent upload rate (haveIntervalS).
+   * uplink as measured (haveIntervalS).
    */
   haveUplinkShare: 0.1,
   maxHaveIntervalS: 0.5,
+  /** The uplink counts as measured while a request has waited this long in our upload queue. */
+  backlogAgeS: 0.2,
   /**
    * Send a chunk's signed header along with the first have of it to a neighbour that shows no
    * sign of holding it (see SwarmPeer.sendHave).
@@ -328,7 +335,7 @@ export class SwarmPeer {
     this.bytesFromSource = 0;
     this.bytesFromPeers = 0;
     this.bytesUploaded = 0;
-    this.uploadMeter = new PeakRate();
+    this.uplink = new UplinkMeter();
     this.bytesDuplicate = 0;
     this.timeouts = 0;
     /** Urgent requests taken from a holder too slow to meet the deadline. */
@@ -685,19 +692,26 @@ export class SwarmPeer {
 
   // ---------------------------------------------------------------- stats
 
-  /** Figures with the field names of `streamer watch --stats-json` (Python's, snake_case). */
   /**
-   * How often at most a have goes to one neighbour: haveIntervalS, or longer on an uplink whose
-   * best recent upload rate is narrow (see haveUplinkShare).
+   * Has a request waited in our upload queue for backlogAgeS? (The uplink, not the demand, sets
+   * the pace then.)
    */
-  haveIntervalS() {
-    const cfg = this.config;
-    const rate = this.uploadMeter.peakBytesPerS;
-    if (!rate) return cfg.haveIntervalS;
-    const neededS = (this.nbrs.size * cfg.haveWireBytes) / (cfg.haveUplinkShare * rate);
-    return Math.min(cfg.maxHaveIntervalS, Math.max(cfg.haveIntervalS, neededS));
+  uploadBacklogged(now) {
+    const ageS = this.config.backlogAgeS;
+    return this.uploads.some((item) => now - item.queuedS >= ageS);
   }
 
+  /**
+   * How often at most a have goes to one neighbour: haveIntervalS, or longer on an uplink
+   * measured narrow (see haveUplinkShare). Never for the source: its haves are the first news of
+   * every chunk.
+   */
+  haveIntervalS() {
+    if (this.role === Role.SOURCE) return this.config.haveIntervalS;
+    return haveIntervalFor(this.config, this.nbrs.size, this.uplink.capacityBytesPerS);
+  }
+
+  /** Figures with the field names of `streamer watch --stats-json` (Python's, snake_case). */
   stats() {
     const pb = this.playback;
     const lags = pb ? pb.lagsS : [];
@@ -934,6 +948,7 @@ export class SwarmPeer {
       headerPending: msg.wantHeader,
       order: this.serveOrder,
       reservedBytes: reserved,
+      queuedS: this.now,
     };
     nb.serving.push(item);
     this.uploads.push(item);
@@ -1365,7 +1380,7 @@ export class SwarmPeer {
 
   /** Run after every input: playout, window, scheduling. */
   after(now) {
-    this.uploadMeter.sample(this.bytesUploaded, now);
+    this.uplink.sample(this.bytesUploaded, this.uploadBacklogged(now), now);
     this.play(now);
     if (this.dirty && this.role !== Role.SOURCE) {
       this.dirty = false;
@@ -1632,7 +1647,9 @@ export class SwarmPeer {
       if (nb === undefined || nb.isSource) continue;
       const a = nb.assignments.get(seq);
       if (a === undefined) continue;
-      const moveS = this.config.moveAfterS + this.expectedWaitS(nb);
+      const waitS = this.expectedWaitS(nb);
+      if (waitS >= this.config.moveMaxResponseS) continue;
+      const moveS = this.config.moveAfterS + waitS;
       for (const i of [...a.pieces].sort(byNumber)) {
         if (asked.get(i) !== owner) continue;
         const stuckS = Math.max(a.lastProgressS, a.askedS.get(i) ?? now) + moveS;
@@ -1784,6 +1801,16 @@ export class SwarmPeer {
     this.events.push({ kind: "DropNeighbour", peerId: nb.peerId, reason, bye });
     this.removeNeighbour(nb.peerId, this.now);
   }
+}
+
+/**
+ * How often at most a have goes to one neighbour, so that haves to all of them take at most
+ * haveUplinkShare of the uplink (unknown: haveIntervalS).
+ */
+export function haveIntervalFor(config, neighbours, uplinkBytesPerS) {
+  if (!uplinkBytesPerS) return config.haveIntervalS;
+  const neededS = (neighbours * config.haveWireBytes) / (config.haveUplinkShare * uplinkBytesPerS);
+  return Math.min(config.maxHaveIntervalS, Math.max(config.haveIntervalS, neededS));
 }
 
 export { Role, seededRandom };
