@@ -261,5 +261,13 @@ def _run_capacity(
     return 0
 
 
+_CAPACITY_OPTIONS = ("relay_capacity", "steps", "keep_going", "with_source", "capacity_uplink")
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items() if k not in ("command", "run", "verbose")}
+    """The options worth repeating in the report's command line (capacity ones only in that
+    mode)."""
+    skip = {"command", "run", "verbose"}
+    if not getattr(args, "relay_capacity", False):
+        skip.update(_CAPACITY_OPTIONS)
+    return {k: v for k, v in vars(args).items() if k not in skip}

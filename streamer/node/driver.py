@@ -7,7 +7,9 @@ lives in the sans-I/O `SwarmPeer`; this module only moves bytes and time between
 
 - every input (message, open, close, timer, published chunk) is fed to the core, then the core's
   events are handled, the control messages of every ready link are sent, and data messages are
-  pumped while the link has room (`PeerManager.has_room`) and the upload cap allows;
+  pumped while the link has room (`PeerManager.has_room`), the uplink gate lets data in (all
+  links together hold at most ~0.1 s of the uplink's drain rate: `UplinkGate`) and the upload
+  cap allows;
 - `WantNeighbours` -> `get_peers` -> `connect` (the manager staggers setups); `DropNeighbour` ->
   bye, then disconnect; the server's `peer_left` closes that link at once;
 - the media description comes from the welcome or a later `media` event; a new key, or a broadcast
