@@ -15,7 +15,6 @@ Rules: every wait has a deadline; every child is stopped when its step (or the r
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import subprocess
@@ -39,6 +38,7 @@ from streamer.bench.capacity import (
 )
 from streamer.bench.procs import Child, ProcessGroup, proc_cpu_s
 from streamer.bench.statusline import parse_status
+from streamer.bench.swarm_run import load_json_object
 from streamer.errors import UserError
 
 Progress = Callable[[str], None]
@@ -168,14 +168,6 @@ def _delta(start: int | None, end: int | None) -> int | None:
     return None if start is None or end is None else end - start
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def run_step(
     group: ProcessGroup,
     placement: Placement,
@@ -234,7 +226,7 @@ def run_step(
         group.stop([loadgen])
     finally:
         group.stop([relay])
-    load = _load_json(stats_path) or {}
+    load = load_json_object(stats_path) or {}
     per_viewer = load.get("viewers") or [{"continuity": 0.0, "missing": True}] * viewers
     cores = {name: cpu_cores(start[name], end[name]) for name in start}
     window = start[relay.name], end[relay.name]
@@ -260,7 +252,7 @@ def run_step(
     if namespaces_shared:  # one counter for both: say it once
         drops = {"relay+loadgen": drops["relay"]}
     figures["udp_rcvbuf_drops"] = drops
-    relay_stats = _load_json(work / f"relay-{tag}.json") or {}
+    relay_stats = load_json_object(work / f"relay-{tag}.json") or {}
     figures["relay_bytes_uploaded"] = relay_stats.get("bytes_uploaded")
     figures["relay_peers_served"] = relay_stats.get("peers_served")
     figures["loadgen_failed_joins"] = load.get("failed_joins")

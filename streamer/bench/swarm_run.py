@@ -29,7 +29,8 @@ EXIT_GRACE_S = 60.0
 """Watchers must exit this long after their --duration, or they are stopped."""
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
+def load_json_object(path: Path) -> dict[str, Any] | None:
+    """A stats file's JSON object (None: missing, unreadable, or not an object)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -202,10 +203,10 @@ def _collect(
     timeline: dict[str, Any],
     wall_s: float,
 ) -> dict[str, Any]:
-    source = _load_json(workdir / "broadcast.json") or {}
+    source = load_json_object(workdir / "broadcast.json") or {}
     per_viewer: list[dict[str, Any]] = []
     for i in range(peers):
-        stats = _load_json(workdir / f"watch{i}.json")
+        stats = load_json_object(workdir / f"watch{i}.json")
         # A watcher that died without stats stalled for the run: count it, with continuity 0.
         per_viewer.append(stats if stats is not None else {"continuity": 0.0, "missing": True})
     figures = summarise_viewers(per_viewer)
@@ -223,7 +224,7 @@ def _collect(
     )
     relay_stats = []
     for i, child in enumerate(relay_children):
-        stats = _load_json(workdir / f"relay{i}.json") or {}
+        stats = load_json_object(workdir / f"relay{i}.json") or {}
         lifetime_s = stats.get("duration_s")
         uploaded = stats.get("bytes_uploaded")
         cpu_s = stats.get("cpu_s", child.last_cpu_s)

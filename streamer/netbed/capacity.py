@@ -11,15 +11,11 @@ step's window is reported beside the relay's.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from typing import Any
 
 from streamer.bench.capacity_run import CapacityOptions, Placement, run_steps
-from streamer.bench.procs import ProcessGroup
-from streamer.netbed import coturn, namespaces
-from streamer.netbed.run import RunOptions, in_site, start_broadcast, start_infra, start_shim
-from streamer.netbed.shim import check_shim_available
+from streamer.netbed.run import RunOptions, bed_up, in_site, start_broadcast, start_infra
 from streamer.netbed.topology import Bed, Profile
 
 Progress = Callable[[str], None]
@@ -50,26 +46,16 @@ def run_bed_capacity(
     bed: Bed, options: RunOptions, capacity: CapacityOptions, progress: Progress
 ) -> dict[str, Any]:
     """Build the bed, run the steps in it, destroy the bed; the delay mode and the steps."""
-    created = bed.namespaces()
-    state_dir = coturn.make_state_dir()
-    try:
-        mode = namespaces.create(bed, options.delay_mode)
-        progress(f"netbed: {len(created)} namespaces up; delays and loss by {mode}")
-        with ProcessGroup(options.workdir, kill_after_s=10.0, die_with_parent=True) as group:
-            if mode == "shim":
-                check_shim_available()
-                start_shim(group, bed, options)
-            url = start_infra(group, bed, options, state_dir)
-            start_broadcast(group, bed, options, url)
-            progress(f"netbed: server {url}, broadcasting; relay in relay0, viewers in watch0")
-            placement = Placement(
-                server_url=url,
-                relay_prefix=tuple(in_site(bed, bed.site("relay0"))),
-                loadgen_prefix=tuple(in_site(bed, bed.site("watch0"))),
-            )
-            others = list(group.children)
-            steps = run_steps(group, placement, capacity, others, progress)
-        return {"delay_mode": mode, "steps": steps}
-    finally:
-        namespaces.destroy(created)
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with bed_up(bed, options, progress) as up:
+        group = up.group
+        url = start_infra(group, bed, options, up.state_dir)
+        start_broadcast(group, bed, options, url)
+        progress(f"netbed: server {url}, broadcasting; relay in relay0, viewers in watch0")
+        placement = Placement(
+            server_url=url,
+            relay_prefix=tuple(in_site(bed, bed.site("relay0"))),
+            loadgen_prefix=tuple(in_site(bed, bed.site("watch0"))),
+        )
+        others = list(group.children)
+        steps = run_steps(group, placement, capacity, others, progress)
+    return {"delay_mode": up.mode, "steps": steps}

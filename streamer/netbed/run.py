@@ -12,11 +12,12 @@ deadline; nothing listens outside the bed's namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,27 +97,48 @@ def viewer_sites(bed: Bed) -> list[Site]:
     return [s for s in bed.sites if s.role in ("watcher", "page")]
 
 
-def run_bed(bed: Bed, options: RunOptions, progress: Progress) -> dict[str, Any]:
-    """Build the bed, run both halves, destroy the bed; the figures of both halves."""
+@dataclass(frozen=True)
+class BedUp:
+    """A bed whose namespaces exist, with the process group that runs in it."""
+
+    group: ProcessGroup
+    mode: str
+    """Who delays and drops packets: "netem", "shim" or "none"."""
+    state_dir: Path
+    """coturn's state directory."""
+    shim: Child | None
+
+
+@contextlib.contextmanager
+def bed_up(bed: Bed, options: RunOptions, progress: Progress) -> Iterator[BedUp]:
+    """Build the bed's namespaces (and the shim, when it delays), yield them with a process
+    group; afterwards stop every process and remove every namespace, however it ends."""
     created = bed.namespaces()
     state_dir = coturn.make_state_dir()
     try:
         mode = namespaces.create(bed, options.delay_mode)
         progress(f"netbed: {len(created)} namespaces up; delays and loss by {mode}")
         with ProcessGroup(options.workdir, kill_after_s=10.0, die_with_parent=True) as group:
+            shim = None
             if mode == "shim":
                 check_shim_available()
-                start_shim(group, bed, options)
-            swarm = _run_swarm(group, bed, options, state_dir, progress)
-            shim = group.children[0] if mode == "shim" else None
-            group.stop([c for c in group.children if c is not shim])
-            turn_log = next(c for c in group.children if c.name == "coturn").log_tail(10**8)
-            swarm["turn_allocations"] = coturn.allocations(turn_log)
-            baseline = _run_baseline(group, bed, options, progress) if options.baseline else None
-        return {"delay_mode": mode, "swarm": swarm, "baseline": baseline}
+                shim = start_shim(group, bed, options)
+            yield BedUp(group, mode, state_dir, shim)
     finally:
         namespaces.destroy(created)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def run_bed(bed: Bed, options: RunOptions, progress: Progress) -> dict[str, Any]:
+    """Build the bed, run both halves, destroy the bed; the figures of both halves."""
+    with bed_up(bed, options, progress) as up:
+        group = up.group
+        swarm = _run_swarm(group, bed, options, up.state_dir, progress)
+        group.stop([c for c in group.children if c is not up.shim])
+        turn_log = next(c for c in group.children if c.name == "coturn").log_tail(10**8)
+        swarm["turn_allocations"] = coturn.allocations(turn_log)
+        baseline = _run_baseline(group, bed, options, progress) if options.baseline else None
+    return {"delay_mode": up.mode, "swarm": swarm, "baseline": baseline}
 
 
 def in_site(bed: Bed, site: Site) -> list[str]:
