@@ -24,15 +24,13 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.bench.figures import percentile
 from streamer.errors import UserError
 from streamer.node.driver import NodeConfig, SwarmNode
-from streamer.node.media_info import ChannelMedia
-from streamer.transport import PeerRecord
 
 logger = logging.getLogger(__name__)
 
@@ -52,25 +50,6 @@ STATS_KEYS = (
     "transport_bytes_received",
     "neighbour_paths",
 )
-
-
-class LoadViewer(SwarmNode):
-    """A viewer that never uploads and links only to peers of the allowed roles.
-
-    (The driver has no option for either; both are set at the two places the node decides them:
-    the core it builds, and the candidates it connects to.)"""
-
-    def __init__(self, config: NodeConfig, allowed_roles: Iterable[str]) -> None:
-        super().__init__(config)
-        self.allowed_roles = frozenset(allowed_roles)
-
-    def _new_core(self, media: ChannelMedia | None) -> None:
-        super()._new_core(media)
-        if self.core is not None:
-            self.core.upload = False
-
-    def _on_peers(self, peers: tuple[PeerRecord, ...]) -> None:
-        super()._on_peers(tuple(p for p in peers if p.role in self.allowed_roles))
 
 
 @dataclass
@@ -117,6 +96,8 @@ class LoadResult:
 
 
 def viewer_config(options: LoadOptions, index: int) -> NodeConfig:
+    """A viewer that never uploads and links only to relays (and the broadcaster, if asked)."""
+    roles = ("relay", "broadcaster") if options.with_source else ("relay",)
     return NodeConfig(
         server_url=options.server_url,
         channel=options.channel,
@@ -125,6 +106,8 @@ def viewer_config(options: LoadOptions, index: int) -> NodeConfig:
         target_neighbours=1 if not options.with_source else options.neighbours,
         status_interval_s=options.status_interval_s,
         seed=index,
+        upload=False,
+        neighbour_roles=frozenset(roles),
     )
 
 
@@ -157,14 +140,13 @@ async def run_load(
 
     `stop` set (a signal) ends the joins or the window early; the stats are still gathered."""
     stop = stop or asyncio.Event()
-    roles = ("relay", "broadcaster") if options.with_source else ("relay",)
     nodes: list[SwarmNode] = []
     result = LoadResult()
     started_wall, started_cpu = time.monotonic(), time.process_time()
     status_task = asyncio.create_task(_status_loop(nodes, options))
     try:
         for i in range(options.viewers):
-            node = LoadViewer(viewer_config(options, i), roles)
+            node = SwarmNode(viewer_config(options, i))
             try:
                 await asyncio.wait_for(node.start(), options.join_timeout_s)
             except (UserError, TimeoutError) as error:

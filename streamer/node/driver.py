@@ -100,6 +100,10 @@ class NodeConfig:
     max_neighbours: int | None = None
     upload_limit_bps: int | None = None
     """Cap on data-channel payload sent, bits per second (None: no cap)."""
+    upload: bool = True
+    """False: a viewer that serves nobody (its hello has no UPLOAD capability)."""
+    neighbour_roles: frozenset[str] | None = None
+    """Connect only to candidates of these roles ("broadcaster", "relay", "viewer"; None: any)."""
     upload_burst_bytes: int = 256 * 1024
     status_interval_s: float = 1.0
     rejoin_gap_chunks: int = 32
@@ -333,6 +337,7 @@ class SwarmNode:
                 config=self._swarm_config(media.chunk_seconds),
                 verifier=self._verifier_for(media),
                 rng=self._rng,
+                upload=self.config.upload,
             )
         assert self.manager is not None
         for pid, early in list(self._early.items()):
@@ -442,6 +447,9 @@ class SwarmNode:
         core, manager = self.core, self.manager
         if core is None or manager is None or self.role == Role.SOURCE:
             return
+        roles = self.config.neighbour_roles
+        if roles is not None:
+            peers = tuple(p for p in peers if p.role in roles)
         known = self._known_peers()
         room = core.config.target_neighbours - len(known)
         need_source = not self._has_source_neighbour()
