@@ -1,7 +1,7 @@
 """Tunables of the swarm core, in one place, with units in their names.
 
 Defaults suit a ~1 Mbit/s stream of ~1 s chunks cut into 8 KiB pieces (halving them from 16 KiB
-halved the time a piece spends on each hop: docs/BENCHMARKS.md, fifth session).
+halved the time a piece spends on each hop: docs/BENCHMARKS.md, Simulation, 2026-11-25, 97daba3).
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ class SwarmConfig:
     """Pieces in flight per neighbour = measured throughput x this (in bytes, then pieces)."""
     min_inflight_bytes: int = 16384
     """Floor of the in-flight limit before any throughput is measured (then one piece). 32 KiB
-    made chunks cross the swarm faster but cost continuity (docs/BENCHMARKS.md, fourth
-    session)."""
+    made chunks cross the swarm faster but cost continuity (docs/BENCHMARKS.md, Simulation,
+    2026-11-25, 032d1ef)."""
     upload_slots: int = 2
     """Requests served at a time, most urgent (lowest seq, then oldest) first: the uplink goes
     to the chunk nearest its deadline rather than being shared by everyone who asked."""
