@@ -564,12 +564,14 @@ class SwarmNode:
                 return
         now = self._clock()
         bucket, gate = self._bucket, self._gate
+        # Summed over the links once per pump, then kept up to date with what we add (the
+        # transport drains it only between event-loop turns).
+        buffered = manager.buffered_total()
+        gate.observe(now, buffered, manager.total_bytes_sent)
         while manager.has_room(peer_id):
             if bucket is not None and not bucket.ready(now):
                 self._send_later(peer_id, bucket.wait_s(now))
                 return
-            buffered = manager.buffered_total()
-            gate.observe(now, buffered, manager.total_bytes_sent)
             # A link with nothing queued may always take one message: one association alone
             # cannot fill an uplink under loss (its window halves at every loss).
             if manager.buffered_amount(peer_id) > 0 and not gate.has_room(buffered):
@@ -580,6 +582,7 @@ class SwarmNode:
                 return
             if not self._send_data(peer_id, data):
                 return
+            buffered += len(data)
             self._served.add(peer_id)
             if bucket is not None:
                 bucket.consume(len(data), now)

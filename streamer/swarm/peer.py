@@ -173,10 +173,10 @@ class SwarmPeer:
         self.rescues = 0
         """Urgent requests taken from a holder too slow to meet the deadline."""
         self.moved = 0
-        self._uplink = UplinkMeter()
+        """Pieces asked of another holder after sitting unsent at the first (move_after_s)."""
         self.complete_after_release_s: list[float] = []
         """Per chunk completed here: seconds from its release at the source (clocks agreeing)."""
-        """Pieces asked of another holder after sitting unsent at the first (move_after_s)."""
+        self._uplink = UplinkMeter()
         self.stream_bytes = 0
         self.drops: dict[str, int] = {}
         self.banned: set[str] = set()
@@ -1001,9 +1001,9 @@ class SwarmPeer:
 
     def _upload_backlogged(self, now: float) -> bool:
         """Has a request waited in our upload queue for backlog_age_s? (The uplink, not the
-        demand, sets the pace then.)"""
-        age_s = self.config.backlog_age_s
-        return any(now - item.queued_s >= age_s for item in self._uploads)
+        demand, sets the pace then.) The queue keeps arrival order: the first is the oldest."""
+        uploads = self._uploads
+        return bool(uploads) and now - uploads[0].queued_s >= self.config.backlog_age_s
 
     def have_interval_s(self) -> float:
         """How often at most a have goes to one neighbour: have_interval_s, or longer on an

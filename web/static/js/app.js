@@ -290,6 +290,9 @@ export class WatchApp {
     const core = this.core;
     if (!core) return;
     const bucket = this.uploadBucket;
+    // Summed over the links once per pump, then kept up to date with what we add.
+    let buffered = this.rtc.bufferedTotal();
+    this.uplinkGate.observe(this.clock(), buffered, this.rtc.totalBytesSent);
     for (;;) {
       if (!this.rtc.hasRoom(id)) return; // bufferedamountlow brings us back
       const now = this.clock();
@@ -297,8 +300,6 @@ export class WatchApp {
         this._wakeForUpload(bucket.waitS(PIECE_MESSAGE_BYTES, now));
         return;
       }
-      const buffered = this.rtc.bufferedTotal();
-      this.uplinkGate.observe(now, buffered, this.rtc.totalBytesSent);
       // A link with nothing queued may always take one message: one association alone cannot
       // fill an uplink under loss (its window halves at every loss).
       if (this.rtc.bufferedAmount(id) > 0 && !this.uplinkGate.hasRoom(buffered)) {
@@ -309,6 +310,7 @@ export class WatchApp {
       if (!msg) return;
       bucket.take(msg.byteLength, now);
       this.rtc.send(id, msg);
+      buffered += msg.byteLength;
     }
   }
 

@@ -697,8 +697,9 @@ export class SwarmPeer {
    * the pace then.)
    */
   uploadBacklogged(now) {
-    const ageS = this.config.backlogAgeS;
-    return this.uploads.some((item) => now - item.queuedS >= ageS);
+    // The queue keeps arrival order: the first is the oldest.
+    const first = this.uploads[0];
+    return first !== undefined && now - first.queuedS >= this.config.backlogAgeS;
   }
 
   /**
