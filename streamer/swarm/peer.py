@@ -417,15 +417,20 @@ class SwarmPeer:
         # Called after every input (the simulator's second hot spot): one pass, no lists.
         inf = math.inf
         soonest = inf
+        # (_timeout_s, inlined)
+        request_timeout_s = self.config.request_timeout_s
+        initial_response_s = self.config.initial_response_s
         for nb in self._nbrs.values():
             if nb.have_due and nb.have_next_s < soonest:
                 soonest = nb.have_next_s
             if not nb.assignments:
                 continue
-            timeout_s = self._timeout_s(nb)
+            base_s = nb.response.base_s
+            timeout_s = request_timeout_s + (initial_response_s if base_s is None else base_s)
             for a in nb.assignments.values():
-                if a.last_progress_s + timeout_s < soonest:
-                    soonest = a.last_progress_s + timeout_s
+                due_s = a.last_progress_s + timeout_s
+                if due_s < soonest:
+                    soonest = due_s
         for when, _ in self._announce_later.values():
             soonest = min(soonest, when)
         for when in self._reseed_at.values():
