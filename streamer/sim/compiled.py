@@ -39,6 +39,7 @@ COMPILED_MODULES = (
     "streamer/swarm/neighbours.py",
     "streamer/swarm/playback.py",
     "streamer/swarm/scheduler.py",
+    "streamer/swarm/seeding.py",
     "streamer/swarm/peer.py",
     "streamer/sim/network.py",
     "streamer/sim/scenario.py",

@@ -177,6 +177,8 @@ class Neighbour:
     extra_bytes: dict[int, int] = field(default_factory=dict)
     """Source only: seq -> bytes of copies beyond the first queued or sent to it (its share
     of the copy budget: see SwarmConfig.source_max_share)."""
+    seed_response: ResponseMeter = field(default_factory=ResponseMeter)
+    """Source only: from our super-seeding have to its request for those pieces."""
     fed_by_peers_s: float | None = None
     """Source only: when a have from it last showed a piece we never sent it - it gets data
     from peers, so it is linked into the swarm (a peer everyone dropped, such as a liar, is not)."""

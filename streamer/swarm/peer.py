@@ -50,6 +50,7 @@ from streamer.swarm.events import (
 from streamer.swarm.neighbours import Assignment, Neighbour, ServeItem, UplinkMeter
 from streamer.swarm.playback import Playback
 from streamer.swarm.scheduler import Ask, Holder, Want, may_serve, plan_pieces
+from streamer.swarm.seeding import assign_first_copies, seed_weights
 
 ALL_PIECES = 0xFFFF
 """Range count meaning 'to the end of the chunk' (ranges are clamped to the piece count)."""
@@ -161,6 +162,10 @@ class SwarmPeer:
         """seq -> piece index -> neighbours offered it again since its first copy did not
         spread (see _reseed_stuck): their copies are first copies too, outside the budget."""
         self._seed_turn = 0
+        self._seed_sent_s: dict[int, dict[str, float]] = {}
+        """seq -> neighbour -> when we super-seeded it pieces of seq (until it asks for them)."""
+        self._seed_credit: dict[str, float] = {}
+        """Weighted round robin of first copies over uploaders (see _seed_weights)."""
         self._source_spread: dict[int, dict[int, int]] = {}
         """seq -> piece index -> how many neighbours announced it without getting it from us:
         at source_spread_holders, its first copy is spreading through the swarm."""
@@ -280,6 +285,7 @@ class SwarmPeer:
             self._reseeded,
             self._source_spread,
             self._reseed_at,
+            self._seed_sent_s,
         ):
             for old in [s for s in table if s < floor]:
                 del table[old]
@@ -289,12 +295,13 @@ class SwarmPeer:
 
     def _super_seed(self, seq: int, piece_count: int) -> None:
         """Advertise each piece of a fresh chunk to one uploading neighbour, different pieces to
-        different neighbours (in turn, rotating from chunk to chunk), so every first copy lands on
-        a different peer and their uplinks all start working at once.
+        different neighbours, so the first copies land on many peers and their uplinks all start
+        working at once; more of them on neighbours that ask soon for what they are offered
+        (see streamer.swarm.seeding).
 
-        Relays get no preference: a relay may be upload-capped, and a first copy stuck behind a
-        slow uplink delays that piece for everyone. Only neighbours linked into the swarm are
-        seeded (see source_seed_proof_s); if none is, all uploaders are.
+        Relays get no preference by role: a relay may be upload-capped, and a first copy stuck
+        behind a slow uplink delays that piece for everyone. Only neighbours linked into the
+        swarm are seeded (see source_seed_proof_s); if none is, all uploaders are.
         """
         proof_s = self.config.source_seed_proof_s
         uploaders = [nb for nb in self._nbrs.values() if nb.uploads and not nb.is_source]
@@ -307,17 +314,20 @@ class SwarmPeer:
         order = sorted(linked or uploaders, key=lambda nb: nb.peer_id)
         if not order:
             return
-        turn = self._seed_turn % len(order)
-        order = order[turn:] + order[:turn]
-        self._seed_turn += piece_count
-        bits = {nb.peer_id: [False] * piece_count for nb in order[:piece_count]}
+        responses = {nb.peer_id: nb.seed_response.base_s for nb in order}
+        weights = seed_weights(
+            responses, self.config.source_seed_response_floor_s, self.config.initial_response_s
+        )
+        bits: dict[str, list[bool]] = {}
         targets = self._seed_target.setdefault(seq, {})
-        for index in range(piece_count):
-            pid = order[index % len(order)].peer_id
-            bits[pid][index] = True
+        for index, pid in enumerate(assign_first_copies(weights, piece_count, self._seed_credit)):
+            bits.setdefault(pid, [False] * piece_count)[index] = True
             targets[index] = pid
-        for nb in order[:piece_count]:
-            self._send_have(nb, seq, tuple(bits[nb.peer_id]))
+        self._seed_turn += piece_count
+        sent = self._seed_sent_s.setdefault(seq, {})
+        for pid, mask_bits in bits.items():
+            sent[pid] = self._now
+            self._send_have(self._nbrs[pid], seq, tuple(mask_bits))
 
     def _reseed_stuck(self, seq: int, piece_count: int) -> None:
         """Offer pieces whose first copy has not spread yet to one more linked uploader each.
@@ -687,6 +697,9 @@ class SwarmPeer:
             return
         reserved = 0
         if self.role == Role.SOURCE:
+            sent_s = self._seed_sent_s.get(msg.seq, {}).pop(nb.peer_id, None)
+            if sent_s is not None:
+                nb.seed_response.sample(self._now - sent_s)
             indices, refused, reserved = self._source_admit(nb, chunk, indices)
             for first, count in _runs(refused):
                 self._send_control(nb, encode_message(Absent(msg.seq, first, count)))

@@ -529,6 +529,31 @@ test("the source super-seeds: each piece to exactly one neighbour, the whole chu
   assert.ok(later.every((h) => h.pieces.every(Boolean)));
 });
 
+test("the source offers fewer first copies to a neighbour that asks late", async () => {
+  // The same case as tests/test_seeding.py's.
+  const src = source();
+  greet(src, ["v0", "v1", "v2"], 0);
+  const asksAfterS = { v0: 0.1, v1: 0.1, v2: 0.6 };
+  const counts = { v0: 0, v1: 0, v2: 0 };
+  for (let seq = 0; seq < 8; seq++) {
+    const now = 1 + seq;
+    const c = await signed(seq, now);
+    src.publishChunk(c.header, c.data, now); // 5 pieces
+    const offered = {};
+    for (const pid of Object.keys(asksAfterS)) {
+      offered[pid] = ofType(drainControl(src, pid), "have").flatMap((h) =>
+        h.pieces.flatMap((bit, i) => (bit ? [i] : [])),
+      );
+    }
+    for (const [pid, afterS] of Object.entries(asksAfterS).sort((a, b) => a[1] - b[1])) {
+      for (const index of offered[pid]) src.receive(pid, request(seq, index, 1, false), now + afterS);
+    }
+    if (seq >= 2) for (const pid of Object.keys(offered)) counts[pid] += offered[pid].length;
+  }
+  // Weights 10 : 10 : 1.67 over 6 chunks of 5 pieces (the Python core's test expects the same).
+  assert.deepEqual(counts, { v0: 14, v1: 14, v2: 2 });
+});
+
 test("requests wait their turn instead of bouncing busy", async () => {
   const src = await published(range(0, 1));
   for (let i = 0; i < 4; i++) {

@@ -152,6 +152,8 @@ export class Neighbour {
      * peers, so it is linked into the swarm (a peer everyone dropped, such as a liar, is not).
      */
     this.fedByPeersS = null;
+    /** Source only: from our super-seeding have to its request for those pieces. */
+    this.seedResponse = new ResponseMeter();
     /** Small messages to send, oldest first. */
     this.control = [];
     /**

@@ -66,6 +66,7 @@ import { ChunkStore, PieceResult, sameBytes } from "./chunkstore.js";
 import { Neighbour, UplinkMeter } from "./neighbours.js";
 import { Playback } from "./playback.js";
 import { hasBit, maskOf, planPieces, seededRandom } from "./scheduler.js";
+import { assignFirstCopies, seedWeights } from "./seeding.js";
 
 /** Tunables, with units in their names: the defaults of streamer/swarm/config.py. */
 export const DEFAULT_CONFIG = Object.freeze({
@@ -193,6 +194,11 @@ export const DEFAULT_CONFIG = Object.freeze({
    * chunk is younger than the window, for first copies that still have not spread, and offers
    * each to one more linked uploader (one may leave or be slow too).
    */
+  /**
+   * First copies go to uploaders in proportion to 1 / how soon they ask for what they are
+   * offered (seeding.js), counted as at least this.
+   */
+  sourceSeedResponseFloorS: 0.05,
   sourceReseedIntervalS: 0.4,
   sourceReseedWindowS: 3.0,
   /** No neighbour gets more than this share of a chunk's copy budget (see sourceAdmit). */
@@ -326,6 +332,10 @@ export class SwarmPeer {
     /** seq -> Map(piece index -> the neighbour we super-seeded it to: its first copy). */
     this.seedTarget = new Map();
     this.seedTurn = 0;
+    /** seq -> Map(neighbour -> when we super-seeded it pieces of seq, until it asks for them). */
+    this.seedSentS = new Map();
+    /** Weighted round robin of first copies over uploaders (see seeding.js). */
+    this.seedCredit = new Map();
     /**
      * seq -> Map(piece index -> how many neighbours announced it without getting it from us):
      * at sourceSpreadHolders, its first copy is spreading through the swarm.
@@ -464,6 +474,7 @@ export class SwarmPeer {
       this.reseeded,
       this.sourceSpread,
       this.reseedAt,
+      this.seedSentS,
     ]) {
       for (const old of [...table.keys()]) if (old < floor) table.delete(old);
     }
@@ -473,10 +484,11 @@ export class SwarmPeer {
 
   /**
    * Advertise each piece of a fresh chunk to one uploading neighbour, different pieces to
-   * different neighbours (in turn, rotating from chunk to chunk), so every first copy lands on a
-   * different peer and their uplinks all start working at once.
+   * different neighbours, so the first copies land on many peers and their uplinks all start
+   * working at once; more of them on neighbours that ask soon for what they are offered (see
+   * seeding.js).
    *
-   * Relays get no preference: a relay may be upload-capped, and a first copy stuck behind a slow
+   * Relays get no preference by role: a relay may be upload-capped, and a first copy stuck behind a slow
    * uplink delays that piece for everyone. Only neighbours linked into the swarm are seeded (see
    * sourceSeedProofS); if none is, all uploaders are.
    */
@@ -488,26 +500,33 @@ export class SwarmPeer {
         this.now - nb.connectedS < proofS ||
         (nb.fedByPeersS !== null && this.now - nb.fedByPeersS < proofS),
     );
-    let order = (linked.length ? linked : uploaders).sort((a, b) =>
+    const order = (linked.length ? linked : uploaders).sort((a, b) =>
       a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0,
     );
     if (order.length === 0) return;
-    const turn = this.seedTurn % order.length;
-    order = order.slice(turn).concat(order.slice(0, turn));
-    this.seedTurn += pieceCount;
-    const chosen = order.slice(0, pieceCount);
-    const bits = new Map(chosen.map((nb) => [nb.peerId, new Array(pieceCount).fill(false)]));
+    const weights = seedWeights(
+      new Map(order.map((nb) => [nb.peerId, nb.seedResponse.baseS])),
+      this.config.sourceSeedResponseFloorS,
+      this.config.initialResponseS,
+    );
+    const bits = new Map();
     let targets = this.seedTarget.get(seq);
     if (targets === undefined) {
       targets = new Map();
       this.seedTarget.set(seq, targets);
     }
-    for (let index = 0; index < pieceCount; index++) {
-      const pid = order[index % order.length].peerId;
+    assignFirstCopies(weights, pieceCount, this.seedCredit).forEach((pid, index) => {
+      if (!bits.has(pid)) bits.set(pid, new Array(pieceCount).fill(false));
       bits.get(pid)[index] = true;
       targets.set(index, pid);
+    });
+    this.seedTurn += pieceCount;
+    const sent = this.seedSentS.get(seq) ?? new Map();
+    this.seedSentS.set(seq, sent);
+    for (const [pid, mask] of bits) {
+      sent.set(pid, this.now);
+      this.sendHave(this.nbrs.get(pid), seq, mask);
     }
-    for (const nb of chosen) this.sendHave(nb, seq, bits.get(nb.peerId));
   }
 
   /**
@@ -930,6 +949,11 @@ export class SwarmPeer {
     }
     let reserved = 0;
     if (this.role === Role.SOURCE) {
+      const sentS = this.seedSentS.get(msg.seq)?.get(nb.peerId);
+      if (sentS !== undefined) {
+        this.seedSentS.get(msg.seq).delete(nb.peerId);
+        nb.seedResponse.sample(this.now - sentS);
+      }
       const admitted = this.sourceAdmit(nb, chunk, indices);
       indices = admitted.served;
       reserved = admitted.reserved;
