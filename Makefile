@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(PY) -m streamer broadcast media/sample.mp4 --loop
 
-# Browser tests need Debian's chromium (and the JS tests node); install them when missing and apt
-# is usable (root).
+# Browser tests need Debian's chromium and firefox-esr (and the JS tests node); install them when
+# missing and apt is usable (root).
 browser:
 	@if ! command -v node >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian nodejs for the JavaScript tests..."; \
@@ -30,6 +30,15 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "chromium is missing and apt is not usable: browser tests will be skipped"; \
+	  fi; \
+	fi
+	@# With its recommended packages: Debian's ffmpeg libraries give Firefox H.264 for MSE.
+	@if [ ! -x /usr/bin/firefox-esr ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian firefox-esr for the Firefox browser tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr >/dev/null; \
+	  else \
+	    echo "firefox-esr is missing and apt is not usable: Firefox browser tests will be skipped"; \
 	  fi; \
 	fi
 

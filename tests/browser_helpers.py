@@ -1,7 +1,12 @@
-"""Helpers for the real-Chromium tests: launch Debian's chromium, look at a page's picture.
+"""Helpers for the real-browser tests: launch Debian's chromium or firefox-esr, look at a picture.
 
-Why here: every browser test launches the same headless Chromium with the same flags, and judges
-"the picture is not blank" the same way (pixel variance of a screenshot of the <video> element).
+Why here: every browser test launches the same headless browsers with the same settings, and
+judges "the picture is not blank" the same way (pixel variance of a screenshot of the <video>).
+
+Firefox is driven by Playwright for Python over WebDriver BiDi (`channel="moz-firefox"`), which
+drives Debian's own binary without `playwright install` (nothing can be downloaded here); the
+same Page API as for Chromium lets one test run in both. Playwright 1.65 sends a BiDi command
+Firefox 153 ESR does not know (emulation.setMediaFeaturesOverride), hence the pin in pyproject.
 """
 
 from __future__ import annotations
@@ -9,30 +14,74 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright
 
 from streamer.netbed.page import CHROMIUM_ARGS  # one set of flags for tests and the test bed
 
+CHROMIUM_PATH = "/usr/bin/chromium"
+#: Browser engines the browser tests run in, and the Debian binary of each (`make browser`).
+BROWSER_PATHS = {"chromium": CHROMIUM_PATH, "firefox": "/usr/bin/firefox-esr"}
+_DEBIAN_PACKAGES = {"chromium": "chromium", "firefox": "firefox-esr"}
+
+
+def require_browser(engine: str) -> str:
+    """The binary of `engine`; skips when missing, or fails under REQUIRE_BROWSER=1 (as in CI)."""
+    path = BROWSER_PATHS[engine]
+    if shutil.which(path) is None:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {path} is missing (run `make test`)")
+        package = _DEBIAN_PACKAGES[engine]
+        pytest.skip(f"{path} is missing (make test installs Debian's {package})")
+    return path
+
+
+#: Firefox's counterparts of CHROMIUM_ARGS: play without a gesture, and show host candidates as
+#: addresses rather than mDNS names (as --disable-features=WebRtcHideLocalIpsWithMdns does).
+FIREFOX_PREFS: dict[str, str | float | bool] = {
+    "media.autoplay.default": 0,
+    "media.autoplay.blocking_policy": 0,
+    "media.peerconnection.ice.obfuscate_host_addresses": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "app.update.enabled": False,
+}
+
 
 @asynccontextmanager
-async def launch_chromium(chromium_path: str) -> AsyncIterator[Browser]:
-    """A headless Chromium for one test, always closed afterwards."""
+async def launch_browser(engine: str, path: str) -> AsyncIterator[Browser]:
+    """A headless `engine` ("chromium" or "firefox") for one test, always closed afterwards."""
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
-        )
+        if engine == "firefox":
+            browser = await pw.firefox.launch(
+                executable_path=path,
+                channel="moz-firefox",
+                headless=True,
+                firefox_user_prefs=FIREFOX_PREFS,
+            )
+        elif engine == "chromium":
+            browser = await pw.chromium.launch(
+                executable_path=path, headless=True, args=CHROMIUM_ARGS
+            )
+        else:
+            raise ValueError(f"unknown browser engine {engine!r}")
         try:
             yield browser
         finally:
             await browser.close()
+
+
+def launch_chromium(chromium_path: str) -> AbstractAsyncContextManager[Browser]:
+    """A headless Chromium for one test, always closed afterwards."""
+    return launch_browser("chromium", chromium_path)
 
 
 def collect_console(page: Page) -> list[str]:
