@@ -57,6 +57,7 @@ export class MsePlayer {
     this.policy = { ...DEFAULT_POLICY, ...policy };
     this.onEvent = onEvent;
     this.clock = clock;
+    this.held = false;
     this.mediaSource = null;
     this.sourceBuffer = null;
     this.mimeType = null;
@@ -231,6 +232,11 @@ export class MsePlayer {
     };
   }
 
+  /** Held: a viewer paused; tick() no longer restarts the <video>. */
+  setHeld(held) {
+    this.held = held;
+  }
+
   close() {
     this.video.removeEventListener("waiting", this._onWaiting);
     this.video.removeEventListener("playing", this._onPlaying);
@@ -346,6 +352,7 @@ export class MsePlayer {
   }
 
   _play() {
+    if (this.held) return;
     const p = this.video.play();
     if (!p || !p.catch) return;
     p.catch((err) => {
