@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench browser coturn netbed clean
+.PHONY: demo test test-fast lint bench browser axe coturn netbed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,20 @@ browser:
 	  fi; \
 	fi
 
+# The accessibility check in the browser tests runs axe-core (npm, a pinned version) in the pages;
+# it lands in the venv, as the Python packages do.
+AXE_VERSION := 4.14.1
+AXE_JS := $(VENV)/vendor/axe-core-$(AXE_VERSION).min.js
+axe: $(AXE_JS)
+$(AXE_JS): | $(PY)
+	@if command -v npm >/dev/null 2>&1; then \
+	  rm -rf $(VENV)/vendor/npm && mkdir -p $(VENV)/vendor/npm && \
+	  npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/vendor/npm axe-core@$(AXE_VERSION) && \
+	  cp $(VENV)/vendor/npm/node_modules/axe-core/axe.min.js $@; \
+	else \
+	  echo "npm is missing: the accessibility check will be skipped"; \
+	fi
+
 # The TURN tests start Debian's coturn (`turnserver`) on 127.0.0.1; install it when missing and apt
 # is usable (root). The package's own service stays off (Debian ships it disabled).
 coturn:
@@ -73,7 +87,7 @@ netbed: $(STAMP)
 	fi
 
 # The whole suite (slow end-to-end and browser tests included), then lint: CI runs exactly this.
-test: $(STAMP) browser coturn netbed
+test: $(STAMP) browser axe coturn netbed
 	$(PY) -m pytest -q -rs
 	$(MAKE) --no-print-directory lint
 

@@ -45,12 +45,11 @@ def require_browser(engine: str) -> str:
     return path
 
 
-#: Firefox's counterparts of CHROMIUM_ARGS: play without a gesture, and show host candidates as
-#: addresses rather than mDNS names (as --disable-features=WebRtcHideLocalIpsWithMdns does).
+#: Firefox's counterpart of CHROMIUM_ARGS' autoplay flag. Its host candidates keep Firefox's
+#: default (mDNS names, as its users have them): the swarm connects either way.
 FIREFOX_PREFS: dict[str, str | float | bool] = {
     "media.autoplay.default": 0,
     "media.autoplay.blocking_policy": 0,
-    "media.peerconnection.ice.obfuscate_host_addresses": False,
     "datareporting.policy.dataSubmissionEnabled": False,
     "app.update.enabled": False,
 }
@@ -121,6 +120,76 @@ async def video_state(page: Page, selector: str = "video") -> dict[str, Any]:
         }""",
     )
     return state
+
+
+#: axe-core, vendored by `make axe` (npm, pinned in the Makefile).
+AXE_GLOB = "axe-core-*.min.js"
+_AXE_DIR = Path(__file__).resolve().parents[1] / ".venv" / "vendor"
+
+
+def require_axe() -> Path:
+    """The vendored axe-core script; skips when missing, or fails under REQUIRE_BROWSER=1."""
+    found = sorted(_AXE_DIR.glob(AXE_GLOB))
+    if not found:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but no {_AXE_DIR}/{AXE_GLOB} (run `make axe`)")
+        pytest.skip(f"no {_AXE_DIR}/{AXE_GLOB}: `make axe` vendors axe-core (needs npm)")
+    return found[-1]
+
+
+async def accessibility_violations(page: Page) -> list[str]:
+    """axe-core's WCAG 2 A/AA violations on the page (shadow roots included), one line each."""
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        await page.add_script_tag(path=str(require_axe()))
+    found: list[str] = await page.evaluate(
+        """async () => {
+            const result = await axe.run(document, {
+                runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+            });
+            return result.violations.map((v) => {
+                const where = v.nodes.map((n) => n.target.join(" ")).join(", ");
+                return `${v.id} (${v.impact}): ${v.help} at ${where}`;
+            });
+        }"""
+    )
+    return found
+
+
+async def focus_order(page: Page, presses: int) -> list[str]:
+    """The accessible names of what Tab focuses, `presses` times from the top of the page.
+
+    Follows focus into shadow roots; a name is aria-label, title or the visible text, else (a stop
+    without a name) `<TAG id class>`. Starts from a focused marker put first in the body (blur()
+    alone leaves the browser's starting point where focus was).
+    """
+    await page.evaluate(
+        """() => {
+            const start = document.createElement("span");
+            start.id = "focus-order-start";
+            start.tabIndex = -1;
+            document.body.prepend(start);
+            start.focus();
+        }"""
+    )
+    names: list[str] = []
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        names.append(
+            await page.evaluate(
+                """() => {
+                    let el = document.activeElement;
+                    while (el && el.shadowRoot && el.shadowRoot.activeElement) {
+                        el = el.shadowRoot.activeElement;
+                    }
+                    if (!el || el === document.body) return "";
+                    const name = (el.getAttribute("aria-label") || el.getAttribute("title")
+                                  || el.textContent || "").trim();
+                    return name || `<${el.tagName} ${el.id} ${el.className}>`;
+                }"""
+            )
+        )
+    await page.evaluate("() => document.getElementById('focus-order-start').remove()")
+    return names
 
 
 def shots_dir() -> Path:

@@ -8,14 +8,15 @@ check that destroy() leaves none open.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from browser_helpers import (
+    accessibility_violations,
     collect_console,
+    focus_order,
     launch_browser,
     luminance_stdev,
     shots_dir,
@@ -41,7 +42,8 @@ HOST_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title
 </head><body><h1>A site that embeds the stream</h1>
 <script type="module" src="{server}/embed.js"></script>
 <streamer-player server="{server}" channel="demo" stats></streamer-player>
-<iframe src="{server}/embed/demo" width="320" height="180" allow="autoplay"></iframe>
+<iframe src="{server}/embed/demo" width="320" height="180" allow="autoplay"
+  title="The stream, embedded"></iframe>
 <script>
   window.events = [];
   const el = document.querySelector("streamer-player");
@@ -145,18 +147,45 @@ async def test_snippet_plays_on_another_origin_and_destroy_closes_every_peer_con
             timeout=20_000,
         )
 
-        # pause() holds the picture, play() resumes it.
+        # pause() holds the picture while the swarm goes on fetching, and "go to live" is offered.
         await page.evaluate("() => document.querySelector('streamer-player').pause()")
         paused_at = (await video_state(page, "streamer-player >> video"))["currentTime"]
-        # Something that must not happen (the player's 0.25 s tick resuming play) needs a wait.
-        await asyncio.sleep(0.6)
+        await page.wait_for_function(
+            "() => document.querySelector('streamer-player').stats.buffer_s > 3.5", timeout=15_000
+        )
         held = await video_state(page, "streamer-player >> video")
         assert held["paused"] and held["currentTime"] == paused_at, held
-        await page.evaluate("() => document.querySelector('streamer-player').play()")
+        go_live = player.get_by_role("button", name="Go to live")
+        await go_live.wait_for(state="visible", timeout=2_000)
+        # The keys, with focus in the player: l goes to live, k pauses and plays, m unmutes.
+        await player.locator(".player").focus()
+        await page.keyboard.press("l")
         await page.wait_for_function(
-            "t => document.querySelector('streamer-player').video.currentTime > t + 0.5",
+            """t => { const el = document.querySelector('streamer-player');
+                      return !el.video.paused && el.video.currentTime > t + 2
+                             && el.stats.buffer_s < 3; }""",
             arg=paused_at,
+            timeout=5_000,
         )
+        await go_live.wait_for(state="hidden", timeout=2_000)
+        await page.keyboard.press("k")
+        assert (await video_state(page, "streamer-player >> video"))["paused"]
+        await page.keyboard.press("k")
+        await page.keyboard.press("m")
+        assert not (await video_state(page, "streamer-player >> video"))["paused"]
+        muted = await page.evaluate("() => document.querySelector('streamer-player').video.muted")
+        assert not muted
+        assert not await page.is_visible("streamer-player >> text=Tap to unmute")
+        assert await player.get_by_role("button", name="Mute").is_visible()
+
+        # Accessible: no WCAG 2 A/AA violation axe-core finds (the shadow root included), and Tab
+        # walks the player's controls in the order they are drawn, each with a name.
+        assert await accessibility_violations(page) == []
+        order = await focus_order(page, 7)
+        # (The unmute hint is gone; picture-in-picture and fullscreen depend on the browser.)
+        assert order[0].startswith("Live video ("), order
+        assert order[1:4] == ["Pause", "Mute", "Volume"], order
+        assert not any(name.startswith("<") for name in order), order
 
         # destroy() closes every peer connection the element opened.
         assert await page.evaluate("() => window.openPeerConnections()") >= 1

@@ -23,7 +23,9 @@ from typing import Any
 import aiohttp
 import pytest
 from browser_helpers import (
+    accessibility_violations,
     collect_console,
+    focus_order,
     launch_browser,
     launch_chromium,
     luminance_stdev,
@@ -144,6 +146,13 @@ async def test_pages_and_relay_share_the_stream(
             got_1 = _bytes_from(stats_1, stats_2["peer_id"])
             got_2 = _bytes_from(stats_2, stats_1["peer_id"])
             assert got_1 > 30_000 and got_2 > 30_000, (got_1, got_2, stats_1, stats_2)
+
+        # Accessible: no WCAG 2 A/AA violation axe-core finds; Tab reaches the player, then its
+        # controls in the order they are drawn, each with a name.
+        assert await accessibility_violations(second) == []
+        order = await focus_order(second, 6)
+        assert order[0] == "▶ streamer" and order[1].startswith("Live video of demo ("), order
+        assert order[2:6] == ["🔈 Tap to unmute", "Pause", "Unmute", "Volume"], order
 
         # A neighbour page closes: the second page keeps playing from the others.
         first_id = stats_1["peer_id"]

@@ -19,6 +19,7 @@ import { HeaderVerifier } from "./chunkheader.js";
 import { SwarmPeer, seededRandom } from "./swarm.js";
 import { TokenBucket } from "./tokenbucket.js";
 import { UplinkGate } from "./uplinkgate.js";
+import { PlayerControls } from "./controls.js";
 import { PageUi } from "./ui.js";
 import { Role } from "./wire.js";
 
@@ -128,6 +129,12 @@ export class WatchApp {
     this.userPaused = false;
     this.player?.setHeld(false);
     return this.video.play();
+  }
+
+  /** Back to the live edge at once (after a pause, or when the swarm fell behind). */
+  goLive() {
+    this.userPaused = false;
+    this.player?.goLive();
   }
 
   // -- signaling ---------------------------------------------------------------------------------
@@ -569,7 +576,8 @@ export function boot(doc = document) {
   const video = doc.getElementById("video");
   if (!configEl || !video) return null;
   const config = JSON.parse(configEl.textContent);
-  const ui = new PageUi(doc);
+  let controls = null;
+  const ui = new PageUi(doc, { onState: (state) => controls?.setState(state) });
   window.streamer = { stats: null, app: null };
   const missing = missingBrowserFeature();
   if (missing) {
@@ -584,8 +592,10 @@ export function boot(doc = document) {
     options: pageOptions(window.location.search),
     onStats: (stats) => {
       window.streamer.stats = stats;
+      controls.update(stats);
     },
   });
+  controls = new PlayerControls({ container: doc.getElementById("player"), video, app, doc });
   window.streamer.app = app;
   app.start();
   return app;

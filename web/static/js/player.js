@@ -164,7 +164,9 @@ export class MsePlayer {
       this.waitingSinceS = null;
     }
     const jump = gapJump(ranges, video.currentTime, this.policy);
-    if (jump !== null && (video.readyState < 3 || this.stallStartS !== null)) {
+    if (this.held) {
+      // A viewer's pause holds the picture where it is: no catching up until they resume.
+    } else if (jump !== null && (video.readyState < 3 || this.stallStartS !== null)) {
       this.gapJumps += 1;
       video.currentTime = jump;
     } else {
@@ -232,9 +234,18 @@ export class MsePlayer {
     };
   }
 
-  /** Held: a viewer paused; tick() no longer restarts the <video>. */
+  /** Held: a viewer paused; tick() neither restarts the <video> nor moves it towards live. */
   setHeld(held) {
     this.held = held;
+  }
+
+  /** Jump to where a new viewer would start (near the live edge) and play. */
+  goLive() {
+    const pos = startPosition(this.ranges(), this.policy, this.recentChunkS());
+    this.held = false;
+    if (pos === null || !this.started) return;
+    this.video.currentTime = pos;
+    this._play();
   }
 
   close() {

@@ -68,6 +68,10 @@ export class PageUi {
     const button = this.el("unmute");
     if (!button) return;
     button.hidden = false;
+    // Unmuted some other way (the control bar, a key): the hint has done its job.
+    video.addEventListener("volumechange", () => {
+      if (!video.muted) button.hidden = true;
+    });
     button.onclick = () => {
       video.muted = false;
       video.play().catch(() => {});
