@@ -157,6 +157,7 @@ async def test_snippet_plays_on_another_origin_and_destroy_closes_every_peer_con
         assert held["paused"] and held["currentTime"] == paused_at, held
         go_live = player.get_by_role("button", name="Go to live")
         await go_live.wait_for(state="visible", timeout=2_000)
+        assert await player.locator(".state-text").text_content() == "Paused"
         # The keys, with focus in the player: l goes to live, k pauses and plays, m unmutes.
         await player.locator(".player").focus()
         await page.keyboard.press("l")

@@ -78,6 +78,7 @@ export class PlayerControls {
     });
     this.stateText = doc.createElement("span");
     this.stateText.className = "state-text";
+    this.pageState = "connecting";
     this.liveButton = this._button("live", "Go to live", null, () => this.goLive());
     this.liveButton.textContent = "Go to live";
     this.liveButton.hidden = true;
@@ -134,13 +135,22 @@ export class PlayerControls {
 
   /** The page's state in words (ui.js calls this through its onState). */
   setState(state) {
-    this.stateText.textContent = STATE_WORDS[state] ?? state;
-    this.stateText.dataset.state = state;
+    this.pageState = state;
+    this._renderState();
   }
 
   /** New figures (every tick): offer "go to live" when behind. */
   update(stats) {
     this.liveButton.hidden = !isBehindLive(stats, this.app.userPaused);
+    this._renderState();
+  }
+
+  _renderState() {
+    // The viewer's own pause says more than the swarm's "live" behind it.
+    const state = this.app.userPaused ? "held" : this.pageState;
+    if (this.stateText.dataset.state === state) return;
+    this.stateText.dataset.state = state;
+    this.stateText.textContent = state === "held" ? "Paused" : (STATE_WORDS[state] ?? state);
   }
 
   _button(name, label, icon, onClick) {

@@ -33,7 +33,9 @@ export function supportReport(mimeType, win = globalThis) {
   if (!win.RTCPeerConnection) {
     return {
       ok: false,
-      reason: "This browser has no WebRTC data channels, which the peer-to-peer swarm needs.",
+      reason:
+        "This browser has no WebRTC data channels, which the peer-to-peer swarm needs " +
+        "(some WebKit builds leave them out). Try a recent Chrome, Edge, Firefox or Safari.",
     };
   }
   if (!MS.isTypeSupported(mimeType)) {
