@@ -56,20 +56,27 @@ FIREFOX_PREFS: dict[str, str | float | bool] = {
 
 
 @asynccontextmanager
-async def launch_browser(engine: str, path: str) -> AsyncIterator[Browser]:
-    """A headless `engine` ("chromium" or "firefox") for one test, always closed afterwards."""
+async def launch_browser(
+    engine: str, path: str, *, lan_name: str | None = None
+) -> AsyncIterator[Browser]:
+    """A headless `engine` ("chromium" or "firefox") for one test, always closed afterwards.
+
+    `lan_name`: a host name the browser resolves to 127.0.0.1. A page from it is not a secure
+    context (only localhost and loopback addresses are), as a plain-http page on a LAN is not.
+    """
     async with async_playwright() as pw:
         if engine == "firefox":
+            prefs = dict(FIREFOX_PREFS)
+            if lan_name:
+                prefs["network.dns.localDomains"] = lan_name
             browser = await pw.firefox.launch(
-                executable_path=path,
-                channel="moz-firefox",
-                headless=True,
-                firefox_user_prefs=FIREFOX_PREFS,
+                executable_path=path, channel="moz-firefox", headless=True, firefox_user_prefs=prefs
             )
         elif engine == "chromium":
-            browser = await pw.chromium.launch(
-                executable_path=path, headless=True, args=CHROMIUM_ARGS
-            )
+            args = list(CHROMIUM_ARGS)
+            if lan_name:
+                args.append(f"--host-resolver-rules=MAP {lan_name} 127.0.0.1")
+            browser = await pw.chromium.launch(executable_path=path, headless=True, args=args)
         else:
             raise ValueError(f"unknown browser engine {engine!r}")
         try:

@@ -305,3 +305,32 @@ async def test_page_keeps_playing_while_the_server_restarts(
             assert stats["continuity"] is not None and stats["continuity"] >= 0.9, stats
     finally:
         await server.close()
+
+
+@pytest.mark.timeout(90)
+async def test_plain_http_lan_page_plays_with_the_pure_js_verifier(
+    server: RunningServer, engine: tuple[str, str], tmp_path: Path
+) -> None:
+    """A page from a LAN name over plain http is no secure context: no crypto.subtle, so chunk
+    signatures are checked by the pure-JS Ed25519 (ed25519.js), in each engine."""
+    engine_name, path = engine
+    lan_url = server.url.replace("127.0.0.1", "lan.test")
+    async with (
+        streamer_process(
+            "broadcast", str(SAMPLE), "--loop", "--key", str(tmp_path / "key"),
+            "--server", server.url, "--channel", "demo", log_path=tmp_path / "broadcast.log",
+        ),
+        launch_browser(engine_name, path, lan_name="lan.test") as browser,
+    ):  # fmt: skip
+        await _wait_channel_live(server.url, "demo", timeout_s=20)
+        page, console = await _open_watch_page(browser, f"{lan_url}/watch/demo")
+        assert not await page.evaluate("() => window.isSecureContext || !!crypto.subtle")
+        await _wait_state(page, "live", timeout_s=20)
+        await page.wait_for_function(
+            "() => (window.streamer.stats?.chunks_played ?? 0) >= 3", timeout=15_000
+        )
+        stats = await page_stats(page)
+        video_shot = await page.locator("video").screenshot()
+        assert stats["verifier"] == "pure-js", (stats, console)
+        assert stats["continuity"] is not None and stats["continuity"] >= 0.9, stats
+        assert luminance_stdev(video_shot) > 15, "the picture is blank"
