@@ -50,8 +50,9 @@ axe: $(AXE_JS)
 $(AXE_JS): | $(PY)
 	@if command -v npm >/dev/null 2>&1; then \
 	  rm -rf $(VENV)/vendor/npm && mkdir -p $(VENV)/vendor/npm && \
-	  npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/vendor/npm axe-core@$(AXE_VERSION) && \
-	  cp $(VENV)/vendor/npm/node_modules/axe-core/axe.min.js $@; \
+	  { npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/vendor/npm axe-core@$(AXE_VERSION) && \
+	    cp $(VENV)/vendor/npm/node_modules/axe-core/axe.min.js $@; } || \
+	  echo "npm could not fetch axe-core $(AXE_VERSION): the accessibility check will be skipped"; \
 	else \
 	  echo "npm is missing: the accessibility check will be skipped"; \
 	fi
