@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench browser coturn netbed clean
+.PHONY: demo test test-fast lint bench browser axe coturn netbed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(PY) -m streamer broadcast media/sample.mp4 --loop
 
-# Browser tests need Debian's chromium (and the JS tests node); install them when missing and apt
-# is usable (root).
+# Browser tests need Debian's chromium and firefox-esr (and the JS tests node); install them when
+# missing and apt is usable (root).
 browser:
 	@if ! command -v node >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian nodejs for the JavaScript tests..."; \
@@ -31,6 +31,30 @@ browser:
 	  else \
 	    echo "chromium is missing and apt is not usable: browser tests will be skipped"; \
 	  fi; \
+	fi
+	@# With its recommended packages: Debian's ffmpeg libraries give Firefox H.264 for MSE.
+	@if [ ! -x /usr/bin/firefox-esr ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian firefox-esr for the Firefox browser tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr >/dev/null; \
+	  else \
+	    echo "firefox-esr is missing and apt is not usable: Firefox browser tests will be skipped"; \
+	  fi; \
+	fi
+
+# The accessibility check in the browser tests runs axe-core (npm, a pinned version) in the pages;
+# it lands in the venv, as the Python packages do.
+AXE_VERSION := 4.14.1
+AXE_JS := $(VENV)/vendor/axe-core-$(AXE_VERSION).min.js
+axe: $(AXE_JS)
+$(AXE_JS): | $(PY)
+	@if command -v npm >/dev/null 2>&1; then \
+	  rm -rf $(VENV)/vendor/npm && mkdir -p $(VENV)/vendor/npm && \
+	  { npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/vendor/npm axe-core@$(AXE_VERSION) && \
+	    cp $(VENV)/vendor/npm/node_modules/axe-core/axe.min.js $@; } || \
+	  echo "npm could not fetch axe-core $(AXE_VERSION): the accessibility check will be skipped"; \
+	else \
+	  echo "npm is missing: the accessibility check will be skipped"; \
 	fi
 
 # The TURN tests start Debian's coturn (`turnserver`) on 127.0.0.1; install it when missing and apt
@@ -64,7 +88,7 @@ netbed: $(STAMP)
 	fi
 
 # The whole suite (slow end-to-end and browser tests included), then lint: CI runs exactly this.
-test: $(STAMP) browser coturn netbed
+test: $(STAMP) browser axe coturn netbed
 	$(PY) -m pytest -q -rs
 	$(MAKE) --no-print-directory lint
 

@@ -92,6 +92,8 @@ class ServerConfig:
     max_get_peers: int = 32
     max_neighbours_reported: int = 64
     web_dir: Path = field(default=DEFAULT_WEB_DIR)
+    #: Origins whose pages may embed the player and use /ws ("*": any; signaling.embedding).
+    allowed_origins: tuple[str, ...] = ("*",)
 
     def ice_servers_json(self) -> list[dict[str, Any]]:
         """The servers anyone may see (the page): those with per-peer credentials are left out."""
@@ -175,6 +177,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--heartbeat", type=float, default=ServerConfig.heartbeat_s, metavar="SECONDS"
     )
+    parser.add_argument(
+        "--allowed-origin",
+        dest="allowed_origins",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a site whose pages may embed the player, e.g. https://example.org (repeatable; "
+        "default: any site)",
+    )
 
 
 def add_ice_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -249,6 +260,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if args.broadcast_token is not None and not args.broadcast_token:
         raise UserError("--broadcast-token must not be empty")
     ice = ice_settings_from_args(args)
+    allowed_origins = tuple(parse_origin(origin) for origin in args.allowed_origins) or ("*",)
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -259,4 +271,16 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_peers_per_channel=args.max_peers_per_channel,
         max_channels=args.max_channels,
         heartbeat_s=args.heartbeat,
+        allowed_origins=allowed_origins,
     )
+
+
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,260}$")
+
+
+def parse_origin(text: str) -> str:
+    """`https://example.org[:port]` as browsers send it in Origin (no path, no trailing slash)."""
+    origin = text.rstrip("/")
+    if origin != "*" and not _ORIGIN_RE.match(origin):
+        raise UserError(f"bad --allowed-origin {text!r}: expected https://HOST[:PORT] or *")
+    return origin

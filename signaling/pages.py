@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from signaling import embedding
 from signaling.protocol import CHANNEL_NAME_RE, PROTOCOL_VERSION
 from signaling.state import STATE, ServerState
 
@@ -34,6 +35,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/channels/{channel}", api_channel)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    embedding.setup(app)
     static_dir = web_dir / "static"
     if static_dir.is_dir():
         app.router.add_static("/static/", static_dir, follow_symlinks=False)
@@ -43,7 +45,7 @@ def _state(request: web.Request) -> ServerState:
     return request.app[STATE]
 
 
-def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     html = request.app[_ENV].get_template(template).render(**context)
     return web.Response(text=html, status=status, content_type="text/html")
 
@@ -79,13 +81,13 @@ def _summaries(state: ServerState) -> list[dict[str, Any]]:
 
 
 async def index(request: web.Request) -> web.Response:
-    return _render(request, "index.html", channels=_summaries(_state(request)))
+    return render(request, "index.html", channels=_summaries(_state(request)))
 
 
 async def watch(request: web.Request) -> web.Response:
     name = request.match_info["channel"]
     if not CHANNEL_NAME_RE.match(name):
-        return _render(request, "not_found.html", status=404, what="channel", name=name)
+        return render(request, "not_found.html", status=404, what="channel", name=name)
     state = _state(request)
     client_config = {
         "channel": name,
@@ -95,8 +97,13 @@ async def watch(request: web.Request) -> web.Response:
     }
     channel = state.registry.channels.get(name)
     summary = channel.summary(time.monotonic()) if channel is not None else None
-    return _render(
-        request, "watch.html", channel=name, summary=summary, client_config=client_config
+    return render(
+        request,
+        "watch.html",
+        channel=name,
+        summary=summary,
+        client_config=client_config,
+        origin=f"{request.scheme}://{request.host}",  # for the embed snippet
     )
 
 

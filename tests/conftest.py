@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 
 import pytest
-
-CHROMIUM_PATH = "/usr/bin/chromium"
-
-
-def chromium_available() -> bool:
-    return shutil.which(CHROMIUM_PATH) is not None
+from browser_helpers import require_browser
 
 
 @pytest.fixture
 def chromium_path() -> str:
-    """Debian's chromium; skips when missing, or fails under REQUIRE_BROWSER=1 (as in CI)."""
-    if not chromium_available():
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM_PATH} is missing (run `make test`)")
-        pytest.skip(f"{CHROMIUM_PATH} is missing (make test installs Debian's chromium)")
-    return CHROMIUM_PATH
+    """Debian's chromium (skips or fails as require_browser says)."""
+    return require_browser("chromium")
+
+
+@pytest.fixture
+def firefox_path() -> str:
+    """Debian's firefox-esr (skips or fails as require_browser says)."""
+    return require_browser("firefox")
+
+
+@pytest.fixture(params=["chromium", "firefox"])
+def engine(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Each browser engine in turn, with its binary: (name, path)."""
+    return request.param, require_browser(request.param)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from browser_helpers import (
     collect_console,
-    launch_chromium,
+    launch_browser,
     luminance_stdev,
     shots_dir,
     video_state,
@@ -121,10 +121,12 @@ def packaged_scene_cuts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 SCENE_CUTS_S = (0.0, 1.0, 3.0, 6.0, 7.0, 11.0, 12.0)
 
 
-async def _open_page(chromium_path: str, folder: Path) -> AsyncIterator[tuple[Page, list[str]]]:
+async def _open_page(
+    engine: str, browser_path: str, folder: Path
+) -> AsyncIterator[tuple[Page, list[str]]]:
     server = await start_server(ServerConfig(port=0))
     try:
-        async with launch_chromium(chromium_path) as browser:
+        async with launch_browser(engine, browser_path) as browser:
             page = await browser.new_page(viewport={"width": 640, "height": 360})
             console = collect_console(page)
             await _serve_test_files(page, server.url, folder)
@@ -136,7 +138,16 @@ async def _open_page(chromium_path: str, folder: Path) -> AsyncIterator[tuple[Pa
 
 @pytest.fixture
 async def player_page(chromium_path: str, packaged: Path) -> AsyncIterator[tuple[Page, list[str]]]:
-    async for opened in _open_page(chromium_path, packaged):
+    async for opened in _open_page("chromium", chromium_path, packaged):
+        yield opened
+
+
+@pytest.fixture
+async def player_page_each_engine(
+    engine: tuple[str, str], packaged: Path
+) -> AsyncIterator[tuple[Page, list[str]]]:
+    """The same page in Chromium, then in Firefox."""
+    async for opened in _open_page(*engine, packaged):
         yield opened
 
 
@@ -144,7 +155,7 @@ async def player_page(chromium_path: str, packaged: Path) -> AsyncIterator[tuple
 async def scene_cuts_page(
     chromium_path: str, packaged_scene_cuts: Path
 ) -> AsyncIterator[tuple[Page, list[str]]]:
-    async for opened in _open_page(chromium_path, packaged_scene_cuts):
+    async for opened in _open_page("chromium", chromium_path, packaged_scene_cuts):
         yield opened
 
 
@@ -167,8 +178,10 @@ def _live_plan(first: int, last: int, *, burst: int = 1, skip: tuple[int, ...] =
     return plan
 
 
-async def test_player_plays_live_chunks(player_page: tuple[Page, list[str]]) -> None:
-    page, console = player_page
+async def test_player_plays_live_chunks(
+    player_page_each_engine: tuple[Page, list[str]], engine: tuple[str, str]
+) -> None:
+    page, console = player_page_each_engine
     info = await page.evaluate(FEED_JS, {"plan": _live_plan(0, 12, burst=2), "policy": {}})
     assert info["chunks"] >= 12 and "avc1" in info["codec"]
     await _wait_for(page, "() => window.player.stats().first_frame_s !== null", 5)
@@ -176,7 +189,9 @@ async def test_player_plays_live_chunks(player_page: tuple[Page, list[str]]) -> 
     await asyncio.sleep(4)
     later = await video_state(page)
     stats = await _player_stats(page)
-    shot = await page.locator("video").screenshot(path=str(shots_dir() / "player_live.png"))
+    shot = await page.locator("video").screenshot(
+        path=str(shots_dir() / f"player_live_{engine[0]}.png")
+    )
     assert later["error"] is None and stats["error"] is None, console
     # Real time passes at 1x: ~4 s of media played, no long stall.
     assert later["currentTime"] - first["currentTime"] > 3.0, (first, later, stats)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import subprocess
@@ -22,10 +23,14 @@ from typing import Any
 import aiohttp
 import pytest
 from browser_helpers import (
+    accessibility_violations,
     collect_console,
+    focus_order,
+    launch_browser,
     launch_chromium,
     luminance_stdev,
     page_stats,
+    require_browser,
     shots_dir,
     streamer_process,
     video_state,
@@ -78,30 +83,44 @@ async def _wait_state(page: Page, state: str, timeout_s: float) -> None:
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.parametrize(
+    "engines", [("chromium", "chromium"), ("chromium", "firefox")], ids=["chromium", "mixed"]
+)
 async def test_pages_and_relay_share_the_stream(
-    server: RunningServer, chromium_path: str, tmp_path: Path
+    server: RunningServer, engines: tuple[str, str], tmp_path: Path
 ) -> None:
+    """Two pages, a relay and a broadcaster; "mixed": the second page is Firefox."""
+    first_engine, second_engine = engines
+    paths = {engine: require_browser(engine) for engine in engines}
     url = f"{server.url}/watch/demo"
     common = ["--server", server.url, "--channel", "demo"]
-    async with (
-        streamer_process(
-            "broadcast", str(SAMPLE), "--loop", "--key", str(tmp_path / "key"), *common,
-            log_path=tmp_path / "broadcast.log",
-        ),
-        streamer_process("relay", *common, log_path=tmp_path / "relay.log"),
-        launch_chromium(chromium_path) as browser,
-    ):  # fmt: skip
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            streamer_process(
+                "broadcast", str(SAMPLE), "--loop", "--key", str(tmp_path / "key"), *common,
+                log_path=tmp_path / "broadcast.log",
+            )
+        )  # fmt: skip
+        await stack.enter_async_context(
+            streamer_process("relay", *common, log_path=tmp_path / "relay.log")
+        )
+        browsers = {
+            engine: await stack.enter_async_context(launch_browser(engine, path))
+            for engine, path in paths.items()
+        }
         await _wait_channel_live(server.url, "demo", timeout_s=20)
-        first, first_console = await _open_watch_page(browser, url)
+        first, first_console = await _open_watch_page(browsers[first_engine], url)
         await _wait_state(first, "live", timeout_s=15)
-        second, second_console = await _open_watch_page(browser, url)
+        second, second_console = await _open_watch_page(browsers[second_engine], url)
         await _wait_state(second, "live", timeout_s=15)
 
         # Both play for real: the clock runs, frames are decoded, the picture is not blank.
         before = await video_state(second)
         await asyncio.sleep(8)
         after = await video_state(second)
-        shot = await second.screenshot(path=str(shots_dir() / "swarm_second_page.png"))
+        shot = await second.screenshot(
+            path=str(shots_dir() / f"swarm_second_page_{second_engine}.png")
+        )
         video_shot = await second.locator("video").screenshot()
         stats_1 = await page_stats(first)
         stats_2 = await page_stats(second)
@@ -121,6 +140,19 @@ async def test_pages_and_relay_share_the_stream(
         assert from_peers.get("viewer", 0) + from_peers.get("relay", 0) > 50_000, from_peers
         # Pages are peers: the two pages are neighbours and at least one uploads to the other.
         assert stats_1["bytes_uploaded"] + stats_2["bytes_uploaded"] > 10_000, (stats_1, stats_2)
+        if first_engine != second_engine:
+            # Two engines' WebRTC stacks trade media both ways (a chunk is ~40 KB; the control
+            # messages a link carries in these seconds are a few KB).
+            got_1 = _bytes_from(stats_1, stats_2["peer_id"])
+            got_2 = _bytes_from(stats_2, stats_1["peer_id"])
+            assert got_1 > 30_000 and got_2 > 30_000, (got_1, got_2, stats_1, stats_2)
+
+        # Accessible: no WCAG 2 A/AA violation axe-core finds; Tab reaches the player, then its
+        # controls in the order they are drawn, each with a name.
+        assert await accessibility_violations(second) == []
+        order = await focus_order(second, 6)
+        assert order[0] == "▶ streamer" and order[1].startswith("Live video of demo ("), order
+        assert order[2:6] == ["🔈 Tap to unmute", "Pause", "Unmute", "Volume"], order
 
         # A neighbour page closes: the second page keeps playing from the others.
         first_id = stats_1["peer_id"]
@@ -135,7 +167,26 @@ async def test_pages_and_relay_share_the_stream(
         assert stats_2["chunks_played"] - played_before >= 5, stats_2
         assert all(n["peerId"] != first_id for n in stats_2["neighbours"]), stats_2["neighbours"]
         assert stats_2["state"] == "live", stats_2
-        await second.screenshot(path=str(shots_dir() / "swarm_after_neighbour_left.png"))
+        await second.screenshot(
+            path=str(shots_dir() / f"swarm_after_neighbour_left_{second_engine}.png")
+        )
+        # On a phone's screen: nothing wider than the screen, the picture still moves.
+        await second.set_viewport_size({"width": 390, "height": 844})
+        before = await video_state(second)
+        await second.wait_for_function(
+            "t => document.querySelector('video').currentTime > t + 1", arg=before["currentTime"]
+        )
+        await second.screenshot(path=str(shots_dir() / f"swarm_phone_{second_engine}.png"))
+        page_width = await second.evaluate("() => document.documentElement.scrollWidth")
+        video_box = await second.locator("video").bounding_box()
+        assert page_width <= 390 and video_box is not None, (page_width, video_box)
+        assert 300 <= video_box["width"] <= 390, video_box
+
+
+def _bytes_from(stats: dict[str, Any], peer_id: str) -> int:
+    """Bytes a page received over its link to `peer_id` (0 when they are not neighbours)."""
+    received = [n["bytesReceived"] for n in stats["neighbours"] if n["peerId"] == peer_id]
+    return int(received[0]) if received else 0
 
 
 class ScriptedBroadcaster:
@@ -254,3 +305,32 @@ async def test_page_keeps_playing_while_the_server_restarts(
             assert stats["continuity"] is not None and stats["continuity"] >= 0.9, stats
     finally:
         await server.close()
+
+
+@pytest.mark.timeout(90)
+async def test_plain_http_lan_page_plays_with_the_pure_js_verifier(
+    server: RunningServer, engine: tuple[str, str], tmp_path: Path
+) -> None:
+    """A page from a LAN name over plain http is no secure context: no crypto.subtle, so chunk
+    signatures are checked by the pure-JS Ed25519 (ed25519.js), in each engine."""
+    engine_name, path = engine
+    lan_url = server.url.replace("127.0.0.1", "lan.test")
+    async with (
+        streamer_process(
+            "broadcast", str(SAMPLE), "--loop", "--key", str(tmp_path / "key"),
+            "--server", server.url, "--channel", "demo", log_path=tmp_path / "broadcast.log",
+        ),
+        launch_browser(engine_name, path, lan_name="lan.test") as browser,
+    ):  # fmt: skip
+        await _wait_channel_live(server.url, "demo", timeout_s=20)
+        page, console = await _open_watch_page(browser, f"{lan_url}/watch/demo")
+        assert not await page.evaluate("() => window.isSecureContext || !!crypto.subtle")
+        await _wait_state(page, "live", timeout_s=20)
+        await page.wait_for_function(
+            "() => (window.streamer.stats?.chunks_played ?? 0) >= 3", timeout=15_000
+        )
+        stats = await page_stats(page)
+        video_shot = await page.locator("video").screenshot()
+        assert stats["verifier"] == "pure-js", (stats, console)
+        assert stats["continuity"] is not None and stats["continuity"] >= 0.9, stats
+        assert luminance_stdev(video_shot) > 15, "the picture is blank"

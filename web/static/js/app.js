@@ -19,6 +19,7 @@ import { HeaderVerifier } from "./chunkheader.js";
 import { SwarmPeer, seededRandom } from "./swarm.js";
 import { TokenBucket } from "./tokenbucket.js";
 import { UplinkGate } from "./uplinkgate.js";
+import { PlayerControls } from "./controls.js";
 import { PageUi } from "./ui.js";
 import { Role } from "./wire.js";
 
@@ -49,11 +50,19 @@ function clampInt(text, lo, hi, fallback) {
 }
 
 export class WatchApp {
-  constructor({ config, video, ui, options = {} }) {
+  /**
+   * `config`: the server's client config (channel, ws_path, ice_servers); `serverUrl`: the
+   * signaling server's origin when the page comes from elsewhere (an embedding site), else the
+   * page's own; `onStats(stats)`: called with the figures every tick.
+   */
+  constructor({ config, video, ui, options = {}, serverUrl = null, onStats = () => {} }) {
     this.config = config;
     this.video = video;
     this.ui = ui;
     this.options = options;
+    this.onStats = onStats;
+    this.stopped = false;
+    this.userPaused = false;
     this.clock = unixNowS;
     this.joinedAtS = this.clock();
     this.media = null;
@@ -70,7 +79,8 @@ export class WatchApp {
     this.lastStats = null;
     this.uploadWake = null;
     this.uplinkGate = new UplinkGate();
-    const wsUrl = websocketUrl(window.location, config.ws_path ?? "/ws");
+    const base = serverUrl === null ? window.location : new URL(serverUrl);
+    const wsUrl = websocketUrl(base, config.ws_path ?? "/ws");
     this.signaling = new SignalingClient(wsUrl, config.channel, this._signalingHandlers());
     this.rtc = new PeerManager(this.signaling, this._rtcListener(), {
       iceServers: config.ice_servers ?? [],
@@ -84,18 +94,47 @@ export class WatchApp {
     this.signaling.connect();
     this._ticker = setInterval(() => this._tick(), TICK_INTERVAL_S * 1000);
     this._statusTimer = setInterval(() => this._sendStatus(), STATUS_INTERVAL_S * 1000);
-    window.addEventListener("pagehide", () => this.stop());
+    this._onPageHide = () => this.stop();
+    window.addEventListener("pagehide", this._onPageHide);
   }
 
+  /** Leave the swarm: say bye, close every peer connection and the player, stop every timer. */
   stop() {
+    if (this.stopped) return;
+    this.stopped = true;
     if (this.core) {
       const bye = this.core.leave();
       for (const id of this.rtc.openPeers()) this.rtc.send(id, bye);
     }
+    window.removeEventListener("pagehide", this._onPageHide);
     clearInterval(this._ticker);
     clearInterval(this._statusTimer);
+    clearTimeout(this.timer);
+    clearTimeout(this.uploadWake);
     this.signaling.close();
     this.rtc.close();
+    if (this.player) this.player.close();
+    this.player = null;
+    this.core = null;
+  }
+
+  /** A viewer's pause: the player holds still (the swarm keeps fetching) until resume(). */
+  pause() {
+    this.userPaused = true;
+    this.player?.setHeld(true);
+    this.video.pause();
+  }
+
+  resume() {
+    this.userPaused = false;
+    this.player?.setHeld(false);
+    return this.video.play();
+  }
+
+  /** Back to the live edge at once (after a pause, or when the swarm fell behind). */
+  goLive() {
+    this.userPaused = false;
+    this.player?.goLive();
   }
 
   // -- signaling ---------------------------------------------------------------------------------
@@ -208,6 +247,7 @@ export class WatchApp {
     this.player = new MsePlayer(this.video, {
       onEvent: (name, detail) => this._onPlayerEvent(name, detail),
     });
+    this.player.setHeld(this.userPaused);
     this.ui.setState("buffering");
     this.player.open(media.mimeType, media.initSegment).catch((err) => {
       this.ui.setState("error", `The browser could not start the player: ${err.message}`);
@@ -406,7 +446,7 @@ export class WatchApp {
     }
     const now = this.clock();
     this.lastStats = this._collectStats(now);
-    window.streamer.stats = this.lastStats;
+    this.onStats(this.lastStats);
     if (!this._lastRenderS || now - this._lastRenderS >= 1) {
       this._lastRenderS = now;
       this.ui.renderStats(this.lastStats, this.lastStats.neighbours);
@@ -522,26 +562,44 @@ function compactStats(s) {
   return out;
 }
 
+/** Why this browser cannot be a peer (no MSE, no WebRTC), or null when it can. */
+export function missingBrowserFeature(win = window) {
+  if (win.MediaSource || win.ManagedMediaSource) {
+    if (win.RTCPeerConnection) return null;
+  }
+  return supportReport("video/mp4", win).reason;
+}
+
 /** Boot on the watch page (the module is also importable by tests without side effects). */
 export function boot(doc = document) {
   const configEl = doc.getElementById("streamer-config");
   const video = doc.getElementById("video");
   if (!configEl || !video) return null;
   const config = JSON.parse(configEl.textContent);
-  const ui = new PageUi(doc);
+  let controls = null;
+  const ui = new PageUi(doc, { onState: (state) => controls?.setState(state) });
   window.streamer = { stats: null, app: null };
-  if (!window.MediaSource && !window.ManagedMediaSource) {
-    ui.setState("unsupported", supportReport("video/mp4").reason);
+  const missing = missingBrowserFeature();
+  if (missing) {
+    ui.setState("unsupported", missing);
     return null;
   }
-  if (!window.RTCPeerConnection) {
-    ui.setState("unsupported", supportReport("video/mp4").reason);
-    return null;
-  }
-  const app = new WatchApp({ config, video, ui, options: pageOptions(window.location.search) });
+  ui.showUnmute(video);
+  const app = new WatchApp({
+    config,
+    video,
+    ui,
+    options: pageOptions(window.location.search),
+    onStats: (stats) => {
+      window.streamer.stats = stats;
+      controls.update(stats);
+    },
+  });
+  controls = new PlayerControls({ container: doc.getElementById("player"), video, app, doc });
   window.streamer.app = app;
   app.start();
   return app;
 }
 
-boot();
+// Only the watch page boots here; the embeddable element (element.js) imports this module too.
+if (document.getElementById("streamer-config")) boot();

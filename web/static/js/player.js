@@ -33,7 +33,9 @@ export function supportReport(mimeType, win = globalThis) {
   if (!win.RTCPeerConnection) {
     return {
       ok: false,
-      reason: "This browser has no WebRTC data channels, which the peer-to-peer swarm needs.",
+      reason:
+        "This browser has no WebRTC data channels, which the peer-to-peer swarm needs " +
+        "(some WebKit builds leave them out). Try a recent Chrome, Edge, Firefox or Safari.",
     };
   }
   if (!MS.isTypeSupported(mimeType)) {
@@ -57,6 +59,7 @@ export class MsePlayer {
     this.policy = { ...DEFAULT_POLICY, ...policy };
     this.onEvent = onEvent;
     this.clock = clock;
+    this.held = false;
     this.mediaSource = null;
     this.sourceBuffer = null;
     this.mimeType = null;
@@ -163,7 +166,9 @@ export class MsePlayer {
       this.waitingSinceS = null;
     }
     const jump = gapJump(ranges, video.currentTime, this.policy);
-    if (jump !== null && (video.readyState < 3 || this.stallStartS !== null)) {
+    if (this.held) {
+      // A viewer's pause holds the picture where it is: no catching up until they resume.
+    } else if (jump !== null && (video.readyState < 3 || this.stallStartS !== null)) {
       this.gapJumps += 1;
       video.currentTime = jump;
     } else {
@@ -229,6 +234,20 @@ export class MsePlayer {
       gap_jumps: this.gapJumps,
       error: this.error,
     };
+  }
+
+  /** Held: a viewer paused; tick() neither restarts the <video> nor moves it towards live. */
+  setHeld(held) {
+    this.held = held;
+  }
+
+  /** Jump to where a new viewer would start (near the live edge) and play. */
+  goLive() {
+    const pos = startPosition(this.ranges(), this.policy, this.recentChunkS());
+    this.held = false;
+    if (pos === null || !this.started) return;
+    this.video.currentTime = pos;
+    this._play();
   }
 
   close() {
@@ -346,6 +365,7 @@ export class MsePlayer {
   }
 
   _play() {
+    if (this.held) return;
     const p = this.video.play();
     if (!p || !p.catch) return;
     p.catch((err) => {

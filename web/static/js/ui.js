@@ -29,9 +29,16 @@ export const STATES = Object.freeze({
 });
 
 export class PageUi {
-  constructor(doc = document) {
-    this.doc = doc;
-    this.el = (id) => doc.getElementById(id);
+  /**
+   * `root`: where the elements are (the document, or an embedded player's shadow root);
+   * `stateHost`: the element whose data-state mirrors the state (the body, or the player element);
+   * `onState(state, detail)`: told of every change.
+   */
+  constructor(root = document, { stateHost = null, onState = () => {} } = {}) {
+    this.doc = root.ownerDocument ?? root; // creates elements; a shadow root cannot
+    this.el = (id) => root.getElementById(id);
+    this.stateHost = stateHost ?? this.doc.body;
+    this.onState = onState;
     this.state = null;
     this.unmuteHandler = null;
   }
@@ -53,13 +60,18 @@ export class PageUi {
       badge.textContent = state === "live" ? "● live" : state;
       badge.title = detail ?? def[1];
     }
-    this.doc.body.dataset.state = state;
+    this.stateHost.dataset.state = state;
+    this.onState(state, detail ?? def[1]);
   }
 
   showUnmute(video) {
     const button = this.el("unmute");
     if (!button) return;
     button.hidden = false;
+    // Unmuted some other way (the control bar, a key): the hint has done its job.
+    video.addEventListener("volumechange", () => {
+      if (!video.muted) button.hidden = true;
+    });
     button.onclick = () => {
       video.muted = false;
       video.play().catch(() => {});
