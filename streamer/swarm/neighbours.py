@@ -224,16 +224,19 @@ class Neighbour:
 
     def figures(self) -> dict[str, Any]:
         """What we measured of it, for stats: its role, its throughput towards us, its
-        response time, the bytes each way."""
+        response time, the bytes each way (at the source, also its seed response)."""
         rate = self.meter.rate_bytes_per_s
         base_s = self.response.base_s
-        return {
+        out: dict[str, Any] = {
             "role": self.role.name.lower() if self.role is not None else None,
             "rate_kbps": None if rate is None else round(rate * 8 / 1000, 1),
             "response_ms": None if base_s is None else round(base_s * 1000, 1),
             "bytes_received": self.bytes_received,
             "bytes_sent": self.bytes_sent,
         }
+        if (seed_s := self.seed_response.base_s) is not None:
+            out["seed_response_ms"] = round(seed_s * 1000, 1)
+        return out
 
     def forget_below(self, floor_seq: int) -> None:
         self.complete = {s for s in self.complete if s >= floor_seq}
