@@ -46,6 +46,13 @@ def test_environment_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sctp_tuning.active() is None and sctp.SCTP_RTO_MIN == 1
 
 
+def test_environment_changes_single_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(sctp_tuning.ENV_VAR, "tuned,sack_after_bytes=none")
+    assert sctp_tuning.apply()
+    active = sctp_tuning.active()
+    assert active is not None and active.sack_after_bytes is None and active.rto_min_s == 0.25
+
+
 def test_other_aiortc_versions_are_left_alone(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -160,7 +167,7 @@ def counted_sacks(monkeypatch: pytest.MonkeyPatch) -> Any:
         receiver._sack_needed = False
 
     monkeypatch.setitem(sctp_tuning._ORIGINAL_METHODS, "_send_sack", send_sack)
-    return sctp_tuning._delayed_send_sack(0.05)
+    return sctp_tuning._delayed_send_sack(0.05, None)
 
 
 async def test_a_sack_goes_for_every_second_data_packet(counted_sacks: Any) -> None:
@@ -171,6 +178,41 @@ async def test_a_sack_goes_for_every_second_data_packet(counted_sacks: Any) -> N
     assert receiver.sacks == 1
     await asyncio.sleep(0.08)
     assert receiver.sacks == 1  # the timer of the first was cancelled
+
+
+async def test_small_packets_count_for_their_bytes_full_ones_as_packets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def send_sack(receiver: _Receiver) -> None:
+        receiver.sacks += 1
+
+    async def receive_data_chunk(receiver: _Receiver, chunk: Any) -> None:
+        receiver._sack_needed = True
+
+    monkeypatch.setitem(sctp_tuning._ORIGINAL_METHODS, "_send_sack", send_sack)
+    monkeypatch.setitem(sctp_tuning._ORIGINAL_METHODS, "_receive_data_chunk", receive_data_chunk)
+    full = sctp.USERDATA_MAX_LENGTH
+    send = sctp_tuning._delayed_send_sack(0.05, 2 * full)
+    receiver = _Receiver()
+
+    async def packet(size_bytes: int) -> None:
+        chunk = SimpleNamespace(user_data=bytes(size_bytes))
+        await sctp_tuning._counting_receive_data_chunk(receiver, chunk)
+        await send(receiver)
+
+    for _ in range(10):  # ten haves and requests: no SACK until the delay
+        await packet(40)
+    assert receiver.sacks == 0
+    await packet(full)
+    await packet(full)  # two full packets (and the small ones): at once
+    assert receiver.sacks == 1
+    await packet(full)
+    assert receiver.sacks == 1
+    await asyncio.sleep(0.08)  # a lone full packet: after the delay
+    assert receiver.sacks == 2
+    await packet(40)
+    await asyncio.sleep(0.08)
+    assert receiver.sacks == 3
 
 
 async def test_a_lone_data_packet_is_acknowledged_after_the_delay(counted_sacks: Any) -> None:
@@ -194,3 +236,7 @@ def test_the_tuning_delays_sacks_within_rfc_9260() -> None:
     with pytest.raises(ValueError):
         SctpTuning(delayed_sack_s=0.6)
     assert sctp_tuning.parse_tuning("tuned,delayed_sack_s=none").delayed_sack_s is None
+    assert sctp_tuning.parse_tuning("tuned,sack_after_bytes=none").sack_after_bytes is None
+    assert STOCK.sack_after_bytes is None
+    with pytest.raises(ValueError):
+        SctpTuning(sack_after_bytes=3 * sctp.USERDATA_MAX_LENGTH)

@@ -27,9 +27,15 @@ kept to what RFC 9260 and browsers do:
   (dcsctp) delay up to 200 ms. Every SACK is a ~90-byte packet on the receiver's uplink: a
   viewer taking in 1 Mbit/s sent ~80 kbit/s of SACKs, a fifth of a 0.4 Mbit/s home uplink,
   and a relay spent a third of its CPU on the SACKs of its viewers (docs/BENCHMARKS.md,
-  "Relay capacity"). With it, a SACK goes after every second data packet or delayed_sack_s
-  after a lone one, and at once while there is a gap or a duplicate to report (fast
-  retransmit needs those without delay).
+  "Relay capacity"). With it, a SACK goes at once while there is a gap or a duplicate to
+  report (fast retransmit needs those without delay), and otherwise delayed_sack_s after the
+  first unacknowledged packet, or sooner:
+- `sack_after_bytes`: ...once two full packets of user data came (TCP's rule: an ACK for at
+  least every second full-sized segment, RFC 5681 section 4.2). A packet with one small
+  message (a have, a request: most of what a swarm peer sends) counts for its bytes, not as a
+  packet: a 0.5x-stream viewer on the bed received ~300 packets/s, two thirds of them small,
+  and a SACK for every second one filled a third of its 0.38 Mbit/s uplink. None: a SACK after
+  every second packet.
 
 What this does not change, and what limits the data channel most under random loss (measured,
 see the docs): the congestion response itself (halving on every loss episode, one 1160-byte
@@ -40,7 +46,8 @@ timeout, Max.Burst 4 and the receiver's 1 MiB window are aiortc's.
 
 Written against aiortc 1.16.0 (`aiortc/rtcsctptransport.py`). On any other version `apply`
 logs a warning and leaves aiortc as it is: the patched methods are copies of 1.16.0's with the
-changes marked. STREAMER_SCTP_TUNING=stock in the environment turns the tuning off.
+changes marked. STREAMER_SCTP_TUNING=stock in the environment turns the tuning off; a base
+name with field=value pairs changes single fields (`tuned,sack_after_bytes=none`).
 
 Rules: `apply` and `restore` are idempotent and only touch the names in `_PATCHED`; the
 module never imports the rest of the project.
@@ -78,6 +85,8 @@ class SctpTuning:
     fast_retransmit_once: bool = True
     #: None: a SACK for every data packet (aiortc's own).
     delayed_sack_s: float | None = 0.1
+    #: None: after every second packet (with delayed_sack_s).
+    sack_after_bytes: int | None = 2 * sctp.USERDATA_MAX_LENGTH
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.rto_min_s <= self.rto_initial_s <= sctp.SCTP_RTO_MAX:
@@ -88,6 +97,10 @@ class SctpTuning:
             raise ValueError("initial cwnd must be 1-4 packets (RFC 9260 section 7.2.1)")
         if self.delayed_sack_s is not None and not 0 < self.delayed_sack_s <= 0.5:
             raise ValueError("a SACK may be delayed by at most 500 ms (RFC 9260 section 6.2)")
+        if self.sack_after_bytes is not None and not (
+            0 < self.sack_after_bytes <= 2 * sctp.USERDATA_MAX_LENGTH
+        ):
+            raise ValueError("a SACK must go at least every second full packet (RFC 9260 6.2)")
 
 
 STOCK = SctpTuning(
@@ -97,6 +110,7 @@ STOCK = SctpTuning(
     t3_skips_acked=False,
     fast_retransmit_once=False,
     delayed_sack_s=None,
+    sack_after_bytes=None,
 )
 TUNED = SctpTuning()
 NAMED = {"stock": STOCK, "tuned": TUNED}
@@ -124,6 +138,8 @@ def parse_tuning(text: str) -> SctpTuning:
             changes[key] = None if value.lower() == "none" else int(value)
         elif key == "delayed_sack_s":
             changes[key] = None if value.lower() == "none" else float(value)
+        elif key == "sack_after_bytes":
+            changes[key] = None if value.lower() == "none" else int(value)
         else:
             changes[key] = float(value)
     return dataclasses.replace(base, **changes)
@@ -134,7 +150,7 @@ def supported(version: str | None = None) -> bool:
 
 
 _Transport = sctp.RTCSctpTransport
-_PATCHED = ("__init__", "_t3_expired", "_receive_sack_chunk", "_send_sack")
+_PATCHED = ("__init__", "_t3_expired", "_receive_sack_chunk", "_send_sack", "_receive_data_chunk")
 _ORIGINAL_METHODS: dict[str, Callable[..., Any]] = {
     name: getattr(_Transport, name) for name in _PATCHED
 }
@@ -148,12 +164,13 @@ def active() -> SctpTuning | None:
 
 
 def apply(tuning: SctpTuning | None = None) -> bool:
-    """Put `tuning` (default: TUNED, or STOCK when STREAMER_SCTP_TUNING=stock) in force for every
+    """Put `tuning` (default: TUNED, or what STREAMER_SCTP_TUNING says) in force for every
     SCTP association created from now on; False when aiortc's version is not the one this was
     written against (nothing is changed then)."""
     global _active
     if tuning is None:
-        tuning = STOCK if os.environ.get(ENV_VAR, "").lower() in ("stock", "off", "0") else TUNED
+        text = os.environ.get(ENV_VAR, "").strip()
+        tuning = STOCK if text.lower() in ("off", "0") else parse_tuning(text)
     if not supported():
         logger.warning(
             "aiortc %s is not %s: its SCTP is left untuned",
@@ -173,7 +190,10 @@ def apply(tuning: SctpTuning | None = None) -> bool:
     if tuning.fast_retransmit_once:
         _Transport._receive_sack_chunk = _receive_sack_chunk  # type: ignore[method-assign]
     if tuning.delayed_sack_s is not None:
-        _Transport._send_sack = _delayed_send_sack(tuning.delayed_sack_s)  # type: ignore[method-assign]
+        delayed = _delayed_send_sack(tuning.delayed_sack_s, tuning.sack_after_bytes)
+        _Transport._send_sack = delayed  # type: ignore[method-assign]
+        if tuning.sack_after_bytes is not None:
+            _Transport._receive_data_chunk = _counting_receive_data_chunk  # type: ignore[method-assign]
     _active = tuning
     return True
 
@@ -198,17 +218,22 @@ def _init_with_cwnd(cwnd_bytes: int) -> Callable[..., None]:
     return __init__
 
 
-def _delayed_send_sack(delay_s: float) -> Callable[..., Any]:
+def _delayed_send_sack(delay_s: float, after_bytes: int | None) -> Callable[..., Any]:
     """aiortc's _send_sack (called after every packet that carried data), deferred: it goes at
-    once for the second such packet, or while there is a gap or a duplicate to report;
-    otherwise delay_s later unless another packet comes first."""
+    once while there is a gap or a duplicate to report, or once after_bytes of user data came
+    unacknowledged (after_bytes None: for the second such packet); otherwise delay_s later
+    unless that happens first."""
     original = _ORIGINAL_METHODS["_send_sack"]
 
     async def _send_sack(self: Any) -> None:
-        deferred = getattr(self, "_streamer_sack_deferred", False)
-        if deferred or self._sack_misordered or self._sack_duplicates:
+        if after_bytes is None:
+            due = getattr(self, "_streamer_sack_deferred", False)
+        else:
+            due = getattr(self, "_streamer_unacked_bytes", 0) >= after_bytes
+        if due or self._sack_misordered or self._sack_duplicates:
             _cancel_sack_timer(self)
             self._streamer_sack_deferred = False
+            self._streamer_unacked_bytes = 0
             await original(self)
             return
         self._streamer_sack_deferred = True
@@ -217,6 +242,14 @@ def _delayed_send_sack(delay_s: float) -> Callable[..., Any]:
             self._streamer_sack_timer = loop.call_later(delay_s, _sack_timer_fired, self)
 
     return _send_sack
+
+
+async def _counting_receive_data_chunk(self: Any, chunk: Any) -> None:
+    """aiortc's _receive_data_chunk, counting the user data bytes not yet acknowledged."""
+    self._streamer_unacked_bytes = getattr(self, "_streamer_unacked_bytes", 0) + len(
+        chunk.user_data
+    )
+    await _ORIGINAL_METHODS["_receive_data_chunk"](self, chunk)
 
 
 def _cancel_sack_timer(transport: Any) -> None:
@@ -231,6 +264,7 @@ def _sack_timer_fired(transport: Any) -> None:
     if not getattr(transport, "_streamer_sack_deferred", False):
         return
     transport._streamer_sack_deferred = False
+    transport._streamer_unacked_bytes = 0
     if transport._sack_needed:
         task = sctp.asyncio.ensure_future(_ORIGINAL_METHODS["_send_sack"](transport))
         task.add_done_callback(_ignore_closed)
