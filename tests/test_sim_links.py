@@ -84,7 +84,7 @@ def _pair(
     net = QueuedNetwork(
         rng=random.Random(seed),
         access=access or {"a": Access(delay_s=0.01), "b": Access(delay_s=0.02)},
-        transport=transport or Transport(wire_overhead=0.0),
+        transport=transport or Transport(wire_overhead=0.0, packet_header_bytes=0, sack_bytes=0),
     )
     b_core = FakeCore()
     a = SimNode("a", a_core, rate)  # type: ignore[arg-type]
@@ -110,6 +110,31 @@ def test_a_control_message_sent_after_data_waits_behind_it() -> None:
     assert control_at == pytest.approx(5_008 / 10_000 + 0.03)
 
 
+def test_a_small_message_costs_a_packet_header() -> None:
+    core = FakeCore()
+    transport = Transport(wire_overhead=0.0, packet_header_bytes=85, sack_bytes=0)
+    net, a, b_core = _pair(core, transport=transport)
+    core.say("b", b"\x03have")
+    net.pump(a)
+    net.queue.run_until(1.0)
+    # 5 bytes and one packet's 85 bytes of headers at 10,000 B/s, then 30 ms of path.
+    assert b_core.received[0][0] == pytest.approx(90 / 10_000 + 0.03)
+
+
+def test_a_receiver_pays_for_its_sacks_on_its_own_uplink() -> None:
+    core = FakeCore([bytes(1200) for _ in range(10)])
+    core.serve_to = "b"
+    transport = Transport(wire_overhead=0.0, packet_header_bytes=0, sack_bytes=100)
+    net, a, b_core = _pair(core, transport=transport, rate=100_000.0)
+    net.pump(a)
+    net.queue.run_until(5.0)
+    assert len(b_core.received) == 10  # 12 ms apart
+    # The first piece finds no SACK within 0.1 s: one at once; then one per two full packets.
+    assert net.sacks == 1 + 4
+    # Each took 100 bytes of b's uplink (1 ms at 100,000 B/s) when it went.
+    assert net._uplink_until["b"] == pytest.approx(b_core.received[-2][0] + 0.001)
+
+
 def test_the_uplink_queue_holds_at_most_its_time_of_data() -> None:
     core = FakeCore([bytes(1000) for _ in range(20)])
     core.serve_to = "b"
@@ -131,7 +156,13 @@ def test_the_uplink_queue_holds_at_most_its_time_of_data() -> None:
 def test_data_is_pulled_to_the_high_mark_and_again_from_the_low_one() -> None:
     core = FakeCore([bytes(1000) for _ in range(40)])
     core.serve_to = "b"
-    transport = Transport(buffer_high_bytes=10_000, buffer_low_bytes=2_000, wire_overhead=0.0)
+    transport = Transport(
+        buffer_high_bytes=10_000,
+        buffer_low_bytes=2_000,
+        wire_overhead=0.0,
+        packet_header_bytes=0,
+        sack_bytes=0,
+    )
     net, a, _b = _pair(core, transport=transport, rate=1_000_000.0)
     access = net.access
     net.access = {**access, "a": Access(delay_s=0.01, queue_s=0.001)}  # an uplink of 1 message
@@ -162,7 +193,9 @@ def test_a_message_arrives_after_its_serialisation_and_both_delays() -> None:
 
 def test_loss_delays_by_a_retransmission_and_holds_what_follows() -> None:
     access = {"a": Access(delay_s=0.01, loss=0.5), "b": Access(delay_s=0.02)}
-    transport = Transport(wire_overhead=0.0, loss_throughput=False, rto_s=1.0)
+    transport = Transport(
+        wire_overhead=0.0, packet_header_bytes=0, sack_bytes=0, loss_throughput=False, rto_s=1.0
+    )
     net, a, b_core = _pair(FakeCore(), rate=1e9, access=access, transport=transport)
     for i in range(20):
         net._transmit(a, "b", bytes([i]) * 100)

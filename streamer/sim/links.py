@@ -16,8 +16,13 @@ Model (SimNetwork's, with these differences):
 - the transport moves messages from the links' buffers into the node's uplink, round-robin over
   links, while the uplink's FIFO holds less than `queue_s` of data (loss-based congestion control
   keeps a tbf's buffer full); so every message, control included, waits behind up to `queue_s` of
-  queued data before it is serialised at the uplink rate; the payload gets 1 / (1 + `wire_overhead`)
-  of that rate (headers, and what aiortc's SCTP leaves unused behind a tbf: measured 0.75);
+  queued data before it is serialised at the uplink rate; a message costs its bytes plus a packet
+  header per packet (`packet_header_bytes`: a small message is a packet of its own), times
+  1 + `wire_overhead` (what aiortc's SCTP leaves unused behind a tbf: full packets measured at
+  0.75 of the rate);
+- a receiver acknowledges what it gets: a SACK (`sack_bytes`) goes into its own uplink after
+  every two full packets of a link's data, or for a message coming `sack_delay_s` after the
+  link's last SACK; so a viewer taking in a lot over a narrow uplink pays for it there;
 - a link's transport rate is at most the throughput a loss-based congestion control sustains on
   its path, 1.22 x packet / (RTT x sqrt(loss)) (Mathis et al.; the aiortc data channel measured on
   the bed: ~1.0 Mbit/s at 90 ms and 1-1.5% loss, 0.55 Mbit/s at 140 ms and 2%);
@@ -64,10 +69,20 @@ class Transport:
     buffer_low_bytes: int = 256 * 1024
     packet_bytes: int = 1200
     """Payload per packet (aiortc's SCTP: 1,200 bytes of user data)."""
-    wire_overhead: float = 0.33
-    """Uplink bytes per payload byte beyond the payload: 0.07 of headers (SCTP 28 + DTLS ~29 +
-    UDP 8 + IP 20 per 1,200) and the rest what aiortc's SCTP leaves unused behind a tbf (its
-    data channel carried 1.5 Mbit/s through a 2 Mbit/s uplink without loss: 1 / 0.75)."""
+    packet_header_bytes: int = 85
+    """Uplink bytes per packet beyond its payload (SCTP 28 + DTLS ~29 + UDP 8 + IP 20). Every
+    message goes in packets of its own (aiortc does not bundle, browsers rarely can): a have of
+    a few bytes costs a packet."""
+    wire_overhead: float = 0.24
+    """Uplink time per wire byte beyond the packet: what aiortc's SCTP leaves unused behind a tbf
+    (its data channel carried 1.5 Mbit/s through a 2 Mbit/s uplink without loss: full packets
+    cost 1 / 0.75 of their payload, headers included)."""
+    sack_bytes: int = 95
+    """A SACK's packet on the receiver's uplink. The receiver sends one once two full packets of
+    user data came since its last one, else for the first message that comes sack_delay_s after
+    its last one (streamer.transport.sctp_tuning: at once after two full packets, else after
+    100 ms)."""
+    sack_delay_s: float = 0.1
     rto_s: float = 1.0
     loss_throughput: bool = True
     """Cap each link at the Mathis throughput of its path (False: only the uplink limits)."""
@@ -160,7 +175,10 @@ class QueuedNetwork(SimNetwork):
         """Per node: when its uplink has sent everything queued in it so far."""
         self._wake_at: dict[str, float] = {}
         self._turn: dict[str, int] = {}
+        self._unacked: dict[tuple[str, str], tuple[int, float]] = {}
+        """Per (receiver, sender): user bytes since the receiver's last SACK, and its time."""
         self.retransmissions = 0
+        self.sacks = 0
 
     def _access(self, peer_id: str) -> Access:
         return self.access.get(peer_id, self.default_access)
@@ -219,6 +237,29 @@ class QueuedNetwork(SimNetwork):
         link.buffered_bytes += len(data)
         self._drain(src)
 
+    def _deliver(self, src: str, dst: str, data: bytes) -> None:
+        self._acknowledge(dst, src, len(data))
+        super()._deliver(src, dst, data)
+
+    def _acknowledge(self, receiver: str, sender: str, size: int) -> None:
+        """A SACK on the receiver's uplink, when its rule says one goes now."""
+        t = self.transport
+        if t.sack_bytes <= 0:
+            return
+        key = (receiver, sender)
+        unacked, last_s = self._unacked.get(key, (0, -math.inf))
+        unacked += size
+        if unacked < 2 * t.packet_bytes and self.now - last_s < t.sack_delay_s:
+            self._unacked[key] = (unacked, last_s)
+            return
+        self._unacked[key] = (0, self.now)
+        node = self.nodes.get(receiver)
+        if node is None or not node.alive:
+            return
+        self.sacks += 1
+        wire_s = (t.sack_bytes * (1 + t.wire_overhead)) / node.upload_bytes_per_s
+        self._uplink_until[receiver] = max(self._uplink_until.get(receiver, 0.0), self.now) + wire_s
+
     def _start_uplink(self, node: SimNode) -> None:
         """Pull data for every link the core serves while its buffer is below the high mark."""
         if not node.links:
@@ -253,6 +294,8 @@ class QueuedNetwork(SimNetwork):
         rate = node.upload_bytes_per_s
         queue_s = self._access(peer_id).queue_s
         overhead = 1 + self.transport.wire_overhead
+        packet_bytes = self.transport.packet_bytes
+        header_bytes = self.transport.packet_header_bytes
         low = self.transport.buffer_low_bytes
         # (EPS_S: a wake-up set for `until - queue_s` must find the room it was set for.)
         room_s = queue_s + EPS_S
@@ -288,7 +331,8 @@ class QueuedNetwork(SimNetwork):
             if link.blocked and link.buffered_bytes <= low:
                 link.blocked = False
                 unblocked = True
-            until += size * overhead / rate
+            packets = -(-size // packet_bytes)
+            until += (size + packets * header_bytes) * overhead / rate
             if link.rate_bytes_per_s != math.inf:
                 link.next_free_s = max(now, link.next_free_s) + size / link.rate_bytes_per_s
             self._send_on_wire(peer_id, pid, link, data, until)
