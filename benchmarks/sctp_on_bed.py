@@ -6,7 +6,7 @@ streamer.netbed.run): `src` sends through a tbf-shaped uplink (default 2 Mbit/s,
 site's one-way delay is RTT/4, and the loss sits on src's link, so data and SACKs/ACKs each
 cross a path with that loss. Per profile, one after the other on the same links:
 
-- the two-process data-channel harness (`python -m streamer.transport.bench --duration ...`,
+- the two-process data-channel harness (`python -m streamer.bench.data_channel --duration ...`,
   sender in src, receiver in dst through `ip netns exec`) once per SCTP variant (default: stock
   aiortc, then streamer.transport.sctp_tuning's TUNED), with a 64 KiB send buffer;
 - TCP (this script's --tcp-sink / --tcp-source roles), 16 KiB messages, at most 64 KiB unsent
@@ -149,7 +149,7 @@ def run_child(argv: list[str], timeout_s: float) -> dict[str, Any]:
 def run_sctp(bed: Bed, variant: str, args: argparse.Namespace) -> dict[str, Any]:
     src, dst = bed.site("src"), bed.site("dst")
     argv = [
-        *in_site(bed, src), sys.executable, "-m", "streamer.transport.bench",
+        *in_site(bed, src), sys.executable, "-m", "streamer.bench.data_channel",
         "--duration", str(args.duration), "--warmup", str(args.warmup), "--sctp", variant,
         "--child-prefix", " ".join(in_site(bed, dst)), "--message-bytes", str(MESSAGE_BYTES),
         "--buffer-high-bytes", str(SEND_BUFFER_BYTES),

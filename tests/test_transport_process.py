@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.transport.bench import run_bench
+from streamer.bench.data_channel import run_bench
 from streamer.transport.rtc import RtcConfig
 
 pytestmark = pytest.mark.timeout(90)

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from streamer.transport.ice_path import aioice_connection
-from streamer.transport.loopback import LoopbackRelay
 from streamer.transport.rtc import (
     ANSWERER,
     OFFERER,
@@ -21,6 +20,7 @@ from streamer.transport.rtc import (
     RtcConfig,
     parse_trickled_candidate,
 )
+from tests.loopback_signaling import LoopbackRelay
 
 pytestmark = pytest.mark.timeout(60)
 

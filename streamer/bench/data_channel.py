@@ -1,4 +1,4 @@
-"""Data-channel throughput between two processes: `python -m streamer.transport.bench`.
+"""Data-channel throughput between two processes: `python -m streamer.bench.data_channel`.
 
 Why: aiortc's SCTP is pure Python, so a data channel's speed is CPU-bound, and relay capacity
 (viewers per relay process) follows from it. This measures one direction between two real
@@ -220,7 +220,7 @@ async def run_bench(
         *child_prefix,
         sys.executable,
         "-m",
-        "streamer.transport.bench",
+        "streamer.bench.data_channel",
         *(["--sctp", sctp] if sctp is not None else []),
         "--child",
         str(total_bytes),
