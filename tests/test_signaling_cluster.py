@@ -1,0 +1,187 @@
+"""A signaling cluster on a real redis-server: two servers (app instances in this loop, or a
+`python -m signaling --redis` process) share channels, members, signals and figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from redis_helpers import RedisServer, running_redis
+from signaling_helpers import expect_closed, join, make_client, media, receive, receive_type
+
+from signaling.state import STATE
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Fast beats so the tests wait tenths of a second, not seconds.
+CLUSTER = {"cluster_heartbeat_s": 0.1, "cluster_liveness_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushall()
+    await client.aclose()
+    yield redis_server.url
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def two_servers(aiohttp_client: Any, redis_url: str, **overrides: Any) -> tuple[Any, Any]:
+    a = await make_client(aiohttp_client, redis_url=redis_url, **CLUSTER, **overrides)
+    b = await make_client(aiohttp_client, redis_url=redis_url, **CLUSTER, **overrides)
+    return a, b
+
+
+async def test_a_peer_on_a_is_offered_to_a_peer_on_b_with_the_media(
+    aiohttp_client: Any, redis_url: str
+) -> None:
+    a, b = await two_servers(aiohttp_client, redis_url)
+    source, _ = await join(a, "show", "broadcaster", secret="k")
+    await source.send_json({"type": "publish", "media": media()})
+    viewer_a, welcome_a = await join(a, "show")
+    assert welcome_a["media"] == media()
+    viewer_b, welcome_b = await join(b, "show")
+    assert welcome_b["media"] == media()  # the claim's media, published on A
+    offered = {p["peer_id"] for p in welcome_b["peers"]}
+    assert welcome_a["peer_id"] in offered and len(offered) == 2  # A's viewer and broadcaster
+    viewer_b2, _ = await join(b, "show")
+    await viewer_b2.send_json({"type": "get_peers", "count": 8})
+    peers = await receive_type(viewer_b2, "peers")
+    assert welcome_a["peer_id"] in {p["peer_id"] for p in peers["peers"]}
+    # A publish on A reaches B's viewers, an end too.
+    await source.send_json({"type": "publish", "media": media(bitrate_bps=7)})
+    assert (await receive_type(viewer_b, "media"))["media"]["bitrate_bps"] == 7
+    await source.send_json({"type": "end"})
+    assert (await receive_type(viewer_b, "broadcast_ended"))["reason"] == "ended"
+    await viewer_a.close()
+
+
+async def test_an_offer_from_a_reaches_b_and_the_answer_comes_back(
+    aiohttp_client: Any, redis_url: str
+) -> None:
+    a, b = await two_servers(aiohttp_client, redis_url)
+    offerer, welcome_a = await join(a, "talk")
+    answerer, welcome_b = await join(b, "talk")
+    await offerer.send_json(
+        {"type": "signal", "to": welcome_b["peer_id"], "data": {"kind": "offer", "sdp": "o"}}
+    )
+    offer = await receive_type(answerer, "signal")
+    assert offer == {
+        "type": "signal",
+        "from": welcome_a["peer_id"],
+        "data": {"kind": "offer", "sdp": "o"},
+    }
+    await answerer.send_json(
+        {"type": "signal", "to": welcome_a["peer_id"], "data": {"kind": "answer", "sdp": "a"}}
+    )
+    answer = await receive_type(offerer, "signal")
+    assert answer["from"] == welcome_b["peer_id"] and answer["data"]["kind"] == "answer"
+    assert b.app[STATE].metrics.value("signaling_signal_delivery_seconds_count") == 1
+    # A peer of another channel is not reachable, wherever it is.
+    other, welcome_other = await join(b, "elsewhere")
+    await offerer.send_json({"type": "signal", "to": welcome_other["peer_id"], "data": {}})
+    assert (await receive_type(offerer, "error"))["code"] == "unknown_peer"
+    # When the answerer leaves, the offerer (a contact, on the other server) hears of it.
+    await answerer.close()
+    left = await receive_type(offerer, "peer_left")
+    assert left["peer_id"] == welcome_b["peer_id"]
+    await other.close()
+
+
+async def test_a_claim_on_a_holds_on_b(aiohttp_client: Any, redis_url: str) -> None:
+    a, b = await two_servers(aiohttp_client, redis_url)
+    source, _ = await join(a, "mine", "broadcaster", secret="right")
+    await source.send_json({"type": "publish", "media": media()})
+    await source.send_json({"type": "ping"})
+    await receive_type(source, "pong")
+    thief = await b.ws_connect("/ws")
+    await thief.send_json({"type": "join", "channel": "mine", "role": "broadcaster", "secret": "x"})
+    assert (await expect_closed(thief))["code"] == "channel_owned"
+    # The owner restarting on B (same secret) takes over: A's old socket is told and closed.
+    viewer_b, _ = await join(b, "mine")
+    restarted, _ = await join(b, "mine", "broadcaster", secret="right")
+    assert (await expect_closed(source))["code"] == "replaced"
+    await restarted.send_json({"type": "publish", "media": media(bitrate_bps=3)})
+    assert (await receive_type(viewer_b, "media"))["media"]["bitrate_bps"] == 3
+
+
+async def test_api_and_metrics_count_the_whole_cluster(aiohttp_client: Any, redis_url: str) -> None:
+    a, b = await two_servers(aiohttp_client, redis_url)
+    source, _ = await join(a, "big", "broadcaster", secret="k")
+    await source.send_json({"type": "publish", "media": media(bitrate_bps=1_500_000)})
+    sockets = [await join(a, "big") for _ in range(2)] + [await join(b, "big", "relay")]
+    sockets += [await join(b, "big") for _ in range(3)]
+
+    async def counted_everywhere() -> bool:
+        for client in (a, b):
+            listing = await (await client.get("/api/channels")).json()
+            summary = listing["channels"][0] if listing["channels"] else {}
+            if (summary.get("viewers"), summary.get("relays"), summary.get("peers")) != (5, 1, 7):
+                return False
+        return True
+
+    await wait_for(counted_everywhere)
+    detail = await (await b.get("/api/channels/big")).json()
+    assert detail["state"] == "live" and detail["broadcaster"] is True
+    assert detail["bitrate_bps"] == 1_500_000
+    text = await (await b.get("/metrics")).text()
+    assert 'signaling_peers{role="viewer"} 5.0' in text.splitlines()
+    page = await (await b.get("/")).text()
+    assert "big" in page
+    for ws, _ in sockets:
+        await ws.close()
+
+
+@pytest.mark.slow
+async def test_a_killed_process_drops_out_of_the_sample(
+    aiohttp_client: Any, redis_url: str, procs: list[subprocess.Popen[str]]
+) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "signaling", "--port", "0", "--redis", redis_url],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    procs.append(server)
+    assert server.stdout is not None
+    url = server.stdout.readline().split()[-1]
+    b = await make_client(aiohttp_client, redis_url=redis_url, **CLUSTER)
+    async with aiohttp.ClientSession() as session:
+        doomed = await session.ws_connect(url + "/ws")
+        await doomed.send_json({"type": "join", "channel": "c", "role": "relay"})
+        doomed_id = (await receive(doomed))["peer_id"]
+        viewer, welcome = await join(b, "c")
+        assert [p["peer_id"] for p in welcome["peers"]] == [doomed_id]
+        server.kill()  # no goodbye: its heartbeats just stop
+        killed_at = time.monotonic()
+
+        async def gone() -> bool:
+            await viewer.send_json({"type": "get_peers", "count": 8})
+            return (await receive_type(viewer, "peers"))["peers"] == []
+
+        await wait_for(gone, timeout_s=8.0)
+        assert time.monotonic() - killed_at < 5.0  # its liveness (3 s) plus a beat
+        listing = await (await b.get("/api/channels/c")).json()
+        assert listing["relays"] == 0 and listing["viewers"] == 1
