@@ -185,3 +185,25 @@ async def test_a_killed_process_drops_out_of_the_sample(
         assert time.monotonic() - killed_at < 5.0  # its liveness (3 s) plus a beat
         listing = await (await b.get("/api/channels/c")).json()
         assert listing["relays"] == 0 and listing["viewers"] == 1
+
+
+async def test_an_abandoned_claim_lapses_across_the_cluster(
+    aiohttp_client: Any, redis_url: str
+) -> None:
+    a, b = await two_servers(aiohttp_client, redis_url, owner_ttl_s=0.3)
+    owner, _ = await join(a, "show", "broadcaster", secret="mine")
+    await owner.close()
+    left_at = time.monotonic()
+    while True:
+        ws = await b.ws_connect("/ws")
+        await ws.send_json(
+            {"type": "join", "channel": "show", "role": "broadcaster", "secret": "y"}
+        )
+        reply = await receive(ws)
+        if reply["type"] == "welcome":
+            break
+        assert reply["code"] == "channel_owned"
+        assert time.monotonic() - left_at < 3.0
+        await ws.close()
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - left_at >= 0.3
