@@ -185,7 +185,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require this token to create a channel",
     )
     parser.add_argument(
-        "--max-peers-per-channel", type=int, default=ServerConfig.max_peers_per_channel
+        "--max-peers-per-channel",
+        type=int,
+        default=ServerConfig.max_peers_per_channel,
+        metavar="N",
+        help="peers of one channel on this process (default %(default)s)",
     )
     parser.add_argument(
         "--max-channels",
@@ -230,7 +234,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "so local tests and load generators can run many peers)",
     )
     parser.add_argument(
-        "--heartbeat", type=float, default=ServerConfig.heartbeat_s, metavar="SECONDS"
+        "--heartbeat",
+        type=float,
+        default=ServerConfig.heartbeat_s,
+        metavar="SECONDS",
+        help="WebSocket ping interval; a peer missing its pong is dropped (default %(default)s)",
     )
     parser.add_argument(
         "--redis",
