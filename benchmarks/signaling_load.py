@@ -15,6 +15,11 @@ delivery), and both runs are printed side by side.
 
     .venv/bin/python benchmarks/signaling_load.py --peers 5000 --rate 500
     .venv/bin/python benchmarks/signaling_load.py --peers 5000 --redis local --processes 3
+
+`--flood N` measures abuse instead: N viewer joins to random channel names from this one address
+(loopback: the per-address caps do not apply, the worst case), each held until the flood ends;
+then whether a broadcaster still starts, the channels left (/healthz) and the server's RSS before,
+at the peak and after.
 """
 
 from __future__ import annotations
@@ -252,8 +257,74 @@ async def run_once(
             server.wait(timeout=20)
 
 
+async def flood_round(
+    session: aiohttp.ClientSession, url: str, args: argparse.Namespace, round_no: int
+) -> dict[str, Any]:
+    """One flood: every join held until all are answered, then a broadcaster, then all closed."""
+    held: list[aiohttp.ClientWebSocketResponse] = []
+    codes: dict[str, int] = {}
+
+    async def join_once(index: int, start_at: float) -> None:
+        await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        ws = await session.ws_connect(url + "/ws", heartbeat=None)
+        channel = f"flood{round_no}x{index}x{os.urandom(4).hex()}"
+        await ws.send_str(json.dumps({"type": "join", "channel": channel, "role": "viewer"}))
+        reply = json.loads((await ws.receive(timeout=30)).data)
+        code = reply.get("code", reply["type"])
+        codes[code] = codes.get(code, 0) + 1
+        held.append(ws)
+
+    t0 = time.perf_counter() + 0.2
+    await asyncio.wait_for(
+        asyncio.gather(*(join_once(i, t0 + i / args.rate) for i in range(args.flood))),
+        args.timeout,
+    )
+    flood_s = time.perf_counter() - t0
+    during = await (await session.get(url + "/healthz")).json()
+    source = await session.ws_connect(url + "/ws")
+    claim = {"type": "join", "channel": "real", "role": "broadcaster", "secret": "s"}
+    await source.send_str(json.dumps(claim))
+    started = json.loads((await source.receive(timeout=30)).data)["type"] == "welcome"
+    await asyncio.gather(*(ws.close() for ws in held))
+    await source.close()
+    return {
+        "flood_s": round(flood_s, 1),
+        "replies": codes,
+        "broadcaster_started": started,
+        "channels_during": during["channels"],
+    }
+
+
+async def flood(args: argparse.Namespace) -> dict[str, Any]:
+    """`--flood-rounds` floods in a row on one server: RSS after each shows whether it grows."""
+    (server,) = start_servers(1, None, 100)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[-1]
+        result: dict[str, Any] = {"flood_joins": args.flood, "arrival_rate_per_s": args.rate}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            result["channels_before"] = (await (await session.get(url + "/healthz")).json())[
+                "channels"
+            ]
+            result["server_rss_before_mib"] = round(rss_bytes(server.pid) / 2**20, 1)
+            for round_no in range(1, args.flood_rounds + 1):
+                figures = await flood_round(session, url, args, round_no)
+                await asyncio.sleep(6.0)  # every close noticed, one GC check (serve.py) passed
+                health = await (await session.get(url + "/healthz")).json()
+                figures["channels_after"] = health["channels"]
+                figures["server_rss_after_mib"] = round(rss_bytes(server.pid) / 2**20, 1)
+                for key, value in figures.items():
+                    result[f"{round_no}_{key}"] = value
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    raise_fd_limit(args.peers + 256)
+    raise_fd_limit(max(args.peers, args.flood) + 256)
+    if args.flood:
+        return [await flood(args)]
     if args.client_gc_off:
         import gc
 
@@ -282,6 +353,10 @@ def main() -> None:
         "--processes", type=int, default=3, help="serve processes of the cluster run"
     )
     parser.add_argument(
+        "--flood", type=int, default=0, metavar="N", help="measure a flood of N joins instead"
+    )
+    parser.add_argument("--flood-rounds", type=int, default=2, help="floods in a row")
+    parser.add_argument(
         "--client-gc-off", action="store_true", help="no GC pauses in the load client"
     )
     args = parser.parse_args()
@@ -289,6 +364,8 @@ def main() -> None:
         sys.exit("--peers must be 1..20000")
     if not 1 <= args.processes <= 16:
         sys.exit("--processes must be 1..16")
+    if not 0 <= args.flood <= 20_000:
+        sys.exit("--flood must be 0..20000")
     results = asyncio.run(run(args))
     for key in results[0]:
         print(f"{key:>24}: " + "  ".join(f"{r[key]!s:>12}" for r in results))

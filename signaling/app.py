@@ -240,6 +240,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         )
         await _close(conn, WSCloseCode.TRY_AGAIN_LATER)
         await conn.outbox.close()
+        state.closed_connections += 1
+        _release_heartbeat(ws)
         return ws
     state.connections.add(conn)
     state.metrics.connections_accepted.inc()
@@ -249,7 +251,23 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         log.exception("signaling connection failed")
     finally:
         await _disconnect(state, conn)
+        _release_heartbeat(ws)
     return ws
+
+
+def _release_heartbeat(ws: web.WebSocketResponse) -> None:
+    """Stop a closed socket's heartbeat for good.
+
+    aiohttp (3.14) re-arms the heartbeat when the peer's close frame arrives after our own close
+    (every refused join does this); the timer then keeps the whole connection in memory for
+    another 1.5 heartbeats (30 s), which a flood of refused joins turns into megabytes. Private
+    attributes, so each step is skipped if a later aiohttp lacks it.
+    """
+    if hasattr(ws, "_heartbeat"):
+        ws._heartbeat = None  # no re-arm from data still arriving
+    cancel = getattr(ws, "_cancel_heartbeat", None)
+    if callable(cancel):
+        cancel()
 
 
 async def _serve(state: ServerState, conn: Connection) -> None:
@@ -390,6 +408,7 @@ def _close_replaced(state: ServerState, peer_id: str) -> None:
 
 async def _disconnect(state: ServerState, conn: Connection) -> None:
     state.connections.discard(conn)
+    state.closed_connections += 1
     state.ip_limits.disconnect(conn.address)
     if conn.channel is not None:
         state.ip_limits.leave(conn.address, conn.channel)

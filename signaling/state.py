@@ -52,6 +52,8 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     connections: set[Connection] = field(default_factory=set)
     by_peer: dict[str, Connection] = field(default_factory=dict)
+    #: Sockets closed so far, refused ones included (the standalone server's GC schedule).
+    closed_connections: int = 0
     started_at_s: float = field(default_factory=time.monotonic)
     #: Wall clock for TURN credential expiry (Unix seconds; tests replace it).
     wall_clock: Callable[[], float] = time.time

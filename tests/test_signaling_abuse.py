@@ -4,11 +4,13 @@ per-address caps, claims that lapse when abandoned."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import time
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from signaling_helpers import expect_closed, join, make_client, media, receive
 
 from signaling.state import STATE, ServerState
@@ -35,6 +37,11 @@ def _held(state: ServerState) -> tuple[int, int, int, int]:
     )
 
 
+def _websocket_objects() -> int:
+    gc.collect()
+    return sum(isinstance(o, web.WebSocketResponse) for o in gc.get_objects())
+
+
 async def _settle(state: ServerState, expected: tuple[int, int, int, int]) -> None:
     deadline = time.monotonic() + 5.0
     while _held(state) != expected:
@@ -46,7 +53,7 @@ async def test_a_flood_of_held_viewer_joins_never_keeps_a_broadcaster_out(
     aiohttp_client: Any,
 ) -> None:
     """Loopback is exempt from the per-address caps here: the flood holds 2,000 sockets."""
-    client = await make_client(aiohttp_client)
+    client = await make_client(aiohttp_client, heartbeat_s=60.0)  # the bystanders read late
     state = client.app[STATE]
     bystander, _ = await join(client, "bystander", "broadcaster", secret="b")
     await bystander.send_json({"type": "publish", "media": media()})
@@ -85,6 +92,7 @@ async def test_from_one_public_address_a_flood_is_refused_cheaply(aiohttp_client
     client = await make_client(aiohttp_client, limit_loopback=True)
     state = client.app[STATE]
     baseline = _held(state)
+    sockets_before = _websocket_objects()
     semaphore = asyncio.Semaphore(100)
     codes: list[str] = []
     most_channels = 0
@@ -106,6 +114,10 @@ async def test_from_one_public_address_a_flood_is_refused_cheaply(aiohttp_client
     assert codes.count("too_many_channels") > 0 and codes.count("too_many_connections") > 0
     assert most_channels <= state.config.max_channels_per_ip
     await _settle(state, baseline)  # nothing left: no channel, peer, socket or address entry
+    deadline = time.monotonic() + 5.0
+    while _websocket_objects() > sockets_before:  # no refused socket lingers in memory
+        assert time.monotonic() < deadline, f"{_websocket_objects() - sockets_before} linger"
+        await asyncio.sleep(0.1)
     source, welcome = await join(client, "real", "broadcaster", secret="s")
     assert welcome["channel"] == "real"
     await source.close()
