@@ -62,6 +62,12 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -203,6 +209,8 @@ async def run_once(
             assert server.stdout is not None
             urls.append(server.stdout.readline().split()[-1])
         rss_idle = sum(rss_bytes(server.pid) for server in servers)
+        cpu_idle_s = sum(cpu_seconds(server.pid) for server in servers)
+        client_cpu_s = time.process_time()
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
         async with aiohttp.ClientSession(connector=connector) as session:
             peers = [Peer(i, i % processes) for i in range(args.peers)]
@@ -225,6 +233,8 @@ async def run_once(
                 asyncio.gather(*(p.answered.wait() for p in peers)), args.timeout
             )
             signal_wall_s = time.perf_counter() - signal_t0
+            servers_cpu_s = sum(cpu_seconds(server.pid) for server in servers) - cpu_idle_s
+            client_cpu_s = time.process_time() - client_cpu_s
             await asyncio.gather(*(p.ws.close() for p in peers if p.ws is not None))
             for reader in readers:
                 reader.cancel()
@@ -249,6 +259,9 @@ async def run_once(
             "server_rss_idle_mib": round(rss_idle / 2**20, 1),
             "server_rss_joined_mib": round(rss_joined / 2**20, 1),
             "server_kib_per_peer": round((rss_joined - rss_idle) / args.peers / 1024, 1),
+            # Both phases, all server processes together (Redis not included), and the client.
+            "servers_cpu_s": round(servers_cpu_s, 1),
+            "client_cpu_s": round(client_cpu_s, 1),
         }
     finally:
         for server in servers:

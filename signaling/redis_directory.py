@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from signaling import cluster_model as model
-from signaling.channels import Registry
+from signaling.channels import LeaveResult, Registry
 from signaling.config import ServerConfig
 from signaling.directory import Events, Joined, LocalDirectory, Totals
 from signaling.protocol import GetPeers, Join, ProtocolError, Status
@@ -132,8 +132,9 @@ class RedisDirectory(LocalDirectory):
         if message.role == "broadcaster":
             old_peer, old_proc = await self._claim(message, peer_id)
         result = self.registry.join(message, peer_id, now, claim_checked=True)
-        if result.replaced is not None:
+        if result.replaced is not None:  # its old broadcaster was ours
             self.replace_done(result.replaced)
+            await self._forget(result.replaced)
         if old_peer and old_proc not in ("", self.proc) and old_proc in self.live_procs:
             await self._send_to_proc(old_proc, {"op": "replace", "peer": old_peer})
         info = model.PeerInfo(self.proc, message.role)
@@ -211,14 +212,7 @@ class RedisDirectory(LocalDirectory):
         left = self.registry.leave(peer_id, now)
         assert left is not None
         self.events.deliver(left.notify, {"type": "peer_left", "peer_id": peer_id})
-        self._dirty.get(channel_name, {}).pop(peer_id, None)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.srem(model.members_key(channel_name), peer_id)
-        pipe.srem(model.preferred_key(channel_name), peer_id)
-        pipe.hdel(model.info_key(channel_name), peer_id)
-        pipe.srem(model.proc_peers_key(self.proc), f"{channel_name} {peer_id}")
-        await pipe.execute()
-        await self._route(channel_name, left.notify_elsewhere, left_message(peer_id))
+        await self._forget(left)
         if role == "broadcaster":
             await self.redis.eval(
                 _RELEASE,
@@ -240,13 +234,19 @@ class RedisDirectory(LocalDirectory):
         left = self.registry.leave(peer_id, time.monotonic(), replaced=True)
         assert left is not None
         self.replace_done(left)
+        await self._forget(left)
+
+    async def _forget(self, left: LeaveResult) -> None:
+        """Remove a peer that left from Redis; tell its contacts on other processes."""
+        channel_name, peer_id = left.channel, left.peer_id
+        self._dirty.get(channel_name, {}).pop(peer_id, None)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.srem(model.members_key(left.channel), peer_id)
-        pipe.srem(model.preferred_key(left.channel), peer_id)
-        pipe.hdel(model.info_key(left.channel), peer_id)
-        pipe.srem(model.proc_peers_key(self.proc), f"{left.channel} {peer_id}")
+        pipe.srem(model.members_key(channel_name), peer_id)
+        pipe.srem(model.preferred_key(channel_name), peer_id)
+        pipe.hdel(model.info_key(channel_name), peer_id)
+        pipe.srem(model.proc_peers_key(self.proc), f"{channel_name} {peer_id}")
         await pipe.execute()
-        await self._route(left.channel, left.notify_elsewhere, left_message(peer_id))
+        await self._route(channel_name, left.notify_elsewhere, left_message(peer_id))
 
     # --- candidates ---------------------------------------------------------------------
 

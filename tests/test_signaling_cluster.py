@@ -124,6 +124,14 @@ async def test_a_claim_on_a_holds_on_b(aiohttp_client: Any, redis_url: str) -> N
     assert (await expect_closed(source))["code"] == "replaced"
     await restarted.send_json({"type": "publish", "media": media(bitrate_bps=3)})
     assert (await receive_type(viewer_b, "media"))["media"]["bitrate_bps"] == 3
+    # Replaced again, on the same process: only the newest broadcaster is still a member.
+    newest, newest_welcome = await join(b, "mine", "broadcaster", secret="right")
+    assert (await expect_closed(restarted))["code"] == "replaced"
+    viewer_a, welcome_a = await join(a, "mine")
+    peers = {p["peer_id"] for p in welcome_a["peers"]}
+    assert newest_welcome["peer_id"] in peers and len(peers) == 2  # it and viewer_b
+    await viewer_a.close()
+    await newest.close()
 
 
 async def test_api_and_metrics_count_the_whole_cluster(aiohttp_client: Any, redis_url: str) -> None:
