@@ -87,6 +87,7 @@ class Peer:
         self.signal_rtt_s: float | None = None
         #: Offers this peer received: how long each took from its sender's client.
         self.offer_delays_s: list[float] = []
+        self.errors: list[str] = []
 
     async def run(self, session: aiohttp.ClientSession, url: str, start_at: float) -> None:
         await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
@@ -107,6 +108,8 @@ class Peer:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
             message = json.loads(msg.data)
+            if message["type"] == "error":
+                self.errors.append(message["code"])
             if message["type"] != "signal":
                 continue
             data = message["data"]
@@ -229,9 +232,14 @@ async def run_once(
             for i, peer in enumerate(peers):  # offers at the same arrival rate
                 await asyncio.sleep(max(0.0, signal_t0 + i / args.rate - time.perf_counter()))
                 await peer.offer(offer_target(peer, server_of, processes > 1))
-            await asyncio.wait_for(
-                asyncio.gather(*(p.answered.wait() for p in peers)), args.timeout
-            )
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*(p.answered.wait() for p in peers)), args.timeout
+                )
+            except TimeoutError:
+                unanswered = [p for p in peers if not p.answered.is_set()]
+                errors = [e for p in peers for e in p.errors]
+                sys.exit(f"{label}: {len(unanswered)} offers unanswered; errors {errors[:20]}")
             signal_wall_s = time.perf_counter() - signal_t0
             servers_cpu_s = sum(cpu_seconds(server.pid) for server in servers) - cpu_idle_s
             client_cpu_s = time.process_time() - client_cpu_s

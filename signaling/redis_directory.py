@@ -73,6 +73,41 @@ return 1
 """
 
 
+# Sample a channel's members (half from its preferred pool) with their info, in one round trip;
+# on a join, also add the joining peer (after sampling: it is not its own candidate).
+# KEYS: members, preferred, info, claim, process's peers. ARGV: peer, budget, join ("1"/"0"),
+# its PeerInfo, preferred ("1"/"0"), its process entry. Returns {ids, infos, claim}: the whole
+# claim on a join (the welcome's media), only its live edge seq otherwise.
+_SAMPLE = """
+local budget = tonumber(ARGV[2])
+local ids, seen = {}, {[ARGV[1]] = true}
+local function take(key, n)
+  if n <= 0 then return end
+  for _, id in ipairs(redis.call('SRANDMEMBER', key, n)) do
+    if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+  end
+end
+take(KEYS[2], math.floor(budget / 2))
+take(KEYS[1], budget)
+local claim
+if ARGV[3] == '1' then
+  redis.call('SADD', KEYS[1], ARGV[1])
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+  if ARGV[5] == '1' then redis.call('SADD', KEYS[2], ARGV[1]) end
+  redis.call('SADD', KEYS[5], ARGV[6])
+  claim = redis.call('HGETALL', KEYS[4])
+else
+  claim = {'seq', redis.call('HGET', KEYS[4], 'seq') or ''}
+end
+local infos = {}
+if #ids > 0 then infos = redis.call('HMGET', KEYS[3], unpack(ids)) end
+return {ids, infos, claim}
+"""
+
+#: Where peers of other processes are (a peer never moves): (channel, peer) -> process.
+WHERE_CACHE_ENTRIES = 100_000
+
+
 class RedisDirectory(LocalDirectory):
     """`LocalDirectory` for this process's peers, plus what Redis shares with the others."""
 
@@ -92,6 +127,8 @@ class RedisDirectory(LocalDirectory):
         self._dirty: dict[str, dict[str, model.PeerInfo]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
+        self._sample_script = self.redis.register_script(_SAMPLE)
+        self._where: dict[tuple[str, str], str] = {}
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -138,19 +175,8 @@ class RedisDirectory(LocalDirectory):
         if old_peer and old_proc not in ("", self.proc) and old_proc in self.live_procs:
             await self._send_to_proc(old_proc, {"op": "replace", "peer": old_peer})
         info = model.PeerInfo(self.proc, message.role)
-        budget = SAMPLE_FACTOR * count
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(model.claim_key(channel_name))
-        pipe.srandmember(model.preferred_key(channel_name), budget // 2)
-        pipe.srandmember(model.members_key(channel_name), budget)
-        pipe.sadd(model.members_key(channel_name), peer_id)
-        pipe.hset(model.info_key(channel_name), peer_id, info.encode())
-        if info.preferred:
-            pipe.sadd(model.preferred_key(channel_name), peer_id)
-        pipe.sadd(model.proc_peers_key(self.proc), f"{channel_name} {peer_id}")
         try:
-            claim, preferred, members, *_ = await pipe.execute()
-            candidates = await self._sample(channel_name, peer_id, preferred + members, count)
+            candidates, claim = await self._sample(channel_name, peer_id, count, join=info)
         except (RedisError, OSError) as error:
             with contextlib.suppress(RedisError, OSError):
                 await self.leave(peer_id, now)
@@ -254,31 +280,48 @@ class RedisDirectory(LocalDirectory):
         peer = self.registry.peers.get(peer_id)
         if peer is None:
             raise ProtocolError("not_joined", "send join first")
-        budget = SAMPLE_FACTOR * request.count
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.srandmember(model.preferred_key(peer.channel), budget // 2)
-        pipe.srandmember(model.members_key(peer.channel), budget)
-        preferred, members = await pipe.execute()
         exclude = request.exclude | peer.neighbours
-        ids = [i for i in dict.fromkeys(preferred + members) if i not in exclude]
-        return await self._sample(peer.channel, peer_id, ids, request.count)
+        candidates, _ = await self._sample(peer.channel, peer_id, request.count, exclude=exclude)
+        return candidates
 
     async def _sample(
-        self, channel_name: str, requester: str, ids: list[str], count: int
-    ) -> list[Candidate]:
-        """Weigh a bounded sample of the channel's members (their info: one HMGET)."""
-        unique = list(dict.fromkeys(i for i in ids if i != requester))
-        if not unique:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(model.info_key(channel_name), unique)
-        pipe.hget(model.claim_key(channel_name), "seq")
-        infos, seq = await pipe.execute()
-        infos = [None if text is None else _str(text) for text in infos]
-        await self._learn_procs(model.procs_of(infos))
-        pool = model.live_candidates(unique, infos, self.live_procs, requester)
-        live_edge_seq = int(seq) if seq and str(seq).isdigit() else None
-        return draw(pool, count, self.registry.rng, live_edge_seq)
+        self,
+        channel_name: str,
+        requester: str,
+        count: int,
+        exclude: frozenset[str] = frozenset(),
+        join: model.PeerInfo | None = None,
+    ) -> tuple[list[Candidate], dict[str, str]]:
+        """Weigh a bounded sample of the channel's members, in one round trip (_SAMPLE); with
+        `join`, add `requester` to the channel too. Returns the candidates and the claim."""
+        entry = f"{channel_name} {requester}"
+        ids, infos, flat_claim = await self._sample_script(
+            keys=[
+                model.members_key(channel_name),
+                model.preferred_key(channel_name),
+                model.info_key(channel_name),
+                model.claim_key(channel_name),
+                model.proc_peers_key(self.proc),
+            ],
+            args=[
+                requester,
+                SAMPLE_FACTOR * count,
+                "1" if join else "0",
+                join.encode() if join else "",
+                "1" if join and join.preferred else "0",
+                entry,
+            ],
+        )
+        claim = {_str(k): _str(v) for k, v in zip(flat_claim[::2], flat_claim[1::2], strict=True)}
+        texts = [None if text is None else _str(text) for text in infos]
+        await self._learn_procs(model.procs_of(texts))
+        chosen = [(i, t) for i, t in zip(ids, texts, strict=False) if _str(i) not in exclude]
+        pool = model.live_candidates(
+            [_str(i) for i, _ in chosen], [t for _, t in chosen], self.live_procs, requester
+        )
+        seq = claim.get("seq", "")
+        live_edge_seq = int(seq) if seq.isdigit() else None
+        return draw(pool, count, self.registry.rng, live_edge_seq), claim
 
     async def status(self, peer_id: str, status: Status) -> None:
         self.registry.status(peer_id, status)
@@ -300,17 +343,38 @@ class RedisDirectory(LocalDirectory):
         sender = self.registry.peers.get(from_id)
         if sender is None:
             raise ProtocolError("not_joined", "send join first")
-        text = await self.redis.hget(model.info_key(sender.channel), to_id)
-        info = model.decode_info(_str(text)) if text is not None else None
-        if info is not None:
-            await self._learn_procs({info.proc})
-        if info is None or info.proc not in self.live_procs or to_id == from_id:
+        proc = await self._where_is(sender.channel, to_id)
+        if proc is None or to_id == from_id:
             raise ProtocolError("unknown_peer", "no such peer in this channel")
         self.registry.record_remote_contact(from_id, to_id)
         await self._send_to_proc(
-            info.proc,
-            {"op": "signal", "from": from_id, "to": to_id, "data": data, "t": time.time()},
+            proc,
+            {
+                "op": "signal",
+                "from": from_id,
+                "from_proc": self.proc,
+                "channel": sender.channel,
+                "to": to_id,
+                "data": data,
+                "t": time.time(),
+            },
         )
+
+    async def _where_is(self, channel_name: str, peer_id: str) -> str | None:
+        """The live process holding `peer_id` in this channel (cached: a peer never moves)."""
+        key = (channel_name, peer_id)
+        proc = self._where.get(key)
+        if proc is None:
+            text = await self.redis.hget(model.info_key(channel_name), peer_id)
+            info = model.decode_info(_str(text)) if text is not None else None
+            if info is None:
+                return None
+            proc = info.proc
+            if len(self._where) >= WHERE_CACHE_ENTRIES:
+                del self._where[next(iter(self._where))]
+            self._where[key] = proc
+        await self._learn_procs({proc})
+        return proc if proc in self.live_procs else None
 
     async def publish(self, peer_id: str, media: dict[str, Any], now: float) -> None:
         await super().publish(peer_id, media, now)
@@ -391,7 +455,9 @@ class RedisDirectory(LocalDirectory):
             op = envelope["op"]
             if op == "signal":
                 to_id, from_id = envelope["to"], envelope["from"]
-                if to_id not in self.registry.peers:
+                if to_id not in self.registry.peers:  # it left: the sender's server forgets it
+                    gone = {"op": "gone", "channel": envelope["channel"], "peer": to_id}
+                    await self._send_to_proc(envelope["from_proc"], {**gone, "to": from_id})
                     return
                 self.registry.record_remote_contact(to_id, from_id)
                 self.events.deliver(
@@ -400,6 +466,10 @@ class RedisDirectory(LocalDirectory):
                 self.events.signal_delivered(max(0.0, time.time() - float(envelope["t"])))
             elif op == "deliver":
                 self.events.deliver(envelope["peers"], envelope["msg"])
+            elif op == "gone":  # a signal we sent found no one: as if it had been refused here
+                self._where.pop((envelope["channel"], envelope["peer"]), None)
+                error = {"type": "error", "code": "unknown_peer", "fatal": False}
+                self.events.deliver([envelope["to"]], {**error, "message": "that peer left"})
             elif op == "channel" and envelope["src"] != self.proc:
                 self._deliver_to_channel(envelope["channel"], envelope["msg"], envelope["except"])
             elif op == "replace":

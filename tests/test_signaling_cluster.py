@@ -106,6 +106,9 @@ async def test_an_offer_from_a_reaches_b_and_the_answer_comes_back(
     await answerer.close()
     left = await receive_type(offerer, "peer_left")
     assert left["peer_id"] == welcome_b["peer_id"]
+    # A late candidate for it is refused, though A still remembers where it was.
+    await offerer.send_json({"type": "signal", "to": welcome_b["peer_id"], "data": {}})
+    assert (await receive_type(offerer, "error"))["code"] == "unknown_peer"
     await other.close()
 
 
