@@ -7,8 +7,8 @@ A signal to a peer of another process goes to that process's pub/sub inbox; a me
 whole channel goes to every process. A process that stops beating drops out of every sample
 within `cluster_liveness_s`, and the first process to notice removes what it left behind.
 
-Rules: a join, a signal or a get_peers costs a bounded number of Redis round trips (two at
-most), never a scan of a channel; peers' status changes are batched into one write per
+Rules: a join, a signal or a get_peers costs one Redis round trip at most, never a scan of a
+channel; peers' status changes are batched into one write per
 heartbeat; no Redis reply is trusted to be well formed (cluster_model decodes defensively).
 """
 
@@ -129,6 +129,8 @@ class RedisDirectory(LocalDirectory):
         self._pubsub: Any = None
         self._sample_script = self.redis.register_script(_SAMPLE)
         self._where: dict[tuple[str, str], str] = {}
+        #: Set by close(): our records go in one sweep (_cleanup), not peer by peer.
+        self._closing = False
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -148,6 +150,7 @@ class RedisDirectory(LocalDirectory):
         self._tasks = [loop.create_task(self._heartbeats()), loop.create_task(self._listen())]
 
     async def close(self) -> None:
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -239,18 +242,23 @@ class RedisDirectory(LocalDirectory):
         assert left is not None
         self.events.deliver(left.notify, {"type": "peer_left", "peer_id": peer_id})
         await self._forget(left)
-        if role == "broadcaster":
-            await self.redis.eval(
-                _RELEASE,
-                1,
-                model.claim_key(channel_name),
-                peer_id,
-                int(self.config.owner_ttl_s * 1000),
-            )
-        if left.broadcast_ended:
-            ended = {"type": "broadcast_ended", "reason": "broadcaster_left"}
-            self._deliver_to_channel(channel_name, ended, except_peer=None)
-            await self._publish_all(channel_name, ended, except_peer=None)
+        if self._closing:
+            return  # this process is going: its broadcaster's claim lasts claim_ttl, as on a crash
+        try:
+            if role == "broadcaster":
+                await self.redis.eval(
+                    _RELEASE,
+                    1,
+                    model.claim_key(channel_name),
+                    peer_id,
+                    int(self.config.owner_ttl_s * 1000),
+                )
+            if left.broadcast_ended:
+                ended = {"type": "broadcast_ended", "reason": "broadcaster_left"}
+                self._deliver_to_channel(channel_name, ended, except_peer=None)
+                await self._publish_all(channel_name, ended, except_peer=None)
+        except (RedisError, OSError) as error:
+            log.warning("could not release %s's claim on %s: %s", peer_id, channel_name, error)
 
     async def _replaced_here(self, peer_id: str) -> None:
         """Another process took our broadcaster's claim with its secret: close our socket."""
@@ -266,13 +274,21 @@ class RedisDirectory(LocalDirectory):
         """Remove a peer that left from Redis; tell its contacts on other processes."""
         channel_name, peer_id = left.channel, left.peer_id
         self._dirty.get(channel_name, {}).pop(peer_id, None)
+        if self._closing:
+            return
         pipe = self.redis.pipeline(transaction=False)
         pipe.srem(model.members_key(channel_name), peer_id)
         pipe.srem(model.preferred_key(channel_name), peer_id)
         pipe.hdel(model.info_key(channel_name), peer_id)
         pipe.srem(model.proc_peers_key(self.proc), f"{channel_name} {peer_id}")
-        await pipe.execute()
-        await self._route(channel_name, left.notify_elsewhere, left_message(peer_id))
+        try:
+            await pipe.execute()
+            await self._route(channel_name, left.notify_elsewhere, left_message(peer_id))
+        except (RedisError, OSError) as error:
+            # It stays a member until this process restarts or dies (then it is swept); a
+            # signal to it meanwhile comes back as unknown_peer.
+            if not self._closing:
+                log.warning("could not remove %s from Redis: %s", peer_id, error)
 
     # --- candidates ---------------------------------------------------------------------
 
