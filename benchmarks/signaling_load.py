@@ -68,6 +68,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def histogram_quantile(texts: list[str], name: str, fraction: float) -> float | None:
+    """The upper bound (ms) of the bucket holding `fraction` of a Prometheus histogram, summed
+    over servers' /metrics texts (None if empty): the servers' own view, without the client."""
+    buckets: dict[float, float] = {}
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith(name + "_bucket{"):
+                bound = line.split('le="', 1)[1].split('"', 1)[0]
+                upper = float("inf") if bound == "+Inf" else float(bound)
+                buckets[upper] = buckets.get(upper, 0.0) + float(line.rsplit(" ", 1)[1])
+    total = buckets.get(float("inf"), 0.0)
+    if not total:
+        return None
+    for upper in sorted(buckets):
+        if buckets[upper] >= fraction * total:
+            return upper * 1000
+    return None
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -242,6 +261,7 @@ async def run_once(
                 sys.exit(f"{label}: {len(unanswered)} offers unanswered; errors {errors[:20]}")
             signal_wall_s = time.perf_counter() - signal_t0
             servers_cpu_s = sum(cpu_seconds(server.pid) for server in servers) - cpu_idle_s
+            metrics = [await (await session.get(url + "/metrics")).text() for url in urls]
             client_cpu_s = time.process_time() - client_cpu_s
             await asyncio.gather(*(p.ws.close() for p in peers if p.ws is not None))
             for reader in readers:
@@ -263,6 +283,14 @@ async def run_once(
             "signal_rtt_ms_p50": round(statistics.median(rtts_ms), 2),
             "signal_rtt_ms_p99": round(percentile(rtts_ms, 0.99), 2),
             "signals_round_trips": len(rtts_ms),
+            # The servers' histograms: join received -> welcome queued; signal received ->
+            # queued for its target (on the target's server). Bucket bounds, in ms.
+            "server_join_ms_p99_bucket": histogram_quantile(
+                metrics, "signaling_join_seconds", 0.99
+            ),
+            "server_signal_ms_p99_bucket": histogram_quantile(
+                metrics, "signaling_signal_delivery_seconds", 0.99
+            ),
             "signal_phase_s": round(signal_wall_s, 2),
             "server_rss_idle_mib": round(rss_idle / 2**20, 1),
             "server_rss_joined_mib": round(rss_joined / 2**20, 1),
