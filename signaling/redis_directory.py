@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -107,6 +108,27 @@ return {ids, infos, claim}
 #: Where peers of other processes are (a peer never moves): (channel, peer) -> process.
 WHERE_CACHE_ENTRIES = 100_000
 
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[Any]])
+
+
+def _unavailable_on_redis_errors(fatal: bool) -> Callable[[_Method], _Method]:
+    """Redis gone for a moment is an `unavailable` error for that client, not a crash."""
+
+    def wrap(method: _Method) -> _Method:
+        @functools.wraps(method)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except (RedisError, OSError) as error:
+                log.warning("%s failed: %s", method.__name__, error)
+                raise ProtocolError(
+                    "unavailable", "the cluster is unavailable, try again", fatal=fatal
+                ) from None
+
+        return cast(_Method, wrapper)
+
+    return wrap
+
 
 class RedisDirectory(LocalDirectory):
     """`LocalDirectory` for this process's peers, plus what Redis shares with the others."""
@@ -166,6 +188,7 @@ class RedisDirectory(LocalDirectory):
 
     # --- membership ---------------------------------------------------------------------
 
+    @_unavailable_on_redis_errors(fatal=True)
     async def join(self, message: Join, peer_id: str, now: float, count: int) -> Joined:
         channel_name = message.channel
         old_peer = old_proc = ""
@@ -174,11 +197,12 @@ class RedisDirectory(LocalDirectory):
         result = self.registry.join(message, peer_id, now, claim_checked=True)
         if result.replaced is not None:  # its old broadcaster was ours
             self.replace_done(result.replaced)
-            await self._forget(result.replaced)
-        if old_peer and old_proc not in ("", self.proc) and old_proc in self.live_procs:
-            await self._send_to_proc(old_proc, {"op": "replace", "peer": old_peer})
         info = model.PeerInfo(self.proc, message.role)
         try:
+            if result.replaced is not None:
+                await self._forget(result.replaced)
+            if old_peer and old_proc not in ("", self.proc) and old_proc in self.live_procs:
+                await self._send_to_proc(old_proc, {"op": "replace", "peer": old_peer})
             candidates, claim = await self._sample(channel_name, peer_id, count, join=info)
         except (RedisError, OSError) as error:
             with contextlib.suppress(RedisError, OSError):
@@ -188,7 +212,8 @@ class RedisDirectory(LocalDirectory):
             raise ProtocolError(
                 "unavailable", "the cluster is unavailable, try again", fatal=True
             ) from None
-        media = self.registry.channels[channel_name].media or model.media_of(claim)
+        channel = self.registry.channels.get(channel_name)
+        media = (channel.media if channel else None) or model.media_of(claim)
         return Joined(channel_name, media, candidates)
 
     async def _claim(self, message: Join, peer_id: str) -> tuple[str, str]:
@@ -292,6 +317,7 @@ class RedisDirectory(LocalDirectory):
 
     # --- candidates ---------------------------------------------------------------------
 
+    @_unavailable_on_redis_errors(fatal=False)
     async def candidates(self, peer_id: str, request: GetPeers) -> list[Candidate]:
         peer = self.registry.peers.get(peer_id)
         if peer is None:
@@ -352,6 +378,7 @@ class RedisDirectory(LocalDirectory):
 
     # --- signals and broadcasts ---------------------------------------------------------
 
+    @_unavailable_on_redis_errors(fatal=False)
     async def signal(self, from_id: str, to_id: str, data: dict[str, Any]) -> None:
         if to_id in self.registry.peers:
             await super().signal(from_id, to_id, data)
@@ -392,6 +419,7 @@ class RedisDirectory(LocalDirectory):
         await self._learn_procs({proc})
         return proc if proc in self.live_procs else None
 
+    @_unavailable_on_redis_errors(fatal=False)
     async def publish(self, peer_id: str, media: dict[str, Any], now: float) -> None:
         await super().publish(peer_id, media, now)
         channel_name = self.registry.peers[peer_id].channel
@@ -403,6 +431,7 @@ class RedisDirectory(LocalDirectory):
         await pipe.execute()
         await self._publish_all(channel_name, {"type": "media", "media": media}, peer_id)
 
+    @_unavailable_on_redis_errors(fatal=False)
     async def end(self, peer_id: str, now: float) -> None:
         was_live = self.registry.end(peer_id, now)
         if was_live is None:

@@ -218,3 +218,36 @@ async def test_an_abandoned_claim_lapses_across_the_cluster(
         await ws.close()
         await asyncio.sleep(0.05)
     assert time.monotonic() - left_at >= 0.3
+
+
+async def test_redis_going_away_is_an_error_for_the_client_not_a_crash(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    with running_redis(tmp_path) as server:
+        client = await make_client(aiohttp_client, redis_url=server.url, **CLUSTER)
+        viewer, welcome = await join(client, "c")
+        other, other_welcome = await join(client, "c")
+    # redis-server has stopped: a signal to a peer of this process still works, a join does not.
+    await viewer.send_json({"type": "signal", "to": other_welcome["peer_id"], "data": {"x": 1}})
+    assert (await receive_type(other, "signal"))["data"] == {"x": 1}
+    refused = await client.ws_connect("/ws")
+    await refused.send_json({"type": "join", "channel": "c", "role": "viewer"})
+    assert (await expect_closed(refused, timeout_s=10.0))["code"] == "unavailable"
+    await viewer.send_json({"type": "ping"})
+    assert (await receive_type(viewer, "pong"))["type"] == "pong"
+    assert welcome["peer_id"] in client.app[STATE].registry.peers
+
+
+@pytest.mark.slow
+def test_serve_with_an_unreachable_redis_exits_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "signaling", "--port", "0", "--redis", "redis://127.0.0.1:1/0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode != 0
+    assert "cannot use Redis at redis://127.0.0.1:1/0" in result.stderr
+    assert "Traceback" not in result.stderr
