@@ -151,6 +151,8 @@ class RedisDirectory(LocalDirectory):
         self._pubsub: Any = None
         self._sample_script = self.redis.register_script(_SAMPLE)
         self._where: dict[tuple[str, str], str] = {}
+        #: Our peers in their channel's preferred pool in Redis.
+        self._preferred: set[str] = set()
         #: Set by close(): our records go in one sweep (_cleanup), not peer by peer.
         self._closing = False
 
@@ -204,6 +206,8 @@ class RedisDirectory(LocalDirectory):
             if old_peer and old_proc not in ("", self.proc) and old_proc in self.live_procs:
                 await self._send_to_proc(old_proc, {"op": "replace", "peer": old_peer})
             candidates, claim = await self._sample(channel_name, peer_id, count, join=info)
+            if info.preferred:
+                self._preferred.add(peer_id)
         except (RedisError, OSError) as error:
             with contextlib.suppress(RedisError, OSError):
                 await self.leave(peer_id, now)
@@ -299,6 +303,7 @@ class RedisDirectory(LocalDirectory):
         """Remove a peer that left from Redis; tell its contacts on other processes."""
         channel_name, peer_id = left.channel, left.peer_id
         self._dirty.get(channel_name, {}).pop(peer_id, None)
+        self._preferred.discard(peer_id)
         if self._closing:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -559,11 +564,15 @@ class RedisDirectory(LocalDirectory):
                 model.info_key(channel_name),
                 mapping={peer_id: info.encode() for peer_id, info in infos.items()},
             )
-            for peer_id, info in infos.items():
-                if info.preferred:
-                    pipe.sadd(model.preferred_key(channel_name), peer_id)
-                else:
-                    pipe.srem(model.preferred_key(channel_name), peer_id)
+            joined = {p for p, info in infos.items() if info.preferred} - self._preferred
+            dropped = {p for p, info in infos.items() if not info.preferred} & self._preferred
+            if joined:  # only changes: most peers keep their pool from one status to the next
+                pipe.sadd(model.preferred_key(channel_name), *joined)
+                self._preferred |= joined
+            if dropped:
+                pipe.srem(model.preferred_key(channel_name), *dropped)
+                self._preferred -= dropped
+            for info in infos.values():
                 if info.role == "broadcaster" and info.latest_seq is not None:
                     pipe.hset(model.claim_key(channel_name), "seq", info.latest_seq)
         for channel in self.registry.channels.values():

@@ -251,3 +251,31 @@ def test_serve_with_an_unreachable_redis_exits_with_one_line() -> None:
     assert result.returncode != 0
     assert "cannot use Redis at redis://127.0.0.1:1/0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_status_reaches_the_other_processes_samples(
+    aiohttp_client: Any, redis_url: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    a, b = await two_servers(aiohttp_client, redis_url)
+    helper, welcome_a = await join(a, "s")
+    viewer, _ = await join(b, "s")
+    status = {"type": "status", "latest_seq": 42, "spare_upload_bps": 2_000_000}
+    await helper.send_json(status)
+
+    async def reported() -> bool:
+        await viewer.send_json({"type": "get_peers", "count": 4})
+        peers = (await receive_type(viewer, "peers"))["peers"]
+        return [p["latest_seq"] for p in peers] == [42]
+
+    await wait_for(reported)
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    assert await redis.smembers("sig:preferred:s") == {welcome_a["peer_id"]}  # spare upload
+    await helper.send_json({**status, "spare_upload_bps": 0})
+
+    async def demoted() -> bool:
+        return not await redis.smembers("sig:preferred:s")
+
+    await wait_for(demoted)
+    await redis.aclose()
