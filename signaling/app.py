@@ -114,8 +114,8 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(state.config.sweep_interval_s)
             try:
                 await state.directory.sweep(time.monotonic())
-            except Exception:  # e.g. Redis unreachable for a moment: try again next round
-                log.exception("sweep failed")
+            except Exception as error:  # e.g. Redis unreachable for a moment: next round
+                log.warning("sweep failed: %s", error)
             _refresh_turn_credentials(state)
 
     task = asyncio.get_running_loop().create_task(loop())
