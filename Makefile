@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench browser axe coturn netbed clean
+.PHONY: demo test test-fast lint bench browser axe coturn redis netbed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,19 @@ coturn:
 	  fi; \
 	fi
 
+# The cluster tests start Debian's redis-server on 127.0.0.1 (no persistence); install it when
+# missing and apt is usable (root). The package's own service is stopped: the tests start their own.
+redis:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian redis-server for the cluster tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    (systemctl stop redis-server 2>/dev/null || service redis-server stop 2>/dev/null) || true; \
+	  else \
+	    echo "redis-server is missing and apt is not usable: cluster tests will be skipped"; \
+	  fi; \
+	fi
+
 # The namespace test bed (`streamer netbed`, its test needs root): coturn for STUN/TURN, nftables
 # for the NATs, iptables for NFQUEUE, and the delay shim's NetfilterQueue (built against Debian's
 # libnetfilter-queue-dev) for kernels without sch_netem. Installed when missing and apt is usable.
@@ -88,7 +101,7 @@ netbed: $(STAMP)
 	fi
 
 # The whole suite (slow end-to-end and browser tests included), then lint: CI runs exactly this.
-test: $(STAMP) browser axe coturn netbed
+test: $(STAMP) browser axe coturn redis netbed
 	$(PY) -m pytest -q -rs
 	$(MAKE) --no-print-directory lint
 

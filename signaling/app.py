@@ -1,8 +1,9 @@
 """The aiohttp application: /ws signaling plus the pages; `start_server` embeds it anywhere.
 
-Rules: every client message goes through rate limit -> parse -> registry, and any refusal is an
+Rules: every client message goes through rate limit -> parse -> directory, and any refusal is an
 `error` to that client only; nothing a client sends can raise out of its handler; sends go
-through a bounded Outbox so no client can block another.
+through a bounded Outbox so no client can block another; one address holds at most
+`max_connections_per_ip` sockets and `max_channels_per_ip` channels.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling import pages
-from signaling.channels import Channel, Registry, new_peer_id
+from signaling.channels import Registry, new_peer_id
 from signaling.config import ServerConfig
+from signaling.directory import Directory, Events, LocalDirectory
+from signaling.iplimits import IpLimits
 from signaling.outbox import Outbox
 from signaling.protocol import (
     PROTOCOL_VERSION,
@@ -38,6 +41,7 @@ from signaling.protocol import (
     parse_client_message,
 )
 from signaling.ratelimit import TokenBucket
+from signaling.redis_directory import RedisDirectory
 from signaling.state import STATE, Connection, ServerState
 from signaling.turn_credentials import expiry_unix_s, needs_refresh
 
@@ -50,13 +54,24 @@ CLOSE_TIMEOUT_S = 2.0
 def create_app(config: ServerConfig) -> web.Application:
     """The whole server as an aiohttp Application (routes, pages, shutdown handling)."""
     app = web.Application(client_max_size=64 * 1024)
+    registry = Registry(
+        max_peers_per_channel=config.max_peers_per_channel,
+        max_channels=config.max_channels,
+        owner_ttl_s=config.owner_ttl_s,
+        broadcast_token=config.broadcast_token,
+        max_waiting_channels=config.max_waiting_channels,
+        remote_peers=config.redis_url is not None,
+    )
+    directory: Directory
+    if config.redis_url is None:
+        directory = LocalDirectory(registry)
+    else:
+        directory = RedisDirectory(registry, config)
     app[STATE] = ServerState(
         config=config,
-        registry=Registry(
-            max_peers_per_channel=config.max_peers_per_channel,
-            max_channels=config.max_channels,
-            owner_ttl_s=config.owner_ttl_s,
-            broadcast_token=config.broadcast_token,
+        directory=directory,
+        ip_limits=IpLimits(
+            config.max_connections_per_ip, config.max_channels_per_ip, config.limit_loopback
         ),
         limits=Limits(
             max_message_bytes=config.max_message_bytes,
@@ -71,9 +86,23 @@ def create_app(config: ServerConfig) -> web.Application:
     )
     app.router.add_get("/ws", websocket_handler)
     pages.setup(app)
+    app.cleanup_ctx.append(_directory)
     app.cleanup_ctx.append(_sweeper)
     app.on_shutdown.append(_close_all)
     return app
+
+
+async def _directory(app: web.Application) -> AsyncIterator[None]:
+    """Start the directory (a cluster's: connect to Redis) before the first socket; stop it last."""
+    state = app[STATE]
+    events = Events(
+        deliver=lambda peer_ids, message: _send_to_peers(state, peer_ids, message),
+        replaced=lambda peer_id: _close_replaced(state, peer_id),
+        signal_delivered=state.metrics.signal_seconds.observe,
+    )
+    await state.directory.start(events)
+    yield
+    await state.directory.close()
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
@@ -83,7 +112,10 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     async def loop() -> None:
         while True:
             await asyncio.sleep(state.config.sweep_interval_s)
-            state.registry.sweep(time.monotonic())
+            try:
+                await state.directory.sweep(time.monotonic())
+            except Exception as error:  # e.g. Redis unreachable for a moment: next round
+                log.warning("sweep failed: %s", error)
             _refresh_turn_credentials(state)
 
     task = asyncio.get_running_loop().create_task(loop())
@@ -158,7 +190,7 @@ def _send_to_peers(state: ServerState, peer_ids: Iterable[str], message: dict[st
 
 
 def _send_error(state: ServerState, conn: Connection, error: ProtocolError) -> None:
-    state.metrics.errors[error.code] += 1
+    state.metrics.count_error(error.code)
     _send(state, conn, error_message(error.code, error.message, error.fatal))
 
 
@@ -183,8 +215,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     conn: Connection
 
     def on_overflow() -> None:
-        state.metrics.dropped_slow_total += 1
-        state.metrics.errors["slow_consumer"] += 1
+        state.metrics.dropped_slow.inc()
+        state.metrics.count_error("slow_consumer")
         _drop(conn)
 
     conn = Connection(
@@ -193,16 +225,49 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         msg_bucket=TokenBucket(config.rate_msgs_per_s, config.rate_burst_msgs, now),
         byte_bucket=TokenBucket(config.rate_bytes_per_s, config.rate_burst_bytes, now),
         transport=request.transport,
+        address=request.remote or "",
     )
+    if not state.ip_limits.connect(conn.address):
+        cap = config.max_connections_per_ip
+        _send_error(
+            state,
+            conn,
+            ProtocolError(
+                "too_many_connections",
+                f"too many connections from your address (at most {cap})",
+                fatal=True,
+            ),
+        )
+        await _close(conn, WSCloseCode.TRY_AGAIN_LATER)
+        await conn.outbox.close()
+        state.closed_connections += 1
+        _release_heartbeat(ws)
+        return ws
     state.connections.add(conn)
-    state.metrics.connections_total += 1
+    state.metrics.connections_accepted.inc()
     try:
         await _serve(state, conn)
     except Exception:  # a bug must cost one connection, never the server
         log.exception("signaling connection failed")
     finally:
         await _disconnect(state, conn)
+        _release_heartbeat(ws)
     return ws
+
+
+def _release_heartbeat(ws: web.WebSocketResponse) -> None:
+    """Stop a closed socket's heartbeat for good.
+
+    aiohttp (3.14) re-arms the heartbeat when the peer's close frame arrives after our own close
+    (every refused join does this); the timer then keeps the whole connection in memory for
+    another 1.5 heartbeats (30 s), which a flood of refused joins turns into megabytes. Private
+    attributes, so each step is skipped if a later aiohttp lacks it.
+    """
+    if hasattr(ws, "_heartbeat"):
+        ws._heartbeat = None  # no re-arm from data still arriving
+    cancel = getattr(ws, "_cancel_heartbeat", None)
+    if callable(cancel):
+        cancel()
 
 
 async def _serve(state: ServerState, conn: Connection) -> None:
@@ -216,7 +281,7 @@ async def _serve(state: ServerState, conn: Connection) -> None:
             await _close(conn, WSCloseCode.POLICY_VIOLATION)
             return
         if msg.type == WSMsgType.TEXT:
-            fatal = _on_text(state, conn, msg.data)
+            fatal = await _on_text(state, conn, msg.data)
             if fatal:
                 await _close(conn, WSCloseCode.POLICY_VIOLATION)
                 return
@@ -225,7 +290,7 @@ async def _serve(state: ServerState, conn: Connection) -> None:
             _send_error(state, conn, ProtocolError("invalid_message", "send JSON text frames"))
         elif msg.type == WSMsgType.ERROR:
             # aiohttp closes with 1009 on a frame over max_msg_size; count it, then we are done.
-            state.metrics.errors["too_large"] += 1
+            state.metrics.count_error("too_large")
             return
         else:  # CLOSE, CLOSING, CLOSED
             return
@@ -239,7 +304,7 @@ async def _close(conn: Connection, code: int) -> None:
         _drop(conn)
 
 
-def _on_text(state: ServerState, conn: Connection, text: str) -> bool:
+async def _on_text(state: ServerState, conn: Connection, text: str) -> bool:
     """Handle one text frame; True when the connection must be closed."""
     size_bytes = len(text.encode("utf-8", "surrogatepass"))
     now = time.monotonic()
@@ -258,16 +323,18 @@ def _on_text(state: ServerState, conn: Connection, text: str) -> bool:
         return error.fatal
     state.metrics.count_in(_TYPE_NAMES[type(message)], size_bytes)
     try:
-        _dispatch(state, conn, message, now)
+        await _dispatch(state, conn, message, now)
     except ProtocolError as error:
         _send_error(state, conn, error)
         return error.fatal
     return False
 
 
-def _dispatch(state: ServerState, conn: Connection, message: ClientMessage, now: float) -> None:
+async def _dispatch(
+    state: ServerState, conn: Connection, message: ClientMessage, now: float
+) -> None:
     if isinstance(message, Join):
-        _on_join(state, conn, message, now)
+        await _on_join(state, conn, message, now)
         return
     if isinstance(message, Ping):
         _send(state, conn, {"type": "pong"})
@@ -275,51 +342,40 @@ def _dispatch(state: ServerState, conn: Connection, message: ClientMessage, now:
     if conn.peer_id is None:
         raise ProtocolError("not_joined", "send join first")
     peer_id = conn.peer_id
-    registry = state.registry
+    directory = state.directory
     if isinstance(message, Signal):
-        registry.record_signal(peer_id, message.to)
-        _send_to_peers(
-            state, [message.to], {"type": "signal", "from": peer_id, "data": message.data}
-        )
+        await directory.signal(peer_id, message.to, message.data)
     elif isinstance(message, GetPeers):
-        candidates = registry.candidates(peer_id, message)
+        candidates = await directory.candidates(peer_id, message)
         _send(state, conn, {"type": "peers", "peers": [c.to_json() for c in candidates]})
     elif isinstance(message, Status):
-        registry.status(peer_id, message)
+        await directory.status(peer_id, message)
     elif isinstance(message, Publish):
-        channel = registry.publish(peer_id, message.media, now)
-        _send_to_peers(state, _others(channel, peer_id), {"type": "media", "media": channel.media})
+        await directory.publish(peer_id, message.media, now)
     elif isinstance(message, End):
-        ended = registry.end(peer_id, now)
-        if ended is not None:
-            _send_to_peers(
-                state, _others(ended, peer_id), {"type": "broadcast_ended", "reason": "ended"}
-            )
+        await directory.end(peer_id, now)
 
 
-def _others(channel: Channel, peer_id: str) -> list[str]:
-    return [other for other in channel.peers if other != peer_id]
-
-
-def _on_join(state: ServerState, conn: Connection, message: Join, now: float) -> None:
+async def _on_join(state: ServerState, conn: Connection, message: Join, now: float) -> None:
     if conn.peer_id is not None:
         raise ProtocolError("already_joined", "this connection already joined a channel")
-    peer_id = new_peer_id()
-    result = state.registry.join(message, peer_id, now)
-    conn.peer_id = peer_id
-    state.by_peer[peer_id] = conn
-    if result.replaced is not None:
-        # Same secret, old socket still open (a restart the heartbeat has not noticed yet).
-        old = state.by_peer.pop(result.replaced.peer_id, None)
-        _send_to_peers(
-            state, result.replaced.notify, {"type": "peer_left", "peer_id": result.replaced.peer_id}
+    if not state.ip_limits.enter(conn.address, message.channel):
+        cap = state.config.max_channels_per_ip
+        raise ProtocolError(
+            "too_many_channels",
+            f"peers from your address are in too many channels (at most {cap})",
+            fatal=True,
         )
-        if old is not None:
-            old.peer_id = None
-            _send_error(state, old, ProtocolError("replaced", "a newer broadcaster joined", True))
-            asyncio.get_running_loop().create_task(_close(old, WSCloseCode.POLICY_VIOLATION))
-    channel = result.channel
-    candidates = channel.tracker.select(peer_id, state.config.welcome_peers, state.registry.rng)
+    peer_id = new_peer_id()
+    try:
+        joined = await state.directory.join(message, peer_id, now, state.config.welcome_peers)
+    except BaseException:
+        state.ip_limits.leave(conn.address, message.channel)
+        raise
+    conn.peer_id = peer_id
+    conn.channel = message.channel
+    state.by_peer[peer_id] = conn
+    state.metrics.join_seconds.observe(time.monotonic() - now)
     _send(
         state,
         conn,
@@ -327,32 +383,43 @@ def _on_join(state: ServerState, conn: Connection, message: Join, now: float) ->
             "type": "welcome",
             "v": PROTOCOL_VERSION,
             "peer_id": peer_id,
-            "channel": channel.name,
+            "channel": joined.channel,
             "role": message.role,
             "ice_servers": _ice_servers_for(state, conn, peer_id, state.wall_clock()),
-            "media": channel.media,
-            "peers": [c.to_json() for c in candidates],
+            "media": joined.media,
+            "peers": [c.to_json() for c in joined.candidates],
             "heartbeat_s": state.config.heartbeat_s,
         },
     )
 
 
+def _close_replaced(state: ServerState, peer_id: str) -> None:
+    """Same secret, old socket still open (a restart the heartbeat has not noticed yet)."""
+    old = state.by_peer.pop(peer_id, None)
+    if old is None:
+        return
+    old.peer_id = None
+    if old.channel is not None:
+        state.ip_limits.leave(old.address, old.channel)
+        old.channel = None
+    _send_error(state, old, ProtocolError("replaced", "a newer broadcaster joined", True))
+    asyncio.get_running_loop().create_task(_close(old, WSCloseCode.POLICY_VIOLATION))
+
+
 async def _disconnect(state: ServerState, conn: Connection) -> None:
     state.connections.discard(conn)
+    state.closed_connections += 1
+    state.ip_limits.disconnect(conn.address)
+    if conn.channel is not None:
+        state.ip_limits.leave(conn.address, conn.channel)
+        conn.channel = None
     peer_id = conn.peer_id
     if peer_id is not None:
         state.by_peer.pop(peer_id, None)
-        left = state.registry.leave(peer_id, time.monotonic())
-        if left is not None:
-            _send_to_peers(state, left.notify, {"type": "peer_left", "peer_id": peer_id})
-            if left.broadcast_ended:
-                channel = state.registry.channels.get(left.channel)
-                if channel is not None:
-                    _send_to_peers(
-                        state,
-                        list(channel.peers),
-                        {"type": "broadcast_ended", "reason": "broadcaster_left"},
-                    )
+        try:
+            await state.directory.leave(peer_id, time.monotonic())
+        except Exception:  # Redis gone for a moment: the cluster's liveness sweep catches up
+            log.exception("leave failed for %s", peer_id)
     await conn.outbox.close()
     if not conn.ws.closed:
         _drop(conn)

@@ -3,7 +3,13 @@
 No sockets here: the app maps peer ids to connections and sends what these methods return. Rules
 this module never breaks: only a hash of a broadcaster's secret is stored; a refused join changes
 nothing; memory is bounded by the peers present plus owned channels kept `owner_ttl_s` after their
-broadcaster left (and `max_channels` in all); per-peer sets are capped.
+broadcaster left (at most `max_channels` owned); a viewer's join never creates an owned channel:
+an unclaimed channel (a waiting room, at most `max_waiting_channels`) goes with its last peer, so
+a flood of joins to made-up names can never keep a broadcaster out; per-peer sets are capped.
+
+With `remote_peers` (a cluster: signaling.redis_directory) the registry holds this process's
+peers only; neighbours and contacts may be peers of other processes, so ids it does not know are
+kept (still capped) and reported in `LeaveResult.notify_elsewhere`.
 """
 
 from __future__ import annotations
@@ -105,6 +111,8 @@ class LeaveResult:
     notify: frozenset[str]
     #: Set when the broadcaster left mid-broadcast: the channel gets `broadcast_ended`.
     broadcast_ended: bool
+    #: With `remote_peers`: neighbours and contacts this registry does not hold (other processes).
+    notify_elsewhere: frozenset[str] = frozenset()
 
 
 class Registry:
@@ -114,17 +122,23 @@ class Registry:
         self,
         max_peers_per_channel: int = 10_000,
         max_channels: int = 1_000,
-        owner_ttl_s: float = 600.0,
+        owner_ttl_s: float = 60.0,
         broadcast_token: str | None = None,
         rng: random.Random | None = None,
+        max_waiting_channels: int = 1_000,
+        remote_peers: bool = False,
     ) -> None:
         self.max_peers_per_channel = max_peers_per_channel
         self.max_channels = max_channels
+        self.max_waiting_channels = max_waiting_channels
+        self.remote_peers = remote_peers
         self.owner_ttl_s = owner_ttl_s
         self.broadcast_token = broadcast_token
         self.rng = rng or random.Random()
         self.channels: dict[str, Channel] = {}
         self.peers: dict[str, PeerState] = {}
+        #: Names of channels a broadcaster owns (the rest are waiting rooms).
+        self.owned: set[str] = set()
         # Per-server key: a leaked hash is useless elsewhere and cannot be tried offline cheaply.
         self._secret_key = secrets.token_bytes(32)
 
@@ -145,24 +159,40 @@ class Registry:
 
     # --- membership ----------------------------------------------------------------------
 
-    def join(self, message: Join, peer_id: str, now: float) -> JoinResult:
-        """Admit `peer_id` or raise ProtocolError (fatal) without changing anything."""
+    def join(
+        self, message: Join, peer_id: str, now: float, claim_checked: bool = False
+    ) -> JoinResult:
+        """Admit `peer_id` or raise ProtocolError (fatal) without changing anything.
+
+        `claim_checked`: a cluster already checked ownership, token and the owned-channel cap
+        for all its processes (this registry then only records the claim).
+        """
         channel = self.channels.get(message.channel)
         secret_hash: bytes | None = None
         if message.role == "broadcaster":
             assert message.secret is not None  # the parser guarantees it
             secret_hash = self._hash_secret(message.secret)
-            if channel is not None and channel.owner_secret_hash is not None:
+            owned = channel is not None and channel.owner_secret_hash is not None
+            if claim_checked:
+                pass
+            elif owned:
+                assert channel is not None and channel.owner_secret_hash is not None
                 if not hmac.compare_digest(secret_hash, channel.owner_secret_hash):
                     raise ProtocolError(
                         "channel_owned", "this channel belongs to another broadcaster", fatal=True
                     )
             else:
                 self._check_token(message.token)
+                if len(self.owned) >= self.max_channels:
+                    raise ProtocolError(
+                        "server_full", "too many broadcasts on this server", fatal=True
+                    )
         elif channel is not None and len(channel.peers) >= self.max_peers_per_channel:
             raise ProtocolError("channel_full", "this channel is full", fatal=True)
-        if channel is None and len(self.channels) >= self.max_channels:
-            raise ProtocolError("server_full", "too many channels on this server", fatal=True)
+        elif channel is None and len(self.channels) - len(self.owned) >= self.max_waiting_channels:
+            raise ProtocolError(
+                "server_full", "too many channels are waiting for a broadcaster", fatal=True
+            )
 
         if channel is None:
             channel = Channel(name=message.channel, created_at_s=now)
@@ -174,6 +204,7 @@ class Registry:
             channel.owner_secret_hash = secret_hash
             channel.broadcaster_id = peer_id
             channel.owner_left_at_s = None
+            self.owned.add(channel.name)
         peer = PeerState(peer_id=peer_id, channel=channel.name, role=message.role, joined_at_s=now)
         channel.peers[peer_id] = peer
         channel.role_counts[message.role] += 1
@@ -204,6 +235,13 @@ class Registry:
             for other_id in (peer.watchers | peer.contacts.keys())
             if other_id in channel.peers
         )
+        elsewhere: frozenset[str] = frozenset()
+        if self.remote_peers:
+            elsewhere = frozenset(
+                other_id
+                for other_id in (peer.neighbours | peer.contacts.keys())
+                if other_id not in channel.peers
+            )
         ended = False
         if channel.broadcaster_id == peer_id:
             channel.broadcaster_id = None
@@ -213,7 +251,7 @@ class Registry:
             channel.live_since_s = None
         if not channel.peers and channel.owner_secret_hash is None:
             del self.channels[channel.name]
-        return LeaveResult(peer_id, channel.name, notify, ended)
+        return LeaveResult(peer_id, channel.name, notify, ended, elsewhere)
 
     def sweep(self, now: float) -> list[str]:
         """Drop ownership kept past `owner_ttl_s` and channels left empty; returns dropped names."""
@@ -225,6 +263,7 @@ class Registry:
             ):
                 channel.owner_secret_hash = None
                 channel.owner_left_at_s = None
+                self.owned.discard(channel.name)
                 if not channel.peers:
                     del self.channels[channel.name]
                     dropped.append(channel.name)
@@ -276,16 +315,29 @@ class Registry:
         _touch_contact(sender, to_id, self.peers)
         _touch_contact(target, from_id, self.peers)
 
+    def record_remote_contact(self, peer_id: str, other_id: str) -> None:
+        """A signal between our `peer_id` and a peer of another process (the cluster checked
+        that both are in one channel)."""
+        peer = self.peers.get(peer_id)
+        if peer is not None and other_id != peer_id:
+            _touch_contact(peer, other_id, self.peers)
+
     def status(self, peer_id: str, status: Status) -> None:
         peer = self._joined(peer_id)
         channel = self.channels[peer.channel]
-        neighbours = frozenset(n for n in status.neighbours if n in channel.peers and n != peer_id)
+        # On a cluster a neighbour may be a peer of another process: keep ids we do not know.
+        known = channel.peers
+        neighbours = frozenset(
+            n for n in status.neighbours if n != peer_id and (self.remote_peers or n in known)
+        )
         for other_id in peer.neighbours - neighbours:
             other = self.peers.get(other_id)
             if other is not None:
                 other.watchers.discard(peer_id)
         for other_id in neighbours - peer.neighbours:
-            self.peers[other_id].watchers.add(peer_id)
+            other = self.peers.get(other_id)
+            if other is not None:
+                other.watchers.add(peer_id)
         peer.neighbours = neighbours
         channel.upload_bps_total += status.upload_bps - peer.upload_bps
         peer.upload_bps = status.upload_bps

@@ -68,7 +68,16 @@ class ServerConfig:
     max_signal_data_bytes: int = 32 * 1024
     max_stats_bytes: int = 2048
     max_peers_per_channel: int = 10_000
+    #: Channels a broadcaster owns (claimed with its secret), on this server or cluster.
     max_channels: int = 1_000
+    #: Channels viewers wait in before any broadcaster claimed them (they go with their last peer).
+    max_waiting_channels: int = 1_000
+    #: Per client address (0: no cap): open sockets, and channels its peers are in.
+    max_connections_per_ip: int = 50
+    max_channels_per_ip: int = 10
+    #: Apply the per-address caps to loopback clients too (off: local tests and load generators
+    #: run many peers from 127.0.0.1).
+    limit_loopback: bool = False
     #: Per-connection token bucket: sustained messages per second and burst size.
     rate_msgs_per_s: float = 50.0
     rate_burst_msgs: float = 200.0
@@ -84,9 +93,16 @@ class ServerConfig:
     heartbeat_s: float = 20.0
     #: Seconds a socket has to send `join` before it is closed.
     join_timeout_s: float = 30.0
-    #: An owned channel's record is kept this long after its broadcaster left, so it can reclaim it.
-    owner_ttl_s: float = 600.0
-    sweep_interval_s: float = 30.0
+    #: An owned channel's record is kept this long after its broadcaster left, so it can reclaim it
+    #: (`--claim-ttl`); then the claim lapses and anyone may broadcast there.
+    owner_ttl_s: float = 60.0
+    sweep_interval_s: float = 5.0
+    #: A cluster: redis://HOST:PORT/DB shared by every process (None: this process alone).
+    redis_url: str | None = None
+    #: How often a cluster process tells Redis it is alive (and flushes peers' status), and how
+    #: long after its last word its peers drop out of every other process's samples.
+    cluster_heartbeat_s: float = 1.0
+    cluster_liveness_s: float = 3.0
     #: Candidates in `welcome`, and the most a `get_peers` may ask for.
     welcome_peers: int = 8
     max_get_peers: int = 32
@@ -171,11 +187,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require this token to create a channel",
     )
     parser.add_argument(
-        "--max-peers-per-channel", type=int, default=ServerConfig.max_peers_per_channel
+        "--max-peers-per-channel",
+        type=int,
+        default=ServerConfig.max_peers_per_channel,
+        metavar="N",
+        help="peers of one channel on this process (default %(default)s)",
     )
-    parser.add_argument("--max-channels", type=int, default=ServerConfig.max_channels)
     parser.add_argument(
-        "--heartbeat", type=float, default=ServerConfig.heartbeat_s, metavar="SECONDS"
+        "--max-channels",
+        type=int,
+        default=ServerConfig.max_channels,
+        help="channels broadcasters may own at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-waiting-channels",
+        type=int,
+        default=ServerConfig.max_waiting_channels,
+        help="channels viewers may wait in before a broadcaster claims them; they never count "
+        "against --max-channels and go with their last viewer (default %(default)s)",
+    )
+    parser.add_argument(
+        "--claim-ttl",
+        type=float,
+        default=ServerConfig.owner_ttl_s,
+        metavar="SECONDS",
+        help="how long a channel stays its broadcaster's after it left, so a restart reclaims "
+        "it (default %(default).0f s)",
+    )
+    parser.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=ServerConfig.max_connections_per_ip,
+        metavar="N",
+        help="open WebSockets per client address, 0 = no cap (default %(default)s; behind a "
+        "reverse proxy every client has the proxy's address: raise or turn off)",
+    )
+    parser.add_argument(
+        "--max-channels-per-ip",
+        type=int,
+        default=ServerConfig.max_channels_per_ip,
+        metavar="N",
+        help="channels the peers of one address may be in, 0 = no cap (default %(default)s)",
+    )
+    parser.add_argument(
+        "--limit-loopback",
+        action="store_true",
+        help="apply the per-address caps to 127.0.0.1/::1 too (by default loopback is exempt, "
+        "so local tests and load generators can run many peers)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=ServerConfig.heartbeat_s,
+        metavar="SECONDS",
+        help="WebSocket ping interval; a peer missing its pong is dropped (default %(default)s)",
+    )
+    parser.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="run as one process of a cluster sharing channels through Redis, e.g. "
+        "redis://127.0.0.1:6379/0: start any number of `serve --redis URL` (each its own "
+        "--port) and spread clients over them; a channel's peers may be on any of them",
     )
     parser.add_argument(
         "--allowed-origin",
@@ -257,6 +330,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise UserError("--max-peers-per-channel and --max-channels must be >= 1")
     if args.heartbeat <= 0:
         raise UserError("--heartbeat must be > 0 seconds")
+    if args.max_waiting_channels < 0 or args.claim_ttl < 0:
+        raise UserError("--max-waiting-channels and --claim-ttl must be >= 0")
+    if args.max_connections_per_ip < 0 or args.max_channels_per_ip < 0:
+        raise UserError("--max-connections-per-ip and --max-channels-per-ip must be >= 0")
+    if args.redis is not None and not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise UserError(f"bad --redis {args.redis!r}: expected redis://HOST:PORT/DB")
     if args.broadcast_token is not None and not args.broadcast_token:
         raise UserError("--broadcast-token must not be empty")
     ice = ice_settings_from_args(args)
@@ -270,8 +349,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         broadcast_token=args.broadcast_token,
         max_peers_per_channel=args.max_peers_per_channel,
         max_channels=args.max_channels,
+        max_waiting_channels=args.max_waiting_channels,
+        owner_ttl_s=args.claim_ttl,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_channels_per_ip=args.max_channels_per_ip,
+        limit_loopback=args.limit_loopback,
         heartbeat_s=args.heartbeat,
         allowed_origins=allowed_origins,
+        redis_url=args.redis,
     )
 
 

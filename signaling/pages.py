@@ -14,6 +14,7 @@ import jinja2
 from aiohttp import web
 
 from signaling import embedding
+from signaling.metrics import CONTENT_TYPE
 from signaling.protocol import CHANNEL_NAME_RE, PROTOCOL_VERSION
 from signaling.state import STATE, ServerState
 
@@ -72,16 +73,15 @@ def format_rate(rate_bps: float | None) -> str:
     return f"{rate_bps / 1000:.0f} kbit/s"
 
 
-def _summaries(state: ServerState) -> list[dict[str, Any]]:
-    now = time.monotonic()
-    channels = [c.summary(now) for c in state.registry.public_channels()]
+async def _summaries(state: ServerState) -> list[dict[str, Any]]:
+    channels = await state.directory.channel_summaries(time.monotonic())
     order = {"live": 0, "waiting": 1, "ended": 2}
     channels.sort(key=lambda c: (order[c["state"]], -c["peers"], c["name"]))
     return channels
 
 
 async def index(request: web.Request) -> web.Response:
-    return render(request, "index.html", channels=_summaries(_state(request)))
+    return render(request, "index.html", channels=await _summaries(_state(request)))
 
 
 async def watch(request: web.Request) -> web.Response:
@@ -95,8 +95,7 @@ async def watch(request: web.Request) -> web.Response:
         "protocol_version": PROTOCOL_VERSION,
         "ice_servers": state.config.ice_servers_json(),
     }
-    channel = state.registry.channels.get(name)
-    summary = channel.summary(time.monotonic()) if channel is not None else None
+    summary = await state.directory.channel_summary(name, time.monotonic())
     return render(
         request,
         "watch.html",
@@ -108,29 +107,31 @@ async def watch(request: web.Request) -> web.Response:
 
 
 async def api_channels(request: web.Request) -> web.Response:
-    return web.json_response({"channels": _summaries(_state(request))})
+    return web.json_response({"channels": await _summaries(_state(request))})
 
 
 async def api_channel(request: web.Request) -> web.Response:
     name = request.match_info["channel"]
-    channel = _state(request).registry.channels.get(name) if CHANNEL_NAME_RE.match(name) else None
-    if channel is None:
+    summary = None
+    if CHANNEL_NAME_RE.match(name):
+        summary = await _state(request).directory.channel_summary(name, time.monotonic())
+    if summary is None:
         return web.json_response({"error": "no such channel"}, status=404)
-    return web.json_response(channel.summary(time.monotonic()))
+    return web.json_response(summary)
 
 
 async def metrics(request: web.Request) -> web.Response:
     state = _state(request)
-    text = state.metrics.render(state.registry, len(state.connections))
+    totals = await state.directory.totals()
+    body = state.metrics.render(totals.peers_by_role, totals.channels, len(state.connections))
     return web.Response(
-        text=text,
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff"},
+        body=body,
+        headers={"Content-Type": CONTENT_TYPE, "X-Content-Type-Options": "nosniff"},
     )
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """This process's own figures (a load balancer's health check asks each process)."""
     state = _state(request)
     body = {
         "status": "ok",

@@ -9,9 +9,11 @@ import gc
 import resource
 import signal
 import sys
+import time
 
 from signaling.app import start_server
 from signaling.config import ServerConfig
+from signaling.state import STATE, ServerState
 from streamer.errors import UserError
 
 
@@ -27,8 +29,14 @@ def raise_fd_limit() -> int:
 
 #: Young-generation threshold: fewer, cheaper collections under a burst of joins.
 GC_GEN0_THRESHOLD = 50_000
-#: The full (gen2) collection runs on this timer instead of in the middle of a join burst.
+#: The full (gen2) collection runs on this timer instead of in the middle of a join burst...
 FULL_GC_INTERVAL_S = 300.0
+#: ...or sooner, once this many sockets closed since the last one, and at least as many as are
+#: open (so its cost, which grows with the open ones, is spread over the closed ones): a closed
+#: connection's objects are cycles that only a full collection frees, and a flood of joins would
+#: otherwise hold them (~20 KiB a socket) for up to FULL_GC_INTERVAL_S.
+GC_AFTER_CLOSED_SOCKETS = 1_000
+GC_CHECK_INTERVAL_S = 5.0
 
 
 def tune_gc() -> None:
@@ -45,10 +53,17 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 50, 1_000_000)
 
 
-async def _full_gc_loop() -> None:
+async def _full_gc_loop(state: ServerState) -> None:
+    collected_at = time.monotonic()
+    closed_before = state.closed_connections
     while True:
-        await asyncio.sleep(FULL_GC_INTERVAL_S)
-        gc.collect()
+        await asyncio.sleep(GC_CHECK_INTERVAL_S)
+        closed = state.closed_connections - closed_before
+        due_by_closes = closed >= max(GC_AFTER_CLOSED_SOCKETS, len(state.connections))
+        if due_by_closes or time.monotonic() - collected_at >= FULL_GC_INTERVAL_S:
+            gc.collect()
+            collected_at = time.monotonic()
+            closed_before = state.closed_connections
 
 
 async def serve_forever(config: ServerConfig) -> None:
@@ -62,7 +77,7 @@ async def serve_forever(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    collector = loop.create_task(_full_gc_loop())
+    collector = loop.create_task(_full_gc_loop(server.app[STATE]))
     try:
         await stop.wait()
     finally:

@@ -14,6 +14,8 @@ from aiohttp import web
 
 from signaling.channels import Registry
 from signaling.config import ServerConfig
+from signaling.directory import Directory
+from signaling.iplimits import IpLimits
 from signaling.metrics import Metrics
 from signaling.outbox import Outbox
 from signaling.protocol import Limits
@@ -30,7 +32,11 @@ class Connection:
     byte_bucket: TokenBucket
     #: The TCP transport, to cut a connection that stopped reading without a closing handshake.
     transport: Any
+    #: The client's IP address (per-address caps).
+    address: str = ""
     peer_id: str | None = None
+    #: The channel it joined (per-address channel caps).
+    channel: str | None = None
     #: When the TURN credentials this peer holds expire (None: it holds none from our secret).
     turn_expires_at_unix_s: int | None = None
     rate_violations: int = 0
@@ -40,14 +46,22 @@ class Connection:
 @dataclass
 class ServerState:
     config: ServerConfig
-    registry: Registry
+    directory: Directory
     limits: Limits
+    ip_limits: IpLimits
     metrics: Metrics = field(default_factory=Metrics)
     connections: set[Connection] = field(default_factory=set)
     by_peer: dict[str, Connection] = field(default_factory=dict)
+    #: Sockets closed so far, refused ones included (the standalone server's GC schedule).
+    closed_connections: int = 0
     started_at_s: float = field(default_factory=time.monotonic)
     #: Wall clock for TURN credential expiry (Unix seconds; tests replace it).
     wall_clock: Callable[[], float] = time.time
+
+    @property
+    def registry(self) -> Registry:
+        """This process's peers and channels."""
+        return self.directory.registry
 
 
 STATE = web.AppKey("signaling_state", ServerState)

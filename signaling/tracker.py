@@ -12,6 +12,7 @@ the broadcaster's live edge); peers that reported no spare upload or many neighb
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -134,25 +135,7 @@ class Tracker:
 
     def weight(self, candidate: Candidate) -> float:
         """How much we would like `candidate` as someone's neighbour (> 0)."""
-        weight = 1.0
-        if candidate.role == "relay":
-            weight *= 4.0
-        elif candidate.role == "broadcaster":
-            weight *= 2.0
-        spare_bps = candidate.spare_upload_bps
-        if spare_bps is not None:
-            weight *= 1.0 + min(spare_bps / SPARE_UNIT_BPS, 4.0) if spare_bps > 0 else 0.25
-        if candidate.latest_seq is None:
-            weight *= 0.5
-        elif self.live_edge_seq is not None:
-            lag_seqs = self.live_edge_seq - candidate.latest_seq
-            if lag_seqs <= FRESH_LAG_SEQS:
-                weight *= 2.0
-            elif lag_seqs > STALE_LAG_SEQS:
-                weight *= 0.5
-        if candidate.neighbour_count >= CROWDED_NEIGHBOURS:
-            weight *= 0.5
-        return weight
+        return weight(candidate, self.live_edge_seq)
 
     def select(
         self,
@@ -168,13 +151,56 @@ class Tracker:
         budget = self.sample_factor * count
         pool = dict.fromkeys(self._preferred.sample(budget // 2, rng))
         pool.update(dict.fromkeys(self._all.sample(budget - len(pool), rng)))
-        keyed: list[tuple[float, Candidate]] = []
-        for peer_id in pool:
-            if peer_id == requester_id or peer_id in exclude:
-                continue
-            candidate = self._peers[peer_id]
-            # Efraimidis-Spirakis: top-k of u ** (1 / w) is a weighted sample without replacement.
-            keyed.append((rng.random() ** (1.0 / self.weight(candidate)), candidate))
+        chosen = draw(
+            (self._peers[peer_id] for peer_id in pool if peer_id != requester_id),
+            count,
+            rng,
+            self.live_edge_seq,
+            exclude,
+        )
         self.last_examined = len(pool)
-        keyed.sort(key=lambda pair: pair[0], reverse=True)
-        return [candidate for _, candidate in keyed[:count]]
+        return chosen
+
+
+def weight(candidate: Candidate, live_edge_seq: int | None) -> float:
+    """How much we would like `candidate` as someone's neighbour (> 0)."""
+    value = 1.0
+    if candidate.role == "relay":
+        value *= 4.0
+    elif candidate.role == "broadcaster":
+        value *= 2.0
+    spare_bps = candidate.spare_upload_bps
+    if spare_bps is not None:
+        value *= 1.0 + min(spare_bps / SPARE_UNIT_BPS, 4.0) if spare_bps > 0 else 0.25
+    if candidate.latest_seq is None:
+        value *= 0.5
+    elif live_edge_seq is not None:
+        lag_seqs = live_edge_seq - candidate.latest_seq
+        if lag_seqs <= FRESH_LAG_SEQS:
+            value *= 2.0
+        elif lag_seqs > STALE_LAG_SEQS:
+            value *= 0.5
+    if candidate.neighbour_count >= CROWDED_NEIGHBOURS:
+        value *= 0.5
+    return value
+
+
+def draw(
+    pool: Iterable[Candidate],
+    count: int,
+    rng: random.Random,
+    live_edge_seq: int | None,
+    exclude: frozenset[str] = frozenset(),
+) -> list[Candidate]:
+    """Up to `count` of `pool` (a bounded sample), drawn by weight without replacement.
+
+    Shared by the in-memory tracker and the cluster's sample from Redis.
+    """
+    keyed: list[tuple[float, Candidate]] = []
+    for candidate in pool:
+        if candidate.peer_id in exclude:
+            continue
+        # Efraimidis-Spirakis: top-k of u ** (1 / w) is a weighted sample without replacement.
+        keyed.append((rng.random() ** (1.0 / weight(candidate, live_edge_seq)), candidate))
+    keyed.sort(key=lambda pair: pair[0], reverse=True)
+    return [candidate for _, candidate in keyed[:count]]

@@ -57,7 +57,7 @@ async def test_bad_message_gets_non_fatal_error_to_sender_only(
     assert await receive(hostile) == {"type": "pong"}
     await assert_bystanders_fine(client)
     metrics = await (await client.get("/metrics")).text()
-    assert f'signaling_errors_total{{code="{code}"}} 1' in metrics
+    assert f'signaling_errors_total{{code="{code}"}} 1.0' in metrics
 
 
 async def test_messages_before_join_are_refused(aiohttp_client: Any) -> None:
@@ -152,13 +152,17 @@ async def test_channel_full_and_bad_name_are_fatal(aiohttp_client: Any) -> None:
 
 
 async def test_channel_count_is_capped(aiohttp_client: Any) -> None:
-    client = await make_client(aiohttp_client, max_channels=3)
+    client = await make_client(aiohttp_client, max_channels=1, max_waiting_channels=3)
     for i in range(3):
         await join(client, f"c{i}")
     ws = await client.ws_connect("/ws")
     await ws.send_json({"type": "join", "v": 1, "channel": "c3", "role": "viewer"})
     assert (await expect_closed(ws))["code"] == "server_full"
     assert len(client.app[STATE].registry.channels) == 3
+    await join(client, "real", "broadcaster", secret="k")  # waiting rooms never keep it out
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "join", "channel": "c4", "role": "broadcaster", "secret": "x"})
+    assert (await expect_closed(ws))["code"] == "server_full"  # the owned channels' own cap
 
 
 async def test_slow_reader_is_dropped_without_blocking_others(aiohttp_client: Any) -> None:
@@ -196,7 +200,7 @@ async def test_slow_reader_is_dropped_without_blocking_others(aiohttp_client: An
         assert (await receive(reader))["type"] == "media"  # the healthy peer keeps up
         received += 1
     assert received == 120
-    assert state.metrics.dropped_slow_total == 1
+    assert state.metrics.value("signaling_dropped_slow_total") == 1
     assert state.registry.channels["c"].role_counts["viewer"] == 1
     sock_writer.close()
 

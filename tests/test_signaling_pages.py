@@ -87,15 +87,17 @@ async def test_metrics_and_healthz(aiohttp_client: Any) -> None:
     await receive(viewer)
     text = await (await client.get("/metrics")).text()
     lines = set(text.splitlines())
-    assert 'signaling_peers{role="viewer"} 1' in lines
-    assert 'signaling_peers{role="broadcaster"} 1' in lines
-    assert "signaling_channels 1" in lines
-    assert 'signaling_messages_in_total{type="join"} 2' in lines
-    assert 'signaling_messages_in_total{type="publish"} 1' in lines
-    assert 'signaling_errors_total{code="bad_json"} 1' in lines
+    assert 'signaling_peers{role="viewer"} 1.0' in lines
+    assert 'signaling_peers{role="broadcaster"} 1.0' in lines
+    assert "signaling_channels 1.0" in lines
+    assert 'signaling_messages_in_total{type="join"} 2.0' in lines
+    assert 'signaling_messages_in_total{type="publish"} 1.0' in lines
+    assert 'signaling_errors_total{code="bad_json"} 1.0' in lines
     assert "# TYPE signaling_bytes_in_total counter" in lines
+    assert "# TYPE signaling_join_seconds histogram" in lines
+    assert "signaling_join_seconds_count 2.0" in lines
     bytes_out = next(line for line in lines if line.startswith("signaling_bytes_out_total "))
-    assert int(bytes_out.split()[1]) > 0
+    assert float(bytes_out.split()[1]) > 0
     health = await (await client.get("/healthz")).json()
     assert health["status"] == "ok" and health["connections"] == 2
 

@@ -313,11 +313,27 @@ def test_registry_token_caps_and_viewer_waiting_room() -> None:
         _join(registry, "v2", channel="early")
     assert info.value.code == "channel_full"
     _join(registry, "v3", channel="second")
-    with pytest.raises(ProtocolError) as info:
-        _join(registry, "v4", channel="third")
-    assert info.value.code == "server_full"
+    _join(registry, "v4", channel="third")  # waiting rooms do not count against max_channels
     registry.leave("v3", now=1.0)
     assert "second" not in registry.channels  # unowned and empty: gone at once
+
+
+def test_registry_waiting_rooms_never_keep_a_broadcaster_out() -> None:
+    registry = Registry(max_channels=1, max_waiting_channels=2)
+    _join(registry, "v1", channel="w1")
+    _join(registry, "v2", channel="w2")
+    with pytest.raises(ProtocolError) as info:
+        _join(registry, "v3", channel="w3")
+    assert info.value.code == "server_full" and "waiting" in info.value.message
+    _join(registry, "v4", channel="w1")  # an existing waiting room still takes viewers
+    _join(registry, "b1", "broadcaster", secret="k", channel="real")  # the claims' own cap
+    with pytest.raises(ProtocolError) as info:
+        _join(registry, "b2", "broadcaster", secret="k2", channel="other")
+    assert info.value.code == "server_full" and "broadcasts" in info.value.message
+    registry.leave("b1", now=1.0)
+    registry.sweep(now=1.0 + registry.owner_ttl_s)  # the abandoned claim lapses
+    _join(registry, "b3", "broadcaster", secret="k3", channel="w2", now=100.0)
+    assert registry.owned == {"w2"} and registry.channels["w2"].state == "waiting"
 
 
 def test_registry_peer_left_goes_to_watchers_and_contacts_only() -> None:

@@ -210,6 +210,11 @@ def start_infra(group: ProcessGroup, bed: Bed, options: RunOptions, state_dir: P
         infra.host_ip,
         "--port",
         str(SERVER_PORT),
+        # A bed site's load generator runs many viewers from one address: no per-address caps.
+        "--max-connections-per-ip",
+        "0",
+        "--max-channels-per-ip",
+        "0",
         *coturn.ice_server_options(infra.host_ip, username, password),
         prefix=in_site(bed, infra),
     )
