@@ -360,7 +360,7 @@ export class MsePlayer {
     if (pos === null) return;
     this.started = true;
     // Only a real move: WebKitGTK's GStreamer pipeline fails the stream ("Failed to push buffer")
-    // when seeked before it has prerolled, even to where it already is.
+    // when seeked while it prerolls from the playhead, even to where the playhead already is.
     if (this.video.currentTime !== pos) this.video.currentTime = pos;
     this._watchFirstFrame();
     this._play();
