@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench browser axe coturn redis netbed clean
+.PHONY: demo test test-fast lint bench browser webkit axe coturn redis netbed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,20 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq firefox-esr >/dev/null; \
 	  else \
 	    echo "firefox-esr is missing and apt is not usable: Firefox browser tests will be skipped"; \
+	  fi; \
+	fi
+
+# The WebKit player test (tests/test_browser_webkit.py) drives Debian's WebKitGTK MiniBrowser
+# through WebKitWebDriver on a private Xvfb; gstreamer1.0-libav decodes H.264 for its MSE. WebKitGTK
+# rather than WPE: Debian 12's WPE is frozen at 2.38 while webkit2gtk follows WebKit's stable releases.
+WEBKIT_DEBS := webkit2gtk-driver gstreamer1.0-libav xvfb
+webkit:
+	@if ! dpkg -s $(WEBKIT_DEBS) >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian $(WEBKIT_DEBS) for the WebKit player test..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(WEBKIT_DEBS) >/dev/null; \
+	  else \
+	    echo "$(WEBKIT_DEBS) missing and apt is not usable: the WebKit player test will be skipped"; \
 	  fi; \
 	fi
 
@@ -101,7 +115,7 @@ netbed: $(STAMP)
 	fi
 
 # The whole suite (slow end-to-end and browser tests included), then lint: CI runs exactly this.
-test: $(STAMP) browser axe coturn redis netbed
+test: $(STAMP) browser webkit axe coturn redis netbed
 	$(PY) -m pytest -q -rs
 	$(MAKE) --no-print-directory lint
 

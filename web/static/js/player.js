@@ -359,7 +359,9 @@ export class MsePlayer {
     const pos = startPosition(this.ranges(), this.policy, this.recentChunkS());
     if (pos === null) return;
     this.started = true;
-    this.video.currentTime = pos;
+    // Only a real move: WebKitGTK's GStreamer pipeline fails the stream ("Failed to push buffer")
+    // when seeked while it prerolls from the playhead, even to where the playhead already is.
+    if (this.video.currentTime !== pos) this.video.currentTime = pos;
     this._watchFirstFrame();
     this._play();
   }
