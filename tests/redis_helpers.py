@@ -3,8 +3,6 @@ persistence. Ready means: it answers PING (polled, never a fixed sleep)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -14,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from required_tools import required_program
 from turn_helpers import free_port
 
 START_TIMEOUT_S = 10.0
@@ -35,12 +34,7 @@ class RedisServer:
 
 def redis_server_path() -> str:
     """Debian's redis-server; skips (fails under REQUIRE_REDIS=1) when it is not installed."""
-    found = shutil.which("redis-server")
-    if found is None:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail("REQUIRE_REDIS=1 but `redis-server` (Debian redis-server) is missing")
-        pytest.skip("`redis-server` is not installed (Debian redis-server; `make redis`)")
-    return found
+    return required_program("redis-server", "REQUIRE_REDIS", "Debian redis-server; `make redis`")
 
 
 def answers_ping(host: str, port: int) -> bool:

@@ -15,14 +15,11 @@ import hashlib
 import heapq
 import itertools
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -30,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from required_tools import required_program
 
 from streamer.protocol import Role
 from streamer.swarm import ChunkComplete, ChunkPlayed, DropNeighbour, Event, SwarmPeer
@@ -43,12 +41,7 @@ T0_S = 1_000.0
 
 def node_path() -> str:
     """The node binary; skips, or fails under REQUIRE_NODE=1, when it is missing."""
-    found = shutil.which("node")
-    if found is None:
-        if os.environ.get("REQUIRE_NODE") == "1":
-            pytest.fail("REQUIRE_NODE=1 but `node` is not on PATH")
-        pytest.skip("`node` is not on PATH: the JavaScript tests need Node 20+")
-    return found
+    return required_program("node", "REQUIRE_NODE", "Node 20+: Debian nodejs; `make browser`")
 
 
 def test_node_test_suite_passes() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import socket
 import subprocess
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from required_tools import required_program
 
 REALM = "streamer.test"
 START_TIMEOUT_S = 10.0
@@ -42,12 +42,7 @@ class TurnServer:
 
 def turnserver_path() -> str:
     """The coturn binary; skips (fails under REQUIRE_TURN=1) when it is not installed."""
-    found = shutil.which("turnserver")
-    if found is None:
-        if os.environ.get("REQUIRE_TURN") == "1":
-            pytest.fail("REQUIRE_TURN=1 but `turnserver` (Debian coturn) is not installed")
-        pytest.skip("`turnserver` is not installed (Debian coturn; `make coturn` installs it)")
-    return found
+    return required_program("turnserver", "REQUIRE_TURN", "Debian coturn; `make coturn`")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
