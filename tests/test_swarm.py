@@ -1071,3 +1071,24 @@ def test_a_neighbour_asking_for_everything_leaves_the_source_budget_for_others()
     src.receive("late", encode_message(Request(0, 0, 1, False)), 1.1)
     assert not [m for m in drain_control(src, "late") if isinstance(m, Absent)]
     assert [decode_message(d) for d in drain_data(src, "late", 1.1)]
+
+
+def test_a_viewer_whose_start_chunk_never_comes_starts_at_a_later_complete_one() -> None:
+    # Chunk 1 (the start, one behind the newest heard of) never comes: only the source held it
+    # and its copy budget was spent. Chunks 2 and 3 come whole from a peer.
+    v = viewer(now=10.0)
+    greet(v, ["p"], 10.0)
+    v.receive("p", encode_message(Have(2, (True, False, False, False, False))), 10.0)
+    pb = v.playback
+    assert pb is not None and pb.start_seq == 1
+    for seq in (2, 3):
+        v.receive("p", signed_header(seq).encode(), 10.1)
+        for index in range(5):
+            payload = bytes([seq]) * (1000 if index < 4 else 500)
+            v.receive("p", encode_message(Piece(seq, index, 5, payload)), 10.2)
+        if seq == 2:
+            assert not pb.started  # one later chunk is not enough to give up the start
+    assert pb.started and pb.start_seq == 2
+    v.handle_timer(pb.play_start_s + 1.0)
+    played = [e.seq for e in v.pop_events() if isinstance(e, ChunkPlayed)]
+    assert played == [2, 3]

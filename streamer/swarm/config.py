@@ -29,6 +29,11 @@ class SwarmConfig:
     chunks past the newest such chunk (one that is crossing the swarm now), if it has heard of
     that one..."""
     start_settle_s: float = 0.5
+    start_give_up_chunks: int = 2
+    """Before playout, once this many chunks after the start chunk are complete and it is not,
+    playout starts at the first of them: the start chunk may be one that only the source still
+    holds, whose copy budget is spent (test bed: two viewers downloaded 8 chunks and never
+    played)."""
     """...within this long of the first news (buffer maps first, then haves of fresher chunks)."""
     fetch_ahead_chunks: int = 8
     urgent_s: float = 1.5

@@ -1055,6 +1055,12 @@ class SwarmPeer:
             return
         if not pb.started:
             start = self._store.get(pb.start_seq)
+            if start is None or not start.complete:
+                later = [s for s in self._store.complete_seqs() if s > pb.start_seq]
+                if len(later) >= self.config.start_give_up_chunks:
+                    self._abandon(pb.start_seq)
+                    pb.start_seq = pb.next_seq = pb.start_from_peers = later[0]
+                    start = self._store.get(later[0])
             if start is not None and start.complete:
                 pb.start_if_ready(
                     now, True, start.header.start_us / 1e6, start.header.release_us / 1e6

@@ -1498,3 +1498,25 @@ test("the source offers a stuck first copy again and again while the chunk is yo
   assert.equal(new Set(whom).size, 4, "a new uploader each time; a had the first copy");
   assert.ok(!whom.includes("a"));
 });
+
+test("a viewer whose start chunk never comes starts at a later complete one", async () => {
+  // The same case as tests/test_swarm.py's: chunk 1 (the start) never comes, chunks 2 and 3 do.
+  const v = viewer(10);
+  greet(v, ["p"], 10);
+  v.receive("p", have(2, [true, false, false, false, false]), 10);
+  const pb = v.playback;
+  assert.equal(pb.startSeq, 1);
+  for (const seq of [2, 3]) {
+    const c = await signed(seq, 10);
+    v.receive("p", encodeMessage(c.header), 10.1);
+    for (let index = 0; index < 5; index++) {
+      const payload = c.data.slice(index * 1000, Math.min((index + 1) * 1000, c.data.length));
+      v.receive("p", encodeMessage({ type: "piece", seq, index, count: 5, payload }), 10.2);
+    }
+    if (seq === 2) assert.equal(pb.started, false, "one later chunk is not enough");
+  }
+  assert.ok(pb.started);
+  assert.equal(pb.startSeq, 2);
+  v.handleTimer(pb.playStartS + 1);
+  assert.deepEqual(kinds(v.popEvents(), "ChunkPlayed").map((e) => e.seq), [2, 3]);
+});

@@ -87,6 +87,12 @@ export const DEFAULT_CONFIG = Object.freeze({
   startPastPeersChunks: 1,
   /** ...within this long of the first news (buffer maps first, then haves of fresher chunks). */
   startSettleS: 0.5,
+  /**
+   * Before playout, once this many chunks after the start chunk are complete and it is not,
+   * playout starts at the first of them: the start chunk may be one that only the source still
+   * holds, whose copy budget is spent.
+   */
+  startGiveUpChunks: 2,
   fetchAheadChunks: 8,
   /** A chunk whose playout deadline is closer than this is urgent: fetched first, by anyone. */
   urgentS: 1.5,
@@ -1434,7 +1440,15 @@ export class SwarmPeer {
     const pb = this.playback;
     if (pb === null || pb.startSeq === null) return;
     if (!pb.started) {
-      const start = this.store.get(pb.startSeq);
+      let start = this.store.get(pb.startSeq);
+      if (start === null || !start.complete) {
+        const later = this.store.completeSeqs().filter((s) => s > pb.startSeq);
+        if (later.length >= this.config.startGiveUpChunks) {
+          this.abandon(pb.startSeq);
+          pb.startSeq = pb.nextSeq = pb.startFromPeers = later[0];
+          start = this.store.get(later[0]);
+        }
+      }
       if (start !== null && start.complete) {
         pb.startIfReady(now, true, start.header.startUs / 1e6, start.header.releaseUs / 1e6);
       }
