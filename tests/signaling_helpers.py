@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -100,3 +102,25 @@ async def join(
     welcome = await receive(ws)
     assert welcome["type"] == "welcome", welcome
     return ws, welcome
+
+
+async def claim_once_lapsed(
+    client: TestClient[Any, Any], channel: str, since_s: float
+) -> aiohttp.ClientWebSocketResponse:
+    """Claim `channel` with another secret, retrying while it is still its owner's: a claim its
+    owner abandoned at since_s (time.monotonic()) lapses within 0.3-3 s (the tests'
+    owner_ttl_s), and not sooner."""
+    while True:
+        ws = await client.ws_connect("/ws")
+        await ws.send_json(
+            {"type": "join", "channel": channel, "role": "broadcaster", "secret": "y"}
+        )
+        reply = await receive(ws)
+        if reply["type"] == "welcome":
+            break
+        assert reply["code"] == "channel_owned"
+        assert time.monotonic() - since_s < 3.0
+        await ws.close()
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - since_s >= 0.3
+    return ws
