@@ -11,8 +11,8 @@ import pytest
 
 from streamer.protocol import Role
 from streamer.swarm import HeaderVerifier, SwarmConfig, SwarmPeer
+from streamer.swarm.announcing import have_interval_for
 from streamer.swarm.neighbours import UplinkMeter
-from streamer.swarm.peer import have_interval_for
 from tests.test_swarm import PUB
 
 SCENARIO = json.loads((Path(__file__).parent / "scenarios" / "have_interval.json").read_text())

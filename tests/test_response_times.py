@@ -24,7 +24,7 @@ def asked_elsewhere(first_piece_after_s: float) -> tuple[float, dict[str, object
     the viewer's stats then."""
     v = viewer(now=10.0, config=CONFIG)
     slow, other, holder = two_holders_of_chunk_9(v, 10.0)
-    chunk = holder._store.get(9)
+    chunk = holder.store.get(9)
     nb = v.neighbour(slow)
     assert chunk is not None and nb is not None
     first = min(nb.assignments[9].pieces)

@@ -60,8 +60,8 @@ def viewer(now: float = 0.0, **kw: object) -> SwarmPeer:
     )
 
 
-def source(now: float = 0.0) -> SwarmPeer:
-    return SwarmPeer(role=Role.SOURCE, now=now, config=CONFIG, signing_key=KEY)
+def source(now: float = 0.0, config: SwarmConfig = CONFIG) -> SwarmPeer:
+    return SwarmPeer(role=Role.SOURCE, now=now, config=config, signing_key=KEY)
 
 
 def greet(core: SwarmPeer, pids: Iterable[str], now: float) -> None:
@@ -90,9 +90,9 @@ def hello(role: Role) -> bytes:
     return encode_message(Hello(PROTOCOL_VERSION, role, Capability.UPLOAD | Capability.PARTIAL))
 
 
-def published(seqs: range, now: float = 10.0) -> SwarmPeer:
+def published(seqs: range, now: float = 10.0, config: SwarmConfig = CONFIG) -> SwarmPeer:
     """A source holding chunks seqs (4,500 bytes each: 5 pieces)."""
-    src = source()
+    src = source(config=config)
     for seq in seqs:
         src.publish_chunk(seq, bytes([seq % 256]) * 4500, seq * 1.0, 1.0, now)
     return src
@@ -447,7 +447,7 @@ def test_a_genuine_header_of_another_broadcast_session_is_ignored() -> None:
     assert not [e for e in current.pop_events() if isinstance(e, DropNeighbour)]
     assert current.neighbour_ids == ["old"]
     assert current.stats()["chunks_played"] == 0
-    assert not any(c.header.seq == 3 for c in current._store)  # not stored
+    assert not any(c.header.seq == 3 for c in current.store)  # not stored
 
 
 def test_the_source_signs_its_epoch_into_every_header() -> None:
@@ -672,8 +672,7 @@ def test_first_have_of_a_chunk_carries_its_header_to_a_neighbour_showing_none_of
 
 
 def test_a_piece_never_uploaded_is_served_before_older_repairs() -> None:
-    src = published(range(0, 2))
-    src.config = replace(src.config, upload_slots=1)
+    src = published(range(0, 2), config=replace(CONFIG, upload_slots=1))
     greet(src, ("a", "b"), 10.0)
     src.receive("a", encode_message(Request(0, 0, 1, False)), 10.0)
     assert decode_message(drain_data(src, "a", 10.0)[0]).seq == 0  # piece 0/0 sent once now
@@ -873,9 +872,9 @@ def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> No
     assert asked and asked[0].seq == 6
     src.publish_chunk(6, bytes([6]) * 4500, 6.0, 1.0, 10.1)
     drain_control(src, "v")
-    header = src._store.get(6).header  # type: ignore[union-attr]  # the slow peer's copy
+    header = src.store.get(6).header  # type: ignore[union-attr]  # the slow peer's copy
     v.receive("slow", header.encode(), 10.2)
-    piece0 = src._store.get(6).pieces[0]  # type: ignore[union-attr]
+    piece0 = src.store.get(6).pieces[0]  # type: ignore[union-attr]
     assert piece0 is not None
     v.receive("slow", encode_message(Piece(6, 0, 5, piece0)), 12.2)
     nb = v.neighbour("slow")
@@ -899,16 +898,16 @@ def test_a_plan_skipped_for_a_neighbour_without_room_is_made_when_room_frees() -
     busy = published(range(6, 11), now=10.0)  # the same chunks: a peer that holds them all
     v.add_neighbour("busy", 10.1)
     v.receive("busy", hello(Role.VIEWER), 10.1)
-    v.receive("busy", busy._store.get(9).header.encode(), 10.1)  # type: ignore[union-attr]
+    v.receive("busy", busy.store.get(9).header.encode(), 10.1)  # type: ignore[union-attr]
     v.receive("busy", encode_message(Have(9, (True,) * 5)), 10.1)
     first = [m for m in drain_control(v, "busy") if isinstance(m, Request)]
     assert first and all(r.seq == 9 for r in first)
     nb = v.neighbour("busy")
-    assert nb is not None and v._room(nb) <= 0  # 4 pieces in flight: all the room there is
-    v.receive("busy", busy._store.get(10).header.encode(), 10.2)  # type: ignore[union-attr]
+    assert nb is not None and v.fetching.room(nb) <= 0  # 4 pieces in flight: all the room there is
+    v.receive("busy", busy.store.get(10).header.encode(), 10.2)  # type: ignore[union-attr]
     v.receive("busy", encode_message(Have(10, (True,) * 5)), 10.2)
     assert not [m for m in drain_control(v, "busy") if isinstance(m, Request)]
-    piece = busy._store.get(9).pieces[first[0].first_index]  # type: ignore[union-attr]
+    piece = busy.store.get(9).pieces[first[0].first_index]  # type: ignore[union-attr]
     assert piece is not None
     v.receive("busy", encode_message(Piece(9, first[0].first_index, 5, piece)), 10.3)
     later = [m for m in drain_control(v, "busy") if isinstance(m, Request)]
@@ -970,7 +969,7 @@ def two_holders_of_chunk_9(v: SwarmPeer, now: float) -> tuple[str, str, SwarmPee
     """v links to peers a and b that both hold chunk 9 whole; returns (asked, other, holder)
     after v asked one of them for every piece (both have room: the choice is random)."""
     holder = published(range(9, 10), now=now)
-    header = holder._store.get(9).header.encode()  # type: ignore[union-attr]
+    header = holder.store.get(9).header.encode()  # type: ignore[union-attr]
     for pid in ("a", "b"):
         v.add_neighbour(pid, now)
         v.receive(pid, hello(Role.VIEWER), now)
@@ -987,7 +986,7 @@ def test_pieces_stuck_at_a_holder_are_asked_of_another_and_cancelled_there() -> 
     cfg = replace(CONFIG, min_inflight_bytes=8000)  # room for all 5 pieces at one holder
     v = viewer(now=10.0, config=cfg)
     slow, other, holder = two_holders_of_chunk_9(v, 10.0)
-    piece = holder._store.get(9).pieces  # type: ignore[union-attr]
+    piece = holder.store.get(9).pieces  # type: ignore[union-attr]
     # The slow holder sends one piece at once, then nothing: the rest sit in its queue.
     nb = v.neighbour(slow)
     assert nb is not None
@@ -1015,7 +1014,7 @@ def test_pieces_are_not_moved_while_the_holder_keeps_sending_them() -> None:
     cfg = replace(CONFIG, min_inflight_bytes=8000)
     v = viewer(now=10.0, config=cfg)
     busy, other, holder = two_holders_of_chunk_9(v, 10.0)
-    piece = holder._store.get(9).pieces  # type: ignore[union-attr]
+    piece = holder.store.get(9).pieces  # type: ignore[union-attr]
     drain_control(v, other)
     now = 10.0
     for i in sorted(v.neighbour(busy).assignments[9].pieces):  # type: ignore[union-attr]
@@ -1023,7 +1022,7 @@ def test_pieces_are_not_moved_while_the_holder_keeps_sending_them() -> None:
         v.handle_timer(now)
         v.receive(busy, encode_message(Piece(9, i, 5, piece[i])), now)  # type: ignore[arg-type]
     assert not [m for m in drain_control(v, other) if isinstance(m, Request)]
-    assert v.stats()["moved"] == 0 and v._store.is_complete(9)
+    assert v.stats()["moved"] == 0 and v.store.is_complete(9)
 
 
 def test_source_offers_a_stuck_first_copy_again_and_again_while_the_chunk_is_young() -> None:

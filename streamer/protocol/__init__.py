@@ -13,6 +13,7 @@ from streamer.protocol.chunk_header import (
 from streamer.protocol.codec import Message, decode_message, encode_message, pack_bits, unpack_bits
 from streamer.protocol.errors import ProtocolError
 from streamer.protocol.messages import (
+    ALL_PIECES,
     MAX_BUFFER_MAP_BITS,
     MAX_MESSAGE_BYTES,
     MAX_PIECE_BYTES,
@@ -31,9 +32,11 @@ from streamer.protocol.messages import (
     Request,
     Role,
     Unknown,
+    piece_runs,
 )
 
 __all__ = [
+    "ALL_PIECES",
     "MAX_BUFFER_MAP_BITS",
     "MAX_MESSAGE_BYTES",
     "MAX_PIECES_PER_CHUNK",
@@ -61,6 +64,7 @@ __all__ = [
     "make_chunk_header",
     "pack_bits",
     "piece_count_for",
+    "piece_runs",
     "split_pieces",
     "unpack_bits",
 ]

@@ -16,6 +16,8 @@ PIECE_OVERHEAD_BYTES = 9
 MAX_PIECE_BYTES = MAX_MESSAGE_BYTES - PIECE_OVERHEAD_BYTES
 MAX_PIECES_PER_CHUNK = 1024
 MAX_BUFFER_MAP_BITS = 4096
+ALL_PIECES = 0xFFFF
+"""A range count meaning 'to the end of the chunk' (ranges are clamped to the piece count)."""
 MAX_BYE_TEXT_BYTES = 255
 HASH_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -153,3 +155,14 @@ class Unknown:
 
 
 # ChunkHeader lives in chunk_header.py (it carries signing logic) but is a message too.
+
+
+def piece_runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Ascending piece indices -> [(first, count)] of contiguous runs (one range message each)."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and runs[-1][0] + runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs
