@@ -32,6 +32,7 @@ from required_tools import required_program
 from streamer.protocol import Role
 from streamer.swarm import ChunkComplete, ChunkPlayed, DropNeighbour, Event, SwarmPeer
 from streamer.swarm.chunks import HeaderVerifier
+from streamer.swarm.drain import drain_link
 
 ROOT = Path(__file__).resolve().parent.parent
 JS_TESTS = ROOT / "tests" / "js"
@@ -137,12 +138,7 @@ class PyNode:
             if not ready:
                 break
             for pid in ready:
-                while (msg := self.core.next_control_message(pid)) is not None:
-                    out.append((pid, msg))
-                while (msg := self.core.next_data_message(pid, now)) is not None:
-                    out.append((pid, msg))
-                while (msg := self.core.next_control_message(pid)) is not None:
-                    out.append((pid, msg))
+                out.extend((pid, msg) for msg in drain_link(self.core, pid, now))
         return out, events, self.core.next_timer()
 
 

@@ -26,6 +26,7 @@ from streamer.swarm import (
     SwarmConfig,
     SwarmPeer,
 )
+from streamer.swarm.drain import drain_link
 
 SCENARIOS = json.loads((Path(__file__).parent / "scenarios" / "chunk_durations.json").read_text())[
     "scenarios"
@@ -41,10 +42,7 @@ def deliver(a: SwarmPeer, a_id: str, b: SwarmPeer, b_id: str, now: float) -> Non
     while moved:
         moved = False
         for x, x_id, y, y_id in ((a, a_id, b, b_id), (b, b_id, a, a_id)):
-            while (m := x.next_control_message(y_id)) is not None:
-                y.receive(x_id, m, now)
-                moved = True
-            while (m := x.next_data_message(y_id, now)) is not None:
+            for m in drain_link(x, y_id, now):
                 y.receive(x_id, m, now)
                 moved = True
 

@@ -44,6 +44,7 @@ from streamer.swarm import (
     WantNeighbours,
     plan_pieces,
 )
+from streamer.swarm.drain import drain_link
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 PUB = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -238,10 +239,7 @@ def exchange(
     for _ in range(rounds):
         moved = False
         for x, x_id, y, y_id in ((a, a_id, b, b_id), (b, b_id, a, a_id)):
-            while (m := x.next_control_message(y_id)) is not None:
-                y.receive(x_id, m, now)
-                moved = True
-            while (m := x.next_data_message(y_id, now)) is not None:
+            for m in drain_link(x, y_id, now):
                 y.receive(x_id, m, now)
                 moved = True
         if not moved:

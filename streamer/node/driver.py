@@ -54,6 +54,7 @@ from streamer.swarm import (
     WantNeighbours,
     percentile,
 )
+from streamer.swarm.drain import send_control, send_data
 from streamer.transport import (
     BroadcastEnded,
     MediaUpdate,
@@ -559,33 +560,39 @@ class SwarmNode:
     def _pump(self, peer_id: str) -> None:
         core, manager = self.core, self.manager
         assert core is not None and manager is not None
-        while (control := core.next_control_message(peer_id)) is not None:
-            if not manager.send(peer_id, control):
-                return
+        if not send_control(core, peer_id, manager.send):
+            return
         now = self._clock()
         bucket, gate = self._bucket, self._gate
         # Summed over the links once per pump, then kept up to date with what we add (the
         # transport drains it only between event-loop turns).
         buffered = manager.buffered_total()
         gate.observe(now, buffered, manager.total_bytes_sent)
-        while manager.has_room(peer_id):
+
+        def may_send() -> bool:
+            if not manager.has_room(peer_id):
+                return False
             if bucket is not None and not bucket.ready(now):
                 self._send_later(peer_id, bucket.wait_s(now))
-                return
+                return False
             # A link with nothing queued may always take one message: one association alone
             # cannot fill an uplink under loss (its window halves at every loss).
             if manager.buffered_amount(peer_id) > 0 and not gate.has_room(buffered):
                 self._send_later(peer_id, _GATE_POLL_S)
-                return
-            data = core.next_data_message(peer_id, now)
-            if data is None:
-                return
-            if not self._send_data(peer_id, data):
-                return
+                return False
+            return True
+
+        def send(pid: str, data: bytes) -> bool:
+            nonlocal buffered
+            if not self._send_data(pid, data):
+                return False
             buffered += len(data)
-            self._served.add(peer_id)
+            self._served.add(pid)
             if bucket is not None:
                 bucket.consume(len(data), now)
+            return True
+
+        send_data(core, peer_id, now, send, may_send)
 
     def _send_data(self, peer_id: str, data: bytes) -> bool:
         """Send one header or piece (a seam for tests that play a lying peer)."""

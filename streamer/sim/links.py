@@ -43,6 +43,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from streamer.sim.network import Observer, SimNetwork, SimNode, Tap
+from streamer.swarm.drain import send_data, send_ready_control
 
 NATS_BEHIND = frozenset({"cone", "symmetric"})
 EPS_S = 1e-9
@@ -139,6 +140,10 @@ class Link:
     """When the congestion window lets this link send its next message."""
     clear_s: float = 0.0
     """When the link's last message arrives: nothing sent after it arrives sooner."""
+
+    def takes_more(self) -> bool:
+        """Below the high-water mark (or drained to the low one since)."""
+        return not self.blocked
 
 
 class QueuedNetwork(SimNetwork):
@@ -265,23 +270,22 @@ class QueuedNetwork(SimNetwork):
         if not node.links:
             return
         high = self.transport.buffer_high_bytes
+
+        def into_buffer(peer_id: str, data: bytes) -> bool:
+            link = self.link(node.peer_id, peer_id)
+            data = self._corrupt(node, data) if node.liar else data
+            link.buffer.append(data)
+            link.buffered_bytes += len(data)
+            if link.buffered_bytes >= high:
+                link.blocked = True
+            return True
+
         for pid in node.core.upload_peers():
-            if pid not in node.links:
-                continue
-            link = self.link(node.peer_id, pid)
-            while not link.blocked:
-                data = node.core.next_data_message(pid, self.now)
-                if data is None:
-                    break
-                data = self._corrupt(node, data) if node.liar else data
-                link.buffer.append(data)
-                link.buffered_bytes += len(data)
-                if link.buffered_bytes >= high:
-                    link.blocked = True
+            if pid in node.links:
+                link = self.link(node.peer_id, pid)
+                send_data(node.core, pid, self.now, into_buffer, link.takes_more)
         # Serving may have queued absents (requests we can no longer complete).
-        for pid in sorted(node.core.take_ready()):
-            while (ctl := node.core.next_control_message(pid)) is not None:
-                self._transmit(node, pid, ctl)
+        send_ready_control(node.core, node.core.take_ready(), self._sender(node))
         self._drain(node)
 
     def _drain(self, node: SimNode) -> None:

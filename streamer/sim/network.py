@@ -24,6 +24,7 @@ from typing import Any
 
 from streamer.protocol import MsgType
 from streamer.swarm import DropNeighbour, Event, SwarmPeer, WantNeighbours
+from streamer.swarm.drain import Send, send_data, send_ready_control
 
 Observer = Callable[[str, Event, float], None]
 """Sees every event a core hands to the network: (peer id, event, virtual now)."""
@@ -223,11 +224,8 @@ class SimNetwork:
             elif isinstance(event, WantNeighbours):
                 for pid in self._tracker_candidates(node, event.count):
                     self.connect(node.peer_id, pid)
-        for pid in sorted(core.take_ready()):  # sorted: runs must not depend on hash order
-            if pid not in node.links:
-                continue
-            while (data := core.next_control_message(pid)) is not None:
-                self._transmit(node, pid, data)
+        linked = [pid for pid in core.take_ready() if pid in node.links]
+        send_ready_control(core, linked, self._sender(node))
         self._start_uplink(node)
         when = core.next_timer()
         if when is not None and (node.timer_at is None or when < node.timer_at):
@@ -242,25 +240,35 @@ class SimNetwork:
         node.core.handle_timer(self.now)
         self.pump(node)
 
+    def _sender(self, node: SimNode) -> Send:
+        """Control messages and byes from node: onto the wire at once."""
+
+        def send(peer_id: str, data: bytes) -> bool:
+            self._transmit(node, peer_id, data)
+            return True
+
+        return send
+
     def _start_uplink(self, node: SimNode) -> None:
+        """One message at a time on node's uplink: the first link served gets it."""
         if node.busy or not node.links:
             return
-        for pid in node.core.upload_peers():
-            if pid not in node.links:
-                continue
-            data = node.core.next_data_message(pid, self.now)
-            if data is None:
-                continue
+
+        def occupy_uplink(peer_id: str, data: bytes) -> bool:
             data = self._corrupt(node, data) if node.liar else data
             tx_s = len(data) / node.upload_bytes_per_s
             node.busy = True
             self.queue.at(self.now + tx_s, self._uplink_free, node.peer_id)
-            self._transmit(node, pid, data, extra_s=tx_s)
-            return
+            self._transmit(node, peer_id, data, extra_s=tx_s)
+            return True
+
+        for pid in node.core.upload_peers():
+            if pid in node.links:
+                send_data(node.core, pid, self.now, occupy_uplink, lambda: not node.busy)
+                if node.busy:
+                    return
         # Serving may have queued absents (requests we can no longer complete).
-        for pid in sorted(node.core.take_ready()):
-            while (ctl := node.core.next_control_message(pid)) is not None:
-                self._transmit(node, pid, ctl)
+        send_ready_control(node.core, node.core.take_ready(), self._sender(node))
 
     def _uplink_free(self, peer_id: str) -> None:
         node = self.nodes[peer_id]
