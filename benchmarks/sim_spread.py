@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 try:
@@ -26,7 +27,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streamer.bench.simulate import SimSettings, scenario_for
+from streamer.bench.simulate import SIMULATE_DEFAULTS
 from streamer.protocol import Cancel, Have, MsgType, Piece, Request, decode_message
 from streamer.sim import compiled, run_scenario
 from streamer.sim.scenario import SOURCE_ID
@@ -123,7 +124,13 @@ def main() -> int:
     parser.add_argument("--hops", action="store_true", help="trace every piece's hops (slower)")
     args = parser.parse_args()
     low, high = (float(x) for x in args.upload_range.split(","))
-    settings = SimSettings(duration_s=args.duration, seed=args.seed, upload_ratio_range=(low, high))
+    scenario = replace(
+        SIMULATE_DEFAULTS,
+        peers=args.peers,
+        duration_s=args.duration,
+        seed=args.seed,
+        peer_upload_ratio=(low, high),
+    )
 
     completed: dict[tuple[str, int], float] = {}
     """(viewer, seq) -> when it completed there."""
@@ -138,8 +145,8 @@ def main() -> int:
         elif isinstance(event, ChunkPlayed):
             played[peer_id].append((event.seq, event.lag_s, now))
 
-    hops = HopTrace(settings.latency_s, args.duration / 2) if args.hops else None
-    result = run_scenario(scenario_for(args.peers, settings), observer=observe, tap=hops)
+    hops = HopTrace(scenario.latency_s, args.duration / 2) if args.hops else None
+    result = run_scenario(scenario, observer=observe, tap=hops)
     summary = result.summary()
     viewers = set(result.viewers)
     print(

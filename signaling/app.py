@@ -30,7 +30,6 @@ from signaling.protocol import (
     End,
     GetPeers,
     Join,
-    Limits,
     Ping,
     ProtocolError,
     Publish,
@@ -72,16 +71,6 @@ def create_app(config: ServerConfig) -> web.Application:
         directory=directory,
         ip_limits=IpLimits(
             config.max_connections_per_ip, config.max_channels_per_ip, config.limit_loopback
-        ),
-        limits=Limits(
-            max_message_bytes=config.max_message_bytes,
-            max_publish_bytes=config.max_publish_bytes,
-            max_init_segment_bytes=config.max_init_segment_bytes,
-            max_public_key_bytes=config.max_public_key_bytes,
-            max_signal_data_bytes=config.max_signal_data_bytes,
-            max_stats_bytes=config.max_stats_bytes,
-            max_get_peers=config.max_get_peers,
-            max_neighbours_reported=config.max_neighbours_reported,
         ),
     )
     app.router.add_get("/ws", websocket_handler)
@@ -316,7 +305,7 @@ async def _on_text(state: ServerState, conn: Connection, text: str) -> bool:
         return fatal
     conn.rate_violations = 0
     try:
-        message = parse_client_message(text, size_bytes, state.limits)
+        message = parse_client_message(text, size_bytes, state.config.limits)
     except ProtocolError as error:
         state.metrics.count_in(None, size_bytes)
         _send_error(state, conn, error)

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from signaling.protocol import ROLES, Role
 from signaling.tracker import Candidate
+from signaling_wire import ROLES, Role
 
 PREFIX = "sig:"
 KEY = PREFIX + "key"

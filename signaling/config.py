@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from signaling.protocol import Limits
 from signaling.turn_credentials import DEFAULT_TTL_S, make_turn_credential
 from streamer.errors import UserError
 
@@ -59,14 +60,10 @@ class ServerConfig:
     broadcast_token: str | None = None
     #: aiohttp's hard frame limit: a bigger frame closes the socket (code 1009).
     ws_max_msg_bytes: int = 256 * 1024
-    #: Our own cap for any message but `publish` (answered with a non-fatal `too_large`).
-    max_message_bytes: int = 64 * 1024
-    #: Cap for `publish`, which carries the base64 init segment.
-    max_publish_bytes: int = 160 * 1024
-    max_init_segment_bytes: int = 64 * 1024
-    max_public_key_bytes: int = 1024
-    max_signal_data_bytes: int = 32 * 1024
-    max_stats_bytes: int = 2048
+    #: The message parser's size caps (signaling.protocol.Limits): our own cap for any message
+    #: but `publish` (answered with a non-fatal `too_large`), the cap for `publish` (it carries
+    #: the base64 init segment), the most a `get_peers` may ask for, ...
+    limits: Limits = field(default_factory=Limits)
     max_peers_per_channel: int = 10_000
     #: Channels a broadcaster owns (claimed with its secret), on this server or cluster.
     max_channels: int = 1_000
@@ -103,10 +100,8 @@ class ServerConfig:
     #: long after its last word its peers drop out of every other process's samples.
     cluster_heartbeat_s: float = 1.0
     cluster_liveness_s: float = 3.0
-    #: Candidates in `welcome`, and the most a `get_peers` may ask for.
+    #: Candidates in `welcome`.
     welcome_peers: int = 8
-    max_get_peers: int = 32
-    max_neighbours_reported: int = 64
     web_dir: Path = field(default=DEFAULT_WEB_DIR)
     #: Origins whose pages may embed the player and use /ws ("*": any; signaling.embedding).
     allowed_origins: tuple[str, ...] = ("*",)

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from signaling.protocol import CHANNEL_NAME_RE
 from signaling.state import STATE
+from signaling_wire import CHANNEL_NAME_RE
 
 ANY_ORIGIN = "*"
 #: Paths a page on another origin may read (scripts, styles, the public JSON).

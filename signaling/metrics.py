@@ -12,8 +12,9 @@ from collections.abc import Mapping
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from signaling_wire import ROLES
+
 KNOWN_IN_TYPES = frozenset({"join", "publish", "signal", "get_peers", "status", "end", "ping"})
-ROLES = ("viewer", "relay", "broadcaster")
 #: Join and signal latencies are milliseconds on a healthy server; the tail is what matters.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

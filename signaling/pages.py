@@ -15,8 +15,8 @@ from aiohttp import web
 
 from signaling import embedding
 from signaling.metrics import CONTENT_TYPE
-from signaling.protocol import CHANNEL_NAME_RE, PROTOCOL_VERSION
 from signaling.state import STATE, ServerState
+from signaling_wire import CHANNEL_NAME_RE, PROTOCOL_VERSION
 
 _ENV = web.AppKey("signaling_jinja", jinja2.Environment)
 

@@ -11,17 +11,12 @@ import base64
 import binascii
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeGuard
+from typing import Any, TypeGuard
 
-PROTOCOL_VERSION = 1
-ROLES = ("viewer", "relay", "broadcaster")
-Role = Literal["viewer", "relay", "broadcaster"]
+from signaling_wire import CHANNEL_NAME_RE, PEER_ID_RE, PROTOCOL_VERSION, ROLES, Role
 
-CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-PEER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MAX_SECRET_CHARS = 256
 MAX_TOKEN_CHARS = 256
 MAX_MIME_TYPE_CHARS = 256
@@ -44,7 +39,7 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """Size caps the parser enforces (taken from ServerConfig by the app)."""
+    """Size caps the parser enforces (ServerConfig.limits)."""
 
     max_message_bytes: int = 64 * 1024
     max_publish_bytes: int = 160 * 1024

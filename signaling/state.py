@@ -18,7 +18,6 @@ from signaling.directory import Directory
 from signaling.iplimits import IpLimits
 from signaling.metrics import Metrics
 from signaling.outbox import Outbox
-from signaling.protocol import Limits
 from signaling.ratelimit import TokenBucket
 
 
@@ -47,7 +46,6 @@ class Connection:
 class ServerState:
     config: ServerConfig
     directory: Directory
-    limits: Limits
     ip_limits: IpLimits
     metrics: Metrics = field(default_factory=Metrics)
     connections: set[Connection] = field(default_factory=set)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from signaling.protocol import Role
+from signaling_wire import Role
 
 T = TypeVar("T")
 

@@ -4,6 +4,7 @@ tables, status-line parsing, the origin's chunk window, /proc CPU accounting."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from streamer.bench.clip import clip_name
 from streamer.bench.figures import fluid_bound_rate_bps, percentile, summarise_viewers, upload_ratio
 from streamer.bench.origin import ChunkWindow, Released
 from streamer.bench.procs import proc_cpu_s
-from streamer.bench.simulate import SimSettings, fluid_bound_ratio, parse_sizes, scenario_for
+from streamer.bench.simulate import fluid_bound_ratio, parse_sizes
 from streamer.bench.statusline import last_status, parse_status
 from streamer.bench.table import bench_table, fmt, render, sweep_table
 from streamer.node.status import format_status
+from streamer.sim import Scenario
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -65,22 +67,25 @@ def test_fluid_bound_is_the_smaller_of_source_and_shared_capacity() -> None:
         fluid_bound_rate_bps(1e6, [], 0)
 
 
-def test_sim_fluid_bound_ratio_follows_the_settings() -> None:
-    plain = SimSettings(upload_ratio_range=(1.0, 1.0), download_only_share=0.0)
-    assert fluid_bound_ratio(100, plain) == pytest.approx((2.0 + 100) / 100)
-    nat = SimSettings(upload_ratio_range=(1.0, 1.0), download_only_share=0.5)
-    assert fluid_bound_ratio(100, nat) == pytest.approx((2.0 + 50) / 100)
-    assert fluid_bound_ratio(1, plain) == 2.0  # one viewer: the source's uplink bounds it
+def test_sim_fluid_bound_ratio_follows_the_scenario() -> None:
+    plain = Scenario(peers=100, peer_upload_ratio=(1.0, 1.0), download_only_share=0.0)
+    assert fluid_bound_ratio(plain) == pytest.approx((2.0 + 100) / 100)
+    nat = replace(plain, download_only_share=0.5)
+    assert fluid_bound_ratio(nat) == pytest.approx((2.0 + 50) / 100)
+    # One viewer: the source's uplink bounds it.
+    assert fluid_bound_ratio(replace(plain, peers=1)) == 2.0
 
 
-def test_scenario_spreads_joins_over_the_window_and_keeps_the_seed() -> None:
-    sc = scenario_for(1000, SimSettings(duration_s=30, seed=9, churn_share=0.1))
-    assert sc.peers == 1000 and sc.seed == 9 and sc.leave_share == 0.1
-    assert sc.join_stagger_s * 1000 == pytest.approx(10.0)
+def test_scenario_spreads_joins_over_the_window_and_checks_its_values() -> None:
+    sc = Scenario(peers=1000, duration_s=30)
+    assert sc.join_stagger_s * 1000 == pytest.approx(10.0)  # a third of the duration
+    assert replace(sc, relays=1000, join_window_s=4.0).join_stagger_s == pytest.approx(0.002)
     with pytest.raises(ValueError):
-        SimSettings(upload_ratio_range=(2.0, 1.0))
+        Scenario(peer_upload_ratio=(2.0, 1.0))
     with pytest.raises(ValueError):
-        SimSettings(loss_rate=1.0)
+        Scenario(loss_rate=1.0)
+    with pytest.raises(ValueError):
+        Scenario(join_window_s=-1.0)
 
 
 def test_parse_sizes() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from waiting import wait_until
 
 from signaling.app import RunningServer, start_server
 from signaling.config import ServerConfig
@@ -103,17 +104,24 @@ def viewer(server: RunningServer, role: str = "viewer") -> RecordingNode:
     return RecordingNode(NodeConfig(server.url, "t", role))
 
 
+def linked(node: SwarmNode) -> bool:
+    """The node has a neighbour to pull from."""
+    return bool(node.stats()["neighbours"])
+
+
 async def test_relay_and_viewers_play_verified_chunks_mostly_from_peers() -> None:
     async with broadcast() as cast:
-        await asyncio.sleep(1.2)  # a couple of chunks out before anyone joins
+        await wait_until(lambda: len(cast.released) >= 2, 15, "two chunks out before anyone joins")
         relay = viewer(cast.server, "relay")
         await relay.start()
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: linked(relay), 10, "the relay linked to the source")
         viewers = [viewer(cast.server) for _ in range(3)]
-        for node in viewers:
+        for node in viewers:  # one after another, each finding those before it
             await node.start()
-            await asyncio.sleep(0.3)
-        await asyncio.sleep(5.0)
+            await wait_until(lambda n=node: linked(n), 10, "a viewer linked to a neighbour")
+        await wait_until(
+            lambda: all(len(node.played) >= 6 for node in viewers), 20, "6 chunks played by each"
+        )
         stats = [node.stats() for node in viewers]
         relay_stats = relay.stats()
         source_stats = cast.node.stats()
@@ -153,12 +161,12 @@ async def test_forged_pieces_are_refused_and_the_liar_dropped() -> None:
     async with broadcast(max_neighbours=1) as cast:  # the source serves the liar only
         liar = LyingNode(NodeConfig(cast.server.url, "t", "relay"))
         await liar.start()
-        await asyncio.sleep(1.5)
+        await wait_until(
+            lambda: liar.stats()["bytes_from_source"] > 0, 10, "the liar got pieces to forge"
+        )
         honest = viewer(cast.server)
         await honest.start()
-        async with asyncio.timeout(15):
-            while "forged" not in honest.stats()["drops"]:
-                await asyncio.sleep(0.1)
+        await wait_until(lambda: "forged" in honest.stats()["drops"], 15, "the liar dropped")
         honest_stats = honest.stats()
         liar_stats = liar.stats()
         await honest.close()
@@ -197,20 +205,25 @@ async def test_peers_survive_a_signaling_server_restart() -> None:
     async with broadcast() as cast:
         relay = viewer(cast.server, "relay")
         await relay.start()
-        await asyncio.sleep(1.5)
+        await wait_until(lambda: len(relay.played) >= 1, 10, "the relay played a chunk")
         port = cast.server.port
         await cast.server.close()
-        await asyncio.sleep(1.0)  # established data channels carry on without the server
+        played_with_server = len(relay.played)
+        await wait_until(
+            lambda: len(relay.played) > played_with_server,
+            10,
+            "established data channels carry on without the server",
+        )
         cast.server = await start_server(ServerConfig(host="127.0.0.1", port=port))
-        async with asyncio.timeout(10):
-            while relay.client.reconnects == 0 or cast.node.client.reconnects == 0:
-                await asyncio.sleep(0.1)
+        await wait_until(
+            lambda: relay.client.reconnects > 0 and cast.node.client.reconnects > 0,
+            10,
+            "relay and broadcaster back on the new server",
+        )
         played_before = len(relay.played)
         late = viewer(cast.server)  # finds the re-published broadcast on the new server
         await late.start()
-        async with asyncio.timeout(10):
-            while len(late.played) < 3:
-                await asyncio.sleep(0.1)
+        await wait_until(lambda: len(late.played) >= 3, 10, "the late viewer played 3 chunks")
         relay_stats = relay.stats()
         await late.close()
         await relay.close()
@@ -233,19 +246,26 @@ async def test_upload_limit_caps_what_a_relay_sends() -> None:
                 upload_burst_bytes=burst_bytes,
             )
         )
+        started_s = asyncio.get_running_loop().time()  # the relay cannot send before it starts
         await relay.start()
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: linked(relay), 10, "the relay linked to the source")
         viewers = [viewer(cast.server) for _ in range(2)]
         for node in viewers:
             await node.start()
-        started_s = asyncio.get_running_loop().time()
-        await asyncio.sleep(4.0)
-        # ...and until each has played a chunk (startup is ~2-4 s here: a viewer waits for the
-        # chunk past its peers' newest whole one), within a bound.
-        async with asyncio.timeout(8):
-            while any(node.stats()["chunks_played"] < 1 for node in viewers):
-                await asyncio.sleep(0.1)
-        elapsed_s = asyncio.get_running_loop().time() - started_s + 1.0
+        # Until the relay sent well past its burst (the cap is then what limits it)...
+        await wait_until(
+            lambda: relay.stats()["transport_bytes_sent"] > 2 * burst_bytes,
+            15,
+            "the relay sent twice its burst",
+        )
+        # ...and until each viewer has played a chunk (startup is ~2-4 s here: a viewer waits
+        # for the chunk past its peers' newest whole one).
+        await wait_until(
+            lambda: all(node.stats()["chunks_played"] >= 1 for node in viewers),
+            12,
+            "each viewer played a chunk",
+        )
+        elapsed_s = asyncio.get_running_loop().time() - started_s
         relay_stats = relay.stats()
         viewer_stats = [node.stats() for node in viewers]
         for node in [*viewers, relay]:

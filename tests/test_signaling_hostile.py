@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from signaling_helpers import expect_closed, expect_silence, join, make_client, media, receive
 
+from signaling.protocol import Limits
 from signaling.state import STATE
 
 
@@ -105,6 +106,21 @@ async def test_oversized_message_non_fatal_then_over_frame_cap_closes(aiohttp_cl
     msg = await hostile.receive(timeout=3)
     assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1009
     await assert_bystanders_fine(client)
+
+
+async def test_the_configured_limits_are_the_ones_enforced(aiohttp_client: Any) -> None:
+    """ServerConfig.limits reaches the parser: a signal the default caps let through is refused
+    by a server configured with a smaller one."""
+    client = await make_client(aiohttp_client, limits=Limits(max_signal_data_bytes=1024))
+    hostile, _ = await join(client)
+    receiver, target = await join(client)
+    small = {"type": "signal", "to": target["peer_id"], "data": {"sdp": "x" * 500}}
+    await hostile.send_json(small)
+    assert (await receive(receiver))["type"] == "signal"
+    await hostile.send_json({**small, "data": {"sdp": "x" * 2000}})
+    error = await receive(hostile)
+    assert error["code"] == "too_large" and not error["fatal"]
+    await expect_silence(receiver)
 
 
 async def test_flood_is_rate_limited_then_dropped(aiohttp_client: Any) -> None:

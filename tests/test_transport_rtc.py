@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
+from waiting import hold_still, wait_until
 
 from streamer.transport.ice_path import aioice_connection
 from streamer.transport.rtc import (
@@ -215,7 +216,7 @@ async def test_glare_ends_with_one_connection(swarm: Swarm) -> None:
     assert a.manager.send("peer-b", b"ping") and b.manager.send("peer-a", b"pong")
     await b.events.wait_for(lambda: b.events.messages.get("peer-a") == [b"ping"], 5)
     await a.events.wait_for(lambda: a.events.messages.get("peer-b") == [b"pong"], 5)
-    await asyncio.sleep(0.3)
+    await hold_still(0.3)  # the losing offer's connection must not close the winner afterwards
     assert not a.events.closed and not b.events.closed
 
 
@@ -238,8 +239,7 @@ async def test_hostile_signals_cost_nothing_else(swarm: Swarm) -> None:
     # A candidate and an answer from bob that arrive out of the blue on an open link: ignored.
     a.manager.handle_signal("bob", {"kind": "answer", "sdp": "v=0\r\n"})
     a.manager.handle_signal("bob", {"kind": "candidate", "candidate": "candidate:1 1 udp"})
-    await asyncio.sleep(0.5)
-    assert a.manager.bad_signals >= 5
+    await wait_until(lambda: a.manager.bad_signals >= 5, 5, "the hostile signals counted as bad")
     assert a.manager.pending_peers() == [] and a.manager.open_peers() == ["bob"]
     assert "mallory" not in a.events.opened and "mallory" not in a.events.closed
     assert a.manager.send("bob", b"still fine")
@@ -274,7 +274,8 @@ async def test_connect_to_a_silent_peer_times_out() -> None:
         assert a.manager.connect("ghost")
         await a.events.wait_for(lambda: "ghost" in a.events.closed, 5)
         assert a.events.closed["ghost"] == "timeout"
-        assert 0.9 < time.monotonic() - started < 3.0
+        # Not before the timeout (a wall clock only runs late on a busy machine, never early).
+        assert time.monotonic() - started > 0.9
         assert "ghost" not in a.events.opened
     finally:
         await swarm.close()
@@ -357,9 +358,9 @@ async def test_a_silent_neighbour_is_closed_as_idle(swarm: Swarm) -> None:
     # bob keeps talking for longer than the idle timeout, then goes silent (a vanished sender).
     for _ in range(6):
         assert b.manager.send("alice", b"buffer map")
-        await asyncio.sleep(0.3)
+        await hold_still(0.3)
     assert "bob" not in a.events.closed
     started = time.monotonic()
     await a.events.wait_for(lambda: "bob" in a.events.closed, 5)
     assert a.events.closed["bob"] == "idle"
-    assert 0.5 < time.monotonic() - started < 2.5
+    assert time.monotonic() - started > 0.5  # the idle timeout lapsed, it was not cut short

@@ -11,7 +11,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from signaling.protocol import CHANNEL_NAME_RE
+from signaling_wire import CHANNEL_NAME_RE
 from streamer.errors import UserError
 from streamer.node.driver import NodeConfig, SwarmNode
 from streamer.node.runner import run_until_stopped, write_stats

@@ -17,15 +17,16 @@ import platform
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from streamer.bench.progress import Progress
-from streamer.bench.simulate import SimSettings, parse_sizes, settings_json, sweep
+from streamer.bench.simulate import SIMULATE_DEFAULTS, parse_sizes, settings_json, sweep
 from streamer.bench.table import bench_table, command_line, option_argv, sweep_table
 from streamer.errors import UserError
-from streamer.sim import compiled
+from streamer.sim import Scenario, compiled
 
 MAX_PEERS = 100_000
 AUTO_COMPILE_PEER_SECONDS = 10_000
@@ -64,23 +65,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="netbed profile: the stream's rate on the wire (default 745000, the bed's clip)",
     )
-    parser.add_argument("--peers", type=int, default=100, help="viewers (default 100)")
+    d = SIMULATE_DEFAULTS
+    parser.add_argument("--peers", type=int, default=d.peers, help=f"viewers (default {d.peers})")
     parser.add_argument("--sweep", help="comma-separated audience sizes, e.g. 10,100,1000,10000")
-    parser.add_argument("--duration", type=float, default=60.0, help="virtual seconds (60)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (1)")
-    parser.add_argument("--latency-ms", type=float, default=30.0, help="one-way link latency")
-    parser.add_argument("--loss", type=float, default=0.005, help="share of messages retransmitted")
-    parser.add_argument("--churn", type=float, default=0.05, help="share of viewers that leave")
     parser.add_argument(
-        "--download-only", type=float, default=0.15, help="share of viewers that upload nothing"
+        "--duration", type=float, default=d.duration_s, help=f"virtual seconds ({d.duration_s:g})"
     )
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
+    parser.add_argument(
+        "--latency-ms", type=float, default=d.latency_s * 1000, help="one-way link latency"
+    )
+    parser.add_argument(
+        "--loss", type=float, default=d.loss_rate, help="share of messages retransmitted"
+    )
+    parser.add_argument(
+        "--churn", type=float, default=d.leave_share, help="share of viewers that leave"
+    )
+    parser.add_argument(
+        "--download-only",
+        type=float,
+        default=d.download_only_share,
+        help="share of viewers that upload nothing",
+    )
+    upload_range = ",".join(str(ratio) for ratio in d.peer_upload_ratio)
     parser.add_argument(
         "--upload-range",
-        default="0.5,3.0",
-        help="uploading viewers' uplink, uniform LOW,HIGH x stream rate (0.5,3.0)",
+        default=upload_range,
+        help=f"uploading viewers' uplink, uniform LOW,HIGH x stream rate ({upload_range})",
     )
-    parser.add_argument("--source-upload", type=float, default=2.0, help="x stream rate (2.0)")
-    parser.add_argument("--relays", type=int, default=0, help="relays (10x stream rate uplink)")
+    parser.add_argument(
+        "--source-upload",
+        type=float,
+        default=d.source_upload_ratio,
+        help=f"x stream rate ({d.source_upload_ratio})",
+    )
+    parser.add_argument(
+        "--relays",
+        type=int,
+        default=d.relays,
+        help=f"relays ({d.relay_upload_ratio:g}x stream rate uplink)",
+    )
     parser.add_argument("--join-window", type=float, help="all join within S (duration / 3)")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--plot", help="with --sweep: a PNG of the figures as N grows")
@@ -93,17 +117,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace) -> SimSettings:
+def _scenario(args: argparse.Namespace) -> Scenario:
+    """The run the options describe (a sweep sets the audience size of each run)."""
     try:
         low_text, high_text = args.upload_range.split(",")
-        return SimSettings(
+        return replace(
+            SIMULATE_DEFAULTS,
+            peers=args.peers,
             duration_s=args.duration,
             seed=args.seed,
             latency_s=args.latency_ms / 1000,
             loss_rate=args.loss,
-            churn_share=args.churn,
+            leave_share=args.churn,
             download_only_share=args.download_only,
-            upload_ratio_range=(float(low_text), float(high_text)),
+            peer_upload_ratio=(float(low_text), float(high_text)),
             source_upload_ratio=args.source_upload,
             relays=args.relays,
             join_window_s=args.join_window,
@@ -115,7 +142,7 @@ def _settings(args: argparse.Namespace) -> SimSettings:
 def run(args: argparse.Namespace) -> int:
     if args.profile == "netbed":
         return _run_bed(args)
-    settings = _settings(args)
+    scenario = _scenario(args)
     try:
         sizes = parse_sizes(args.sweep) if args.sweep else [args.peers]
     except ValueError as error:
@@ -128,20 +155,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--plot must name a .png file")
     progress = Progress(interval_s=10.0)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM leaves like Ctrl-C
-    child_exit = _run_compiled(args, sum(sizes) * settings.duration_s, progress)
+    child_exit = _run_compiled(args, sum(sizes) * scenario.duration_s, progress)
     if child_exit is not None:
         return child_exit
     results: list[dict[str, Any]] = []
     for n in sizes:
-        progress.note(f"simulate: {n} peers, {settings.duration_s:g} s of virtual time")
-        results.extend(sweep([n], settings, progress))
+        progress.note(f"simulate: {n} peers, {scenario.duration_s:g} s of virtual time")
+        results.extend(sweep([n], scenario, progress))
         last = results[-1]
         progress.note(
             f"simulate: {n} peers done in {last['wall_s']:.1f} s wall, "
             f"continuity mean {last['continuity_mean'] or 0:.3f}"
         )
         # Written after every size: a long sweep stopped early keeps what it measured.
-        _save(args, settings, results, complete=len(results) == len(sizes))
+        _save(args, scenario, results, complete=len(results) == len(sizes))
     print(sweep_table(results))
     return 0
 
@@ -149,8 +176,6 @@ def run(args: argparse.Namespace) -> int:
 def _run_bed(args: argparse.Namespace) -> int:
     """The bed's sites in virtual time: the same tables `streamer netbed` prints (pure Python:
     nine nodes need no compiled core)."""
-    from dataclasses import replace
-
     from streamer.netbed.report import sites_table, viewers_table
     from streamer.netbed.topology import Profile
     from streamer.sim.bed import BedScenario, run_bed_scenario
@@ -243,7 +268,7 @@ def _run_compiled(args: argparse.Namespace, peer_seconds: float, progress: Progr
 
 
 def _save(
-    args: argparse.Namespace, settings: SimSettings, results: list[dict[str, Any]], complete: bool
+    args: argparse.Namespace, scenario: Scenario, results: list[dict[str, Any]], complete: bool
 ) -> None:
     """JSON (headline keys = the largest size so far; all sizes under "results") and the plot."""
     if args.json:
@@ -256,7 +281,7 @@ def _save(
                 "command": command_line(NAME, _options(args)),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                 f"Python {platform.python_version()}",
-                "settings": settings_json(settings),
+                "settings": settings_json(scenario),
                 "core": compiled.core_kind(),
             }
         )

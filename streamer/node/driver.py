@@ -28,7 +28,6 @@ import contextlib
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from signaling_wire import PEER_ID_RE
 from streamer.errors import UserError
 from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
 from streamer.node.status import RateMeter
@@ -73,8 +73,12 @@ from streamer.transport.rtc import dispatch_signaling_event
 
 logger = logging.getLogger(__name__)
 
-ROLES = {"broadcaster": Role.SOURCE, "relay": Role.RELAY, "viewer": Role.VIEWER}
-_PEER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+#: The peer wire role (streamer.protocol) each signaling role (signaling_wire.ROLES) plays.
+SWARM_ROLE_BY_SIGNALING_ROLE = {
+    "broadcaster": Role.SOURCE,
+    "relay": Role.RELAY,
+    "viewer": Role.VIEWER,
+}
 _MAX_EARLY_MESSAGES = 64
 """Messages kept per link that opened before we knew the channel's key (then it is dropped)."""
 _FAILED_PEER_MEMORY_S = 20.0
@@ -117,8 +121,8 @@ class NodeConfig:
     connect_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"role must be one of {sorted(ROLES)}")
+        if self.role not in SWARM_ROLE_BY_SIGNALING_ROLE:
+            raise ValueError(f"role must be one of {sorted(SWARM_ROLE_BY_SIGNALING_ROLE)}")
         if self.role == "broadcaster" and (self.signing_key is None or not self.secret):
             raise ValueError("a broadcaster needs its signing key and channel secret")
 
@@ -171,7 +175,7 @@ class SwarmNode:
 
     def __init__(self, config: NodeConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.role = ROLES[config.role]
+        self.role = SWARM_ROLE_BY_SIGNALING_ROLE[config.role]
         self._clock = clock
         self._rng = random.Random(config.seed if config.seed is not None else os.urandom(8))
         try:
@@ -440,7 +444,7 @@ class SwarmNode:
         for pid, when in list(self._failed.items()):
             if now - when > _FAILED_PEER_MEMORY_S:
                 del self._failed[pid]
-        exclude = [p for p in self._known_peers() | set(self._failed) if _PEER_ID_RE.match(p)]
+        exclude = [p for p in self._known_peers() | set(self._failed) if PEER_ID_RE.match(p)]
         self._spawn(self.client.get_peers(max(1, min(count, 32)), exclude[:256]), "get-peers")
 
     def _on_peers(self, peers: tuple[PeerRecord, ...]) -> None:
@@ -686,7 +690,7 @@ class SwarmNode:
             if self.config.upload_limit_bps is not None:
                 spare_bps = max(0, self.config.upload_limit_bps - out_bps)
             await self.client.status(
-                neighbours=[p for p in core.neighbour_ids if _PEER_ID_RE.match(p)][:64],
+                neighbours=[p for p in core.neighbour_ids if PEER_ID_RE.match(p)][:64],
                 upload_bps=out_bps,
                 spare_upload_bps=spare_bps,
                 latest_seq=self.latest_seq,

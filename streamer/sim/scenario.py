@@ -1,4 +1,4 @@
-"""Ready-made swarm scenarios for tests and, later, `streamer simulate`: build, run, summarise.
+"""Swarm scenarios for the tests and `streamer simulate`: describe, build, run, summarise.
 
 Rules: a scenario is fully described by its Scenario value (seed included), so a run is
 reproducible; results are computed from the cores' own stats, never assumed.
@@ -26,6 +26,13 @@ SOURCE_ID = "source"
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
+    """One simulated run, whole: the audience, the links, the misbehaviour and the seed.
+
+    The defaults are a clean swarm (no loss, no churn, everyone uploads 1.5-2x); `streamer
+    simulate` starts from its own mix (streamer.bench.simulate.SIMULATE_DEFAULTS). Rates are
+    multiples of the stream rate.
+    """
+
     peers: int = 20
     relays: int = 0
     duration_s: float = 30.0
@@ -38,7 +45,9 @@ class Scenario:
     relay_upload_ratio: float = 10.0
     download_only_share: float = 0.0
     """Share of viewers that upload nothing (behind strict NATs)."""
-    join_stagger_s: float = 0.05
+    join_window_s: float | None = None
+    """Relays, then viewers, join one by one, evenly spread over this window after the warm-up
+    (None: a third of the duration)."""
     latency_s: float = 0.03
     loss_rate: float = 0.0
     liars: int = 0
@@ -49,6 +58,26 @@ class Scenario:
     """Source publishes this long before the first viewer joins."""
     seed: int = 1
     config: SwarmConfig = field(default_factory=SwarmConfig)
+
+    def __post_init__(self) -> None:
+        low, high = self.peer_upload_ratio
+        if not 0 <= low <= high:
+            raise ValueError("upload ratio range must be 0 <= low <= high")
+        if self.duration_s <= 0 or self.chunk_duration_s <= 0 or self.stream_rate_bps <= 0:
+            raise ValueError("duration, chunk length and stream rate must be positive")
+        for name in ("loss_rate", "leave_share", "download_only_share"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be within [0, 1)")
+        if self.latency_s < 0 or self.source_upload_ratio <= 0 or self.relays < 0:
+            raise ValueError("latency >= 0, source upload > 0 and relays >= 0 are required")
+        if self.join_window_s is not None and self.join_window_s < 0:
+            raise ValueError("the join window must be >= 0")
+
+    @property
+    def join_stagger_s(self) -> float:
+        """Time between two joins."""
+        window_s = self.duration_s / 3 if self.join_window_s is None else self.join_window_s
+        return window_s / max(1, self.peers + self.relays)
 
 
 @dataclass(slots=True)
@@ -158,9 +187,10 @@ def run_scenario(
     left: list[str] = []
     upload_ratios: dict[str, float] = {}
     ids = [f"relay{i}" for i in range(sc.relays)] + [f"peer{i}" for i in range(sc.peers)]
+    join_stagger_s = sc.join_stagger_s
     for n, pid in enumerate(ids):
         is_relay = pid.startswith("relay")
-        join_s = sc.warmup_s + n * sc.join_stagger_s
+        join_s = sc.warmup_s + n * join_stagger_s
         ratio = sc.relay_upload_ratio if is_relay else rng.uniform(*sc.peer_upload_ratio)
         uploads = is_relay or rng.random() >= sc.download_only_share
         upload_ratios[pid] = ratio if uploads else 0.0

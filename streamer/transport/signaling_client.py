@@ -26,10 +26,9 @@ from typing import Any
 
 import aiohttp
 
-logger = logging.getLogger(__name__)
+from signaling_wire import PROTOCOL_VERSION, ROLES
 
-PROTOCOL_VERSION = 1
-ROLES = ("viewer", "relay", "broadcaster")
+logger = logging.getLogger(__name__)
 
 
 class SignalingError(Exception):

@@ -150,16 +150,28 @@ test("signaling: server messages validated, malformed ones refused", () => {
       channel: "demo",
       ice_servers: [],
       media: null,
-      peers: [{ peer_id: "p1", role: "relay", latest_seq: 7 }, { role: "viewer" }, 5],
+      peers: [
+        { peer_id: "p1", role: "relay", latest_seq: 7 },
+        { peer_id: "p2", role: "admin" },
+        { role: "viewer" },
+        5,
+      ],
       heartbeat_s: 20,
     }),
   );
   assert.equal(w.peerId, "abc");
-  assert.deepEqual(w.peers, [{ peerId: "p1", role: "relay", latestSeq: 7 }]);
+  // A role outside the vocabulary is read as a viewer's.
+  assert.deepEqual(w.peers, [
+    { peerId: "p1", role: "relay", latestSeq: 7 },
+    { peerId: "p2", role: "viewer", latestSeq: null },
+  ]);
   assert.equal(parseServerMessage("not json"), null);
   assert.equal(parseServerMessage(JSON.stringify({ type: "welcome" })), null);
   assert.equal(parseServerMessage(JSON.stringify({ type: "signal", from: "x", data: 3 })), null);
-  assert.equal(parseServerMessage(JSON.stringify({ type: "signal", from: "x".repeat(65), data: {} })), null);
+  // Peer ids are the server's: at most 32 of [A-Za-z0-9_-].
+  assert.equal(parseServerMessage(JSON.stringify({ type: "signal", from: "x".repeat(33), data: {} })), null);
+  assert.equal(parseServerMessage(JSON.stringify({ type: "signal", from: "a/b", data: {} })), null);
+  assert.equal(parseServerMessage(JSON.stringify({ type: "signal", from: "x".repeat(32), data: {} })).from.length, 32);
   assert.equal(parseServerMessage(JSON.stringify({ type: "surprise" })), null);
   const servers = [{ urls: ["turn:h:3478"], username: "1800000000:p", credential: "c" }];
   assert.deepEqual(parseServerMessage(JSON.stringify({ type: "ice_servers", ice_servers: servers })), {

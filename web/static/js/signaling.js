@@ -7,8 +7,11 @@
 //
 // Rules: no DOM; a message that fails validation is counted and ignored, never passed on.
 
+// The signaling vocabulary, as the Python package signaling_wire declares it (a test checks they
+// agree: tests/test_wire_vocabulary.py).
 export const PROTOCOL_VERSION = 1;
-const MAX_PEER_ID_CHARS = 64;
+export const ROLES = Object.freeze(["viewer", "relay", "broadcaster"]);
+export const PEER_ID_RE = /^[A-Za-z0-9_-]{1,32}$/;
 
 /** Delay before reconnect attempt `attempt` (0-based): 0.5 s doubling to `maxS`, +-25 % jitter. */
 export function backoffDelayS(attempt, random = Math.random, baseS = 0.5, maxS = 10) {
@@ -23,7 +26,7 @@ export function websocketUrl(location, path = "/ws") {
 }
 
 function isPeerId(value) {
-  return typeof value === "string" && value.length > 0 && value.length <= MAX_PEER_ID_CHARS;
+  return typeof value === "string" && PEER_ID_RE.test(value);
 }
 
 function parsePeers(value) {
@@ -31,7 +34,7 @@ function parsePeers(value) {
   const out = [];
   for (const p of value.slice(0, 64)) {
     if (p && isPeerId(p.peer_id)) {
-      const role = typeof p.role === "string" ? p.role : "viewer";
+      const role = ROLES.includes(p.role) ? p.role : "viewer";
       const latestSeq = Number.isInteger(p.latest_seq) ? p.latest_seq : null;
       out.push({ peerId: p.peer_id, role, latestSeq });
     }
