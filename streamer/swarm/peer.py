@@ -2,14 +2,13 @@
 
 Rules this module never breaks: no asyncio, no sockets, no `time` - every entry point takes `now`
 (seconds, on one monotonic-or-Unix clock chosen by the driver); randomness comes from an injected
-seeded `random.Random`; a malformed or hostile message drops only its sender; nothing unverified is
-stored, played or forwarded. See streamer/swarm/__init__.py for the driver's API in one page.
+seeded generator (Mulberry32, the JS core's too); a malformed or hostile message drops only its
+sender; nothing unverified is stored, played or forwarded. See streamer/swarm/__init__.py for the driver's API in one page.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -49,7 +48,15 @@ from streamer.swarm.events import (
 )
 from streamer.swarm.neighbours import Assignment, Neighbour, ServeItem, UplinkMeter
 from streamer.swarm.playback import Playback
-from streamer.swarm.scheduler import Ask, Holder, Want, may_serve, plan_pieces
+from streamer.swarm.scheduler import (
+    Ask,
+    Holder,
+    Mulberry32,
+    RandomSource,
+    Want,
+    may_serve,
+    plan_pieces,
+)
 from streamer.swarm.seeding import assign_first_copies, seed_weights
 
 ALL_PIECES = 0xFFFF
@@ -88,7 +95,7 @@ class SwarmPeer:
         verifier: HeaderVerifier | None = None,
         signing_key: Ed25519PrivateKey | None = None,
         epoch: int = 0,
-        rng: random.Random | None = None,
+        rng: RandomSource | None = None,
         upload: bool = True,
         piece_pool: PiecePool | None = None,
     ) -> None:
@@ -101,7 +108,7 @@ class SwarmPeer:
         self._signing_key = signing_key
         self._epoch = epoch
         """The source's broadcast session, signed into every chunk header."""
-        self._rng = rng or random.Random(0)
+        self._rng = rng or Mulberry32(0)
         self.upload = upload or role == Role.SOURCE
         self._store = ChunkStore(verifier, piece_pool)
         """piece_pool: a simulator's shared store of verified payloads (memory, not behaviour)."""
@@ -259,7 +266,6 @@ class SwarmPeer:
         """Source only: split, sign and offer a freshly released chunk."""
         if self.role != Role.SOURCE or self._signing_key is None:
             raise RuntimeError("only the source publishes chunks")
-        self._now = now
         header = make_chunk_header(
             seq=seq,
             data=data,
@@ -270,7 +276,15 @@ class SwarmPeer:
             signing_key=self._signing_key,
             epoch=self._epoch,
         )
-        self._store.add_own(header, split_pieces(data, self.config.piece_size_bytes))
+        self.publish_signed(header, data, now)
+
+    def publish_signed(self, header: ChunkHeader, data: bytes, now: float) -> None:
+        """Source only: offer a chunk whose header the driver signed (JS: publishChunk)."""
+        if self.role != Role.SOURCE:
+            raise RuntimeError("only the source publishes chunks")
+        self._now = now
+        seq = header.seq
+        self._store.add_own(header, split_pieces(data, header.piece_size))
         self.stream_bytes += len(data)
         self._super_seed(seq, header.piece_count)
         if self._nbrs:
