@@ -135,9 +135,7 @@ def test_enough_traces_of_every_role(recorded: dict[str, dict[str, Any]]) -> Non
 
 
 @pytest.mark.parametrize("run", [run.name for run in RUNS])
-def test_python_replay_matches_the_recording(
-    run: str, recorded: dict[str, dict[str, Any]]
-) -> None:
+def test_python_replay_matches_the_recording(run: str, recorded: dict[str, dict[str, Any]]) -> None:
     """A trace holds everything the core depends on: a fresh Python core replays it exactly."""
     for name, trace in recorded.items():
         if name.startswith(f"{run}/"):
@@ -180,7 +178,8 @@ def test_default_configs_agree(tmp_path: Path) -> None:
         [node_path(), str(script)], capture_output=True, text=True, timeout=60, check=True
     )
     js = json.loads(proc.stdout)
-    python = {_camel(f.name): getattr(SwarmConfig(), f.name) for f in dataclasses.fields(SwarmConfig)}
+    defaults = SwarmConfig()
+    python = {_camel(f.name): getattr(defaults, f.name) for f in dataclasses.fields(SwarmConfig)}
     differ = {k: (python[k], js[k]) for k in python.keys() & js.keys() if python[k] != js[k]}
     assert not differ
     assert set(js) - set(python) == {"maxHeldPieceBytes"}  # JS only: the async header check

@@ -3,7 +3,8 @@
 Rules this module never breaks: no asyncio, no sockets, no `time` - every entry point takes `now`
 (seconds, on one monotonic-or-Unix clock chosen by the driver); randomness comes from an injected
 seeded generator (Mulberry32, the JS core's too); a malformed or hostile message drops only its
-sender; nothing unverified is stored, played or forwarded. See streamer/swarm/__init__.py for the driver's API in one page.
+sender; nothing unverified is stored, played or forwarded. See streamer/swarm/__init__.py for the
+driver's API in one page.
 """
 
 from __future__ import annotations

@@ -6,10 +6,21 @@
 // when the core threw). The outputs have the shape tests/conformance/traces.py's replay() gives,
 // so pytest compares the two cores step by step. Header signatures are checked synchronously
 // (node:crypto, the core's verifyHeaderSync), as the Python core's HeaderVerifier does.
-import { createHash, createPublicKey, verify } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { DEFAULT_CONFIG, Role, SwarmPeer, seededRandom } from "../../web/static/js/swarm.js";
-import { decodeMessage, fromHex, headerSignedBytes, toHex } from "../../web/static/js/wire.js";
+import { sha256, splitPieces } from "../../web/static/js/chunkheader.js";
+import {
+  SIGNATURE_BYTES,
+  decodeChunkHeader,
+  decodeMessage,
+  encodeMessage,
+  fromHex,
+  headerSignedBytes,
+  messageFromFields,
+  messageToFields,
+  toHex,
+} from "../../web/static/js/wire.js";
 
 const ROLES = { source: Role.SOURCE, relay: Role.RELAY, viewer: Role.VIEWER };
 
@@ -63,6 +74,65 @@ export function syncVerifier(publicKeyHex) {
   return (header) => verify(null, headerSignedBytes(header), key, header.signature);
 }
 
+/** The simulator's fixed test key (streamer/sim/scenario.py test_key: bytes 0..31). */
+const TEST_KEY = (() => {
+  const d = Buffer.from(Array.from({ length: 32 }, (_, i) => i)).toString("base64url");
+  const privateKey = createPrivateKey({
+    key: { kty: "OKP", crv: "Ed25519", d, x: "" },
+    format: "jwk",
+  });
+  return privateKey;
+})();
+
+const chunkData = (seq, size) => new Uint8Array(size).fill(seq % 256);
+
+/** The test key's header of a scenario's chunk spec (as traces.py's signed_header). */
+function signedHeader(spec, releaseS = spec.release_s) {
+  const data = chunkData(spec.seq, spec.size);
+  const unsigned = {
+    type: "chunk_header",
+    seq: spec.seq,
+    epoch: 0,
+    startUs: Math.round(spec.start_s * 1e6),
+    durationUs: Math.round(spec.duration_s * 1e6),
+    releaseUs: Math.round(releaseS * 1e6),
+    totalSize: data.length,
+    pieceSize: spec.piece_size,
+    pieceHashes: splitPieces(data, spec.piece_size).map((p) => sha256(p)),
+  };
+  const signed = headerSignedBytes(unsigned);
+  const raw = new Uint8Array(signed.length + SIGNATURE_BYTES);
+  raw.set(signed);
+  raw.set(sign(null, signed, TEST_KEY), signed.length);
+  return decodeChunkHeader(raw);
+}
+
+/** A recv step's message: hex, a field view, or a chunk's header or piece. */
+function receivedBytes(s) {
+  if (s.hex !== undefined) return fromHex(s.hex);
+  if (s.msg !== undefined) return encodeMessage(messageFromFields(s.msg));
+  if (s.header !== undefined) return signedHeader(s.header).raw;
+  const spec = s.piece;
+  const pieces = splitPieces(chunkData(spec.seq, spec.size), spec.piece_size);
+  return encodeMessage({
+    type: "piece",
+    seq: spec.seq,
+    index: spec.index,
+    count: pieces.length,
+    payload: pieces[spec.index],
+  });
+}
+
+const BULKY_FIELDS = ["payload", "piece_hashes", "signature"];
+
+function messageOut(s, data) {
+  if (data === null) return null;
+  if (s.view !== "fields") return toHex(data);
+  const fields = messageToFields(decodeMessage(data));
+  for (const key of BULKY_FIELDS) delete fields[key];
+  return fields;
+}
+
 const sha = (data) => createHash("sha256").update(data).digest("hex");
 const hexOrNull = (data) => (data === null ? null : toHex(data));
 
@@ -106,22 +176,30 @@ export function step(core, s) {
       core.removeNeighbour(s.peer, s.now);
       return null;
     case "recv":
-      core.receive(s.peer, fromHex(s.hex), s.now);
+      core.receive(s.peer, receivedBytes(s), s.now);
       return null;
     case "timer":
       core.handleTimer(s.now);
       return null;
     case "publish":
-      core.publishChunk(decodeMessage(fromHex(s.header)), fromHex(s.data), s.now);
+      if (s.chunk !== undefined) {
+        const spec = { ...s.chunk, piece_size: core.config.pieceSizeBytes };
+        core.publishChunk(signedHeader(spec, s.now), chunkData(spec.seq, spec.size), s.now);
+      } else {
+        core.publishChunk(decodeMessage(fromHex(s.header)), fromHex(s.data), s.now);
+      }
       return null;
     case "ctl":
-      return hexOrNull(core.nextControlMessage(s.peer));
+      return messageOut(s, core.nextControlMessage(s.peer));
     case "data":
-      return hexOrNull(core.nextDataMessage(s.peer, s.now));
+      return messageOut(s, core.nextDataMessage(s.peer, s.now));
     case "ready":
       return [...core.takeReady()].sort();
-    case "events":
-      return core.popEvents().map(eventDict);
+    case "events": {
+      const events = core.popEvents().map(eventDict);
+      if (s.view !== "fields") return events;
+      return events.map(({ sha256: _, bye: __, ...rest }) => rest);
+    }
     case "next_timer":
       return core.nextTimer();
     case "upload_peers":

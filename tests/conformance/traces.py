@@ -11,6 +11,13 @@ Ops (outputs in brackets): add [accepted], remove, recv (hex), timer (handle_tim
 (signed header hex + data hex), ctl [hex or null], data [hex or null], ready [sorted ids],
 events [normalised events], next_timer [seconds or null], upload_peers [ids], has_room [bool],
 stats [the figures both cores report].
+
+For hand-written scenarios, inputs may be given readably instead of as hex: recv with "msg" (the
+field view of streamer/protocol/jsonview.py), with "header" {seq, size, start_s, duration_s,
+release_s, piece_size} (the test key signs it) or with "piece" {seq, size, index, piece_size};
+publish with "chunk" {seq, size, start_s, duration_s} (released at now). A chunk of seq is `size`
+bytes of seq % 256. With "view": "fields", ctl and data give the field view (without payloads,
+hashes and signatures) and events leave out hashes and byes.
 """
 
 from __future__ import annotations
@@ -25,7 +32,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from streamer.protocol import ChunkHeader, Role, decode_message
+from streamer.protocol import (
+    ChunkHeader,
+    Piece,
+    Role,
+    decode_message,
+    encode_message,
+    make_chunk_header,
+    split_pieces,
+)
+from streamer.protocol.jsonview import message_from_dict, message_to_dict
 from streamer.sim.scenario import Scenario, run_scenario, test_key
 from streamer.swarm import (
     ChunkComplete,
@@ -235,7 +251,7 @@ def record(run: TraceRun) -> dict[str, dict[str, Any]]:
     run_scenario(sc, make_core=make_core)
     traces = {}
     for peer_id, (core, init) in recorders.items():
-        steps = core.steps + [{"op": "stats", "expect": stats_dict(core.stats())}]
+        steps = [*core.steps, {"op": "stats", "expect": stats_dict(core.stats())}]
         traces[f"{run.name}/{peer_id}"] = {
             "about": f"{peer_id} in {run.name}: {sc}",
             "init": init,
@@ -260,6 +276,50 @@ def replay(trace: dict[str, Any]) -> list[Any]:
     return [_step(core, step) for step in trace["steps"]]
 
 
+BULKY_FIELDS = ("payload", "piece_hashes", "signature")
+"""Left out of the field view of a hand-written scenario's outputs."""
+
+
+def chunk_data(seq: int, size: int) -> bytes:
+    return bytes([seq % 256]) * size
+
+
+def signed_header(spec: dict[str, Any], release_s: float | None = None) -> ChunkHeader:
+    """The test key's header of a scenario's chunk spec."""
+    return make_chunk_header(
+        seq=spec["seq"],
+        data=chunk_data(spec["seq"], spec["size"]),
+        start_us=round(spec["start_s"] * 1e6),
+        duration_us=round(spec["duration_s"] * 1e6),
+        release_us=round((spec["release_s"] if release_s is None else release_s) * 1e6),
+        piece_size=spec["piece_size"],
+        signing_key=test_key(),
+    )
+
+
+def received_bytes(step: dict[str, Any]) -> bytes:
+    """A recv step's message: hex, a field view, or a chunk's header or piece."""
+    if "hex" in step:
+        return bytes.fromhex(step["hex"])
+    if "msg" in step:
+        return encode_message(message_from_dict(step["msg"]))
+    if "header" in step:
+        return signed_header(step["header"]).encode()
+    spec = step["piece"]
+    pieces = split_pieces(chunk_data(spec["seq"], spec["size"]), spec["piece_size"])
+    index = spec["index"]
+    return encode_message(Piece(spec["seq"], index, len(pieces), pieces[index]))
+
+
+def _message_out(step: dict[str, Any], data: bytes | None) -> Any:
+    if data is None:
+        return None
+    if step.get("view") != "fields":
+        return data.hex()
+    fields = message_to_dict(decode_message(data))
+    return {k: v for k, v in fields.items() if k not in BULKY_FIELDS}
+
+
 def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
     op = step["op"]
     if op == "add":
@@ -267,23 +327,30 @@ def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
     if op == "remove":
         core.remove_neighbour(step["peer"], step["now"])
     elif op == "recv":
-        core.receive(step["peer"], bytes.fromhex(step["hex"]), step["now"])
+        core.receive(step["peer"], received_bytes(step), step["now"])
     elif op == "timer":
         core.handle_timer(step["now"])
     elif op == "publish":
-        header = decode_message(bytes.fromhex(step["header"]))
-        assert isinstance(header, ChunkHeader)
-        core.publish_signed(header, bytes.fromhex(step["data"]), step["now"])
+        if "chunk" in step:
+            spec = {**step["chunk"], "piece_size": core.config.piece_size_bytes}
+            header = signed_header(spec, release_s=step["now"])
+            data = chunk_data(spec["seq"], spec["size"])
+        else:
+            decoded = decode_message(bytes.fromhex(step["header"]))
+            assert isinstance(decoded, ChunkHeader)
+            header, data = decoded, bytes.fromhex(step["data"])
+        core.publish_signed(header, data, step["now"])
     elif op == "ctl":
-        data = core.next_control_message(step["peer"])
-        return None if data is None else data.hex()
+        return _message_out(step, core.next_control_message(step["peer"]))
     elif op == "data":
-        data = core.next_data_message(step["peer"], step["now"])
-        return None if data is None else data.hex()
+        return _message_out(step, core.next_data_message(step["peer"], step["now"]))
     elif op == "ready":
         return sorted(core.take_ready())
     elif op == "events":
-        return [event_dict(e) for e in core.pop_events()]
+        events = [event_dict(e) for e in core.pop_events()]
+        if step.get("view") == "fields":
+            events = [{k: v for k, v in e.items() if k not in ("sha256", "bye")} for e in events]
+        return events
     elif op == "next_timer":
         return core.next_timer()
     elif op == "upload_peers":
@@ -297,9 +364,7 @@ def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
     return None
 
 
-def first_divergence(
-    trace: dict[str, Any], outputs: list[Any], context: int = 6
-) -> str | None:
+def first_divergence(trace: dict[str, Any], outputs: list[Any], context: int = 6) -> str | None:
     """None when outputs match every checked step of trace; else where and how they differ,
     with the steps leading there."""
     steps = trace["steps"]
