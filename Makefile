@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench browser webkit axe coturn redis netbed clean
+.PHONY: demo test test-fast conformance lint bench browser webkit axe coturn redis netbed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -122,6 +122,13 @@ test: $(STAMP) browser webkit axe coturn redis netbed
 # Everything but the slow end-to-end tests.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# One behavioural truth for the two swarm cores: recorded simulator traces replayed into the
+# Python and the JS core (same bytes, events, timers), and the shared hand-written scenarios.
+# `make test` runs these too (tests/test_conformance.py; node's through tests/test_js.py).
+conformance: $(STAMP)
+	$(PY) -m pytest -q tests/test_conformance.py
+	node --test tests/js/conformance.test.mjs
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

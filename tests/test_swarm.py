@@ -41,7 +41,6 @@ from streamer.swarm import (
     SwarmConfig,
     SwarmPeer,
     Want,
-    WantNeighbours,
     plan_pieces,
 )
 from streamer.swarm.drain import drain_link
@@ -205,23 +204,6 @@ def test_scheduler_moves_a_stuck_piece_to_another_holder_never_back_to_its_own()
     # With no other holder with room, a stuck piece stays where it is (not asked again).
     asks = plan_pieces([want], {"a": 9, "b": 0}, 0.0, 1.5, random.Random(1))
     assert asks == [Ask(7, "a", (2,), False)]
-
-
-def test_viewer_learns_buffer_map_and_requests_from_peer_not_source() -> None:
-    v = viewer()
-    assert v.add_neighbour("src", 0.0) and v.add_neighbour("p1", 0.0)
-    v.receive("src", hello(Role.SOURCE), 0.1)
-    v.receive("p1", hello(Role.VIEWER), 0.1)
-    v.receive("p1", encode_message(BufferMap(5, (True, True, True))), 0.2)
-    v.receive("src", encode_message(BufferMap(5, (True, True, True))), 0.2)
-    nb = v.neighbour("p1")
-    assert nb is not None and nb.complete == {5, 6, 7}
-    # The newest chunk a peer holds whole (nothing fresher heard of yet).
-    assert v.playback is not None and v.playback.start_seq == 7
-    requests = [m for m in drain_control(v, "p1") if isinstance(m, Request)]
-    assert requests and requests[0] == Request(7, 0, 1, True)  # header + a first piece
-    to_source = [m.seq for m in drain_control(v, "src") if isinstance(m, Request)]
-    assert 7 not in to_source
 
 
 def connect(a: SwarmPeer, a_id: str, b: SwarmPeer, b_id: str, now: float) -> None:
@@ -459,19 +441,6 @@ def test_the_source_signs_its_epoch_into_every_header() -> None:
     assert HeaderVerifier(PUB, epoch=9).verify(header)
 
 
-def test_malformed_message_drops_only_its_sender() -> None:
-    v = viewer()
-    v.add_neighbour("bad", 0.0)
-    v.add_neighbour("good", 0.0)
-    v.receive("good", hello(Role.VIEWER), 0.0)
-    v.receive("bad", b"\x06\x00\x00\x00\x01\x00\x05\x00\x03xx", 0.0)  # index 5 >= count 3
-    drops = [e for e in v.pop_events() if isinstance(e, DropNeighbour)]
-    assert [d.peer_id for d in drops] == ["bad"] and "protocol error" in drops[0].reason
-    assert v.neighbour_ids == ["good"]
-    v.receive("good", b"\xee\x01", 0.1)  # unknown type: ignored
-    assert v.neighbour_ids == ["good"]
-
-
 def test_seq_far_ahead_of_the_stream_is_a_protocol_error() -> None:
     src = published(range(0, 2))
     v = viewer(now=10.0)
@@ -480,30 +449,6 @@ def test_seq_far_ahead_of_the_stream_is_a_protocol_error() -> None:
     v.add_neighbour("liar", 10.0)
     v.receive("liar", encode_message(Have(1_000_000, (True,))), 10.1)
     assert [e.peer_id for e in v.pop_events() if isinstance(e, DropNeighbour)] == ["liar"]
-
-
-def test_request_timeout_cancels_and_asks_someone_else() -> None:
-    v = viewer()
-    for pid in ("a", "b"):
-        v.add_neighbour(pid, 0.0)
-        v.receive(pid, hello(Role.VIEWER), 0.0)
-        v.receive(pid, encode_message(BufferMap(3, (True, True))), 0.0)
-    first = [pid for pid in ("a", "b") if 4 in v.neighbour(pid).assignments]  # type: ignore[union-attr]
-    assert len(first) == 1
-    slow = first[0]
-    other = "b" if slow == "a" else "a"
-    drain_control(v, other)
-    # No response measured yet: the timeout counts the initial response time too.
-    timeout_s = CONFIG.request_timeout_s + CONFIG.initial_response_s
-    timer = v.next_timer()
-    assert timer is not None and timer <= timeout_s
-    v.handle_timer(timeout_s - 0.01)
-    assert not [m for m in drain_control(v, slow) if isinstance(m, Cancel)]
-    v.handle_timer(timeout_s)
-    cancels = [m for m in drain_control(v, slow) if isinstance(m, Cancel)]
-    assert cancels and cancels[0].seq == 4
-    retry = [m for m in drain_control(v, other) if isinstance(m, Request)]
-    assert any(r.seq == 4 for r in retry)
 
 
 def test_stalled_neighbour_is_dropped_after_repeated_timeouts() -> None:
@@ -573,19 +518,6 @@ def test_partial_chunk_is_forwarded_piece_by_piece() -> None:
         relay.receive("src", later, 10.2)
     more = [decode_message(m) for m in drain_data(relay, "v", 10.2)]
     assert [p.index for p in more if isinstance(p, Piece) and p.seq == seq] == [1, 2, 3, 4]
-
-
-def test_wants_neighbours_when_below_target_and_refuses_when_full() -> None:
-    cfg = SwarmConfig(target_neighbours=2, max_neighbours=3)
-    v = viewer(config=cfg)
-    assert v.next_timer() == 0.0
-    v.handle_timer(0.0)
-    assert WantNeighbours(2) in v.pop_events()
-    for i in range(3):
-        assert v.add_neighbour(f"n{i}", 0.1)
-    assert not v.add_neighbour("n3", 0.1)
-    v.handle_timer(5.0)
-    assert not [e for e in v.pop_events() if isinstance(e, WantNeighbours)]
 
 
 def test_missed_chunk_is_reported_and_playback_goes_on() -> None:

@@ -23,6 +23,14 @@ from streamer.swarm.chunks import PiecePool
 
 SOURCE_ID = "source"
 
+CoreFactory = Callable[..., SwarmPeer]
+"""Builds one peer's core: (peer id, **SwarmPeer's keyword arguments) -> the core. The default
+is SwarmPeer itself; tests/conformance records every input and output of chosen cores with one."""
+
+
+def _plain_core(peer_id: str, **kwargs: Any) -> SwarmPeer:
+    return SwarmPeer(**kwargs)
+
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -144,11 +152,12 @@ def run_scenario(
     on_progress: Callable[[float], None] | None = None,
     observer: Observer | None = None,
     tap: Tap | None = None,
+    make_core: CoreFactory = _plain_core,
 ) -> SimResult:
     """Build the swarm of sc, run it for sc.duration_s of virtual time, and collect stats.
     on_progress, if given, is called now and then with the virtual time reached; observer sees
     every event of every core (chunks completed and played, drops) and tap every message sent
-    (for traces: benchmarks/sim_spread.py)."""
+    (for traces: benchmarks/sim_spread.py); make_core builds each core (see CoreFactory)."""
     started = time.perf_counter()
     rng = random.Random(sc.seed)
     net = SimNetwork(
@@ -158,7 +167,8 @@ def run_scenario(
     key = test_key()
     verifier = HeaderVerifier(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
     stream_bytes_per_s = sc.stream_rate_bps / 8
-    source = SwarmPeer(
+    source = make_core(
+        SOURCE_ID,
         role=Role.SOURCE,
         now=0.0,
         config=config,
@@ -211,6 +221,7 @@ def run_scenario(
             verifier,
             random.Random(rng.random()),
             pool,
+            make_core,
         )
     viewers = [pid for pid in ids if pid.startswith("peer") and pid not in liars]
     leavers = rng.sample(viewers, int(len(viewers) * sc.leave_share))
@@ -252,8 +263,10 @@ def _join(
     verifier: HeaderVerifier,
     rng: random.Random,
     pool: PiecePool,
+    make_core: CoreFactory,
 ) -> None:
-    core = SwarmPeer(
+    core = make_core(
+        pid,
         role=role,
         now=net.now,
         config=config,

@@ -11,7 +11,6 @@ redone only when an input or the clock may change it (dirty, replan_at_s, work_p
 from __future__ import annotations
 
 import math
-import random
 
 from streamer.protocol import (
     ALL_PIECES,
@@ -30,7 +29,7 @@ from streamer.swarm.config import SwarmConfig
 from streamer.swarm.neighbours import Assignment, Neighbour
 from streamer.swarm.outbox import Outbox
 from streamer.swarm.playout import Playout
-from streamer.swarm.scheduler import Ask, Holder, Want, may_serve, plan_pieces
+from streamer.swarm.scheduler import Ask, Holder, RandomSource, Want, may_serve, plan_pieces
 
 
 class Fetcher:
@@ -44,7 +43,7 @@ class Fetcher:
         nbrs: dict[str, Neighbour],
         outbox: Outbox,
         playout: Playout,
-        rng: random.Random,
+        rng: RandomSource,
     ) -> None:
         self._config = config
         self._store = store

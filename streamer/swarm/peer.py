@@ -4,15 +4,14 @@ The peer is a dispatcher: it owns the neighbour table, decodes each message and 
 module whose job it is (announcing, fetching, serving, seeding, playout), and runs what follows
 every input. Rules this module never breaks: no asyncio, no sockets, no `time` - every entry point
 takes `now` (seconds, on one monotonic-or-Unix clock chosen by the driver); randomness comes from
-an injected seeded `random.Random`; a malformed or hostile message drops only its sender; nothing
-unverified is stored, played or forwarded. See streamer/swarm/__init__.py for the driver's API in
-one page.
+an injected seeded generator (Mulberry32, the JS core's too); a malformed or hostile message
+drops only its sender; nothing unverified is stored, played or forwarded. See
+streamer/swarm/__init__.py for the driver's API in one page.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -48,6 +47,7 @@ from streamer.swarm.neighbours import Neighbour, UplinkMeter
 from streamer.swarm.outbox import Outbox
 from streamer.swarm.playback import Playback
 from streamer.swarm.playout import Playout
+from streamer.swarm.scheduler import Mulberry32, RandomSource
 from streamer.swarm.seeding import Seeder
 from streamer.swarm.serving import Server
 
@@ -73,7 +73,7 @@ class SwarmPeer:
         verifier: HeaderVerifier | None = None,
         signing_key: Ed25519PrivateKey | None = None,
         epoch: int = 0,
-        rng: random.Random | None = None,
+        rng: RandomSource | None = None,
         upload: bool = True,
         piece_pool: PiecePool | None = None,
     ) -> None:
@@ -103,7 +103,7 @@ class SwarmPeer:
             outbox=self.outbox, plays=role != Role.SOURCE, now=now, abandon=self._abandon, **parts
         )
         self.fetching = Fetcher(
-            outbox=self.outbox, playout=self.playout, rng=rng or random.Random(0), **parts
+            outbox=self.outbox, playout=self.playout, rng=rng or Mulberry32(0), **parts
         )
         self.bytes_uploaded = 0
         self.stream_bytes = 0
@@ -180,7 +180,6 @@ class SwarmPeer:
         """Source only: split, sign and offer a freshly released chunk."""
         if self.seeder is None or self._signing_key is None:
             raise RuntimeError("only the source publishes chunks")
-        self._now = now
         header = make_chunk_header(
             seq=seq,
             data=data,
@@ -191,7 +190,15 @@ class SwarmPeer:
             signing_key=self._signing_key,
             epoch=self._epoch,
         )
-        self.store.add_own(header, split_pieces(data, self.config.piece_size_bytes))
+        self.publish_signed(header, data, now)
+
+    def publish_signed(self, header: ChunkHeader, data: bytes, now: float) -> None:
+        """Source only: offer a chunk whose header the driver signed (JS: publishChunk)."""
+        if self.seeder is None:
+            raise RuntimeError("only the source publishes chunks")
+        self._now = now
+        seq = header.seq
+        self.store.add_own(header, split_pieces(data, header.piece_size))
         self.stream_bytes += len(data)
         self.seeder.publish(seq, header.piece_count, now)
         floor = seq - self.config.source_keep_chunks + 1

@@ -23,8 +23,39 @@ The split spreads one chunk over several holders, so it downloads from all of th
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class RandomSource(Protocol):
+    """What the scheduler needs of a random generator: floats in [0, 1)."""
+
+    def random(self) -> float: ...
+
+
+_U32 = 0xFFFFFFFF
+
+
+def _imul(a: int, b: int) -> int:
+    """32-bit multiplication modulo 2**32 (JavaScript's Math.imul, unsigned)."""
+    return (a * b) & _U32
+
+
+class Mulberry32:
+    """A small seeded generator (mulberry32), the same as seededRandom in
+    web/static/js/scheduler.js: one seed gives the same sequence of floats in both languages, so
+    both swarm cores make the same random choices (tests/test_conformance.py)."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, seed: int) -> None:
+        self._state = seed & _U32
+
+    def random(self) -> float:
+        self._state = a = (self._state + 0x6D2B79F5) & _U32
+        t = _imul(a ^ (a >> 15), a | 1)
+        t ^= (t + _imul(t ^ (t >> 7), t | 61)) & _U32
+        return ((t ^ (t >> 14)) & _U32) / 4294967296
 
 
 # Value objects, never changed once made. Not frozen=True: mypyc builds a plain dataclass's
@@ -105,7 +136,7 @@ def plan_pieces(
     room_pieces: dict[str, int],
     now: float,
     urgent_s: float,
-    rng: random.Random,
+    rng: RandomSource,
     peers_linked: bool = True,
 ) -> list[Ask]:
     """Assign wanted pieces to neighbours; returns the requests, most pressing first.
@@ -151,7 +182,7 @@ def _pick(
     urgent: bool,
     peers_linked: bool,
     room_pieces: dict[str, int],
-    rng: random.Random,
+    rng: RandomSource,
     not_from: str | None = None,
 ) -> Holder | None:
     best: Holder | None = None

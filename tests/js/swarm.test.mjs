@@ -242,34 +242,3 @@ test("playback skips a chunk that never comes and goes on; continuity counts it"
   assert.equal(s.continuity, s.chunks_played / (s.chunks_played + s.chunks_late + 1));
 });
 
-test("malformed input drops only its sender; unknown types are ignored", () => {
-  const now = 400;
-  const core = viewer(now);
-  core.addNeighbour("bad", now);
-  core.addNeighbour("good", now);
-  core.receive("good", new Uint8Array([0xee, 1, 2]), now);
-  core.receive("bad", new Uint8Array([0x04, 0, 0]), now);
-  const drops = core.popEvents().filter((e) => e.kind === "DropNeighbour");
-  assert.deepEqual(drops.map((d) => d.peerId), ["bad"]);
-  assert.equal(decodeMessage(drops[0].bye).reason, ByeReason.PROTOCOL_ERROR);
-  assert.deepEqual(core.neighbourIds, ["good"]);
-  // A seq far beyond the stream is a lie once a header anchors the stream.
-  core.receive("good", hello(Role.VIEWER), now);
-  core.receive("good", encodeMessage(CHUNKS[2].header), now);
-  core.receive("good", encodeMessage({ type: "have", seq: 2 + 65, pieces: [true] }), now);
-  assert.equal(core.popEvents().filter((e) => e.kind === "DropNeighbour").length, 1);
-  assert.equal(core.stats().drops.protocol, 2);
-});
-
-test("full: addNeighbour refuses above maxNeighbours; WantNeighbours asks for more", () => {
-  const core = viewer(0, { config: { maxNeighbours: 2, targetNeighbours: 2 } });
-  assert.equal(core.nextTimer(), 0);
-  core.handleTimer(0);
-  assert.deepEqual(core.popEvents(), [{ kind: "WantNeighbours", count: 2 }]);
-  assert.equal(core.addNeighbour("a", 1), true);
-  assert.equal(core.addNeighbour("b", 1), true);
-  assert.equal(core.addNeighbour("c", 1), false);
-  assert.equal(decodeMessage(core.leave()).reason, ByeReason.SHUTDOWN);
-  assert.equal(percentile([3, 1, 2], 0.5), 2);
-  assert.equal(percentile([], 0.5), null);
-});

@@ -134,22 +134,6 @@ function drainRaw(core, pid) {
   return out;
 }
 
-test("a viewer learns buffer maps and asks a peer, not the source, for header + one piece", () => {
-  const v = viewer();
-  assert.ok(v.addNeighbour("src", 0) && v.addNeighbour("p1", 0));
-  v.receive("src", hello(Role.SOURCE), 0.1);
-  v.receive("p1", hello(Role.VIEWER), 0.1);
-  v.receive("p1", bufferMap(5, [true, true, true]), 0.2);
-  v.receive("src", bufferMap(5, [true, true, true]), 0.2);
-  assert.deepEqual([...v.neighbour("p1").complete].sort(), [5, 6, 7]);
-  assert.equal(v.playback.startSeq, 6, "one behind the newest heard of");
-  const requests = ofType(drainControl(v, "p1"), "request");
-  assert.ok(requests.length > 0);
-  assert.deepEqual(requests[0], request6());
-  const toSource = ofType(drainControl(v, "src"), "request").map((m) => m.seq);
-  assert.ok(!toSource.includes(6), `source asked for ${toSource}`);
-});
-
 const request6 = () => decodeMessage(request(6, 0, 1, true));
 
 test("a viewer fetches, verifies and plays from the source, targetLagS after release", async () => {
@@ -223,33 +207,6 @@ test("a forged chunk header drops its sender, who is never accepted again", asyn
   assert.equal(decodeMessage(drops[0].bye).reason, ByeReason.FORGED);
   assert.deepEqual(v.neighbourIds, []);
   assert.equal(v.addNeighbour("src", 10.2), false, "banned");
-});
-
-test("a request that times out is cancelled and asked of another holder", () => {
-  const v = viewer();
-  for (const pid of ["a", "b"]) {
-    v.addNeighbour(pid, 0);
-    v.receive(pid, hello(Role.VIEWER), 0);
-    v.receive(pid, bufferMap(3, [true, true]), 0);
-  }
-  const first = ["a", "b"].filter((pid) => v.neighbour(pid).assignments.has(3));
-  assert.equal(first.length, 1, "one holder at a time for a header");
-  const [slow] = first;
-  const other = slow === "a" ? "b" : "a";
-  drainControl(v, other);
-  drainControl(v, slow);
-  const timer = v.nextTimer();
-  assert.ok(timer !== null && timer <= TIMEOUT_S + 1e-9, `timer ${timer}`);
-  v.handleTimer(TIMEOUT_S);
-  const cancels = ofType(drainControl(v, slow), "cancel");
-  assert.ok(cancels.length > 0 && cancels[0].seq === 3);
-  const retry = ofType(drainControl(v, other), "request");
-  assert.ok(retry.some((r) => r.seq === 3 && r.wantHeader));
-  // Seqs 3 and 4 were both asked of it: two timeouts, two strikes (it held both chunks).
-  assert.equal(v.stats().timeouts, v.neighbour(slow).assignments.size === 0 ? 2 : 1);
-  assert.equal(v.neighbour(slow).strikes, v.stats().timeouts, "it held them: silence is a stall");
-  // The slow one is not asked for seq 3 again for 2 x requestTimeoutS.
-  assert.ok(v.neighbour(slow).notFrom.get(3) >= TIMEOUT_S + 2 * DEFAULT_CONFIG.requestTimeoutS - 1e-9);
 });
 
 test("a neighbour that stays silent is dropped after stallStrikes timeouts", () => {
@@ -451,17 +408,6 @@ test("when a notFrom period ends, a timer alone brings the request again", () =>
     if (ofType(drainControl(v, "a"), "request").some((m) => m.seq === 3)) askedAgainS = when;
   }
   assert.ok(askedAgainS >= 0.6 - 1e-9);
-});
-
-test("WantNeighbours below target; addNeighbour refuses when full", () => {
-  const v = viewer(0, { targetNeighbours: 2, maxNeighbours: 3 });
-  assert.equal(v.nextTimer(), 0);
-  v.handleTimer(0);
-  assert.deepEqual(kinds(v.popEvents(), "WantNeighbours"), [{ kind: "WantNeighbours", count: 2 }]);
-  for (let i = 0; i < 3; i++) assert.ok(v.addNeighbour(`n${i}`, 0.1));
-  assert.equal(v.addNeighbour("n3", 0.1), false);
-  v.handleTimer(5);
-  assert.deepEqual(kinds(v.popEvents(), "WantNeighbours"), []);
 });
 
 test("a missed chunk is reported and playback goes on", async () => {
@@ -1043,6 +989,7 @@ test("the fetch window grows with the lag added", () => {
     ["p", "src"].flatMap((pid) => ofType(drainControl(v, pid), "request").map((m) => m.seq));
   assert.deepEqual(asked().sort(byNumber), [4, 5]);
   v.playback.lagAddedS = 1.5; // two chunk durations, rounded up
+  v.dirty = true; // (a lag added replans with the chunk that added it; here it is set by hand)
   v.handleTimer(0.2);
   assert.deepEqual(asked().sort(byNumber), [6, 7]);
 });
@@ -1307,7 +1254,16 @@ test("a viewer given the header with the have asks for pieces only", async () =>
   const r = relay(10);
   connect(src, "src", r, "r", 10);
   exchange(src, "src", r, "r", 10);
-  const v = viewer(10.5);
+  // A viewer that uploads nothing: the relay, linked to no other uploader, fetches chunk 1 from
+  // the source at once (with a peer linked it would wait for peers, the chunk not urgent yet).
+  const v = new SwarmPeer({
+    role: Role.VIEWER,
+    now: 10.5,
+    config: CONFIG,
+    rng: seededRandom(5),
+    upload: false,
+    verifyHeaderSync: syncVerifier(keys.publicKeyRaw),
+  });
   assert.ok(r.addNeighbour("v", 10.5) && v.addNeighbour("r", 10.5));
   for (const m of drainRaw(r, "v")) v.receive("r", m, 10.5);
   for (const m of drainRaw(v, "r")) r.receive("v", m, 10.5);
@@ -1401,10 +1357,19 @@ test("a neighbour that announced a chunk as we verified its header (a pushed hea
   v.receive("q", have(5, [false, false, false, false, false]), 1);
   assert.equal(v.headerS.get(5), 1);
   assert.equal(v.neighbour("q").announcedS.get(5), 1);
-  // Chunk 5 is urgent (playout would start with it): q, receiving it ahead of us, is asked.
+  // A pushed header replans only if others with room offer the chunk, and an empty have offers
+  // nothing (as in Python): q's next have replans.
+  assert.deepEqual(ofType(drainControl(v, "q"), "request"), []);
+  v.receive("q", have(5, [true, false, false, false, false]), 1.1);
+  // Chunk 5 is urgent (playout would start with it): q, receiving it ahead of us, is asked for
+  // pieces it does not hold yet too, as far as its room goes (4 pieces).
   const asked = ofType(drainControl(v, "q"), "request").filter((m) => m.seq === 5);
-  assert.ok(asked.length > 0, "q is a holder: it announced 5 no later than we verified it");
   assert.ok(asked.every((m) => !m.wantHeader));
+  assert.equal(
+    asked.reduce((n, m) => n + m.count, 0),
+    4,
+    "q is a holder of every piece: it announced 5 no later than we verified it",
+  );
 });
 
 test("playout does not stall for a chunk nobody announced (a gap in the stream)", () => {

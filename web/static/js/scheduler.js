@@ -23,10 +23,13 @@
 //   Holder {peerId, knownMask, earlier = false, source = false}
 //     knownMask: bit i set = it holds piece i for sure; ALL_HELD (-1n, every bit) = the whole
 //     chunk. A BigInt, since a chunk may have up to 1024 pieces (a Number is accepted too).
-//   Want {seq, deadlineS, missing: number[], needHeader, holders: Holder[], stuck = []}
+//   Want {seq, deadlineS, missing: number[], needHeader, holders: Holder[], holderCount?,
+//         stuck = []}
 //     missing: pieces we neither hold nor asked anyone for (empty while needHeader), and
 //       pieces stuck at a neighbour;
 //     needHeader: we hold no verified header and nobody is fetching it for us;
+//     holderCount: how many neighbours hold some of it, for rarest-first (default: holders
+//       .length); the caller may leave out of holders the peers without room;
 //     stuck: [piece, peerId] for missing pieces already asked of a neighbour that has sent
 //       nothing of them for a while: they may move to another holder, never to that one.
 //   Ask {seq, peerId, pieces: number[] (ascending), wantHeader}
@@ -79,6 +82,18 @@ function tier(holder, index, urgent, peersLinked) {
   return holder.earlier && urgent ? 1 : null;
 }
 
+/**
+ * Would tier rank holder for some piece of missingMask (0n: for the header)? The caller leaves
+ * out of a Want the holders that could serve none of it: in a busy swarm most neighbours with
+ * room hold only pieces we have or asked for already.
+ */
+export function mayServe(holder, missingMask, urgent, peersLinked) {
+  const mask = BigInt(holder.knownMask);
+  const known = missingMask === 0n ? mask !== 0n : (mask & missingMask) !== 0n;
+  if (holder.source) return mask === ALL_HELD ? urgent || !peersLinked : known;
+  return known || (holder.earlier && urgent);
+}
+
 function pick(holders, index, urgent, peersLinked, roomPieces, rng, notFrom = null) {
   let best = null;
   let bestKey = null;
@@ -106,6 +121,9 @@ function pick(holders, index, urgent, peersLinked, roomPieces, rng, notFrom = nu
   return best;
 }
 
+/** How many neighbours hold some of the chunk (holderCount; default: its holders). */
+const rarity = (want) => want.holderCount ?? want.holders.length;
+
 /**
  * Assign wanted pieces to neighbours; returns the Asks, most pressing first.
  * roomPieces (Map peerId -> how many more pieces it may have in flight for us) is consumed.
@@ -116,7 +134,7 @@ export function planPieces(wants, roomPieces, now, urgentS, rng, peersLinked = t
   const urgent = wants.filter((w) => w.deadlineS - now <= urgentS);
   urgent.sort((a, b) => a.deadlineS - b.deadlineS);
   const later = wants.filter((w) => w.deadlineS - now > urgentS);
-  later.sort((a, b) => a.holders.length - b.holders.length || a.seq - b.seq);
+  later.sort((a, b) => rarity(a) - rarity(b) || a.seq - b.seq);
   const asks = [];
   for (const want of urgent.concat(later)) {
     const isUrgent = want.deadlineS - now <= urgentS;

@@ -65,7 +65,7 @@ import { pieceLength, splitPieces } from "./chunkheader.js";
 import { ChunkStore, PieceResult, sameBytes } from "./chunkstore.js";
 import { Neighbour, UplinkMeter } from "./neighbours.js";
 import { Playback } from "./playback.js";
-import { hasBit, maskOf, planPieces, seededRandom } from "./scheduler.js";
+import { hasBit, maskOf, mayServe, planPieces, seededRandom } from "./scheduler.js";
 import { assignFirstCopies, seedWeights } from "./seeding.js";
 
 /** Tunables, with units in their names: the defaults of streamer/swarm/config.py. */
@@ -301,6 +301,11 @@ export class SwarmPeer {
     // When the plan may change by the clock alone (a chunk turning urgent, a notFrom period
     // ending): the next replan, unless input triggers one first.
     this.replanAtS = null;
+    /**
+     * The last plan left wanted pieces unasked: every timer replans (room frees up with inputs
+     * that are not all worth a replan of their own).
+     */
+    this.workPending = false;
     this.playback =
       role === Role.SOURCE
         ? null
@@ -453,7 +458,7 @@ export class SwarmPeer {
     if (at < 0) return; // answered already, or the chunk fell out of the window meanwhile
     const [pending] = list.splice(at, 1);
     if (list.length === 0) this.pendingHeaders.delete(header.seq);
-    this.settleHeader(pending, ok, now);
+    if (this.settleHeader(pending, ok, now)) this.dirty = true;
     this.after(now);
   }
 
@@ -711,7 +716,11 @@ export class SwarmPeer {
       });
       this.nextWantS = now + this.config.wantNeighboursIntervalS;
     }
-    this.dirty = true;
+    // Timeouts and rescues reschedule by themselves; the clock alone changes the plan at
+    // replanAtS. Most timers are have flushes and playout deadlines: nothing to replan, unless
+    // work is pending (the last plan left wanted pieces unasked).
+    this.rescueSlow(now);
+    if (this.workPending || (this.replanAtS !== null && now >= this.replanAtS)) this.dirty = true;
     this.after(now);
   }
 
@@ -807,13 +816,18 @@ export class SwarmPeer {
         if (!this.wantsNews(msg.seq, before, nb.knownMask(msg.seq))) {
           return; // nothing new for us: no need to reschedule (most haves)
         }
+        if (!nb.isSource && this.room(nb) <= 0) {
+          // Only nb holds anything new, and it has no room for more requests: the plan cannot
+          // change until it has (a piece from it reschedules).
+          return;
+        }
         break;
       }
       case "request":
         this.onRequest(nb, msg);
         return; // serving changes nothing we want: no rescheduling
       case "chunk_header":
-        this.onHeader(nb, msg, now);
+        if (!this.onHeader(nb, msg, now)) return;
         break;
       case "buffer_map": {
         let newest = null;
@@ -1013,21 +1027,33 @@ export class SwarmPeer {
     if (a.pieces.size === 0) this.finishAssignment(nb, msg.seq);
   }
 
-  /** A header arrived: known bytes are accepted at once, new bytes wait for their check. */
+  /**
+   * A header arrived: known bytes are accepted at once, new bytes wait for their check (or are
+   * checked at once with verifyHeaderSync). True if that may change what we ask of whom.
+   */
   onHeader(nb, header, now) {
     this.checkSeq(header.seq, "chunk header");
-    nb.lastDataS = now;
     const existing = this.store.get(header.seq);
     if (existing !== null && sameBytes(existing.header.raw ?? new Uint8Array(0), header.raw)) {
-      this.headerAccepted(nb, header.seq, false, now);
-      return;
+      nb.lastDataS = now;
+      return this.headerAccepted(nb, header, false, now);
     }
-    if (existing === null && header.seq < this.store.floorSeq) return; // too old to matter
+    if (existing === null && header.seq < this.store.floorSeq) {
+      // Too old to store; a forgery is still a forgery (checked when we can do it at once).
+      if (this.verifyHeaderSync === null) return false;
+      if (!this.checkSync(header)) {
+        this.drop(nb, `forged chunk header for seq ${header.seq}`, ByeReason.FORGED);
+        return true;
+      }
+      nb.lastDataS = now;
+      return this.headerAccepted(nb, header, false, now);
+    }
     let list = this.pendingHeaders.get(header.seq);
     const same = list?.find((p) => sameBytes(p.header.raw, header.raw));
     if (same) {
+      nb.lastDataS = now;
       same.senders.add(nb.peerId);
-      return;
+      return false;
     }
     if (list === undefined) {
       list = [];
@@ -1036,25 +1062,32 @@ export class SwarmPeer {
     if (list.length >= 4) {
       // several different headers for one seq at once: all but the genuine one are forged, and
       // there is no need to hold more than a few; this sender's copy waits for the next request.
-      return;
+      nb.lastDataS = now;
+      return false;
     }
     const pending = { header, senders: new Set([nb.peerId]) };
     if (this.verifyHeaderSync !== null) {
-      let ok = false;
-      try {
-        ok = this.verifyHeaderSync(header) === true;
-      } catch {
-        ok = false;
-      }
       if (list.length === 0) this.pendingHeaders.delete(header.seq);
-      this.settleHeader(pending, ok, now);
-      return;
+      return this.settleHeader(pending, this.checkSync(header), now);
     }
+    nb.lastDataS = now;
     list.push(pending);
     this.events.push({ kind: "VerifyHeader", seq: header.seq, header });
+    return false;
   }
 
-  /** A header's signature check came back: store it, or drop whoever sent it. */
+  checkSync(header) {
+    try {
+      return this.verifyHeaderSync(header) === true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * A header's signature check came back: store it, or drop whoever sent it. True if that may
+   * change what we ask of whom.
+   */
   settleHeader(pending, ok, now) {
     const seq = pending.header.seq;
     if (!ok) {
@@ -1063,22 +1096,26 @@ export class SwarmPeer {
         if (nb !== undefined) this.drop(nb, `forged chunk header for seq ${seq}`, ByeReason.FORGED);
       }
       if (!this.pendingHeaders.has(seq)) this.releaseHeld(seq, null);
-      return;
+      return true;
     }
+    let replan = false;
     if (this.store.get(seq) !== null) {
       // A second valid header for one seq (the source re-signed): keep the first, as Python does.
       for (const pid of pending.senders) {
         const nb = this.nbrs.get(pid);
-        if (nb !== undefined) this.headerAccepted(nb, seq, false, now);
+        if (nb === undefined) continue;
+        nb.lastDataS = now;
+        replan = this.headerAccepted(nb, pending.header, false, now) || replan;
       }
-      return;
+      return replan;
     }
     const isNew = this.store.addVerifiedHeader(pending.header) === true;
     let first = true;
     for (const pid of pending.senders) {
       const nb = this.nbrs.get(pid);
       if (nb !== undefined) {
-        this.headerAccepted(nb, seq, isNew && first, now);
+        nb.lastDataS = now;
+        replan = this.headerAccepted(nb, pending.header, isNew && first, now) || replan;
         first = false;
       }
     }
@@ -1087,33 +1124,47 @@ export class SwarmPeer {
       this.headerS.set(seq, now);
       this.heard(seq);
       this.announce(seq, null);
+      replan = true;
     }
     this.releaseHeld(seq, isNew ? this.store.get(seq) : null);
-    this.dirty = true;
+    return replan;
   }
 
-  /** Python's _on_header after a successful add (isNew) or for an already-known header. */
-  headerAccepted(nb, seq, isNew, now) {
+  /**
+   * Python's _on_header after a successful add (isNew) or for an already-known header: true if
+   * that may change the plan (a header we asked for, or a chunk others with room offer).
+   */
+  headerAccepted(nb, header, isNew, now) {
+    const seq = header.seq;
     if (!nb.announcedS.has(seq)) nb.announcedS.set(seq, now);
     if (this.headerFrom.get(seq) === nb.peerId) this.headerFrom.delete(seq);
     const a = nb.assignments.get(seq);
-    const chunk = this.store.get(seq);
-    if (a !== undefined && a.headerPending && chunk !== null) {
+    const requested = a !== undefined && a.headerPending;
+    if (requested) {
       a.headerPending = false;
       nb.progress(a, a.requestedS, now);
-      const count = chunk.pieces.length;
+      const count = header.pieceHashes.length;
       const beyond = new Set([...a.pieces].filter((i) => i >= count));
       for (const i of beyond) a.pieces.delete(i);
       this.releaseAsked(nb.peerId, seq, beyond, false);
       if (a.pieces.size === 0) this.finishAssignment(nb, seq);
     }
+    const chunk = this.store.get(seq);
     if (isNew && chunk !== null) {
       this.headerS.set(seq, now);
       nb.lastUsefulS = now;
       this.heard(seq);
       this.announce(seq, nb.peerId);
     }
-    this.dirty = true;
+    // A header pushed ahead of its sender's first have: that have, right behind it, tells what
+    // to ask for. Only a header we asked for, or of a chunk others with room offer, changes the
+    // plan now.
+    if (!isNew) return requested;
+    if (requested) return true;
+    for (const o of this.nbrs.values()) {
+      if (o !== nb && o.holds(seq) && (o.isSource || this.room(o) > 0)) return true;
+    }
+    return false;
   }
 
   /** Pieces held while seq's header was checked: feed them in now (chunk null: discard them). */
@@ -1590,6 +1641,7 @@ export class SwarmPeer {
   schedule(now) {
     const pb = this.playback;
     this.replanAtS = null;
+    this.workPending = false;
     if (pb === null || pb.nextSeq === null || this.newestHeard === null) return;
     this.rescueSlow(now);
     const lo = pb.nextSeq;
@@ -1598,14 +1650,24 @@ export class SwarmPeer {
       this.config.fetchAheadChunks +
       Math.ceil(Math.max(0, pb.lagAddedS) / this.config.chunkDurationS);
     const hi = Math.min(this.newestHeard, lo + ahead);
-    const uploaders = [...this.nbrs.values()].filter((nb) => nb.uploads);
+    // Neighbours without room still count for rarity, but cannot be asked: they get no Holder.
+    const room = new Map();
+    const uploaders = [];
+    for (const nb of this.nbrs.values()) {
+      if (!nb.uploads) continue;
+      room.set(nb.peerId, this.room(nb));
+      uploaders.push({ nb, askable: nb.isSource || room.get(nb.peerId) > 0 });
+    }
+    const peersLinked = uploaders.some(({ nb }) => !nb.isSource);
     const wants = [];
-    // Room only grows with input, which replans by itself; the clock changes the plan when a
-    // chunk turns urgent (the source and earlier holders become askable) or a notFrom ends.
+    // The clock alone changes the plan when a chunk turns urgent (the source and earlier
+    // holders become askable) or a notFrom period ends: replanAtS.
     const changesS = [];
+    let unplannable = 0;
     for (let seq = lo; seq <= hi; seq++) {
       const chunk = this.store.get(seq);
       const missing = [];
+      let missingMask = 0n;
       let stuck = [];
       if (chunk !== null) {
         if (chunk.complete) continue;
@@ -1620,47 +1682,72 @@ export class SwarmPeer {
           if (p === null && (!asked?.has(i) || moving.has(i))) missing.push(i);
         });
         if (missing.length === 0) continue;
+        for (const i of missing) missingMask |= 1n << BigInt(i);
       } else if (this.headerFrom.has(seq) || this.pendingHeaders.has(seq)) {
         continue; // someone is sending us its header (or we are checking one)
       }
       const mineS = this.headerS.get(seq);
+      const deadlineS = pb.deadline(seq, this.mediaStartS(seq), now);
+      const urgent = deadlineS - now <= this.config.urgentS;
       const holders = [];
-      for (const nb of uploaders) {
-        if ((nb.notFrom.get(seq) ?? -1) > now) {
-          changesS.push(nb.notFrom.get(seq));
+      let count = 0;
+      for (const { nb, askable } of uploaders) {
+        const notFromS = nb.notFrom.get(seq);
+        if (notFromS !== undefined && notFromS > now) {
+          changesS.push(notFromS);
           continue;
         }
         const knownMask = nb.knownMask(seq);
-        const announced = nb.announcedS.get(seq);
-        const earlier =
-          !nb.isSource && announced !== undefined && (mineS === undefined || announced <= mineS);
+        const announced = nb.isSource ? undefined : nb.announcedS.get(seq);
+        const earlier = announced !== undefined && (mineS === undefined || announced <= mineS);
         if (knownMask !== 0n || earlier) {
-          holders.push({ peerId: nb.peerId, knownMask, earlier, source: nb.isSource });
+          count += 1;
+          if (askable) {
+            const holder = { peerId: nb.peerId, knownMask, earlier, source: nb.isSource };
+            if (mayServe(holder, missingMask, urgent, peersLinked)) holders.push(holder);
+          }
         }
       }
-      if (holders.length) {
-        const deadlineS = pb.deadline(seq, this.mediaStartS(seq), now);
+      if (count && !urgent) {
         // (a hair past the crossing, so that float rounding cannot make it not urgent)
-        if (deadlineS - now > this.config.urgentS) {
-          changesS.push(deadlineS - this.config.urgentS + 1e-6);
-        }
-        wants.push({ seq, deadlineS, missing, needHeader: chunk === null, holders, stuck });
+        changesS.push(deadlineS - this.config.urgentS + 1e-6);
+      }
+      if (holders.length) {
+        wants.push({
+          seq,
+          deadlineS,
+          missing,
+          needHeader: chunk === null,
+          holders,
+          holderCount: count,
+          stuck,
+        });
+      } else if (count) {
+        unplannable += missing.length || 1;
       }
     }
     if (changesS.length) this.replanAtS = Math.min(...changesS);
-    if (wants.length === 0) return;
-    const { pipelineS, minInflightBytes, pieceSizeBytes } = this.config;
-    const room = new Map();
-    for (const w of wants) {
-      for (const h of w.holders) {
-        if (room.has(h.peerId)) continue;
-        const nb = this.nbrs.get(h.peerId);
-        room.set(h.peerId, nb.roomPieces(pipelineS, minInflightBytes, pieceSizeBytes));
-      }
+    if (wants.length === 0) {
+      this.workPending = unplannable > 0;
+      return;
     }
-    const peersLinked = uploaders.some((nb) => !nb.isSource);
     const asks = planPieces(wants, room, now, this.config.urgentS, this.rng, peersLinked);
-    for (const ask of asks) this.moved += this.request(ask, now);
+    let moved = 0;
+    let asked = 0;
+    for (const ask of asks) {
+      moved += this.request(ask, now);
+      asked += ask.pieces.length;
+    }
+    this.moved += moved;
+    let wanted = unplannable;
+    for (const w of wants) wanted += w.missing.length - w.stuck.length || 1;
+    this.workPending = asked - moved < wanted;
+  }
+
+  /** How many more pieces we may ask of nb now. */
+  room(nb) {
+    const { pipelineS, minInflightBytes, pieceSizeBytes } = this.config;
+    return nb.roomPieces(pipelineS, minInflightBytes, pieceSizeBytes);
   }
 
   expectedWaitS(nb) {
