@@ -339,7 +339,7 @@ test("haves after verified pieces, coalesced per haveIntervalS; a piece got else
     });
   v.receive(headerAsk, piece(0), 0.02);
   // Pieces 1..4 now go to a and b (piece by piece, by room); find who was asked for piece 4.
-  const owner = v.inflight.get(3).get(4);
+  const owner = v.fetching.inflight.get(3).get(4);
   assert.ok(owner === "a" || owner === "b");
   const giver = owner === "a" ? "b" : "a";
   for (const pid of ["a", "b"]) drainControl(v, pid);
@@ -384,7 +384,7 @@ test("an absent: those pieces are forgotten there and asked elsewhere for busyRe
   assert.ok(v.neighbour("a").assignments.has(3));
   v.receive("a", encodeMessage({ type: "absent", seq: 3, firstIndex: 0, count: 1 }), 0.1);
   assert.equal(v.neighbour("a").assignments.has(3), false);
-  assert.equal(v.headerFrom.has(3), false, "the header is no longer expected from a");
+  assert.equal(v.fetching.headerFrom.has(3), false, "the header is no longer expected from a");
   assert.ok(Math.abs(v.neighbour("a").notFrom.get(3) - 0.6) < 1e-9);
   drainControl(v, "a");
   v.handleTimer(0.2);
@@ -927,16 +927,16 @@ test("a viewer starts one chunk past the newest a peer holds whole, not at the s
   v.receive("src", have(21, all(5)), 0.15);
   assert.equal(v.playback.startSeq, 19, "what the source holds is no frontier");
   v.receive("p", bufferMap(0, all(13)), 0.2); // p holds 0..12
-  assert.equal(v.newestAtPeer, 12);
+  assert.equal(v.playout.newestAtPeer, 12);
   // 12 has crossed the swarm already; 13 (heard of: the source holds it) is crossing now.
   assert.deepEqual([v.playback.startSeq, v.playback.nextSeq], [13, 13], "back to the peers");
   v.receive("p", have(15, [true, true, false, true, true]), 0.7);
-  assert.equal(v.newestAtPeer, 12, "a partial have is no frontier");
+  assert.equal(v.playout.newestAtPeer, 12, "a partial have is no frontier");
   v.receive("p", have(14, all(5)), 0.8);
   assert.equal(v.playback.startSeq, 13, "settled, and 15 is 2 or less ahead: stay");
   v.receive("p", have(15, all(5)), 0.9);
   assert.deepEqual([v.playback.startSeq, v.playback.nextSeq], [16, 16], "3 ahead: follow");
-  assert.equal(v.newestHeard, 21);
+  assert.equal(v.playout.newestHeard, 21);
 });
 
 test("a start chunk half fetched is kept when the frontier runs ahead", async () => {
@@ -974,7 +974,7 @@ test("once playing, the start point no longer follows the peer frontier", async 
   v.addNeighbour("p", 10.2);
   v.receive("p", hello(Role.VIEWER), 10.2);
   v.receive("p", bufferMap(3, new Array(8).fill(true)), 10.2); // p holds 3..10
-  assert.equal(v.newestAtPeer, 10);
+  assert.equal(v.playout.newestAtPeer, 10);
   assert.deepEqual([pb.startSeq, pb.nextSeq], [4, 4]);
 });
 
@@ -989,7 +989,7 @@ test("the fetch window grows with the lag added", () => {
     ["p", "src"].flatMap((pid) => ofType(drainControl(v, pid), "request").map((m) => m.seq));
   assert.deepEqual(asked().sort(byNumber), [4, 5]);
   v.playback.lagAddedS = 1.5; // two chunk durations, rounded up
-  v.dirty = true; // (a lag added replans with the chunk that added it; here it is set by hand)
+  v.fetching.replan(); // (a lag added replans with the chunk that added it; here it is set by hand)
   v.handleTimer(0.2);
   assert.deepEqual(asked().sort(byNumber), [6, 7]);
 });
@@ -1014,9 +1014,9 @@ test("the source re-seeds a first copy that did not spread, before the whole-chu
   src.receive("b", have(0, [true, false, true, false, false]), 0.1);
   src.receive("c", have(0, [true, true, false, false, false]), 0.1);
   src.receive("b", have(0, [true, false, true, false, false]), 0.15);
-  assert.deepEqual([...src.sourceSpread.get(0)].sort(), [[0, 2], [1, 1], [2, 1]]);
+  assert.deepEqual([...src.seeder.spread.get(0)].sort(), [[0, 2], [1, 1], [2, 1]]);
   src.receive("a", have(0, [false, true, true, false, false]), 0.2);
-  assert.deepEqual([...src.sourceSpread.get(0)].sort(), [[0, 2], [1, 2], [2, 2]]);
+  assert.deepEqual([...src.seeder.spread.get(0)].sort(), [[0, 2], [1, 2], [2, 2]]);
   src.handleTimer(DEFAULT_CONFIG.sourceAnnounceDelayS);
   const haves = Object.fromEntries(
     ["a", "b", "c"].map((pid) => [pid, ofType(drainControl(src, pid), "have").map((h) => h.pieces)]),
@@ -1033,7 +1033,7 @@ test("the source re-seeds a first copy that did not spread, before the whole-chu
     const next = await signed(seq, seq);
     src.publishChunk(next.header, next.data, seq);
   }
-  assert.equal(src.sourceSpread.has(0), false);
+  assert.equal(src.seeder.spread.has(0), false);
 });
 
 test("the source re-seeds only to linked peers that lack the piece", async () => {
@@ -1065,7 +1065,7 @@ test("the source re-seeds only to linked peers that lack the piece", async () =>
   assert.deepEqual(haves("a", 1), [whole]);
   assert.deepEqual(haves("b", 1), []);
   src.receive("b", have(1, whole), 11.1);
-  assert.deepEqual([...src.sourceSpread.get(1).values()], [1, 1, 1, 1, 1]);
+  assert.deepEqual([...src.seeder.spread.get(1).values()], [1, 1, 1, 1, 1]);
   src.handleTimer(11 + DEFAULT_CONFIG.sourceAnnounceDelayS);
   assert.deepEqual(haves("a", 1), [whole]);
   assert.deepEqual(haves("b", 1), [], "b holds it already");
@@ -1221,30 +1221,33 @@ test("the first have of a chunk carries its header to a neighbour showing none o
   assert.deepEqual([...r.neighbour("fresh").headersSent], [1]);
   // Further haves of seq 1 go without it; a neighbour that announced pieces gets none.
   const fresh = r.neighbour("fresh");
-  r.sendHave(fresh, 1, [true, true, true, true, true]);
+  r.announcer.sendHave(fresh, 1, [true, true, true, true, true]);
   assert.deepEqual(
     drainControl(r, "fresh").map((m) => m.type),
     ["have"],
   );
   r.receive("told", have(0, [true, true, false, false, false]), 12);
-  r.sendHave(r.neighbour("told"), 0, [true, true, true, true, true]);
+  r.announcer.sendHave(r.neighbour("told"), 0, [true, true, true, true, true]);
   assert.deepEqual(
     drainControl(r, "told").map((m) => m.type),
     ["have"],
   );
   // Nothing to push for a chunk we do not hold; pushHeaders false turns it off.
-  r.sendHave(fresh, 7, [true]);
+  r.announcer.sendHave(fresh, 7, [true]);
   assert.deepEqual(
     drainControl(r, "fresh").map((m) => m.type),
     ["have"],
   );
-  r.config.pushHeaders = false;
-  r.addNeighbour("late", 12);
-  r.receive("late", hello(Role.VIEWER), 12);
-  drainControl(r, "late");
-  r.sendHave(r.neighbour("late"), 1, [true, true, true, true, true]);
+  const quiet = relay(10, { ...CONFIG, pushHeaders: false });
+  connect(src, "src", quiet, "q", 12);
+  exchange(src, "src", quiet, "q", 12);
+  assert.ok(quiet.store.get(1) !== null);
+  quiet.addNeighbour("late", 12);
+  quiet.receive("late", hello(Role.VIEWER), 12);
+  drainControl(quiet, "late");
+  quiet.announcer.sendHave(quiet.neighbour("late"), 1, [true, true, true, true, true]);
   assert.deepEqual(
-    drainControl(r, "late").map((m) => m.type),
+    drainControl(quiet, "late").map((m) => m.type),
     ["have"],
   );
 });
@@ -1319,15 +1322,15 @@ test("a piece never uploaded is served before a lower seq already uploaded once 
   greet(r, ["a", "b"], 10);
   r.receive("a", request(0, 0, 1, false), 10);
   assert.equal(decodeMessage(drainData(r, "a", 10)[0]).seq, 0); // piece 0/0 uploaded once now
-  assert.equal(r.sentOnce.get(0), 1n);
+  assert.equal(r.serving.sentOnce.get(0), 1n);
   r.receive("a", request(0, 0, 1, false), 10.1); // a repair of 0/0 (lower seq, older)
   r.receive("b", request(1, 0, 1, false), 10.1); // 1/0: never uploaded
   assert.deepEqual(r.uploadPeers(), ["b"]);
   // Only pieces we hold count: a never-uploaded piece we lack is no first forward.
-  assert.deepEqual(r.serveKey({ seq: 0, pieces: [0], order: 0 }), [1, 0, 0]);
-  assert.deepEqual(r.serveKey({ seq: 1, pieces: [1], order: 0 }), [0, 1, 0]);
+  assert.deepEqual(r.serving.serveKey({ seq: 0, pieces: [0], order: 0 }), [1, 0, 0]);
+  assert.deepEqual(r.serving.serveKey({ seq: 1, pieces: [1], order: 0 }), [0, 1, 0]);
   r.store.get(1).pieces[1] = null;
-  assert.deepEqual(r.serveKey({ seq: 1, pieces: [1], order: 0 }), [1, 1, 0]);
+  assert.deepEqual(r.serving.serveKey({ seq: 1, pieces: [1], order: 0 }), [1, 1, 0]);
 });
 
 test("removing a neighbour drops all its upload items", async () => {
@@ -1337,10 +1340,10 @@ test("removing a neighbour drops all its upload items", async () => {
   src.receive("a", request(1, 0, 1, false), 10);
   src.receive("b", request(2, 0, 1, false), 10);
   src.receive("a", request(2, 1, 1, false), 10);
-  assert.equal(src.uploads.length, 4);
+  assert.equal(src.serving.uploads.length, 4);
   src.removeNeighbour("a", 10.1);
   assert.deepEqual(
-    src.uploads.map((i) => [i.peerId, i.seq]),
+    src.serving.uploads.map((i) => [i.peerId, i.seq]),
     [["b", 2]],
   );
   assert.deepEqual(src.uploadPeers(), ["b"]);
@@ -1355,7 +1358,7 @@ test("a neighbour that announced a chunk as we verified its header (a pushed hea
   // q pushes chunk 5's header with its first have (it holds no piece yet): same instant.
   v.receive("q", encodeMessage(c.header), 1);
   v.receive("q", have(5, [false, false, false, false, false]), 1);
-  assert.equal(v.headerS.get(5), 1);
+  assert.equal(v.fetching.headerS.get(5), 1);
   assert.equal(v.neighbour("q").announcedS.get(5), 1);
   // A pushed header replans only if others with room offer the chunk, and an empty have offers
   // nothing (as in Python): q's next have replans.

@@ -42,6 +42,17 @@ export const REQUEST_FLAG_HEADER = 0x01;
 /** Range count meaning "to the end of the chunk" (ranges are clamped to the piece count). */
 export const ALL_PIECES = 0xffff;
 
+/** Ascending piece indices -> [[first, count]] of contiguous runs (one range message each). */
+export function pieceRuns(indices) {
+  const out = [];
+  for (const i of indices) {
+    const last = out[out.length - 1];
+    if (last && last[0] + last[1] === i) last[1] += 1;
+    else out.push([i, 1]);
+  }
+  return out;
+}
+
 export const MsgType = Object.freeze({
   HELLO: 0x01,
   BUFFER_MAP: 0x02,

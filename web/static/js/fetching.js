@@ -1,0 +1,568 @@
+// Fetching: what to ask of whom, and what to do when an answer is late, slow or never comes.
+// The JavaScript twin of streamer/swarm/fetching.py.
+//
+// Rules: a missing piece is asked of one neighbour at a time (inflight), and of another only when
+// that one times out, is too slow for the deadline (rescue), sent nothing of it for moveAfterS (a
+// move), or answered absent; a neighbour gets no more requests than its room (pipelineS of its
+// measured rate); a request silent towards us for requestTimeoutS plus its neighbour's usual wait
+// times out, and stallStrikes such timeouts drop it; the plan (scheduler.js) is redone only when
+// an input or the clock may change it (dirty, replanAtS, workPending).
+
+import { ALL_PIECES, ByeReason, ProtocolError, encodeMessage, pieceRuns } from "./wire.js";
+import { PieceResult } from "./chunkstore.js";
+import { hasBit, mayServe, planPieces } from "./scheduler.js";
+
+const byNumber = (a, b) => a - b;
+
+export class Fetcher {
+  constructor({ config, store, nbrs, outbox, playout, checks, rng }) {
+    this.config = config;
+    this.store = store;
+    this.nbrs = nbrs;
+    this.outbox = outbox;
+    this.playout = playout;
+    this.checks = checks;
+    this.rng = rng;
+    /** seq -> Map(piece index -> the neighbour we asked for it): one at a time per piece. */
+    this.inflight = new Map();
+    /** seq -> the neighbour we asked for its header (we hold no verified header yet). */
+    this.headerFrom = new Map();
+    /** seq -> when we verified its header: neighbours that announced it before are "earlier". */
+    this.headerS = new Map();
+    this.dirty = true;
+    /**
+     * When the plan may change by the clock alone (a chunk turning urgent, a notFrom period
+     * ending): a timer then, unless input replans first.
+     */
+    this.replanAtS = null;
+    /**
+     * The last plan left wanted pieces unasked: every timer replans (room frees up with inputs
+     * that are not all worth a replan of their own).
+     */
+    this.workPending = false;
+    this.bytesFromSource = 0;
+    this.bytesFromPeers = 0;
+    this.bytesDuplicate = 0;
+    this.timeouts = 0;
+    /** Urgent requests taken from a holder too slow to meet the deadline. */
+    this.rescues = 0;
+    /** Pieces asked of another holder after sitting unsent at the first (moveAfterS). */
+    this.moved = 0;
+  }
+
+  // ---------------------------------------------------------------- measures
+
+  expectedWaitS(nb) {
+    return nb.expectedWaitS(this.config.initialResponseS);
+  }
+
+  /** No progress on a request to nb for this long times it out. */
+  timeoutS(nb) {
+    return this.config.requestTimeoutS + this.expectedWaitS(nb);
+  }
+
+  /** How many more pieces we may ask of nb now. */
+  room(nb) {
+    const { pipelineS, minInflightBytes, pieceSizeBytes } = this.config;
+    return nb.roomPieces(pipelineS, minInflightBytes, pieceSizeBytes);
+  }
+
+  // ---------------------------------------------------------------- the plan
+
+  /** An input changed what we may ask of whom: plan again after it. */
+  replan() {
+    this.dirty = true;
+  }
+
+  /**
+   * A timer: plan again if work was left pending or the clock alone changes the plan. Most
+   * timers are have flushes and playout deadlines: nothing to replan.
+   */
+  replanByClock(now) {
+    if (this.workPending || (this.replanAtS !== null && now >= this.replanAtS)) this.dirty = true;
+  }
+
+  /** Plan and send requests if anything changed since the last plan. */
+  run(now) {
+    if (this.dirty) {
+      this.dirty = false;
+      this.schedule(now);
+    }
+  }
+
+  /** The next request timeout or clock-driven replan (null: none). */
+  nextTimerS() {
+    let soonest = null;
+    const earlier = (t) => {
+      if (soonest === null || t < soonest) soonest = t;
+    };
+    for (const nb of this.nbrs.values()) {
+      if (nb.assignments.size === 0) continue;
+      const timeoutS = this.timeoutS(nb);
+      for (const a of nb.assignments.values()) earlier(a.lastProgressS + timeoutS);
+    }
+    if (this.replanAtS !== null) earlier(this.replanAtS);
+    return soonest;
+  }
+
+  // ---------------------------------------------------------------- answers
+
+  /**
+   * Did a have (known mask before -> after) offer something we need and nobody is fetching for
+   * us yet (a header, or a missing piece)? Only then is it worth rescheduling.
+   */
+  wantsNews(seq, before, after) {
+    if (after === before && before !== 0n) return false;
+    const chunk = this.store.get(seq);
+    if (chunk === null) return !this.headerFrom.has(seq) && !this.checks.has(seq);
+    if (chunk.complete || chunk.abandoned) return false;
+    const asked = this.inflight.get(seq);
+    const fresh = before !== -1n ? after & ~before : 0n;
+    return chunk
+      .missing()
+      .some((i) => (after === -1n || hasBit(fresh, i)) && !(asked?.has(i) ?? false));
+  }
+
+  /** "Not from me": forget what we asked it for in that range, ask others for a while. */
+  onAbsent(nb, msg, now) {
+    nb.notFrom.set(msg.seq, now + this.config.busyRetryS);
+    const a = nb.assignments.get(msg.seq);
+    if (a === undefined) return;
+    const end = msg.firstIndex + msg.count;
+    const gone = new Set([...a.pieces].filter((i) => msg.firstIndex <= i && i < end));
+    for (const i of gone) a.pieces.delete(i);
+    const header = a.headerPending;
+    a.headerPending = false;
+    this.releaseAsked(nb.peerId, msg.seq, gone, header);
+    if (a.pieces.size === 0) this.finishAssignment(nb, msg.seq);
+  }
+
+  /**
+   * A verified header came from nb (isNew: it is new to our store). Returns {fresh: announce it,
+   * replan: the plan may change (a header we asked for, or a chunk others with room offer)}.
+   */
+  headerAccepted(nb, header, isNew, now) {
+    const seq = header.seq;
+    if (!nb.announcedS.has(seq)) nb.announcedS.set(seq, now);
+    if (this.headerFrom.get(seq) === nb.peerId) this.headerFrom.delete(seq);
+    const a = nb.assignments.get(seq);
+    const requested = a !== undefined && a.headerPending;
+    if (requested) {
+      a.headerPending = false;
+      nb.progress(a, a.requestedS, now);
+      const count = header.pieceHashes.length;
+      const beyond = new Set([...a.pieces].filter((i) => i >= count));
+      for (const i of beyond) a.pieces.delete(i);
+      this.releaseAsked(nb.peerId, seq, beyond, false);
+      if (a.pieces.size === 0) this.finishAssignment(nb, seq);
+    }
+    if (!isNew) return { fresh: false, replan: requested };
+    const fresh = this.store.get(seq) !== null;
+    if (fresh) {
+      this.headerS.set(seq, now);
+      nb.lastUsefulS = now;
+    }
+    // A header pushed ahead of its sender's first have: that have, right behind it, tells what
+    // to ask for. Only a header we asked for, or of a chunk others with room offer, changes the
+    // plan now.
+    if (requested) return { fresh, replan: true };
+    for (const o of this.nbrs.values()) {
+      if (o !== nb && o.holds(seq) && (o.isSource || this.room(o) > 0)) {
+        return { fresh, replan: true };
+      }
+    }
+    return { fresh, replan: false };
+  }
+
+  /**
+   * Store a piece and settle what we asked for it. Returns its PieceResult, "held" when it waits
+   * for its chunk's header check (verifying.js), or null when nb was dropped for it. replay: a
+   * held piece fed in after its header was verified.
+   */
+  onPiece(nb, msg, sizeBytes, now, replay = false) {
+    const { seq, index } = msg;
+    if (!replay) nb.lastDataS = now;
+    if (!replay && this.store.get(seq) === null && this.checks.hold(nb, msg, sizeBytes)) {
+      nb.bytesReceived += sizeBytes;
+      const a = nb.assignments.get(seq);
+      if (a !== undefined && a.pieces.has(index)) {
+        nb.progress(a, a.askedS.get(index) ?? a.requestedS, now); // progress, unchecked
+      }
+      return "held";
+    }
+    const result = this.store.addPiece(seq, index, msg.count, msg.payload);
+    if (!replay) nb.bytesReceived += sizeBytes;
+    if (result === PieceResult.MISMATCH) {
+      throw new ProtocolError(`piece ${seq}/${index}: count ${msg.count} disagrees`);
+    }
+    if (result === PieceResult.FORGED) {
+      this.outbox.drop(nb, `forged piece ${seq}/${index}`, ByeReason.FORGED);
+      return null;
+    }
+    const a = nb.assignments.get(seq);
+    if (a !== undefined && a.pieces.has(index)) {
+      a.pieces.delete(index);
+      nb.progress(a, a.askedS.get(index) ?? a.requestedS, now);
+      nb.strikes = 0;
+      if (a.pieces.size === 0 && !a.headerPending) this.finishAssignment(nb, seq);
+    }
+    if (result !== PieceResult.NEW) {
+      this.bytesDuplicate += msg.payload.length;
+      return result;
+    }
+    if (nb.isSource) this.bytesFromSource += msg.payload.length;
+    else this.bytesFromPeers += msg.payload.length;
+    nb.meter.received(sizeBytes, now);
+    nb.lastUsefulS = now;
+    const asked = this.inflight.get(seq);
+    const owner = asked?.get(index);
+    if (owner !== undefined) {
+      asked.delete(index);
+      if (owner !== nb.peerId) this.cancelPiece(owner, seq, index);
+    }
+    return result;
+  }
+
+  /** seq is complete here: nothing of it is in flight any more. */
+  completed(seq) {
+    this.inflight.delete(seq);
+    this.headerFrom.delete(seq);
+    this.dirty = true;
+  }
+
+  /** nb is gone: what we asked of it goes elsewhere. */
+  forget(nb) {
+    for (const a of nb.assignments.values()) {
+      this.releaseAsked(nb.peerId, a.seq, a.pieces, a.headerPending);
+    }
+    this.dirty = true;
+  }
+
+  // ---------------------------------------------------------------- late answers
+
+  /** Give up requests that made no progress for their neighbour's timeout. */
+  timeOuts(now) {
+    for (const nb of [...this.nbrs.values()]) {
+      const timeoutS = this.timeoutS(nb);
+      for (const [seq, a] of [...nb.assignments]) {
+        const dueS = a.lastProgressS + timeoutS;
+        if (this.nbrs.has(nb.peerId) && now >= dueS) this.timeOut(nb, seq, now);
+      }
+    }
+  }
+
+  /**
+   * Take urgent pieces away from a holder too slow to deliver them in time.
+   *
+   * A slow trickle is progress, so the timeout never fires; but if what is left of an
+   * assignment, at the holder's measured rate, would land after the chunk's deadline, it is
+   * cancelled there (no strike: the holder is serving, only slowly) and asked elsewhere - another
+   * holder, or the source, which serves urgent chunks.
+   */
+  rescueSlow(now) {
+    const pb = this.playout.playback;
+    if (pb === null || pb.startSeq === null) return;
+    const pieceBytes = this.config.pieceSizeBytes;
+    for (const nb of [...this.nbrs.values()]) {
+      const rate = nb.meter.rateBytesPerS;
+      if (!rate) continue;
+      for (const [seq, a] of [...nb.assignments]) {
+        if (a.pieces.size === 0) continue;
+        const deadline = pb.started
+          ? this.playout.deadlineS(seq, now)
+          : now + this.config.targetLagS;
+        if (deadline - now > this.config.urgentS) continue;
+        if (now + (a.pieces.size * pieceBytes) / rate > deadline) {
+          this.giveUp(nb, seq, now);
+          this.rescues += 1;
+        }
+      }
+    }
+  }
+
+  /**
+   * Stop fetching seq (played past it). True when an incomplete chunk of it was held (requests
+   * for it may now get absents).
+   */
+  abandon(seq) {
+    const owners = new Set(this.inflight.get(seq)?.values() ?? []);
+    this.inflight.delete(seq);
+    const headerOwner = this.headerFrom.get(seq);
+    this.headerFrom.delete(seq);
+    if (headerOwner !== undefined) owners.add(headerOwner);
+    for (const owner of [...owners].sort()) {
+      const nb = this.nbrs.get(owner);
+      if (nb !== undefined && nb.assignments.delete(seq)) {
+        const cancel = { type: "cancel", seq, firstIndex: 0, count: ALL_PIECES };
+        this.outbox.send(nb, encodeMessage(cancel));
+        if (nb.assignments.size === 0) nb.meter.idle();
+      }
+    }
+    const chunk = this.store.get(seq);
+    if (chunk !== null && !chunk.complete) {
+      chunk.abandoned = true;
+      return true;
+    }
+    return false;
+  }
+
+  /** Seqs below floorSeq we hold or fetch, ascending (to abandon before evicting). */
+  seqsBelow(floorSeq) {
+    const known = new Set(this.inflight.keys());
+    for (const chunk of this.store) known.add(chunk.header.seq);
+    for (const seq of this.headerFrom.keys()) known.add(seq);
+    return [...known].filter((s) => s < floorSeq).sort(byNumber);
+  }
+
+  evictBelow(floorSeq) {
+    for (const seq of [...this.headerS.keys()]) if (seq < floorSeq) this.headerS.delete(seq);
+  }
+
+  /**
+   * No progress on what we asked nb for seq: cancel it, ask others. A strike only when nb held
+   * what we asked for and sent us nothing at all meanwhile (silent, not merely busy serving a
+   * queue: with tight upload, queue waits exceed the timeout).
+   */
+  timeOut(nb, seq, now) {
+    const a = nb.assignments.get(seq);
+    if (a === undefined) return;
+    this.giveUp(nb, seq, now);
+    this.timeouts += 1;
+    if (a.strikeOnTimeout && nb.lastDataS <= a.lastProgressS) {
+      nb.strikes += 1;
+      if (nb.strikes >= this.config.stallStrikes) {
+        this.outbox.drop(nb, `stalled: ${nb.strikes} requests timed out`, ByeReason.STALLED);
+      }
+    }
+  }
+
+  /** Cancel what is left of our request for seq at nb; do not ask it for seq for a while. */
+  giveUp(nb, seq, now) {
+    const a = nb.assignments.get(seq);
+    if (a === undefined) return;
+    nb.assignments.delete(seq);
+    this.releaseAsked(nb.peerId, seq, a.pieces, a.headerPending);
+    if (nb.assignments.size === 0) nb.meter.idle();
+    const runs = pieceRuns([...a.pieces].sort(byNumber));
+    for (const [first, count] of runs.length ? runs : [[0, ALL_PIECES]]) {
+      this.outbox.send(nb, encodeMessage({ type: "cancel", seq, firstIndex: first, count }));
+    }
+    nb.notFrom.set(seq, now + 2 * this.config.requestTimeoutS);
+    this.dirty = true;
+  }
+
+  /** We got piece index elsewhere: owner need not send it any more. */
+  cancelPiece(owner, seq, index) {
+    const other = this.nbrs.get(owner);
+    if (other === undefined) return;
+    const a = other.assignments.get(seq);
+    if (a === undefined || !a.pieces.has(index)) return;
+    a.pieces.delete(index);
+    this.outbox.send(other, encodeMessage({ type: "cancel", seq, firstIndex: index, count: 1 }));
+    if (a.pieces.size === 0 && !a.headerPending) this.finishAssignment(other, seq);
+  }
+
+  finishAssignment(nb, seq) {
+    const a = nb.assignments.get(seq);
+    if (a !== undefined) {
+      nb.assignments.delete(seq);
+      this.releaseAsked(nb.peerId, seq, a.pieces, a.headerPending);
+    }
+    if (nb.assignments.size === 0) nb.meter.idle();
+    this.dirty = true;
+  }
+
+  /** Forget that peerId was asked for these pieces (and header) of seq. */
+  releaseAsked(peerId, seq, pieces, header) {
+    const asked = this.inflight.get(seq);
+    if (asked !== undefined) {
+      for (const i of pieces) if (asked.get(i) === peerId) asked.delete(i);
+    }
+    if (header && this.headerFrom.get(seq) === peerId) this.headerFrom.delete(seq);
+  }
+
+  // ---------------------------------------------------------------- planning
+
+  schedule(now) {
+    const pb = this.playout.playback;
+    const newestHeard = this.playout.newestHeard;
+    this.replanAtS = null;
+    this.workPending = false;
+    if (pb === null || pb.nextSeq === null || newestHeard === null) return;
+    this.rescueSlow(now);
+    const lo = pb.nextSeq;
+    // A lag grown beyond the window would leave the freshest chunks unfetched.
+    const ahead =
+      this.config.fetchAheadChunks +
+      Math.ceil(Math.max(0, pb.lagAddedS) / this.config.chunkDurationS);
+    const hi = Math.min(newestHeard, lo + ahead);
+    // Neighbours without room still count for rarity, but cannot be asked: they get no Holder.
+    const room = new Map();
+    const uploaders = [];
+    for (const nb of this.nbrs.values()) {
+      if (!nb.uploads) continue;
+      room.set(nb.peerId, this.room(nb));
+      uploaders.push({ nb, askable: nb.isSource || room.get(nb.peerId) > 0 });
+    }
+    const peersLinked = uploaders.some(({ nb }) => !nb.isSource);
+    const wants = [];
+    // The clock alone changes the plan when a chunk turns urgent (the source and earlier
+    // holders become askable) or a notFrom period ends: replanAtS.
+    const changesS = [];
+    let unplannable = 0;
+    for (let seq = lo; seq <= hi; seq++) {
+      const chunk = this.store.get(seq);
+      const missing = [];
+      let missingMask = 0n;
+      let stuck = [];
+      if (chunk !== null) {
+        if (chunk.complete) continue;
+        const asked = this.inflight.get(seq);
+        if (asked !== undefined && asked.size) {
+          const found = this.stuckPieces(seq, asked, now);
+          stuck = found.stuck;
+          if (found.nextS !== null) changesS.push(found.nextS); // (then pieces may move)
+        }
+        const moving = new Set(stuck.map(([i]) => i));
+        chunk.pieces.forEach((p, i) => {
+          if (p === null && (!asked?.has(i) || moving.has(i))) missing.push(i);
+        });
+        if (missing.length === 0) continue;
+        for (const i of missing) missingMask |= 1n << BigInt(i);
+      } else if (this.headerFrom.has(seq) || this.checks.has(seq)) {
+        continue; // someone is sending us its header (or we are checking one)
+      }
+      const mineS = this.headerS.get(seq);
+      const deadlineS = pb.deadline(seq, this.playout.mediaStartS(seq), now);
+      const urgent = deadlineS - now <= this.config.urgentS;
+      const holders = [];
+      let count = 0;
+      for (const { nb, askable } of uploaders) {
+        const notFromS = nb.notFrom.get(seq);
+        if (notFromS !== undefined && notFromS > now) {
+          changesS.push(notFromS);
+          continue;
+        }
+        const knownMask = nb.knownMask(seq);
+        const announced = nb.isSource ? undefined : nb.announcedS.get(seq);
+        const earlier = announced !== undefined && (mineS === undefined || announced <= mineS);
+        if (knownMask !== 0n || earlier) {
+          count += 1;
+          if (askable) {
+            const holder = { peerId: nb.peerId, knownMask, earlier, source: nb.isSource };
+            if (mayServe(holder, missingMask, urgent, peersLinked)) holders.push(holder);
+          }
+        }
+      }
+      if (count && !urgent) {
+        // (a hair past the crossing, so that float rounding cannot make it not urgent)
+        changesS.push(deadlineS - this.config.urgentS + 1e-6);
+      }
+      if (holders.length) {
+        const needHeader = chunk === null;
+        wants.push({ seq, deadlineS, missing, needHeader, holders, holderCount: count, stuck });
+      } else if (count) {
+        unplannable += missing.length || 1;
+      }
+    }
+    if (changesS.length) this.replanAtS = Math.min(...changesS);
+    if (wants.length === 0) {
+      this.workPending = unplannable > 0;
+      return;
+    }
+    const asks = planPieces(wants, room, now, this.config.urgentS, this.rng, peersLinked);
+    let moved = 0;
+    let asked = 0;
+    for (const ask of asks) {
+      moved += this.request(ask, now);
+      asked += ask.pieces.length;
+    }
+    this.moved += moved;
+    let wanted = unplannable;
+    for (const w of wants) wanted += w.missing.length - w.stuck.length || 1;
+    this.workPending = asked - moved < wanted;
+  }
+
+  /**
+   * {stuck: [[piece, peerId]...], nextS}: pieces of seq asked of a peer that has sent nothing of
+   * them for moveAfterS (they wait in its upload queue behind other requesters' pieces), and when
+   * the next of the others will be stuck (null: never, as things stand).
+   */
+  stuckPieces(seq, asked, now) {
+    const stuck = [];
+    let nextS = null;
+    const owners = [...new Set(asked.values())].sort();
+    for (const owner of owners) {
+      const nb = this.nbrs.get(owner);
+      if (nb === undefined || nb.isSource) continue;
+      const a = nb.assignments.get(seq);
+      if (a === undefined) continue;
+      const waitS = this.expectedWaitS(nb);
+      if (waitS >= this.config.moveMaxResponseS) continue;
+      const moveS = this.config.moveAfterS + waitS;
+      for (const i of [...a.pieces].sort(byNumber)) {
+        if (asked.get(i) !== owner) continue;
+        const stuckS = Math.max(a.lastProgressS, a.askedS.get(i) ?? now) + moveS;
+        if (stuckS <= now) stuck.push([i, owner]);
+        else if (nextS === null || stuckS < nextS) nextS = stuckS;
+      }
+    }
+    return { stuck, nextS };
+  }
+
+  /** Send ask; returns how many of its pieces moved here from another neighbour. */
+  request(ask, now) {
+    const nb = this.nbrs.get(ask.peerId);
+    const seq = ask.seq;
+    let moved = 0;
+    const askedBefore = this.inflight.get(seq);
+    for (const i of ask.pieces) {
+      const owner = askedBefore?.get(i);
+      if (owner !== undefined && owner !== nb.peerId) {
+        this.cancelPiece(owner, seq, i);
+        moved += 1;
+      }
+    }
+    let wantHeader = ask.wantHeader;
+    for (const [first, count] of pieceRuns(ask.pieces)) {
+      this.outbox.send(
+        nb,
+        encodeMessage({ type: "request", seq, firstIndex: first, count, wantHeader }),
+      );
+      wantHeader = false;
+    }
+    const mask = nb.knownMask(seq);
+    const holdsAll = ask.pieces.every((i) => hasBit(mask, i));
+    let a = nb.assignments.get(seq);
+    if (a === undefined) {
+      a = {
+        seq,
+        pieces: new Set(),
+        headerPending: false,
+        requestedS: now,
+        lastProgressS: now,
+        strikeOnTimeout: holdsAll,
+        askedS: new Map(),
+      };
+      nb.assignments.set(seq, a);
+    } else {
+      a.strikeOnTimeout = a.strikeOnTimeout && holdsAll;
+    }
+    for (const i of ask.pieces) a.pieces.add(i);
+    let asked = this.inflight.get(seq);
+    if (asked === undefined) {
+      asked = new Map();
+      this.inflight.set(seq, asked);
+    }
+    for (const i of ask.pieces) {
+      asked.set(i, nb.peerId);
+      a.askedS.set(i, now);
+    }
+    if (ask.wantHeader) {
+      a.headerPending = true;
+      this.headerFrom.set(seq, nb.peerId);
+    }
+    nb.meter.busy(now);
+    return moved;
+  }
+}
