@@ -263,7 +263,7 @@ def _join(
     verifier: HeaderVerifier,
     rng: random.Random,
     pool: PiecePool,
-    make_core: CoreFactory,
+    make_core: CoreFactory = _plain_core,
 ) -> None:
     core = make_core(
         pid,
