@@ -12,6 +12,7 @@ import { createInterface } from "node:readline";
 import { SwarmPeer, Role, seededRandom } from "../../web/static/js/swarm.js";
 import { HeaderVerifier, sha256, signChunkHeader } from "../../web/static/js/chunkheader.js";
 import { fromHex, toHex } from "../../web/static/js/wire.js";
+import { drainLink } from "../../web/static/js/drain.js";
 
 const ROLES = { viewer: Role.VIEWER, relay: Role.RELAY, source: Role.SOURCE };
 
@@ -44,10 +45,7 @@ async function drain(now) {
     const ready = core.takeReady();
     if (ready.size === 0) break;
     for (const pid of ready) {
-      let m;
-      while ((m = core.nextControlMessage(pid)) !== null) out.push([pid, toHex(m)]);
-      while ((m = core.nextDataMessage(pid, now)) !== null) out.push([pid, toHex(m)]);
-      while ((m = core.nextControlMessage(pid)) !== null) out.push([pid, toHex(m)]);
+      for (const m of drainLink(core, pid, now)) out.push([pid, toHex(m)]);
     }
   }
   return { out, events, timer: core.nextTimer() };

@@ -4,6 +4,7 @@
 import { ed25519Verify } from "../../web/static/js/ed25519.js";
 import { headerSignedBytes } from "../../web/static/js/wire.js";
 import { signChunkHeader } from "../../web/static/js/chunkheader.js";
+import { sendControl, sendData } from "../../web/static/js/drain.js";
 
 export async function makeKeys() {
   const keys = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
@@ -123,9 +124,12 @@ export class Net {
         this.at(this.now + 2 * this.latencyS, () => this.disconnect(id, peer));
       }
     }
+    const sendFrom = (to, msg) => {
+      this.send(id, to, msg);
+      return true;
+    };
     for (const pid of core.takeReady()) {
-      let msg;
-      while ((msg = core.nextControlMessage(pid)) !== null) this.send(id, pid, msg);
+      sendControl(core, pid, sendFrom);
       this.pumpData(id, pid);
     }
     const t = core.nextTimer();
@@ -154,9 +158,13 @@ export class Net {
       }
       return;
     }
-    const msg = core.nextDataMessage(pid, this.now);
-    if (msg !== null) {
-      this.send(id, pid, msg);
+    // One message, then the link is busy for its transmission time.
+    const linkFree = () => !(link.busyUntil > this.now + 1e-9);
+    const sendFrom = (to, msg) => {
+      this.send(id, to, msg);
+      return true;
+    };
+    if (sendData(core, pid, this.now, sendFrom, linkFree)) {
       this.pumpData(id, pid);
       this.pump(id);
     }

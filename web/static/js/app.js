@@ -16,6 +16,7 @@ import { PeerManager } from "./rtc.js";
 import { SignalingClient, websocketUrl } from "./signaling.js";
 import { CounterRate, assembleStats } from "./stats.js";
 import { HeaderVerifier } from "./chunkheader.js";
+import { sendControl, sendData } from "./drain.js";
 import { SwarmPeer, seededRandom } from "./swarm.js";
 import { TokenBucket } from "./tokenbucket.js";
 import { UplinkGate } from "./uplinkgate.js";
@@ -315,11 +316,7 @@ export class WatchApp {
       const ready = core.takeReady();
       if (ready.size === 0) break;
       for (const id of ready) {
-        let msg = core.nextControlMessage(id);
-        while (msg) {
-          this.rtc.send(id, msg);
-          msg = core.nextControlMessage(id);
-        }
+        sendControl(core, id, (peerId, msg) => this.rtc.send(peerId, msg));
         this._pumpData(id);
       }
     }
@@ -333,25 +330,27 @@ export class WatchApp {
     // Summed over the links once per pump, then kept up to date with what we add.
     let buffered = this.rtc.bufferedTotal();
     this.uplinkGate.observe(this.clock(), buffered, this.rtc.totalBytesSent);
-    for (;;) {
-      if (!this.rtc.hasRoom(id)) return; // bufferedamountlow brings us back
-      const now = this.clock();
+    const now = this.clock();
+    const maySend = () => {
+      if (!this.rtc.hasRoom(id)) return false; // bufferedamountlow brings us back
       if (!bucket.canSend(PIECE_MESSAGE_BYTES, now)) {
         this._wakeForUpload(bucket.waitS(PIECE_MESSAGE_BYTES, now));
-        return;
+        return false;
       }
       // A link with nothing queued may always take one message: one association alone cannot
       // fill an uplink under loss (its window halves at every loss).
       if (this.rtc.bufferedAmount(id) > 0 && !this.uplinkGate.hasRoom(buffered)) {
         this._wakeForUpload(GATE_POLL_S);
-        return;
+        return false;
       }
-      const msg = core.nextDataMessage(id, now);
-      if (!msg) return;
+      return true;
+    };
+    const send = (peerId, msg) => {
       bucket.take(msg.byteLength, now);
-      this.rtc.send(id, msg);
       buffered += msg.byteLength;
-    }
+      return this.rtc.send(peerId, msg);
+    };
+    sendData(core, id, now, send, maySend);
   }
 
   _wakeForUpload(waitS) {
