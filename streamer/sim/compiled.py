@@ -40,6 +40,8 @@ COMPILED_MODULES = (
     "streamer/swarm/playback.py",
     "streamer/swarm/scheduler.py",
     "streamer/swarm/outbox.py",
+    "streamer/swarm/context.py",
+    "streamer/swarm/drain.py",
     "streamer/swarm/announcing.py",
     "streamer/swarm/seeding.py",
     "streamer/swarm/serving.py",

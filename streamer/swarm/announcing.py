@@ -18,10 +18,9 @@ from streamer.protocol import (
     encode_message,
 )
 from streamer.protocol.messages import MAX_BUFFER_MAP_BITS
-from streamer.swarm.chunks import ChunkStore
 from streamer.swarm.config import SwarmConfig
+from streamer.swarm.context import PeerContext
 from streamer.swarm.neighbours import Neighbour, UplinkMeter
-from streamer.swarm.outbox import Outbox
 
 
 class Announcer:
@@ -29,19 +28,14 @@ class Announcer:
 
     def __init__(
         self,
+        ctx: PeerContext,
         *,
         role: Role,
-        config: SwarmConfig,
-        store: ChunkStore,
-        nbrs: dict[str, Neighbour],
-        outbox: Outbox,
         uplink: UplinkMeter,
     ) -> None:
         self._role = role
-        self._config = config
-        self._store = store
-        self._nbrs = nbrs
-        self._outbox = outbox
+        self._config, self._store = ctx.config, ctx.store
+        self._nbrs, self._outbox = ctx.nbrs, ctx.outbox
         self._uplink = uplink
 
     def greet(self, nb: Neighbour, upload: bool) -> None:

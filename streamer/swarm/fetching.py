@@ -24,10 +24,9 @@ from streamer.protocol import (
     encode_message,
     piece_runs,
 )
-from streamer.swarm.chunks import ChunkStore, PieceResult
-from streamer.swarm.config import SwarmConfig
+from streamer.swarm.chunks import PieceResult
+from streamer.swarm.context import PeerContext
 from streamer.swarm.neighbours import Assignment, Neighbour
-from streamer.swarm.outbox import Outbox
 from streamer.swarm.playout import Playout
 from streamer.swarm.scheduler import Ask, Holder, RandomSource, Want, may_serve, plan_pieces
 
@@ -37,18 +36,13 @@ class Fetcher:
 
     def __init__(
         self,
+        ctx: PeerContext,
         *,
-        config: SwarmConfig,
-        store: ChunkStore,
-        nbrs: dict[str, Neighbour],
-        outbox: Outbox,
         playout: Playout,
         rng: RandomSource,
     ) -> None:
-        self._config = config
-        self._store = store
-        self._nbrs = nbrs
-        self._outbox = outbox
+        self._config, self._store = ctx.config, ctx.store
+        self._nbrs, self._outbox = ctx.nbrs, ctx.outbox
         self._playout = playout
         self._rng = rng
         self._inflight: dict[int, dict[int, str]] = {}

@@ -41,6 +41,7 @@ from streamer.protocol import (
 from streamer.swarm.announcing import Announcer, bits_mask
 from streamer.swarm.chunks import ChunkStore, HeaderVerifier, PiecePool, PieceResult
 from streamer.swarm.config import SwarmConfig
+from streamer.swarm.context import PeerContext
 from streamer.swarm.events import ChunkComplete, DropNeighbour, Event, WantNeighbours
 from streamer.swarm.fetching import Fetcher
 from streamer.swarm.neighbours import Neighbour, UplinkMeter
@@ -95,16 +96,12 @@ class SwarmPeer:
         self._uplink = UplinkMeter()
         self.outbox = Outbox()
         self.outbox.on_drop(self._drop)
-        parts: dict[str, Any] = {"config": config, "store": self.store, "nbrs": self._nbrs}
-        self.announcer = Announcer(role=role, outbox=self.outbox, uplink=self._uplink, **parts)
-        self.seeder = Seeder(announcer=self.announcer, **parts) if role == Role.SOURCE else None
-        self.serving = Server(outbox=self.outbox, upload=self.upload, seeder=self.seeder, **parts)
-        self.playout = Playout(
-            outbox=self.outbox, plays=role != Role.SOURCE, now=now, abandon=self._abandon, **parts
-        )
-        self.fetching = Fetcher(
-            outbox=self.outbox, playout=self.playout, rng=rng or Mulberry32(0), **parts
-        )
+        ctx = PeerContext(config, self.store, self._nbrs, self.outbox)
+        self.announcer = Announcer(ctx, role=role, uplink=self._uplink)
+        self.seeder = Seeder(ctx, announcer=self.announcer) if role == Role.SOURCE else None
+        self.serving = Server(ctx, upload=self.upload, seeder=self.seeder)
+        self.playout = Playout(ctx, plays=role != Role.SOURCE, now=now, abandon=self._abandon)
+        self.fetching = Fetcher(ctx, playout=self.playout, rng=rng or Mulberry32(0))
         self.bytes_uploaded = 0
         self.stream_bytes = 0
         self.drops: dict[str, int] = {}

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from streamer.swarm.chunks import ChunkBuffer, ChunkStore
-from streamer.swarm.config import SwarmConfig
+from streamer.swarm.chunks import ChunkBuffer
+from streamer.swarm.context import PeerContext
 from streamer.swarm.events import ChunkMissed, ChunkPlayed
-from streamer.swarm.neighbours import Neighbour
-from streamer.swarm.outbox import Outbox
 from streamer.swarm.playback import Playback
 
 
@@ -25,19 +23,14 @@ class Playout:
 
     def __init__(
         self,
+        ctx: PeerContext,
         *,
-        config: SwarmConfig,
-        store: ChunkStore,
-        nbrs: dict[str, Neighbour],
-        outbox: Outbox,
         plays: bool,
         now: float,
         abandon: Callable[[int], None],
     ) -> None:
-        self._config = config
-        self._store = store
-        self._nbrs = nbrs
-        self._outbox = outbox
+        self._config, self._store = ctx.config, ctx.store
+        self._nbrs, self._outbox = ctx.nbrs, ctx.outbox
         self._abandon = abandon
         """Stop fetching a seq (the peer's: fetching and serving both let go of it)."""
         self.newest_heard: int | None = None
@@ -47,6 +40,7 @@ class Playout:
         """When we first heard of any chunk (the start point settles for start_settle_s)."""
         self.playback: Playback | None = None
         if plays:
+            config = ctx.config
             self.playback = Playback(
                 chunk_duration_s=config.chunk_duration_s,
                 start_behind_chunks=config.start_behind_chunks,

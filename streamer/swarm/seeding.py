@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from streamer.swarm.announcing import Announcer, header_bits
-from streamer.swarm.chunks import ChunkBuffer, ChunkStore
-from streamer.swarm.config import SwarmConfig
+from streamer.swarm.chunks import ChunkBuffer
+from streamer.swarm.context import PeerContext
 from streamer.swarm.neighbours import Neighbour, ServeItem
 
 
@@ -72,15 +72,12 @@ class Seeder:
 
     def __init__(
         self,
+        ctx: PeerContext,
         *,
-        config: SwarmConfig,
-        store: ChunkStore,
-        nbrs: dict[str, Neighbour],
         announcer: Announcer,
     ) -> None:
-        self._config = config
-        self._store = store
-        self._nbrs = nbrs
+        self._config, self._store = ctx.config, ctx.store
+        self._nbrs = ctx.nbrs
         self._announcer = announcer
         self._announce_later: dict[int, tuple[float, list[str]]] = {}
         """seq -> (when, to whom) the whole-chunk have goes, after the first copies."""

@@ -19,10 +19,8 @@ from streamer.protocol import (
     encode_message,
     piece_runs,
 )
-from streamer.swarm.chunks import ChunkStore
-from streamer.swarm.config import SwarmConfig
+from streamer.swarm.context import PeerContext
 from streamer.swarm.neighbours import Neighbour, ServeItem
-from streamer.swarm.outbox import Outbox
 from streamer.swarm.seeding import Seeder
 
 
@@ -31,18 +29,13 @@ class Server:
 
     def __init__(
         self,
+        ctx: PeerContext,
         *,
-        config: SwarmConfig,
-        store: ChunkStore,
-        nbrs: dict[str, Neighbour],
-        outbox: Outbox,
         upload: bool,
         seeder: Seeder | None,
     ) -> None:
-        self._config = config
-        self._store = store
-        self._nbrs = nbrs
-        self._outbox = outbox
+        self._config, self._store = ctx.config, ctx.store
+        self._nbrs, self._outbox = ctx.nbrs, ctx.outbox
         self._upload = upload
         self._seeder = seeder
         self._uploads: list[ServeItem] = []

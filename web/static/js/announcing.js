@@ -15,12 +15,9 @@ const byNumber = (a, b) => a - b;
 export const allTrue = (n) => new Array(n).fill(true);
 
 export class Announcer {
-  constructor({ role, config, store, nbrs, outbox, uplink }) {
+  constructor(ctx, { role, uplink }) {
+    ({ config: this.config, store: this.store, nbrs: this.nbrs, outbox: this.outbox } = ctx);
     this.role = role;
-    this.config = config;
-    this.store = store;
-    this.nbrs = nbrs;
-    this.outbox = outbox;
     this.uplink = uplink;
   }
 

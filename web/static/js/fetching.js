@@ -15,11 +15,8 @@ import { hasBit, mayServe, planPieces } from "./scheduler.js";
 const byNumber = (a, b) => a - b;
 
 export class Fetcher {
-  constructor({ config, store, nbrs, outbox, playout, checks, rng }) {
-    this.config = config;
-    this.store = store;
-    this.nbrs = nbrs;
-    this.outbox = outbox;
+  constructor(ctx, { playout, checks, rng }) {
+    ({ config: this.config, store: this.store, nbrs: this.nbrs, outbox: this.outbox } = ctx);
     this.playout = playout;
     this.checks = checks;
     this.rng = rng;

@@ -67,24 +67,20 @@ export class SwarmPeer {
     this.uplink = new UplinkMeter();
     this.outbox = new Outbox();
     this.outbox.onDrop((nb, reason, byeReason) => this.drop(nb, reason, byeReason));
-    const parts = { config: this.config, store: this.store, nbrs: this.nbrs, outbox: this.outbox };
-    this.announcer = new Announcer({ ...parts, role, uplink: this.uplink });
-    this.seeder = role === Role.SOURCE ? new Seeder({ ...parts, announcer: this.announcer }) : null;
-    this.serving = new Server({ ...parts, upload: this.upload, seeder: this.seeder });
-    this.checks = new HeaderChecks({ ...parts, verifyHeaderSync, peer: this });
-    this.playout = new Playout({
-      ...parts,
+    /** What every part of the peer shares (context.py's PeerContext). */
+    const ctx = { config: this.config, store: this.store, nbrs: this.nbrs, outbox: this.outbox };
+    this.announcer = new Announcer(ctx, { role, uplink: this.uplink });
+    this.seeder = role === Role.SOURCE ? new Seeder(ctx, { announcer: this.announcer }) : null;
+    this.serving = new Server(ctx, { upload: this.upload, seeder: this.seeder });
+    this.checks = new HeaderChecks(ctx, { verifyHeaderSync, peer: this });
+    this.playout = new Playout(ctx, {
       checks: this.checks,
       plays: role !== Role.SOURCE,
       now,
       abandon: (seq) => this.abandon(seq),
     });
-    this.fetching = new Fetcher({
-      ...parts,
-      playout: this.playout,
-      checks: this.checks,
-      rng: rng ?? seededRandom(0),
-    });
+    const random = rng ?? seededRandom(0);
+    this.fetching = new Fetcher(ctx, { playout: this.playout, checks: this.checks, rng: random });
     this.bytesUploaded = 0;
     this.streamBytes = 0;
     this.drops = {};

@@ -16,11 +16,8 @@ export class Playout {
    * @param {object} parts
    * @param {(seq: number) => void} parts.abandon  stop fetching seq (fetching and serving both)
    */
-  constructor({ config, store, nbrs, outbox, checks, plays, now, abandon }) {
-    this.config = config;
-    this.store = store;
-    this.nbrs = nbrs;
-    this.outbox = outbox;
+  constructor(ctx, { checks, plays, now, abandon }) {
+    ({ config: this.config, store: this.store, nbrs: this.nbrs, outbox: this.outbox } = ctx);
     this.checks = checks;
     this.abandon = abandon;
     this.newestHeard = null;
@@ -28,6 +25,7 @@ export class Playout {
     this.newestAtPeer = null;
     /** When we first heard of any chunk (the start point settles for startSettleS). */
     this.firstHeardS = now;
+    const config = this.config;
     this.playback = plays
       ? new Playback({
           chunkDurationS: config.chunkDurationS,

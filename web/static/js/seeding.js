@@ -61,10 +61,8 @@ export function assignFirstCopies(weights, pieceCount, credit) {
  * offers again of first copies that did not spread, and the copy budget.
  */
 export class Seeder {
-  constructor({ config, store, nbrs, announcer }) {
-    this.config = config;
-    this.store = store;
-    this.nbrs = nbrs;
+  constructor(ctx, { announcer }) {
+    ({ config: this.config, store: this.store, nbrs: this.nbrs } = ctx);
     this.announcer = announcer;
     /** seq -> [whenS, peerIds]: the whole-chunk have goes then, after the first copies. */
     this.announceLater = new Map();

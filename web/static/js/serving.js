@@ -19,11 +19,8 @@ function compareKeys(a, b) {
 }
 
 export class Server {
-  constructor({ config, store, nbrs, outbox, upload, seeder }) {
-    this.config = config;
-    this.store = store;
-    this.nbrs = nbrs;
-    this.outbox = outbox;
+  constructor(ctx, { upload, seeder }) {
+    ({ config: this.config, store: this.store, nbrs: this.nbrs, outbox: this.outbox } = ctx);
     this.upload = upload;
     this.seeder = seeder;
     /** Requests from all neighbours, oldest first: the one upload queue. */

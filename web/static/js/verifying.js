@@ -20,11 +20,8 @@ export class HeaderChecks {
    * @param {object} parts.peer  the dispatcher: headerAccepted(nb, header, isNew, now) -> bool
    *   (true: replan), announceNew(seq, now), onPiece(nb, msg, sizeBytes, now, replay)
    */
-  constructor({ config, store, nbrs, outbox, verifyHeaderSync, peer }) {
-    this.config = config;
-    this.store = store;
-    this.nbrs = nbrs;
-    this.outbox = outbox;
+  constructor(ctx, { verifyHeaderSync, peer }) {
+    ({ config: this.config, store: this.store, nbrs: this.nbrs, outbox: this.outbox } = ctx);
     this.verifyHeaderSync = verifyHeaderSync;
     this.peer = peer;
     /** seq -> [{header, senders: Set<peerId>}]: headers being verified. */
