@@ -26,7 +26,7 @@ from streamer.protocol import (
 )
 from streamer.swarm.chunks import PieceResult
 from streamer.swarm.context import PeerContext
-from streamer.swarm.neighbours import Assignment, Neighbour
+from streamer.swarm.neighbours import Assignment, Neighbour, drop_seqs_below
 from streamer.swarm.playout import Playout
 from streamer.swarm.scheduler import Ask, Holder, RandomSource, Want, may_serve, plan_pieces
 
@@ -306,8 +306,7 @@ class Fetcher:
         return sorted(s for s in known | set(self._header_from) if s < floor_seq)
 
     def evict_below(self, floor_seq: int) -> None:
-        for s in [s for s in self._header_s if s < floor_seq]:
-            del self._header_s[s]
+        drop_seqs_below(floor_seq, self._header_s)
 
     def _time_out(self, nb: Neighbour, seq: int, now: float) -> None:
         a = nb.assignments.get(seq)

@@ -240,13 +240,19 @@ class Neighbour:
 
     def forget_below(self, floor_seq: int) -> None:
         self.complete = {s for s in self.complete if s >= floor_seq}
-        for table in (
+        drop_seqs_below(
+            floor_seq,
             self.partial,
             self.not_from,
             self.announced_s,
             self.sent_mask,
             self.extra_bytes,
-        ):
-            for s in [s for s in table if s < floor_seq]:
-                del table[s]
+        )
         self.headers_sent = {s for s in self.headers_sent if s >= floor_seq}
+
+
+def drop_seqs_below(floor_seq: int, *tables: dict[int, Any]) -> None:
+    """Delete the entries of seq-keyed tables below floor_seq (the window moved on)."""
+    for table in tables:
+        for seq in [seq for seq in table if seq < floor_seq]:
+            del table[seq]

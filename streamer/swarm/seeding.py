@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from streamer.swarm.announcing import Announcer, header_bits
 from streamer.swarm.chunks import ChunkBuffer
 from streamer.swarm.context import PeerContext
-from streamer.swarm.neighbours import Neighbour, ServeItem
+from streamer.swarm.neighbours import Neighbour, ServeItem, drop_seqs_below
 
 
 def seed_weights(
@@ -107,16 +107,15 @@ class Seeder:
             self._announce_later[seq] = (when, list(self._nbrs))
 
     def evict_below(self, floor_seq: int) -> None:
-        for table in (
+        drop_seqs_below(
+            floor_seq,
             self._reserved,
             self._target,
             self._reseeded,
             self._spread,
             self._reseed_at,
             self._sent_s,
-        ):
-            for old in [s for s in table if s < floor_seq]:
-                del table[old]
+        )
 
     def super_seed(self, seq: int, piece_count: int, now: float) -> None:
         """Advertise each piece of a fresh chunk to one uploading neighbour, different pieces to

@@ -20,7 +20,7 @@ from streamer.protocol import (
     piece_runs,
 )
 from streamer.swarm.context import PeerContext
-from streamer.swarm.neighbours import Neighbour, ServeItem
+from streamer.swarm.neighbours import Neighbour, ServeItem, drop_seqs_below
 from streamer.swarm.seeding import Seeder
 
 
@@ -124,8 +124,7 @@ class Server:
             self._outbox.wake(item.peer_id)
 
     def evict_below(self, floor_seq: int) -> None:
-        for s in [s for s in self._sent_once if s < floor_seq]:
-            del self._sent_once[s]
+        drop_seqs_below(floor_seq, self._sent_once)
 
     def _absent(self, nb: Neighbour, seq: int, first: int, count: int) -> None:
         self._outbox.send(nb, encode_message(Absent(seq, first, count)))
