@@ -46,6 +46,7 @@ COMPILED_MODULES = (
     "streamer/swarm/seeding.py",
     "streamer/swarm/serving.py",
     "streamer/swarm/playout.py",
+    "streamer/swarm/planning.py",
     "streamer/swarm/fetching.py",
     "streamer/swarm/peer.py",
     "streamer/sim/network.py",

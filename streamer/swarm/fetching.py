@@ -27,8 +27,9 @@ from streamer.protocol import (
 from streamer.swarm.chunks import PieceResult
 from streamer.swarm.context import PeerContext
 from streamer.swarm.neighbours import Assignment, Neighbour, drop_seqs_below
+from streamer.swarm.planning import Planner
 from streamer.swarm.playout import Playout
-from streamer.swarm.scheduler import Ask, Holder, RandomSource, Want, may_serve, plan_pieces
+from streamer.swarm.scheduler import Ask, RandomSource, plan_pieces
 
 
 class Fetcher:
@@ -45,6 +46,7 @@ class Fetcher:
         self._nbrs, self._outbox = ctx.nbrs, ctx.outbox
         self._playout = playout
         self._rng = rng
+        self._planner = Planner(ctx, playout=playout)
         self._inflight: dict[int, dict[int, str]] = {}
         """seq -> piece index -> the neighbour we asked for it (one at a time per piece)."""
         self._header_from: dict[int, str] = {}
@@ -370,135 +372,27 @@ class Fetcher:
 
     def _schedule(self, now: float) -> None:
         pb = self._playout.playback
-        newest_heard = self._playout.newest_heard
         self._replan_at_s = None
         self._work_pending = False
-        if pb is None or pb.next_seq is None or newest_heard is None:
+        if pb is None or pb.next_seq is None or self._playout.newest_heard is None:
             return
         self.rescue_slow(now)
-        lo = pb.next_seq
-        # A lag grown beyond the window would leave the freshest chunks unfetched.
-        ahead = self._config.fetch_ahead_chunks + math.ceil(
-            max(0.0, pb.lag_added_s) / self._config.chunk_duration_s
-        )
-        hi = min(newest_heard, lo + ahead)
-        # Plain tuples, not attribute look-ups, in the loop below: it runs for every seq of the
-        # window for every neighbour after almost every message (the simulator's hot spot).
-        # Neighbours without room still count for rarity, but cannot be asked: they get no
-        # Holder (most of them, in a busy swarm).
+        # Neighbours without room still count for rarity, but cannot be asked.
         room = {nb.peer_id: self.room(nb) for nb in self._nbrs.values() if nb.uploads}
-        uploaders = [
-            (
-                nb.peer_id,
-                nb.is_source,
-                nb.complete,
-                nb.partial,
-                nb.announced_s,
-                nb.not_from,
-                nb.is_source or room[nb.peer_id] > 0,
-            )
-            for nb in self._nbrs.values()
-            if nb.uploads
-        ]
-        peers_linked = any(not is_source for _, is_source, *_ in uploaders)
-        wants: list[Want] = []
-        # The clock alone changes the plan when a chunk turns urgent (the source and earlier
-        # holders become askable) or a not_from period ends: _replan_at_s.
-        changes_s: list[float] = []
-        unplannable = 0
-        for seq in range(lo, hi + 1):
-            chunk = self._store.get(seq)
-            missing: tuple[int, ...] = ()
-            missing_mask = 0
-            stuck: tuple[tuple[int, str], ...] = ()
-            stuck_next_s: float | None = None
-            if chunk is not None:
-                if chunk.complete:
-                    continue
-                asked = self._inflight.get(seq, {})
-                if asked:
-                    stuck, stuck_next_s = self._stuck_pieces(seq, asked, now)
-                moving = {i for i, _ in stuck}
-                missing = tuple(
-                    i
-                    for i, p in enumerate(chunk.pieces)
-                    if p is None and (i not in asked or i in moving)
-                )
-                if stuck_next_s is not None:
-                    changes_s.append(stuck_next_s)  # (then pieces may move to another holder)
-                if not missing:
-                    continue
-                for i in missing:
-                    missing_mask |= 1 << i
-            elif seq in self._header_from:
-                continue
-            mine_s = self._header_s.get(seq)
-            deadline = pb.deadline(seq, self._playout.media_start_s(seq), now)
-            urgent = deadline - now <= self._config.urgent_s
-            holders: list[Holder] = []
-            count = 0
-            for peer_id, is_source, complete, partial, announced_s, not_from, askable in uploaders:
-                if not_from and not_from.get(seq, -1.0) > now:
-                    changes_s.append(not_from[seq])
-                    continue
-                mask = -1 if seq in complete else partial.get(seq, 0)
-                announced = None if is_source else announced_s.get(seq)
-                earlier = announced is not None and (mine_s is None or announced <= mine_s)
-                if mask or earlier:
-                    count += 1
-                    if askable:
-                        holder = Holder(peer_id, mask, earlier, is_source)
-                        if may_serve(holder, missing_mask, urgent, peers_linked):
-                            holders.append(holder)
-            if count and not urgent:
-                # (a hair past the crossing, so that float rounding cannot make it not urgent)
-                changes_s.append(deadline - self._config.urgent_s + 1e-6)
-            if holders:
-                wants.append(
-                    Want(seq, deadline, missing, chunk is None, tuple(holders), count, stuck)
-                )
-            elif count:
-                unplannable += len(missing) or 1
-        if changes_s:
-            self._replan_at_s = min(changes_s)
+        window = self._planner.survey(now, self._inflight, self._header_from, self._header_s, room)
+        self._replan_at_s = window.replan_at_s
+        wants = window.wants
         if not wants:
-            self._work_pending = unplannable > 0
+            self._work_pending = window.unplannable > 0
             return
-        asks = plan_pieces(wants, room, now, self._config.urgent_s, self._rng, peers_linked)
+        urgent_s = self._config.urgent_s
+        asks = plan_pieces(wants, room, now, urgent_s, self._rng, window.peers_linked)
         moved = 0
         for ask in asks:
             moved += self._request(ask, now)
         self.moved += moved
-        wanted = sum(len(w.missing) - len(w.stuck) or 1 for w in wants) + unplannable
+        wanted = sum(len(w.missing) - len(w.stuck) or 1 for w in wants) + window.unplannable
         self._work_pending = sum(len(a.pieces) for a in asks) - moved < wanted
-
-    def _stuck_pieces(
-        self, seq: int, asked: dict[int, str], now: float
-    ) -> tuple[tuple[tuple[int, str], ...], float | None]:
-        """(piece, neighbour) for pieces of seq asked of a peer that has sent nothing of them
-        for move_after_s (they wait in its upload queue behind other requesters' pieces), and
-        when the next of the others will be stuck (None: never, as things stand)."""
-        stuck: list[tuple[int, str]] = []
-        next_s = math.inf
-        for owner in sorted(set(asked.values())):  # sorted: no hash order in a simulation
-            nb = self._nbrs.get(owner)
-            if nb is None or nb.is_source:
-                continue
-            a = nb.assignments.get(seq)
-            if a is None:
-                continue
-            wait_s = self.expected_wait_s(nb)
-            if wait_s >= self._config.move_max_response_s:
-                continue
-            move_s = self._config.move_after_s + wait_s
-            for i in sorted(a.pieces):
-                if asked.get(i) == owner:
-                    stuck_s = max(a.last_progress_s, a.asked_s.get(i, now)) + move_s
-                    if stuck_s <= now:
-                        stuck.append((i, owner))
-                    elif stuck_s < next_s:
-                        next_s = stuck_s
-        return tuple(stuck), None if next_s == math.inf else next_s
 
     def _request(self, ask: Ask, now: float) -> int:
         """Send ask; returns how many of its pieces moved here from another neighbour."""

@@ -10,7 +10,8 @@
 
 import { ALL_PIECES, ByeReason, ProtocolError, encodeMessage, pieceRuns } from "./wire.js";
 import { PieceResult } from "./chunkstore.js";
-import { hasBit, mayServe, planPieces } from "./scheduler.js";
+import { Planner } from "./planning.js";
+import { hasBit, planPieces } from "./scheduler.js";
 
 const byNumber = (a, b) => a - b;
 
@@ -20,6 +21,7 @@ export class Fetcher {
     this.playout = playout;
     this.checks = checks;
     this.rng = rng;
+    this.planner = new Planner(ctx, { playout, checks });
     /** seq -> Map(piece index -> the neighbour we asked for it): one at a time per piece. */
     this.inflight = new Map();
     /** seq -> the neighbour we asked for its header (we hold no verified header yet). */
@@ -382,92 +384,22 @@ export class Fetcher {
 
   schedule(now) {
     const pb = this.playout.playback;
-    const newestHeard = this.playout.newestHeard;
     this.replanAtS = null;
     this.workPending = false;
-    if (pb === null || pb.nextSeq === null || newestHeard === null) return;
+    if (pb === null || pb.nextSeq === null || this.playout.newestHeard === null) return;
     this.rescueSlow(now);
-    const lo = pb.nextSeq;
-    // A lag grown beyond the window would leave the freshest chunks unfetched.
-    const ahead =
-      this.config.fetchAheadChunks +
-      Math.ceil(Math.max(0, pb.lagAddedS) / this.config.chunkDurationS);
-    const hi = Math.min(newestHeard, lo + ahead);
-    // Neighbours without room still count for rarity, but cannot be asked: they get no Holder.
+    // Neighbours without room still count for rarity, but cannot be asked.
     const room = new Map();
-    const uploaders = [];
-    for (const nb of this.nbrs.values()) {
-      if (!nb.uploads) continue;
-      room.set(nb.peerId, this.room(nb));
-      uploaders.push({ nb, askable: nb.isSource || room.get(nb.peerId) > 0 });
-    }
-    const peersLinked = uploaders.some(({ nb }) => !nb.isSource);
-    const wants = [];
-    // The clock alone changes the plan when a chunk turns urgent (the source and earlier
-    // holders become askable) or a notFrom period ends: replanAtS.
-    const changesS = [];
-    let unplannable = 0;
-    for (let seq = lo; seq <= hi; seq++) {
-      const chunk = this.store.get(seq);
-      const missing = [];
-      let missingMask = 0n;
-      let stuck = [];
-      if (chunk !== null) {
-        if (chunk.complete) continue;
-        const asked = this.inflight.get(seq);
-        if (asked !== undefined && asked.size) {
-          const found = this.stuckPieces(seq, asked, now);
-          stuck = found.stuck;
-          if (found.nextS !== null) changesS.push(found.nextS); // (then pieces may move)
-        }
-        const moving = new Set(stuck.map(([i]) => i));
-        chunk.pieces.forEach((p, i) => {
-          if (p === null && (!asked?.has(i) || moving.has(i))) missing.push(i);
-        });
-        if (missing.length === 0) continue;
-        for (const i of missing) missingMask |= 1n << BigInt(i);
-      } else if (this.headerFrom.has(seq) || this.checks.has(seq)) {
-        continue; // someone is sending us its header (or we are checking one)
-      }
-      const mineS = this.headerS.get(seq);
-      const deadlineS = pb.deadline(seq, this.playout.mediaStartS(seq), now);
-      const urgent = deadlineS - now <= this.config.urgentS;
-      const holders = [];
-      let count = 0;
-      for (const { nb, askable } of uploaders) {
-        const notFromS = nb.notFrom.get(seq);
-        if (notFromS !== undefined && notFromS > now) {
-          changesS.push(notFromS);
-          continue;
-        }
-        const knownMask = nb.knownMask(seq);
-        const announced = nb.isSource ? undefined : nb.announcedS.get(seq);
-        const earlier = announced !== undefined && (mineS === undefined || announced <= mineS);
-        if (knownMask !== 0n || earlier) {
-          count += 1;
-          if (askable) {
-            const holder = { peerId: nb.peerId, knownMask, earlier, source: nb.isSource };
-            if (mayServe(holder, missingMask, urgent, peersLinked)) holders.push(holder);
-          }
-        }
-      }
-      if (count && !urgent) {
-        // (a hair past the crossing, so that float rounding cannot make it not urgent)
-        changesS.push(deadlineS - this.config.urgentS + 1e-6);
-      }
-      if (holders.length) {
-        const needHeader = chunk === null;
-        wants.push({ seq, deadlineS, missing, needHeader, holders, holderCount: count, stuck });
-      } else if (count) {
-        unplannable += missing.length || 1;
-      }
-    }
-    if (changesS.length) this.replanAtS = Math.min(...changesS);
+    for (const nb of this.nbrs.values()) if (nb.uploads) room.set(nb.peerId, this.room(nb));
+    const window = this.planner.survey(now, this.inflight, this.headerFrom, this.headerS, room);
+    this.replanAtS = window.replanAtS;
+    const wants = window.wants;
     if (wants.length === 0) {
-      this.workPending = unplannable > 0;
+      this.workPending = window.unplannable > 0;
       return;
     }
-    const asks = planPieces(wants, room, now, this.config.urgentS, this.rng, peersLinked);
+    const { urgentS } = this.config;
+    const asks = planPieces(wants, room, now, urgentS, this.rng, window.peersLinked);
     let moved = 0;
     let asked = 0;
     for (const ask of asks) {
@@ -475,36 +407,9 @@ export class Fetcher {
       asked += ask.pieces.length;
     }
     this.moved += moved;
-    let wanted = unplannable;
+    let wanted = window.unplannable;
     for (const w of wants) wanted += w.missing.length - w.stuck.length || 1;
     this.workPending = asked - moved < wanted;
-  }
-
-  /**
-   * {stuck: [[piece, peerId]...], nextS}: pieces of seq asked of a peer that has sent nothing of
-   * them for moveAfterS (they wait in its upload queue behind other requesters' pieces), and when
-   * the next of the others will be stuck (null: never, as things stand).
-   */
-  stuckPieces(seq, asked, now) {
-    const stuck = [];
-    let nextS = null;
-    const owners = [...new Set(asked.values())].sort();
-    for (const owner of owners) {
-      const nb = this.nbrs.get(owner);
-      if (nb === undefined || nb.isSource) continue;
-      const a = nb.assignments.get(seq);
-      if (a === undefined) continue;
-      const waitS = this.expectedWaitS(nb);
-      if (waitS >= this.config.moveMaxResponseS) continue;
-      const moveS = this.config.moveAfterS + waitS;
-      for (const i of [...a.pieces].sort(byNumber)) {
-        if (asked.get(i) !== owner) continue;
-        const stuckS = Math.max(a.lastProgressS, a.askedS.get(i) ?? now) + moveS;
-        if (stuckS <= now) stuck.push([i, owner]);
-        else if (nextS === null || stuckS < nextS) nextS = stuckS;
-      }
-    }
-    return { stuck, nextS };
   }
 
   /** Send ask; returns how many of its pieces moved here from another neighbour. */
