@@ -2,7 +2,7 @@
 //
 // Port of streamer/swarm/chunks.py, with one difference: signature checks are asynchronous in the
 // browser, so the store does not verify headers itself; the swarm core adds a header only after
-// its signature was checked (see swarm.js). Rule: nothing enters the store unverified - a header
+// its signature was checked (see verifying.js). Rule: nothing enters the store unverified - a header
 // only once its signature held, a piece only if its SHA-256 matches that header. So whatever the
 // store holds may be played and forwarded at once, piece by piece.
 
