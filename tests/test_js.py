@@ -33,6 +33,7 @@ from streamer.protocol import Role
 from streamer.swarm import ChunkComplete, ChunkPlayed, DropNeighbour, Event, SwarmPeer
 from streamer.swarm.chunks import HeaderVerifier
 from streamer.swarm.drain import drain_link
+from tests.test_swarm import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 JS_TESTS = ROOT / "tests" / "js"
@@ -121,7 +122,7 @@ class PyNode:
         return self._drain(now)
 
     def publish(self, seq: int, data: bytes, now: float) -> Output:
-        self.core.publish_chunk(seq, data, float(seq), 1.0, now)
+        publish(self.core, seq, data, float(seq), 1.0, now)
         return self._drain(now)
 
     def stats(self) -> dict[str, Any]:
@@ -272,7 +273,7 @@ def test_python_source_feeds_js_viewer_over_the_wire() -> None:
     mesh = Mesh()
     chunks = 12
     try:
-        mesh.add("src", PyNode(SwarmPeer(role=Role.SOURCE, now=T0_S - 1, signing_key=KEY)))
+        mesh.add("src", PyNode(SwarmPeer(role=Role.SOURCE, now=T0_S - 1)))
         mesh.publish_every_second("src", chunks)
 
         def join(now: float) -> None:
@@ -332,7 +333,7 @@ def test_js_relay_forwards_python_source_to_python_viewer() -> None:
     mesh = Mesh()
     chunks = 10
     try:
-        mesh.add("src", PyNode(SwarmPeer(role=Role.SOURCE, now=T0_S - 1, signing_key=KEY)))
+        mesh.add("src", PyNode(SwarmPeer(role=Role.SOURCE, now=T0_S - 1)))
         mesh.add("relay", JsNode(node, T0_S - 1, "relay"))
         mesh.link("src", "relay", T0_S - 1)
         mesh.publish_every_second("src", chunks)

@@ -27,6 +27,7 @@ from streamer.swarm import (
     SwarmPeer,
 )
 from streamer.swarm.drain import drain_link
+from tests.test_swarm import publish
 
 SCENARIOS = json.loads((Path(__file__).parent / "scenarios" / "chunk_durations.json").read_text())[
     "scenarios"
@@ -50,7 +51,7 @@ def deliver(a: SwarmPeer, a_id: str, b: SwarmPeer, b_id: str, now: float) -> Non
 def run(durations_s: list[float], join_s: float, gap_after: dict[int, float]) -> dict[str, object]:
     """Release chunks of these durations on a live clock (gap_after: seq -> seconds the input
     stalled after it), a viewer joining at join_s; returns what it played and when."""
-    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=CONFIG, signing_key=KEY)
+    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=CONFIG)
     releases: list[tuple[float, int, float, float]] = []  # (release, seq, start, duration)
     media_s = wall_s = 0.0
     for seq, duration_s in enumerate(durations_s):
@@ -68,7 +69,7 @@ def run(durations_s: list[float], join_s: float, gap_after: dict[int, float]) ->
         while pending and pending[0][0] <= now:
             _, seq, start_s, duration_s = pending.pop(0)
             size = 3000 + 1500 * round(duration_s)
-            src.publish_chunk(seq, bytes([seq % 256]) * size, start_s, duration_s, now)
+            publish(src, seq, bytes([seq % 256]) * size, start_s, duration_s, now)
         if viewer is None and now >= join_s:
             viewer = SwarmPeer(
                 role=Role.VIEWER,

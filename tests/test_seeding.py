@@ -10,7 +10,7 @@ import pytest
 
 from streamer.protocol import Have, Request, encode_message
 from streamer.swarm.seeding import assign_first_copies, seed_weights
-from tests.test_swarm import drain_control, greet, source
+from tests.test_swarm import drain_control, greet, publish, source
 
 SCENARIO = json.loads((Path(__file__).parent / "scenarios" / "seeding.json").read_text())
 
@@ -32,7 +32,7 @@ def test_a_source_offers_fewer_first_copies_to_a_neighbour_that_asks_late() -> N
     counts = dict.fromkeys(asks_after_s, 0)
     for seq in range(8):
         now = 1.0 + seq
-        src.publish_chunk(seq, bytes([seq]) * 4500, float(seq), 1.0, now)  # 5 pieces
+        publish(src, seq, bytes([seq]) * 4500, float(seq), 1.0, now)  # 5 pieces
         offered = {}
         for pid in asks_after_s:
             haves = [m for m in drain_control(src, pid) if isinstance(m, Have)]

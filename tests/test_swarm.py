@@ -19,6 +19,7 @@ from streamer.protocol import (
     Cancel,
     Capability,
     ChunkHeader,
+    ChunkSigner,
     Have,
     Hello,
     MsgType,
@@ -61,7 +62,21 @@ def viewer(now: float = 0.0, **kw: object) -> SwarmPeer:
 
 
 def source(now: float = 0.0, config: SwarmConfig = CONFIG) -> SwarmPeer:
-    return SwarmPeer(role=Role.SOURCE, now=now, config=config, signing_key=KEY)
+    return SwarmPeer(role=Role.SOURCE, now=now, config=config)
+
+
+def publish(
+    src: SwarmPeer,
+    seq: int,
+    data: bytes,
+    start_s: float,
+    duration_s: float,
+    now: float,
+    epoch: int = 0,
+) -> None:
+    """Sign chunk seq with KEY outside the core, as a driver does, and offer it."""
+    signer = ChunkSigner(KEY, src.config.piece_size_bytes, epoch)
+    src.publish_chunk(signer.sign(seq, data, start_s, duration_s, now), data, now)
 
 
 def greet(core: SwarmPeer, pids: Iterable[str], now: float) -> None:
@@ -94,7 +109,7 @@ def published(seqs: range, now: float = 10.0, config: SwarmConfig = CONFIG) -> S
     """A source holding chunks seqs (4,500 bytes each: 5 pieces)."""
     src = source(config=config)
     for seq in seqs:
-        src.publish_chunk(seq, bytes([seq % 256]) * 4500, seq * 1.0, 1.0, now)
+        publish(src, seq, bytes([seq % 256]) * 4500, seq * 1.0, 1.0, now)
     return src
 
 
@@ -431,9 +446,9 @@ def test_a_genuine_header_of_another_broadcast_session_is_ignored() -> None:
 
 
 def test_the_source_signs_its_epoch_into_every_header() -> None:
-    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=CONFIG, signing_key=KEY, epoch=9)
+    src = source()
     greet(src, ["v"], 0.0)
-    src.publish_chunk(0, b"x" * 4500, 0.0, 1.0, 1.0)
+    publish(src, 0, b"x" * 4500, 0.0, 1.0, 1.0, epoch=9)
     headers = [m for m in drain_control(src, "v") if isinstance(m, ChunkHeader)]
     assert headers, "the super-seed have carries the header"
     header = headers[0]
@@ -548,7 +563,7 @@ def test_missed_chunk_is_reported_and_playback_goes_on() -> None:
 def test_source_super_seeds_different_pieces_to_different_neighbours() -> None:
     src = source()
     greet(src, [f"v{i}" for i in range(3)], 0.0)
-    src.publish_chunk(0, b"x" * 4500, 0.0, 1.0, 1.0)  # 5 pieces
+    publish(src, 0, b"x" * 4500, 0.0, 1.0, 1.0)  # 5 pieces
     haves = {
         f"v{i}": [m for m in drain_control(src, f"v{i}") if isinstance(m, Have)] for i in range(3)
     }
@@ -564,7 +579,7 @@ def test_source_super_seeds_different_pieces_to_different_neighbours() -> None:
 def test_source_offers_a_first_copy_that_did_not_spread_to_one_more_linked_neighbour() -> None:
     src = source()
     greet(src, [f"v{i}" for i in range(3)], 0.0)
-    src.publish_chunk(0, b"x" * 4500, 0.0, 1.0, 5.0)  # pieces 0..4 seeded to v0 v1 v2 v0 v1
+    publish(src, 0, b"x" * 4500, 0.0, 1.0, 5.0)  # pieces 0..4 seeded to v0 v1 v2 v0 v1
     for i in range(3):
         drain_control(src, f"v{i}")
     # v1 announces piece 0, which the source sent to v0 only: piece 0 spreads, v1 is linked.
@@ -587,7 +602,7 @@ def test_first_have_of_a_chunk_carries_its_header_to_a_neighbour_showing_none_of
     relay.receive("told", encode_message(Have(0, (True, False, False, False, False))), 10.0)
     relay.handle_timer(10.5)
     # Nothing new was verified since: a late joiner gets the buffer map, no push.
-    src.publish_chunk(1, b"y" * 4500, 1.0, 1.0, 11.0)
+    publish(src, 1, b"y" * 4500, 1.0, 1.0, 11.0)
     exchange(src, "src", relay, "r", 11.0)
     relay.handle_timer(11.5)
     to_fresh = drain_control(relay, "fresh")
@@ -661,10 +676,10 @@ def test_requests_wait_their_turn_instead_of_bouncing_busy() -> None:
 
 
 def test_a_fresh_viewer_does_not_walk_from_seq_zero_to_wall_clock_seqs() -> None:
-    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=CONFIG, signing_key=KEY)
+    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=CONFIG)
     base = 60_000_000  # seqs counted from the Unix epoch, as a real broadcast may
     for seq in range(base, base + 3):
-        src.publish_chunk(seq, b"y" * 4500, float(seq), 1.0, 10.0)
+        publish(src, seq, b"y" * 4500, float(seq), 1.0, 10.0)
     v = viewer(now=10.0)
     connect(src, "src", v, "v", 10.0)
     exchange(src, "src", v, "v", 10.0)
@@ -741,7 +756,7 @@ def test_a_busy_neighbour_is_not_struck_for_a_slow_queue() -> None:
 def test_source_first_copies_are_served_beyond_the_copy_budget() -> None:
     src = source()
     greet(src, [f"v{i}" for i in range(3)], 0.0)
-    src.publish_chunk(0, b"z" * 4500, 0.0, 1.0, 1.0)
+    publish(src, 0, b"z" * 4500, 0.0, 1.0, 1.0)
     seeded = {
         f"v{i}": next(m for m in drain_control(src, f"v{i}") if isinstance(m, Have))
         for i in range(3)
@@ -769,7 +784,7 @@ def test_source_stops_super_seeding_a_neighbour_nobody_feeds() -> None:
     seq = 0
     now = 0.0
     while now < CONFIG.source_seed_proof_s + 2.0:
-        src.publish_chunk(seq, bytes([seq]) * 4500, float(seq), 1.0, now)
+        publish(src, seq, bytes([seq]) * 4500, float(seq), 1.0, now)
         for pid in ("linked", "other"):  # they complete chunks with pieces from peers
             src.receive(pid, encode_message(Have(seq, (True,) * 5)), now + 0.5)
         seq += 1
@@ -777,7 +792,7 @@ def test_source_stops_super_seeding_a_neighbour_nobody_feeds() -> None:
         src.handle_timer(now)
     for pid in ("linked", "isolated", "other"):
         drain_control(src, pid)
-    src.publish_chunk(seq, b"q" * 4500, float(seq), 1.0, now)
+    publish(src, seq, b"q" * 4500, float(seq), 1.0, now)
     seeded = {
         pid
         for pid in ("linked", "isolated", "other")
@@ -800,7 +815,7 @@ def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> No
     v.receive("slow", encode_message(Have(6, (True,) * 5)), 10.1)
     asked = [m for m in drain_control(v, "slow") if isinstance(m, Request)]
     assert asked and asked[0].seq == 6
-    src.publish_chunk(6, bytes([6]) * 4500, 6.0, 1.0, 10.1)
+    publish(src, 6, bytes([6]) * 4500, 6.0, 1.0, 10.1)
     drain_control(src, "v")
     header = src.store.get(6).header  # type: ignore[union-attr]  # the slow peer's copy
     v.receive("slow", header.encode(), 10.2)
@@ -852,7 +867,7 @@ def have_bits(core: SwarmPeer, pid: str) -> list[tuple[bool, ...]]:
 def test_source_reseeds_a_first_copy_until_two_neighbours_announce_it() -> None:
     src = source()
     greet(src, ["a", "b", "c"], 0.0)
-    src.publish_chunk(0, b"\x00" * 4500, 0.0, 1.0, 0.0)  # pieces 0..4 seeded to a, b, c, a, b
+    publish(src, 0, b"\x00" * 4500, 0.0, 1.0, 0.0)  # pieces 0..4 seeded to a, b, c, a, b
     assert [have_bits(src, pid)[0] for pid in "abc"] == [
         (True, False, False, True, False),
         (False, True, False, False, True),
@@ -957,12 +972,12 @@ def test_pieces_are_not_moved_while_the_holder_keeps_sending_them() -> None:
 
 def test_source_offers_a_stuck_first_copy_again_and_again_while_the_chunk_is_young() -> None:
     cfg = replace(CONFIG, source_reseed_interval_s=0.4, source_reseed_window_s=2.0)
-    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=cfg, signing_key=KEY)
+    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=cfg)
     pids = ["a", "b", "c", "d", "e"]
     greet(src, pids, 0.0)
     for pid in pids:  # all fed by peers (linked): each may get a second first copy
         src.receive(pid, encode_message(Have(99, (True,))), 0.0)
-    src.publish_chunk(0, b"\x00" * 4500, 0.0, 1.0, 0.0)
+    publish(src, 0, b"\x00" * 4500, 0.0, 1.0, 0.0)
     for pid in pids:
         drain_control(src, pid)
     offered: dict[float, set[str]] = {}
@@ -987,7 +1002,7 @@ def test_source_offers_a_stuck_first_copy_again_and_again_while_the_chunk_is_you
 def test_a_neighbour_asking_for_everything_leaves_the_source_budget_for_others() -> None:
     src = source()
     greet(src, ["greedy", "late", "third"], 0.0)
-    src.publish_chunk(0, b"z" * 4500, 0.0, 1.0, 1.0)  # first copies: greedy, late, third, ...
+    publish(src, 0, b"z" * 4500, 0.0, 1.0, 1.0)  # first copies: greedy, late, third, ...
     for pid in ("greedy", "late", "third"):
         drain_control(src, pid)
     src.receive("greedy", encode_message(Request(0, 0, 0xFFFF, True)), 1.0)

@@ -41,7 +41,7 @@ from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
 from streamer.node.status import RateMeter
 from streamer.node.token_bucket import TokenBucket
 from streamer.node.uplink_gate import UplinkGate
-from streamer.protocol import Role
+from streamer.protocol import ChunkSigner, Role
 from streamer.swarm import (
     ChunkComplete,
     ChunkMissed,
@@ -296,7 +296,11 @@ class SwarmNode:
     def publish_chunk(self, seq: int, data: bytes, start_s: float, duration_s: float) -> None:
         """Broadcaster: sign and offer a freshly released chunk to the swarm."""
         assert self.core is not None and self.role == Role.SOURCE
-        self.core.publish_chunk(seq, data, start_s, duration_s, self._clock())
+        key = self.config.signing_key
+        assert key is not None
+        now = self._clock()
+        signer = ChunkSigner(key, self.core.config.piece_size_bytes, self.config.epoch)
+        self.core.publish_chunk(signer.sign(seq, data, start_s, duration_s, now), data, now)
         self.latest_seq = seq
         self.chunks_released += 1
         self._after_input()
@@ -331,8 +335,6 @@ class SwarmNode:
                 role=self.role,
                 now=now,
                 config=self._swarm_config(self.config.chunk_seconds),
-                signing_key=self.config.signing_key,
-                epoch=self.config.epoch,
                 rng=self._rng,
             )
         else:

@@ -5,6 +5,7 @@ docs/protocol.md is the one written spec; tests/vectors/*.json are its golden ve
 
 from streamer.protocol.chunk_header import (
     ChunkHeader,
+    ChunkSigner,
     decode_chunk_header,
     make_chunk_header,
     piece_count_for,
@@ -49,6 +50,7 @@ __all__ = [
     "Cancel",
     "Capability",
     "ChunkHeader",
+    "ChunkSigner",
     "Have",
     "Hello",
     "Message",

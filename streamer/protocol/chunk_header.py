@@ -150,6 +150,32 @@ def make_chunk_header(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkSigner:
+    """The broadcaster's side of chunk headers: its key, its broadcast session (epoch) and the
+    piece size. The swarm core only offers chunks signed outside it, in both languages (JS:
+    signChunkHeader in chunkheader.js)."""
+
+    signing_key: Ed25519PrivateKey
+    piece_size: int
+    epoch: int = 0
+
+    def sign(
+        self, seq: int, data: bytes, start_s: float, duration_s: float, release_s: float
+    ) -> ChunkHeader:
+        """The signed header of chunk seq, released at release_s (the source's clock)."""
+        return make_chunk_header(
+            seq=seq,
+            data=data,
+            start_us=round(start_s * 1e6),
+            duration_us=round(duration_s * 1e6),
+            release_us=round(release_s * 1e6),
+            piece_size=self.piece_size,
+            signing_key=self.signing_key,
+            epoch=self.epoch,
+        )
+
+
 def decode_chunk_header(data: bytes) -> ChunkHeader:
     """Parse a CHUNK_HEADER message (type byte included); structure only, not the signature."""
     if len(data) < HEADER_FIXED_BYTES + SIGNATURE_BYTES:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from streamer.bench.figures import summarise_viewers
 from streamer.netbed.topology import Bed, Profile, Site, build_bed, describe_sites
-from streamer.protocol import Role
+from streamer.protocol import ChunkSigner, Role
 from streamer.sim.links import Access, QueuedNetwork, Transport
 from streamer.sim.network import SimNode
 from streamer.sim.scenario import SOURCE_ID, _join, test_key
@@ -151,9 +151,8 @@ def run_bed_scenario(sc: BedScenario) -> BedResult:
     key = test_key()
     verifier = HeaderVerifier(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
     stream_bytes_per_s = sc.stream_rate_bps / 8
-    source = SwarmPeer(
-        role=Role.SOURCE, now=0.0, config=config, signing_key=key, rng=random.Random(rng.random())
-    )
+    source = SwarmPeer(role=Role.SOURCE, now=0.0, config=config, rng=random.Random(rng.random()))
+    signer = ChunkSigner(key, config.piece_size_bytes)
     assert src.uplink_bps is not None
     net.add_node(SimNode(SOURCE_ID, source, src.uplink_bps / 8))
 
@@ -166,9 +165,10 @@ def run_bed_scenario(sc: BedScenario) -> BedResult:
 
     def publish(seq: int) -> None:
         size = int(chunk_bytes * media_rng.uniform(0.8, 1.2))
-        source.publish_chunk(
-            seq, media_rng.randbytes(size), seq * sc.chunk_duration_s, sc.chunk_duration_s, net.now
-        )
+        data = media_rng.randbytes(size)
+        start_s = seq * sc.chunk_duration_s
+        header = signer.sign(seq, data, start_s, sc.chunk_duration_s, net.now)
+        source.publish_chunk(header, data, net.now)
         net.pump(net.nodes[SOURCE_ID])
         pool.evict_below(seq - config.source_keep_chunks - config.max_ahead_chunks)
         if net.now + sc.chunk_duration_s <= end_s:

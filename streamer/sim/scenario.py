@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from streamer.protocol import Role
+from streamer.protocol import ChunkSigner, Role
 from streamer.sim.network import Observer, SimNetwork, SimNode, Tap
 from streamer.swarm import HeaderVerifier, SwarmConfig, SwarmPeer, percentile
 from streamer.swarm.chunks import PiecePool
@@ -172,9 +172,9 @@ def run_scenario(
         role=Role.SOURCE,
         now=0.0,
         config=config,
-        signing_key=key,
         rng=random.Random(rng.random()),
     )
+    signer = ChunkSigner(key, config.piece_size_bytes)
     net.add_node(SimNode(SOURCE_ID, source, sc.source_upload_ratio * stream_bytes_per_s))
 
     chunk_bytes = int(stream_bytes_per_s * sc.chunk_duration_s)
@@ -185,7 +185,9 @@ def run_scenario(
     def publish(seq: int) -> None:
         size = int(chunk_bytes * media_rng.uniform(0.8, 1.2))
         data = media_rng.randbytes(size)
-        source.publish_chunk(seq, data, seq * sc.chunk_duration_s, sc.chunk_duration_s, net.now)
+        start_s = seq * sc.chunk_duration_s
+        header = signer.sign(seq, data, start_s, sc.chunk_duration_s, net.now)
+        source.publish_chunk(header, data, net.now)
         net.pump(net.nodes[SOURCE_ID])
         pool.evict_below(seq - config.source_keep_chunks - config.max_ahead_chunks)
         if net.now + sc.chunk_duration_s <= sc.duration_s:

@@ -7,12 +7,13 @@ Driver API (all on `SwarmPeer`):
 
     core = SwarmPeer(role=Role.VIEWER, now=now, verifier=HeaderVerifier(public_key_raw),
                      rng=random.Random(seed), config=SwarmConfig(...))
-    core = SwarmPeer(role=Role.SOURCE, now=now, signing_key=ed25519_private_key)
+    core = SwarmPeer(role=Role.SOURCE, now=now)
 
     core.add_neighbour(peer_id, now) -> bool   # a data channel opened; False = full, close it
     core.remove_neighbour(peer_id, now)        # the channel closed
     core.receive(peer_id, data, now)           # one binary message arrived
-    core.publish_chunk(seq, data, start_s, duration_s, now)   # source only
+    core.publish_chunk(header, data, now)      # source only; header signed by the driver
+                                               # (streamer.protocol.ChunkSigner)
 
     core.take_ready() -> set[peer_id]          # links with something new to send
     core.next_control_message(peer_id) -> bytes | None   # send all of these, always

@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from streamer.protocol import (
     PROTOCOL_VERSION,
     Absent,
@@ -35,7 +33,6 @@ from streamer.protocol import (
     Unknown,
     decode_message,
     encode_message,
-    make_chunk_header,
     split_pieces,
 )
 from streamer.swarm.announcing import Announcer, bits_mask
@@ -72,21 +69,14 @@ class SwarmPeer:
         now: float,
         config: SwarmConfig | None = None,
         verifier: HeaderVerifier | None = None,
-        signing_key: Ed25519PrivateKey | None = None,
-        epoch: int = 0,
         rng: RandomSource | None = None,
         upload: bool = True,
         piece_pool: PiecePool | None = None,
     ) -> None:
-        if role == Role.SOURCE and signing_key is None:
-            raise ValueError("the source needs its signing key")
         if role != Role.SOURCE and verifier is None:
             raise ValueError("a relay or viewer needs the source's public key (a HeaderVerifier)")
         self.role = role
         self._config = config = config or SwarmConfig()
-        self._signing_key = signing_key
-        self._epoch = epoch
-        """The source's broadcast session, signed into every chunk header."""
         self.upload = upload or role == Role.SOURCE
         self.store = ChunkStore(verifier, piece_pool)
         """piece_pool: a simulator's shared store of verified payloads (memory, not behaviour)."""
@@ -171,26 +161,9 @@ class SwarmPeer:
             self._drop(nb, f"protocol error: {exc}", ByeReason.PROTOCOL_ERROR)
         self._after(now)
 
-    def publish_chunk(
-        self, seq: int, data: bytes, start_s: float, duration_s: float, now: float
-    ) -> None:
-        """Source only: split, sign and offer a freshly released chunk."""
-        if self.seeder is None or self._signing_key is None:
-            raise RuntimeError("only the source publishes chunks")
-        header = make_chunk_header(
-            seq=seq,
-            data=data,
-            start_us=round(start_s * 1e6),
-            duration_us=round(duration_s * 1e6),
-            release_us=round(now * 1e6),
-            piece_size=self.config.piece_size_bytes,
-            signing_key=self._signing_key,
-            epoch=self._epoch,
-        )
-        self.publish_signed(header, data, now)
-
-    def publish_signed(self, header: ChunkHeader, data: bytes, now: float) -> None:
-        """Source only: offer a chunk whose header the driver signed (JS: publishChunk)."""
+    def publish_chunk(self, header: ChunkHeader, data: bytes, now: float) -> None:
+        """Source only: offer a freshly released chunk whose header the driver signed
+        (streamer.protocol.ChunkSigner; JS: publishChunk with signChunkHeader's header)."""
         if self.seeder is None:
             raise RuntimeError("only the source publishes chunks")
         self._now = now

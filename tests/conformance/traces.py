@@ -174,9 +174,9 @@ class RecordingPeer(SwarmPeer):
         with self._call("timer", now=now):
             super().handle_timer(now)
 
-    def publish_signed(self, header: ChunkHeader, data: bytes, now: float) -> None:
+    def publish_chunk(self, header: ChunkHeader, data: bytes, now: float) -> None:
         with self._call("publish", now=now, header=header.encode().hex(), data=data.hex()):
-            super().publish_signed(header, data, now)
+            super().publish_chunk(header, data, now)
 
     def next_control_message(self, peer_id: str) -> bytes | None:
         with self._call("ctl", peer=peer_id) as step:
@@ -269,7 +269,6 @@ def replay(trace: dict[str, Any]) -> list[Any]:
         now=init["now"],
         config=replace(SwarmConfig(), **init.get("config", {})),
         verifier=None if role == Role.SOURCE else HeaderVerifier(bytes.fromhex(init["public_key"])),
-        signing_key=test_key() if role == Role.SOURCE else None,
         rng=Mulberry32(init.get("seed", 0)),
         upload=init.get("upload", True),
     )
@@ -339,7 +338,7 @@ def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
             decoded = decode_message(bytes.fromhex(step["header"]))
             assert isinstance(decoded, ChunkHeader)
             header, data = decoded, bytes.fromhex(step["data"])
-        core.publish_signed(header, data, step["now"])
+        core.publish_chunk(header, data, step["now"])
     elif op == "ctl":
         return _message_out(step, core.next_control_message(step["peer"]))
     elif op == "data":
