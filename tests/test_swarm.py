@@ -29,7 +29,6 @@ from streamer.protocol import (
 )
 from streamer.swarm import (
     Ask,
-    ChunkMissed,
     ChunkPlayed,
     DropNeighbour,
     HeaderVerifier,
@@ -372,47 +371,6 @@ def test_seq_far_ahead_of_the_stream_is_a_protocol_error() -> None:
     assert [e.peer_id for e in v.pop_events() if isinstance(e, DropNeighbour)] == ["liar"]
 
 
-def test_missed_chunk_is_reported_and_playback_goes_on() -> None:
-    src = published(range(0, 2), now=10.0)
-    v = viewer(now=10.0)
-    connect(src, "src", v, "v", 10.0)
-    exchange(src, "src", v, "v", 10.0)
-    pb = v.playback
-    assert pb is not None and pb.play_start_s is not None
-    start_s = pb.play_start_s
-    # Chunk 2 is announced but never delivered; chunk 3 exists (its header came with its have),
-    # so chunk 2 is not past the live edge.
-    v.receive("src", encode_message(Have(2, (True,) * 5)), 10.5)
-    v.receive("src", encode_message(Absent(2, 0, 0xFFFF)), 10.5)
-    v.receive("src", encode_message(signed_header(3)), 10.5)
-    # Due at start + 2, it stalls playout up to max_stall_s, then it is skipped.
-    v.handle_timer(start_s + 2.0 + CONFIG.max_stall_s - 0.01)
-    assert not [e for e in v.pop_events() if isinstance(e, ChunkMissed)]
-    v.handle_timer(start_s + 2.0 + CONFIG.max_stall_s + 0.01)
-    events = v.pop_events()
-    assert [e.seq for e in events if isinstance(e, ChunkMissed)] == [2]
-    stats = v.stats()
-    assert stats["chunks_played"] == 2 and stats["continuity"] == 2 / 3
-    assert stats["stall_s"] == CONFIG.max_stall_s
-    assert pb.next_seq == 3
-
-
-def test_source_super_seeds_different_pieces_to_different_neighbours() -> None:
-    src = source()
-    greet(src, [f"v{i}" for i in range(3)], 0.0)
-    src.publish_chunk(0, b"x" * 4500, 0.0, 1.0, 1.0)  # 5 pieces
-    haves = {
-        f"v{i}": [m for m in drain_control(src, f"v{i}") if isinstance(m, Have)] for i in range(3)
-    }
-    bits = [h[0].pieces for h in haves.values()]
-    assert all(len(h) == 1 and not h[0].complete for h in haves.values())
-    assert [sum(col) for col in zip(*bits, strict=True)] == [1] * 5  # each piece to exactly one
-    # After the delay, everyone hears that the source holds the whole chunk (the fallback).
-    src.handle_timer(1.0 + CONFIG.source_announce_delay_s)
-    later = [m for i in range(3) for m in drain_control(src, f"v{i}") if isinstance(m, Have)]
-    assert len(later) == 3 and all(h.complete for h in later)
-
-
 def test_source_offers_a_first_copy_that_did_not_spread_to_one_more_linked_neighbour() -> None:
     src = source()
     greet(src, [f"v{i}" for i in range(3)], 0.0)
@@ -590,27 +548,6 @@ def test_a_busy_neighbour_is_not_struck_for_a_slow_queue() -> None:
     assert "busy" in v.neighbour_ids  # timed out (asked elsewhere) but not dropped
 
 
-def test_source_first_copies_are_served_beyond_the_copy_budget() -> None:
-    src = source()
-    greet(src, [f"v{i}" for i in range(3)], 0.0)
-    src.publish_chunk(0, b"z" * 4500, 0.0, 1.0, 1.0)
-    seeded = {
-        f"v{i}": next(m for m in drain_control(src, f"v{i}") if isinstance(m, Have))
-        for i in range(3)
-    }
-    # v0 and v1 exhaust the budget for extra copies with whole-chunk requests...
-    for pid in ("v0", "v1"):
-        src.receive(pid, encode_message(Request(0, 0, 0xFFFF, True)), 1.0)
-        drain_data(src, pid, 1.0)
-    assert any(isinstance(m, Absent) for m in drain_control(src, "v1"))
-    # ...yet v2's request for the piece advertised to it alone is still served.
-    mine = seeded["v2"].pieces.index(True)
-    src.receive("v2", encode_message(Request(0, mine, 1, True)), 1.0)
-    assert not [m for m in drain_control(src, "v2") if isinstance(m, Absent)]
-    got = [decode_message(d) for d in drain_data(src, "v2", 1.0)]
-    assert [p.index for p in got if isinstance(p, Piece)] == [mine]
-
-
 def test_source_stops_super_seeding_a_neighbour_nobody_feeds() -> None:
     """A neighbour whose haves never show pieces from peers (cut off, e.g. a liar everyone
     dropped) gets no first copies once its grace period is over; the linked ones do."""
@@ -701,31 +638,6 @@ def have_bits(core: SwarmPeer, pid: str) -> list[tuple[bool, ...]]:
     return [m.pieces for m in drain_control(core, pid) if isinstance(m, Have)]
 
 
-def test_source_reseeds_a_first_copy_until_two_neighbours_announce_it() -> None:
-    src = source()
-    greet(src, ["a", "b", "c"], 0.0)
-    src.publish_chunk(0, b"\x00" * 4500, 0.0, 1.0, 0.0)  # pieces 0..4 seeded to a, b, c, a, b
-    assert [have_bits(src, pid)[0] for pid in "abc"] == [
-        (True, False, False, True, False),
-        (False, True, False, False, True),
-        (False, False, True, False, False),
-    ]
-    # Pieces 0, 1, 2 are announced by two neighbours each that did not get them from us (b
-    # twice: it counts once); piece 3 by one only; piece 4 by nobody.
-    src.receive("b", encode_message(Have(0, (True, False, True, False, False))), 0.1)
-    src.receive("c", encode_message(Have(0, (True, True, False, True, False))), 0.1)
-    src.receive("b", encode_message(Have(0, (True, False, True, False, False))), 0.15)
-    src.receive("a", encode_message(Have(0, (False, True, True, False, False))), 0.2)
-    src.handle_timer(CONFIG.source_announce_delay_s)
-    haves = {pid: have_bits(src, pid) for pid in "abc"}
-    assert all(h[-1] == (True,) * 5 for h in haves.values())  # then the whole-chunk haves
-    reseeded = {pid: h[:-1] for pid, h in haves.items()}
-    # Piece 3 (first copy at a, only c has it since) goes to b; piece 4 (at b) to a or c.
-    assert reseeded["b"] == [(False, False, False, True, False)]
-    others = reseeded["a"] + reseeded["c"]
-    assert others == [(False, False, False, False, True)]
-
-
 def test_asks_again_when_a_not_from_period_ends_without_other_input() -> None:
     """An absent bars that neighbour for busy_retry_s; when it ends, the clock alone (a timer)
     must bring a new request: a lone viewer gets no other input that would."""
@@ -745,66 +657,6 @@ def test_asks_again_when_a_not_from_period_ends_without_other_input() -> None:
         if any(isinstance(m, Request) and m.seq == 2 for m in drain_control(v, "src")):
             asked_again_s = when
     assert asked_again_s >= retry_s
-
-
-def two_holders_of_chunk_9(v: SwarmPeer, now: float) -> tuple[str, str, SwarmPeer]:
-    """v links to peers a and b that both hold chunk 9 whole; returns (asked, other, holder)
-    after v asked one of them for every piece (both have room: the choice is random)."""
-    holder = published(range(9, 10), now=now)
-    header = holder.store.get(9).header.encode()  # type: ignore[union-attr]
-    for pid in ("a", "b"):
-        v.add_neighbour(pid, now)
-        v.receive(pid, hello(Role.VIEWER), now)
-    v.receive("a", header, now)
-    v.receive("a", encode_message(Have(9, (True,) * 5)), now)
-    drain_control(v, "b")
-    v.receive("b", encode_message(Have(9, (True,) * 5)), now)
-    asked = {pid: [m for m in drain_control(v, pid) if isinstance(m, Request)] for pid in "ab"}
-    first = "a" if asked["a"] else "b"
-    return first, "b" if first == "a" else "a", holder
-
-
-def test_pieces_stuck_at_a_holder_are_asked_of_another_and_cancelled_there() -> None:
-    cfg = replace(CONFIG, min_inflight_bytes=8000)  # room for all 5 pieces at one holder
-    v = viewer(now=10.0, config=cfg)
-    slow, other, holder = two_holders_of_chunk_9(v, 10.0)
-    piece = holder.store.get(9).pieces  # type: ignore[union-attr]
-    # The slow holder sends one piece at once, then nothing: the rest sit in its queue.
-    nb = v.neighbour(slow)
-    assert nb is not None
-    first = min(nb.assignments[9].pieces)
-    v.receive(slow, encode_message(Piece(9, first, 5, piece[first])), 10.05)  # type: ignore[arg-type]
-    drain_control(v, other)
-    # It answered in 0.05 s: a piece is stuck after move_after_s beyond that.
-    move_s = cfg.move_after_s + 0.05
-    v.handle_timer(10.05 + move_s - 0.01)
-    assert not [m for m in drain_control(v, other) if isinstance(m, Request)]
-    v.handle_timer(10.05 + move_s)
-    moved = [m for m in drain_control(v, other) if isinstance(m, Request)]
-    cancelled = [m for m in drain_control(v, slow) if isinstance(m, Cancel)]
-    left = {i for m in moved for i in range(m.first_index, m.first_index + m.count)}
-    assert left == {0, 1, 2, 3, 4} - {first}
-    assert {m.first_index for m in cancelled} == left and all(m.count == 1 for m in cancelled)
-    assert v.stats()["moved"] == 4 and v.stats()["timeouts"] == 0
-    # Moved pieces stay where they went for move_after_s of their own: no ping-pong.
-    v.handle_timer(10.05 + move_s + 0.1)
-    assert not [m for m in drain_control(v, slow) if isinstance(m, Request)]
-    assert slow in v.neighbour_ids  # busy, not stalled: no strike
-
-
-def test_pieces_are_not_moved_while_the_holder_keeps_sending_them() -> None:
-    cfg = replace(CONFIG, min_inflight_bytes=8000)
-    v = viewer(now=10.0, config=cfg)
-    busy, other, holder = two_holders_of_chunk_9(v, 10.0)
-    piece = holder.store.get(9).pieces  # type: ignore[union-attr]
-    drain_control(v, other)
-    now = 10.0
-    for i in sorted(v.neighbour(busy).assignments[9].pieces):  # type: ignore[union-attr]
-        now += cfg.move_after_s * 0.9
-        v.handle_timer(now)
-        v.receive(busy, encode_message(Piece(9, i, 5, piece[i])), now)  # type: ignore[arg-type]
-    assert not [m for m in drain_control(v, other) if isinstance(m, Request)]
-    assert v.stats()["moved"] == 0 and v.store.is_complete(9)
 
 
 def test_source_offers_a_stuck_first_copy_again_and_again_while_the_chunk_is_young() -> None:
@@ -834,24 +686,6 @@ def test_source_offers_a_stuck_first_copy_again_and_again_while_the_chunk_is_you
     whom = [pid for t in times for pid in offered[t]]
     assert len(whom) == len(set(whom)) == 4  # a new uploader each time; a had the first copy
     assert "a" not in whom
-
-
-def test_a_neighbour_asking_for_everything_leaves_the_source_budget_for_others() -> None:
-    src = source()
-    greet(src, ["greedy", "late", "third"], 0.0)
-    src.publish_chunk(0, b"z" * 4500, 0.0, 1.0, 1.0)  # first copies: greedy, late, third, ...
-    for pid in ("greedy", "late", "third"):
-        drain_control(src, pid)
-    src.receive("greedy", encode_message(Request(0, 0, 0xFFFF, True)), 1.0)
-    greedy_got = [decode_message(d) for d in drain_data(src, "greedy", 1.0)]
-    budget = (CONFIG.source_max_copies - 1.0) * 4500
-    extra = sum(len(m.payload) for m in greedy_got if isinstance(m, Piece)) - 2 * 1000
-    assert 0 < extra <= CONFIG.source_max_share * budget  # its 2 first copies, then its share
-    absent = [m for m in drain_control(src, "greedy") if isinstance(m, Absent)]
-    assert absent  # the rest of what it asked for: not from the source
-    src.receive("late", encode_message(Request(0, 0, 1, False)), 1.1)
-    assert not [m for m in drain_control(src, "late") if isinstance(m, Absent)]
-    assert [decode_message(d) for d in drain_data(src, "late", 1.1)]
 
 
 def test_a_viewer_whose_start_chunk_never_comes_starts_at_a_later_complete_one() -> None:

@@ -288,71 +288,6 @@ test("when a notFrom period ends, a timer alone brings the request again", () =>
   assert.ok(askedAgainS >= 0.6 - 1e-9);
 });
 
-test("a missed chunk is reported and playback goes on", async () => {
-  const src = await published(range(0, 2), 10);
-  const v = viewer(10);
-  connect(src, "src", v, "v", 10);
-  exchange(src, "src", v, "v", 10);
-  const pb = v.playback;
-  assert.notEqual(pb.playStartS, null);
-  // Chunk 2 is announced but never delivered; chunk 3 exists (its header came with its have),
-  // so chunk 2 is not past the live edge.
-  v.receive("src", have(2, [true, true, true, true, true]), 10.5);
-  v.receive("src", encodeMessage({ type: "absent", seq: 2, firstIndex: 0, count: 0xffff }), 10.5);
-  v.receive("src", encodeMessage((await signed(3, 10)).header), 10.5);
-  const startS = pb.playStartS; // chunk 2 is due at startS + 2
-  // Playout stalls for it first (stallStepS at a time, up to maxStallS)...
-  v.handleTimer(startS + 2.5);
-  let events = v.popEvents();
-  assert.deepEqual(
-    kinds(events, "ChunkPlayed").map((e) => e.seq),
-    [0, 1],
-  );
-  assert.deepEqual(kinds(events, "ChunkMissed"), []);
-  assert.equal(v.stats().stall_s, 2 * DEFAULT_CONFIG.stallStepS);
-  // ...then skips it.
-  v.handleTimer(startS + 2 + DEFAULT_CONFIG.maxStallS);
-  events = v.popEvents();
-  assert.deepEqual(
-    kinds(events, "ChunkMissed").map((e) => e.seq),
-    [2],
-  );
-  const stats = v.stats();
-  assert.equal(stats.continuity, 2 / 3);
-  assert.equal(stats.stall_s, DEFAULT_CONFIG.maxStallS);
-  assert.equal(stats.lag_added_s, DEFAULT_CONFIG.maxStallS);
-  assert.deepEqual([stats.chunks_played, stats.chunks_late, stats.chunks_missed], [2, 0, 1]);
-  assert.equal(pb.nextSeq, 3);
-});
-
-test("the source super-seeds: each piece to exactly one neighbour, the whole chunk later", async () => {
-  const src = source();
-  for (let i = 0; i < 3; i++) {
-    src.addNeighbour(`v${i}`, 0);
-    src.receive(`v${i}`, hello(Role.VIEWER), 0);
-    drainControl(src, `v${i}`);
-  }
-  const c = await signed(0, 1);
-  src.publishChunk(c.header, c.data, 1); // 5 pieces
-  const haves = [0, 1, 2].map((i) => ofType(drainControl(src, `v${i}`), "have"));
-  assert.ok(haves.every((h) => h.length === 1 && !h[0].pieces.every(Boolean)));
-  const perPiece = [0, 1, 2, 3, 4].map((p) => haves.filter((h) => h[0].pieces[p]).length);
-  assert.deepEqual(perPiece, [1, 1, 1, 1, 1]);
-  // The next chunk starts its rotation elsewhere: first pieces go to another neighbour.
-  const c1 = await signed(1, 2);
-  src.publishChunk(c1.header, c1.data, 2);
-  const next = [0, 1, 2].map((i) => ofType(drainControl(src, `v${i}`), "have"));
-  const firstOf = (hs) => hs.findIndex((h) => h.find((m) => m.seq === h[0].seq)?.pieces[0]);
-  assert.notEqual(firstOf(next), firstOf(haves));
-  // After the delay, everyone hears that the source holds the whole chunk (the fallback).
-  src.handleTimer(1 + 0.6);
-  const later = [0, 1, 2].flatMap((i) =>
-    ofType(drainControl(src, `v${i}`), "have").filter((h) => h.seq === 0),
-  );
-  assert.equal(later.length, 3);
-  assert.ok(later.every((h) => h.pieces.every(Boolean)));
-});
-
 test("the source offers fewer first copies to a neighbour that asks late", async () => {
   // The same case as tests/test_seeding.py's.
   const src = source();
@@ -498,48 +433,6 @@ test("the source hears of every chunk we complete, though it holds them all", as
   assert.equal(complete("src").length, 1, "the source is told: we are fed by peers");
   assert.equal(complete("w").length, 1);
   assert.equal(complete("p").length, 0, "a peer that holds the chunk is not told");
-});
-
-test("the source serves every first copy, even with the budget for extra copies spent", async () => {
-  const src = source();
-  for (let i = 0; i < 3; i++) {
-    src.addNeighbour(`v${i}`, 0);
-    src.receive(`v${i}`, hello(Role.VIEWER), 0);
-    drainControl(src, `v${i}`);
-  }
-  const c = await signed(0, 1);
-  src.publishChunk(c.header, c.data, 1);
-  const seeded = [0, 1, 2].map((i) => ofType(drainControl(src, `v${i}`), "have")[0].pieces);
-  let uploaded = 0;
-  const pump = (pid) => {
-    const got = drainData(src, pid, 1).map((d) => decodeMessage(d));
-    for (const m of ofType(got, "piece")) uploaded += m.payload.length;
-    return got;
-  };
-  // v0 asks for the whole chunk: its first copies, and extra copies up to its share of the
-  // budget (sourceMaxShare), the rest is absent...
-  src.receive("v0", request(0, 0, 0xffff, true), 1);
-  assert.equal(ofType(pump("v0"), "piece").length, 4);
-  assert.equal(ofType(drainControl(src, "v0"), "absent").length, 1);
-  // ...and v1 asks extra copies one by one until the budget says no.
-  const notMine = seeded[1].findIndex((held) => !held);
-  let refused = false;
-  for (let k = 0; k < 10 && !refused; k++) {
-    src.receive("v1", request(0, notMine, 1, false), 1);
-    refused = ofType(drainControl(src, "v1"), "absent").length > 0;
-    pump("v1");
-  }
-  assert.ok(refused, "extra copies are bounded");
-  // v2's request for the piece advertised to it alone is still served.
-  const mine = seeded[2].indexOf(true);
-  src.receive("v2", request(0, mine, 1, true), 1);
-  assert.deepEqual(ofType(drainControl(src, "v2"), "absent"), []);
-  const got = pump("v2");
-  assert.deepEqual(
-    ofType(got, "piece").map((p) => p.index),
-    [mine],
-  );
-  assert.ok(uploaded <= 1.9 * SIZE_BYTES, `uploaded ${uploaded}`);
 });
 
 test("the source stops super-seeding a neighbour nobody feeds", async () => {
@@ -875,44 +768,6 @@ test("the fetch window grows with the lag added", () => {
 const byNumber = (a, b) => a - b;
 
 // ---------------------------------------------------------------- re-seeding (source)
-
-test("the source re-seeds a first copy that did not spread, before the whole-chunk have", async () => {
-  const src = source();
-  greet(src, ["a", "b", "c"], 0);
-  const c = await signed(0, 0);
-  src.publishChunk(c.header, c.data, 0); // pieces 0..4 seeded to a, b, c, a, b
-  const seeded = ["a", "b", "c"].map((pid) => ofType(drainControl(src, pid), "have")[0].pieces);
-  assert.deepEqual(seeded, [
-    [true, false, false, true, false],
-    [false, true, false, false, true],
-    [false, false, true, false, false],
-  ]);
-  // Pieces 0, 1 and 2 spread: two neighbours each announce them without getting them from us
-  // (sourceSpreadHolders); 3 and 4 do not. A neighbour repeating itself counts once.
-  src.receive("b", have(0, [true, false, true, false, false]), 0.1);
-  src.receive("c", have(0, [true, true, false, false, false]), 0.1);
-  src.receive("b", have(0, [true, false, true, false, false]), 0.15);
-  assert.deepEqual([...src.seeder.spread.get(0)].sort(), [[0, 2], [1, 1], [2, 1]]);
-  src.receive("a", have(0, [false, true, true, false, false]), 0.2);
-  assert.deepEqual([...src.seeder.spread.get(0)].sort(), [[0, 2], [1, 2], [2, 2]]);
-  src.handleTimer(DEFAULT_CONFIG.sourceAnnounceDelayS);
-  const haves = Object.fromEntries(
-    ["a", "b", "c"].map((pid) => [pid, ofType(drainControl(src, pid), "have").map((h) => h.pieces)]),
-  );
-  const whole = [true, true, true, true, true];
-  // Piece 3 (stuck at a) to one of b, c; piece 4 (stuck at b) to one of a, c; in turn.
-  assert.deepEqual(haves, {
-    a: [[false, false, false, false, true], whole],
-    b: [whole],
-    c: [[false, false, false, true, false], whole],
-  });
-  // The table is evicted with the other per-chunk source tables.
-  for (let seq = 1; seq <= DEFAULT_CONFIG.sourceKeepChunks; seq++) {
-    const next = await signed(seq, seq);
-    src.publishChunk(next.header, next.data, seq);
-  }
-  assert.equal(src.seeder.spread.has(0), false);
-});
 
 test("the source re-seeds only to linked peers that lack the piece", async () => {
   const src = source();
@@ -1272,46 +1127,6 @@ test("playout does not stall for a chunk nobody announced (a gap in the stream)"
   assert.deepEqual(out, [[0, true], [1, false]]);
   assert.equal(pb.stallS, 0);
   assert.equal(pb.missed, 1);
-});
-
-/** v links to peers a and b that both hold chunk 9 whole; v asks one of them for every piece. */
-async function twoHoldersOfChunk9(v, now) {
-  const c = await signed(9, now);
-  link(v, [["a", Role.VIEWER], ["b", Role.VIEWER]], now);
-  v.receive("a", encodeMessage(c.header), now);
-  v.receive("a", have(9, [true, true, true, true, true]), now);
-  drainControl(v, "b");
-  v.receive("b", have(9, [true, true, true, true, true]), now);
-  const asked = ofType(drainControl(v, "a"), "request").length > 0;
-  drainControl(v, "b");
-  return { c, slow: asked ? "a" : "b", other: asked ? "b" : "a" };
-}
-
-test("pieces stuck at a holder are asked of another and cancelled there, once", async () => {
-  const cfg = { ...CONFIG, minInflightBytes: 8000 }; // room for all 5 pieces at one holder
-  const v = viewer(10, cfg);
-  const { c, slow, other } = await twoHoldersOfChunk9(v, 10);
-  const first = Math.min(...v.neighbour(slow).assignments.get(9).pieces);
-  v.receive(slow, pieceOf(c, 9, first), 10.05); // then nothing: the rest wait in its queue
-  drainControl(v, other);
-  const moveS = DEFAULT_CONFIG.moveAfterS + 0.05; // it answered in 0.05 s
-  assert.ok(v.nextTimer() <= 10.05 + moveS + 1e-9, "a timer by the time they are stuck");
-  v.handleTimer(10.05 + moveS - 0.01);
-  assert.equal(ofType(drainControl(v, other), "request").length, 0);
-  v.handleTimer(10.05 + moveS);
-  const moved = new Set();
-  for (const r of ofType(drainControl(v, other), "request")) {
-    for (let i = r.firstIndex; i < r.firstIndex + r.count; i++) moved.add(i);
-  }
-  const cancelled = ofType(drainControl(v, slow), "cancel");
-  const rest = [0, 1, 2, 3, 4].filter((i) => i !== first);
-  assert.deepEqual([...moved].sort(), rest);
-  assert.deepEqual(cancelled.map((m) => m.firstIndex).sort(), rest);
-  assert.equal(v.stats().moved, 4);
-  assert.equal(v.stats().timeouts, 0);
-  // Moved pieces stay where they went for moveAfterS of their own: no ping-pong.
-  v.handleTimer(10.05 + moveS + 0.1);
-  assert.equal(ofType(drainControl(v, slow), "request").length, 0);
 });
 
 test("the source offers a stuck first copy again and again while the chunk is young", async () => {
