@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from streamer.protocol import (
     PROTOCOL_VERSION,
-    Absent,
     BufferMap,
     Cancel,
     Capability,
@@ -29,7 +28,6 @@ from streamer.protocol import (
 )
 from streamer.swarm import (
     Ask,
-    ChunkPlayed,
     DropNeighbour,
     HeaderVerifier,
     Holder,
@@ -411,16 +409,6 @@ def test_first_have_of_a_chunk_carries_its_header_to_a_neighbour_showing_none_of
     assert not any(isinstance(m, ChunkHeader) and m.seq == 0 for m in to_told)
 
 
-def test_a_piece_never_uploaded_is_served_before_older_repairs() -> None:
-    src = published(range(0, 2), config=replace(CONFIG, upload_slots=1))
-    greet(src, ("a", "b"), 10.0)
-    src.receive("a", encode_message(Request(0, 0, 1, False)), 10.0)
-    assert decode_message(drain_data(src, "a", 10.0)[0]).seq == 0  # piece 0/0 sent once now
-    src.receive("a", encode_message(Request(0, 0, 1, False)), 10.1)  # a repair of 0/0
-    src.receive("b", encode_message(Request(1, 0, 1, False)), 10.1)  # 1/0: never sent
-    assert src.upload_peers()[0] == "b"
-
-
 def test_viewer_starts_at_the_newest_chunk_a_peer_holds_whole() -> None:
     v = viewer(now=0.0)
     for pid, role in (("src", Role.SOURCE), ("p", Role.VIEWER)):
@@ -456,30 +444,6 @@ def test_a_start_chunk_half_fetched_is_kept_when_the_frontier_runs_ahead() -> No
     v.receive("p", encode_message(Piece(18, 0, 5, bytes([18]) * 1000)), 0.6)
     v.receive("p", encode_message(Have(21, (True,) * 5)), 1.1)
     assert pb.start_seq == 18
-
-
-def test_requests_wait_their_turn_instead_of_bouncing_busy() -> None:
-    src = published(range(0, 1))
-    for i in range(4):
-        src.add_neighbour(f"v{i}", 10.0)
-        src.receive(f"v{i}", hello(Role.VIEWER), 10.0)
-        drain_control(src, f"v{i}")
-        src.receive(f"v{i}", encode_message(Request(0, i, 1, False)), 10.0)
-    assert not [m for i in range(4) for m in drain_control(src, f"v{i}") if isinstance(m, Absent)]
-    served = [decode_message(d) for i in range(4) for d in drain_data(src, f"v{i}", 10.0)]
-    assert sorted(p.index for p in served if isinstance(p, Piece)) == [0, 1, 2, 3]
-
-
-def test_a_fresh_viewer_does_not_walk_from_seq_zero_to_wall_clock_seqs() -> None:
-    src = SwarmPeer(role=Role.SOURCE, now=0.0, config=CONFIG, signing_key=KEY)
-    base = 60_000_000  # seqs counted from the Unix epoch, as a real broadcast may
-    for seq in range(base, base + 3):
-        src.publish_chunk(seq, b"y" * 4500, float(seq), 1.0, 10.0)
-    v = viewer(now=10.0)
-    connect(src, "src", v, "v", 10.0)
-    exchange(src, "src", v, "v", 10.0)
-    v.handle_timer(20.0)  # would take minutes if playout walked every seq from 0
-    assert v.stats()["chunks_played"] >= 1
 
 
 def test_scheduler_asks_the_source_for_its_first_copy_even_without_room() -> None:
@@ -525,27 +489,6 @@ def test_haves_are_coalesced_per_neighbour() -> None:
     v.handle_timer(now + CONFIG.have_interval_s)
     later = [m for m in drain_control(v, "n1") if isinstance(m, Have)]
     assert [h.pieces[:4] for h in later] == [(True, True, True, False)]
-
-
-def test_a_busy_neighbour_is_not_struck_for_a_slow_queue() -> None:
-    """A neighbour that keeps sending us data for other chunks is busy, not stalled."""
-    cfg = SwarmConfig(stall_strikes=1, request_timeout_s=1.0, fetch_ahead_chunks=1)
-    src = published(range(0, 4), now=0.0)
-    v = viewer(config=cfg)
-    v.add_neighbour("busy", 0.0)
-    v.receive("busy", hello(Role.VIEWER), 0.0)
-    v.receive("busy", encode_message(BufferMap(0, (True,) * 4)), 0.0)
-    asked = [m for m in drain_control(v, "busy") if isinstance(m, Request)]
-    assert asked
-    # Meanwhile it sends us the header of another chunk (it is serving, just not this yet).
-    src.add_neighbour("v", 0.0)
-    src.receive("v", hello(Role.VIEWER), 0.0)
-    src.receive("v", encode_message(Request(0, 0, 1, True)), 0.0)
-    header = drain_data(src, "v", 0.0)[0]
-    v.receive("busy", header, 0.5)
-    v.handle_timer(cfg.request_timeout_s + cfg.initial_response_s)
-    assert v.stats()["timeouts"] >= 1
-    assert "busy" in v.neighbour_ids  # timed out (asked elsewhere) but not dropped
 
 
 def test_source_stops_super_seeding_a_neighbour_nobody_feeds() -> None:
@@ -638,27 +581,6 @@ def have_bits(core: SwarmPeer, pid: str) -> list[tuple[bool, ...]]:
     return [m.pieces for m in drain_control(core, pid) if isinstance(m, Have)]
 
 
-def test_asks_again_when_a_not_from_period_ends_without_other_input() -> None:
-    """An absent bars that neighbour for busy_retry_s; when it ends, the clock alone (a timer)
-    must bring a new request: a lone viewer gets no other input that would."""
-    src = published(range(0, 2), now=10.0)
-    v = viewer(now=10.0)
-    connect(src, "src", v, "v", 10.0)
-    exchange(src, "src", v, "v", 10.0)
-    v.receive("src", encode_message(Have(2, (True,) * 5)), 10.5)
-    assert any(isinstance(m, Request) and m.seq == 2 for m in drain_control(v, "src"))
-    v.receive("src", encode_message(Absent(2, 0, 0xFFFF)), 10.5)
-    retry_s = 10.5 + CONFIG.busy_retry_s
-    asked_again_s = None
-    while asked_again_s is None:
-        when = v.next_timer()
-        assert when is not None and when <= retry_s + 0.01, "no timer for the retry"
-        v.handle_timer(when)
-        if any(isinstance(m, Request) and m.seq == 2 for m in drain_control(v, "src")):
-            asked_again_s = when
-    assert asked_again_s >= retry_s
-
-
 def test_source_offers_a_stuck_first_copy_again_and_again_while_the_chunk_is_young() -> None:
     cfg = replace(CONFIG, source_reseed_interval_s=0.4, source_reseed_window_s=2.0)
     src = SwarmPeer(role=Role.SOURCE, now=0.0, config=cfg, signing_key=KEY)
@@ -686,24 +608,3 @@ def test_source_offers_a_stuck_first_copy_again_and_again_while_the_chunk_is_you
     whom = [pid for t in times for pid in offered[t]]
     assert len(whom) == len(set(whom)) == 4  # a new uploader each time; a had the first copy
     assert "a" not in whom
-
-
-def test_a_viewer_whose_start_chunk_never_comes_starts_at_a_later_complete_one() -> None:
-    # Chunk 1 (the start, one behind the newest heard of) never comes: only the source held it
-    # and its copy budget was spent. Chunks 2 and 3 come whole from a peer.
-    v = viewer(now=10.0)
-    greet(v, ["p"], 10.0)
-    v.receive("p", encode_message(Have(2, (True, False, False, False, False))), 10.0)
-    pb = v.playback
-    assert pb is not None and pb.start_seq == 1
-    for seq in (2, 3):
-        v.receive("p", signed_header(seq).encode(), 10.1)
-        for index in range(5):
-            payload = bytes([seq]) * (1000 if index < 4 else 500)
-            v.receive("p", encode_message(Piece(seq, index, 5, payload)), 10.2)
-        if seq == 2:
-            assert not pb.started  # one later chunk is not enough to give up the start
-    assert pb.started and pb.start_seq == 2
-    v.handle_timer(pb.play_start_s + 1.0)
-    played = [e.seq for e in v.pop_events() if isinstance(e, ChunkPlayed)]
-    assert played == [2, 3]
