@@ -1,4 +1,6 @@
-"""Swarm core with explicit time: scheduler policy, buffer maps, timeouts, forged data, playout."""
+"""Swarm core with explicit time: scheduler policy, playout rules, epochs, and core cases not yet
+shared. Behaviour both cores must show is tested once, for both, in tests/conformance/scenarios/
+(tests/test_conformance.py runs them here, tests/js/conformance.test.mjs on the JS core)."""
 
 from __future__ import annotations
 

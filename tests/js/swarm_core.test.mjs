@@ -1,6 +1,8 @@
-// The JS swarm core with explicit time, message by message: mirrors tests/test_swarm.py
-// (buffer maps, piece-level requests, timeouts and strikes, serving queue, super-seeding, forged
-// data, playout). Small chunks: 4,500 bytes in 1,000-byte pieces (5 pieces), as in Python's tests.
+// The JS swarm core with explicit time, message by message: what tests/test_swarm.py checks of the
+// Python core is tested once for both in tests/conformance/scenarios/ (run here by
+// conformance.test.mjs); this file keeps the JS core's own cases (Playback's unit rules, internal
+// tables, header pushes through the announcer). Small chunks: 4,500 bytes in 1,000-byte pieces
+// (5 pieces), as in the scenarios.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { makeKeys, signChunk, syncVerifier } from "./swarmnet.mjs";
