@@ -107,8 +107,21 @@ function signedHeader(spec, releaseS = spec.release_s) {
   return decodeChunkHeader(raw);
 }
 
-/** A recv step's message: hex, a field view, or a chunk's header or piece. */
+/**
+ * A recv step's message: hex, a field view, or a chunk's header or piece; with "flip_byte": n,
+ * byte n of it (from the end when negative) inverted (a forgery).
+ */
 function receivedBytes(s) {
+  const data = Uint8Array.from(messageIn(s));
+  if (s.flip_byte !== undefined) {
+    const at = s.flip_byte < 0 ? data.length + s.flip_byte : s.flip_byte;
+    if (at < 0 || at >= data.length) throw new Error(`flip_byte ${s.flip_byte} out of range`);
+    data[at] ^= 0xff;
+  }
+  return data;
+}
+
+function messageIn(s) {
   if (s.hex !== undefined) return fromHex(s.hex);
   if (s.msg !== undefined) return encodeMessage(messageFromFields(s.msg));
   if (s.header !== undefined) return signedHeader(s.header).raw;
@@ -131,6 +144,27 @@ function messageOut(s, data) {
   const fields = messageToFields(decodeMessage(data));
   for (const key of BULKY_FIELDS) delete fields[key];
   return fields;
+}
+
+/** One message (or null), or with "all": true every one queued, as a list. */
+function messagesOut(s, take) {
+  if (!s.all) return messageOut(s, take());
+  const out = [];
+  let data;
+  while ((data = take()) !== null) out.push(messageOut(s, data));
+  return out;
+}
+
+/** Where playout starts and stands (null before a viewer's start point and for a source). */
+function playbackDict(core) {
+  const pb = core.playback;
+  if (pb === null || pb === undefined) return null;
+  return {
+    started: pb.started,
+    start_seq: pb.startSeq,
+    next_seq: pb.nextSeq,
+    play_start_s: pb.playStartS,
+  };
 }
 
 const sha = (data) => createHash("sha256").update(data).digest("hex");
@@ -190,9 +224,9 @@ export function step(core, s) {
       }
       return null;
     case "ctl":
-      return messageOut(s, core.nextControlMessage(s.peer));
+      return messagesOut(s, () => core.nextControlMessage(s.peer));
     case "data":
-      return messageOut(s, core.nextDataMessage(s.peer, s.now));
+      return messagesOut(s, () => core.nextDataMessage(s.peer, s.now));
     case "ready":
       return [...core.takeReady()].sort();
     case "events": {
@@ -208,8 +242,13 @@ export function step(core, s) {
       return core.hasRoom();
     case "stats": {
       const stats = core.stats();
-      return Object.fromEntries(STATS_KEYS.map((k) => [k, stats[k]]));
+      const keys = s.fields ?? STATS_KEYS;
+      const unknown = keys.filter((k) => !STATS_KEYS.includes(k));
+      if (unknown.length) throw new Error(`stats fields ${unknown} are not shared`);
+      return Object.fromEntries(keys.map((k) => [k, stats[k]]));
     }
+    case "playback":
+      return playbackDict(core);
     default:
       throw new Error(`unknown op ${s.op}`);
   }

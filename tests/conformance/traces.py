@@ -17,7 +17,10 @@ field view of streamer/protocol/jsonview.py), with "header" {seq, size, start_s,
 release_s, piece_size} (the test key signs it) or with "piece" {seq, size, index, piece_size};
 publish with "chunk" {seq, size, start_s, duration_s} (released at now). A chunk of seq is `size`
 bytes of seq % 256. With "view": "fields", ctl and data give the field view (without payloads,
-hashes and signatures) and events leave out hashes and byes.
+hashes and signatures) and events leave out hashes and byes. Scenarios may also use: recv with
+"flip_byte" (a forgery), ctl and data with "all" (every queued message, as a list), stats with
+"fields" (only those figures) and the playback op [where playout starts and stands];
+tests/conformance/README.md describes them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -297,7 +300,15 @@ def signed_header(spec: dict[str, Any], release_s: float | None = None) -> Chunk
 
 
 def received_bytes(step: dict[str, Any]) -> bytes:
-    """A recv step's message: hex, a field view, or a chunk's header or piece."""
+    """A recv step's message: hex, a field view, or a chunk's header or piece; with
+    "flip_byte": n, byte n of it (from the end when negative) inverted (a forgery)."""
+    data = bytearray(_message_in(step))
+    if "flip_byte" in step:
+        data[step["flip_byte"]] ^= 0xFF
+    return bytes(data)
+
+
+def _message_in(step: dict[str, Any]) -> bytes:
     if "hex" in step:
         return bytes.fromhex(step["hex"])
     if "msg" in step:
@@ -308,6 +319,29 @@ def received_bytes(step: dict[str, Any]) -> bytes:
     pieces = split_pieces(chunk_data(spec["seq"], spec["size"]), spec["piece_size"])
     index = spec["index"]
     return encode_message(Piece(spec["seq"], index, len(pieces), pieces[index]))
+
+
+def _messages_out(step: dict[str, Any], take: Callable[[], bytes | None]) -> Any:
+    """One message (or None), or with "all": true every one queued, as a list."""
+    if not step.get("all"):
+        return _message_out(step, take())
+    out = []
+    while (data := take()) is not None:
+        out.append(_message_out(step, data))
+    return out
+
+
+def playback_dict(core: SwarmPeer) -> dict[str, Any] | None:
+    """Where playout starts and stands (None before a viewer's start point and for a source)."""
+    pb = core.playback
+    if pb is None:
+        return None
+    return {
+        "started": pb.started,
+        "start_seq": pb.start_seq,
+        "next_seq": pb.next_seq,
+        "play_start_s": pb.play_start_s,
+    }
 
 
 def _message_out(step: dict[str, Any], data: bytes | None) -> Any:
@@ -340,9 +374,9 @@ def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
             header, data = decoded, bytes.fromhex(step["data"])
         core.publish_chunk(header, data, step["now"])
     elif op == "ctl":
-        return _message_out(step, core.next_control_message(step["peer"]))
+        return _messages_out(step, lambda: core.next_control_message(step["peer"]))
     elif op == "data":
-        return _message_out(step, core.next_data_message(step["peer"], step["now"]))
+        return _messages_out(step, lambda: core.next_data_message(step["peer"], step["now"]))
     elif op == "ready":
         return sorted(core.take_ready())
     elif op == "events":
@@ -357,7 +391,12 @@ def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
     elif op == "has_room":
         return core.has_room()
     elif op == "stats":
-        return stats_dict(core.stats())
+        stats = stats_dict(core.stats())
+        if "fields" in step:
+            return {key: stats[key] for key in step["fields"]}
+        return stats
+    elif op == "playback":
+        return playback_dict(core)
     else:
         raise ValueError(f"unknown op {op}")
     return None
