@@ -132,12 +132,13 @@ async def test_reconnects_and_republishes_after_a_server_restart() -> None:
         old_viewer_id = (await viewer.connect()).peer_id
         await first.close()
         lost = await next_of(viewer, Disconnected)
-        assert isinstance(lost, Disconnected) and lost.retry_in_s > 0
+        assert isinstance(lost, Disconnected) and 0 <= lost.retry_in_s <= 0.1
         await asyncio.sleep(0.3)
         second = await start_server(ServerConfig(host="127.0.0.1", port=port))
         back = await next_of(viewer, Reconnected, timeout_s=10)
         assert isinstance(back, Reconnected)
-        assert back.welcome.peer_id != old_viewer_id and viewer.peer_id == back.welcome.peer_id
+        # The restarted server stored nothing, yet the id is the same (derived from our secret).
+        assert back.welcome.peer_id == old_viewer_id and not back.id_changed
         await next_of(caster, Reconnected, timeout_s=10)
         assert viewer.reconnects == 1 and caster.reconnects == 1
         # The broadcaster re-published on its own: the viewer has the media again.
@@ -190,6 +191,8 @@ WELCOME = {
 async def test_malformed_messages_are_skipped_and_a_fatal_error_ends_the_session() -> None:
     async def script(ws: web.WebSocketResponse) -> None:
         join = await ws.receive_json()
+        secret = join.pop("peer_secret")
+        assert isinstance(secret, str) and len(secret) >= 16
         assert join == {"type": "join", "v": 1, "channel": "demo", "role": "viewer"}
         await ws.send_json(WELCOME)
         await ws.send_str("{not json")
