@@ -66,6 +66,8 @@ class Departure:
     #: Its neighbours and contacts when it went (this process's, and on a cluster others' too).
     notify: frozenset[str]
     deadline_s: float
+    #: It was the channel's broadcaster, live: the channel hears `broadcast_ended` then too.
+    ended_broadcast: bool = False
 
 
 @dataclass(eq=False)
@@ -142,6 +144,8 @@ class GoneNotice:
     peer_id: str
     channel: str
     notify: frozenset[str]
+    #: The channel gets `broadcast_ended` (its live broadcaster did not come back).
+    broadcast_ended: bool = False
 
 
 class Registry:
@@ -313,9 +317,12 @@ class Registry:
             del self.channels[channel.name]
         if graceful or replaced:
             return LeaveResult(peer_id, channel.name, notify, ended, elsewhere)
-        departure = Departure(peer_id, channel.name, notify | elsewhere, now + self.peer_grace_s)
+        departure = Departure(
+            peer_id, channel.name, notify | elsewhere, now + self.peer_grace_s, ended
+        )
         self.add_departure(departure)
-        return LeaveResult(peer_id, channel.name, frozenset(), ended, frozenset(), departure)
+        # Not ended yet either: a broadcaster back within the grace period publishes again.
+        return LeaveResult(peer_id, channel.name, frozenset(), False, frozenset(), departure)
 
     def add_departure(self, departure: Departure) -> None:
         """Hold a peer's `peer_left` until its deadline (bounded: the oldest is told early)."""
@@ -349,9 +356,11 @@ class Registry:
                 for gone_id in gone_ids & (member.neighbours | member.contacts.keys()):
                     knew[gone_id].add(member.peer_id)
                     member.contacts.pop(gone_id, None)
+            no_broadcast = channel is None or channel.media is None
             for d in departures:
                 notify = frozenset(p for p in d.notify | knew[d.peer_id] if p in members)
-                notices.append(GoneNotice(d.peer_id, channel_name, notify))
+                ended = d.ended_broadcast and no_broadcast
+                notices.append(GoneNotice(d.peer_id, channel_name, notify, ended))
         return notices
 
     def sweep(self, now: float) -> list[str]:
@@ -425,8 +434,8 @@ class Registry:
 
     def status(self, peer_id: str, status: Status, now: float | None = None) -> list[str]:
         """Record a peer's report. Returns the neighbours it lists that have not been in the
-        channel for `peer_grace_s` (a lone server only, `now` given): it gets `peer_left` for
-        them (a server that restarted never saw them leave)."""
+        channel for twice `peer_grace_s` (a lone server only, `now` given): it gets
+        `peer_left` for them (a server that restarted never saw them leave)."""
         peer = self._joined(peer_id)
         channel = self.channels[peer.channel]
         # On a cluster a neighbour may be a peer of another process: keep ids we do not know.
@@ -445,7 +454,10 @@ class Registry:
                 other.watchers.add(peer_id)
         gone: list[str] = []
         if now is not None and not self.remote_peers:
-            gone = _long_unknown(peer, status.neighbours, known, now, self.peer_grace_s)
+            # Twice the grace: its clock starts at the first report, and after a restart the
+            # reporter may be back a backoff round before the neighbour it lists.
+            wait_s = 2 * self.peer_grace_s
+            gone = _long_unknown(peer, status.neighbours, known, now, wait_s)
         peer.neighbours = neighbours
         channel.upload_bps_total += status.upload_bps - peer.upload_bps
         peer.upload_bps = status.upload_bps

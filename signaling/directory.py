@@ -141,6 +141,11 @@ class LocalDirectory:
     async def expire(self, now: float) -> None:
         for notice in self.registry.expire(now):
             self.events.deliver(notice.notify, {"type": "peer_left", "peer_id": notice.peer_id})
+            channel = self.registry.channels.get(notice.channel)
+            if notice.broadcast_ended and channel is not None:
+                self.events.deliver(
+                    list(channel.peers), {"type": "broadcast_ended", "reason": "broadcaster_left"}
+                )
 
     async def status(self, peer_id: str, status: Status) -> None:
         gone = self.registry.status(peer_id, status, time.monotonic())

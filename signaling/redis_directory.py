@@ -333,7 +333,8 @@ class RedisDirectory(LocalDirectory):
             # Every process holds the departure: each tells its own peers that knew it, unless
             # it joined again anywhere within the grace period.
             with contextlib.suppress(RedisError, OSError):
-                await self._publish_departed(channel_name, [peer_id])
+                ended = [peer_id] if left.departure.ended_broadcast else []
+                await self._publish_departed(channel_name, [peer_id], ended)
         if self._closing:
             return  # this process is going: its broadcaster's claim lasts claim_ttl, as on a crash
         try:
@@ -373,8 +374,16 @@ class RedisDirectory(LocalDirectory):
         self._preferred.discard(peer_id)
         self.events.replaced(peer_id)
 
-    async def _publish_departed(self, channel_name: str, peer_ids: list[str]) -> None:
-        envelope = {"op": "departed", "src": self.proc, "channel": channel_name, "peers": peer_ids}
+    async def _publish_departed(
+        self, channel_name: str, peer_ids: list[str], ended: list[str] | None = None
+    ) -> None:
+        envelope = {
+            "op": "departed",
+            "src": self.proc,
+            "channel": channel_name,
+            "peers": peer_ids,
+            "ended": ended or [],
+        }
         await self.redis.publish(model.ALL, json.dumps(envelope, separators=(",", ":")))
 
     async def expire(self, now: float) -> None:
@@ -383,7 +392,7 @@ class RedisDirectory(LocalDirectory):
         notices = self.registry.expire(now)
         by_channel: dict[str, list[GoneNotice]] = {}
         for notice in notices:
-            if notice.notify:
+            if notice.notify or notice.broadcast_ended:
                 by_channel.setdefault(notice.channel, []).append(notice)
         for channel_name, gone in by_channel.items():
             try:
@@ -398,6 +407,9 @@ class RedisDirectory(LocalDirectory):
                 if info is not None and info.proc in self.live_procs:
                     continue  # it is back
                 self.events.deliver(notice.notify, left_message(notice.peer_id))
+                if notice.broadcast_ended:  # every process tells its own peers of the channel
+                    ended = {"type": "broadcast_ended", "reason": "broadcaster_left"}
+                    self._deliver_to_channel(channel_name, ended, except_peer=None)
 
     async def _forget(self, left: LeaveResult) -> None:
         """Remove a peer that left from Redis; tell its contacts on other processes."""
@@ -644,9 +656,16 @@ class RedisDirectory(LocalDirectory):
                 self._evicted_here(envelope["peer"])
             elif op == "departed" and envelope["src"] != self.proc:
                 deadline_s = time.monotonic() + self.registry.peer_grace_s
+                ended = set(envelope.get("ended", []))
                 for peer_id in envelope["peers"]:
                     self.registry.add_departure(
-                        Departure(str(peer_id), str(envelope["channel"]), frozenset(), deadline_s)
+                        Departure(
+                            str(peer_id),
+                            str(envelope["channel"]),
+                            frozenset(),
+                            deadline_s,
+                            peer_id in ended,
+                        )
                     )
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed cluster message")

@@ -22,7 +22,7 @@ export const MAX_PEER_SECRET_CHARS = 256;
  * cap doubling from `baseS` to `maxS`, so the viewers of a server that went away do not all
  * come back at the same instant.
  */
-export function backoffDelayS(attempt, random = Math.random, baseS = 0.5, maxS = 10) {
+export function backoffDelayS(attempt, random = Math.random, baseS = 0.5, maxS = 5) {
   const capS = Math.min(maxS, baseS * 2 ** Math.max(0, Math.min(attempt, 30)));
   return capS * random();
 }
