@@ -333,8 +333,8 @@ class RedisDirectory(LocalDirectory):
             # Every process holds the departure: each tells its own peers that knew it, unless
             # it joined again anywhere within the grace period.
             with contextlib.suppress(RedisError, OSError):
-                ended = [peer_id] if left.departure.ended_broadcast else []
-                await self._publish_departed(channel_name, [peer_id], ended)
+                ended_ids = [peer_id] if left.departure.ended_broadcast else []
+                await self._publish_departed(channel_name, [peer_id], ended_ids)
         if self._closing:
             return  # this process is going: its broadcaster's claim lasts claim_ttl, as on a crash
         try:
