@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -23,6 +24,8 @@ from streamer.transport.signaling_client import (
     SignalingError,
     SignalingEvent,
     SignalMessage,
+    backoff_delay_s,
+    server_order,
     websocket_url,
 )
 
@@ -241,3 +244,34 @@ async def test_a_bad_welcome_is_a_clear_error() -> None:
         assert raised.value.code == "version_mismatch"
     finally:
         await runner.cleanup()
+
+
+def test_backoff_is_full_jitter_under_a_doubling_cap() -> None:
+    rng = random.Random(3)
+    for attempt, cap_s in [(0, 0.25), (1, 0.5), (3, 2.0), (5, 5.0), (60, 5.0)]:
+        delays = [backoff_delay_s(attempt, rng) for _ in range(400)]
+        assert all(0 <= d < cap_s for d in delays)
+        # Spread over the whole window (no herd at one instant): both halves well used.
+        low = sum(d < cap_s / 2 for d in delays)
+        assert 140 < low < 260, (attempt, low)
+
+
+def test_each_client_has_its_own_server_order() -> None:
+    urls = [f"ws://s{i}/ws" for i in range(4)]
+    orders = {tuple(server_order([*urls, urls[0]], random.Random(seed))) for seed in range(30)}
+    assert all(sorted(order) == urls for order in orders)  # each once, none lost
+    assert len(orders) > 10  # spread: clients do not all start on one server
+    first = {order[0] for order in orders}
+    assert first == set(urls)
+
+
+async def test_connect_moves_on_to_the_next_server(server: RunningServer) -> None:
+    dead = "http://127.0.0.1:9"
+    for seed in range(4):  # whichever order the client drew
+        client = SignalingClient(
+            [dead, server.url], channel="demo", role="viewer", rng=random.Random(seed)
+        )
+        welcome = await client.connect()
+        assert client.url == websocket_url(server.url)
+        assert welcome.peer_id
+        await client.close()
