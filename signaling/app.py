@@ -43,6 +43,7 @@ from signaling.ratelimit import TokenBucket
 from signaling.redis_directory import RedisDirectory
 from signaling.state import STATE, Connection, ServerState
 from signaling.turn_credentials import expiry_unix_s, needs_refresh
+from signaling_wire import peer_id_for
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def create_app(config: ServerConfig) -> web.Application:
         broadcast_token=config.broadcast_token,
         max_waiting_channels=config.max_waiting_channels,
         remote_peers=config.redis_url is not None,
+        peer_grace_s=config.peer_grace_s,
     )
     directory: Directory
     if config.redis_url is None:
@@ -77,6 +79,7 @@ def create_app(config: ServerConfig) -> web.Application:
     pages.setup(app)
     app.cleanup_ctx.append(_directory)
     app.cleanup_ctx.append(_sweeper)
+    app.cleanup_ctx.append(_departures)
     app.on_shutdown.append(_close_all)
     return app
 
@@ -106,6 +109,29 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
             except Exception as error:  # e.g. Redis unreachable for a moment: next round
                 log.warning("sweep failed: %s", error)
             _refresh_turn_credentials(state)
+
+    task = asyncio.get_running_loop().create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+#: How often departed peers' grace periods are checked (neighbours hear within this of its end).
+DEPARTURE_CHECK_S = 0.25
+
+
+async def _departures(app: web.Application) -> AsyncIterator[None]:
+    """Tell neighbours of peers that went without a goodbye once their grace period is over."""
+    state = app[STATE]
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(DEPARTURE_CHECK_S)
+            try:
+                await state.directory.expire(time.monotonic())
+            except Exception as error:  # Redis unreachable for a moment: next round
+                log.warning("departure check failed: %s", error)
 
     task = asyncio.get_running_loop().create_task(loop())
     yield
@@ -153,6 +179,7 @@ def _ice_servers_message(
 async def _close_all(app: web.Application) -> None:
     """On shutdown, close every socket with 1001 so clients know to reconnect elsewhere."""
     state = app[STATE]
+    state.shutting_down = True  # its peers come back (here or elsewhere): no goodbyes
     closing = [
         conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
         for conn in list(state.connections)
@@ -281,7 +308,12 @@ async def _serve(state: ServerState, conn: Connection) -> None:
             # aiohttp closes with 1009 on a frame over max_msg_size; count it, then we are done.
             state.metrics.count_error("too_large")
             return
-        else:  # CLOSE, CLOSING, CLOSED
+        elif msg.type == WSMsgType.CLOSE:
+            # Only a client that closes normally (1000) or goes away (1001, a page closed) left
+            # for good; any other end may be a network hiccup it comes back from.
+            conn.said_goodbye = msg.data in (WSCloseCode.OK, WSCloseCode.GOING_AWAY)
+            return
+        else:  # CLOSING, CLOSED
             return
 
 
@@ -355,12 +387,27 @@ async def _on_join(state: ServerState, conn: Connection, message: Join, now: flo
             f"peers from your address are in too many channels (at most {cap})",
             fatal=True,
         )
-    peer_id = new_peer_id()
+    peer_id = (
+        new_peer_id()
+        if message.peer_secret is None
+        else peer_id_for(message.channel, message.peer_secret)
+    )
+    # The same id on an older socket here (a reconnect before we noticed the old one drop): the
+    # old socket no longer speaks for it, and the directory replaces its session quietly.
+    old = state.by_peer.get(peer_id)
+    if old is not None and old is not conn:
+        _detach(state, old)
     try:
         joined = await state.directory.join(message, peer_id, now, state.config.welcome_peers)
     except BaseException:
         state.ip_limits.leave(conn.address, message.channel)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await state.directory.leave(peer_id, now, graceful=False)
         raise
+    if old is not None and old is not conn:
+        _send_error(state, old, ProtocolError("replaced", "a newer session took this id", True))
+        asyncio.get_running_loop().create_task(_close(old, WSCloseCode.POLICY_VIOLATION))
     conn.peer_id = peer_id
     conn.channel = message.channel
     state.by_peer[peer_id] = conn
@@ -382,16 +429,24 @@ async def _on_join(state: ServerState, conn: Connection, message: Join, now: flo
     )
 
 
+def _detach(state: ServerState, conn: Connection) -> None:
+    """The socket no longer speaks for its peer id (its close will not touch the directory)."""
+    if conn.peer_id is not None and state.by_peer.get(conn.peer_id) is conn:
+        del state.by_peer[conn.peer_id]
+    conn.peer_id = None
+    if conn.channel is not None:
+        state.ip_limits.leave(conn.address, conn.channel)
+        conn.channel = None
+
+
 def _close_replaced(state: ServerState, peer_id: str) -> None:
-    """Same secret, old socket still open (a restart the heartbeat has not noticed yet)."""
-    old = state.by_peer.pop(peer_id, None)
+    """A newer session took over (a broadcaster's same secret, or this peer id joined again on
+    another process); the old socket is still open (the heartbeat has not noticed yet)."""
+    old = state.by_peer.get(peer_id)
     if old is None:
         return
-    old.peer_id = None
-    if old.channel is not None:
-        state.ip_limits.leave(old.address, old.channel)
-        old.channel = None
-    _send_error(state, old, ProtocolError("replaced", "a newer broadcaster joined", True))
+    _detach(state, old)
+    _send_error(state, old, ProtocolError("replaced", "a newer session took over", True))
     asyncio.get_running_loop().create_task(_close(old, WSCloseCode.POLICY_VIOLATION))
 
 
@@ -403,10 +458,11 @@ async def _disconnect(state: ServerState, conn: Connection) -> None:
         state.ip_limits.leave(conn.address, conn.channel)
         conn.channel = None
     peer_id = conn.peer_id
-    if peer_id is not None:
-        state.by_peer.pop(peer_id, None)
+    if peer_id is not None and state.by_peer.get(peer_id) is conn:
+        del state.by_peer[peer_id]
+        graceful = conn.said_goodbye and not state.shutting_down
         try:
-            await state.directory.leave(peer_id, time.monotonic())
+            await state.directory.leave(peer_id, time.monotonic(), graceful=graceful)
         except Exception:  # Redis gone for a moment: the cluster's liveness sweep catches up
             log.exception("leave failed for %s", peer_id)
     await conn.outbox.close()

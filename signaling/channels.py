@@ -18,13 +18,17 @@ import hashlib
 import hmac
 import random
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from signaling.protocol import GetPeers, Join, ProtocolError, Role, Status
 from signaling.tracker import Candidate, Tracker
 
 MAX_CONTACTS = 256
+#: Reported neighbours that are not in the channel, remembered per peer (the rest are ignored).
+MAX_UNKNOWN_NEIGHBOURS = 64
+#: Peers gone without a goodbye whose neighbours are still to be told, per registry.
+MAX_DEPARTURES = 100_000
 
 
 def new_peer_id() -> str:
@@ -48,6 +52,22 @@ class PeerState:
     spare_upload_bps: int | None = None
     latest_seq: int | None = None
     stats: dict[str, float] = field(default_factory=dict)
+    #: Neighbours it reports that are not in the channel -> when first reported so.
+    unknown_neighbours: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """A peer that went without a goodbye: its id is its owner's for `grace_s`; then whoever
+    knew it hears `peer_left`, unless it joined again meanwhile."""
+
+    peer_id: str
+    channel: str
+    #: Its neighbours and contacts when it went (this process's, and on a cluster others' too).
+    notify: frozenset[str]
+    deadline_s: float
+    #: It was the channel's broadcaster, live: the channel hears `broadcast_ended` then too.
+    ended_broadcast: bool = False
 
 
 @dataclass(eq=False)
@@ -113,6 +133,19 @@ class LeaveResult:
     broadcast_ended: bool
     #: With `remote_peers`: neighbours and contacts this registry does not hold (other processes).
     notify_elsewhere: frozenset[str] = frozenset()
+    #: Set when it went without a goodbye: nobody is told before the grace period ends.
+    departure: Departure | None = None
+
+
+@dataclass(frozen=True)
+class GoneNotice:
+    """After a grace period: `peer_id` did not come back; `notify` get `peer_left`."""
+
+    peer_id: str
+    channel: str
+    notify: frozenset[str]
+    #: The channel gets `broadcast_ended` (its live broadcaster did not come back).
+    broadcast_ended: bool = False
 
 
 class Registry:
@@ -127,11 +160,15 @@ class Registry:
         rng: random.Random | None = None,
         max_waiting_channels: int = 1_000,
         remote_peers: bool = False,
+        peer_grace_s: float = 5.0,
     ) -> None:
         self.max_peers_per_channel = max_peers_per_channel
         self.max_channels = max_channels
         self.max_waiting_channels = max_waiting_channels
         self.remote_peers = remote_peers
+        self.peer_grace_s = peer_grace_s
+        #: Peers gone without a goodbye, oldest first (deadlines grow with insertion).
+        self.departures: dict[str, Departure] = {}
         self.owner_ttl_s = owner_ttl_s
         self.broadcast_token = broadcast_token
         self.rng = rng or random.Random()
@@ -194,6 +231,17 @@ class Registry:
                 "server_full", "too many channels are waiting for a broadcaster", fatal=True
             )
 
+        # The same id again (its owner proved its peer secret): the old session goes quietly and
+        # its contacts carry over, so nobody hears that it left.
+        previous = self.peers.get(peer_id)
+        inherited: dict[str, None] = {}
+        if previous is not None:
+            inherited = dict(previous.contacts)
+            self.leave(peer_id, now, replaced=True)
+            channel = self.channels.get(message.channel)
+        departure = self.departures.pop(peer_id, None)
+        if departure is not None and departure.channel == message.channel:
+            inherited.update(dict.fromkeys(departure.notify))
         if channel is None:
             channel = Channel(name=message.channel, created_at_s=now)
             self.channels[channel.name] = channel
@@ -210,10 +258,26 @@ class Registry:
         channel.role_counts[message.role] += 1
         channel.tracker.add(Candidate(peer_id=peer_id, role=message.role))
         self.peers[peer_id] = peer
+        for other_id in inherited:
+            other = channel.peers.get(other_id)
+            if other is not None and other is not peer:
+                _touch_contact(other, peer_id, self.peers)
+            if other is not None or (self.remote_peers and other_id != peer_id):
+                _touch_contact(peer, other_id, self.peers)
+        for other in channel.peers.values():
+            if peer_id in other.neighbours:
+                peer.watchers.add(other.peer_id)
         return JoinResult(channel=channel, peer=peer, replaced=replaced)
 
-    def leave(self, peer_id: str, now: float, replaced: bool = False) -> LeaveResult | None:
-        """Forget `peer_id`; say who must be told. None if it was not here."""
+    def leave(
+        self, peer_id: str, now: float, replaced: bool = False, graceful: bool = True
+    ) -> LeaveResult | None:
+        """Forget `peer_id`; say who must be told. None if it was not here.
+
+        `graceful` False (its socket dropped without a goodbye): nobody is told now; the
+        `Departure` in the result (also kept in `departures`) says whom to tell once
+        `peer_grace_s` passed without it joining again (`expire`).
+        """
         peer = self.peers.pop(peer_id, None)
         if peer is None:
             return None
@@ -251,7 +315,53 @@ class Registry:
             channel.live_since_s = None
         if not channel.peers and channel.owner_secret_hash is None:
             del self.channels[channel.name]
-        return LeaveResult(peer_id, channel.name, notify, ended, elsewhere)
+        if graceful or replaced:
+            return LeaveResult(peer_id, channel.name, notify, ended, elsewhere)
+        departure = Departure(
+            peer_id, channel.name, notify | elsewhere, now + self.peer_grace_s, ended
+        )
+        self.add_departure(departure)
+        # Not ended yet either: a broadcaster back within the grace period publishes again.
+        return LeaveResult(peer_id, channel.name, frozenset(), False, frozenset(), departure)
+
+    def add_departure(self, departure: Departure) -> None:
+        """Hold a peer's `peer_left` until its deadline (bounded: the oldest is told early)."""
+        self.departures.pop(departure.peer_id, None)
+        self.departures[departure.peer_id] = departure
+        if len(self.departures) > MAX_DEPARTURES:
+            oldest = next(iter(self.departures))
+            self.departures[oldest] = replace(self.departures[oldest], deadline_s=float("-inf"))
+
+    def expire(self, now: float) -> list[GoneNotice]:
+        """Departures past their deadline, with who must hear `peer_left` for each.
+
+        Whom to tell: the neighbours and contacts it had, plus this registry's peers of its
+        channel that still list it as a neighbour or contact (on a cluster, peers of other
+        processes). One pass over a channel's peers per call, however many went.
+        """
+        due: dict[str, list[Departure]] = {}
+        for peer_id, departure in list(self.departures.items()):
+            if departure.deadline_s > now:
+                continue
+            del self.departures[peer_id]
+            if peer_id not in self.peers:  # it did not come back here
+                due.setdefault(departure.channel, []).append(departure)
+        notices: list[GoneNotice] = []
+        for channel_name, departures in due.items():
+            channel = self.channels.get(channel_name)
+            members = channel.peers if channel is not None else {}
+            gone_ids = {d.peer_id for d in departures}
+            knew: dict[str, set[str]] = {d.peer_id: set() for d in departures}
+            for member in members.values():
+                for gone_id in gone_ids & (member.neighbours | member.contacts.keys()):
+                    knew[gone_id].add(member.peer_id)
+                    member.contacts.pop(gone_id, None)
+            no_broadcast = channel is None or channel.media is None
+            for d in departures:
+                notify = frozenset(p for p in d.notify | knew[d.peer_id] if p in members)
+                ended = d.ended_broadcast and no_broadcast
+                notices.append(GoneNotice(d.peer_id, channel_name, notify, ended))
+        return notices
 
     def sweep(self, now: float) -> list[str]:
         """Drop ownership kept past `owner_ttl_s` and channels left empty; returns dropped names."""
@@ -322,7 +432,10 @@ class Registry:
         if peer is not None and other_id != peer_id:
             _touch_contact(peer, other_id, self.peers)
 
-    def status(self, peer_id: str, status: Status) -> None:
+    def status(self, peer_id: str, status: Status, now: float | None = None) -> list[str]:
+        """Record a peer's report. Returns the neighbours it lists that have not been in the
+        channel for twice `peer_grace_s` (a lone server only, `now` given): it gets
+        `peer_left` for them (a server that restarted never saw them leave)."""
         peer = self._joined(peer_id)
         channel = self.channels[peer.channel]
         # On a cluster a neighbour may be a peer of another process: keep ids we do not know.
@@ -334,10 +447,17 @@ class Registry:
             other = self.peers.get(other_id)
             if other is not None:
                 other.watchers.discard(peer_id)
-        for other_id in neighbours - peer.neighbours:
+        # All of them, not only the new ones: a neighbour that joined again has no watchers yet.
+        for other_id in neighbours:
             other = self.peers.get(other_id)
             if other is not None:
                 other.watchers.add(peer_id)
+        gone: list[str] = []
+        if now is not None and not self.remote_peers:
+            # Twice the grace: its clock starts at the first report, and after a restart the
+            # reporter may be back a backoff round before the neighbour it lists.
+            wait_s = 2 * self.peer_grace_s
+            gone = _long_unknown(peer, status.neighbours, known, now, wait_s)
         peer.neighbours = neighbours
         channel.upload_bps_total += status.upload_bps - peer.upload_bps
         peer.upload_bps = status.upload_bps
@@ -345,6 +465,7 @@ class Registry:
         peer.latest_seq = status.latest_seq
         peer.stats = status.stats
         channel.tracker.update(peer_id, status.latest_seq, status.spare_upload_bps, len(neighbours))
+        return gone
 
     def candidates(self, peer_id: str, request: GetPeers) -> list[Candidate]:
         peer = self._joined(peer_id)
@@ -366,3 +487,28 @@ def _touch_contact(peer: PeerState, other_id: str, peers: dict[str, PeerState]) 
         other = peers.get(evicted)
         if other is not None:
             other.contacts.pop(peer.peer_id, None)
+
+
+def _long_unknown(
+    peer: PeerState,
+    reported: tuple[str, ...],
+    members: dict[str, PeerState],
+    now: float,
+    grace_s: float,
+) -> list[str]:
+    """Reported neighbours missing from the channel for `grace_s`; each is returned once."""
+    unknown = {n for n in reported if n not in members and n != peer.peer_id}
+    tracked = peer.unknown_neighbours
+    for peer_id in list(tracked):
+        if peer_id not in unknown:
+            del tracked[peer_id]
+    gone = []
+    for peer_id in unknown:
+        since = tracked.get(peer_id)
+        if since is None:
+            if len(tracked) < MAX_UNKNOWN_NEIGHBOURS:
+                tracked[peer_id] = now
+        elif now - since >= grace_s:
+            gone.append(peer_id)
+            tracked[peer_id] = float("inf")  # told: not again while it keeps listing it
+    return gone

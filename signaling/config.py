@@ -100,6 +100,11 @@ class ServerConfig:
     #: long after its last word its peers drop out of every other process's samples.
     cluster_heartbeat_s: float = 1.0
     cluster_liveness_s: float = 3.0
+    #: A peer whose socket dropped without a goodbye keeps its id this long (it may reconnect,
+    #: here or on another server); then its neighbours get `peer_left` (`--peer-grace`).
+    peer_grace_s: float = 5.0
+    #: Signaling servers the page may fail over to (`--failover-url`; its own origin first).
+    failover_urls: tuple[str, ...] = ()
     #: Candidates in `welcome`.
     welcome_peers: int = 8
     web_dir: Path = field(default=DEFAULT_WEB_DIR)
@@ -246,6 +251,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port) and spread clients over them; a channel's peers may be on any of them",
     )
     parser.add_argument(
+        "--peer-grace",
+        type=float,
+        default=ServerConfig.peer_grace_s,
+        metavar="SECONDS",
+        help="a peer that drops without a goodbye keeps its id this long to reconnect (here or "
+        "on another server); then its neighbours hear it left (default %(default)s)",
+    )
+    parser.add_argument(
+        "--failover-url",
+        dest="failover_urls",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another signaling server of this cluster (http(s)://HOST:PORT) the page fails "
+        "over to when it loses this one (repeatable)",
+    )
+    parser.add_argument(
         "--allowed-origin",
         dest="allowed_origins",
         action="append",
@@ -331,6 +353,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise UserError("--max-connections-per-ip and --max-channels-per-ip must be >= 0")
     if args.redis is not None and not args.redis.startswith(("redis://", "rediss://", "unix://")):
         raise UserError(f"bad --redis {args.redis!r}: expected redis://HOST:PORT/DB")
+    if args.peer_grace < 0:
+        raise UserError("--peer-grace must be >= 0 seconds")
+    failover_urls = tuple(parse_server_url(url, "--failover-url") for url in args.failover_urls)
     if args.broadcast_token is not None and not args.broadcast_token:
         raise UserError("--broadcast-token must not be empty")
     ice = ice_settings_from_args(args)
@@ -352,7 +377,19 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         heartbeat_s=args.heartbeat,
         allowed_origins=allowed_origins,
         redis_url=args.redis,
+        peer_grace_s=args.peer_grace,
+        failover_urls=failover_urls,
     )
+
+
+_SERVER_URL_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,260}/?$")
+
+
+def parse_server_url(text: str, option: str) -> str:
+    """`http(s)://HOST[:PORT]`, a signaling server's base URL (no path), without a slash."""
+    if not _SERVER_URL_RE.match(text):
+        raise UserError(f"bad {option} {text!r}: expected http(s)://HOST[:PORT]")
+    return text.rstrip("/")
 
 
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,260}$")

@@ -57,7 +57,15 @@ class Directory(Protocol):
         """Admit `peer_id` (ProtocolError if refused, nothing changed) and pick candidates."""
         ...
 
-    async def leave(self, peer_id: str, now: float) -> None: ...
+    async def leave(self, peer_id: str, now: float, graceful: bool = True) -> None:
+        """`peer_id`'s socket closed. `graceful` (it said goodbye): its neighbours hear now;
+        otherwise only after the grace period, if it has not joined again by then."""
+        ...
+
+    async def expire(self, now: float) -> None:
+        """Send `peer_left` for departed peers whose grace period is over."""
+        ...
+
     async def signal(self, from_id: str, to_id: str, data: dict[str, Any]) -> None:
         """Deliver a signal to `to_id` wherever it is; ProtocolError if not in the channel."""
         ...
@@ -109,8 +117,8 @@ class LocalDirectory:
         self.events.deliver(replaced.notify, {"type": "peer_left", "peer_id": replaced.peer_id})
         self.events.replaced(replaced.peer_id)
 
-    async def leave(self, peer_id: str, now: float) -> None:
-        left = self.registry.leave(peer_id, now)
+    async def leave(self, peer_id: str, now: float, graceful: bool = True) -> None:
+        left = self.registry.leave(peer_id, now, graceful=graceful)
         if left is None:
             return
         self.events.deliver(left.notify, {"type": "peer_left", "peer_id": peer_id})
@@ -130,8 +138,19 @@ class LocalDirectory:
     async def candidates(self, peer_id: str, request: GetPeers) -> list[Candidate]:
         return self.registry.candidates(peer_id, request)
 
+    async def expire(self, now: float) -> None:
+        for notice in self.registry.expire(now):
+            self.events.deliver(notice.notify, {"type": "peer_left", "peer_id": notice.peer_id})
+            channel = self.registry.channels.get(notice.channel)
+            if notice.broadcast_ended and channel is not None:
+                self.events.deliver(
+                    list(channel.peers), {"type": "broadcast_ended", "reason": "broadcaster_left"}
+                )
+
     async def status(self, peer_id: str, status: Status) -> None:
-        self.registry.status(peer_id, status)
+        gone = self.registry.status(peer_id, status, time.monotonic())
+        for other_id in gone:
+            self.events.deliver([peer_id], {"type": "peer_left", "peer_id": other_id})
 
     async def publish(self, peer_id: str, media: dict[str, Any], now: float) -> None:
         channel = self.registry.publish(peer_id, media, now)

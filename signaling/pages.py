@@ -94,6 +94,8 @@ async def watch(request: web.Request) -> web.Response:
         "ws_path": "/ws",
         "protocol_version": PROTOCOL_VERSION,
         "ice_servers": state.config.ice_servers_json(),
+        # Other servers of the cluster the page fails over to (it tries its own origin first).
+        "failover_urls": list(state.config.failover_urls),
     }
     summary = await state.directory.channel_summary(name, time.monotonic())
     return render(

@@ -15,7 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from signaling_wire import CHANNEL_NAME_RE, PEER_ID_RE, PROTOCOL_VERSION, ROLES, Role
+from signaling_wire import (
+    CHANNEL_NAME_RE,
+    MAX_PEER_SECRET_CHARS,
+    MIN_PEER_SECRET_CHARS,
+    PEER_ID_RE,
+    PROTOCOL_VERSION,
+    ROLES,
+    Role,
+)
 
 MAX_SECRET_CHARS = 256
 MAX_TOKEN_CHARS = 256
@@ -58,6 +66,8 @@ class Join:
     role: Role
     secret: str | None
     token: str | None
+    #: The client's own secret its peer id is derived from (signaling_wire.peer_id_for).
+    peer_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +150,12 @@ def _parse_join(obj: dict[str, Any], size_bytes: int, limits: Limits) -> Join:
     token = _optional_str(obj, "token", MAX_TOKEN_CHARS)
     if role == "broadcaster" and not secret:
         raise ProtocolError("invalid_message", "a broadcaster join needs a non-empty 'secret'")
-    return Join(channel=channel, role=role, secret=secret, token=token)
+    peer_secret = _optional_str(obj, "peer_secret", MAX_PEER_SECRET_CHARS)
+    if peer_secret is not None and len(peer_secret) < MIN_PEER_SECRET_CHARS:
+        raise ProtocolError(
+            "invalid_message", f"'peer_secret' needs at least {MIN_PEER_SECRET_CHARS} chars"
+        )
+    return Join(channel=channel, role=role, secret=secret, token=token, peer_secret=peer_secret)
 
 
 def _parse_publish(obj: dict[str, Any], size_bytes: int, limits: Limits) -> Publish:

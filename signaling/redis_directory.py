@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from signaling import cluster_model as model
-from signaling.channels import LeaveResult, Registry
+from signaling.channels import Departure, GoneNotice, LeaveResult, Registry
 from signaling.config import ServerConfig
 from signaling.directory import Events, Joined, LocalDirectory, Totals
 from signaling.protocol import GetPeers, Join, ProtocolError, Status
@@ -91,7 +91,9 @@ end
 take(KEYS[2], math.floor(budget / 2))
 take(KEYS[1], budget)
 local claim
+local previous = ''
 if ARGV[3] == '1' then
+  previous = redis.call('HGET', KEYS[3], ARGV[1]) or ''
   redis.call('SADD', KEYS[1], ARGV[1])
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
   if ARGV[5] == '1' then redis.call('SADD', KEYS[2], ARGV[1]) end
@@ -102,7 +104,52 @@ else
 end
 local infos = {}
 if #ids > 0 then infos = redis.call('HMGET', KEYS[3], unpack(ids)) end
-return {ids, infos, claim}
+return {ids, infos, claim, previous}
+"""
+
+# Remove a peer's records if they are still this process's (the peer may have joined again on
+# another process meanwhile: then they are that one's). KEYS: members, preferred, info, the
+# process's peers. ARGV: peer, proc, its process entry. Returns 1 if removed.
+_FORGET = """
+redis.call('SREM', KEYS[4], ARGV[3])
+local info = redis.call('HGET', KEYS[3], ARGV[1])
+if info then
+  local ok, decoded = pcall(cjson.decode, info)
+  if ok and type(decoded) == 'table' and decoded[1] ~= ARGV[2] then return 0 end
+end
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+
+# After process ARGV[1] died: remove its peers' records, except those of peers that joined
+# again elsewhere meanwhile. KEYS: its peers, its figures. ARGV: the process, the key prefix.
+# Returns the removed "CHANNEL PEER"s.
+_CLEANUP = """
+local removed = {}
+for _, entry in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local space = string.find(entry, ' ', 1, true)
+  if space then
+    local channel, peer = string.sub(entry, 1, space - 1), string.sub(entry, space + 1)
+    local info_key = ARGV[2] .. 'info:' .. channel
+    local info = redis.call('HGET', info_key, peer)
+    local mine = true
+    if info then
+      local ok, decoded = pcall(cjson.decode, info)
+      mine = not (ok and type(decoded) == 'table' and decoded[1] ~= ARGV[1])
+    end
+    if mine then
+      redis.call('SREM', ARGV[2] .. 'members:' .. channel, peer)
+      redis.call('SREM', ARGV[2] .. 'preferred:' .. channel, peer)
+      redis.call('HDEL', info_key, peer)
+      removed[#removed + 1] = entry
+    end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', ARGV[2] .. 'procs', ARGV[1])
+return removed
 """
 
 #: Where peers of other processes are (a peer never moves): (channel, peer) -> process.
@@ -150,6 +197,8 @@ class RedisDirectory(LocalDirectory):
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
         self._sample_script = self.redis.register_script(_SAMPLE)
+        self._forget_script = self.redis.register_script(_FORGET)
+        self._cleanup_script = self.redis.register_script(_CLEANUP)
         self._where: dict[tuple[str, str], str] = {}
         #: Our peers in their channel's preferred pool in Redis.
         self._preferred: set[str] = set()
@@ -205,13 +254,22 @@ class RedisDirectory(LocalDirectory):
                 await self._forget(result.replaced)
             if old_peer and old_proc not in ("", self.proc) and old_proc in self.live_procs:
                 await self._send_to_proc(old_proc, {"op": "replace", "peer": old_peer})
-            candidates, claim = await self._sample(channel_name, peer_id, count, join=info)
+            candidates, claim, previous = await self._sample(
+                channel_name, peer_id, count, join=info
+            )
             if info.preferred:
                 self._preferred.add(peer_id)
+            # The same id held by another live process (its old socket not noticed closed yet):
+            # that one drops it quietly.
+            if previous is not None and previous.proc != self.proc:
+                await self._learn_procs({previous.proc})
+                if previous.proc in self.live_procs:
+                    await self._send_to_proc(previous.proc, {"op": "evict", "peer": peer_id})
         except (RedisError, OSError) as error:
             with contextlib.suppress(RedisError, OSError):
                 await self.leave(peer_id, now)
             self.registry.leave(peer_id, now)  # when Redis failed before leave() got to it
+            self.registry.departures.pop(peer_id, None)
             log.warning("join failed: %s", error)
             raise ProtocolError(
                 "unavailable", "the cluster is unavailable, try again", fatal=True
@@ -262,15 +320,21 @@ class RedisDirectory(LocalDirectory):
         """A connected broadcaster's claim outlives its process's last heartbeat by claim_ttl."""
         return int((self.config.owner_ttl_s + self.config.cluster_liveness_s) * 1000)
 
-    async def leave(self, peer_id: str, now: float) -> None:
+    async def leave(self, peer_id: str, now: float, graceful: bool = True) -> None:
         peer = self.registry.peers.get(peer_id)
         if peer is None:
             return
         channel_name, role = peer.channel, peer.role
-        left = self.registry.leave(peer_id, now)
+        left = self.registry.leave(peer_id, now, graceful=graceful)
         assert left is not None
         self.events.deliver(left.notify, {"type": "peer_left", "peer_id": peer_id})
         await self._forget(left)
+        if left.departure is not None and not self._closing:
+            # Every process holds the departure: each tells its own peers that knew it, unless
+            # it joined again anywhere within the grace period.
+            with contextlib.suppress(RedisError, OSError):
+                ended_ids = [peer_id] if left.departure.ended_broadcast else []
+                await self._publish_departed(channel_name, [peer_id], ended_ids)
         if self._closing:
             return  # this process is going: its broadcaster's claim lasts claim_ttl, as on a crash
         try:
@@ -299,6 +363,54 @@ class RedisDirectory(LocalDirectory):
         self.replace_done(left)
         await self._forget(left)
 
+    def _evicted_here(self, peer_id: str) -> None:
+        """Our peer joined again on another process: drop the old session here, quietly (its
+        records in Redis are the new process's now)."""
+        peer = self.registry.peers.get(peer_id)
+        if peer is None:
+            return
+        self.registry.leave(peer_id, time.monotonic(), replaced=True)
+        self._dirty.get(peer.channel, {}).pop(peer_id, None)
+        self._preferred.discard(peer_id)
+        self.events.replaced(peer_id)
+
+    async def _publish_departed(
+        self, channel_name: str, peer_ids: list[str], ended: list[str] | None = None
+    ) -> None:
+        envelope = {
+            "op": "departed",
+            "src": self.proc,
+            "channel": channel_name,
+            "peers": peer_ids,
+            "ended": ended or [],
+        }
+        await self.redis.publish(model.ALL, json.dumps(envelope, separators=(",", ":")))
+
+    async def expire(self, now: float) -> None:
+        """Tell the peers that knew a departed peer it is gone, unless it joined again anywhere
+        (one HMGET per channel)."""
+        notices = self.registry.expire(now)
+        by_channel: dict[str, list[GoneNotice]] = {}
+        for notice in notices:
+            if notice.notify or notice.broadcast_ended:
+                by_channel.setdefault(notice.channel, []).append(notice)
+        for channel_name, gone in by_channel.items():
+            try:
+                infos = await self.redis.hmget(
+                    model.info_key(channel_name), [n.peer_id for n in gone]
+                )
+            except (RedisError, OSError) as error:
+                log.warning("could not check departed peers: %s", error)
+                continue
+            for notice, text in zip(gone, infos, strict=True):
+                info = model.decode_info(_str(text)) if text is not None else None
+                if info is not None and info.proc in self.live_procs:
+                    continue  # it is back
+                self.events.deliver(notice.notify, left_message(notice.peer_id))
+                if notice.broadcast_ended:  # every process tells its own peers of the channel
+                    ended = {"type": "broadcast_ended", "reason": "broadcaster_left"}
+                    self._deliver_to_channel(channel_name, ended, except_peer=None)
+
     async def _forget(self, left: LeaveResult) -> None:
         """Remove a peer that left from Redis; tell its contacts on other processes."""
         channel_name, peer_id = left.channel, left.peer_id
@@ -306,13 +418,16 @@ class RedisDirectory(LocalDirectory):
         self._preferred.discard(peer_id)
         if self._closing:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.srem(model.members_key(channel_name), peer_id)
-        pipe.srem(model.preferred_key(channel_name), peer_id)
-        pipe.hdel(model.info_key(channel_name), peer_id)
-        pipe.srem(model.proc_peers_key(self.proc), f"{channel_name} {peer_id}")
         try:
-            await pipe.execute()
+            await self._forget_script(
+                keys=[
+                    model.members_key(channel_name),
+                    model.preferred_key(channel_name),
+                    model.info_key(channel_name),
+                    model.proc_peers_key(self.proc),
+                ],
+                args=[peer_id, self.proc, f"{channel_name} {peer_id}"],
+            )
             await self._route(channel_name, left.notify_elsewhere, left_message(peer_id))
         except (RedisError, OSError) as error:
             # It stays a member until this process restarts or dies (then it is swept); a
@@ -328,7 +443,7 @@ class RedisDirectory(LocalDirectory):
         if peer is None:
             raise ProtocolError("not_joined", "send join first")
         exclude = request.exclude | peer.neighbours
-        candidates, _ = await self._sample(peer.channel, peer_id, request.count, exclude=exclude)
+        candidates, _, _ = await self._sample(peer.channel, peer_id, request.count, exclude=exclude)
         return candidates
 
     async def _sample(
@@ -338,11 +453,12 @@ class RedisDirectory(LocalDirectory):
         count: int,
         exclude: frozenset[str] = frozenset(),
         join: model.PeerInfo | None = None,
-    ) -> tuple[list[Candidate], dict[str, str]]:
+    ) -> tuple[list[Candidate], dict[str, str], model.PeerInfo | None]:
         """Weigh a bounded sample of the channel's members, in one round trip (_SAMPLE); with
-        `join`, add `requester` to the channel too. Returns the candidates and the claim."""
+        `join`, add `requester` to the channel too. Returns the candidates, the claim and (on a
+        join) where `requester` was recorded before."""
         entry = f"{channel_name} {requester}"
-        ids, infos, flat_claim = await self._sample_script(
+        ids, infos, flat_claim, previous = await self._sample_script(
             keys=[
                 model.members_key(channel_name),
                 model.preferred_key(channel_name),
@@ -368,7 +484,8 @@ class RedisDirectory(LocalDirectory):
         )
         seq = claim.get("seq", "")
         live_edge_seq = int(seq) if seq.isdigit() else None
-        return draw(pool, count, self.registry.rng, live_edge_seq), claim
+        previous_info = model.decode_info(_str(previous)) if previous else None
+        return draw(pool, count, self.registry.rng, live_edge_seq), claim, previous_info
 
     async def status(self, peer_id: str, status: Status) -> None:
         self.registry.status(peer_id, status)
@@ -409,9 +526,12 @@ class RedisDirectory(LocalDirectory):
         )
 
     async def _where_is(self, channel_name: str, peer_id: str) -> str | None:
-        """The live process holding `peer_id` in this channel (cached: a peer never moves)."""
+        """The live process holding `peer_id` in this channel (cached; a peer moves only when
+        its server goes away, and a signal that missed it is forwarded: `_on_envelope`)."""
         key = (channel_name, peer_id)
         proc = self._where.get(key)
+        if proc is not None and proc not in self.live_procs:
+            proc = None  # it joined again elsewhere, or is gone: ask Redis
         if proc is None:
             text = await self.redis.hget(model.info_key(channel_name), peer_id)
             info = model.decode_info(_str(text)) if text is not None else None
@@ -505,7 +625,15 @@ class RedisDirectory(LocalDirectory):
             op = envelope["op"]
             if op == "signal":
                 to_id, from_id = envelope["to"], envelope["from"]
-                if to_id not in self.registry.peers:  # it left: the sender's server forgets it
+                if to_id not in self.registry.peers:
+                    # It moved to another process (its server went away): forward once.
+                    self._where.pop((envelope["channel"], to_id), None)
+                    moved_to = await self._where_is(envelope["channel"], to_id)
+                    if moved_to not in (None, self.proc) and not envelope.get("forwarded"):
+                        assert moved_to is not None
+                        await self._send_to_proc(moved_to, {**envelope, "forwarded": True})
+                        return
+                    # It left: the sender's server forgets it.
                     gone = {"op": "gone", "channel": envelope["channel"], "peer": to_id}
                     await self._send_to_proc(envelope["from_proc"], {**gone, "to": from_id})
                     return
@@ -524,6 +652,21 @@ class RedisDirectory(LocalDirectory):
                 self._deliver_to_channel(envelope["channel"], envelope["msg"], envelope["except"])
             elif op == "replace":
                 await self._replaced_here(envelope["peer"])
+            elif op == "evict":
+                self._evicted_here(envelope["peer"])
+            elif op == "departed" and envelope["src"] != self.proc:
+                deadline_s = time.monotonic() + self.registry.peer_grace_s
+                ended = set(envelope.get("ended", []))
+                for peer_id in envelope["peers"]:
+                    self.registry.add_departure(
+                        Departure(
+                            str(peer_id),
+                            str(envelope["channel"]),
+                            frozenset(),
+                            deadline_s,
+                            peer_id in ended,
+                        )
+                    )
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed cluster message")
         except Exception:  # one bad message must not stop the listener
@@ -600,18 +743,26 @@ class RedisDirectory(LocalDirectory):
         lock = f"{model.PREFIX}cleanup:{proc}"
         if not await self.redis.set(lock, "1", nx=True, ex=CLEANUP_LOCK_S):
             return
-        entries = await self.redis.smembers(model.proc_peers_key(proc))
-        pipe = self.redis.pipeline(transaction=False)
-        for entry in entries:
-            channel_name, _, peer_id = _str(entry).partition(" ")
-            pipe.srem(model.members_key(channel_name), peer_id)
-            pipe.srem(model.preferred_key(channel_name), peer_id)
-            pipe.hdel(model.info_key(channel_name), peer_id)
-        pipe.delete(model.proc_peers_key(proc), model.proc_channels_key(proc))
-        pipe.zrem(model.PROCS, proc)
-        await pipe.execute()
+        entries = await self._cleanup_script(
+            keys=[model.proc_peers_key(proc), model.proc_channels_key(proc)],
+            args=[proc, model.PREFIX],
+        )
         self.live_procs.discard(proc)
         log.info("cleaned up after signaling process %s (%d peers)", proc, len(entries))
+        if proc == self.proc:
+            return
+        # Its peers get the grace period to join again elsewhere; then whoever knew them hears.
+        by_channel: dict[str, list[str]] = {}
+        for entry in entries:
+            channel_name, _, peer_id = _str(entry).partition(" ")
+            by_channel.setdefault(channel_name, []).append(peer_id)
+        deadline_s = time.monotonic() + self.registry.peer_grace_s
+        for channel_name, peer_ids in by_channel.items():
+            for peer_id in peer_ids:
+                self.registry.add_departure(
+                    Departure(peer_id, channel_name, frozenset(), deadline_s)
+                )
+            await self._publish_departed(channel_name, peer_ids)
 
     async def sweep(self, now: float) -> None:
         await super().sweep(now)

@@ -40,6 +40,8 @@ class Connection:
     turn_expires_at_unix_s: int | None = None
     rate_violations: int = 0
     dropped: bool = False
+    #: The client closed the socket normally (1000/1001): it left for good, no grace period.
+    said_goodbye: bool = False
 
 
 @dataclass
@@ -50,6 +52,8 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     connections: set[Connection] = field(default_factory=set)
     by_peer: dict[str, Connection] = field(default_factory=dict)
+    #: Set when the server shuts down: its peers' sockets close without their saying goodbye.
+    shutting_down: bool = False
     #: Sockets closed so far, refused ones included (the standalone server's GC schedule).
     closed_connections: int = 0
     started_at_s: float = field(default_factory=time.monotonic)

@@ -13,6 +13,8 @@ its own PROTOCOL_VERSION).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from typing import Literal
 
@@ -26,4 +28,39 @@ CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PEER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 """Peer ids are chosen by the server; peers check what they echo back (signal `to`, status)."""
 
-__all__ = ["CHANNEL_NAME_RE", "PEER_ID_RE", "PROTOCOL_VERSION", "ROLES", "Role"]
+MIN_PEER_SECRET_CHARS = 16
+MAX_PEER_SECRET_CHARS = 256
+"""A join's `peer_secret`: a random string the client keeps for its whole life and sends to the
+servers only (never to other peers). Its peer id is derived from it, see `peer_id_for`."""
+
+PEER_ID_CHARS = 16
+"""Length of an id derived from a peer secret (96 bits); random ids of secret-less joins are
+shorter (11), so the two kinds never collide."""
+
+_PEER_ID_DOMAIN = b"streamer peer id\x00"
+
+
+def peer_id_for(channel: str, peer_secret: str) -> str:
+    """The peer id a join with `peer_secret` gets in `channel`: the same on every server of a
+    cluster and after a server restart (nothing is stored), and nobody can take an id without
+    its secret (finding a secret for a given id is a SHA-256 preimage)."""
+    digest = hashlib.sha256(
+        _PEER_ID_DOMAIN
+        + channel.encode("utf-8", "surrogatepass")
+        + b"\x00"
+        + peer_secret.encode("utf-8", "surrogatepass")
+    ).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")[:PEER_ID_CHARS]
+
+
+__all__ = [
+    "CHANNEL_NAME_RE",
+    "MAX_PEER_SECRET_CHARS",
+    "MIN_PEER_SECRET_CHARS",
+    "PEER_ID_CHARS",
+    "PEER_ID_RE",
+    "PROTOCOL_VERSION",
+    "ROLES",
+    "Role",
+    "peer_id_for",
+]

@@ -44,7 +44,7 @@ async def test_index_lists_live_channels_with_figures(aiohttp_client: Any) -> No
 
 
 async def test_watch_page_escapes_and_rejects_bad_names(aiohttp_client: Any) -> None:
-    client = await make_client(aiohttp_client)
+    client = await make_client(aiohttp_client, failover_urls=("http://b.example:8081",))
     resp = await client.get("/watch/my_show")
     html = await resp.text()
     assert resp.status == 200 and "my_show" in html
@@ -56,6 +56,7 @@ async def test_watch_page_escapes_and_rejects_bad_names(aiohttp_client: Any) -> 
         "ws_path": "/ws",
         "protocol_version": 1,
         "ice_servers": [],
+        "failover_urls": ["http://b.example:8081"],
     }
     resp = await client.get("/watch/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     body = await resp.text()

@@ -33,6 +33,8 @@ const out = {
     PROTOCOL_VERSION: signaling.PROTOCOL_VERSION,
     ROLES: signaling.ROLES,
     PEER_ID_RE: signaling.PEER_ID_RE.source,
+    MIN_PEER_SECRET_CHARS: signaling.MIN_PEER_SECRET_CHARS,
+    MAX_PEER_SECRET_CHARS: signaling.MAX_PEER_SECRET_CHARS,
   },
   wire: pick(wire, NAMES),
 };
@@ -97,6 +99,8 @@ def test_page_speaks_the_signaling_vocabulary(js_constants: dict[str, Any]) -> N
     assert tuple(page["ROLES"]) == signaling_wire.ROLES
     # The same pattern text means the same language here: ^, [..], {m,n} and $ only.
     assert page["PEER_ID_RE"] == signaling_wire.PEER_ID_RE.pattern
+    assert page["MIN_PEER_SECRET_CHARS"] == signaling_wire.MIN_PEER_SECRET_CHARS
+    assert page["MAX_PEER_SECRET_CHARS"] == signaling_wire.MAX_PEER_SECRET_CHARS
 
 
 def test_page_speaks_the_peer_wire_protocol(js_constants: dict[str, Any]) -> None:

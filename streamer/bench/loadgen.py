@@ -65,6 +65,8 @@ class LoadOptions:
     status_interval_s: float = 1.0
     neighbours: int = 2
     """A viewer's neighbours at most (the relay, maybe the broadcaster)."""
+    fallback_server_urls: tuple[str, ...] = ()
+    """The cluster's other servers (each viewer fails over to them)."""
 
 
 @dataclass
@@ -100,6 +102,7 @@ def viewer_config(options: LoadOptions, index: int) -> NodeConfig:
     roles = ("relay", "broadcaster") if options.with_source else ("relay",)
     return NodeConfig(
         server_url=options.server_url,
+        fallback_server_urls=options.fallback_server_urls,
         channel=options.channel,
         role="viewer",
         max_neighbours=options.neighbours,

@@ -17,7 +17,13 @@ import time
 from typing import Any
 
 from signaling import config as signaling_config
-from streamer.commands.relay import add_ice_arguments, check_channel_name, rtc_config
+from streamer.commands.relay import (
+    add_ice_arguments,
+    add_server_argument,
+    check_channel_name,
+    rtc_config,
+    server_urls,
+)
 from streamer.errors import UserError
 from streamer.media import MediaOptions, MediaStream, open_media, open_push
 from streamer.media.ingest import ListenInterrupted, PushListener
@@ -72,8 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pushes with another key are refused",
     )
     parser.add_argument("--channel", default="live", help="channel name (default: live)")
-    parser.add_argument(
-        "--server", help="signaling server base URL; without it one is started embedded"
+    add_server_argument(
+        parser,
+        required=False,
+        help="signaling server base URL (repeat it for the other servers of a cluster: the "
+        "broadcaster fails over to them); without it one is started embedded",
     )
     parser.add_argument("--host", default="127.0.0.1", help="embedded server address")
     parser.add_argument(
@@ -205,15 +214,18 @@ async def _broadcast(args: argparse.Namespace) -> int:
     stats: dict[str, Any] = {}
     stop = asyncio.Event()
     try:
-        url = args.server
-        if url is None:
+        fallback_urls: tuple[str, ...] = ()
+        if args.server is None:
             server = await _start_embedded_server(args.host, args.port, ice)
             url = server.url
+        else:
+            url, fallback_urls = server_urls(args)
         print(f"watch: {url.rstrip('/')}/watch/{args.channel}", flush=True)
         epoch = session_epoch_for(time.time())
         node = SwarmNode(
             NodeConfig(
                 server_url=url,
+                fallback_server_urls=fallback_urls,
                 channel=args.channel,
                 role="broadcaster",
                 secret=key.secret,

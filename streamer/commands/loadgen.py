@@ -14,7 +14,7 @@ from pathlib import Path
 
 from streamer.bench.capacity import MAX_VIEWERS
 from streamer.bench.loadgen import LoadOptions, run_load
-from streamer.commands.relay import check_channel_name
+from streamer.commands.relay import add_server_argument, check_channel_name, server_urls
 from streamer.errors import UserError
 from streamer.node.runner import install_stop_signals
 
@@ -23,7 +23,7 @@ HELP = "run many headless viewers in one process that fetch only from relays (ca
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", required=True, help="signaling server base URL")
+    add_server_argument(parser, required=True)
     parser.add_argument("--channel", default="live", help="channel name (default: live)")
     parser.add_argument("--viewers", type=int, default=10, help="viewers (default 10)")
     parser.add_argument(
@@ -53,8 +53,10 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    first, others = server_urls(args)
     options = LoadOptions(
-        server_url=args.server,
+        server_url=first,
+        fallback_server_urls=others,
         channel=args.channel,
         viewers=args.viewers,
         duration_s=args.duration,

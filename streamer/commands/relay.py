@@ -24,7 +24,7 @@ HELP = "run a headless relay peer that adds upload capacity to a channel"
 
 def add_node_arguments(parser: argparse.ArgumentParser, max_neighbours: int) -> None:
     """Options relay and watch share."""
-    parser.add_argument("--server", required=True, help="signaling server base URL")
+    add_server_argument(parser, required=True)
     parser.add_argument("--channel", default="live", help="channel name (default: live)")
     parser.add_argument(
         "--max-neighbours", type=int, default=max_neighbours, help="neighbours at most"
@@ -34,6 +34,25 @@ def add_node_arguments(parser: argparse.ArgumentParser, max_neighbours: int) -> 
     parser.add_argument("--stats-json", help="write stats to this file on exit")
     parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
     add_ice_arguments(parser)
+
+
+def add_server_argument(parser: argparse.ArgumentParser, required: bool, help: str = "") -> None:
+    """`--server URL`, repeatable: the servers of one cluster, failed over to in turn."""
+    parser.add_argument(
+        "--server",
+        action="append",
+        required=required,
+        metavar="URL",
+        help=help
+        or "signaling server base URL; repeat it for the other servers of a cluster (the peer "
+        "fails over to them, keeping its peer id)",
+    )
+
+
+def server_urls(args: argparse.Namespace) -> tuple[str, tuple[str, ...]]:
+    """The first `--server` and the others (NodeConfig.server_url, fallback_server_urls)."""
+    urls: list[str] = args.server
+    return urls[0], tuple(urls[1:])
 
 
 def add_ice_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,8 +84,10 @@ def node_config(args: argparse.Namespace, role: str, target_neighbours: int) -> 
         limit_bps = parse_rate_bps(args.upload_limit) if args.upload_limit else None
     except ValueError as error:
         raise UserError(str(error)) from None
+    first, others = server_urls(args)
     return NodeConfig(
-        server_url=args.server,
+        server_url=first,
+        fallback_server_urls=others,
         channel=args.channel,
         role=role,
         max_neighbours=args.max_neighbours,

@@ -119,6 +119,13 @@ class NodeConfig:
     swarm: SwarmConfig = field(default_factory=SwarmConfig)
     rtc: RtcConfig = field(default_factory=RtcConfig)
     connect_timeout_s: float = 10.0
+    fallback_server_urls: tuple[str, ...] = ()
+    """More servers of the cluster: the client tries them all (in its own shuffled order) and
+    fails over to the next when it loses one."""
+
+    @property
+    def server_urls(self) -> tuple[str, ...]:
+        return (self.server_url, *self.fallback_server_urls)
 
     def __post_init__(self) -> None:
         if self.role not in SWARM_ROLE_BY_SIGNALING_ROLE:
@@ -180,7 +187,7 @@ class SwarmNode:
         self._rng = random.Random(config.seed if config.seed is not None else os.urandom(8))
         try:
             self.client = SignalingClient(
-                config.server_url,
+                config.server_urls,
                 channel=config.channel,
                 role=config.role,
                 secret=config.secret,
@@ -747,7 +754,8 @@ class SwarmNode:
 def describe_signaling_error(error: SignalingError, config: NodeConfig) -> str:
     """One line a user can act on."""
     if error.code in ("unreachable", "timeout"):
-        return f"cannot reach the signaling server at {config.server_url} ({error.message})"
+        where = " or ".join(config.server_urls)
+        return f"cannot reach the signaling server at {where} ({error.message})"
     if error.code == "channel_owned":
         return (
             f"channel {config.channel!r} belongs to another broadcaster "

@@ -323,9 +323,10 @@ class PeerManager:
         inbox.append(data)
 
     def handle_peer_left(self, peer_id: str) -> None:
-        """The server says `peer_id` left: close it now instead of waiting for ICE to notice."""
+        """The server says `peer_id` is gone (a goodbye, or not back within the server's grace
+        period): close it now, open or not, instead of waiting for ICE to notice."""
         peer = self._peers.get(peer_id)
-        if peer is not None and peer.state != _OPEN:
+        if peer is not None:
             self._close_peer(peer, "peer_left")
 
     def send(self, peer_id: str, data: bytes) -> bool:

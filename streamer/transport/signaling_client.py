@@ -1,9 +1,12 @@
 """Asyncio client for the signaling server's `/ws` JSON contract (docs/signaling.md).
 
 Why a client of its own: every peer (broadcaster, relay, watcher) needs the same join / welcome /
-signal / status dance, and the same behaviour when the server restarts: reconnect with backoff,
-join again (the server gives a new peer id), re-publish the media if this is the broadcaster, and
-tell the caller (`Disconnected`, then `Reconnected`) so it can refresh what depends on the session.
+signal / status dance, and the same behaviour when its server goes away: reconnect to the next of
+its servers (a per-client shuffled order) with capped exponential backoff and full jitter (so the
+peers of a dead server do not all come back at once), join again under the same peer id (bound to
+a secret only this client holds: `peer_secret`, signaling_wire.peer_id_for), re-publish the media
+if this is the broadcaster, and tell the caller (`Disconnected`, then `Reconnected`) so it can
+refresh what depends on the session.
 
 Rules this module never breaks:
 - A malformed message from the server is logged and skipped; it never raises into the caller.
@@ -20,6 +23,7 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,9 +135,11 @@ class Disconnected:
 
 @dataclass(frozen=True)
 class Reconnected:
-    """Joined again after a drop. The peer id is new: everything keyed on the old one is stale."""
+    """Joined again after a drop, maybe on another server. The peer id is the same (servers
+    that know `peer_secret`); `id_changed` says when it is not (a server without it)."""
 
     welcome: Welcome
+    id_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,28 @@ SignalingEvent = (
 
 class _MalformedMessage(ValueError):
     """A server message whose fields have the wrong types (logged and skipped)."""
+
+
+#: Errors after which another server (or the same one later) may well take us.
+_RETRYABLE = ("unreachable", "timeout", "unavailable")
+
+
+def backoff_delay_s(
+    attempt: int, rng: random.Random, initial_s: float = 0.25, max_s: float = 5.0
+) -> float:
+    """Wait before reconnect attempt `attempt` (0-based): full jitter, uniform in [0, cap) with
+    the cap doubling from `initial_s` up to `max_s`, so peers that lost one server together
+    spread their rejoins instead of arriving as one herd."""
+    cap_s = min(max_s, initial_s * 2 ** max(0, min(attempt, 30)))
+    return rng.uniform(0.0, cap_s)
+
+
+def server_order(urls: Sequence[str], rng: random.Random) -> list[str]:
+    """The order one client tries its servers in: shuffled per client (spreads the load), each
+    once; duplicates dropped."""
+    unique = list(dict.fromkeys(urls))
+    rng.shuffle(unique)
+    return unique
 
 
 def websocket_url(base_url: str) -> str:
@@ -324,7 +352,7 @@ class SignalingClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         channel: str,
         role: str,
@@ -336,12 +364,23 @@ class SignalingClient:
         backoff_max_s: float = 5.0,
         heartbeat_s: float | None = 20.0,
         max_message_bytes: int = 1024 * 1024,
+        rng: random.Random | None = None,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         if role == "broadcaster" and not secret:
             raise ValueError("a broadcaster needs a secret")
-        self.url = websocket_url(url)
+        self._rng = rng or random.Random()
+        given = [url] if isinstance(url, str) else list(url)
+        if not given:
+            raise ValueError("at least one signaling server URL is needed")
+        #: The servers in this client's order; `url` is the one in use (or tried next).
+        self.urls = server_order([websocket_url(u) for u in given], self._rng)
+        self._url_index = 0
+        self.url = self.urls[0]
+        #: Sent to servers only, never to peers: our peer id is derived from it, so we keep the
+        #: id on every server and nobody else can take it.
+        self.peer_secret = secrets.token_urlsafe(24)
         self.channel = channel
         self.role = role
         self._secret = secret
@@ -378,14 +417,14 @@ class SignalingClient:
         """Open the socket, join, and return the welcome; then keep the session in the background.
 
         Raises SignalingError: the server's code when it refuses the join, `unreachable` or
-        `timeout` when it cannot be reached (the first connect is not retried: the user typed
-        a URL and wants to know now).
+        `timeout` when none of the servers can be reached (each is tried once, no backoff: the
+        user typed the URLs and wants to know now).
         """
         if self._task is not None:
             raise RuntimeError("connect() called twice")
         self._session = aiohttp.ClientSession()
         try:
-            self._ws, self.welcome = await self._open_and_join()
+            self._ws, self.welcome = await self._join_first_reachable()
         except BaseException:
             await self._session.close()
             self._session = None
@@ -501,7 +540,26 @@ class SignalingClient:
             message["secret"] = self._secret
         if self._token is not None:
             message["token"] = self._token
+        message["peer_secret"] = self.peer_secret
         return message
+
+    async def _join_first_reachable(self) -> tuple[aiohttp.ClientWebSocketResponse, Welcome]:
+        """Each server once, in our order, until one takes us."""
+        error: SignalingError | None = None
+        for _ in self.urls:
+            try:
+                return await self._open_and_join()
+            except SignalingError as failed:
+                if failed.code not in _RETRYABLE:
+                    raise
+                error = failed
+                self._next_server()
+        assert error is not None
+        raise error
+
+    def _next_server(self) -> None:
+        self._url_index = (self._url_index + 1) % len(self.urls)
+        self.url = self.urls[self._url_index]
 
     async def _open_and_join(self) -> tuple[aiohttp.ClientWebSocketResponse, Welcome]:
         assert self._session is not None
@@ -590,22 +648,29 @@ class SignalingClient:
         return f"socket closed (code {ws.close_code})"
 
     async def _rejoin(self, reason: str) -> None:
-        delay_s = self._backoff_initial_s
+        """Next server first (the one we lost is likely down), then round the list, backing
+        off between attempts."""
+        old_id = self.peer_id
+        attempt = 0
         while not self._closing:
-            jittered_s = delay_s * (0.75 + 0.5 * random.random())
-            self._events.put_nowait(Disconnected(reason=reason, retry_in_s=jittered_s))
-            logger.info("signaling lost (%s); retrying in %.2f s", reason, jittered_s)
-            await asyncio.sleep(jittered_s)
+            self._next_server()
+            delay_s = backoff_delay_s(
+                attempt, self._rng, self._backoff_initial_s, self._backoff_max_s
+            )
+            self._events.put_nowait(Disconnected(reason=reason, retry_in_s=delay_s))
+            logger.info("signaling lost (%s); trying %s in %.2f s", reason, self.url, delay_s)
+            await asyncio.sleep(delay_s)
             try:
                 self._ws, self.welcome = await self._open_and_join()
             except SignalingError as error:
-                if error.code not in ("unreachable", "timeout"):
+                if error.code not in _RETRYABLE:
                     raise  # the server answered and refused us: retrying will not help
                 reason = error.message
-                delay_s = min(delay_s * 2, self._backoff_max_s)
+                attempt += 1
                 continue
             self.reconnects += 1
             if self._published_media is not None:
                 await self.send({"type": "publish", "media": self._published_media})
-            self._events.put_nowait(Reconnected(welcome=self.welcome))
+            changed = old_id is not None and self.welcome.peer_id != old_id
+            self._events.put_nowait(Reconnected(welcome=self.welcome, id_changed=changed))
             return

@@ -19,7 +19,15 @@ import {
   peerShare,
 } from "../../web/static/js/stats.js";
 import { TokenBucket } from "../../web/static/js/tokenbucket.js";
-import { backoffDelayS, parseServerMessage } from "../../web/static/js/signaling.js";
+import {
+  MIN_PEER_SECRET_CHARS,
+  SignalingClient,
+  backoffDelayS,
+  joinMessage,
+  newPeerSecret,
+  parseServerMessage,
+  serverOrder,
+} from "../../web/static/js/signaling.js";
 import { MediaError, parseMedia } from "../../web/static/js/media.js";
 import { keepsOwnOffer, parseCandidate, sanitizeIceServers } from "../../web/static/js/rtc.js";
 
@@ -184,12 +192,82 @@ test("signaling: server messages validated, malformed ones refused", () => {
   assert.deepEqual(e, { type: "error", code: "channel_full", message: "", fatal: true });
 });
 
-test("signaling: reconnect backoff doubles, is capped and jittered", () => {
-  assert.equal(backoffDelayS(0, () => 0.5), 0.5);
-  assert.equal(backoffDelayS(3, () => 0.5), 4);
-  assert.equal(backoffDelayS(30, () => 0.5), 10);
-  assert.equal(backoffDelayS(30, () => 0), 7.5);
-  assert.equal(backoffDelayS(30, () => 1), 12.5);
+test("signaling: reconnect backoff doubles, is capped and fully jittered", () => {
+  assert.equal(backoffDelayS(0, () => 0.5), 0.25);
+  assert.equal(backoffDelayS(3, () => 0.5), 2);
+  assert.equal(backoffDelayS(30, () => 0.5), 2.5); // capped at 5 s: within a server's grace
+  assert.equal(backoffDelayS(1e9, () => 0.999), 4.995);
+  assert.equal(backoffDelayS(30, () => 0), 0); // full jitter: anywhere from at once to the cap
+  // Many clients that lost one server spread over the whole window, not one instant.
+  let seed = 7;
+  const lcg = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const delays = Array.from({ length: 1000 }, () => backoffDelayS(2, lcg));
+  const early = delays.filter((d) => d < 1).length;
+  assert.ok(early > 400 && early < 600, `half in the first half of [0, 2): ${early}`);
+  assert.ok(Math.max(...delays) < 2);
+});
+
+test("signaling: own server first, the others shuffled per client, no repeats", () => {
+  const own = "wss://a.example/ws";
+  const others = ["wss://b.example/ws", "wss://c.example/ws", own, "wss://b.example/ws"];
+  assert.deepEqual(serverOrder(own, others, () => 0), [own, "wss://c.example/ws", "wss://b.example/ws"]);
+  assert.deepEqual(serverOrder(own, others, () => 0.99), [own, "wss://b.example/ws", "wss://c.example/ws"]);
+  assert.deepEqual(serverOrder(own, []), [own]);
+});
+
+test("signaling: every join carries the same peer secret, never an id", () => {
+  const secret = newPeerSecret();
+  assert.match(secret, /^[A-Za-z0-9_-]{24}$/);
+  assert.ok(secret.length >= MIN_PEER_SECRET_CHARS);
+  assert.notEqual(newPeerSecret(), secret);
+  assert.deepEqual(joinMessage("live", "viewer", secret), {
+    type: "join",
+    v: 1,
+    channel: "live",
+    role: "viewer",
+    peer_secret: secret,
+  });
+});
+
+test("signaling: a lost server is followed by the next one, with the same join", () => {
+  const opened = [];
+  class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      this.sent = [];
+      this.readyState = 1;
+      opened.push(this);
+    }
+    send(text) {
+      this.sent.push(JSON.parse(text));
+    }
+    close() {}
+  }
+  const timers = [];
+  const realSetTimeout = globalThis.setTimeout;
+  globalThis.setTimeout = (fn, ms) => timers.push({ fn, ms }) && timers.length;
+  try {
+    const urls = ["ws://a/ws", "ws://b/ws", "ws://c/ws"];
+    const client = new SignalingClient(urls, "live", {}, { WebSocketImpl: FakeSocket, random: () => 0.5 });
+    client.connect();
+    opened[0].onopen();
+    opened[0].onclose(); // server a went away
+    assert.equal(timers.length, 1);
+    assert.equal(timers[0].ms, 250); // half of the first 0.5 s cap
+    timers.shift().fn();
+    assert.equal(opened[1].url, "ws://b/ws");
+    opened[1].onopen();
+    opened[1].onclose(); // b is down too
+    assert.equal(timers[0].ms, 500);
+    timers.shift().fn();
+    assert.equal(opened[2].url, "ws://c/ws");
+    opened[2].onopen();
+    assert.deepEqual(opened[2].sent[0], opened[0].sent[0]);
+    assert.equal(opened[0].sent[0].peer_secret, client.peerSecret);
+    client.close();
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
 });
 
 test("media description: valid one parsed, hostile ones refused with a reason", () => {

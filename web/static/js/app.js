@@ -13,7 +13,7 @@
 import { parseMedia } from "./media.js";
 import { MsePlayer, supportReport, unixNowS } from "./player.js";
 import { PeerManager } from "./rtc.js";
-import { SignalingClient, websocketUrl } from "./signaling.js";
+import { SignalingClient, serverOrder, websocketUrl } from "./signaling.js";
 import { CounterRate, assembleStats } from "./stats.js";
 import { HeaderVerifier } from "./chunkheader.js";
 import { sendControl, sendData } from "./drain.js";
@@ -81,8 +81,10 @@ export class WatchApp {
     this.uploadWake = null;
     this.uplinkGate = new UplinkGate();
     const base = serverUrl === null ? window.location : new URL(serverUrl);
-    const wsUrl = websocketUrl(base, config.ws_path ?? "/ws");
-    this.signaling = new SignalingClient(wsUrl, config.channel, this._signalingHandlers());
+    const wsPath = config.ws_path ?? "/ws";
+    const others = (config.failover_urls ?? []).map((url) => websocketUrl(new URL(url), wsPath));
+    const wsUrls = serverOrder(websocketUrl(base, wsPath), others);
+    this.signaling = new SignalingClient(wsUrls, config.channel, this._signalingHandlers());
     this.rtc = new PeerManager(this.signaling, this._rtcListener(), {
       iceServers: config.ice_servers ?? [],
       config: options.relayOnly ? { iceTransportPolicy: "relay" } : {},

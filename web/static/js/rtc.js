@@ -152,10 +152,13 @@ export class PeerManager {
     box.push(data);
   }
 
-  /** The server says peerId left: close a connection still being set up at once. */
+  /**
+   * The server says peerId is gone (it said goodbye, or did not come back within the server's
+   * grace period): close its connection at once, open or not, instead of waiting for ICE.
+   */
   handlePeerLeft(peerId) {
     const peer = this.peers.get(peerId);
-    if (peer && peer.state !== OPEN) this._closePeer(peer, "peer_left");
+    if (peer) this._closePeer(peer, "peer_left");
   }
 
   /** Queue one binary message; false when the peer is not open. Check hasRoom first. */

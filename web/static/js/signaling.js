@@ -2,8 +2,10 @@
 //
 // Why a module: the server is the only way to meet neighbours, and it can restart or drop us at
 // any time. This client joins as a viewer, turns every server message into one validated callback,
-// reconnects with capped, jittered backoff (a fresh join: the server gives a new peer id, open data
-// channels are unaffected) and never throws into its caller on a malformed message.
+// fails over to the next server of its list (the page's own first, the cluster's others shuffled)
+// with capped exponential backoff and full jitter, keeps its peer id across rejoins (the server
+// derives it from `peer_secret`, a random string this page sends to servers only), and never
+// throws into its caller on a malformed message. Open data channels are unaffected by a rejoin.
 //
 // Rules: no DOM; a message that fails validation is counted and ignored, never passed on.
 
@@ -12,11 +14,43 @@
 export const PROTOCOL_VERSION = 1;
 export const ROLES = Object.freeze(["viewer", "relay", "broadcaster"]);
 export const PEER_ID_RE = /^[A-Za-z0-9_-]{1,32}$/;
+export const MIN_PEER_SECRET_CHARS = 16;
+export const MAX_PEER_SECRET_CHARS = 256;
 
-/** Delay before reconnect attempt `attempt` (0-based): 0.5 s doubling to `maxS`, +-25 % jitter. */
-export function backoffDelayS(attempt, random = Math.random, baseS = 0.5, maxS = 10) {
-  const raw = Math.min(maxS, baseS * 2 ** Math.max(0, attempt));
-  return raw * (0.75 + 0.5 * random());
+/**
+ * Delay before reconnect attempt `attempt` (0-based): full jitter, uniform in [0, cap) with the
+ * cap doubling from `baseS` to `maxS`, so the viewers of a server that went away do not all
+ * come back at the same instant.
+ */
+export function backoffDelayS(attempt, random = Math.random, baseS = 0.5, maxS = 5) {
+  const capS = Math.min(maxS, baseS * 2 ** Math.max(0, Math.min(attempt, 30)));
+  return capS * random();
+}
+
+/**
+ * The order this page tries its servers in: `own` (the one it loaded from, known to be up)
+ * first, then the others shuffled (spreads a dead server's viewers over the rest); no repeats.
+ */
+export function serverOrder(own, others, random = Math.random) {
+  const rest = [...new Set(others)].filter((url) => url !== own);
+  for (let i = rest.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(random() * (i + 1));
+    [rest[i], rest[j]] = [rest[j], rest[i]];
+  }
+  return [own, ...rest];
+}
+
+/** A fresh peer secret: 18 random bytes, base64url (24 chars). */
+export function newPeerSecret(cryptoImpl = globalThis.crypto) {
+  const bytes = cryptoImpl.getRandomValues(new Uint8Array(18));
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  return btoa(text).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+}
+
+/** The join this page sends on every (re)connect: the same secret, so the same peer id. */
+export function joinMessage(channel, role, peerSecret) {
+  return { type: "join", v: PROTOCOL_VERSION, channel, role, peer_secret: peerSecret };
 }
 
 /** ws:// or wss:// URL for `path` on the page's own origin. */
@@ -105,8 +139,18 @@ const PERMANENT_ERRORS = new Set(["bad_channel_name", "unsupported_version", "ch
  * onIceServers(servers) (fresh TURN credentials), onError(code, message), onDisconnected(retryInS), onGiveUp(reason).
  */
 export class SignalingClient {
-  constructor(url, channel, handlers, { role = "viewer", WebSocketImpl = WebSocket } = {}) {
-    this.url = url;
+  /** `urls`: one WebSocket URL or a list in the order to try (see serverOrder). */
+  constructor(
+    urls,
+    channel,
+    handlers,
+    { role = "viewer", WebSocketImpl = WebSocket, random = Math.random, peerSecret = null } = {},
+  ) {
+    this.urls = Array.isArray(urls) ? [...urls] : [urls];
+    this.urlIndex = 0;
+    this.url = this.urls[0];
+    this.random = random;
+    this.peerSecret = peerSecret ?? newPeerSecret();
     this.channel = channel;
     this.role = role;
     this.handlers = handlers;
@@ -132,9 +176,7 @@ export class SignalingClient {
     }
     this.ws = ws;
     ws.onopen = () => {
-      ws.send(
-        JSON.stringify({ type: "join", v: PROTOCOL_VERSION, channel: this.channel, role: this.role }),
-      );
+      ws.send(JSON.stringify(joinMessage(this.channel, this.role, this.peerSecret)));
     };
     ws.onmessage = (ev) => {
       if (ws !== this.ws || typeof ev.data !== "string") return;
@@ -195,7 +237,10 @@ export class SignalingClient {
 
   _scheduleReconnect(reason) {
     if (this.closed || this._retryTimer !== null) return;
-    const delayS = backoffDelayS(this.attempt);
+    // The next server first: the one we lost (or could not reach) is likely down.
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    this.url = this.urls[this.urlIndex];
+    const delayS = backoffDelayS(this.attempt, this.random);
     this.attempt += 1;
     this.reconnects += 1;
     this.handlers.onDisconnected?.(delayS, reason);

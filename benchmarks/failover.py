@@ -1,0 +1,234 @@
+"""Failover of a signaling cluster on loopback: kill -9 one `streamer serve --redis` process
+under a live swarm and measure how fast its peers are back on the others and what the viewers saw.
+
+Starts a private redis-server and `--processes` cluster processes, then in this process a
+broadcaster (a live test pattern), `--viewers` real viewers (aiortc, SwarmNode) and `--clients`
+signaling-only peers, every one of them given all the servers (each tries them in its own
+shuffled order). Once every viewer plays, the process holding the most peers is killed with
+SIGKILL. Reported: for the peers that were on it, the time from the kill to their welcome on
+another process (p50/p99/max) and whether their ids were kept; over the viewers, continuity and
+chunks missed in the `--after` seconds after the kill, and links to ids no node has (a second
+link to a peer that came back under a new id, the old bug) at the end.
+
+    .venv/bin/python benchmarks/failover.py --processes 3 --viewers 10 --clients 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from signaling_load import local_redis
+
+from streamer.media import MediaOptions, open_media
+from streamer.media.pacing import live_chunks
+from streamer.node.driver import NodeConfig, SwarmNode
+from streamer.node.keyfile import BroadcasterKey
+from streamer.node.media_info import media_description
+from streamer.swarm import ChunkPlayed
+from streamer.transport.signaling_client import (
+    Reconnected,
+    SignalingClient,
+    websocket_url,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANNEL = "failover"
+CHUNK_S = 0.5
+EPOCH = 7
+
+
+def start_servers(count: int, redis_url: str, grace_s: float) -> tuple[list[Any], list[str]]:
+    command = [sys.executable, "-m", "streamer", "serve", "--port", "0", "--redis", redis_url]
+    command += ["--peer-grace", str(grace_s)]
+    procs = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for _ in range(count)
+    ]
+    urls = []
+    for proc in procs:
+        assert proc.stdout is not None
+        urls.append(proc.stdout.readline().split()[-1])
+    return procs, urls
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Viewer(SwarmNode):
+    def __init__(self, config: NodeConfig) -> None:
+        super().__init__(config)
+        self.played_at: list[tuple[float, ChunkPlayed]] = []
+        self.on_chunk_played = lambda e: self.played_at.append((time.monotonic(), e))
+
+
+async def watch_reconnect(client: SignalingClient, back_at: dict[int, float]) -> None:
+    async for event in client.events():
+        if isinstance(event, Reconnected):
+            back_at.setdefault(id(client), time.monotonic())
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with local_redis() as redis_url:
+        procs, urls = start_servers(args.processes, redis_url, args.grace)
+        try:
+            return await measure(args, procs, urls)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+                with contextlib.suppress(Exception):
+                    proc.wait(timeout=10)
+
+
+async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -> dict[str, Any]:
+    key = BroadcasterKey(Ed25519PrivateKey.generate(), "failover-bench-secret")
+    options = MediaOptions(chunk_seconds=CHUNK_S, video_bitrate_bps=400_000, loop=False)
+    stream = await asyncio.to_thread(open_media, "testsrc:192x108@15", options)
+    caster = SwarmNode(
+        NodeConfig(
+            urls[0],
+            CHANNEL,
+            "broadcaster",
+            secret=key.secret,
+            signing_key=key.signing_key,
+            chunk_seconds=CHUNK_S,
+            epoch=EPOCH,
+            fallback_server_urls=tuple(urls[1:]),
+        )
+    )
+    await caster.start()
+    await caster.publish_media(media_description(stream.info, key.public_key_raw, 0, 1, EPOCH))
+
+    async def release() -> None:
+        async for chunk in live_chunks(stream):
+            caster.publish_chunk(1 + chunk.seq, chunk.data, chunk.start_s, chunk.duration_s)
+
+    releaser = asyncio.create_task(release())
+    viewers = [
+        Viewer(
+            NodeConfig(
+                urls[i % len(urls)],
+                CHANNEL,
+                "viewer",
+                fallback_server_urls=tuple(u for u in urls if u != urls[i % len(urls)]),
+                seed=i,
+            )
+        )
+        for i in range(args.viewers)
+    ]
+    clients = [SignalingClient(urls, channel=CHANNEL, role="viewer") for _ in range(args.clients)]
+    back_at: dict[int, float] = {}
+    try:
+        for viewer in viewers:
+            await viewer.start()
+        for client in clients:
+            await client.connect()
+        watchers = [asyncio.create_task(watch_reconnect(c, back_at)) for c in clients]
+        deadline = time.monotonic() + 60
+        while not all(len(v.played_at) >= 4 for v in viewers):
+            if time.monotonic() > deadline:
+                raise SystemExit("the viewers did not start playing within 60 s")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(args.settle)
+        everyone = [caster.client, *(v.client for v in viewers), *clients]
+        on_server = {u: [c for c in everyone if c.url == websocket_url(u)] for u in urls}
+        doomed_url = max(urls, key=lambda u: len(on_server[u]))
+        doomed = on_server[doomed_url]
+        ids_before = {id(c): c.peer_id for c in doomed}
+        node_clients = {id(v.client): v for v in viewers} | {id(caster.client): caster}
+        reconnects_before = {id(c): c.reconnects for c in doomed}
+        procs[urls.index(doomed_url)].kill()
+        killed_at = time.monotonic()
+        while time.monotonic() - killed_at < args.after:
+            for c in doomed:
+                if id(c) in node_clients and c.reconnects > reconnects_before[id(c)]:
+                    back_at.setdefault(id(c), time.monotonic())
+            await asyncio.sleep(0.01)
+        back_s = [back_at[id(c)] - killed_at for c in doomed if id(c) in back_at]
+        kept = sum(c.peer_id == ids_before[id(c)] for c in doomed if id(c) in back_at)
+        live_ids = {c.peer_id for c in everyone}
+        stale_links = 0
+        links = 0
+        for node in [caster, *viewers]:
+            assert node.manager is not None
+            open_ids = node.manager.open_peers()
+            links += len(open_ids)
+            stale_links += sum(pid not in live_ids for pid in open_ids)
+        window = [(e.seq, t) for v in viewers for t, e in v.played_at if t >= killed_at]
+        stats = [v.stats() for v in viewers]
+        for watcher in watchers:
+            watcher.cancel()
+        return {
+            "processes": args.processes,
+            "viewers": args.viewers,
+            "clients": args.clients,
+            "grace_s": args.grace,
+            "on_killed_process": len(doomed),
+            "back": len(back_s),
+            "ids_kept": kept,
+            "back_s_p50": quantile(back_s, 0.5),
+            "back_s_p99": quantile(back_s, 0.99),
+            "back_s_max": max(back_s) if back_s else None,
+            "viewers_continuity_min": min(s["continuity"] or 0.0 for s in stats),
+            "viewers_chunks_missed": sum(int(s["chunks_missed"]) for s in stats),
+            "viewers_chunks_played_after_kill": len(window),
+            "viewers_stall_s_total": round(sum(float(s["stall_s"]) for s in stats), 2),
+            "links_at_end": links,
+            "links_to_unknown_ids": stale_links,
+            "back_s": [round(s, 3) for s in sorted(back_s)],
+            "mean_back_s": statistics.fmean(back_s) if back_s else None,
+        }
+    finally:
+        releaser.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await releaser
+        for client in clients:
+            await client.close()
+        for viewer in viewers:
+            await viewer.close()
+        await caster.close()
+        stream.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--viewers", type=int, default=10, help="real (aiortc) viewers")
+    parser.add_argument("--clients", type=int, default=40, help="signaling-only peers")
+    parser.add_argument("--grace", type=float, default=5.0, help="serve --peer-grace")
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds of play before the kill")
+    parser.add_argument("--after", type=float, default=15.0, help="seconds measured after it")
+    parser.add_argument("--json", help="write the result here too")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
