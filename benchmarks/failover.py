@@ -19,9 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from signaling_load import local_redis
+from signaling_load import start_servers as start_cluster
 
 from streamer.media import MediaOptions, open_media
 from streamer.media.pacing import live_chunks
@@ -51,18 +50,7 @@ EPOCH = 7
 
 
 def start_servers(count: int, redis_url: str, grace_s: float) -> tuple[list[Any], list[str]]:
-    command = [sys.executable, "-m", "streamer", "serve", "--port", "0", "--redis", redis_url]
-    command += ["--peer-grace", str(grace_s)]
-    procs = [
-        subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        for _ in range(count)
-    ]
+    procs = start_cluster(count, redis_url, "--peer-grace", str(grace_s))
     urls = []
     for proc in procs:
         assert proc.stdout is not None

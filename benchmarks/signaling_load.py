@@ -204,9 +204,9 @@ def local_redis() -> Iterator[str]:
             proc.wait(timeout=10)
 
 
-def start_servers(count: int, redis_url: str | None, max_peers: int) -> list[subprocess.Popen[str]]:
-    command = [sys.executable, "-m", "streamer", "serve", "--port", "0", "--heartbeat", "60"]
-    command += ["--max-peers-per-channel", str(max_peers)]
+def start_servers(count: int, redis_url: str | None, *options: str) -> list[subprocess.Popen[str]]:
+    """count `streamer serve` processes on free ports (on redis_url, if given), with options."""
+    command = [sys.executable, "-m", "streamer", "serve", "--port", "0", *options]
     if redis_url is not None:
         command += ["--redis", redis_url]
     return [
@@ -221,10 +221,15 @@ def start_servers(count: int, redis_url: str | None, max_peers: int) -> list[sub
     ]
 
 
+def load_options(max_peers: int) -> list[str]:
+    """Heartbeats out of the way of a load run; room for every peer in one channel."""
+    return ["--heartbeat", "60", "--max-peers-per-channel", str(max_peers)]
+
+
 async def run_once(
     args: argparse.Namespace, label: str, redis_url: str | None, processes: int
 ) -> dict[str, Any]:
-    servers = start_servers(processes, redis_url, args.peers + 10)
+    servers = start_servers(processes, redis_url, *load_options(args.peers + 10))
     try:
         urls = []
         for server in servers:
@@ -346,7 +351,7 @@ async def flood_round(
 
 async def flood(args: argparse.Namespace) -> dict[str, Any]:
     """`--flood-rounds` floods in a row on one server: RSS after each shows whether it grows."""
-    (server,) = start_servers(1, None, 100)
+    (server,) = start_servers(1, None, *load_options(100))
     try:
         assert server.stdout is not None
         url = server.stdout.readline().split()[-1]

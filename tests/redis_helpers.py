@@ -3,8 +3,10 @@ persistence. Ready means: it answers PING (polled, never a fixed sleep)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,3 +91,19 @@ def running_redis(tmp_path: Path) -> Iterator[RedisServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def start_cluster_process(redis_url: str, procs: list[subprocess.Popen[str]], *options: str) -> str:
+    """One `python -m signaling --redis` process on a free port (added to procs, which the
+    test's fixture kills); returns its base URL, printed once it listens."""
+    root = Path(__file__).resolve().parent.parent
+    server = subprocess.Popen(
+        [sys.executable, "-m", "signaling", "--port", "0", "--redis", redis_url, *options],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    procs.append(server)
+    assert server.stdout is not None
+    return server.stdout.readline().split()[-1]

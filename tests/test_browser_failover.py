@@ -8,12 +8,11 @@ When A goes away the page joins B under the same peer id and plays on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from browser_helpers import launch_chromium, page_stats, streamer_process, video_state
-from redis_helpers import RedisServer, running_redis
+from redis_helpers import RedisServer
 from test_browser_swarm import _open_watch_page, _wait_channel_live, _wait_state
 
 from signaling.app import start_server
@@ -23,12 +22,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "media" / "sample.mp4"
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 @pytest.mark.timeout(120)

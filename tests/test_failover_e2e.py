@@ -5,18 +5,15 @@ under new ids, `[bcast, w1, w1, w2, w5, w5]`)."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from redis_helpers import RedisServer, running_redis
+from redis_helpers import RedisServer, start_cluster_process
 from signaling_helpers import expect_silence, receive, receive_type
 from test_node_swarm import broadcast, viewer
 from waiting import wait_until
@@ -39,25 +36,9 @@ GRACE_S = 1.0
 DEAD_AFTER_S = 4.5
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
 def serve(redis_url: str, procs: list[subprocess.Popen[str]]) -> str:
     """One cluster process on a free port; returns its base URL."""
-    command = [sys.executable, "-m", "signaling", "--port", "0", "--redis", redis_url]
-    server = subprocess.Popen(
-        [*command, "--peer-grace", str(GRACE_S)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    procs.append(server)
-    assert server.stdout is not None
-    return server.stdout.readline().split()[-1]
+    return start_cluster_process(redis_url, procs, "--peer-grace", str(GRACE_S))
 
 
 def client_trying_first(first: str, second: str, **kwargs: Any) -> SignalingClient:

@@ -8,13 +8,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from redis_helpers import RedisServer, running_redis
+from redis_helpers import running_redis, start_cluster_process
 from signaling_helpers import (
     claim_once_lapsed,
     expect_closed,
@@ -30,22 +30,6 @@ from signaling.state import STATE
 ROOT = Path(__file__).resolve().parent.parent
 #: Fast beats so the tests wait tenths of a second, not seconds.
 CLUSTER = {"cluster_heartbeat_s": 0.1, "cluster_liveness_s": 0.5}
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture
-async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushall()
-    await client.aclose()
-    yield redis_server.url
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
@@ -176,16 +160,7 @@ async def test_api_and_metrics_count_the_whole_cluster(aiohttp_client: Any, redi
 async def test_a_killed_process_drops_out_of_the_sample(
     aiohttp_client: Any, redis_url: str, procs: list[subprocess.Popen[str]]
 ) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "signaling", "--port", "0", "--redis", redis_url],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    procs.append(server)
-    assert server.stdout is not None
-    url = server.stdout.readline().split()[-1]
+    url = start_cluster_process(redis_url, procs)
     b = await make_client(aiohttp_client, redis_url=redis_url, **CLUSTER)
     async with aiohttp.ClientSession() as session:
         doomed = await session.ws_connect(url + "/ws")
@@ -193,7 +168,7 @@ async def test_a_killed_process_drops_out_of_the_sample(
         doomed_id = (await receive(doomed))["peer_id"]
         viewer, welcome = await join(b, "c")
         assert [p["peer_id"] for p in welcome["peers"]] == [doomed_id]
-        server.kill()  # no goodbye: its heartbeats just stop
+        procs[-1].kill()  # no goodbye: its heartbeats just stop
         killed_at = time.monotonic()
 
         async def gone() -> bool:

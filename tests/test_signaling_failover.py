@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
-import pytest
-from redis_helpers import RedisServer, running_redis
 from signaling_helpers import (
     expect_closed,
     expect_silence,
@@ -38,10 +35,13 @@ async def status(ws: aiohttp.ClientWebSocketResponse, *neighbours: str) -> None:
     await ws.send_json({"type": "status", "neighbours": list(neighbours), "upload_bps": 0})
 
 
-async def linked_pair(client: Any) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:
-    """Two viewers with peer secrets; the second lists the first as its neighbour."""
+async def linked_pair(
+    client: Any, second_client: Any = None
+) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:
+    """Two viewers with peer secrets (the second on second_client, if given); the second lists
+    the first as its neighbour."""
     a, wa = await join(client, "c", peer_secret=SECRET_A)
-    b, wb = await join(client, "c", peer_secret=SECRET_B)
+    b, wb = await join(second_client or client, "c", peer_secret=SECRET_B)
     await status(b, wa["peer_id"])
     await b.send_json({"type": "ping"})
     await receive_type(b, "pong")  # the status was handled before the pong
@@ -157,22 +157,6 @@ async def test_a_neighbour_a_restarted_server_never_saw_is_told_gone(aiohttp_cli
 # --- on a cluster ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with running_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture
-async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushall()
-    await client.aclose()
-    yield redis_server.url
-
-
 async def two_servers(aiohttp_client: Any, redis_url: str) -> tuple[Any, Any]:
     config = {"redis_url": redis_url, "peer_grace_s": GRACE_S, **CLUSTER}
     return await make_client(aiohttp_client, **config), await make_client(aiohttp_client, **config)
@@ -203,11 +187,7 @@ async def test_a_dropped_peer_on_another_process_is_told_gone_after_the_grace(
     aiohttp_client: Any, redis_url: str
 ) -> None:
     server_a, server_b = await two_servers(aiohttp_client, redis_url)
-    on_a, wa = await join(server_a, "c", peer_secret=SECRET_A)
-    watcher, _ = await join(server_b, "c", peer_secret=SECRET_B)
-    await status(watcher, wa["peer_id"])
-    await watcher.send_json({"type": "ping"})
-    await receive_type(watcher, "pong")
+    on_a, wa, watcher, _ = await linked_pair(server_a, server_b)
     cut(on_a)
     dropped_at = time.monotonic()
     left = await receive_type(watcher, "peer_left", timeout_s=GRACE_S + 3)
@@ -220,11 +200,7 @@ async def test_a_dropped_peer_back_on_another_process_is_not_told_gone(
     aiohttp_client: Any, redis_url: str
 ) -> None:
     server_a, server_b = await two_servers(aiohttp_client, redis_url)
-    on_a, wa = await join(server_a, "c", peer_secret=SECRET_A)
-    watcher, _ = await join(server_a, "c", peer_secret=SECRET_B)
-    await status(watcher, wa["peer_id"])
-    await watcher.send_json({"type": "ping"})
-    await receive_type(watcher, "pong")
+    on_a, wa, watcher, _ = await linked_pair(server_a)
     cut(on_a)
     await asyncio.sleep(GRACE_S / 3)
     on_b, again = await join(server_b, "c", peer_secret=SECRET_A)
