@@ -425,6 +425,9 @@ async def _on_join(state: ServerState, conn: Connection, message: Join, now: flo
             "media": joined.media,
             "peers": [c.to_json() for c in joined.candidates],
             "heartbeat_s": state.config.heartbeat_s,
+            # The other servers of the cluster, for clients given only this one (an embedded
+            # player, a `--server` typed once): they fail over to these.
+            "failover_urls": list(state.config.failover_urls),
         },
     )
 

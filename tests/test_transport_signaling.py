@@ -25,6 +25,7 @@ from streamer.transport.signaling_client import (
     SignalingEvent,
     SignalMessage,
     backoff_delay_s,
+    parse_failover_urls,
     server_order,
     websocket_url,
 )
@@ -275,3 +276,28 @@ async def test_connect_moves_on_to_the_next_server(server: RunningServer) -> Non
         assert client.url == websocket_url(server.url)
         assert welcome.peer_id
         await client.close()
+
+
+def test_the_failover_urls_of_a_welcome_are_checked_and_capped() -> None:
+    listed = ["https://b.example", "ftp://c.example", 7, "http://d.example:8080/"]
+    assert parse_failover_urls(listed) == ("wss://b.example/ws", "ws://d.example:8080/ws")
+    assert parse_failover_urls("https://b.example") == ()
+    many = [f"https://s{i}.example" for i in range(20)]
+    assert len(parse_failover_urls(many)) == 8
+
+
+async def test_a_client_given_one_server_fails_over_to_those_its_welcome_names() -> None:
+    spare = await start_server(ServerConfig(host="127.0.0.1", port=0))
+    first = await start_server(ServerConfig(host="127.0.0.1", port=0, failover_urls=(spare.url,)))
+    viewer = SignalingClient(first.url, channel="demo", role="viewer", backoff_initial_s=0.1)
+    try:
+        welcome = await viewer.connect()
+        assert viewer.urls == [websocket_url(first.url), websocket_url(spare.url)]
+        await first.close()
+        back = await next_of(viewer, Reconnected, timeout_s=10)
+        assert isinstance(back, Reconnected)
+        assert viewer.url == websocket_url(spare.url)
+        assert back.welcome.peer_id == welcome.peer_id and not back.id_changed
+    finally:
+        await viewer.close()
+        await spare.close()

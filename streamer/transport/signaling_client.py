@@ -78,6 +78,8 @@ class Welcome:
     peers: tuple[PeerRecord, ...]
     heartbeat_s: float
     raw: dict[str, Any] = field(repr=False, compare=False)
+    failover_urls: tuple[str, ...] = ()
+    """WebSocket URLs of the cluster's other servers (at most MAX_FAILOVER_URLS)."""
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,21 @@ def parse_ice_servers(value: Any) -> tuple[IceServer, ...]:
     return tuple(servers)
 
 
+MAX_FAILOVER_URLS = 8
+
+
+def parse_failover_urls(value: Any) -> tuple[str, ...]:
+    """The welcome's `failover_urls` (http(s) base URLs) as WebSocket URLs; anything else in the
+    list is left out, and at most MAX_FAILOVER_URLS are kept."""
+    if not isinstance(value, list):
+        return ()
+    urls: list[str] = []
+    for item in value[:MAX_FAILOVER_URLS]:
+        if isinstance(item, str) and item.startswith(("http://", "https://")):
+            urls.append(websocket_url(item))
+    return tuple(urls)
+
+
 def parse_welcome(obj: Mapping[str, Any]) -> Welcome:
     """Validate a `welcome`; raises SignalingError(bad_welcome / version_mismatch)."""
     if obj.get("v") != PROTOCOL_VERSION:
@@ -296,6 +313,7 @@ def parse_welcome(obj: Mapping[str, Any]) -> Welcome:
             peers=parse_peer_records(obj.get("peers", [])),
             heartbeat_s=float(heartbeat_s),
             raw=dict(obj),
+            failover_urls=parse_failover_urls(obj.get("failover_urls")),
         )
     except _MalformedMessage as error:
         raise SignalingError("bad_welcome", str(error)) from None
@@ -602,9 +620,16 @@ class SignalingClient:
             if not isinstance(obj, dict):
                 continue
             if obj.get("type") == "welcome":
-                return parse_welcome(obj)
+                welcome = parse_welcome(obj)
+                self._learn_servers(welcome.failover_urls)
+                return welcome
             if obj.get("type") == "error":
                 raise SignalingError(str(obj.get("code")), str(obj.get("message", "")))
+
+    def _learn_servers(self, urls: Sequence[str]) -> None:
+        """Servers a welcome named: tried after ours, in this client's order, on a drop."""
+        fresh = [u for u in urls if u not in self.urls]
+        self.urls.extend(server_order(fresh, self._rng))
 
     async def _run(self) -> None:
         """Read the socket; on a drop, rejoin with exponential backoff until close()."""

@@ -26,6 +26,7 @@ import {
   joinMessage,
   newPeerSecret,
   parseServerMessage,
+  parseFailoverUrls,
   serverOrder,
 } from "../../web/static/js/signaling.js";
 import { MediaError, parseMedia } from "../../web/static/js/media.js";
@@ -264,6 +265,47 @@ test("signaling: a lost server is followed by the next one, with the same join",
     opened[2].onopen();
     assert.deepEqual(opened[2].sent[0], opened[0].sent[0]);
     assert.equal(opened[0].sent[0].peer_secret, client.peerSecret);
+    client.close();
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+});
+
+test("signaling: the servers a welcome names are checked, capped and tried after ours", () => {
+  assert.deepEqual(
+    parseFailoverUrls(["https://b.example", "ftp://c.example", 7, "http://d.example:8080/", "%"]),
+    ["wss://b.example/ws", "ws://d.example:8080/ws"],
+  );
+  assert.deepEqual(parseFailoverUrls("https://b.example"), []);
+  const many = Array.from({ length: 20 }, (_, i) => `https://s${i}.example`);
+  assert.equal(parseFailoverUrls(many).length, 8);
+  const opened = [];
+  class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      this.sent = [];
+      this.readyState = 1;
+      opened.push(this);
+    }
+    send(text) {
+      this.sent.push(JSON.parse(text));
+    }
+    close() {}
+  }
+  const timers = [];
+  const realSetTimeout = globalThis.setTimeout;
+  globalThis.setTimeout = (fn, ms) => timers.push({ fn, ms }) && timers.length;
+  try {
+    const client = new SignalingClient("ws://a/ws", "live", {}, { WebSocketImpl: FakeSocket });
+    client.connect();
+    opened[0].onopen();
+    const welcome = { type: "welcome", v: 1, peer_id: "p1", channel: "live", role: "viewer" };
+    const failover_urls = ["http://b", "http://a"]; // a is ours already
+    opened[0].onmessage({ data: JSON.stringify({ ...welcome, failover_urls }) });
+    assert.deepEqual(client.urls, ["ws://a/ws", "ws://b/ws"]);
+    opened[0].onclose(); // a went away: b next
+    timers.shift().fn();
+    assert.equal(opened[1].url, "ws://b/ws");
     client.close();
   } finally {
     globalThis.setTimeout = realSetTimeout;

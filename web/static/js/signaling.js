@@ -59,6 +59,29 @@ export function websocketUrl(location, path = "/ws") {
   return `${scheme}//${location.host}${path}`;
 }
 
+/** At most this many other servers are learnt from a welcome. */
+export const MAX_FAILOVER_URLS = 8;
+
+/**
+ * The welcome's failover_urls (http(s) base URLs of the cluster's other servers) as WebSocket
+ * URLs; anything else in the list is left out.
+ */
+export function parseFailoverUrls(value, path = "/ws") {
+  if (!Array.isArray(value)) return [];
+  const out = [];
+  for (const item of value.slice(0, MAX_FAILOVER_URLS)) {
+    if (typeof item !== "string") continue;
+    let url;
+    try {
+      url = new URL(item);
+    } catch {
+      continue;
+    }
+    if (url.protocol === "http:" || url.protocol === "https:") out.push(websocketUrl(url, path));
+  }
+  return out;
+}
+
 function isPeerId(value) {
   return typeof value === "string" && PEER_ID_RE.test(value);
 }
@@ -99,6 +122,7 @@ export function parseServerMessage(text) {
         media: msg.media && typeof msg.media === "object" ? msg.media : null,
         peers: parsePeers(msg.peers),
         heartbeatS: typeof msg.heartbeat_s === "number" ? msg.heartbeat_s : 20,
+        failoverUrls: parseFailoverUrls(msg.failover_urls),
       };
     case "media":
       if (!msg.media || typeof msg.media !== "object") return null;
@@ -203,6 +227,7 @@ export class SignalingClient {
         this.peerId = msg.peerId;
         this.joined = true;
         this.attempt = 0;
+        this.learnServers(msg.failoverUrls);
         h.onWelcome?.(msg);
         break;
       case "media":
@@ -233,6 +258,12 @@ export class SignalingClient {
       default:
         break;
     }
+  }
+
+  /** Servers a welcome named: tried after ours, in this client's order, on a drop. */
+  learnServers(urls) {
+    const fresh = serverOrder(null, urls.filter((url) => !this.urls.includes(url)), this.random);
+    this.urls.push(...fresh.slice(1));
   }
 
   _scheduleReconnect(reason) {
