@@ -138,6 +138,25 @@ async def test_a_retransmitted_chunk_is_not_fast_retransmitted_again(
     assert sctp_tuning._NEVER_STRUCK + 1000 < 3
 
 
+async def test_a_loss_episode_keeps_loss_beta_of_the_window() -> None:
+    async def halving(self: Any, chunk: Any) -> None:
+        """What aiortc does when a SACK reports a third miss: half the window, fast recovery."""
+        self._ssthresh = self._cwnd = self._cwnd // 2
+        self._fast_recovery_exit = 9
+
+    transport = _fake_transport([_chunk(1)])
+    transport._fast_recovery_exit = None
+    await sctp_tuning._with_loss_beta(halving, 0.7)(transport, object())
+    assert transport._cwnd == transport._ssthresh == 14_000  # 0.7 of 20,000, not 10,000
+    # Within the episode (its exit set already), the window is left to aiortc.
+    transport._cwnd = 12_000
+    await sctp_tuning._with_loss_beta(halving, 0.7)(transport, object())
+    assert transport._cwnd == 6_000
+    with pytest.raises(ValueError):
+        SctpTuning(loss_beta=0.4)
+    assert sctp_tuning.parse_tuning("tuned,loss_beta=0.7").loss_beta == 0.7
+
+
 async def test_new_associations_start_with_the_rfc_window() -> None:
     from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
 

@@ -37,9 +37,13 @@ kept to what RFC 9260 and browsers do:
   and a SACK for every second one filled a third of its 0.38 Mbit/s uplink. None: a SACK after
   every second packet.
 
-What this does not change, and what limits the data channel most under random loss (measured,
-see the docs): the congestion response itself (halving on every loss episode, one 1160-byte
-packet more per RTT), where Linux TCP (CUBIC, 1448-byte segments) holds more of the link.
+- `loss_beta`: how much of the congestion window a loss episode keeps. aiortc halves it (Reno);
+  CUBIC (RFC 9438, Linux TCP's default) keeps 0.7. Under random loss the window is set by how
+  much each loss takes away: the data channel held ~1.1 Mbit/s of a 2 Mbit/s uplink at 100 ms RTT
+  and 1% loss where TCP held 1.87 (docs/benchmarks-history.md, "The data channel alone").
+
+What this does not change: the growth (one 1160-byte packet more per RTT, where Linux TCP grows
+1448-byte segments by CUBIC's curve).
 
 Nothing else changes: slow start, congestion avoidance, halving on loss, one packet after a
 timeout, Max.Burst 4 and the receiver's 1 MiB window are aiortc's.
@@ -87,6 +91,8 @@ class SctpTuning:
     delayed_sack_s: float | None = 0.1
     #: None: after every second packet (with delayed_sack_s).
     sack_after_bytes: int | None = 2 * sctp.USERDATA_MAX_LENGTH
+    #: The congestion window kept when fast retransmit starts a loss episode (aiortc: half).
+    loss_beta: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.rto_min_s <= self.rto_initial_s <= sctp.SCTP_RTO_MAX:
@@ -101,6 +107,8 @@ class SctpTuning:
             0 < self.sack_after_bytes <= 2 * sctp.USERDATA_MAX_LENGTH
         ):
             raise ValueError("a SACK must go at least every second full packet (RFC 9260 6.2)")
+        if not 0.5 <= self.loss_beta < 1.0:
+            raise ValueError("loss_beta must be in [0.5, 1): 0.5 halves (Reno), 0.7 is CUBIC's")
 
 
 STOCK = SctpTuning(
@@ -189,6 +197,9 @@ def apply(tuning: SctpTuning | None = None) -> bool:
         _Transport._t3_expired = _t3_expired  # type: ignore[method-assign]
     if tuning.fast_retransmit_once:
         _Transport._receive_sack_chunk = _receive_sack_chunk  # type: ignore[method-assign]
+    if tuning.loss_beta != 0.5:
+        inner = _Transport._receive_sack_chunk
+        _Transport._receive_sack_chunk = _with_loss_beta(inner, tuning.loss_beta)  # type: ignore[method-assign]
     if tuning.delayed_sack_s is not None:
         delayed = _delayed_send_sack(tuning.delayed_sack_s, tuning.sack_after_bytes)
         _Transport._send_sack = delayed  # type: ignore[method-assign]
@@ -301,3 +312,18 @@ async def _receive_sack_chunk(self: Any, chunk: Any) -> None:
         if sent._sent_count > 1 and not sent._retransmit:
             sent._misses = _NEVER_STRUCK
     await _ORIGINAL_METHODS["_receive_sack_chunk"](self, chunk)
+
+
+def _with_loss_beta(inner: Callable[..., Any], beta: float) -> Callable[..., Any]:
+    """inner (a _receive_sack_chunk), except that a loss episode it starts keeps beta of the
+    congestion window instead of half (RFC 9438's multiplicative decrease is 0.7)."""
+
+    async def _receive_sack_chunk(self: Any, chunk: Any) -> None:
+        cwnd_before = self._cwnd
+        in_recovery = self._fast_recovery_exit is not None
+        await inner(self, chunk)
+        if not in_recovery and self._fast_recovery_exit is not None:
+            self._ssthresh = max(int(cwnd_before * beta), 4 * sctp.USERDATA_MAX_LENGTH)
+            self._cwnd = self._ssthresh  # changed: aiortc has half of it
+
+    return _receive_sack_chunk
