@@ -45,8 +45,8 @@ kept to what RFC 9260 and browsers do:
 What this does not change: the growth (one 1160-byte packet more per RTT, where Linux TCP grows
 1448-byte segments by CUBIC's curve).
 
-Nothing else changes: slow start, congestion avoidance, halving on loss, one packet after a
-timeout, Max.Burst 4 and the receiver's 1 MiB window are aiortc's.
+Nothing else changes: slow start, congestion avoidance, the decrease on loss (but loss_beta),
+one packet after a timeout, Max.Burst 4 and the receiver's 1 MiB window are aiortc's.
 
 Written against aiortc 1.16.0 (`aiortc/rtcsctptransport.py`). On any other version `apply`
 logs a warning and leaves aiortc as it is: the patched methods are copies of 1.16.0's with the
