@@ -44,9 +44,7 @@ async def test_without_a_server_survivors_replace_neighbours_that_left_through_e
         viewers = [exchanging_viewer(cast.server) for _ in range(6)]
         for node in viewers:
             await node.start()
-        await wait_until(
-            lambda: all(len(n.played) >= 2 for n in viewers), 30, "every viewer plays"
-        )
+        await wait_until(lambda: all(len(n.played) >= 2 for n in viewers), 30, "every viewer plays")
         await wait_until(
             lambda: all(n.stats()["exchange_hints"] > 0 for n in viewers),
             10,
