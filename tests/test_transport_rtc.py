@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -364,3 +365,48 @@ async def test_a_silent_neighbour_is_closed_as_idle(swarm: Swarm) -> None:
     await a.events.wait_for(lambda: "bob" in a.events.closed, 5)
     assert a.events.closed["bob"] == "idle"
     assert time.monotonic() - started > 0.5  # the idle timeout lapsed, it was not cut short
+
+
+async def test_signals_of_a_connection_asked_via_a_neighbour_never_touch_the_server() -> None:
+    """Peer exchange: connect(peer, via=neighbour) sends the offer through the relay callback,
+    the answerer's answer goes back through it too, and the link opens like any other."""
+    relay = LoopbackRelay()
+    relay.blackholed.update({"alice", "bob"})  # the server is of no use here
+    through: list[tuple[str, str, str, str]] = []
+    managers: dict[str, PeerManager] = {}
+    events = {"alice": Recorder(), "bob": Recorder()}
+
+    def relay_for(own_id: str) -> Any:
+        def carry(via: str, to: str, data: Any) -> bool:
+            through.append((own_id, via, to, data["kind"]))
+            copy = json.loads(json.dumps(dict(data)))
+            asyncio.get_running_loop().call_soon(managers[to].handle_signal, own_id, copy, via)
+            return True
+
+        return carry
+
+    for peer_id in ("alice", "bob"):
+        managers[peer_id] = PeerManager(
+            relay.endpoint(peer_id), events[peer_id], config=FAST, relay=relay_for(peer_id)
+        )
+    try:
+        assert managers["alice"].connect("bob", via="carol")
+        await events["alice"].wait_for(lambda: "bob" in events["alice"].opened, 10)
+        await events["bob"].wait_for(lambda: "alice" in events["bob"].opened, 10)
+        assert relay.log == []
+        assert [t[:3] for t in through] == [("alice", "carol", "bob"), ("bob", "carol", "alice")]
+        assert [t[3] for t in through] == ["offer", "answer"]
+        assert managers["alice"].open_peers_via_exchange() == ["bob"]
+        assert managers["bob"].open_peers_via_exchange() == ["alice"]
+        assert managers["alice"].opened_via_exchange == managers["bob"].opened_via_exchange == 1
+        assert managers["alice"].send("bob", b"over the new link")
+        await events["bob"].wait_for(lambda: events["bob"].messages.get("alice"), 5)
+    finally:
+        for manager in managers.values():
+            await manager.close()
+
+
+async def test_without_a_relay_a_connection_via_a_neighbour_is_refused(swarm: Swarm) -> None:
+    a = swarm.add("alice")
+    assert not a.manager.connect("bob", via="carol")
+    assert a.manager.pending_peers() == []

@@ -36,7 +36,7 @@ const out = {
     MIN_PEER_SECRET_CHARS: signaling.MIN_PEER_SECRET_CHARS,
     MAX_PEER_SECRET_CHARS: signaling.MAX_PEER_SECRET_CHARS,
   },
-  wire: pick(wire, NAMES),
+  wire: { ...pick(wire, NAMES), PEER_ID_PATTERN: wire.PEER_ID_PATTERN.source },
 };
 console.log(JSON.stringify(out));
 """
@@ -53,6 +53,8 @@ PEER_WIRE_NAMES = [
     "HASH_BYTES",
     "SIGNATURE_BYTES",
     "REQUEST_FLAG_HEADER",
+    "MAX_PEERS_LISTED",
+    "MAX_SIGNAL_PAYLOAD_BYTES",
     "MsgType",
     "Role",
     "Capability",
@@ -108,3 +110,6 @@ def test_page_speaks_the_peer_wire_protocol(js_constants: dict[str, Any]) -> Non
     for name in PEER_WIRE_NAMES:
         assert page[name] == _python_value(getattr(messages, name)), name
     assert page["HEADER_FIXED_BYTES"] == chunk_header.HEADER_FIXED_BYTES
+    # Ids in peers and signal messages are the ids the signaling server gives out.
+    assert page["PEER_ID_PATTERN"] == signaling_wire.PEER_ID_RE.pattern
+    assert messages.PEER_ID_PATTERN.pattern == signaling_wire.PEER_ID_RE.pattern

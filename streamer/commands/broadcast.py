@@ -18,6 +18,7 @@ from typing import Any
 
 from signaling import config as signaling_config
 from streamer.commands.relay import (
+    add_exchange_argument,
     add_ice_arguments,
     add_server_argument,
     check_channel_name,
@@ -112,6 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats-json", help="write stats to this file on exit")
     parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
     add_ice_arguments(parser)
+    add_exchange_argument(parser)
     embedded = parser.add_argument_group("STUN/TURN of the embedded server (without --server)")
     signaling_config.add_ice_arguments(embedded)
 
@@ -235,6 +237,7 @@ async def _broadcast(args: argparse.Namespace) -> int:
                 chunk_seconds=options.chunk_seconds,
                 epoch=epoch,
                 rtc=rtc_config(args),
+                peer_exchange=not args.no_peer_exchange,
             )
         )
         await node.start()

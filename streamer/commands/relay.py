@@ -34,6 +34,16 @@ def add_node_arguments(parser: argparse.ArgumentParser, max_neighbours: int) -> 
     parser.add_argument("--stats-json", help="write stats to this file on exit")
     parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
     add_ice_arguments(parser)
+    add_exchange_argument(parser)
+
+
+def add_exchange_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-peer-exchange",
+        action="store_true",
+        help="do not tell neighbours about other peers nor relay their WebRTC signals; find "
+        "neighbours through the signaling server only",
+    )
 
 
 def add_server_argument(parser: argparse.ArgumentParser, required: bool, help: str = "") -> None:
@@ -94,6 +104,7 @@ def node_config(args: argparse.Namespace, role: str, target_neighbours: int) -> 
         target_neighbours=min(target_neighbours, args.max_neighbours),
         upload_limit_bps=limit_bps,
         rtc=rtc_config(args),
+        peer_exchange=not args.no_peer_exchange,
     )
 
 

@@ -27,6 +27,7 @@ from streamer.bench.simulate import SIMULATE_DEFAULTS, parse_sizes, settings_jso
 from streamer.bench.table import bench_table, command_line, option_argv, sweep_table
 from streamer.errors import UserError
 from streamer.sim import Scenario, compiled
+from streamer.swarm import SwarmConfig
 
 MAX_PEERS = 100_000
 AUTO_COMPILE_PEER_SECONDS = 10_000
@@ -106,6 +107,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"relays ({d.relay_upload_ratio:g}x stream rate uplink)",
     )
     parser.add_argument("--join-window", type=float, help="all join within S (duration / 3)")
+    parser.add_argument(
+        "--no-peer-exchange",
+        action="store_true",
+        help="peers send no peers messages (the figures from before peer exchange)",
+    )
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--plot", help="with --sweep: a PNG of the figures as N grows")
     parser.add_argument(
@@ -134,9 +140,14 @@ def _scenario(args: argparse.Namespace) -> Scenario:
             source_upload_ratio=args.source_upload,
             relays=args.relays,
             join_window_s=args.join_window,
+            config=_exchange_config(args, SIMULATE_DEFAULTS.config),
         )
     except ValueError as error:
         raise UserError(f"bad simulation settings: {error}") from None
+
+
+def _exchange_config(args: argparse.Namespace, config: SwarmConfig) -> SwarmConfig:
+    return replace(config, exchange_interval_s=0.0) if args.no_peer_exchange else config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,6 +200,7 @@ def _run_bed(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         seed=args.seed if args.run_seed is None else args.run_seed,
     )
+    sc = replace(sc, config=_exchange_config(args, sc.config))
     if args.stream_rate_bps is not None:
         if not 10_000 <= args.stream_rate_bps <= 100e6:
             raise UserError("--stream-rate-bps must be between 10,000 and 100,000,000")

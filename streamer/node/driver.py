@@ -10,7 +10,11 @@ lives in the sans-I/O `SwarmPeer`; this module only moves bytes and time between
   pumped while the link has room (`PeerManager.has_room`), the uplink gate lets data in (all
   links together hold at most ~0.1 s of the uplink's drain rate: `UplinkGate`) and the upload
   cap allows;
-- `WantNeighbours` -> `get_peers` -> `connect` (the manager staggers setups); `DropNeighbour` ->
+- `WantNeighbours` -> `get_peers` -> `connect` (the manager staggers setups); with no signaling
+  server connected, `exchange_candidates` -> `connect(peer, via=neighbour)` instead: the offer
+  and answer travel as `signal` messages through the common neighbour (peer exchange, see
+  streamer.swarm.exchange), and a `PeerSignal` event is fed to the manager as a server's
+  signal would be; `DropNeighbour` ->
   bye, then disconnect; the server's `peer_left` closes that link at once;
 - the media description comes from the welcome or a later `media` event; a new key, or a broadcast
   that restarted far ahead of where we play, rebuilds the core (stats carry over);
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -49,6 +54,7 @@ from streamer.swarm import (
     DropNeighbour,
     Event,
     HeaderVerifier,
+    PeerSignal,
     SwarmConfig,
     SwarmPeer,
     WantNeighbours,
@@ -122,6 +128,9 @@ class NodeConfig:
     fallback_server_urls: tuple[str, ...] = ()
     """More servers of the cluster: the client tries them all (in its own shuffled order) and
     fails over to the next when it loses one."""
+    peer_exchange: bool = True
+    """Tell neighbours about our neighbours, relay their WebRTC signals, and find neighbours
+    through them while no signaling server is connected (False: the server only)."""
 
     @property
     def server_urls(self) -> tuple[str, ...]:
@@ -244,7 +253,13 @@ class SwarmNode:
         rtc = self.config.rtc
         if self.config.max_neighbours is not None:
             rtc = replace(rtc, max_peers=max(rtc.max_peers, self.config.max_neighbours + 8))
-        self.manager = PeerManager(self.client, self, ice_servers=welcome.ice_servers, config=rtc)
+        self.manager = PeerManager(
+            self.client,
+            self,
+            ice_servers=welcome.ice_servers,
+            config=rtc,
+            relay=self._relay_signal if self.config.peer_exchange else None,
+        )
         if self.config.upload_limit_bps is not None:
             self._bucket = TokenBucket(
                 self.config.upload_limit_bps / 8, self.config.upload_burst_bytes, self._clock()
@@ -322,6 +337,8 @@ class SwarmNode:
             cfg = replace(cfg, target_neighbours=self.config.target_neighbours)
         if cfg.target_neighbours > cfg.max_neighbours:
             cfg = replace(cfg, target_neighbours=cfg.max_neighbours)
+        if not self.config.peer_exchange:
+            cfg = replace(cfg, exchange_interval_s=0.0)
         return cfg
 
     def _verifier_for(self, media: ChannelMedia) -> HeaderVerifier:
@@ -343,6 +360,7 @@ class SwarmNode:
                 now=now,
                 config=self._swarm_config(self.config.chunk_seconds),
                 rng=self._rng,
+                peer_id=self.client.peer_id or "",
             )
         else:
             self.core = SwarmPeer(
@@ -352,6 +370,7 @@ class SwarmNode:
                 verifier=self._verifier_for(media),
                 rng=self._rng,
                 upload=self.config.upload,
+                peer_id=self.client.peer_id or "",
             )
         assert self.manager is not None
         for pid, early in list(self._early.items()):
@@ -455,6 +474,60 @@ class SwarmNode:
                 del self._failed[pid]
         exclude = [p for p in self._known_peers() | set(self._failed) if PEER_ID_RE.match(p)]
         self._spawn(self.client.get_peers(max(1, min(count, 32)), exclude[:256]), "get-peers")
+
+    def _wants_neighbours(self, count: int) -> None:
+        """From the server while one is connected; else from our neighbours' hints."""
+        if self.client.connected or not self.config.peer_exchange:
+            self._ask_for_peers(count)
+        else:
+            self._connect_via_exchange(count)
+
+    def _connect_via_exchange(self, count: int) -> None:
+        """Offer links to peers our neighbours named, the signals relayed by those neighbours."""
+        core, manager = self.core, self.manager
+        if core is None or manager is None or self.role == Role.SOURCE:
+            return
+        known = self._known_peers()
+        room = min(count, core.config.target_neighbours - len(known))
+        for peer_id, via in core.exchange_candidates(
+            room + len(known) + len(self._failed), now=self._clock()
+        ):
+            if room <= 0:
+                break
+            if peer_id in known or peer_id in self._failed or peer_id == self.client.peer_id:
+                continue
+            if manager.connect(peer_id, via=via):
+                logger.info("offering a link to %s through %s (peer exchange)", peer_id, via)
+                known.add(peer_id)
+                room -= 1
+
+    def _relay_signal(self, via: str, to: str, data: Any) -> bool:
+        """The manager's relay: a WebRTC signal for `to` goes on the link to neighbour `via`."""
+        core = self.core
+        if core is None:
+            return False
+        try:
+            payload = json.dumps(dict(data), separators=(",", ":"))
+        except (TypeError, ValueError):
+            return False
+        sent = core.send_signal(via, to, payload)
+        self._after_input()
+        return sent
+
+    def _on_peer_signal(self, event: PeerSignal) -> None:
+        """A neighbour relayed a signal to us: the manager takes it as one from the server, its
+        answer going back through the same neighbour."""
+        if self.manager is None or not self.config.peer_exchange:
+            return
+        try:
+            data = json.loads(event.payload)
+        except ValueError:
+            self.manager.bad_signals += 1
+            return
+        if isinstance(data, dict):
+            self.manager.handle_signal(event.from_peer, data, via=event.via)
+        else:
+            self.manager.bad_signals += 1
 
     def _on_peers(self, peers: tuple[PeerRecord, ...]) -> None:
         """Connect to candidates while below target; always to the broadcaster if we lack it."""
@@ -562,7 +635,9 @@ class SwarmNode:
                 self.manager.send(event.peer_id, event.bye)
             self._disconnect_later(event.peer_id, "dropped")
         elif isinstance(event, WantNeighbours):
-            self._ask_for_peers(event.count)
+            self._wants_neighbours(event.count)
+        elif isinstance(event, PeerSignal):
+            self._on_peer_signal(event)
 
     def _disconnect_later(self, peer_id: str, reason: str) -> None:
         """Close after a moment, so a bye just queued has a chance to leave."""
@@ -731,6 +806,13 @@ class SwarmNode:
                 ),
                 "uplink_window_bytes": self._gate.window_bytes,
                 "ice_pair_types": dict(manager.pair_types_opened) if manager else {},
+                "neighbour_count": len(self.core.neighbour_ids) if self.core else 0,
+                "neighbours_via_exchange": (
+                    len(set(manager.open_peers_via_exchange()) & set(self.core.neighbour_ids))
+                    if manager and self.core
+                    else 0
+                ),
+                "links_opened_via_exchange": manager.opened_via_exchange if manager else 0,
             }
         )
         for key in ("bytes_uploaded", "bytes_from_source", "bytes_from_peers", "stream_bytes"):

@@ -16,8 +16,11 @@ from streamer.protocol.messages import (
     MAX_BUFFER_MAP_BITS,
     MAX_BYE_TEXT_BYTES,
     MAX_MESSAGE_BYTES,
+    MAX_PEERS_LISTED,
     MAX_PIECE_BYTES,
     MAX_PIECES_PER_CHUNK,
+    MAX_SIGNAL_PAYLOAD_BYTES,
+    PEER_ID_PATTERN,
     REQUEST_FLAG_HEADER,
     Absent,
     BufferMap,
@@ -28,13 +31,28 @@ from streamer.protocol.messages import (
     Have,
     Hello,
     MsgType,
+    Peers,
     Piece,
     Request,
     Role,
+    Signal,
     Unknown,
 )
 
-Message = Hello | BufferMap | Have | Request | ChunkHeader | Piece | Cancel | Absent | Bye | Unknown
+Message = (
+    Hello
+    | BufferMap
+    | Have
+    | Request
+    | ChunkHeader
+    | Piece
+    | Cancel
+    | Absent
+    | Bye
+    | Peers
+    | Signal
+    | Unknown
+)
 
 _HELLO = struct.Struct(">BBBI")
 _SEQ_COUNT = struct.Struct(">BIH")  # buffer map and have
@@ -72,6 +90,59 @@ def _check_seq(seq: int) -> None:
 def _check_range(first: int, count: int) -> None:
     if not 0 <= first < MAX_PIECES_PER_CHUNK or not 1 <= count <= 0xFFFF:
         raise ValueError(f"piece range first={first} count={count} invalid")
+
+
+def _peer_id_bytes(peer_id: str) -> bytes:
+    """u8 length then the id's ASCII bytes; ValueError for an id outside the pattern."""
+    if not PEER_ID_PATTERN.match(peer_id):
+        raise ValueError(f"peer id {peer_id!r} does not match the peer-id pattern")
+    raw = peer_id.encode("ascii")
+    return bytes([len(raw)]) + raw
+
+
+def _read_peer_id(data: bytes, at: int, what: str) -> tuple[str, int]:
+    """The length-prefixed id at `at` and the offset after it; ProtocolError if malformed."""
+    if at >= len(data):
+        raise ProtocolError(f"{what}: truncated before a peer id")
+    end = at + 1 + data[at]
+    if end > len(data):
+        raise ProtocolError(f"{what}: peer id runs past the end")
+    text = bytes(data[at + 1 : end]).decode("latin-1")
+    if not PEER_ID_PATTERN.match(text):
+        raise ProtocolError(f"{what}: malformed peer id")
+    return text, end
+
+
+def _decode_peers(data: bytes) -> Peers:
+    if len(data) < 2:
+        raise ProtocolError("peers: truncated")
+    count = data[1]
+    if count > MAX_PEERS_LISTED:
+        raise ProtocolError(f"peers: {count} ids (max {MAX_PEERS_LISTED})")
+    ids: list[str] = []
+    at = 2
+    for _ in range(count):
+        peer_id, at = _read_peer_id(data, at, "peers")
+        ids.append(peer_id)
+    if at != len(data):
+        raise ProtocolError(f"peers: {len(data) - at} bytes after the last id")
+    return Peers(peer_ids=tuple(ids))
+
+
+def _decode_signal(data: bytes) -> Signal:
+    to, at = _read_peer_id(data, 1, "signal")
+    from_peer, at = _read_peer_id(data, at, "signal")
+    if at + 2 > len(data):
+        raise ProtocolError("signal: truncated before the payload length")
+    size = int.from_bytes(data[at : at + 2], "big")
+    if size > MAX_SIGNAL_PAYLOAD_BYTES:
+        raise ProtocolError(f"signal: payload of {size} bytes (max {MAX_SIGNAL_PAYLOAD_BYTES})")
+    _exact(data, at + 2 + size, "signal")
+    try:
+        payload = bytes(data[at + 2 :]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("signal: payload is not UTF-8") from exc
+    return Signal(to=to, from_peer=from_peer, payload=payload)
 
 
 def encode_message(msg: Message) -> bytes:
@@ -113,6 +184,22 @@ def encode_message(msg: Message) -> bytes:
         text = msg.text.encode("utf-8")[:MAX_BYE_TEXT_BYTES]
         text = text.decode("utf-8", "ignore").encode("utf-8")  # never cut a character in half
         out = _BYE.pack(MsgType.BYE, int(msg.reason), len(text)) + text
+    elif isinstance(msg, Peers):
+        if len(msg.peer_ids) > MAX_PEERS_LISTED:
+            raise ValueError(f"peers with {len(msg.peer_ids)} ids (max {MAX_PEERS_LISTED})")
+        ids = b"".join(_peer_id_bytes(p) for p in msg.peer_ids)
+        out = bytes([MsgType.PEERS, len(msg.peer_ids)]) + ids
+    elif isinstance(msg, Signal):
+        payload = msg.payload.encode("utf-8")
+        if len(payload) > MAX_SIGNAL_PAYLOAD_BYTES:
+            raise ValueError(f"signal payload of {len(payload)} bytes")
+        out = (
+            bytes([MsgType.SIGNAL])
+            + _peer_id_bytes(msg.to)
+            + _peer_id_bytes(msg.from_peer)
+            + len(payload).to_bytes(2, "big")
+            + payload
+        )
     else:
         raise ValueError(f"cannot encode {type(msg).__name__}")
     if len(out) > MAX_MESSAGE_BYTES:
@@ -189,6 +276,10 @@ def decode_message(data: bytes) -> Message:
             raise ProtocolError("bye: text is not UTF-8") from exc
         known = reason in ByeReason._value2member_map_
         return Bye(reason=ByeReason(reason) if known else reason, text=text)
+    if kind == MsgType.PEERS:
+        return _decode_peers(data)
+    if kind == MsgType.SIGNAL:
+        return _decode_signal(data)
     return Unknown(type_byte=kind)
 
 

@@ -18,9 +18,11 @@ from streamer.protocol.messages import (
     Capability,
     Have,
     Hello,
+    Peers,
     Piece,
     Request,
     Role,
+    Signal,
     Unknown,
 )
 
@@ -81,6 +83,10 @@ def message_to_dict(msg: Message) -> dict[str, Any]:
         return {"type": name, "seq": msg.seq, "first_index": msg.first_index, "count": msg.count}
     if isinstance(msg, Bye):
         return {"type": "bye", "reason": int(msg.reason), "text": msg.text}
+    if isinstance(msg, Peers):
+        return {"type": "peers", "peer_ids": list(msg.peer_ids)}
+    if isinstance(msg, Signal):
+        return {"type": "signal", "to": msg.to, "from": msg.from_peer, "payload": msg.payload}
     return {"type": "unknown", "type_byte": msg.type_byte}
 
 
@@ -117,6 +123,10 @@ def message_from_dict(d: dict[str, Any]) -> Message:
         reason = d["reason"]
         known = reason in ByeReason._value2member_map_
         return Bye(ByeReason(reason) if known else reason, d["text"])
+    if kind == "peers":
+        return Peers(tuple(d["peer_ids"]))
+    if kind == "signal":
+        return Signal(d["to"], d["from"], d["payload"])
     if kind == "unknown":
         return Unknown(d["type_byte"])
     raise ValueError(f"unknown message type {kind!r}")

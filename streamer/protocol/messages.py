@@ -7,6 +7,7 @@ Field names match the spec so the JavaScript port reads the same.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 PROTOCOL_VERSION = 2
@@ -20,6 +21,13 @@ ALL_PIECES = 0xFFFF
 """A range count meaning 'to the end of the chunk' (ranges are clamped to the piece count)."""
 MAX_BYE_TEXT_BYTES = 255
 HASH_BYTES = 32
+MAX_PEERS_LISTED = 16
+"""A peers message lists at most this many ids (a hint list, not a directory)."""
+MAX_SIGNAL_PAYLOAD_BYTES = 16384
+"""A relayed WebRTC offer, answer or ICE candidate (UTF-8 JSON) is at most this long."""
+PEER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+"""The signaling server's peer-id pattern (signaling_wire.PEER_ID_RE, kept equal by a test):
+ids in peers and signal messages are the ids peers know each other by."""
 SIGNATURE_BYTES = 64
 
 
@@ -35,6 +43,8 @@ class MsgType(enum.IntEnum):
     CANCEL = 0x07
     ABSENT = 0x08
     BYE = 0x09
+    PEERS = 0x0A
+    SIGNAL = 0x0B
 
 
 class Role(enum.IntEnum):
@@ -145,6 +155,25 @@ class Absent:
 class Bye:
     reason: ByeReason | int
     text: str = ""
+
+
+@dataclass(slots=True)
+class Peers:
+    """Peer exchange: uploading neighbours of the sender (other than the receiver), as hints."""
+
+    peer_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Signal:
+    """A WebRTC offer, answer or ICE candidate relayed through a common neighbour.
+
+    `from_peer` is rewritten by the relay to the id of the neighbour it came from, so the
+    receiver knows who is asking through whom; the payload is opaque to the core."""
+
+    to: str
+    from_peer: str
+    payload: str
 
 
 @dataclass(slots=True)

@@ -48,6 +48,7 @@ COMPILED_MODULES = (
     "streamer/swarm/playout.py",
     "streamer/swarm/planning.py",
     "streamer/swarm/fetching.py",
+    "streamer/swarm/exchange.py",
     "streamer/swarm/peer.py",
     "streamer/sim/network.py",
     "streamer/sim/scenario.py",

@@ -29,7 +29,7 @@ is SwarmPeer itself; tests/conformance records every input and output of chosen 
 
 
 def _plain_core(peer_id: str, **kwargs: Any) -> SwarmPeer:
-    return SwarmPeer(**kwargs)
+    return SwarmPeer(peer_id=peer_id, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ Unix time in real drivers so that lag across machines means something) and retur
 Driver API (all on `SwarmPeer`):
 
     core = SwarmPeer(role=Role.VIEWER, now=now, verifier=HeaderVerifier(public_key_raw),
-                     rng=random.Random(seed), config=SwarmConfig(...))
+                     rng=random.Random(seed), config=SwarmConfig(...), peer_id=own_id)
     core = SwarmPeer(role=Role.SOURCE, now=now)
 
     core.add_neighbour(peer_id, now) -> bool   # a data channel opened; False = full, close it
@@ -23,7 +23,10 @@ Driver API (all on `SwarmPeer`):
     core.handle_timer(now)
     core.pop_events() -> list[Event]           # ChunkComplete, ChunkPlayed, ChunkMissed,
                                                # DropNeighbour (send .bye, then close),
-                                               # WantNeighbours (ask the server for candidates)
+                                               # WantNeighbours (ask the server for candidates),
+                                               # PeerSignal (a WebRTC signal relayed to us)
+    core.exchange_candidates(count, now) -> [(peer_id, via)]  # peers our neighbours named
+    core.send_signal(via, to, payload) -> bool # a WebRTC signal to `to` through neighbour `via`
     core.stats() -> dict                       # startup_s, continuity, lag_s_p50, lag_s_p95,
                                                # chunks_played, chunks_missed, bytes_from_source,
                                                # bytes_from_peers, bytes_uploaded, ...
@@ -43,6 +46,7 @@ from streamer.swarm.events import (
     ChunkPlayed,
     DropNeighbour,
     Event,
+    PeerSignal,
     WantNeighbours,
 )
 from streamer.swarm.peer import SwarmPeer, percentile
@@ -59,6 +63,7 @@ __all__ = [
     "Event",
     "HeaderVerifier",
     "Holder",
+    "PeerSignal",
     "Playback",
     "SwarmConfig",
     "SwarmPeer",

@@ -21,6 +21,17 @@ class SwarmConfig:
     max_neighbours: int = 12
     """Above target: room kept for newcomers who ask us."""
     want_neighbours_interval_s: float = 2.0
+    exchange_interval_s: float = 5.0
+    """Peer exchange: each neighbour is told our other uploading neighbours this often (0: never;
+    hints received are kept and signals relayed all the same). See streamer.swarm.exchange."""
+    exchange_first_s: float = 1.0
+    """...the first time this long after its link opened (its hello has come by then)."""
+    exchange_max_peers: int = 8
+    """Ids per peers message (the wire allows 16); a longer list rotates from one to the next."""
+    exchange_hint_ttl_s: float = 15.0
+    """A neighbour's hints are used for this long after its last peers message."""
+    exchange_max_signals_per_s: int = 20
+    """Signals taken from one neighbour per second (relayed or for us); the rest are dropped."""
 
     start_behind_chunks: int = 1
     """A viewer starts this many chunks behind the newest it hears of, as a safety margin."""

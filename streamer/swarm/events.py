@@ -50,9 +50,20 @@ class DropNeighbour:
 
 @dataclass(slots=True)
 class WantNeighbours:
-    """The core has fewer neighbours than it wants: ask the server for `count` candidates."""
+    """The core has fewer neighbours than it wants: ask the server for `count` candidates (or,
+    with the server unreachable, try SwarmPeer.exchange_candidates)."""
 
     count: int
 
 
-Event = ChunkComplete | ChunkPlayed | ChunkMissed | DropNeighbour | WantNeighbours
+@dataclass(slots=True)
+class PeerSignal:
+    """A WebRTC offer, answer or ICE candidate from `from_peer`, relayed by neighbour `via`:
+    hand it to the link manager as one from the server, and answer through `via`."""
+
+    from_peer: str
+    via: str
+    payload: str
+
+
+Event = ChunkComplete | ChunkPlayed | ChunkMissed | DropNeighbour | WantNeighbours | PeerSignal

@@ -26,10 +26,12 @@ from streamer.protocol import (
     Have,
     Hello,
     Message,
+    Peers,
     Piece,
     ProtocolError,
     Request,
     Role,
+    Signal,
     Unknown,
     decode_message,
     encode_message,
@@ -40,6 +42,7 @@ from streamer.swarm.chunks import ChunkStore, HeaderVerifier, PiecePool, PieceRe
 from streamer.swarm.config import SwarmConfig
 from streamer.swarm.context import PeerContext
 from streamer.swarm.events import ChunkComplete, DropNeighbour, Event, WantNeighbours
+from streamer.swarm.exchange import Exchange
 from streamer.swarm.fetching import Fetcher
 from streamer.swarm.neighbours import Neighbour, UplinkMeter
 from streamer.swarm.outbox import Outbox
@@ -72,6 +75,7 @@ class SwarmPeer:
         rng: RandomSource | None = None,
         upload: bool = True,
         piece_pool: PiecePool | None = None,
+        peer_id: str = "",
     ) -> None:
         if role != Role.SOURCE and verifier is None:
             raise ValueError("a relay or viewer needs the source's public key (a HeaderVerifier)")
@@ -97,6 +101,8 @@ class SwarmPeer:
         self.drops: dict[str, int] = {}
         self.banned: set[str] = set()
         """Peers that sent forged or malformed data: never accepted as neighbours again."""
+        self.exchange = Exchange(ctx, own_id=peer_id, banned=self.banned)
+        """peer_id: ours, as neighbours know it (signals addressed to it are ours)."""
 
     @property
     def config(self) -> SwarmConfig:
@@ -129,6 +135,7 @@ class SwarmPeer:
         nb = Neighbour(peer_id=peer_id, connected_s=now, last_useful_s=now)
         self._nbrs[peer_id] = nb
         self.announcer.greet(nb, self.upload)
+        self.exchange.greet(nb, now)
         return True
 
     def remove_neighbour(self, peer_id: str, now: float) -> None:
@@ -139,6 +146,7 @@ class SwarmPeer:
             return
         self.fetching.forget(nb)
         self.serving.forget(nb)
+        self.exchange.forget(peer_id)
         self.outbox.ready.discard(peer_id)
         self._after(now)
 
@@ -183,6 +191,19 @@ class SwarmPeer:
         """The broadcaster restarted at first_seq (a new session of the same key): the seqs
         between its last session's newest chunk and first_seq never existed."""
         self.playout.source_restarted(first_seq)
+
+    # ---------------------------------------------------------------- peer exchange
+
+    def exchange_candidates(self, count: int, now: float) -> list[tuple[str, str]]:
+        """Up to count peers our neighbours named lately, each with the neighbour to send our
+        WebRTC offer through (send_signal): for when no signaling server answers."""
+        self._now = now
+        return self.exchange.candidates(count, now)
+
+    def send_signal(self, via: str, to: str, payload: str) -> bool:
+        """Queue a WebRTC offer, answer or ICE candidate (UTF-8 JSON) for `to` on the link to
+        neighbour `via`; False if it cannot go. The driver sends ready links as after any input."""
+        return self.exchange.send_signal(via, to, payload)
 
     # ---------------------------------------------------------------- output
 
@@ -229,6 +250,7 @@ class SwarmPeer:
             self.fetching.next_timer_s(),
             None if self.seeder is None else self.seeder.next_timer_s(),
             self.playout.next_deadline_s(self._now),
+            self.exchange.next_due_s(),
         ]
         if self._next_want_s is not None and len(self._nbrs) < self.config.target_neighbours:
             times.append(self._next_want_s)
@@ -241,6 +263,7 @@ class SwarmPeer:
         self.fetching.time_outs(now)
         if self.seeder is not None:
             self.seeder.handle_timer(now)
+        self.exchange.flush_due(now)
         if (
             self._next_want_s is not None
             and now >= self._next_want_s
@@ -292,6 +315,9 @@ class SwarmPeer:
             "complete_after_release_s_p50": percentile(fetching.complete_after_release_s, 0.5),
             "complete_after_release_s_p95": percentile(fetching.complete_after_release_s, 0.95),
             "drops": dict(self.drops),
+            "exchange_hints": self.exchange.hinted_count(self._now),
+            "signals_relayed": self.exchange.signals_relayed,
+            "signals_dropped": self.exchange.signals_dropped,
             "neighbour_figures": {
                 nb.peer_id: nb.figures() for nb in sorted(self._nbrs.values(), key=_by_id)
             },
@@ -338,6 +364,12 @@ class SwarmPeer:
             self.fetching.on_absent(nb, msg, now)
         elif isinstance(msg, Bye):
             self._forget(nb, f"bye: {msg.reason} {msg.text}".strip(), None)
+            return
+        elif isinstance(msg, Peers):
+            self.exchange.on_peers(nb, msg, now)
+            return
+        elif isinstance(msg, Signal):
+            self.exchange.on_signal(nb, msg, now)
             return
         elif isinstance(msg, Unknown):
             return

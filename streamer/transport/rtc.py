@@ -15,6 +15,12 @@ Signal data convention (the browser player speaks it too; see docs/signaling.md)
 `{"kind": "candidate", "candidate": str, "sdpMid": str|null, "sdpMLineIndex": int|null}`.
 aiortc does not trickle (its candidates are inside the SDP) but accepts trickled ones.
 
+Signals normally go through the signaling server; with `connect(peer_id, via=neighbour)`, or for
+an offer that came in `handle_signal(from_id, data, via=neighbour)` (peer exchange), every signal
+of that connection goes through the `relay` callback instead (the driver puts it on the data
+channel to that neighbour, streamer.swarm.exchange). Everything else (glare, one link per peer,
+timeouts) is the same whichever way the signals travel.
+
 Glare (both sides offer at once): the side whose peer id sorts greater (plain string comparison)
 keeps its offer; the other side drops its own attempt and answers.
 
@@ -33,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,6 +88,10 @@ class SignalPort(Protocol):
     def peer_id(self) -> str | None: ...
 
     async def signal(self, to: str, data: Mapping[str, Any]) -> bool: ...
+
+
+RelaySignal = Callable[[str, str, Mapping[str, Any]], bool]
+"""(neighbour to relay through, peer the signal is for, signal data) -> queued?"""
 
 
 class PeerListener(Protocol):
@@ -167,6 +177,8 @@ class _Peer:
     last_drained_bytes: int = 0
     last_progress_at: float = 0.0
     holds_setup_slot: bool = False
+    via: str | None = None
+    """The neighbour relaying this connection's signals (peer exchange); None: the server."""
 
 
 def to_rtc_ice_servers(servers: Iterable[IceServer]) -> list[RTCIceServer]:
@@ -242,9 +254,11 @@ class PeerManager:
         *,
         ice_servers: Iterable[IceServer] = (),
         config: RtcConfig | None = None,
+        relay: RelaySignal | None = None,
     ) -> None:
         self._signaling = signaling
         self._listener = listener
+        self._relay = relay
         self.config = config or RtcConfig()
         RTCIceTransportPolicy(self.config.ice_transport_policy)  # ValueError if unknown
         self._ice_servers = to_rtc_ice_servers(ice_servers)
@@ -253,7 +267,7 @@ class PeerManager:
         self._setup_queue: deque[str] = deque()
         self._setups_in_flight = 0
         self._setup_wakeup = asyncio.Event()
-        self._inbox: dict[str, deque[Mapping[str, Any]]] = {}
+        self._inbox: dict[str, deque[tuple[Mapping[str, Any], str | None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         #: Totals over every connection, closed ones included.
@@ -262,6 +276,8 @@ class PeerManager:
         self.total_bytes_received = 0
         #: Signals refused as malformed (any peer).
         self.bad_signals = 0
+        #: Connections opened so far whose signals went through a neighbour (peer exchange).
+        self.opened_via_exchange = 0
         #: Connections opened so far, by candidate pair type (host, srflx, prflx, relay).
         self.pair_types_opened: Counter[str] = Counter()
         self._setup_task = self._spawn(self._setup_worker(), "rtc-setup")
@@ -278,19 +294,22 @@ class PeerManager:
         """Use these STUN/TURN servers for connections set up from now on (e.g. a new welcome)."""
         self._ice_servers = to_rtc_ice_servers(servers)
 
-    def connect(self, peer_id: str) -> bool:
+    def connect(self, peer_id: str, via: str | None = None) -> bool:
         """Ask for a connection to `peer_id` (we offer); False if one exists or we are full.
 
         The setup is queued and started when a setup slot is free; the outcome is
-        `on_peer_opened` or `on_peer_closed`.
+        `on_peer_opened` or `on_peer_closed`. With `via`, its signals go through that
+        neighbour (the relay callback) rather than the server.
         """
+        if via is not None and self._relay is None:
+            return False
         if self._closed or peer_id in self._peers or peer_id == self._signaling.peer_id:
             return False
         if len(self._peers) >= self.config.max_peers:
             return False
         now = self._loop.time()
         self._peers[peer_id] = _Peer(
-            peer_id=peer_id, role=OFFERER, state=_QUEUED, started_at=now, announced=True
+            peer_id=peer_id, role=OFFERER, state=_QUEUED, started_at=now, announced=True, via=via
         )
         self._setup_queue.append(peer_id)
         self._setup_wakeup.set()
@@ -302,8 +321,9 @@ class PeerManager:
         if peer is not None:
             self._close_peer(peer, reason)
 
-    def handle_signal(self, from_id: str, data: Mapping[str, Any]) -> None:
-        """Feed one signal from the server. Processed in order per peer, in the background."""
+    def handle_signal(self, from_id: str, data: Mapping[str, Any], via: str | None = None) -> None:
+        """Feed one signal from the server (or, with `via`, relayed by that neighbour).
+        Processed in order per peer, in the background."""
         if self._closed:
             return
         if not isinstance(from_id, str) or not 0 < len(from_id) <= _MAX_PEER_ID_CHARS:
@@ -320,7 +340,7 @@ class PeerManager:
             self.bad_signals += 1
             logger.warning("peer %s floods signals; dropping one", from_id)
             return
-        inbox.append(data)
+        inbox.append((data, via))
 
     def handle_peer_left(self, peer_id: str) -> None:
         """The server says `peer_id` is gone (a goodbye, or not back within the server's grace
@@ -382,6 +402,10 @@ class PeerManager:
         """Counters of a live connection (None if there is none)."""
         peer = self._peers.get(peer_id)
         return peer.stats if peer is not None else None
+
+    def open_peers_via_exchange(self) -> list[str]:
+        """Open connections whose signals went through a neighbour (peer exchange)."""
+        return [p.peer_id for p in self._peers.values() if p.state == _OPEN and p.via is not None]
 
     def open_peers(self) -> list[str]:
         """Peer ids whose data channel is open."""
@@ -490,9 +514,7 @@ class PeerManager:
             await pc.setLocalDescription(await pc.createOffer())
             if peer.pc is not pc or peer.state == _CLOSED:
                 return  # replaced (lost glare) or closed meanwhile
-            await self._signaling.signal(
-                peer.peer_id, {"kind": "offer", "sdp": pc.localDescription.sdp}
-            )
+            await self._send_signal(peer, {"kind": "offer", "sdp": pc.localDescription.sdp})
         except Exception as error:
             if peer.pc is pc:
                 logger.warning("offer to %s failed: %s", peer.peer_id, error)
@@ -500,12 +522,21 @@ class PeerManager:
 
     # -- signals ---------------------------------------------------------------------------------
 
-    async def _drain_inbox(self, from_id: str, inbox: deque[Mapping[str, Any]]) -> None:
+    async def _send_signal(self, peer: _Peer, data: Mapping[str, Any]) -> None:
+        """Through the neighbour relaying this connection, or the server."""
+        if peer.via is None:
+            await self._signaling.signal(peer.peer_id, data)
+        elif self._relay is None or not self._relay(peer.via, peer.peer_id, data):
+            logger.info("relay %s cannot carry a signal to %s", peer.via, peer.peer_id)
+
+    async def _drain_inbox(
+        self, from_id: str, inbox: deque[tuple[Mapping[str, Any], str | None]]
+    ) -> None:
         try:
             while inbox and not self._closed:
-                data = inbox.popleft()
+                data, via = inbox.popleft()
                 try:
-                    await self._process_signal(from_id, data)
+                    await self._process_signal(from_id, data, via)
                 except Exception as error:
                     self.bad_signals += 1
                     logger.warning("bad signal from %s: %s", from_id, error)
@@ -515,7 +546,9 @@ class PeerManager:
         finally:
             self._inbox.pop(from_id, None)
 
-    async def _process_signal(self, from_id: str, data: Mapping[str, Any]) -> None:
+    async def _process_signal(
+        self, from_id: str, data: Mapping[str, Any], via: str | None = None
+    ) -> None:
         if not isinstance(data, Mapping):
             raise ValueError("signal data is not an object")
         kind = data.get("kind")
@@ -524,7 +557,7 @@ class PeerManager:
             if not isinstance(sdp, str) or not sdp or len(sdp) > _MAX_SDP_CHARS:
                 raise ValueError(f"{kind} without a usable 'sdp'")
             if kind == "offer":
-                await self._on_offer(from_id, sdp)
+                await self._on_offer(from_id, sdp, via)
             else:
                 await self._on_answer(from_id, sdp)
         elif kind == "candidate":
@@ -532,7 +565,7 @@ class PeerManager:
         else:
             logger.debug("ignoring signal of kind %r from %s", kind, from_id)
 
-    async def _on_offer(self, from_id: str, sdp: str) -> None:
+    async def _on_offer(self, from_id: str, sdp: str, via: str | None = None) -> None:
         peer = self._peers.get(from_id)
         local_id = self._signaling.peer_id or ""
         if peer is not None:
@@ -562,6 +595,7 @@ class PeerManager:
             )
             self._peers[from_id] = peer
         peer.role = ANSWERER
+        peer.via = via if self._relay is not None else None  # the answer goes back that way
         self._take_setup_slot(peer)
         pc = self._new_pc(peer)
 
@@ -589,9 +623,7 @@ class PeerManager:
         await self._apply_pending_candidates(peer)
         await pc.setLocalDescription(await pc.createAnswer())
         if peer.pc is pc and peer.state != _CLOSED:
-            await self._signaling.signal(
-                from_id, {"kind": "answer", "sdp": pc.localDescription.sdp}
-            )
+            await self._send_signal(peer, {"kind": "answer", "sdp": pc.localDescription.sdp})
 
     async def _on_answer(self, from_id: str, sdp: str) -> None:
         peer = self._peers.get(from_id)
@@ -655,6 +687,8 @@ class PeerManager:
             if self._rtt_task is not None:
                 self._spawn(self._probe(peer), f"rtc-rtt-{peer.peer_id}")
         peer.announced = True
+        if peer.via is not None:
+            self.opened_via_exchange += 1
         self._call_listener(peer, "on_peer_opened", peer.peer_id, peer.role)
 
     def _on_message(self, peer: _Peer, data: bytes | str) -> None:

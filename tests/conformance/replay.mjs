@@ -49,6 +49,9 @@ export const STATS_KEYS = [
   "stream_bytes",
   "neighbours",
   "drops",
+  "exchange_hints",
+  "signals_relayed",
+  "signals_dropped",
 ];
 
 /** Python's snake_case config field -> the JS name (max_have_interval_s -> maxHaveIntervalS). */
@@ -183,6 +186,8 @@ export function eventDict(ev) {
       return { kind: ev.kind, peer: ev.peerId, reason: ev.reason, bye: hexOrNull(ev.bye) };
     case "WantNeighbours":
       return { kind: ev.kind, count: ev.count };
+    case "PeerSignal":
+      return { kind: ev.kind, from: ev.fromPeer, via: ev.via, payload: ev.payload };
     default:
       throw new Error(`unexpected event ${ev.kind}`);
   }
@@ -198,6 +203,7 @@ export function makeCore(init) {
     rng: seededRandom(init.seed ?? 0),
     upload: init.upload ?? true,
     verifyHeaderSync: role === Role.SOURCE ? null : syncVerifier(init.public_key),
+    peerId: init.peer_id ?? "",
   });
 }
 
@@ -249,6 +255,10 @@ export function step(core, s) {
     }
     case "playback":
       return playbackDict(core);
+    case "candidates":
+      return core.exchangeCandidates(s.count, s.now);
+    case "send_signal":
+      return core.sendSignal(s.via, s.to, s.payload);
     default:
       throw new Error(`unknown op ${s.op}`);
   }

@@ -53,6 +53,7 @@ from streamer.swarm import (
     DropNeighbour,
     Event,
     HeaderVerifier,
+    PeerSignal,
     SwarmConfig,
     SwarmPeer,
     WantNeighbours,
@@ -86,6 +87,9 @@ STATS_KEYS = (
     "stream_bytes",
     "neighbours",
     "drops",
+    "exchange_hints",
+    "signals_relayed",
+    "signals_dropped",
 )
 """The figures both cores report (Python's stats() has a few more)."""
 
@@ -127,6 +131,13 @@ def event_dict(event: Event) -> dict[str, Any]:
         }
     if isinstance(event, WantNeighbours):
         return {"kind": "WantNeighbours", "count": event.count}
+    if isinstance(event, PeerSignal):
+        return {
+            "kind": "PeerSignal",
+            "from": event.from_peer,
+            "via": event.via,
+            "payload": event.payload,
+        }
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -238,9 +249,10 @@ def record(run: TraceRun) -> dict[str, dict[str, Any]]:
         # The simulator's own generator picks the seed: the run stays reproducible.
         seed = int(kwargs.pop("rng").random() * 2**32)
         kwargs.pop("piece_pool", None)
-        core = RecordingPeer(rng=Mulberry32(seed), **kwargs)
+        core = RecordingPeer(rng=Mulberry32(seed), peer_id=peer_id, **kwargs)
         role = kwargs["role"]
         init = {
+            "peer_id": peer_id,
             "role": role.name.lower(),
             "now": kwargs["now"],
             "seed": seed,
@@ -274,6 +286,7 @@ def replay(trace: dict[str, Any]) -> list[Any]:
         verifier=None if role == Role.SOURCE else HeaderVerifier(bytes.fromhex(init["public_key"])),
         rng=Mulberry32(init.get("seed", 0)),
         upload=init.get("upload", True),
+        peer_id=init.get("peer_id", ""),
     )
     return [_step(core, step) for step in trace["steps"]]
 
@@ -397,6 +410,10 @@ def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
         return stats
     elif op == "playback":
         return playback_dict(core)
+    elif op == "candidates":
+        return [list(c) for c in core.exchange_candidates(step["count"], step["now"])]
+    elif op == "send_signal":
+        return core.send_signal(step["via"], step["to"], step["payload"])
     else:
         raise ValueError(f"unknown op {op}")
     return None

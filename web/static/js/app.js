@@ -12,7 +12,7 @@
 
 import { parseMedia } from "./media.js";
 import { MsePlayer, supportReport, unixNowS } from "./player.js";
-import { PeerManager } from "./rtc.js";
+import { PeerManager, exchangeLinksToOpen } from "./rtc.js";
 import { SignalingClient, serverOrder, websocketUrl } from "./signaling.js";
 import { CounterRate, assembleStats } from "./stats.js";
 import { HeaderVerifier } from "./chunkheader.js";
@@ -89,6 +89,14 @@ export class WatchApp {
       iceServers: config.ice_servers ?? [],
       config: options.relayOnly ? { iceTransportPolicy: "relay" } : {},
       clock: () => performance.now() / 1000,
+      // Peer exchange: a WebRTC signal for `to` goes on the data channel to neighbour `via`.
+      relay: (via, to, data) => {
+        const core = this.core;
+        if (!core) return false;
+        const sent = core.sendSignal(via, to, JSON.stringify(data));
+        this._service();
+        return sent;
+      },
     });
   }
 
@@ -238,6 +246,7 @@ export class WatchApp {
       // Each page its own seed, so pages do not all break ties towards the same neighbour.
       rng: seededRandom(crypto.getRandomValues(new Uint32Array(1))[0]),
       config: { chunkDurationS: media.chunkSeconds },
+      peerId: this.signaling.peerId ?? "",
     });
     // WebCrypto Ed25519 when the browser has it, else the pure-JS check (plain-http LAN pages).
     this.verifier = HeaderVerifier.create(media.publicKey, { epoch: media.epoch });
@@ -400,7 +409,30 @@ export class WatchApp {
         break;
       case "WantNeighbours": {
         const exclude = [...this.rtc.openPeers(), ...this.rtc.pendingPeers()];
-        this.signaling.getPeers(ev.count, exclude);
+        if (this.signaling.connected) {
+          this.signaling.getPeers(ev.count, exclude);
+          break;
+        }
+        // No server: offer links to peers our neighbours named, through those neighbours.
+        const room = Math.min(ev.count, this._targetNeighbours() - exclude.length);
+        const candidates = this.core.exchangeCandidates(room + exclude.length, this.clock());
+        const links = exchangeLinksToOpen(candidates, {
+          ownId: this.signaling.peerId,
+          exclude: new Set(exclude),
+          room,
+        });
+        for (const [peerId, via] of links) this.rtc.connect(peerId, via);
+        break;
+      }
+      case "PeerSignal": {
+        let data;
+        try {
+          data = JSON.parse(ev.payload);
+        } catch {
+          this.rtc.badSignals += 1;
+          break;
+        }
+        this.rtc.handleSignal(ev.fromPeer, data, ev.via);
         break;
       }
       default:
@@ -507,6 +539,8 @@ export class WatchApp {
       upload_cap_bps: this.options.uploadKbps === null ? null : this.options.uploadKbps * 1000,
       neighbours,
       neighbour_count: neighbours.filter((n) => n.state === "open").length,
+      neighbours_via_exchange: this.rtc.openPeersViaExchange().length,
+      links_opened_via_exchange: this.rtc.openedViaExchange,
       neighbour_paths: Object.fromEntries(
         neighbours.filter((n) => n.state === "open" && n.path).map((n) => [n.peerId, n.path]),
       ),

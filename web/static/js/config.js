@@ -10,6 +10,19 @@ export const DEFAULT_CONFIG = Object.freeze({
   /** Above target: room kept for newcomers who ask us. */
   maxNeighbours: 12,
   wantNeighboursIntervalS: 2.0,
+  /**
+   * Peer exchange: each neighbour is told our other uploading neighbours this often (0: never;
+   * hints received are kept and signals relayed all the same). See exchange.js.
+   */
+  exchangeIntervalS: 5.0,
+  /** ...the first time this long after its link opened (its hello has come by then). */
+  exchangeFirstS: 1.0,
+  /** Ids per peers message (the wire allows 16); a longer list rotates from one to the next. */
+  exchangeMaxPeers: 8,
+  /** A neighbour's hints are used for this long after its last peers message. */
+  exchangeHintTtlS: 15.0,
+  /** Signals taken from one neighbour per second (relayed or for us); the rest are dropped. */
+  exchangeMaxSignalsPerS: 20,
   /** A viewer starts this many chunks behind the newest it hears of, as a safety margin. */
   startBehindChunks: 1,
   /**

@@ -16,6 +16,7 @@ import { ChunkStore, PieceResult } from "./chunkstore.js";
 import { DEFAULT_CONFIG } from "./config.js";
 import { Neighbour, UplinkMeter } from "./neighbours.js";
 import { Announcer } from "./announcing.js";
+import { Exchange } from "./exchange.js";
 import { Fetcher } from "./fetching.js";
 import { Outbox } from "./outbox.js";
 import { Playout } from "./playout.js";
@@ -52,8 +53,9 @@ export class SwarmPeer {
    * @param {() => number} [options.rng]  floats in [0, 1); seededRandom(0) by default
    * @param {boolean} [options.upload]  serve requests (the source always does)
    * @param {(header) => boolean} [options.verifyHeaderSync]  skip VerifyHeader events
+   * @param {string} [options.peerId]  ours, as neighbours know it (signals to it are ours)
    */
-  constructor({ role, now, config = {}, rng, upload = true, verifyHeaderSync = null }) {
+  constructor({ role, now, config = {}, rng, upload = true, verifyHeaderSync = null, peerId = "" }) {
     if (![Role.SOURCE, Role.RELAY, Role.VIEWER].includes(role)) {
       throw new RangeError(`unknown role ${role}`);
     }
@@ -86,6 +88,7 @@ export class SwarmPeer {
     this.drops = {};
     /** Peers that sent forged or malformed data: never accepted as neighbours again. */
     this.banned = new Set();
+    this.exchange = new Exchange(ctx, { ownId: peerId, banned: this.banned });
   }
 
   get playback() {
@@ -114,6 +117,7 @@ export class SwarmPeer {
     const nb = new Neighbour(peerId, now);
     this.nbrs.set(peerId, nb);
     this.announcer.greet(nb, this.upload);
+    this.exchange.greet(nb, now);
     return true;
   }
 
@@ -125,6 +129,7 @@ export class SwarmPeer {
     this.nbrs.delete(peerId);
     this.fetching.forget(nb);
     this.serving.forget(nb);
+    this.exchange.forget(peerId);
     this.outbox.ready.delete(peerId);
     this.after(now);
   }
@@ -178,6 +183,21 @@ export class SwarmPeer {
     this.after(now);
   }
 
+  // ---------------------------------------------------------------- peer exchange
+
+  /** Up to count [peerId, via]: peers our neighbours named lately, each with the neighbour to
+   * send our WebRTC offer through (sendSignal): for when no signaling server answers. */
+  exchangeCandidates(count, now) {
+    this.now = now;
+    return this.exchange.candidates(count, now);
+  }
+
+  /** Queue a WebRTC offer, answer or ICE candidate (JSON text) for `to` on the link to neighbour
+   * `via`; false if it cannot go. The driver sends ready links as after any input. */
+  sendSignal(via, to, payload) {
+    return this.exchange.sendSignal(via, to, payload);
+  }
+
   // ---------------------------------------------------------------- output
 
   /** Next small message for peerId (hello, buffer map, have, request, cancel, absent). */
@@ -229,6 +249,7 @@ export class SwarmPeer {
       this.fetching.nextTimerS(),
       this.seeder === null ? null : this.seeder.nextTimerS(),
       this.playout.nextDeadlineS(this.now),
+      this.exchange.nextDueS(),
     ];
     if (this.nextWantS !== null && this.nbrs.size < this.config.targetNeighbours) {
       times.push(this.nextWantS);
@@ -242,6 +263,7 @@ export class SwarmPeer {
     this.announcer.flushDue(now);
     this.fetching.timeOuts(now);
     if (this.seeder !== null) this.seeder.handleTimer(now);
+    this.exchange.flushDue(now);
     if (
       this.nextWantS !== null &&
       now >= this.nextWantS &&
@@ -294,6 +316,9 @@ export class SwarmPeer {
       stream_bytes: this.streamBytes,
       neighbours: this.nbrs.size,
       drops: { ...this.drops },
+      exchange_hints: this.exchange.hintedCount(this.now),
+      signals_relayed: this.exchange.signalsRelayed,
+      signals_dropped: this.exchange.signalsDropped,
     };
   }
 
@@ -347,6 +372,12 @@ export class SwarmPeer {
         break;
       case "bye":
         this.forget(nb, `bye: ${msg.reason} ${msg.text}`.trim(), null);
+        return;
+      case "peers":
+        this.exchange.onPeers(nb, msg, now);
+        return;
+      case "signal":
+        this.exchange.onSignal(nb, msg, now);
         return;
       default:
         return; // unknown type: ignored, as the spec says

@@ -10,6 +10,11 @@
 //   that peer's connection; it never throws into the caller or touches another peer.
 // - listener.onPeerClosed is called exactly once for each peer announced by connect() or by
 //   onPeerOpened, and never for one that was not.
+//
+// Peer exchange: with connect(peerId, via) or an offer fed as handleSignal(fromId, data, via),
+// every signal of that connection (answer, trickled candidates) goes through the `relay` option,
+// relay(via, to, data) -> bool (the page puts it on the data channel to that neighbour), not the
+// server. Glare, one link per peer and the timeouts are the same whichever way signals travel.
 
 import { icePathFromStats } from "./icepath.js";
 
@@ -49,6 +54,21 @@ export function keepsOwnOffer(localId, remoteId) {
   return localId > remoteId;
 }
 
+/**
+ * Peer exchange: which of the core's candidates ([peerId, via], best first) to offer links to,
+ * leaving out ourselves, peers we are linked or linking to (`exclude`) and recent failures,
+ * at most `room` of them. Pure, for the page's driver and its tests.
+ */
+export function exchangeLinksToOpen(candidates, { ownId, exclude, room }) {
+  const out = [];
+  for (const [peerId, via] of candidates) {
+    if (out.length >= room) break;
+    if (peerId === ownId || exclude.has(peerId)) continue;
+    out.push([peerId, via]);
+  }
+  return out;
+}
+
 /** Validate a trickled candidate signal; null for end-of-candidates, throws when malformed. */
 export function parseCandidate(data) {
   const text = data.candidate;
@@ -85,6 +105,7 @@ class Peer {
     this.lastDrainedBytes = 0;
     this.lastProgressS = 0;
     this.path = null; // the selected candidate pair, from getStats() (icepath.js)
+    this.via = null; // the neighbour relaying this connection's signals (peer exchange)
   }
 }
 
@@ -94,8 +115,14 @@ class Peer {
  * onPeerMessage(id, Uint8Array), onPeerWritable(id), onPeerClosed(id, reason).
  */
 export class PeerManager {
-  constructor(signaling, listener, { iceServers = [], config = {}, clock = defaultClock } = {}) {
+  constructor(
+    signaling,
+    listener,
+    { iceServers = [], config = {}, clock = defaultClock, relay = null } = {},
+  ) {
     this.signaling = signaling;
+    this.relay = relay;
+    this.openedViaExchange = 0; // connections opened whose signals went through a neighbour
     this.listener = listener;
     this.config = { ...DEFAULT_RTC_CONFIG, ...config };
     this.iceServers = sanitizeIceServers(iceServers);
@@ -117,11 +144,17 @@ export class PeerManager {
     this.iceServers = sanitizeIceServers(servers);
   }
 
-  /** Ask for a connection to peerId (we offer, queued and staggered); false if known or full. */
-  connect(peerId) {
+  /**
+   * Ask for a connection to peerId (we offer, queued and staggered); false if known or full.
+   * With `via`, its signals go through that neighbour (the relay option), not the server.
+   */
+  connect(peerId, via = null) {
     if (this.closed || this.peers.has(peerId) || peerId === this.signaling.peerId) return false;
     if (this.peers.size >= this.config.maxPeers) return false;
-    this.peers.set(peerId, new Peer(peerId, OFFERER, QUEUED, this.clock(), true));
+    if (via !== null && this.relay === null) return false;
+    const peer = new Peer(peerId, OFFERER, QUEUED, this.clock(), true);
+    peer.via = via;
+    this.peers.set(peerId, peer);
     this.setupQueue.push(peerId);
     this._pumpSetups();
     return true;
@@ -132,8 +165,9 @@ export class PeerManager {
     if (peer) this._closePeer(peer, reason);
   }
 
-  /** Feed one signal from the server; processed in order per peer. */
-  handleSignal(fromId, data) {
+  /** Feed one signal from the server (or, with `via`, relayed by that neighbour); processed in
+   * order per peer. */
+  handleSignal(fromId, data, via = null) {
     if (this.closed) return;
     let box = this.inbox.get(fromId);
     if (!box) {
@@ -149,7 +183,7 @@ export class PeerManager {
       this.badSignals += 1;
       return;
     }
-    box.push(data);
+    box.push([data, via]);
   }
 
   /**
@@ -205,6 +239,11 @@ export class PeerManager {
 
   openPeers() {
     return [...this.peers.values()].filter((p) => p.state === OPEN).map((p) => p.peerId);
+  }
+
+  /** Open connections whose signals went through a neighbour (peer exchange). */
+  openPeersViaExchange() {
+    return [...this.peers.values()].filter((p) => p.state === OPEN && p.via !== null).map((p) => p.peerId);
   }
 
   pendingPeers() {
@@ -305,7 +344,7 @@ export class PeerManager {
       const data = c
         ? { kind: "candidate", candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex }
         : { kind: "candidate", candidate: "", sdpMid: null, sdpMLineIndex: null };
-      this.signaling.signal(peer.peerId, data);
+      this._sendSignal(peer, data);
     };
     pc.onconnectionstatechange = () => {
       if (peer.pc === pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
@@ -342,7 +381,7 @@ export class PeerManager {
       this._attachChannel(peer, channel);
       await pc.setLocalDescription(await pc.createOffer());
       if (peer.pc !== pc || peer.state === CLOSED) return;
-      this.signaling.signal(peer.peerId, { kind: "offer", sdp: pc.localDescription.sdp });
+      this._sendSignal(peer, { kind: "offer", sdp: pc.localDescription.sdp });
     } catch (err) {
       if (peer.pc === pc) {
         console.warn(`offer to ${peer.peerId} failed:`, err);
@@ -353,14 +392,22 @@ export class PeerManager {
 
   // -- signals -----------------------------------------------------------------------------------
 
+  /** Through the neighbour relaying this connection, or the server. */
+  _sendSignal(peer, data) {
+    if (peer.via === null) this.signaling.signal(peer.peerId, data);
+    else if (this.relay === null || !this.relay(peer.via, peer.peerId, data)) {
+      console.info(`relay ${peer.via} cannot carry a signal to ${peer.peerId}`);
+    }
+  }
+
   async _drainInbox(fromId, box) {
     // Let the caller push the first signal before we look at the box.
     await Promise.resolve();
     try {
       while (box.length && !this.closed) {
-        const data = box.shift();
+        const [data, via] = box.shift();
         try {
-          await this._processSignal(fromId, data);
+          await this._processSignal(fromId, data, via);
         } catch (err) {
           this.badSignals += 1;
           console.warn(`bad signal from ${fromId}:`, err?.message ?? err);
@@ -373,7 +420,7 @@ export class PeerManager {
     }
   }
 
-  async _processSignal(fromId, data) {
+  async _processSignal(fromId, data, via = null) {
     if (!data || typeof data !== "object") throw new Error("signal data is not an object");
     const kind = data.kind;
     if (kind === "offer" || kind === "answer") {
@@ -381,14 +428,14 @@ export class PeerManager {
       if (typeof sdp !== "string" || !sdp || sdp.length > MAX_SDP_CHARS) {
         throw new Error(`${kind} without a usable sdp`);
       }
-      if (kind === "offer") await this._onOffer(fromId, sdp);
+      if (kind === "offer") await this._onOffer(fromId, sdp, via);
       else await this._onAnswer(fromId, sdp);
     } else if (kind === "candidate") {
       await this._onCandidate(fromId, data);
     }
   }
 
-  async _onOffer(fromId, sdp) {
+  async _onOffer(fromId, sdp, via = null) {
     let peer = this.peers.get(fromId);
     const localId = this.signaling.peerId ?? "";
     if (peer) {
@@ -409,6 +456,7 @@ export class PeerManager {
       this.peers.set(fromId, peer);
     }
     peer.role = ANSWERER;
+    peer.via = this.relay === null ? null : via; // the answer goes back the way the offer came
     this._takeSetupSlot(peer);
     const pc = this._newPc(peer);
     pc.ondatachannel = (ev) => {
@@ -429,7 +477,7 @@ export class PeerManager {
     await this._applyPendingCandidates(peer);
     await pc.setLocalDescription(await pc.createAnswer());
     if (peer.pc === pc && peer.state !== CLOSED) {
-      this.signaling.signal(fromId, { kind: "answer", sdp: pc.localDescription.sdp });
+      this._sendSignal(peer, { kind: "answer", sdp: pc.localDescription.sdp });
     }
   }
 
@@ -492,6 +540,7 @@ export class PeerManager {
     peer.lastProgressS = now;
     this._releaseSetupSlot(peer);
     peer.announced = true;
+    if (peer.via !== null) this.openedViaExchange += 1;
     this._callListener(peer, "onPeerOpened", peer.peerId, peer.role);
   }
 

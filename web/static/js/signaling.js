@@ -281,6 +281,11 @@ export class SignalingClient {
     }, delayS * 1000);
   }
 
+  /** Joined to a server now (else new neighbours come through peer exchange). */
+  get connected() {
+    return Boolean(this.ws && this.ws.readyState === 1 && this.joined);
+  }
+
   /** Send one JSON message; false when not joined (it is dropped: signaling is best effort). */
   send(message) {
     if (!this.ws || this.ws.readyState !== 1 || !this.joined) return false;

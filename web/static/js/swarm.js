@@ -27,11 +27,14 @@
 //                    bytes_uploaded, timeouts, ...}
 //                                               // (Python's names)
 //   core.leave() -> Uint8Array                  // the bye to send to everyone on shutdown
+//   core.exchangeCandidates(count, now) -> [[peerId, via]]  // peers our neighbours named
+//   core.sendSignal(via, to, payload) -> bool   // a WebRTC signal to `to` through neighbour via
 //
 // Events (popEvents): {kind: "VerifyHeader", seq, header}; {kind: "ChunkComplete", seq, header,
 // data}; {kind: "ChunkPlayed", seq, lagS, data} (append data to the SourceBuffer now);
 // {kind: "ChunkMissed", seq}; {kind: "DropNeighbour", peerId, reason, bye} (send bye unless null,
-// then close; the core forgot the peer already); {kind: "WantNeighbours", count}.
+// then close; the core forgot the peer already); {kind: "WantNeighbours", count};
+// {kind: "PeerSignal", fromPeer, via, payload} (a WebRTC signal relayed to us through via).
 //
 // Signature checks are asynchronous in WebCrypto, so the core never waits on one. When a chunk
 // header with new bytes arrives, the core emits VerifyHeader and keeps the header (and the pieces

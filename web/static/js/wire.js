@@ -22,6 +22,8 @@
 //   {type: "piece", seq, index, count, payload: Uint8Array}
 //   {type: "cancel" | "absent", seq, firstIndex, count}
 //   {type: "bye", reason, text}
+//   {type: "peers", peerIds: string[]}
+//   {type: "signal", to, from, payload}               payload: a string (UTF-8 JSON, opaque)
 //   {type: "unknown", typeByte}
 // A decoded chunk header keeps its exact bytes in `raw`: the signature covers them, and the 64-bit
 // microsecond fields become Numbers (exact below 2**53 us, i.e. for any real clock).
@@ -39,6 +41,12 @@ export const SIGNATURE_BYTES = 64;
  * piece_size u16, piece_count u16 (then the hashes, then the signature). */
 export const HEADER_FIXED_BYTES = 37;
 export const REQUEST_FLAG_HEADER = 0x01;
+/** A peers message lists at most this many ids (a hint list, not a directory). */
+export const MAX_PEERS_LISTED = 16;
+/** A relayed WebRTC offer, answer or ICE candidate (UTF-8 JSON) is at most this long. */
+export const MAX_SIGNAL_PAYLOAD_BYTES = 16384;
+/** The signaling server's peer-id pattern (signaling_wire.PEER_ID_RE; checked by a test). */
+export const PEER_ID_PATTERN = /^[A-Za-z0-9_-]{1,32}$/;
 /** Range count meaning "to the end of the chunk" (ranges are clamped to the piece count). */
 export const ALL_PIECES = 0xffff;
 
@@ -63,6 +71,8 @@ export const MsgType = Object.freeze({
   CANCEL: 0x07,
   ABSENT: 0x08,
   BYE: 0x09,
+  PEERS: 0x0a,
+  SIGNAL: 0x0b,
 });
 
 export const Role = Object.freeze({ SOURCE: 0, RELAY: 1, VIEWER: 2 });
@@ -269,6 +279,66 @@ export function decodeChunkHeader(data) {
   };
 }
 
+// ------------------------------------------------------------------ peer ids (peers, signal)
+
+/** u8 length then the id's ASCII bytes; RangeError for an id outside the pattern. */
+function peerIdBytes(peerId) {
+  if (typeof peerId !== "string" || !PEER_ID_PATTERN.test(peerId)) {
+    throw new RangeError(`peer id ${JSON.stringify(peerId)} does not match the peer-id pattern`);
+  }
+  const out = new Uint8Array(1 + peerId.length);
+  out[0] = peerId.length;
+  for (let i = 0; i < peerId.length; i++) out[1 + i] = peerId.charCodeAt(i);
+  return out;
+}
+
+/** The length-prefixed id at `at` and the offset after it; ProtocolError if malformed. */
+function readPeerId(data, at, what) {
+  if (at >= data.length) throw new ProtocolError(`${what}: truncated before a peer id`);
+  const end = at + 1 + data[at];
+  if (end > data.length) throw new ProtocolError(`${what}: peer id runs past the end`);
+  const text = String.fromCharCode(...data.subarray(at + 1, end));
+  if (!PEER_ID_PATTERN.test(text)) throw new ProtocolError(`${what}: malformed peer id`);
+  return [text, end];
+}
+
+function decodePeers(data) {
+  if (data.length < 2) throw new ProtocolError("peers: truncated");
+  const count = data[1];
+  if (count > MAX_PEERS_LISTED) {
+    throw new ProtocolError(`peers: ${count} ids (max ${MAX_PEERS_LISTED})`);
+  }
+  const peerIds = [];
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    const [peerId, next] = readPeerId(data, at, "peers");
+    peerIds.push(peerId);
+    at = next;
+  }
+  if (at !== data.length) {
+    throw new ProtocolError(`peers: ${data.length - at} bytes after the last id`);
+  }
+  return { type: "peers", peerIds };
+}
+
+function decodeSignal(data) {
+  const [to, afterTo] = readPeerId(data, 1, "signal");
+  const [from, at] = readPeerId(data, afterTo, "signal");
+  if (at + 2 > data.length) throw new ProtocolError("signal: truncated before the payload length");
+  const size = (data[at] << 8) | data[at + 1];
+  if (size > MAX_SIGNAL_PAYLOAD_BYTES) {
+    throw new ProtocolError(`signal: payload of ${size} bytes (max ${MAX_SIGNAL_PAYLOAD_BYTES})`);
+  }
+  exact(data, at + 2 + size, "signal");
+  let payload;
+  try {
+    payload = utf8Strict.decode(data.subarray(at + 2));
+  } catch {
+    throw new ProtocolError("signal: payload is not UTF-8");
+  }
+  return { type: "signal", to, from, payload };
+}
+
 // ------------------------------------------------------------------ encode
 
 /** Encode one message object to bytes; RangeError for values the wire format cannot carry. */
@@ -363,6 +433,24 @@ export function encodeMessage(msg) {
       out[1] = msg.reason;
       out[2] = text.length;
       out.set(text, 3);
+      break;
+    }
+    case "peers": {
+      if (msg.peerIds.length > MAX_PEERS_LISTED) {
+        throw new RangeError(`peers with ${msg.peerIds.length} ids (max ${MAX_PEERS_LISTED})`);
+      }
+      const ids = msg.peerIds.map(peerIdBytes);
+      out = concat([Uint8Array.of(MsgType.PEERS, msg.peerIds.length), ...ids]);
+      break;
+    }
+    case "signal": {
+      const payload = utf8Encoder.encode(msg.payload);
+      if (payload.length > MAX_SIGNAL_PAYLOAD_BYTES) {
+        throw new RangeError(`signal payload of ${payload.length} bytes`);
+      }
+      const size = Uint8Array.of(payload.length >> 8, payload.length & 0xff);
+      const parts = [Uint8Array.of(MsgType.SIGNAL), peerIdBytes(msg.to), peerIdBytes(msg.from)];
+      out = concat([...parts, size, payload]);
       break;
     }
     default:
@@ -491,6 +579,10 @@ export function decodeMessage(input) {
       }
       return { type: "bye", reason: data[1], text };
     }
+    case MsgType.PEERS:
+      return decodePeers(data);
+    case MsgType.SIGNAL:
+      return decodeSignal(data);
     default:
       return { type: "unknown", typeByte: kind };
   }
@@ -567,6 +659,10 @@ export function messageToFields(msg) {
       return { type: msg.type, seq: msg.seq, first_index: msg.firstIndex, count: msg.count };
     case "bye":
       return { type: "bye", reason: msg.reason, text: msg.text };
+    case "peers":
+      return { type: "peers", peer_ids: [...msg.peerIds] };
+    case "signal":
+      return { type: "signal", to: msg.to, from: msg.from, payload: msg.payload };
     default:
       return { type: "unknown", type_byte: msg.typeByte };
   }
@@ -618,6 +714,10 @@ export function messageFromFields(d) {
       return { type: d.type, seq: d.seq, firstIndex: d.first_index, count: d.count };
     case "bye":
       return { type: "bye", reason: d.reason, text: d.text };
+    case "peers":
+      return { type: "peers", peerIds: [...d.peer_ids] };
+    case "signal":
+      return { type: "signal", to: d.to, from: d.from, payload: d.payload };
     case "unknown":
       return { type: "unknown", typeByte: d.type_byte };
     default:

@@ -1,0 +1,87 @@
+"""Peer exchange with real nodes: the signaling server goes away, viewers leave, and the ones
+that stay find new neighbours through the ones they still have (offers and answers relayed over
+the data channels), then play on.
+
+Real aiortc links on 127.0.0.1 in one event loop (tests/test_node_swarm.py's broadcast); the
+server is closed for good, so every link opened after that went through peer exchange.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from test_node_swarm import RecordingNode, broadcast
+from waiting import wait_until
+
+from signaling.app import RunningServer
+from streamer.node.driver import NodeConfig
+from streamer.swarm import SwarmConfig
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+TARGET = 3
+"""Viewers want 3 neighbours and take at most 4: with 6 viewers, nobody is linked to everyone."""
+
+
+def exchanging_viewer(server: RunningServer, peer_exchange: bool = True) -> RecordingNode:
+    swarm = replace(SwarmConfig(), exchange_interval_s=1.0, exchange_first_s=0.3)
+    return RecordingNode(
+        NodeConfig(
+            server.url,
+            "t",
+            "viewer",
+            target_neighbours=TARGET,
+            max_neighbours=TARGET + 1,
+            swarm=swarm,
+            peer_exchange=peer_exchange,
+        )
+    )
+
+
+async def test_without_a_server_survivors_replace_neighbours_that_left_through_exchange() -> None:
+    async with broadcast() as cast:
+        viewers = [exchanging_viewer(cast.server) for _ in range(6)]
+        for node in viewers:
+            await node.start()
+        await wait_until(lambda: all(len(n.played) >= 2 for n in viewers), 30, "every viewer plays")
+        await wait_until(
+            lambda: all(n.stats()["exchange_hints"] > 0 for n in viewers),
+            10,
+            "every viewer heard of peers it is not linked to",
+        )
+        await cast.server.close()
+        await wait_until(
+            lambda: not any(n.client.connected for n in [cast.node, *viewers]),
+            5,
+            "nobody is connected to a server",
+        )
+        # The two viewers with the most neighbours leave: their neighbours fall below target.
+        leaving = sorted(viewers, key=lambda n: -n.stats()["neighbour_count"])[:2]
+        survivors = [n for n in viewers if n not in leaving]
+        gone = {n.client.peer_id for n in leaving}
+        for node in leaving:
+            await node.close()
+        played = [len(n.played) for n in survivors]
+
+        def replaced() -> bool:
+            return all(
+                n.stats()["neighbour_count"] >= TARGET - 1
+                and not gone & set(n.core.neighbour_ids if n.core else ())
+                for n in survivors
+            ) and any(n.stats()["neighbours_via_exchange"] > 0 for n in survivors)
+
+        await wait_until(replaced, 30, "survivors linked to each other through exchange")
+        await wait_until(
+            lambda: all(len(n.played) >= p + 6 for n, p in zip(survivors, played, strict=True)),
+            20,
+            "survivors play on",
+        )
+        stats = [n.stats() for n in survivors]
+        for node in survivors:
+            await node.close()
+    assert sum(s["links_opened_via_exchange"] for s in stats) >= 1
+    assert sum(s["signals_relayed"] for s in stats) + cast.node.stats()["signals_relayed"] >= 2
+    for node in survivors:
+        for event in node.played:
+            assert event.data == cast.released[event.seq]
