@@ -8,7 +8,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
-import os
 import resource
 import signal
 import sys
@@ -57,25 +56,6 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 50, 1_000_000)
 
 
-#: The allocator the standalone server runs on (see use_the_c_allocator).
-ALLOCATOR = "malloc"
-
-
-def use_the_c_allocator() -> None:
-    """Run the standalone server on the C library's allocator, re-executing once if needed.
-
-    Why: after a flood of joins is closed and collected, CPython's own small-object allocator
-    keeps most of the freed memory (its arenas go back only when wholly empty, and a few live
-    objects keep each one): benchmarks/signaling_load.py --flood 10000 left RSS at 98 -> 163 MiB.
-    On glibc's allocator, trimmed after each such collection (return_free_memory), it came back
-    to 104 MiB. An explicit PYTHONMALLOC is respected.
-    """
-    if "PYTHONMALLOC" in os.environ or _MALLOC_TRIM is None:
-        return
-    env = {**os.environ, "PYTHONMALLOC": ALLOCATOR}
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
-
-
 def _libc_malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim (None where the C library has none: musl, macOS)."""
     name = ctypes.util.find_library("c")
@@ -92,7 +72,14 @@ _MALLOC_TRIM = _libc_malloc_trim()
 
 
 def return_free_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc keeps them otherwise)."""
+    """Give the C heap's free pages back to the system (glibc keeps them otherwise).
+
+    After a flood of joins is closed and collected, most of the freed memory stays with the
+    process (benchmarks/signaling_load.py --flood 10000: RSS 98 -> 163 MiB). This returns the C
+    heap's part; CPython's own small-object arenas go back only when wholly empty. A host that
+    faces floods can run the server with PYTHONMALLOC=malloc: then everything is on the C heap
+    and RSS came back to 105 MiB, at a cost in CPU and join latency (docs/BENCHMARKS.md,
+    "Memory after a flood")."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
 
@@ -132,7 +119,6 @@ async def serve_forever(config: ServerConfig) -> None:
 
 
 def run(config: ServerConfig) -> int:
-    use_the_c_allocator()
     raise_fd_limit()
     tune_gc()
     asyncio.run(serve_forever(config))

@@ -179,28 +179,3 @@ def test_serve_errors_are_one_line() -> None:
     finally:
         first.terminate()
         first.wait(timeout=10)
-
-
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc/PID/environ")
-@pytest.mark.parametrize("given", [None, "pymalloc"])
-def test_the_standalone_server_runs_on_the_c_allocator_unless_told(given: str | None) -> None:
-    """signaling.serve.use_the_c_allocator: memory freed after a flood goes back to the system."""
-    env = {k: v for k, v in _env().items() if k != "PYTHONMALLOC"}
-    if given is not None:
-        env["PYTHONMALLOC"] = given
-    server = subprocess.Popen(
-        [sys.executable, "-m", "signaling", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline().startswith("signaling server listening on")
-        environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
-        expected = "malloc" if given is None else given
-        assert f"PYTHONMALLOC={expected}".encode() in environ
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
