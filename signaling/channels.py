@@ -86,6 +86,19 @@ class Channel:
         default_factory=lambda: {"viewer": 0, "relay": 0, "broadcaster": 0}
     )
     upload_bps_total: int = 0
+    listed_by: dict[str, set[str]] = field(default_factory=dict)
+    """Peer id -> the peers here whose last report lists it as a neighbour (it may be absent:
+    a peer that joins again gets its watchers from here, without a pass over the channel)."""
+
+    def list_neighbour(self, neighbour_id: str, by: str) -> None:
+        self.listed_by.setdefault(neighbour_id, set()).add(by)
+
+    def unlist_neighbour(self, neighbour_id: str, by: str) -> None:
+        listers = self.listed_by.get(neighbour_id)
+        if listers is not None:
+            listers.discard(by)
+            if not listers:
+                del self.listed_by[neighbour_id]
 
     @property
     def state(self) -> str:
@@ -264,9 +277,9 @@ class Registry:
                 _touch_contact(other, peer_id, self.peers)
             if other is not None or (self.remote_peers and other_id != peer_id):
                 _touch_contact(peer, other_id, self.peers)
-        for other in channel.peers.values():
-            if peer_id in other.neighbours:
-                peer.watchers.add(other.peer_id)
+        peer.watchers.update(
+            other_id for other_id in channel.listed_by.get(peer_id, ()) if other_id in channel.peers
+        )
         return JoinResult(channel=channel, peer=peer, replaced=replaced)
 
     def leave(
@@ -287,6 +300,7 @@ class Registry:
         channel.upload_bps_total -= peer.upload_bps
         channel.tracker.remove(peer_id)
         for other_id in peer.neighbours:
+            channel.unlist_neighbour(other_id, peer_id)
             other = self.peers.get(other_id)
             if other is not None:
                 other.watchers.discard(peer_id)
@@ -444,11 +458,13 @@ class Registry:
             n for n in status.neighbours if n != peer_id and (self.remote_peers or n in known)
         )
         for other_id in peer.neighbours - neighbours:
+            channel.unlist_neighbour(other_id, peer_id)
             other = self.peers.get(other_id)
             if other is not None:
                 other.watchers.discard(peer_id)
         # All of them, not only the new ones: a neighbour that joined again has no watchers yet.
         for other_id in neighbours:
+            channel.list_neighbour(other_id, peer_id)
             other = self.peers.get(other_id)
             if other is not None:
                 other.watchers.add(peer_id)
