@@ -180,9 +180,10 @@ async def _close_all(app: web.Application) -> None:
     """On shutdown, close every socket with 1001 so clients know to reconnect elsewhere."""
     state = app[STATE]
     state.shutting_down = True  # its peers come back (here or elsewhere): no goodbyes
+    # Each close is bounded (a client that never answers the close frame is cut off): a
+    # shutdown must not wait on a peer.
     closing = [
-        conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
-        for conn in list(state.connections)
+        _close(conn, WSCloseCode.GOING_AWAY, b"server shutdown") for conn in list(state.connections)
     ]
     await asyncio.gather(*closing, return_exceptions=True)
 
@@ -317,10 +318,10 @@ async def _serve(state: ServerState, conn: Connection) -> None:
             return
 
 
-async def _close(conn: Connection, code: int) -> None:
+async def _close(conn: Connection, code: int, message: bytes = b"") -> None:
     await conn.outbox.flush(FATAL_FLUSH_S)
     try:
-        await asyncio.wait_for(conn.ws.close(code=code), CLOSE_TIMEOUT_S)
+        await asyncio.wait_for(conn.ws.close(code=code, message=message), CLOSE_TIMEOUT_S)
     except (TimeoutError, ConnectionError):
         _drop(conn)
 

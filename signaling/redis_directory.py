@@ -177,6 +177,10 @@ def _unavailable_on_redis_errors(fatal: bool) -> Callable[[_Method], _Method]:
     return wrap
 
 
+CLOSE_TIMEOUT_S = 5.0
+"""Each step of leaving the cluster on shutdown waits at most this long."""
+
+
 class RedisDirectory(LocalDirectory):
     """`LocalDirectory` for this process's peers, plus what Redis shares with the others."""
 
@@ -229,13 +233,15 @@ class RedisDirectory(LocalDirectory):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(RedisError, OSError):
+        # Bounded: a Redis that stopped answering must not hold the server's shutdown.
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
             # Leave at once rather than after `cluster_liveness_s`: drop our peers and our name.
-            await self._cleanup(self.proc)
-        with contextlib.suppress(RedisError, OSError):
+            await asyncio.wait_for(self._cleanup(self.proc), CLOSE_TIMEOUT_S)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
             if self._pubsub is not None:
-                await self._pubsub.aclose()
-        await self.redis.aclose(close_connection_pool=True)
+                await asyncio.wait_for(self._pubsub.aclose(), CLOSE_TIMEOUT_S)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self.redis.aclose(close_connection_pool=True), CLOSE_TIMEOUT_S)
 
     # --- membership ---------------------------------------------------------------------
 
