@@ -25,17 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from live_source import start_live_source
 from signaling_load import local_redis
 from signaling_load import start_servers as start_cluster
 
-from streamer.media import MediaOptions, open_media
-from streamer.media.pacing import live_chunks
 from streamer.node.driver import NodeConfig, SwarmNode
-from streamer.node.keyfile import BroadcasterKey
-from streamer.node.media_info import media_description
 from streamer.swarm import ChunkPlayed
 from streamer.transport.signaling_client import (
     Reconnected,
@@ -92,29 +87,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -> dict[str, Any]:
-    key = BroadcasterKey(Ed25519PrivateKey.generate(), "failover-bench-secret")
-    options = MediaOptions(chunk_seconds=CHUNK_S, video_bitrate_bps=400_000, loop=False)
-    stream = await asyncio.to_thread(open_media, "testsrc:192x108@15", options)
-    caster = SwarmNode(
-        NodeConfig(
-            urls[0],
-            CHANNEL,
-            "broadcaster",
-            secret=key.secret,
-            signing_key=key.signing_key,
-            chunk_seconds=CHUNK_S,
-            epoch=EPOCH,
-            fallback_server_urls=tuple(urls[1:]),
-        )
+    source = await start_live_source(
+        urls[0], CHANNEL, CHUNK_S, EPOCH, fallback_server_urls=tuple(urls[1:])
     )
-    await caster.start()
-    await caster.publish_media(media_description(stream.info, key.public_key_raw, 0, 1, EPOCH))
-
-    async def release() -> None:
-        async for chunk in live_chunks(stream):
-            caster.publish_chunk(1 + chunk.seq, chunk.data, chunk.start_s, chunk.duration_s)
-
-    releaser = asyncio.create_task(release())
     viewers = [
         Viewer(
             NodeConfig(
@@ -141,12 +116,12 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
                 raise SystemExit("the viewers did not start playing within 60 s")
             await asyncio.sleep(0.1)
         await asyncio.sleep(args.settle)
-        everyone = [caster.client, *(v.client for v in viewers), *clients]
+        everyone = [source.node.client, *(v.client for v in viewers), *clients]
         on_server = {u: [c for c in everyone if c.url == websocket_url(u)] for u in urls}
         doomed_url = max(urls, key=lambda u: len(on_server[u]))
         doomed = on_server[doomed_url]
         ids_before = {id(c): c.peer_id for c in doomed}
-        node_clients = {id(v.client): v for v in viewers} | {id(caster.client): caster}
+        node_clients = {id(v.client): v for v in viewers} | {id(source.node.client): source.node}
         reconnects_before = {id(c): c.reconnects for c in doomed}
         procs[urls.index(doomed_url)].kill()
         killed_at = time.monotonic()
@@ -160,7 +135,7 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
         live_ids = {c.peer_id for c in everyone}
         stale_links = 0
         links = 0
-        for node in [caster, *viewers]:
+        for node in [source.node, *viewers]:
             assert node.manager is not None
             open_ids = node.manager.open_peers()
             links += len(open_ids)
@@ -190,15 +165,11 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
             "mean_back_s": statistics.fmean(back_s) if back_s else None,
         }
     finally:
-        releaser.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await releaser
         for client in clients:
             await client.close()
         for viewer in viewers:
             await viewer.close()
-        await caster.close()
-        stream.close()
+        await source.close()
 
 
 def main() -> None:

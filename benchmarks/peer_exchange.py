@@ -27,13 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from live_source import start_live_source
 
-from streamer.media import MediaOptions, open_media
-from streamer.media.pacing import live_chunks
 from streamer.node.driver import NodeConfig, SwarmNode
-from streamer.node.keyfile import BroadcasterKey
-from streamer.node.media_info import media_description
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "exchange"
@@ -63,29 +59,7 @@ def window_continuity(before: dict[str, Any], after: dict[str, Any]) -> float | 
 
 async def one_run(args: argparse.Namespace, exchange: bool) -> dict[str, Any]:
     server, url = start_server()
-    key = BroadcasterKey(Ed25519PrivateKey.generate(), "exchange-bench-secret")
-    options = MediaOptions(chunk_seconds=CHUNK_S, video_bitrate_bps=400_000, loop=False)
-    stream = await asyncio.to_thread(open_media, "testsrc:192x108@15", options)
-    caster = SwarmNode(
-        NodeConfig(
-            url,
-            CHANNEL,
-            "broadcaster",
-            secret=key.secret,
-            signing_key=key.signing_key,
-            chunk_seconds=CHUNK_S,
-            epoch=EPOCH,
-            peer_exchange=exchange,
-        )
-    )
-    await caster.start()
-    await caster.publish_media(media_description(stream.info, key.public_key_raw, 0, 1, EPOCH))
-
-    async def release() -> None:
-        async for chunk in live_chunks(stream):
-            caster.publish_chunk(1 + chunk.seq, chunk.data, chunk.start_s, chunk.duration_s)
-
-    releaser = asyncio.create_task(release())
+    source = await start_live_source(url, CHANNEL, CHUNK_S, EPOCH, peer_exchange=exchange)
     viewers = [
         SwarmNode(
             NodeConfig(
@@ -155,13 +129,9 @@ async def one_run(args: argparse.Namespace, exchange: bool) -> dict[str, Any]:
             ],
         }
     finally:
-        releaser.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await releaser
         for viewer in viewers:
             await viewer.close()
-        await caster.close()
-        stream.close()
+        await source.close()
         if server.poll() is None:
             server.kill()
         with contextlib.suppress(Exception):

@@ -230,7 +230,11 @@ test("signaling: every join carries the same peer secret, never an id", () => {
   });
 });
 
-test("signaling: a lost server is followed by the next one, with the same join", () => {
+/**
+ * Run body({FakeSocket, opened, timers}) with WebSockets that record what they send (opened: every
+ * socket made) and a setTimeout that only queues (timers: {fn, ms}, run by hand).
+ */
+function withFakeSockets(body) {
   const opened = [];
   class FakeSocket {
     constructor(url) {
@@ -248,6 +252,14 @@ test("signaling: a lost server is followed by the next one, with the same join",
   const realSetTimeout = globalThis.setTimeout;
   globalThis.setTimeout = (fn, ms) => timers.push({ fn, ms }) && timers.length;
   try {
+    body({ FakeSocket, opened, timers });
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+}
+
+test("signaling: a lost server is followed by the next one, with the same join", () => {
+  withFakeSockets(({ FakeSocket, opened, timers }) => {
     const urls = ["ws://a/ws", "ws://b/ws", "ws://c/ws"];
     const client = new SignalingClient(urls, "live", {}, { WebSocketImpl: FakeSocket, random: () => 0.5 });
     client.connect();
@@ -266,9 +278,7 @@ test("signaling: a lost server is followed by the next one, with the same join",
     assert.deepEqual(opened[2].sent[0], opened[0].sent[0]);
     assert.equal(opened[0].sent[0].peer_secret, client.peerSecret);
     client.close();
-  } finally {
-    globalThis.setTimeout = realSetTimeout;
-  }
+  });
 });
 
 test("signaling: the servers a welcome names are checked, capped and tried after ours", () => {
@@ -279,23 +289,7 @@ test("signaling: the servers a welcome names are checked, capped and tried after
   assert.deepEqual(parseFailoverUrls("https://b.example"), []);
   const many = Array.from({ length: 20 }, (_, i) => `https://s${i}.example`);
   assert.equal(parseFailoverUrls(many).length, 8);
-  const opened = [];
-  class FakeSocket {
-    constructor(url) {
-      this.url = url;
-      this.sent = [];
-      this.readyState = 1;
-      opened.push(this);
-    }
-    send(text) {
-      this.sent.push(JSON.parse(text));
-    }
-    close() {}
-  }
-  const timers = [];
-  const realSetTimeout = globalThis.setTimeout;
-  globalThis.setTimeout = (fn, ms) => timers.push({ fn, ms }) && timers.length;
-  try {
+  withFakeSockets(({ FakeSocket, opened, timers }) => {
     const client = new SignalingClient("ws://a/ws", "live", {}, { WebSocketImpl: FakeSocket });
     client.connect();
     opened[0].onopen();
@@ -307,9 +301,7 @@ test("signaling: the servers a welcome names are checked, capped and tried after
     timers.shift().fn();
     assert.equal(opened[1].url, "ws://b/ws");
     client.close();
-  } finally {
-    globalThis.setTimeout = realSetTimeout;
-  }
+  });
 });
 
 test("media description: valid one parsed, hostile ones refused with a reason", () => {

@@ -1,0 +1,61 @@
+"""A broadcaster for the swarm benchmarks: FFmpeg's test pattern, packaged live and published
+through a SwarmNode in this process (benchmarks/failover.py, benchmarks/peer_exchange.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from streamer.media import MediaOptions, open_media
+from streamer.media.pacing import live_chunks
+from streamer.node.driver import NodeConfig, SwarmNode
+from streamer.node.keyfile import BroadcasterKey
+from streamer.node.media_info import media_description
+
+
+@dataclass
+class LiveSource:
+    node: SwarmNode
+    stream: Any
+    releaser: asyncio.Task[None]
+
+    async def close(self) -> None:
+        self.releaser.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.releaser
+        await self.node.close()
+        self.stream.close()
+
+
+async def start_live_source(
+    server_url: str, channel: str, chunk_s: float, epoch: int, **node_options: Any
+) -> LiveSource:
+    """Join server_url as channel's broadcaster and release chunks of chunk_s as they are shot;
+    node_options go to NodeConfig."""
+    key = BroadcasterKey(Ed25519PrivateKey.generate(), "bench-secret")
+    options = MediaOptions(chunk_seconds=chunk_s, video_bitrate_bps=400_000, loop=False)
+    stream = await asyncio.to_thread(open_media, "testsrc:192x108@15", options)
+    node = SwarmNode(
+        NodeConfig(
+            server_url,
+            channel,
+            "broadcaster",
+            secret=key.secret,
+            signing_key=key.signing_key,
+            chunk_seconds=chunk_s,
+            epoch=epoch,
+            **node_options,
+        )
+    )
+    await node.start()
+    await node.publish_media(media_description(stream.info, key.public_key_raw, 0, 1, epoch))
+
+    async def release() -> None:
+        async for chunk in live_chunks(stream):
+            node.publish_chunk(1 + chunk.seq, chunk.data, chunk.start_s, chunk.duration_s)
+
+    return LiveSource(node, stream, asyncio.create_task(release()))
