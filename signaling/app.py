@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling import pages
+from signaling.background import Periodic
 from signaling.channels import Registry, new_peer_id
 from signaling.config import ServerConfig
 from signaling.directory import Directory, Events, LocalDirectory
@@ -101,20 +102,16 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     """Periodically forget owned channels whose broadcaster has been gone for owner_ttl_s."""
     state = app[STATE]
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(state.config.sweep_interval_s)
-            try:
-                await state.directory.sweep(time.monotonic())
-            except Exception as error:  # e.g. Redis unreachable for a moment: next round
-                log.warning("sweep failed: %s", error)
+    async def sweep() -> None:
+        try:
+            await state.directory.sweep(time.monotonic())
+        finally:  # even when Redis is unreachable for a moment
             _refresh_turn_credentials(state)
 
-    task = asyncio.get_running_loop().create_task(loop())
+    sweeper = Periodic("sweep", state.config.sweep_interval_s, sweep)
+    sweeper.start()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await sweeper.stop()
 
 
 #: How often departed peers' grace periods are checked (neighbours hear within this of its end).
@@ -125,19 +122,13 @@ async def _departures(app: web.Application) -> AsyncIterator[None]:
     """Tell neighbours of peers that went without a goodbye once their grace period is over."""
     state = app[STATE]
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(DEPARTURE_CHECK_S)
-            try:
-                await state.directory.expire(time.monotonic())
-            except Exception as error:  # Redis unreachable for a moment: next round
-                log.warning("departure check failed: %s", error)
+    async def expire() -> None:
+        await state.directory.expire(time.monotonic())
 
-    task = asyncio.get_running_loop().create_task(loop())
+    departures = Periodic("departure check", DEPARTURE_CHECK_S, expire)
+    departures.start()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await departures.stop()
 
 
 def _refresh_turn_credentials(state: ServerState) -> None:

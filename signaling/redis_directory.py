@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from signaling import cluster_model as model
+from signaling.background import Periodic, stop_task
 from signaling.channels import Departure, GoneNotice, LeaveResult, Registry
 from signaling.config import ServerConfig
 from signaling.directory import Events, Joined, LocalDirectory, Totals
@@ -198,7 +199,8 @@ class RedisDirectory(LocalDirectory):
         self._secret_key = b""
         #: channel -> peer -> encoded PeerInfo, written at the next heartbeat.
         self._dirty: dict[str, dict[str, model.PeerInfo]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeats = Periodic("cluster heartbeat", config.cluster_heartbeat_s, self._beat)
+        self._listener: asyncio.Task[None] | None = None
         self._pubsub: Any = None
         self._sample_script = self.redis.register_script(_SAMPLE)
         self._forget_script = self.redis.register_script(_FORGET)
@@ -223,16 +225,14 @@ class RedisDirectory(LocalDirectory):
             await self.redis.aclose(close_connection_pool=True)
             raise UserError(f"cannot use Redis at {self.config.redis_url}: {error}") from None
         self._secret_key = str(key).encode()
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._heartbeats()), loop.create_task(self._listen())]
+        self._heartbeats.start()
+        self._listener = asyncio.get_running_loop().create_task(self._listen(), name="listen")
 
     async def close(self) -> None:
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._heartbeats.stop()
+        if self._listener is not None:
+            await stop_task(self._listener)
         # Bounded: a Redis that stopped answering must not hold the server's shutdown.
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             # Leave at once rather than after `cluster_liveness_s`: drop our peers and our name.
@@ -612,14 +612,16 @@ class RedisDirectory(LocalDirectory):
 
     async def _listen(self) -> None:
         """Handle what other processes send us; a broken subscription is re-made."""
-        while True:
+        while not self._closing:  # not only cancellation: see signaling.background
             try:
                 async for message in self._pubsub.listen():
+                    if self._closing:
+                        return
                     if message.get("type") == "message":
                         await self._on_envelope(message["data"])
-            except asyncio.CancelledError:
-                raise
             except (RedisError, OSError) as error:
+                if self._closing:
+                    return
                 log.warning("cluster subscription lost (%s); resubscribing", error)
                 await asyncio.sleep(self.config.cluster_heartbeat_s)
                 with contextlib.suppress(RedisError, OSError):
@@ -679,16 +681,6 @@ class RedisDirectory(LocalDirectory):
             log.exception("cluster message failed")
 
     # --- heartbeats, figures, cleanup ---------------------------------------------------
-
-    async def _heartbeats(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.cluster_heartbeat_s)
-            try:
-                await self._beat()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as error:
-                log.warning("cluster heartbeat failed: %s", error)
 
     async def _beat(self) -> None:
         """Say we are alive, learn who else is, publish our figures and peers' status."""

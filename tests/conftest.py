@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from browser_helpers import require_browser
+from hang_report import pytest_runtest_protocol  # noqa: F401  (a hook: print tasks before a timeout)
 from redis_helpers import RedisServer, running_redis
 
 
