@@ -112,7 +112,9 @@ def test_ice_server_urls_checked() -> None:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
+    """This environment, without a chosen allocator (the server picks its own)."""
+    inherited = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"}
+    return {**inherited, "PYTHONPATH": str(ROOT)}
 
 
 @pytest.mark.parametrize(
@@ -136,11 +138,35 @@ def test_serve_process_starts_answers_and_stops_on_sigterm(command: list[str]) -
 
         with urllib.request.urlopen(url + "/healthz", timeout=5) as resp:
             assert json.loads(resp.read())["status"] == "ok"
+        # It re-ran itself on the C allocator (memory comes back after a flood of joins).
+        assert "PYTHONMALLOC=malloc" in _environ_of(proc.pid)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _environ_of(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+
+
+def test_an_allocator_chosen_by_the_host_is_kept() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signaling", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**_env(), "PYTHONMALLOC": "pymalloc"},
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("signaling server listening on")
+        environ = _environ_of(proc.pid)
+        assert "PYTHONMALLOC=pymalloc" in environ and "PYTHONMALLOC=malloc" not in environ
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_serve_errors_are_one_line() -> None:
