@@ -1,5 +1,6 @@
 """A broadcaster for the swarm benchmarks: FFmpeg's test pattern, packaged live and published
-through a SwarmNode in this process (benchmarks/failover.py, benchmarks/peer_exchange.py)."""
+through a SwarmNode in this process (benchmarks/failover.py, benchmarks/peer_exchange.py,
+benchmarks/signaling_load.py --flood); and the viewers' continuity over a window."""
 
 from __future__ import annotations
 
@@ -59,3 +60,13 @@ async def start_live_source(
             node.publish_chunk(1 + chunk.seq, chunk.data, chunk.start_s, chunk.duration_s)
 
     return LiveSource(node, stream, asyncio.create_task(release()))
+
+
+PLAY_FIGURES = ("chunks_played", "chunks_late", "chunks_missed")
+
+
+def window_continuity(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+    """Chunks on time / chunks due between two stats snapshots (the core's rule)."""
+    played, late, missed = (int(after[k]) - int(before[k]) for k in PLAY_FIGURES)
+    due = played + late + missed
+    return played / due if due else None

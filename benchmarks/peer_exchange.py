@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from live_source import start_live_source
+from live_source import start_live_source, window_continuity
 
 from streamer.node.driver import NodeConfig, SwarmNode
 
@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "exchange"
 CHUNK_S = 0.5
 EPOCH = 11
-PLAY_FIGURES = ("chunks_played", "chunks_late", "chunks_missed")
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
@@ -48,13 +47,6 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     )
     assert server.stdout is not None
     return server, server.stdout.readline().split()[-1]
-
-
-def window_continuity(before: dict[str, Any], after: dict[str, Any]) -> float | None:
-    """Chunks on time / chunks due between two stats snapshots (the core's rule)."""
-    played, late, missed = (int(after[k]) - int(before[k]) for k in PLAY_FIGURES)
-    due = played + late + missed
-    return played / due if due else None
 
 
 async def one_run(args: argparse.Namespace, exchange: bool) -> dict[str, Any]:

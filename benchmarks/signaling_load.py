@@ -24,8 +24,9 @@ p99 (10,000 peers on Redis: 144-360 ms with the collector on, 26 ms without; 202
 
 `--flood N` measures abuse instead: N viewer joins to random channel names from this one address
 (loopback: the per-address caps do not apply, the worst case), each held until the flood ends;
-then whether a broadcaster still starts, the channels left (/healthz) and the server's RSS before,
-at the peak and after.
+then whether a broadcaster still starts, the channels left (/healthz), the server's RSS before,
+at the peak and after, and the continuity of `--flood-viewers` real viewers (aiortc) of a live
+broadcast on the same server over all the floods.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from live_source import start_live_source, window_continuity
+
+from signaling.serve import GC_CHECK_INTERVAL_S
+from streamer.node.driver import NodeConfig, SwarmNode
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "load"
@@ -358,6 +363,31 @@ async def flood_round(
     }
 
 
+@contextlib.asynccontextmanager
+async def bystanders(url: str, count: int) -> AsyncIterator[list[Any]]:
+    """A live broadcast in its own channel with `count` real viewers (aiortc) in this process,
+    all playing before it yields; their continuity over the floods is what the flood cost them.
+    """
+    if count == 0:
+        yield []
+        return
+    source = await start_live_source(url, "bystanders", 0.5, 13)
+    viewers = [SwarmNode(NodeConfig(url, "bystanders", "viewer", seed=i)) for i in range(count)]
+    try:
+        for viewer in viewers:
+            await viewer.start()
+        deadline = time.monotonic() + 60
+        while not all((v.stats().get("chunks_played") or 0) >= 4 for v in viewers):
+            if time.monotonic() > deadline:
+                sys.exit("the bystanders did not start playing within 60 s")
+            await asyncio.sleep(0.2)
+        yield viewers
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+        await source.close()
+
+
 async def flood(args: argparse.Namespace) -> dict[str, Any]:
     """`--flood-rounds` floods in a row on one server: RSS after each shows whether it grows."""
     (server,) = start_servers(1, None, *load_options(100))
@@ -365,19 +395,28 @@ async def flood(args: argparse.Namespace) -> dict[str, Any]:
         assert server.stdout is not None
         url = server.stdout.readline().split()[-1]
         result: dict[str, Any] = {"flood_joins": args.flood, "arrival_rate_per_s": args.rate}
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
+            bystanders(url, args.flood_viewers) as watching,
+        ):
             result["channels_before"] = (await (await session.get(url + "/healthz")).json())[
                 "channels"
             ]
             result["server_rss_before_mib"] = round(rss_bytes(server.pid) / 2**20, 1)
+            before = [viewer.stats() for viewer in watching]
             for round_no in range(1, args.flood_rounds + 1):
                 figures = await flood_round(session, url, args, round_no)
-                await asyncio.sleep(6.0)  # every close noticed, one GC check (serve.py) passed
+                # Every close noticed, then a GC check (serve.py) that sees them all.
+                await asyncio.sleep(2 * GC_CHECK_INTERVAL_S + 1.0)
                 health = await (await session.get(url + "/healthz")).json()
                 figures["channels_after"] = health["channels"]
                 figures["server_rss_after_mib"] = round(rss_bytes(server.pid) / 2**20, 1)
                 for key, value in figures.items():
                     result[f"{round_no}_{key}"] = value
+            result["bystanders_continuity"] = [
+                window_continuity(b, viewer.stats())
+                for b, viewer in zip(before, watching, strict=True)
+            ]
         return result
     finally:
         server.terminate()
@@ -417,6 +456,12 @@ def main() -> None:
         "--flood", type=int, default=0, metavar="N", help="measure a flood of N joins instead"
     )
     parser.add_argument("--flood-rounds", type=int, default=2, help="floods in a row")
+    parser.add_argument(
+        "--flood-viewers",
+        type=int,
+        default=3,
+        help="real viewers of a live broadcast on the server during the floods (bystanders)",
+    )
     parser.add_argument(
         "--client-gc",
         action="store_true",
