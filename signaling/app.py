@@ -21,6 +21,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from signaling import pages
 from signaling.background import Periodic
 from signaling.channels import Registry, new_peer_id
+from signaling.client_address import client_address
 from signaling.config import ServerConfig
 from signaling.directory import Directory, Events, LocalDirectory
 from signaling.iplimits import IpLimits
@@ -233,7 +234,11 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         msg_bucket=TokenBucket(config.rate_msgs_per_s, config.rate_burst_msgs, now),
         byte_bucket=TokenBucket(config.rate_bytes_per_s, config.rate_burst_bytes, now),
         transport=request.transport,
-        address=request.remote or "",
+        address=client_address(
+            request.remote or "",
+            request.headers.getall("X-Forwarded-For", []),
+            config.trusted_proxies,
+        ),
     )
     if not state.ip_limits.connect(conn.address):
         cap = config.max_connections_per_ip

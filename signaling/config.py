@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from signaling.client_address import Network, parse_trusted_proxy
 from signaling.protocol import Limits
 from signaling.turn_credentials import DEFAULT_TTL_S, make_turn_credential
 from streamer.errors import UserError
@@ -75,6 +76,9 @@ class ServerConfig:
     #: Apply the per-address caps to loopback clients too (off: local tests and load generators
     #: run many peers from 127.0.0.1).
     limit_loopback: bool = False
+    #: Reverse proxies (addresses or networks) whose X-Forwarded-For names the client; a socket
+    #: from one of them is counted under that client's address (signaling.client_address).
+    trusted_proxies: tuple[Network, ...] = ()
     #: Per-connection token bucket: sustained messages per second and burst size.
     rate_msgs_per_s: float = 50.0
     rate_burst_msgs: float = 200.0
@@ -220,7 +224,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=ServerConfig.max_connections_per_ip,
         metavar="N",
         help="open WebSockets per client address, 0 = no cap (default %(default)s; behind a "
-        "reverse proxy every client has the proxy's address: raise or turn off)",
+        "reverse proxy, name it with --trusted-proxy)",
     )
     parser.add_argument(
         "--max-channels-per-ip",
@@ -234,6 +238,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="apply the per-address caps to 127.0.0.1/::1 too (by default loopback is exempt, "
         "so local tests and load generators can run many peers)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        dest="trusted_proxies",
+        metavar="ADDRESS[/BITS]",
+        help="a reverse proxy in front of this server (repeatable; an address or a network): "
+        "sockets from it count under the client address its X-Forwarded-For gives",
     )
     parser.add_argument(
         "--heartbeat",
@@ -358,6 +371,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     failover_urls = tuple(parse_server_url(url, "--failover-url") for url in args.failover_urls)
     if args.broadcast_token is not None and not args.broadcast_token:
         raise UserError("--broadcast-token must not be empty")
+    try:
+        trusted_proxies = tuple(parse_trusted_proxy(text) for text in args.trusted_proxies)
+    except ValueError as error:
+        raise UserError(f"bad --trusted-proxy: {error}") from None
     ice = ice_settings_from_args(args)
     allowed_origins = tuple(parse_origin(origin) for origin in args.allowed_origins) or ("*",)
     return ServerConfig(
@@ -374,6 +391,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_connections_per_ip=args.max_connections_per_ip,
         max_channels_per_ip=args.max_channels_per_ip,
         limit_loopback=args.limit_loopback,
+        trusted_proxies=trusted_proxies,
         heartbeat_s=args.heartbeat,
         allowed_origins=allowed_origins,
         redis_url=args.redis,

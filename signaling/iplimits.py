@@ -3,8 +3,8 @@
 Why: without them one address can open thousands of sockets or spread viewers over thousands of
 made-up channels, and everyone else pays in memory and CPU. Loopback is exempt by default so that
 a test or a load generator on the server's own host can run many peers; `limit_loopback` turns
-that off (the abuse tests do). A cap of 0 means no cap (e.g. behind a reverse proxy, where every
-socket comes from the proxy's address).
+that off (the abuse tests do). A cap of 0 means no cap. Behind a reverse proxy the address is
+the client's as the proxy tells it (`--trusted-proxy`, signaling.client_address).
 """
 
 from __future__ import annotations
