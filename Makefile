@@ -116,7 +116,7 @@ netbed: $(STAMP)
 
 # The whole suite (slow end-to-end and browser tests included), then lint: CI runs exactly this.
 test: $(STAMP) browser webkit axe coturn redis netbed
-	$(PY) -m pytest -q -rsfE
+	$(PY) -m pytest -q -rsfE --durations=10
 	$(MAKE) --no-print-directory lint
 
 # Everything but the slow end-to-end tests.

@@ -3,14 +3,17 @@ under a live swarm and measure how fast its peers are back on the others and wha
 
 Starts a private redis-server and `--processes` cluster processes, then in this process a
 broadcaster (a live test pattern), `--viewers` real viewers (aiortc, SwarmNode) and `--clients`
-signaling-only peers, every one of them given all the servers (each tries them in its own
-shuffled order). Once every viewer plays, the process holding the most peers is killed with
-SIGKILL. Reported: for the peers that were on it, the time from the kill to their welcome on
-another process (p50/p99/max) and whether their ids were kept; over the viewers, continuity and
-chunks missed in the `--after` seconds after the kill, and links to ids no node has (a second
-link to a peer that came back under a new id, the old bug) at the end.
+signaling-only peers (in this process, or with `--client-processes K` in K processes of their own
+so that their wave of reconnects does not share the viewers' event loop), every one of them given
+all the servers (each tries them in its own shuffled order). Once every viewer plays, the process
+holding the most peers is killed with SIGKILL. Reported: for the peers that were on it, the time
+from the kill to their welcome on another process (p50/p99/max) and whether their ids were kept;
+over the viewers, continuity and chunks missed in the `--after` seconds after the kill, and links
+to ids no node has (a second link to a peer that came back under a new id, the old bug) at the
+end.
 
     .venv/bin/python benchmarks/failover.py --processes 3 --viewers 10 --clients 40
+    .venv/bin/python benchmarks/failover.py --viewers 10 --clients 6000 --client-processes 1
 """
 
 from __future__ import annotations
@@ -102,13 +105,17 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
         )
         for i in range(args.viewers)
     ]
-    clients = [SignalingClient(urls, channel=CHANNEL, role="viewer") for _ in range(args.clients)]
+    in_process = 0 if args.client_processes else args.clients
+    clients = [SignalingClient(urls, channel=CHANNEL, role="viewer") for _ in range(in_process)]
+    helpers: list[asyncio.subprocess.Process] = []
     back_at: dict[int, float] = {}
     try:
         for viewer in viewers:
             await viewer.start()
         for client in clients:
             await client.connect()
+        helpers = await start_client_processes(args, urls)
+        helper_counts = [json.loads(await readline(h))["on"] for h in helpers]
         watchers = [asyncio.create_task(watch_reconnect(c, back_at)) for c in clients]
         deadline = time.monotonic() + 60
         while not all(len(v.played_at) >= 4 for v in viewers):
@@ -118,13 +125,22 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
         await asyncio.sleep(args.settle)
         everyone = [source.node.client, *(v.client for v in viewers), *clients]
         on_server = {u: [c for c in everyone if c.url == websocket_url(u)] for u in urls}
-        doomed_url = max(urls, key=lambda u: len(on_server[u]))
+        counts = {
+            u: len(on_server[u]) + sum(c.get(websocket_url(u), 0) for c in helper_counts)
+            for u in urls
+        }
+        doomed_url = max(urls, key=lambda u: counts[u])
         doomed = on_server[doomed_url]
         ids_before = {id(c): c.peer_id for c in doomed}
         node_clients = {id(v.client): v for v in viewers} | {id(source.node.client): source.node}
         reconnects_before = {id(c): c.reconnects for c in doomed}
         procs[urls.index(doomed_url)].kill()
         killed_at = time.monotonic()
+        order = json.dumps({"killed": websocket_url(doomed_url), "at": killed_at}) + "\n"
+        for helper in helpers:
+            assert helper.stdin is not None
+            helper.stdin.write(order.encode())
+            await helper.stdin.drain()
         while time.monotonic() - killed_at < args.after:
             for c in doomed:
                 if id(c) in node_clients and c.reconnects > reconnects_before[id(c)]:
@@ -132,6 +148,12 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
             await asyncio.sleep(0.01)
         back_s = [back_at[id(c)] - killed_at for c in doomed if id(c) in back_at]
         kept = sum(c.peer_id == ids_before[id(c)] for c in doomed if id(c) in back_at)
+        doomed_count = len(doomed)
+        for helper in helpers:
+            result = json.loads(await readline(helper, args.after + 30))
+            back_s += result["back_s"]
+            kept += result["kept"]
+            doomed_count += result["doomed"]
         live_ids = {c.peer_id for c in everyone}
         stale_links = 0
         links = 0
@@ -149,7 +171,8 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
             "viewers": args.viewers,
             "clients": args.clients,
             "grace_s": args.grace,
-            "on_killed_process": len(doomed),
+            "client_processes": args.client_processes,
+            "on_killed_process": doomed_count,
             "back": len(back_s),
             "ids_kept": kept,
             "back_s_p50": quantile(back_s, 0.5),
@@ -165,6 +188,10 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
             "mean_back_s": statistics.fmean(back_s) if back_s else None,
         }
     finally:
+        for helper in helpers:
+            if helper.returncode is None:
+                helper.kill()
+            await helper.wait()
         for client in clients:
             await client.close()
         for viewer in viewers:
@@ -172,11 +199,46 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
         await source.close()
 
 
+async def start_client_processes(
+    args: argparse.Namespace, urls: list[str]
+) -> list[asyncio.subprocess.Process]:
+    """`--clients` spread over `--client-processes` processes (benchmarks/failover_clients.py)."""
+    helpers = []
+    for index in range(args.client_processes):
+        count = args.clients // args.client_processes
+        count += index < args.clients % args.client_processes
+        servers = [part for url in urls for part in ("--server", url)]
+        helpers.append(
+            await asyncio.create_subprocess_exec(
+                *(sys.executable, str(Path(__file__).with_name("failover_clients.py")), *servers),
+                *("--channel", CHANNEL, "--count", str(count), "--after", str(args.after)),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        )
+    return helpers
+
+
+async def readline(helper: asyncio.subprocess.Process, timeout_s: float = 300.0) -> bytes:
+    """The helper's next line; a helper that died or went quiet ends the benchmark."""
+    assert helper.stdout is not None
+    line = await asyncio.wait_for(helper.stdout.readline(), timeout_s)
+    if not line:
+        raise SystemExit(f"a client process ended early (exit {await helper.wait()})")
+    return line
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--viewers", type=int, default=10, help="real (aiortc) viewers")
     parser.add_argument("--clients", type=int, default=40, help="signaling-only peers")
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=0,
+        help="run the signaling-only peers in this many processes of their own (0: in this one)",
+    )
     parser.add_argument("--grace", type=float, default=5.0, help="serve --peer-grace")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds of play before the kill")
     parser.add_argument("--after", type=float, default=15.0, help="seconds measured after it")
