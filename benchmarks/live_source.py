@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,3 +71,14 @@ def window_continuity(before: dict[str, Any], after: dict[str, Any]) -> float | 
     played, late, missed = (int(after[k]) - int(before[k]) for k in PLAY_FIGURES)
     due = played + late + missed
     return played / due if due else None
+
+
+async def start_playing(viewers: list[SwarmNode], timeout_s: float = 60.0) -> None:
+    """Start every viewer and wait until each has played 4 chunks (SystemExit after timeout_s)."""
+    for viewer in viewers:
+        await viewer.start()
+    deadline = time.monotonic() + timeout_s
+    while not all((v.stats().get("chunks_played") or 0) >= 4 for v in viewers):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the viewers did not start playing within {timeout_s:.0f} s")
+        await asyncio.sleep(0.2)

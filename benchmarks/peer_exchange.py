@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from live_source import start_live_source, window_continuity
+from live_source import start_live_source, start_playing, window_continuity
 
 from streamer.node.driver import NodeConfig, SwarmNode
 
@@ -67,13 +67,7 @@ async def one_run(args: argparse.Namespace, exchange: bool) -> dict[str, Any]:
         for i in range(args.viewers)
     ]
     try:
-        for viewer in viewers:
-            await viewer.start()
-        deadline = time.monotonic() + 60
-        while not all((v.stats().get("chunks_played") or 0) >= 4 for v in viewers):
-            if time.monotonic() > deadline:
-                raise SystemExit("the viewers did not start playing within 60 s")
-            await asyncio.sleep(0.2)
+        await start_playing(viewers)
         await asyncio.sleep(args.settle)
         server.kill()
         killed_at = time.monotonic()

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from live_source import start_live_source, window_continuity
+from live_source import start_live_source, start_playing, window_continuity
 
 from signaling.serve import GC_CHECK_INTERVAL_S
 from streamer.node.driver import NodeConfig, SwarmNode
@@ -374,13 +374,7 @@ async def bystanders(url: str, count: int) -> AsyncIterator[list[Any]]:
     source = await start_live_source(url, "bystanders", 0.5, 13)
     viewers = [SwarmNode(NodeConfig(url, "bystanders", "viewer", seed=i)) for i in range(count)]
     try:
-        for viewer in viewers:
-            await viewer.start()
-        deadline = time.monotonic() + 60
-        while not all((v.stats().get("chunks_played") or 0) >= 4 for v in viewers):
-            if time.monotonic() > deadline:
-                sys.exit("the bystanders did not start playing within 60 s")
-            await asyncio.sleep(0.2)
+        await start_playing(viewers)
         yield viewers
     finally:
         for viewer in viewers:
