@@ -245,7 +245,7 @@ def test_two_hundred_peers_start_and_play() -> None:
 @pytest.mark.timeout(300)
 def test_a_thousand_peers_at_tight_upload() -> None:
     """1,000 viewers at 1.5-2x joining a running stream within 10 s (a flash crowd after a 5 s
-    warm-up), 20 s of virtual time: ~35 s of wall time on 2 shared cores."""
+    warm-up), 20 s of virtual time: ~2 min of wall time on 2 shared cores (the slowest test)."""
     sc = Scenario(peers=1000, duration_s=20, seed=5, warmup_s=5, join_window_s=10.0)
     s = run_scenario(sc).summary()
     assert s["viewers_started"] >= 990

@@ -110,6 +110,9 @@ test("stats carry streamer watch's field names and the peer share", () => {
     bytes_from_source: 250,
     bytes_from_peers: 750,
     bytes_uploaded: 500,
+    exchange_hints: 4,
+    signals_relayed: 2,
+    signals_dropped: 0,
   };
   const s = assembleStats(core, { first_frame_s: 0.9, buffer_s: 1.5 }, { state: "live" });
   for (const key of Object.keys(core)) assert.ok(key in s, key);

@@ -87,6 +87,9 @@ export function assembleStats(core, player, extra) {
     chunks_appended: p.chunks_appended ?? 0,
     chunks_skipped: p.chunks_skipped ?? 0,
     player_error: p.error ?? null,
+    exchange_hints: c.exchange_hints ?? 0,
+    signals_relayed: c.signals_relayed ?? 0,
+    signals_dropped: c.signals_dropped ?? 0,
     ...extra,
   };
 }
