@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from failover_clients import watch_reconnect
 from live_source import start_live_source
 from signaling_load import local_redis
 from signaling_load import start_servers as start_cluster
@@ -36,7 +37,6 @@ from signaling_load import start_servers as start_cluster
 from streamer.node.driver import NodeConfig, SwarmNode
 from streamer.swarm import ChunkPlayed
 from streamer.transport.signaling_client import (
-    Reconnected,
     SignalingClient,
     websocket_url,
 )
@@ -68,12 +68,6 @@ class Viewer(SwarmNode):
         super().__init__(config)
         self.played_at: list[tuple[float, ChunkPlayed]] = []
         self.on_chunk_played = lambda e: self.played_at.append((time.monotonic(), e))
-
-
-async def watch_reconnect(client: SignalingClient, back_at: dict[int, float]) -> None:
-    async for event in client.events():
-        if isinstance(event, Reconnected):
-            back_at.setdefault(id(client), time.monotonic())
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from streamer.transport.signaling_client import Reconnected, SignalingClient
 
 
 async def watch_reconnect(client: SignalingClient, back_at: dict[int, float]) -> None:
+    """Note when `client` is first welcomed again after losing its server (also failover.py's)."""
     async for event in client.events():
         if isinstance(event, Reconnected):
             back_at.setdefault(id(client), time.monotonic())

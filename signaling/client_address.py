@@ -28,8 +28,9 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _trusted(text: str, proxies: tuple[Network, ...]) -> bool:
-    address = _address(text)
+def _is_proxy(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, proxies: tuple[Network, ...]
+) -> bool:
     return address is not None and any(address in network for network in proxies)
 
 
@@ -37,7 +38,7 @@ def client_address(peer: str, forwarded_for: Iterable[str], proxies: tuple[Netwo
     """The address to count this socket under: `peer` (the TCP peer), or for a socket from a
     trusted proxy the last untrusted hop of the X-Forwarded-For header values `forwarded_for`.
     A malformed hop ends the walk at the last trusted one (a client's junk never names it)."""
-    if not proxies or not _trusted(peer, proxies):
+    if not proxies or not _is_proxy(_address(peer), proxies):
         return peer
     hops = [hop for value in forwarded_for for hop in value.split(",") if hop.strip()]
     closest = peer
@@ -45,7 +46,7 @@ def client_address(peer: str, forwarded_for: Iterable[str], proxies: tuple[Netwo
         address = _address(hop)
         if address is None:
             return closest
-        if not any(address in network for network in proxies):
+        if not _is_proxy(address, proxies):
             return str(address)
         closest = str(address)
     return closest
