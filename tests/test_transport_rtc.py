@@ -18,6 +18,7 @@ from streamer.transport.ice_path import aioice_connection
 from streamer.transport.rtc import (
     ANSWERER,
     OFFERER,
+    RELAY_GONE,
     PeerManager,
     RtcConfig,
     parse_trickled_candidate,
@@ -86,9 +87,11 @@ class Swarm:
         self.config = config
         self.nodes: dict[str, Node] = {}
 
-    def add(self, peer_id: str, config: RtcConfig | None = None) -> Node:
+    def add(self, peer_id: str, config: RtcConfig | None = None, relay: Any = None) -> Node:
         events = Recorder()
-        manager = PeerManager(self.relay.endpoint(peer_id), events, config=config or self.config)
+        manager = PeerManager(
+            self.relay.endpoint(peer_id), events, config=config or self.config, relay=relay
+        )
         self.relay.attach(peer_id, manager.handle_signal)
         node = self.nodes[peer_id] = Node(peer_id, manager, events)
         return node
@@ -404,6 +407,54 @@ async def test_signals_of_a_connection_asked_via_a_neighbour_never_touch_the_ser
     finally:
         for manager in managers.values():
             await manager.close()
+
+
+async def test_an_offer_no_neighbour_can_carry_closes_at_once(swarm: Swarm) -> None:
+    """The relay refuses the offer (that neighbour's link is gone): the caller hears
+    relay_gone now, not connect_timeout_s later, and can try another way."""
+    refused: list[tuple[str, str]] = []
+
+    def refuse(via: str, to: str, data: Any) -> bool:
+        refused.append((via, to))
+        return False
+
+    events = Recorder()
+    manager = PeerManager(swarm.relay.endpoint("alice"), events, config=FAST, relay=refuse)
+    try:
+        started = time.monotonic()
+        assert manager.connect("bob", via="carol")
+        await events.wait_for(lambda: "bob" in events.closed, 5)
+        assert events.closed["bob"] == RELAY_GONE
+        assert time.monotonic() - started < FAST.connect_timeout_s / 2
+        assert refused == [("carol", "bob")]
+        assert manager.pending_peers() == []
+    finally:
+        await manager.close()
+
+
+async def test_a_pending_offer_closes_when_its_relaying_neighbour_goes(swarm: Swarm) -> None:
+    """alice offers a link to bob through carol; carol leaves before bob's answer came back:
+    the offer is closed (relay_gone) as soon as alice's link to carol closes."""
+    swallowed: list[str] = []
+
+    def swallow(via: str, to: str, data: Any) -> bool:
+        swallowed.append(data["kind"])  # accepted, never delivered: carol is on her way out
+        return True
+
+    alice, carol = swarm.add("alice", relay=swallow), swarm.add("carol")
+    assert alice.manager.connect("carol")
+    await alice.events.wait_for(lambda: "carol" in alice.events.opened, 10)
+    assert alice.manager.connect("bob", via="carol")
+    async with asyncio.timeout(5):
+        while swallowed != ["offer"]:
+            await asyncio.sleep(0.02)
+    assert "bob" in alice.manager.pending_peers()
+    started = time.monotonic()
+    await carol.manager.close()
+    await alice.events.wait_for(lambda: "bob" in alice.events.closed, 5)
+    assert alice.events.closed["bob"] == RELAY_GONE
+    assert alice.events.closed["carol"] != RELAY_GONE
+    assert time.monotonic() - started < FAST.connect_timeout_s / 2
 
 
 async def test_without_a_relay_a_connection_via_a_neighbour_is_refused(swarm: Swarm) -> None:

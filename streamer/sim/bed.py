@@ -26,7 +26,7 @@ from streamer.bench.figures import summarise_viewers
 from streamer.netbed.topology import Bed, Profile, Site, build_bed, describe_sites
 from streamer.protocol import ChunkSigner, Role
 from streamer.sim.links import Access, QueuedNetwork, Transport
-from streamer.sim.network import SimNode
+from streamer.sim.network import Observer, SimNode, Tap
 from streamer.sim.scenario import SOURCE_ID, _join, test_key
 from streamer.swarm import HeaderVerifier, SwarmConfig, SwarmPeer
 from streamer.swarm.chunks import PiecePool
@@ -133,7 +133,11 @@ def join_times_s(sc: BedScenario, bed: Bed) -> dict[str, float]:
     return times
 
 
-def run_bed_scenario(sc: BedScenario) -> BedResult:
+def run_bed_scenario(
+    sc: BedScenario, observer: Observer | None = None, tap: Tap | None = None
+) -> BedResult:
+    """Run the bed's sites in virtual time; observer sees every core's events, tap every
+    message put on a wire (as in streamer.sim.run_scenario)."""
     started = time.perf_counter()
     bed = build_bed(sc.profile, sc.stream_rate_bps, SIM_PREFIX)
     rng = random.Random(sc.seed)
@@ -146,6 +150,8 @@ def run_bed_scenario(sc: BedScenario) -> BedResult:
         access=access,
         transport=sc.transport,
         turn_delay_s=infra[0].link.delay_s if infra else None,
+        observer=observer,
+        tap=tap,
     )
     config = replace(sc.config, chunk_duration_s=sc.chunk_duration_s)
     key = test_key()

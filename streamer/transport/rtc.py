@@ -71,6 +71,8 @@ sctp_tuning.apply()  # aiortc's SCTP loss recovery, tuned to RFC 9260 values (se
 OFFERER = "offerer"
 ANSWERER = "answerer"
 
+#: Close reason of an offer whose relaying neighbour went before the answer came back.
+RELAY_GONE = "relay_gone"
 _QUEUED = "queued"
 _CONNECTING = "connecting"
 _OPEN = "open"
@@ -528,6 +530,8 @@ class PeerManager:
             await self._signaling.signal(peer.peer_id, data)
         elif self._relay is None or not self._relay(peer.via, peer.peer_id, data):
             logger.info("relay %s cannot carry a signal to %s", peer.via, peer.peer_id)
+            if data.get("kind") == "offer":
+                self._close_peer(peer, RELAY_GONE)  # no answer can come back: say so now
 
     async def _drain_inbox(
         self, from_id: str, inbox: deque[tuple[Mapping[str, Any], str | None]]
@@ -735,6 +739,16 @@ class PeerManager:
         logger.debug("peer %s closed: %s", peer.peer_id, reason)
         if peer.announced:
             self._call_listener(peer, "on_peer_closed", peer.peer_id, reason)
+        self._close_stranded_by(peer.peer_id)
+
+    def _close_stranded_by(self, gone_id: str) -> None:
+        """Offers of ours relayed by a neighbour that just went can get no answer: closed now,
+        so the caller can try another way at once rather than after connect_timeout_s. Links
+        that have their answer (or are answering) need no relay any more and are left alone."""
+        for other in list(self._peers.values()):
+            waiting = other.state in (_QUEUED, _CONNECTING) and not other.remote_description_set
+            if other.via == gone_id and other.role == OFFERER and waiting:
+                self._close_peer(other, RELAY_GONE)
 
     @staticmethod
     async def _close_pc(pc: RTCPeerConnection) -> None:

@@ -20,6 +20,8 @@ import { icePathFromStats } from "./icepath.js";
 
 export const OFFERER = "offerer";
 export const ANSWERER = "answerer";
+/** Close reason of an offer whose relaying neighbour went before the answer came back. */
+export const RELAY_GONE = "relay_gone";
 
 const QUEUED = "queued";
 const CONNECTING = "connecting";
@@ -397,6 +399,8 @@ export class PeerManager {
     if (peer.via === null) this.signaling.signal(peer.peerId, data);
     else if (this.relay === null || !this.relay(peer.via, peer.peerId, data)) {
       console.info(`relay ${peer.via} cannot carry a signal to ${peer.peerId}`);
+      // No answer can come back: say so now, not connectTimeoutS later.
+      if (data.kind === "offer") this._closePeer(peer, RELAY_GONE);
     }
   }
 
@@ -585,6 +589,21 @@ export class PeerManager {
     peer.channel = null;
     if (pc) safeClose(pc);
     if (peer.announced) this._callListener(peer, "onPeerClosed", peer.peerId, reason);
+    this._closeStrandedBy(peer.peerId);
+  }
+
+  /**
+   * Offers of ours relayed by a neighbour that just went can get no answer: closed now, so the
+   * caller can try another way at once. Links that have their answer (or are answering) need no
+   * relay any more and are left alone.
+   */
+  _closeStrandedBy(goneId) {
+    for (const other of [...this.peers.values()]) {
+      const stranded = other.via === goneId && other.role === OFFERER && !other.remoteDescriptionSet;
+      if (stranded && (other.state === QUEUED || other.state === CONNECTING)) {
+        this._closePeer(other, RELAY_GONE);
+      }
+    }
   }
 
   _checkTimeouts() {
