@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from streamer.cli import main
+from streamer.protocol.messages import MsgType
 from streamer.sim.bed import BUFFER_HIGH_BYTES, BUFFER_LOW_BYTES, BedScenario, run_bed_scenario
 from streamer.sim.compare import MARGINS, compare, comparison_table
 from streamer.sim.links import (
@@ -204,6 +205,30 @@ def test_loss_delays_by_a_retransmission_and_holds_what_follows() -> None:
     assert [d[0] for _t, _s, d in b_core.received] == list(range(20))  # in order
     assert times == sorted(times)
     assert net.retransmissions > 0 and times[-1] > 0.5
+
+
+def test_unordered_pieces_pass_a_lost_piece_and_control_stays_in_order() -> None:
+    access = {"a": Access(delay_s=0.01, loss=0.3), "b": Access(delay_s=0.02)}
+    transport = Transport(
+        wire_overhead=0.0,
+        packet_header_bytes=0,
+        sack_bytes=0,
+        loss_throughput=False,
+        rto_s=1.0,
+        unordered_pieces=True,
+    )
+    net, a, b_core = _pair(FakeCore(), rate=1e9, access=access, transport=transport, seed=3)
+    pieces = [bytes([MsgType.PIECE, i]) * 50 for i in range(20)]
+    controls = [bytes([MsgType.HAVE, i]) * 50 for i in range(20)]
+    for piece, control in zip(pieces, controls, strict=True):
+        net._transmit(a, "b", piece)
+        net._transmit(a, "b", control)
+    net.queue.run_until(30.0)
+    got = [d for _t, _s, d in b_core.received]
+    assert net.retransmissions > 0
+    assert sorted(got) == sorted(pieces + controls)  # everything arrives
+    assert [d for d in got if d[0] == MsgType.HAVE] == controls  # control in order
+    assert [d for d in got if d[0] == MsgType.PIECE] != pieces  # a lost piece was overtaken
 
 
 def test_loss_based_throughput_matches_the_measured_data_channel() -> None:

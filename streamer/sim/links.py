@@ -42,6 +42,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
+from streamer.protocol.messages import MsgType
 from streamer.sim.network import Observer, SimNetwork, SimNode, Tap
 from streamer.swarm.drain import send_data, send_ready_control
 
@@ -89,6 +90,10 @@ class Transport:
     """Cap each link at the Mathis throughput of its path (False: only the uplink limits)."""
     setup_base_s: float = 0.5
     setup_rtts: float = 6.0
+    unordered_pieces: bool = False
+    """A what-if, not what the drivers do: pieces on an unordered stream of the association,
+    so a piece held by a retransmission holds nothing sent after it (and waits for nothing
+    sent before it); every other message stays ordered."""
 
     def __post_init__(self) -> None:
         if not 0 < self.buffer_low_bytes <= self.buffer_high_bytes:
@@ -376,8 +381,9 @@ class QueuedNetwork(SimNetwork):
             if self.rng.random() >= link.keep**packets:
                 self.retransmissions += 1
                 arrive += link.rtt_s if link.buffer else max(self.transport.rto_s, link.rtt_s)
-        arrive = max(arrive, link.clear_s)
-        link.clear_s = arrive
+        if not (self.transport.unordered_pieces and data[0] == MsgType.PIECE):
+            arrive = max(arrive, link.clear_s)
+            link.clear_s = arrive
         if self.tap is not None:
             self.tap(src, dst, data, self.now, arrive)
         self.queue.at(arrive, self._deliver, src, dst, data)
