@@ -240,7 +240,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             config.trusted_proxies,
         ),
     )
-    if not state.ip_limits.connect(conn.address):
+    if not await _admit(state, conn):
         cap = config.max_connections_per_ip
         _send_error(
             state,
@@ -266,6 +266,20 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         await _disconnect(state, conn)
         _release_heartbeat(ws)
     return ws
+
+
+async def _admit(state: ServerState, conn: Connection) -> bool:
+    """Count the socket against its address's cap: this process's first, then the cluster's
+    (a cluster's cap is the same number for all its processes together)."""
+    limits = state.ip_limits
+    if not limits.connect(conn.address):
+        return False
+    if limits.caps_connections(conn.address):
+        if not await state.directory.admit_address(conn.address, limits.max_connections_per_ip):
+            limits.disconnect(conn.address)
+            return False
+        conn.counted_in_cluster = True
+    return True
 
 
 def _release_heartbeat(ws: web.WebSocketResponse) -> None:
@@ -454,6 +468,9 @@ async def _disconnect(state: ServerState, conn: Connection) -> None:
     state.connections.discard(conn)
     state.closed_connections += 1
     state.ip_limits.disconnect(conn.address)
+    if conn.counted_in_cluster:
+        conn.counted_in_cluster = False
+        await state.directory.release_address(conn.address)
     if conn.channel is not None:
         state.ip_limits.leave(conn.address, conn.channel)
         conn.channel = None

@@ -46,6 +46,11 @@ def proc_channels_key(proc: str) -> str:
     return f"{PREFIX}proc:{proc}:channels"
 
 
+def proc_addresses_key(proc: str) -> str:
+    """A process's sockets per client address (hash: address -> count), for per-address caps."""
+    return f"{PREFIX}proc:{proc}:addresses"
+
+
 def claim_key(channel: str) -> str:
     return f"{PREFIX}claim:{channel}"
 

@@ -84,6 +84,14 @@ class Directory(Protocol):
         ...
 
     async def totals(self) -> Totals: ...
+    async def admit_address(self, address: str, cap: int) -> bool:
+        """Count one more socket from `address` across the cluster; False (nothing counted)
+        if the cluster already holds `cap`. One process counts alone (signaling.iplimits)."""
+        ...
+
+    async def release_address(self, address: str) -> None:
+        """A socket that admit_address counted closed."""
+        ...
 
 
 class LocalDirectory:
@@ -102,6 +110,12 @@ class LocalDirectory:
         self._events = events
 
     async def close(self) -> None:
+        pass
+
+    async def admit_address(self, address: str, cap: int) -> bool:
+        return True  # signaling.iplimits counts this process's sockets, which are all of them
+
+    async def release_address(self, address: str) -> None:
         pass
 
     async def join(self, message: Join, peer_id: str, now: float, count: int) -> Joined:

@@ -36,6 +36,10 @@ class IpLimits:
     def _exempt(self, address: str) -> bool:
         return not self.limit_loopback and is_loopback(address)
 
+    def caps_connections(self, address: str) -> bool:
+        """Whether `address` has a socket cap at all (a cluster then counts it too)."""
+        return bool(self.max_connections_per_ip) and not self._exempt(address)
+
     def connect(self, address: str) -> bool:
         """Count one more socket from `address`; False (nothing counted) when over the cap."""
         cap = self.max_connections_per_ip

@@ -125,7 +125,8 @@ return 1
 """
 
 # After process ARGV[1] died: remove its peers' records, except those of peers that joined
-# again elsewhere meanwhile. KEYS: its peers, its figures. ARGV: the process, the key prefix.
+# again elsewhere meanwhile. KEYS: its peers, its figures, its address counts. ARGV: the
+# process, the key prefix.
 # Returns the removed "CHANNEL PEER"s.
 _CLEANUP = """
 local removed = {}
@@ -148,9 +149,25 @@ for _, entry in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     end
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('ZREM', ARGV[2] .. 'procs', ARGV[1])
 return removed
+"""
+
+# One more socket from an address, if the cluster holds fewer than the cap. KEYS: this process's
+# address counts, then every other live process's. ARGV: address, cap. Returns 1 if counted.
+_ADMIT_ADDRESS = """
+local total = 0
+for _, key in ipairs(KEYS) do total = total + tonumber(redis.call('HGET', key, ARGV[1]) or '0') end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+"""
+
+# A counted socket closed. KEYS: this process's address counts. ARGV: address.
+_RELEASE_ADDRESS = """
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
 """
 
 #: Where peers of other processes are (a peer never moves): (channel, peer) -> process.
@@ -205,6 +222,8 @@ class RedisDirectory(LocalDirectory):
         self._sample_script = self.redis.register_script(_SAMPLE)
         self._forget_script = self.redis.register_script(_FORGET)
         self._cleanup_script = self.redis.register_script(_CLEANUP)
+        self._admit_script = self.redis.register_script(_ADMIT_ADDRESS)
+        self._release_script = self.redis.register_script(_RELEASE_ADDRESS)
         self._where: dict[tuple[str, str], str] = {}
         #: Our peers in their channel's preferred pool in Redis.
         self._preferred: set[str] = set()
@@ -242,6 +261,24 @@ class RedisDirectory(LocalDirectory):
                 await asyncio.wait_for(self._pubsub.aclose(), CLOSE_TIMEOUT_S)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             await asyncio.wait_for(self.redis.aclose(close_connection_pool=True), CLOSE_TIMEOUT_S)
+
+    # --- per-address caps ---------------------------------------------------------------
+
+    async def admit_address(self, address: str, cap: int) -> bool:
+        """One round trip; the sum is over the processes alive at our last beat (a process
+        that died holds no sockets: its counts go with the rest of its records). Redis out of
+        reach: admitted, each process's own cap still holds."""
+        others = sorted(self.live_procs - {self.proc})
+        keys = [model.proc_addresses_key(p) for p in [self.proc, *others]]
+        try:
+            return bool(await self._admit_script(keys=keys, args=[address, cap]))
+        except (RedisError, OSError) as error:
+            log.warning("per-address count failed, admitted on this process's cap: %s", error)
+            return True
+
+    async def release_address(self, address: str) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._release_script(keys=[model.proc_addresses_key(self.proc)], args=[address])
 
     # --- membership ---------------------------------------------------------------------
 
@@ -742,7 +779,11 @@ class RedisDirectory(LocalDirectory):
         if not await self.redis.set(lock, "1", nx=True, ex=CLEANUP_LOCK_S):
             return
         entries = await self._cleanup_script(
-            keys=[model.proc_peers_key(proc), model.proc_channels_key(proc)],
+            keys=[
+                model.proc_peers_key(proc),
+                model.proc_channels_key(proc),
+                model.proc_addresses_key(proc),
+            ],
             args=[proc, model.PREFIX],
         )
         self.live_procs.discard(proc)

@@ -36,6 +36,8 @@ class Connection:
     peer_id: str | None = None
     #: The channel it joined (per-address channel caps).
     channel: str | None = None
+    #: Counted in the cluster's per-address socket counts (released when it closes).
+    counted_in_cluster: bool = False
     #: When the TURN credentials this peer holds expire (None: it holds none from our secret).
     turn_expires_at_unix_s: int | None = None
     rate_violations: int = 0

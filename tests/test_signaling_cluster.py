@@ -250,3 +250,35 @@ async def test_status_reaches_the_other_processes_samples(
 
     await wait_for(demoted)
     await redis.aclose()
+
+
+async def test_the_per_address_socket_cap_holds_for_the_cluster_together(
+    aiohttp_client: Any, redis_url: str
+) -> None:
+    """A cap of 3 sockets per address is 3 across both processes, not 3 on each; a socket
+    that closes on one frees a place on the other."""
+    a, b = await two_servers(
+        aiohttp_client, redis_url, limit_loopback=True, max_connections_per_ip=3
+    )
+
+    async def both_alive() -> bool:
+        return all(len(s.app[STATE].directory.live_procs) == 2 for s in (a, b))
+
+    await wait_for(both_alive)
+    on_a = [(await join(a, "show"))[0] for _ in range(2)]
+    on_b, _ = await join(b, "show")
+    fourth = await b.ws_connect("/ws")
+    error = await expect_closed(fourth)
+    assert error["code"] == "too_many_connections" and "at most 3" in error["message"]
+    assert len(b.app[STATE].connections) == 1  # refused before it was served
+
+    await on_a[0].close()
+
+    async def freed() -> bool:
+        return len(a.app[STATE].connections) == 1
+
+    await wait_for(freed)
+    again, welcome = await join(b, "show")  # the place freed on A is taken on B
+    assert welcome["channel"] == "show"
+    for ws in (on_a[1], on_b, again):
+        await ws.close()
