@@ -1,10 +1,11 @@
-"""Peer exchange in real headless Chromium: with the signaling server gone, a page that lost its
-neighbours opens new links through the one it has left (offer and answer relayed over the data
-channels), and every page plays on.
+"""Peer exchange in real headless Chromium and Firefox: with the signaling server gone, a page that
+lost its neighbours opens new links through the one it has left (offer and answer relayed over
+the data channels), and every page plays on.
 
-A real `streamer broadcast` and four watch pages. Once every page plays, the server is closed for
-good: any link opened after that went through peer exchange. One page then drops every link but
-one (as if those neighbours had left): it is below its target and the server is gone.
+A real `streamer broadcast` and four watch pages of one engine. Once every page plays, the server
+is closed for good: any link opened after that went through peer exchange. One page then drops
+every link but one (as if those neighbours had left): it is below its target and the server is
+gone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import launch_chromium, page_stats, streamer_process, video_state
+from browser_helpers import launch_browser, page_stats, streamer_process, video_state
 from test_browser_swarm import _open_watch_page, _wait_channel_live, _wait_state
 
 from signaling.app import start_server
@@ -35,8 +36,10 @@ async def _open_links(page: Any) -> list[str]:
 
 @pytest.mark.timeout(150)
 async def test_pages_without_a_server_open_links_through_their_neighbours(
-    chromium_path: str, tmp_path: Path
+    engine: tuple[str, str], tmp_path: Path
 ) -> None:
+    """Run once per `engine`: four Chromium pages, then four Firefox pages."""
+    engine_name, path = engine
     server = await start_server(ServerConfig(port=0))
     try:
         async with (
@@ -44,7 +47,7 @@ async def test_pages_without_a_server_open_links_through_their_neighbours(
                 "broadcast", str(SAMPLE), "--loop", "--key", str(tmp_path / "key"),
                 "--server", server.url, "--channel", "demo", log_path=tmp_path / "broadcast.log",
             ),
-            launch_chromium(chromium_path) as browser,
+            launch_browser(engine_name, path) as browser,
         ):  # fmt: skip
             await _wait_channel_live(server.url, "demo", timeout_s=20)
             pages = []
