@@ -175,6 +175,42 @@ def test_data_is_pulled_to_the_high_mark_and_again_from_the_low_one() -> None:
     assert 20 <= len(core.data) < 30
 
 
+@pytest.mark.parametrize("gated", [True, False])
+def test_the_uplink_gate_bounds_what_all_links_buffer(gated: bool) -> None:
+    """As the drivers do: data goes into a link that holds some only while all links together
+    buffer less than the gate's window (32 KiB until a drain rate is measured, then 0.1 s of
+    it); without the gate only each link's high mark limits."""
+    core = FakeCore([bytes(1000) for _ in range(400)])
+    core.serve_to = "b"
+    transport = Transport(
+        buffer_high_bytes=1024 * 1024,
+        buffer_low_bytes=512 * 1024,
+        wire_overhead=0.0,
+        packet_header_bytes=0,
+        sack_bytes=0,
+        loss_throughput=False,
+        uplink_gate=gated,
+    )
+    net, a, _b = _pair(core, transport=transport, rate=100_000.0)
+    net.access = {**net.access, "a": Access(delay_s=0.01, queue_s=0.001)}
+    net.pump(a)
+    link = net.link("a", "b")
+    # 33 pulled (the last with 32,000 < 32 KiB buffered), one of them already in the uplink
+    assert link.buffered_bytes == (32_000 if gated else 399_000)
+    most = 0
+    t = 0.0
+    while t < 2.0:
+        t += 0.01
+        net.queue.run_until(t)
+        if t > 0.5:
+            most = max(most, link.buffered_bytes)
+    if gated:
+        assert most <= 100_000 * 0.1 + 1000  # 0.1 s of the measured drain rate, plus a message
+        assert core.data  # still pulling as the link drains
+    else:
+        assert most > 100_000
+
+
 def test_path_delays_are_both_sites_and_turn_adds_its_site_twice() -> None:
     a, b = Access(delay_s=0.01), Access(delay_s=0.02)
     assert path_delay_s(a, b, None) == pytest.approx(0.03)

@@ -138,6 +138,39 @@ async def test_without_ice_servers_no_public_stun_server_is_used(swarm: Swarm) -
     assert connection.stun_server is None and connection.turn_server is None
 
 
+async def test_unordered_messages_travel_on_the_negotiated_second_channel(swarm: Swarm) -> None:
+    """Both ends make the unordered channel (same id, no in-band announcement); a message sent
+    unordered goes on it and reaches the listener like any other, and counts in the stats."""
+    a, b = await open_pair(swarm)
+    a_peer = a.manager._peers["bob"]
+    b_peer = b.manager._peers["alice"]
+    async with asyncio.timeout(5):
+        while not all(
+            p.pieces_channel is not None and p.pieces_channel.readyState == "open"
+            for p in (a_peer, b_peer)
+        ):
+            await asyncio.sleep(0.02)
+    assert a_peer.pieces_channel is not None and b_peer.pieces_channel is not None
+    assert a_peer.pieces_channel.id == b_peer.pieces_channel.id == FAST.pieces_channel_id
+    assert not a_peer.pieces_channel.ordered and a_peer.channel is not None
+    assert a_peer.channel.ordered
+    sent_on: list[bytes] = []
+    original = a_peer.pieces_channel.send
+
+    def spy(data: bytes) -> None:
+        sent_on.append(data)
+        original(data)
+
+    a_peer.pieces_channel.send = spy  # type: ignore[method-assign]
+    assert a.manager.send("bob", b"piece", ordered=False)
+    assert a.manager.send("bob", b"control")
+    await b.events.wait_for(lambda: len(b.events.messages.get("alice", [])) == 2, 5)
+    assert sorted(b.events.messages["alice"]) == [b"control", b"piece"]
+    assert sent_on == [b"piece"]  # only the unordered one went on the second channel
+    stats = a.manager.stats("bob")
+    assert stats is not None and stats.bytes_sent == len(b"piece") + len(b"control")
+
+
 async def test_two_peers_exchange_messages_both_ways(swarm: Swarm) -> None:
     a, b = await open_pair(swarm)
     assert a.events.opened == {"bob": OFFERER}

@@ -45,8 +45,8 @@ from streamer.errors import UserError
 from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
 from streamer.node.status import RateMeter
 from streamer.node.token_bucket import TokenBucket
-from streamer.node.uplink_gate import UplinkGate
-from streamer.protocol import ChunkSigner, Role
+from streamer.node.uplink_gate import GATE_POLL_S, UplinkGate
+from streamer.protocol import ChunkSigner, MsgType, Role
 from streamer.swarm import (
     ChunkComplete,
     ChunkMissed,
@@ -91,9 +91,6 @@ _FAILED_PEER_MEMORY_S = 20.0
 _MIN_TIMER_DELAY_S = 0.002
 _MAX_FLUSH_ROUNDS = 16
 _BYE_GRACE_S = 0.3
-_GATE_POLL_S = 0.02
-"""How often links held back by the uplink gate try again (the transport has no event for
-"all links together drained below a level")."""
 
 
 @dataclass(frozen=True)
@@ -666,7 +663,7 @@ class SwarmNode:
             # A link with nothing queued may always take one message: one association alone
             # cannot fill an uplink under loss (its window halves at every loss).
             if manager.buffered_amount(peer_id) > 0 and not gate.has_room(buffered):
-                self._send_later(peer_id, _GATE_POLL_S)
+                self._send_later(peer_id, GATE_POLL_S)
                 return False
             return True
 
@@ -685,7 +682,9 @@ class SwarmNode:
     def _send_data(self, peer_id: str, data: bytes) -> bool:
         """Send one header or piece (a seam for tests that play a lying peer)."""
         assert self.manager is not None
-        return self.manager.send(peer_id, data)
+        # Pieces go unordered: one held by a retransmission holds back nothing sent after it.
+        # Headers stay in order ahead of the haves and pieces that need them.
+        return self.manager.send(peer_id, data, ordered=data[0] != MsgType.PIECE)
 
     def _send_later(self, peer_id: str, delay_s: float) -> None:
         self._throttled.add(peer_id)

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+GATE_POLL_S = 0.02
+"""How often links held back by the gate try again (the transport has no event for "all links
+together drained below a level"; the page's app.js polls as often)."""
+
 
 @dataclass(frozen=True, slots=True)
 class UplinkGateConfig:

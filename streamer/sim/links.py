@@ -40,8 +40,10 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from streamer.node.uplink_gate import GATE_POLL_S, UplinkGate
 from streamer.protocol.messages import MsgType
 from streamer.sim.network import Observer, SimNetwork, SimNode, Tap
 from streamer.swarm.drain import send_data, send_ready_control
@@ -90,6 +92,10 @@ class Transport:
     """Cap each link at the Mathis throughput of its path (False: only the uplink limits)."""
     setup_base_s: float = 0.5
     setup_rtts: float = 6.0
+    uplink_gate: bool = True
+    """The drivers' uplink gate (streamer.node.uplink_gate): a link with data already buffered
+    takes more only while all the node's links together buffer less than the gate's window
+    (0.1 s of the measured drain rate); held-back links try again every GATE_POLL_S."""
     unordered_pieces: bool = False
     """A what-if, not what the drivers do: pieces on an unordered stream of the association,
     so a piece held by a retransmission holds nothing sent after it (and waits for nothing
@@ -189,6 +195,18 @@ class QueuedNetwork(SimNetwork):
         """Per (receiver, sender): user bytes since the receiver's last SACK, and its time."""
         self.retransmissions = 0
         self.sacks = 0
+        self._gates: dict[str, UplinkGate] = {}
+        self._handed: dict[str, int] = {}
+        """Per node: bytes ever handed to its links' buffers (data and control: the gate's
+        measure of what the transport drained)."""
+
+    def _gate(self, peer_id: str) -> UplinkGate | None:
+        if not self.transport.uplink_gate:
+            return None
+        gate = self._gates.get(peer_id)
+        if gate is None:
+            gate = self._gates[peer_id] = UplinkGate()
+        return gate
 
     def _access(self, peer_id: str) -> Access:
         return self.access.get(peer_id, self.default_access)
@@ -245,6 +263,7 @@ class QueuedNetwork(SimNetwork):
         link = self.link(src.peer_id, dst_id)
         link.buffer.append(data)
         link.buffered_bytes += len(data)
+        self._handed[src.peer_id] = self._handed.get(src.peer_id, 0) + len(data)
         self._drain(src)
 
     def _deliver(self, src: str, dst: str, data: bytes) -> None:
@@ -275,20 +294,42 @@ class QueuedNetwork(SimNetwork):
         if not node.links:
             return
         high = self.transport.buffer_high_bytes
+        gate = self._gate(node.peer_id)
+        buffered = sum(link.buffered_bytes for link in self._out.get(node.peer_id, {}).values())
+        if gate is not None:
+            gate.observe(self.now, buffered, self._handed.get(node.peer_id, 0))
+        held_back = False
 
         def into_buffer(peer_id: str, data: bytes) -> bool:
+            nonlocal buffered
             link = self.link(node.peer_id, peer_id)
             data = self._corrupt(node, data) if node.liar else data
             link.buffer.append(data)
             link.buffered_bytes += len(data)
+            buffered += len(data)
+            self._handed[node.peer_id] = self._handed.get(node.peer_id, 0) + len(data)
             if link.buffered_bytes >= high:
                 link.blocked = True
             return True
 
+        def takes_more(link: Link) -> Callable[[], bool]:
+            def may_send() -> bool:
+                nonlocal held_back
+                if not link.takes_more():
+                    return False
+                if gate is not None and link.buffered_bytes > 0 and not gate.has_room(buffered):
+                    held_back = True
+                    return False
+                return True
+
+            return may_send
+
         for pid in node.core.upload_peers():
             if pid in node.links:
                 link = self.link(node.peer_id, pid)
-                send_data(node.core, pid, self.now, into_buffer, link.takes_more)
+                send_data(node.core, pid, self.now, into_buffer, takes_more(link))
+        if held_back:
+            self._wake_later(node.peer_id, self.now + GATE_POLL_S)
         # Serving may have queued absents (requests we can no longer complete).
         send_ready_control(node.core, node.core.take_ready(), self._sender(node))
         self._drain(node)

@@ -209,6 +209,12 @@ class Fetcher:
         if result is PieceResult.FORGED:
             self._outbox.drop(nb, f"forged piece {seq}/{index}", ByeReason.FORGED)
             return None
+        if result is PieceResult.NO_HEADER:
+            # Before its header (pieces travel unordered: the header, in order, may wait for a
+            # retransmission): not kept and not counted as come, so the request stays open and
+            # is asked again when it times out.
+            self.bytes_duplicate += len(msg.payload)
+            return result
         a = nb.assignments.get(seq)
         if a is not None and index in a.pieces:
             a.pieces.discard(index)

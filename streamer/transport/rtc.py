@@ -117,6 +117,12 @@ class RtcConfig:
     """Knobs of the peer-connection manager (defaults suit a 1 Mbit/s stream on 2 cores)."""
 
     channel_label: str = "swarm"
+    #: The second, unordered channel of every connection, negotiated out of band with a fixed
+    #: id (both ends create it; the page does the same): what `send(..., ordered=False)` uses.
+    #: A message on it waits for no earlier one, so a lost packet holds back only its own
+    #: message, not the control messages and other pieces sent after it.
+    pieces_label: str = "swarm-pieces"
+    pieces_channel_id: int = 10
     #: From the start of setup to the data channel being open.
     connect_timeout_s: float = 15.0
     #: Setups (ICE + DTLS + SCTP) in flight at once: opening many at once is slow in aiortc.
@@ -172,6 +178,8 @@ class _Peer:
     announced: bool
     pc: RTCPeerConnection | None = None
     channel: RTCDataChannel | None = None
+    pieces_channel: RTCDataChannel | None = None
+    """The unordered channel for `send(..., ordered=False)` (negotiated: both ends make it)."""
     remote_description_set: bool = False
     pending_candidates: list[RTCIceCandidate] = field(default_factory=list)
     stats: PeerStats = field(default_factory=PeerStats)
@@ -181,6 +189,14 @@ class _Peer:
     holds_setup_slot: bool = False
     via: str | None = None
     """The neighbour relaying this connection's signals (peer exchange); None: the server."""
+
+
+def _buffered(peer: _Peer) -> int:
+    """Bytes queued on both of a connection's channels and not yet handed to SCTP."""
+    total = int(peer.channel.bufferedAmount) if peer.channel is not None else 0
+    if peer.pieces_channel is not None:
+        total += int(peer.pieces_channel.bufferedAmount)
+    return total
 
 
 def to_rtc_ice_servers(servers: Iterable[IceServer]) -> list[RTCIceServer]:
@@ -351,10 +367,13 @@ class PeerManager:
         if peer is not None:
             self._close_peer(peer, "peer_left")
 
-    def send(self, peer_id: str, data: bytes) -> bool:
+    def send(self, peer_id: str, data: bytes, ordered: bool = True) -> bool:
         """Queue one binary message; False if the peer is not open (nothing is sent).
 
-        Reliable and ordered. Call `has_room` first: this never refuses for a full buffer.
+        Reliable; in order with every other ordered message, or (ordered=False, on the
+        connection's unordered channel once it is open) delivered as soon as it is whole, ahead
+        of anything sent earlier that is waiting for a retransmission. Call `has_room` first:
+        this never refuses for a full buffer.
         """
         if len(data) > self.config.max_message_bytes:
             raise ValueError(
@@ -363,8 +382,12 @@ class PeerManager:
         peer = self._peers.get(peer_id)
         if peer is None or peer.state != _OPEN or peer.channel is None:
             return False
+        channel = peer.channel
+        pieces = peer.pieces_channel
+        if not ordered and pieces is not None and pieces.readyState == "open":
+            channel = pieces
         try:
-            peer.channel.send(bytes(data))
+            channel.send(bytes(data))
         except Exception as error:  # the channel died under us (InvalidStateError, ...)
             logger.debug("send to %s failed: %s", peer_id, error)
             self._close_peer(peer, "send_failed")
@@ -380,12 +403,12 @@ class PeerManager:
         peer = self._peers.get(peer_id)
         if peer is None or peer.channel is None:
             return 0
-        return int(peer.channel.bufferedAmount)
+        return _buffered(peer)
 
     def buffered_total(self) -> int:
         """Bytes queued on all open links and not yet handed to SCTP."""
         return sum(
-            int(peer.channel.bufferedAmount)
+            _buffered(peer)
             for peer in self._peers.values()
             if peer.state == _OPEN and peer.channel is not None
         )
@@ -397,7 +420,7 @@ class PeerManager:
             peer is not None
             and peer.state == _OPEN
             and peer.channel is not None
-            and peer.channel.bufferedAmount < self.config.buffer_high_bytes
+            and _buffered(peer) < self.config.buffer_high_bytes
         )
 
     def stats(self, peer_id: str) -> PeerStats | None:
@@ -508,11 +531,38 @@ class PeerManager:
             if peer.channel is channel:
                 self._close_peer(peer, "channel_closed")
 
+    def _attach_pieces_channel(self, peer: _Peer, pc: RTCPeerConnection) -> None:
+        """The unordered channel: its messages go to the listener as the main channel's do."""
+        channel = pc.createDataChannel(
+            self.config.pieces_label,
+            ordered=False,
+            negotiated=True,
+            id=self.config.pieces_channel_id,
+        )
+        peer.pieces_channel = channel
+        channel.bufferedAmountLowThreshold = self.config.buffer_low_bytes
+
+        @channel.on("message")
+        def on_message(data: bytes | str) -> None:
+            if peer.pieces_channel is channel:
+                self._on_message(peer, data)
+
+        @channel.on("bufferedamountlow")
+        def on_low() -> None:
+            if peer.pieces_channel is channel and peer.state == _OPEN:
+                self._call_listener(peer, "on_peer_writable", peer.peer_id)
+
+        @channel.on("close")
+        def on_close() -> None:
+            if peer.pieces_channel is channel:
+                self._close_peer(peer, "channel_closed")
+
     async def _offer(self, peer: _Peer) -> None:
         pc = self._new_pc(peer)
         try:
             channel = pc.createDataChannel(self.config.channel_label, ordered=True)
             self._attach_channel(peer, channel)
+            self._attach_pieces_channel(peer, pc)
             await pc.setLocalDescription(await pc.createOffer())
             if peer.pc is not pc or peer.state == _CLOSED:
                 return  # replaced (lost glare) or closed meanwhile
@@ -624,6 +674,7 @@ class PeerManager:
         except Exception as error:
             raise ValueError(f"unusable offer: {error}") from error
         peer.remote_description_set = True
+        self._attach_pieces_channel(peer, pc)
         await self._apply_pending_candidates(peer)
         await pc.setLocalDescription(await pc.createAnswer())
         if peer.pc is pc and peer.state != _CLOSED:
@@ -719,7 +770,7 @@ class PeerManager:
     def _discard_attempt(self, peer: _Peer) -> None:
         """Drop our own half-made connection (lost glare) but keep the peer record."""
         self._release_setup_slot(peer)
-        old_pc, peer.pc, peer.channel = peer.pc, None, None
+        old_pc, peer.pc, peer.channel, peer.pieces_channel = peer.pc, None, None, None
         peer.pending_candidates = []
         peer.remote_description_set = False
         peer.state = _QUEUED
@@ -733,7 +784,7 @@ class PeerManager:
         self._release_setup_slot(peer)
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
-        pc, peer.pc, peer.channel = peer.pc, None, None
+        pc, peer.pc, peer.channel, peer.pieces_channel = peer.pc, None, None, None
         if pc is not None:
             self._spawn(self._close_pc(pc), f"rtc-close-{peer.peer_id}")
         logger.debug("peer %s closed: %s", peer.peer_id, reason)
@@ -790,7 +841,7 @@ class PeerManager:
                     if now - peer.started_at > config.connect_timeout_s * 4:
                         self._close_peer(peer, "timeout")
                 elif peer.state == _OPEN and peer.channel is not None:
-                    buffered = peer.channel.bufferedAmount
+                    buffered = _buffered(peer)
                     drained = peer.stats.bytes_sent - buffered
                     if buffered == 0 or drained > peer.last_drained_bytes:
                         peer.last_progress_at = now

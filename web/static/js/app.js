@@ -22,7 +22,7 @@ import { TokenBucket } from "./tokenbucket.js";
 import { UplinkGate } from "./uplinkgate.js";
 import { PlayerControls } from "./controls.js";
 import { PageUi } from "./ui.js";
-import { Role } from "./wire.js";
+import { MsgType, Role } from "./wire.js";
 
 const STATUS_INTERVAL_S = 2;
 const TICK_INTERVAL_S = 0.25;
@@ -359,7 +359,9 @@ export class WatchApp {
     const send = (peerId, msg) => {
       bucket.take(msg.byteLength, now);
       buffered += msg.byteLength;
-      return this.rtc.send(peerId, msg);
+      // Pieces go unordered: one held by a retransmission holds back nothing sent after it.
+      // Headers stay in order ahead of the haves and pieces that need them.
+      return this.rtc.send(peerId, msg, msg[0] !== MsgType.PIECE);
     };
     sendData(core, id, now, send, maySend);
   }

@@ -198,6 +198,13 @@ export class Fetcher {
       this.outbox.drop(nb, `forged piece ${seq}/${index}`, ByeReason.FORGED);
       return null;
     }
+    if (result === PieceResult.NO_HEADER) {
+      // Before its header (pieces travel unordered: the header, in order, may wait for a
+      // retransmission): not kept and not counted as come, so the request stays open and is
+      // asked again when it times out.
+      this.bytesDuplicate += msg.payload.length;
+      return result;
+    }
     const a = nb.assignments.get(seq);
     if (a !== undefined && a.pieces.has(index)) {
       a.pieces.delete(index);

@@ -33,6 +33,11 @@ const MAX_CANDIDATE_CHARS = 1024;
 
 export const DEFAULT_RTC_CONFIG = Object.freeze({
   channelLabel: "swarm",
+  // The second, unordered channel of every connection, negotiated out of band with a fixed id
+  // (both ends create it; streamer.transport.rtc does the same): what send(..., false) uses. A
+  // message on it waits for no earlier one, so a lost packet holds back only its own message.
+  piecesLabel: "swarm-pieces",
+  piecesChannelId: 10,
   connectTimeoutS: 15,
   maxConcurrentSetups: 3,
   setupIntervalS: 0.05,
@@ -98,6 +103,7 @@ class Peer {
     this.announced = announced;
     this.pc = null;
     this.channel = null;
+    this.piecesChannel = null; // the unordered channel (negotiated: both ends make it)
     this.remoteDescriptionSet = false;
     this.pendingCandidates = [];
     this.holdsSetupSlot = false;
@@ -197,15 +203,22 @@ export class PeerManager {
     if (peer) this._closePeer(peer, "peer_left");
   }
 
-  /** Queue one binary message; false when the peer is not open. Check hasRoom first. */
-  send(peerId, data) {
+  /**
+   * Queue one binary message; false when the peer is not open. Check hasRoom first. Reliable;
+   * in order with every other ordered message, or (ordered false, on the unordered channel once
+   * it is open) delivered as soon as it is whole, ahead of anything earlier still waiting for a
+   * retransmission.
+   */
+  send(peerId, data, ordered = true) {
     if (data.byteLength > this.config.maxMessageBytes) {
       throw new RangeError(`message of ${data.byteLength} bytes exceeds the cap`);
     }
     const peer = this.peers.get(peerId);
     if (!peer || peer.state !== OPEN || !peer.channel) return false;
+    const pieces = peer.piecesChannel;
+    const channel = !ordered && pieces && pieces.readyState === "open" ? pieces : peer.channel;
     try {
-      peer.channel.send(data);
+      channel.send(data);
     } catch {
       this._closePeer(peer, "send_failed");
       return false;
@@ -217,14 +230,14 @@ export class PeerManager {
 
   bufferedAmount(peerId) {
     const peer = this.peers.get(peerId);
-    return peer && peer.channel ? peer.channel.bufferedAmount : 0;
+    return peer && peer.channel ? buffered(peer) : 0;
   }
 
   /** Bytes queued on all open links and not yet sent. */
   bufferedTotal() {
     let total = 0;
     for (const peer of this.peers.values()) {
-      if (peer.state === OPEN && peer.channel) total += peer.channel.bufferedAmount;
+      if (peer.state === OPEN && peer.channel) total += buffered(peer);
     }
     return total;
   }
@@ -235,7 +248,7 @@ export class PeerManager {
       !!peer &&
       peer.state === OPEN &&
       !!peer.channel &&
-      peer.channel.bufferedAmount < this.config.bufferHighBytes
+      buffered(peer) < this.config.bufferHighBytes
     );
   }
 
@@ -376,11 +389,35 @@ export class PeerManager {
     };
   }
 
+  /** The unordered channel: its messages go to the listener as the main channel's do. */
+  _attachPiecesChannel(peer, pc) {
+    const channel = pc.createDataChannel(this.config.piecesLabel, {
+      ordered: false,
+      negotiated: true,
+      id: this.config.piecesChannelId,
+    });
+    peer.piecesChannel = channel;
+    channel.binaryType = "arraybuffer";
+    channel.bufferedAmountLowThreshold = this.config.bufferLowBytes;
+    channel.onmessage = (ev) => {
+      if (peer.piecesChannel === channel) this._onMessage(peer, ev.data);
+    };
+    channel.onbufferedamountlow = () => {
+      if (peer.piecesChannel === channel && peer.state === OPEN) {
+        this._callListener(peer, "onPeerWritable", peer.peerId);
+      }
+    };
+    channel.onclose = () => {
+      if (peer.piecesChannel === channel) this._closePeer(peer, "channel_closed");
+    };
+  }
+
   async _offer(peer) {
     const pc = this._newPc(peer);
     try {
       const channel = pc.createDataChannel(this.config.channelLabel, { ordered: true });
       this._attachChannel(peer, channel);
+      this._attachPiecesChannel(peer, pc);
       await pc.setLocalDescription(await pc.createOffer());
       if (peer.pc !== pc || peer.state === CLOSED) return;
       this._sendSignal(peer, { kind: "offer", sdp: pc.localDescription.sdp });
@@ -478,6 +515,7 @@ export class PeerManager {
       throw new Error(`unusable offer: ${err?.message ?? err}`);
     }
     peer.remoteDescriptionSet = true;
+    this._attachPiecesChannel(peer, pc);
     await this._applyPendingCandidates(peer);
     await pc.setLocalDescription(await pc.createAnswer());
     if (peer.pc === pc && peer.state !== CLOSED) {
@@ -573,6 +611,7 @@ export class PeerManager {
     const old = peer.pc;
     peer.pc = null;
     peer.channel = null;
+    peer.piecesChannel = null;
     peer.pendingCandidates = [];
     peer.remoteDescriptionSet = false;
     peer.state = QUEUED;
@@ -587,6 +626,7 @@ export class PeerManager {
     const pc = peer.pc;
     peer.pc = null;
     peer.channel = null;
+    peer.piecesChannel = null;
     if (pc) safeClose(pc);
     if (peer.announced) this._callListener(peer, "onPeerClosed", peer.peerId, reason);
     this._closeStrandedBy(peer.peerId);
@@ -615,9 +655,9 @@ export class PeerManager {
       } else if (peer.state === QUEUED && peer.role === OFFERER) {
         if (now - peer.startedAtS > cfg.connectTimeoutS * 4) this._closePeer(peer, "timeout");
       } else if (peer.state === OPEN && peer.channel) {
-        const buffered = peer.channel.bufferedAmount;
-        const drained = peer.bytesSent - buffered;
-        if (buffered === 0 || drained > peer.lastDrainedBytes) peer.lastProgressS = now;
+        const queued = buffered(peer);
+        const drained = peer.bytesSent - queued;
+        if (queued === 0 || drained > peer.lastDrainedBytes) peer.lastProgressS = now;
         peer.lastDrainedBytes = drained;
         if (now - peer.lastProgressS > cfg.stallTimeoutS) this._closePeer(peer, "stalled");
       }
@@ -638,6 +678,11 @@ function safeClose(pc) {
 }
 
 /** Keep only ICE servers the browser accepts (stun:, turn:, turns: URLs). */
+/** Bytes queued on both of a connection's channels and not yet sent. */
+function buffered(peer) {
+  return (peer.channel ? peer.channel.bufferedAmount : 0) + (peer.piecesChannel ? peer.piecesChannel.bufferedAmount : 0);
+}
+
 export function sanitizeIceServers(servers) {
   const out = [];
   for (const s of Array.isArray(servers) ? servers : []) {
