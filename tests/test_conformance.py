@@ -182,8 +182,7 @@ def test_default_configs_agree(tmp_path: Path) -> None:
     python = {_camel(f.name): getattr(defaults, f.name) for f in dataclasses.fields(SwarmConfig)}
     differ = {k: (python[k], js[k]) for k in python.keys() & js.keys() if python[k] != js[k]}
     assert not differ
-    assert set(js) - set(python) == {"maxHeldPieceBytes"}  # JS only: the async header check
-    assert set(python) - set(js) == set()
+    assert set(js) == set(python)
 
 
 def _camel(name: str) -> str:

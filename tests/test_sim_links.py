@@ -231,7 +231,12 @@ def test_a_message_arrives_after_its_serialisation_and_both_delays() -> None:
 def test_loss_delays_by_a_retransmission_and_holds_what_follows() -> None:
     access = {"a": Access(delay_s=0.01, loss=0.5), "b": Access(delay_s=0.02)}
     transport = Transport(
-        wire_overhead=0.0, packet_header_bytes=0, sack_bytes=0, loss_throughput=False, rto_s=1.0
+        wire_overhead=0.0,
+        packet_header_bytes=0,
+        sack_bytes=0,
+        loss_throughput=False,
+        rto_s=1.0,
+        unordered_pieces=False,  # (one of the messages starts with the piece type's byte)
     )
     net, a, b_core = _pair(FakeCore(), rate=1e9, access=access, transport=transport)
     for i in range(20):

@@ -96,10 +96,10 @@ class Transport:
     """The drivers' uplink gate (streamer.node.uplink_gate): a link with data already buffered
     takes more only while all the node's links together buffer less than the gate's window
     (0.1 s of the measured drain rate); held-back links try again every GATE_POLL_S."""
-    unordered_pieces: bool = False
-    """A what-if, not what the drivers do: pieces on an unordered stream of the association,
-    so a piece held by a retransmission holds nothing sent after it (and waits for nothing
-    sent before it); every other message stays ordered."""
+    unordered_pieces: bool = True
+    """As the drivers do: pieces on the connection's unordered channel, so a piece held by a
+    retransmission holds nothing sent after it (and waits for nothing sent before it); every
+    other message stays ordered. False: everything on one ordered channel (before 157c1e6)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.buffer_low_bytes <= self.buffer_high_bytes:

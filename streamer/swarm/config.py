@@ -163,3 +163,7 @@ class SwarmConfig:
     source_max_copies: float = 1.9
     """The source uploads at most this many copies of a chunk, however large the audience."""
     source_keep_chunks: int = 16
+    max_held_piece_bytes: int = 8 * 1024 * 1024
+    """Pieces held aside until their chunk's header is stored: one asked of a neighbour may
+    come before the header (pieces travel unordered; the header, in order, may wait for a
+    retransmission), and in the page while the header's signature is checked."""

@@ -53,6 +53,10 @@ class Fetcher:
         """seq -> the neighbour we asked for its header (we hold no verified header yet)."""
         self._header_s: dict[int, float] = {}
         """seq -> when we verified its header: neighbours that announced it before are 'earlier'."""
+        self._held: dict[int, list[tuple[str, Piece, int]]] = {}
+        """seq -> pieces asked of a neighbour that came before the chunk's header (sender, piece,
+        size), until the header is stored (take_held) or the window moves past seq."""
+        self._held_bytes = 0
         self._dirty = True
         self._replan_at_s: float | None = None
         """When the plan may change by the clock alone (a chunk turning urgent, a not_from
@@ -166,6 +170,7 @@ class Fetcher:
         result = self._store.add_header(header)
         if result is False:
             self._outbox.drop(nb, f"forged chunk header for seq {header.seq}", ByeReason.FORGED)
+            self.take_held(header.seq)  # (the page drops them too: nothing vouches for them)
             return False, True
         seq = header.seq
         nb.last_data_s = now
@@ -197,22 +202,27 @@ class Fetcher:
         )
 
     def on_piece(
-        self, nb: Neighbour, msg: Piece, size_bytes: int, now: float
+        self, nb: Neighbour, msg: Piece, size_bytes: int, now: float, replay: bool = False
     ) -> PieceResult | None:
-        """Store a piece and settle what we asked for it; None when nb was dropped for it."""
+        """Store a piece and settle what we asked for it; None when nb was dropped for it.
+        NO_HEADER: not stored (held, if asked of nb, until its header comes: take_held)."""
         seq, index = msg.seq, msg.index
+        if not replay:
+            nb.bytes_received += size_bytes
+            nb.last_data_s = now
+            if self._store.get(seq) is None and self._hold(nb, msg, size_bytes):
+                a = nb.assignments.get(seq)
+                if a is not None:
+                    nb.progress(a, a.asked_s.get(index, a.requested_s), now)  # unchecked
+                return PieceResult.NO_HEADER
         result = self._store.add_piece(seq, index, msg.count, msg.payload)
-        nb.bytes_received += size_bytes
-        nb.last_data_s = now
         if result is PieceResult.MISMATCH:
             raise ProtocolError(f"piece {seq}/{index}: count {msg.count} disagrees")
         if result is PieceResult.FORGED:
             self._outbox.drop(nb, f"forged piece {seq}/{index}", ByeReason.FORGED)
             return None
         if result is PieceResult.NO_HEADER:
-            # Before its header (pieces travel unordered: the header, in order, may wait for a
-            # retransmission): not kept and not counted as come, so the request stays open and
-            # is asked again when it times out.
+            # Not asked of nb, or no room to hold it: not counted as come.
             self.bytes_duplicate += len(msg.payload)
             return result
         a = nb.assignments.get(seq)
@@ -315,6 +325,28 @@ class Fetcher:
 
     def evict_below(self, floor_seq: int) -> None:
         drop_seqs_below(floor_seq, self._header_s)
+        for seq in [s for s in self._held if s < floor_seq]:
+            self.take_held(seq)
+
+    def _hold(self, nb: Neighbour, msg: Piece, size_bytes: int) -> bool:
+        """Keep a piece that came before its chunk's header, if we asked nb for it."""
+        a = nb.assignments.get(msg.seq)
+        if a is None or msg.index not in a.pieces:
+            return False
+        if self._held_bytes + len(msg.payload) > self._config.max_held_piece_bytes:
+            return False
+        held = self._held.setdefault(msg.seq, [])
+        if any(h[1].index == msg.index for h in held):
+            return False
+        held.append((nb.peer_id, msg, size_bytes))
+        self._held_bytes += len(msg.payload)
+        return True
+
+    def take_held(self, seq: int) -> list[tuple[str, Piece, int]]:
+        """The pieces held for seq (sender, piece, size), now given up by the holder."""
+        held = self._held.pop(seq, [])
+        self._held_bytes -= sum(len(h[1].payload) for h in held)
+        return held
 
     def _time_out(self, nb: Neighbour, seq: int, now: float) -> None:
         a = nb.assignments.get(seq)

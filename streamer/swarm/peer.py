@@ -341,6 +341,7 @@ class SwarmPeer:
             if fresh:
                 self.playout.heard(msg.seq, now)
                 self.announcer.announce(msg.seq, nb.peer_id, now)
+            self._take_held(msg.seq, now)
             if not replan:
                 return
         elif isinstance(msg, BufferMap):
@@ -397,8 +398,20 @@ class SwarmPeer:
         # change until it has (a piece from it reschedules).
         return nb.is_source or self.fetching.room(nb) > 0
 
-    def _on_piece(self, nb: Neighbour, msg: Piece, size_bytes: int, now: float) -> None:
-        if self.fetching.on_piece(nb, msg, size_bytes, now) is not PieceResult.NEW:
+    def _take_held(self, seq: int, now: float) -> None:
+        """Pieces that came before seq's header: fed in now that it is stored (dropped if the
+        header was a forgery: nothing is stored for seq then)."""
+        if self.store.get(seq) is None:
+            return
+        for peer_id, piece, size_bytes in self.fetching.take_held(seq):
+            sender = self._nbrs.get(peer_id)
+            if sender is not None:
+                self._on_piece(sender, piece, size_bytes, now, replay=True)
+
+    def _on_piece(
+        self, nb: Neighbour, msg: Piece, size_bytes: int, now: float, replay: bool = False
+    ) -> None:
+        if self.fetching.on_piece(nb, msg, size_bytes, now, replay) is not PieceResult.NEW:
             return
         self.serving.wake_for(msg.seq)
         chunk = self.store.get(msg.seq)

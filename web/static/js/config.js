@@ -157,6 +157,9 @@ export const DEFAULT_CONFIG = Object.freeze({
   /** The source uploads at most this many copies of a chunk, however large the audience. */
   sourceMaxCopies: 1.9,
   sourceKeepChunks: 16,
-  /** JS only: pieces held while their chunk's header is being verified, in bytes. */
+  /**
+   * Pieces held aside until their chunk's header is stored: one asked of a neighbour may come
+   * before the header (pieces travel unordered), and here while the header's signature is checked.
+   */
   maxHeldPieceBytes: 8 * 1024 * 1024,
 });

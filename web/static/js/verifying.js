@@ -2,8 +2,8 @@
 // the Python core's verifier answers at once).
 //
 // When a chunk header with new bytes arrives, the core emits VerifyHeader and keeps the header,
-// and the pieces of that chunk that arrive meanwhile (at most maxHeldPieceBytes), aside and
-// unstored; the driver's answer (SwarmPeer.headerVerified) stores the header and feeds the held
+// and the pieces of that chunk that arrive meanwhile (at most maxHeldPieceBytes; also pieces we
+// asked for that come before the header itself, as the Python core does), aside and unstored; the driver's answer (SwarmPeer.headerVerified) stores the header and feeds the held
 // pieces in, or drops every neighbour that sent those bytes as a forger. With verifyHeaderSync
 // the check happens at once and nothing is held. Rules: nothing unverified is stored, played or
 // forwarded; at most 4 different headers per seq wait at once (all but one are forged).
@@ -157,9 +157,14 @@ export class HeaderChecks {
     return replan;
   }
 
-  /** Hold a piece whose chunk header is being verified; false when it cannot be held. */
+  /**
+   * Hold a piece whose chunk header is being verified, or has not come yet but was asked of nb
+   * (pieces travel unordered: the header, in order, may wait for a retransmission); false when
+   * it cannot be held.
+   */
   hold(nb, msg, sizeBytes) {
-    if (!this.pending.has(msg.seq)) return false;
+    const asked = nb.assignments.get(msg.seq)?.pieces.has(msg.index) ?? false;
+    if (!this.pending.has(msg.seq) && !asked) return false;
     if (this.heldBytes + msg.payload.length > this.config.maxHeldPieceBytes) return false;
     let held = this.held.get(msg.seq);
     if (held === undefined) {
