@@ -228,16 +228,21 @@ def test_a_message_arrives_after_its_serialisation_and_both_delays() -> None:
     assert b_core.received[0][0] == pytest.approx(0.1 + 0.03)
 
 
-def test_loss_delays_by_a_retransmission_and_holds_what_follows() -> None:
-    access = {"a": Access(delay_s=0.01, loss=0.5), "b": Access(delay_s=0.02)}
-    transport = Transport(
+def _lossy(unordered_pieces: bool) -> Transport:
+    """Only loss and its recovery: no overheads, SACKs or throughput cap."""
+    return Transport(
         wire_overhead=0.0,
         packet_header_bytes=0,
         sack_bytes=0,
         loss_throughput=False,
         rto_s=1.0,
-        unordered_pieces=False,  # (one of the messages starts with the piece type's byte)
+        unordered_pieces=unordered_pieces,
     )
+
+
+def test_loss_delays_by_a_retransmission_and_holds_what_follows() -> None:
+    access = {"a": Access(delay_s=0.01, loss=0.5), "b": Access(delay_s=0.02)}
+    transport = _lossy(False)  # (one of the messages starts with the piece type's byte)
     net, a, b_core = _pair(FakeCore(), rate=1e9, access=access, transport=transport)
     for i in range(20):
         net._transmit(a, "b", bytes([i]) * 100)
@@ -250,14 +255,7 @@ def test_loss_delays_by_a_retransmission_and_holds_what_follows() -> None:
 
 def test_unordered_pieces_pass_a_lost_piece_and_control_stays_in_order() -> None:
     access = {"a": Access(delay_s=0.01, loss=0.3), "b": Access(delay_s=0.02)}
-    transport = Transport(
-        wire_overhead=0.0,
-        packet_header_bytes=0,
-        sack_bytes=0,
-        loss_throughput=False,
-        rto_s=1.0,
-        unordered_pieces=True,
-    )
+    transport = _lossy(True)
     net, a, b_core = _pair(FakeCore(), rate=1e9, access=access, transport=transport, seed=3)
     pieces = [bytes([MsgType.PIECE, i]) * 50 for i in range(20)]
     controls = [bytes([MsgType.HAVE, i]) * 50 for i in range(20)]

@@ -508,31 +508,18 @@ class PeerManager:
         return pc
 
     def _attach_channel(self, peer: _Peer, channel: RTCDataChannel) -> None:
+        """The ordered channel: its opening opens the link."""
         peer.channel = channel
-        channel.bufferedAmountLowThreshold = self.config.buffer_low_bytes
 
         @channel.on("open")
         def on_open() -> None:
             if peer.channel is channel:
                 self._on_open(peer)
 
-        @channel.on("message")
-        def on_message(data: bytes | str) -> None:
-            if peer.channel is channel:
-                self._on_message(peer, data)
-
-        @channel.on("bufferedamountlow")
-        def on_low() -> None:
-            if peer.channel is channel and peer.state == _OPEN:
-                self._call_listener(peer, "on_peer_writable", peer.peer_id)
-
-        @channel.on("close")
-        def on_close() -> None:
-            if peer.channel is channel:
-                self._close_peer(peer, "channel_closed")
+        self._listen_to(peer, channel, lambda: peer.channel is channel)
 
     def _attach_pieces_channel(self, peer: _Peer, pc: RTCPeerConnection) -> None:
-        """The unordered channel: its messages go to the listener as the main channel's do."""
+        """The unordered channel: its messages go to the listener as the ordered one's do."""
         channel = pc.createDataChannel(
             self.config.pieces_label,
             ordered=False,
@@ -540,21 +527,25 @@ class PeerManager:
             id=self.config.pieces_channel_id,
         )
         peer.pieces_channel = channel
+        self._listen_to(peer, channel, lambda: peer.pieces_channel is channel)
+
+    def _listen_to(self, peer: _Peer, channel: RTCDataChannel, current: Callable[[], bool]) -> None:
+        """Messages, drains and the close of one of peer's channels (while `current()`)."""
         channel.bufferedAmountLowThreshold = self.config.buffer_low_bytes
 
         @channel.on("message")
         def on_message(data: bytes | str) -> None:
-            if peer.pieces_channel is channel:
+            if current():
                 self._on_message(peer, data)
 
         @channel.on("bufferedamountlow")
         def on_low() -> None:
-            if peer.pieces_channel is channel and peer.state == _OPEN:
+            if current() and peer.state == _OPEN:
                 self._call_listener(peer, "on_peer_writable", peer.peer_id)
 
         @channel.on("close")
         def on_close() -> None:
-            if peer.pieces_channel is channel:
+            if current():
                 self._close_peer(peer, "channel_closed")
 
     async def _offer(self, peer: _Peer) -> None:

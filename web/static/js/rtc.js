@@ -369,27 +369,16 @@ export class PeerManager {
     return pc;
   }
 
+  /** The ordered channel: its opening opens the link. */
   _attachChannel(peer, channel) {
     peer.channel = channel;
-    channel.binaryType = "arraybuffer";
-    channel.bufferedAmountLowThreshold = this.config.bufferLowBytes;
     channel.onopen = () => {
       if (peer.channel === channel) this._onOpen(peer);
     };
-    channel.onmessage = (ev) => {
-      if (peer.channel === channel) this._onMessage(peer, ev.data);
-    };
-    channel.onbufferedamountlow = () => {
-      if (peer.channel === channel && peer.state === OPEN) {
-        this._callListener(peer, "onPeerWritable", peer.peerId);
-      }
-    };
-    channel.onclose = () => {
-      if (peer.channel === channel) this._closePeer(peer, "channel_closed");
-    };
+    this._listenTo(peer, channel, () => peer.channel === channel);
   }
 
-  /** The unordered channel: its messages go to the listener as the main channel's do. */
+  /** The unordered channel: its messages go to the listener as the ordered one's do. */
   _attachPiecesChannel(peer, pc) {
     const channel = pc.createDataChannel(this.config.piecesLabel, {
       ordered: false,
@@ -397,18 +386,21 @@ export class PeerManager {
       id: this.config.piecesChannelId,
     });
     peer.piecesChannel = channel;
+    this._listenTo(peer, channel, () => peer.piecesChannel === channel);
+  }
+
+  /** Messages, drains and the close of one of peer's channels (while current()). */
+  _listenTo(peer, channel, current) {
     channel.binaryType = "arraybuffer";
     channel.bufferedAmountLowThreshold = this.config.bufferLowBytes;
     channel.onmessage = (ev) => {
-      if (peer.piecesChannel === channel) this._onMessage(peer, ev.data);
+      if (current()) this._onMessage(peer, ev.data);
     };
     channel.onbufferedamountlow = () => {
-      if (peer.piecesChannel === channel && peer.state === OPEN) {
-        this._callListener(peer, "onPeerWritable", peer.peerId);
-      }
+      if (current() && peer.state === OPEN) this._callListener(peer, "onPeerWritable", peer.peerId);
     };
     channel.onclose = () => {
-      if (peer.piecesChannel === channel) this._closePeer(peer, "channel_closed");
+      if (current()) this._closePeer(peer, "channel_closed");
     };
   }
 
