@@ -210,11 +210,11 @@ class Fetcher:
         if not replay:
             nb.bytes_received += size_bytes
             nb.last_data_s = now
-            if self._store.get(seq) is None and self._hold(nb, msg, size_bytes):
+            if self._store.get(seq) is None:
                 a = nb.assignments.get(seq)
-                if a is not None:
+                if a is not None and self._hold(nb, a, msg, size_bytes):
                     nb.progress(a, a.asked_s.get(index, a.requested_s), now)  # unchecked
-                return PieceResult.NO_HEADER
+                    return PieceResult.NO_HEADER
         result = self._store.add_piece(seq, index, msg.count, msg.payload)
         if result is PieceResult.MISMATCH:
             raise ProtocolError(f"piece {seq}/{index}: count {msg.count} disagrees")
@@ -328,10 +328,10 @@ class Fetcher:
         for seq in [s for s in self._held if s < floor_seq]:
             self.take_held(seq)
 
-    def _hold(self, nb: Neighbour, msg: Piece, size_bytes: int) -> bool:
-        """Keep a piece that came before its chunk's header, if we asked nb for it."""
-        a = nb.assignments.get(msg.seq)
-        if a is None or msg.index not in a.pieces:
+    def _hold(self, nb: Neighbour, a: Assignment, msg: Piece, size_bytes: int) -> bool:
+        """Keep a piece that came before its chunk's header, if it is one we asked nb for (a:
+        what we asked nb of that chunk)."""
+        if msg.index not in a.pieces:
             return False
         if self._held_bytes + len(msg.payload) > self._config.max_held_piece_bytes:
             return False

@@ -199,9 +199,7 @@ export class Fetcher {
       return null;
     }
     if (result === PieceResult.NO_HEADER) {
-      // Before its header (pieces travel unordered: the header, in order, may wait for a
-      // retransmission): not kept and not counted as come, so the request stays open and is
-      // asked again when it times out.
+      // Before its header and not held (not asked of nb, or no room): not counted as come.
       this.bytesDuplicate += msg.payload.length;
       return result;
     }
