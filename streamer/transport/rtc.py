@@ -199,6 +199,14 @@ def _buffered(peer: _Peer) -> int:
     return total
 
 
+def _below(channel: RTCDataChannel, limit_bytes: int) -> bool:
+    """Room on one channel. Each channel counts alone: a channel at the high mark drains through
+    `buffer_low_bytes`, whose event (`on_peer_writable`) then finds room; a sum over both could
+    stay at the mark while neither channel crosses its low mark, and the link would wait for
+    an event that never comes."""
+    return int(channel.bufferedAmount) < limit_bytes
+
+
 def to_rtc_ice_servers(servers: Iterable[IceServer]) -> list[RTCIceServer]:
     """Convert the welcome's ICE servers; unusable URLs are dropped with a warning."""
     result = []
@@ -414,13 +422,17 @@ class PeerManager:
         )
 
     def has_room(self, peer_id: str) -> bool:
-        """True when the link is open and its buffer is below `buffer_high_bytes`."""
+        """True when the link is open and each of its channels is below `buffer_high_bytes`."""
         peer = self._peers.get(peer_id)
         return (
             peer is not None
             and peer.state == _OPEN
             and peer.channel is not None
-            and _buffered(peer) < self.config.buffer_high_bytes
+            and _below(peer.channel, self.config.buffer_high_bytes)
+            and (
+                peer.pieces_channel is None
+                or _below(peer.pieces_channel, self.config.buffer_high_bytes)
+            )
         )
 
     def stats(self, peer_id: str) -> PeerStats | None:

@@ -248,7 +248,11 @@ export class PeerManager {
       !!peer &&
       peer.state === OPEN &&
       !!peer.channel &&
-      buffered(peer) < this.config.bufferHighBytes
+      // Each channel counts alone: one at the high mark drains through bufferLowBytes, whose
+      // event then finds room; a sum over both could stay at the mark while neither crosses its
+      // low mark, and the link would wait for an event that never comes.
+      peer.channel.bufferedAmount < this.config.bufferHighBytes &&
+      (!peer.piecesChannel || peer.piecesChannel.bufferedAmount < this.config.bufferHighBytes)
     );
   }
 
