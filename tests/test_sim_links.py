@@ -36,6 +36,8 @@ class FakeCore:
         self.received: list[tuple[float, str, bytes]] = []
         self.banned: set[str] = set()
         self.serve_to: str | None = None
+        self.link_full: list[tuple[str, bool]] = []
+        """set_link_full calls, in order."""
 
     def pop_events(self) -> list[Any]:
         return []
@@ -56,6 +58,9 @@ class FakeCore:
 
     def next_timer(self) -> float | None:
         return None
+
+    def set_link_full(self, peer_id: str, full: bool) -> None:
+        self.link_full.append((peer_id, full))
 
     def receive(self, peer_id: str, data: bytes, now: float) -> None:
         self.received.append((now, peer_id, data))
@@ -169,10 +174,12 @@ def test_data_is_pulled_to_the_high_mark_and_again_from_the_low_one() -> None:
     net.access = {**access, "a": Access(delay_s=0.01, queue_s=0.001)}  # an uplink of 1 message
     net.pump(a)
     assert len(core.data) == 30  # 10 pulled: the high mark
+    assert core.link_full == [("b", True)]  # the core is told: the link holds no slot now
     net.queue.run_until(0.005)  # ~6 sent at 1 ms each: 4 buffered, above the low mark
     assert len(core.data) == 30
     net.queue.run_until(0.012)  # drained to 2,000 bytes: pulled to the high mark again
     assert 20 <= len(core.data) < 30
+    assert core.link_full[:3] == [("b", True), ("b", False), ("b", True)]
 
 
 @pytest.mark.parametrize("gated", [True, False])

@@ -9,7 +9,8 @@ lives in the sans-I/O `SwarmPeer`; this module only moves bytes and time between
   events are handled, the control messages of every ready link are sent, and data messages are
   pumped while the link has room (`PeerManager.has_room`), the uplink gate lets data in (all
   links together hold at most ~0.1 s of the uplink's drain rate: `UplinkGate`) and the upload
-  cap allows;
+  cap allows; a link without room is told to the core (`set_link_full`), whose requests then
+  hold no upload slot until it has room again;
 - `WantNeighbours` -> `get_peers` -> `connect` (the manager staggers setups); with no signaling
   server connected, `exchange_candidates` -> `connect(peer, via=neighbour)` instead: the offer
   and answer travel as `signal` messages through the common neighbour (peer exchange, see
@@ -576,6 +577,8 @@ class SwarmNode:
     def on_peer_writable(self, peer_id: str) -> None:
         if self.core is not None:
             self._pump(peer_id)
+            # A link that has room again takes back its upload slot from another.
+            self._after_input()
 
     def on_peer_closed(self, peer_id: str, reason: str) -> None:
         self._early.pop(peer_id, None)
@@ -677,7 +680,11 @@ class SwarmNode:
                 bucket.consume(len(data), now)
             return True
 
+        # A full link holds no upload slot: one held back by its congestion window (a lossy
+        # path) must not keep the next requests off links that could carry them.
+        core.set_link_full(peer_id, not manager.has_room(peer_id))
         send_data(core, peer_id, now, send, may_send)
+        core.set_link_full(peer_id, not manager.has_room(peer_id))
 
     def _send_data(self, peer_id: str, data: bytes) -> bool:
         """Send one header or piece (a seam for tests that play a lying peer)."""
@@ -702,6 +709,7 @@ class SwarmNode:
         first = [pid for pid in core.upload_peers() if pid in throttled]
         for pid in first + sorted(throttled.difference(first)):
             self._pump(pid)
+        self._after_input()
 
     def _rearm_timer(self) -> None:
         core = self.core

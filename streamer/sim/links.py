@@ -310,6 +310,7 @@ class QueuedNetwork(SimNetwork):
             self._handed[node.peer_id] = self._handed.get(node.peer_id, 0) + len(data)
             if link.buffered_bytes >= high:
                 link.blocked = True
+                node.core.set_link_full(peer_id, True)
             return True
 
         def takes_more(link: Link) -> Callable[[], bool]:
@@ -324,8 +325,13 @@ class QueuedNetwork(SimNetwork):
 
             return may_send
 
-        for pid in node.core.upload_peers():
-            if pid in node.links:
+        # A link that fills hands its slot on (set_link_full): go round for the new holders.
+        pumped: set[str] = set()
+        while fresh := [
+            pid for pid in node.core.upload_peers() if pid in node.links and pid not in pumped
+        ]:
+            for pid in fresh:
+                pumped.add(pid)
                 link = self.link(node.peer_id, pid)
                 send_data(node.core, pid, self.now, into_buffer, takes_more(link))
         if held_back:
@@ -381,6 +387,8 @@ class QueuedNetwork(SimNetwork):
             if link.blocked and link.buffered_bytes <= low:
                 link.blocked = False
                 unblocked = True
+                if node.alive:
+                    node.core.set_link_full(pid, False)
             packets = -(-size // packet_bytes)
             until += (size + packets * header_bytes) * overhead / rate
             if link.rate_bytes_per_s != math.inf:

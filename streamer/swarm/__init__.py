@@ -19,6 +19,9 @@ Driver API (all on `SwarmPeer`):
     core.next_control_message(peer_id) -> bytes | None   # send all of these, always
     core.next_data_message(peer_id, now) -> bytes | None # call only while the link has room
                                                # (bufferedAmount low / upload cap not reached)
+    core.upload_peers() -> [peer_id]           # links whose requests hold an upload slot now
+    core.set_link_full(peer_id, full)          # the link's buffer reached its high mark (True)
+                                               # or has room again (False)
     core.next_timer() -> float | None          # call handle_timer(now) at that time
     core.handle_timer(now)
     core.pop_events() -> list[Event]           # ChunkComplete, ChunkPlayed, ChunkMissed,

@@ -161,6 +161,9 @@ class Neighbour:
     """Seqs whose signed header we pushed to it (with our first have of the seq)."""
     bytes_received: int = 0
     bytes_sent: int = 0
+    link_full: bool = False
+    """The driver said our link to it takes no more data for now (set_link_full): its requests
+    wait in the upload queue without holding an upload slot."""
 
     @property
     def is_source(self) -> bool:

@@ -234,6 +234,14 @@ class SwarmPeer:
         """Peer ids whose requests hold an upload slot now: pump next_data_message for these."""
         return self.serving.upload_peers()
 
+    def set_link_full(self, peer_id: str, full: bool) -> None:
+        """The link to peer_id takes no more data for now (its transport buffer reached the high
+        mark) or does again. While full, its requests hold no upload slot, so the next ones
+        are served on links that can take data."""
+        nb = self._nbrs.get(peer_id)
+        if nb is not None:
+            self.serving.set_link_full(nb, full)
+
     def take_ready(self) -> set[str]:
         """Peer ids that got new control messages or servable data since the last call."""
         return self.outbox.take_ready()

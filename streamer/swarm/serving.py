@@ -3,8 +3,8 @@
 Rules: a request is queued, never bounced as busy (requesters limit what they keep in flight
 with us); an absent goes only for what we cannot serve (no chunk, gone, abandoned, or beyond the
 source's copy budget); at most upload_slots requests are served at a time, a piece we never
-uploaded first, then the lowest seq, then the oldest request; a neighbour may hold at most
-max_serve_queue requests.
+uploaded first, then the lowest seq, then the oldest request; a request whose link is full (the
+driver says so) holds no slot; a neighbour may hold at most max_serve_queue requests.
 """
 
 from __future__ import annotations
@@ -118,6 +118,21 @@ class Server:
             if item.seq == seq:
                 self._outbox.wake(item.peer_id)
 
+    def set_link_full(self, nb: Neighbour, full: bool) -> None:
+        """nb's link takes no more data for now (full) or does again. A full link's requests keep
+        their place without holding a slot: a link held back by its own congestion window (a
+        lossy path) must not leave the uplink idle while other requests wait."""
+        if nb.link_full == full:
+            return
+        nb.link_full = full
+        if full:
+            # Its slots pass to the next requests: their links have something to send now.
+            for item in self._uploads:
+                if item.peer_id != nb.peer_id:
+                    self._outbox.wake(item.peer_id)
+        elif nb.serving:
+            self._outbox.wake(nb.peer_id)
+
     def wake_all(self) -> None:
         """Something changed for every queued request (a chunk abandoned: some get absents)."""
         for item in self._uploads:
@@ -131,10 +146,11 @@ class Server:
 
     def _slot_items(self) -> list[ServeItem]:
         """The requests we serve now: the most urgent ones (lowest seq, then oldest) that have a
-        piece (or the header) ready, at most upload_slots of them.
+        piece (or the header) ready and a link that is not full, at most upload_slots of them.
 
-        Requests waiting for pieces we are still receiving keep their place without holding a
-        slot; requests we can never complete (chunk gone or abandoned) get an absent.
+        Requests waiting for pieces we are still receiving, or for their full link, keep their
+        place without holding a slot; requests we can never complete (chunk gone or abandoned)
+        get an absent.
         """
         ready: list[ServeItem] = []
         for item in list(self._uploads):
@@ -149,6 +165,9 @@ class Server:
                     first = item.pieces[0] if item.pieces else 0
                     count = item.pieces[-1] - first + 1 if item.pieces else ALL_PIECES
                     self._absent(nb, item.seq, first, count)
+                continue
+            nb = self._nbrs.get(item.peer_id)
+            if nb is not None and nb.link_full:
                 continue
             if item.header_pending or any(chunk.pieces[i] is not None for i in item.pieces):
                 ready.append(item)

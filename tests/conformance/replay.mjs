@@ -221,6 +221,9 @@ export function step(core, s) {
     case "timer":
       core.handleTimer(s.now);
       return null;
+    case "link_full":
+      core.setLinkFull(s.peer, s.full);
+      return null;
     case "publish":
       if (s.chunk !== undefined) {
         const spec = { ...s.chunk, piece_size: core.config.pieceSizeBytes };

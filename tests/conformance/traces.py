@@ -7,10 +7,10 @@ format holds the hand-written scenarios of tests/conformance/scenarios/ (there, 
 replay() below into a fresh Python core; both return one output per step in the same shape, so a
 difference in any message byte, event, timer or figure shows up as the first diverging step.
 
-Ops (outputs in brackets): add [accepted], remove, recv (hex), timer (handle_timer), publish
-(signed header hex + data hex), ctl [hex or null], data [hex or null], ready [sorted ids],
-events [normalised events], next_timer [seconds or null], upload_peers [ids], has_room [bool],
-stats [the figures both cores report].
+Ops (outputs in brackets): add [accepted], remove, recv (hex), timer (handle_timer), link_full
+(set_link_full: peer, full), publish (signed header hex + data hex), ctl [hex or null], data [hex
+or null], ready [sorted ids], events [normalised events], next_timer [seconds or null],
+upload_peers [ids], has_room [bool], stats [the figures both cores report].
 
 For hand-written scenarios, inputs may be given readably instead of as hex: recv with "msg" (the
 field view of streamer/protocol/jsonview.py), with "header" {seq, size, start_s, duration_s,
@@ -231,6 +231,10 @@ class RecordingPeer(SwarmPeer):
             step["expect"] = room = super().has_room()
         return room
 
+    def set_link_full(self, peer_id: str, full: bool) -> None:
+        with self._call("link_full", peer=peer_id, full=full):
+            super().set_link_full(peer_id, full)
+
 
 @dataclass(frozen=True, slots=True)
 class TraceRun:
@@ -376,6 +380,8 @@ def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
         core.receive(step["peer"], received_bytes(step), step["now"])
     elif op == "timer":
         core.handle_timer(step["now"])
+    elif op == "link_full":
+        core.set_link_full(step["peer"], step["full"])
     elif op == "publish":
         if "chunk" in step:
             spec = {**step["chunk"], "piece_size": core.config.piece_size_bytes}

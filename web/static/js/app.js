@@ -294,7 +294,11 @@ export class WatchApp {
         this.core.receive(id, data, this.clock());
         this._service();
       },
-      onPeerWritable: (id) => this._pumpData(id),
+      onPeerWritable: (id) => {
+        this._pumpData(id);
+        // A link that has room again takes back its upload slot from another.
+        this._service();
+      },
       onPeerClosed: (id) => {
         this.openLinks.delete(id);
         if (this.core) {
@@ -363,7 +367,11 @@ export class WatchApp {
       // Headers stay in order ahead of the haves and pieces that need them.
       return this.rtc.send(peerId, msg, msg[0] !== MsgType.PIECE);
     };
+    // A full link holds no upload slot: one held back by its congestion window (a lossy path)
+    // must not keep the next requests off links that could carry them.
+    core.setLinkFull(id, !this.rtc.hasRoom(id));
     sendData(core, id, now, send, maySend);
+    core.setLinkFull(id, !this.rtc.hasRoom(id));
   }
 
   _wakeForUpload(waitS) {
@@ -375,6 +383,7 @@ export class WatchApp {
         const first = this.core ? this.core.uploadPeers() : [];
         const rest = this.rtc.openPeers().filter((id) => !first.includes(id));
         for (const id of [...first, ...rest]) this._pumpData(id);
+        this._service();
       },
       Math.max(5, waitS * 1000),
     );

@@ -164,6 +164,11 @@ export class Neighbour {
     this.headersSent = new Set();
     this.bytesReceived = 0;
     this.bytesSent = 0;
+    /**
+     * The driver said our link to it takes no more data for now (setLinkFull): its requests
+     * wait in the upload queue without holding an upload slot.
+     */
+    this.linkFull = false;
   }
 
   get isSource() {

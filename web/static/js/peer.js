@@ -231,6 +231,16 @@ export class SwarmPeer {
     return this.serving.uploadPeers();
   }
 
+  /**
+   * The link to peerId takes no more data for now (its transport buffer reached the high mark)
+   * or does again. While full, its requests hold no upload slot, so the next ones are served on
+   * links that can take data.
+   */
+  setLinkFull(peerId, full) {
+    const nb = this.nbrs.get(peerId);
+    if (nb !== undefined) this.serving.setLinkFull(nb, full);
+  }
+
   /** Peer ids that got new control messages or servable data since the last call. */
   takeReady() {
     return this.outbox.takeReady();

@@ -4,8 +4,8 @@
 // Rules: a request is queued, never bounced as busy (requesters limit what they keep in flight
 // with us); an absent goes only for what we cannot serve (no chunk, gone, abandoned, or beyond
 // the source's copy budget); at most uploadSlots requests are served at a time, a piece we never
-// uploaded first, then the lowest seq, then the oldest request; a neighbour may hold at most
-// maxServeQueue requests.
+// uploaded first, then the lowest seq, then the oldest request; a request whose link is full
+// (the driver says so) holds no slot; a neighbour may hold at most maxServeQueue requests.
 
 import { ALL_PIECES, ProtocolError, encodeMessage, pieceRuns } from "./wire.js";
 import { hasBit } from "./scheduler.js";
@@ -120,6 +120,22 @@ export class Server {
     for (const item of this.uploads) if (item.seq === seq) this.outbox.wake(item.peerId);
   }
 
+  /**
+   * nb's link takes no more data for now (full) or does again. A full link's requests keep their
+   * place without holding a slot: a link held back by its own congestion window (a lossy path)
+   * must not leave the uplink idle while other requests wait.
+   */
+  setLinkFull(nb, full) {
+    if (nb.linkFull === full) return;
+    nb.linkFull = full;
+    if (full) {
+      // Its slots pass to the next requests: their links have something to send now.
+      for (const item of this.uploads) if (item.peerId !== nb.peerId) this.outbox.wake(item.peerId);
+    } else if (nb.serving.length) {
+      this.outbox.wake(nb.peerId);
+    }
+  }
+
   /** Something changed for every queued request (a chunk abandoned: some get absents). */
   wakeAll() {
     for (const item of this.uploads) this.outbox.wake(item.peerId);
@@ -135,10 +151,11 @@ export class Server {
 
   /**
    * The requests we serve now: the most urgent ones (lowest seq, then oldest) that have a piece
-   * (or the header) ready, at most uploadSlots of them.
+   * (or the header) ready and a link that is not full, at most uploadSlots of them.
    *
-   * Requests waiting for pieces we are still receiving keep their place without holding a slot;
-   * requests we can never complete (chunk gone or abandoned) get an absent.
+   * Requests waiting for pieces we are still receiving, or for their full link, keep their place
+   * without holding a slot; requests we can never complete (chunk gone or abandoned) get an
+   * absent.
    */
   slotItems() {
     let ready = [];
@@ -160,6 +177,7 @@ export class Server {
         }
         continue;
       }
+      if (this.nbrs.get(item.peerId)?.linkFull) continue;
       if (item.headerPending || item.pieces.some((i) => chunk.pieces[i] !== null)) {
         ready.push(item);
       }

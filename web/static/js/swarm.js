@@ -19,6 +19,8 @@
 //   core.nextDataMessage(peerId, now) -> Uint8Array | null // only while the link has room
 //                                               // (bufferedAmount low / upload cap not reached)
 //   core.uploadPeers() -> peerId[]              // links whose requests hold an upload slot now
+//   core.setLinkFull(peerId, full)              // the link's buffer reached its high mark (true)
+//                                               // or has room again (false)
 //   core.nextTimer() -> number | null           // call handleTimer(now) at that time
 //   core.handleTimer(now)
 //   core.popEvents() -> [{kind, ...}]           // see the event kinds below
