@@ -86,6 +86,8 @@ class SwarmPeer:
         """piece_pool: a simulator's shared store of verified payloads (memory, not behaviour)."""
         self._nbrs: dict[str, Neighbour] = {}
         self._now = now
+        self._first_link_s: float | None = None
+        """When the first link opened (startup_phases)."""
         self._next_want_s: float | None = None if role == Role.SOURCE else now
         self._uplink = UplinkMeter()
         self.outbox = Outbox()
@@ -134,6 +136,8 @@ class SwarmPeer:
         self._now = now
         nb = Neighbour(peer_id=peer_id, connected_s=now, last_useful_s=now)
         self._nbrs[peer_id] = nb
+        if self._first_link_s is None:
+            self._first_link_s = now
         self.announcer.greet(nb, self.upload)
         self.exchange.greet(nb, now)
         return True
@@ -326,6 +330,7 @@ class SwarmPeer:
             "exchange_hints": self.exchange.hinted_count(self._now),
             "signals_relayed": self.exchange.signals_relayed,
             "signals_dropped": self.exchange.signals_dropped,
+            "startup_phases": self.playout.startup_phases(self._first_link_s),
             "neighbour_figures": {
                 nb.peer_id: nb.figures() for nb in sorted(self._nbrs.values(), key=_by_id)
             },

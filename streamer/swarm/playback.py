@@ -67,6 +67,8 @@ class Playback:
     """When playout began (play_start_s moves when the lag adapts; this does not)."""
     start_lag_s: float = 0.0
     """The lag playout began with: the lag now is start_lag_s + lag_added_s."""
+    start_complete_at_s: float | None = None
+    """When the start chunk was complete and playout was scheduled (for the startup phases)."""
     reanchored_s: float = 0.0
     """How far playout was pushed back for chunks the source released late (long chunks)."""
     reanchors: int = 0
@@ -117,6 +119,7 @@ class Playback:
         self.play_start_s = max(earliest_s, min(release_s + self.target_lag_s, latest_s))
         self.started_at_s = self.play_start_s
         self.start_lag_s = self.play_start_s - release_s
+        self.start_complete_at_s = now
         self.start_media_s = media_start_s
         return True
 

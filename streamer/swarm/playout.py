@@ -38,6 +38,7 @@ class Playout:
         """The newest seq a neighbour other than the source holds whole (the start point)."""
         self._first_heard_s = now
         """When we first heard of any chunk (the start point settles for start_settle_s)."""
+        self.heard_any = False
         self.playback: Playback | None = None
         if plays:
             config = ctx.config
@@ -78,6 +79,7 @@ class Playout:
         if self.newest_heard is None or seq > self.newest_heard:
             if self.newest_heard is None:
                 self._first_heard_s = now
+                self.heard_any = True
             self.newest_heard = seq
         if at_peer and (self._newest_at_peer is None or seq > self._newest_at_peer):
             self._newest_at_peer = seq
@@ -111,6 +113,26 @@ class Playout:
         elif seq - pb.start_seq > pb.start_behind_chunks + 2:
             # Never chase a start point that fell far behind before we could fetch it.
             pb.start_seq = pb.next_seq = seq - pb.start_behind_chunks
+
+    def startup_phases(self, first_link_s: float | None) -> dict[str, float | None] | None:
+        """Where startup went, in seconds from joining: the first link open, the first chunk
+        heard of, the start chunk complete (playout scheduled), playout begun; and the start
+        chunk's release (negative: before we joined). None for a source."""
+        pb = self.playback
+        if pb is None:
+            return None
+
+        def since_join(at_s: float | None) -> float | None:
+            return None if at_s is None else at_s - pb.joined_s
+
+        release_s = None if pb.started_at_s is None else pb.started_at_s - pb.start_lag_s
+        return {
+            "first_link_s": since_join(first_link_s),
+            "first_heard_s": since_join(self._first_heard_s if self.heard_any else None),
+            "start_complete_s": since_join(pb.start_complete_at_s),
+            "play_s": pb.startup_s,
+            "start_release_s": since_join(release_s),
+        }
 
     def completed(self, chunk: ChunkBuffer, now: float) -> None:
         """A chunk completed here: playback learns how early (it adapts the lag)."""

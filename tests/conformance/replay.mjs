@@ -52,6 +52,7 @@ export const STATS_KEYS = [
   "exchange_hints",
   "signals_relayed",
   "signals_dropped",
+  "startup_phases",
 ];
 
 /** Python's snake_case config field -> the JS name (max_have_interval_s -> maxHaveIntervalS). */

@@ -90,6 +90,7 @@ STATS_KEYS = (
     "exchange_hints",
     "signals_relayed",
     "signals_dropped",
+    "startup_phases",
 )
 """The figures both cores report (Python's stats() has a few more)."""
 

@@ -113,11 +113,13 @@ test("stats carry streamer watch's field names and the peer share", () => {
     exchange_hints: 4,
     signals_relayed: 2,
     signals_dropped: 0,
+    startup_phases: { first_link_s: 0.4, play_s: 1.2 },
   };
   const s = assembleStats(core, { first_frame_s: 0.9, buffer_s: 1.5 }, { state: "live" });
   for (const key of Object.keys(core)) assert.ok(key in s, key);
   assert.equal(s.startup_s, 0.9); // the page's own first frame wins over the core's model
   assert.equal(s.core_startup_s, 1.2);
+  assert.deepEqual(s.startup_phases, { first_link_s: 0.4, play_s: 1.2 });
   assert.equal(s.peer_share, 0.75);
   assert.equal(s.state, "live");
   assert.equal(peerShare(0, 0), null);

@@ -64,6 +64,8 @@ export class SwarmPeer {
     this.upload = upload || role === Role.SOURCE;
     this.store = new ChunkStore();
     this.nbrs = new Map();
+    /** When the first link opened (startup_phases). */
+    this.firstLinkS = null;
     this.now = now;
     this.nextWantS = role === Role.SOURCE ? null : now;
     this.uplink = new UplinkMeter();
@@ -116,6 +118,7 @@ export class SwarmPeer {
     this.now = now;
     const nb = new Neighbour(peerId, now);
     this.nbrs.set(peerId, nb);
+    if (this.firstLinkS === null) this.firstLinkS = now;
     this.announcer.greet(nb, this.upload);
     this.exchange.greet(nb, now);
     return true;
@@ -329,6 +332,7 @@ export class SwarmPeer {
       exchange_hints: this.exchange.hintedCount(this.now),
       signals_relayed: this.exchange.signalsRelayed,
       signals_dropped: this.exchange.signalsDropped,
+      startup_phases: this.playout.startupPhases(this.firstLinkS),
     };
   }
 

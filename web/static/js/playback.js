@@ -80,6 +80,8 @@ export class Playback {
     this.startedAtS = null;
     /** The lag playout began with: the lag now is startLagS + lagAddedS. */
     this.startLagS = 0;
+    /** When the start chunk was complete and playout was scheduled (for the startup phases). */
+    this.startCompleteAtS = null;
     /** How far playout was pushed back for chunks the source released late (long chunks). */
     this.reanchoredS = 0;
     this.reanchors = 0;
@@ -131,6 +133,7 @@ export class Playback {
     this.playStartS = Math.max(earliestS, Math.min(releaseS + this.targetLagS, latestS));
     this.startedAtS = this.playStartS;
     this.startLagS = this.playStartS - releaseS;
+    this.startCompleteAtS = now;
     this.startMediaS = mediaStartS;
     return true;
   }

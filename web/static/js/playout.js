@@ -25,6 +25,7 @@ export class Playout {
     this.newestAtPeer = null;
     /** When we first heard of any chunk (the start point settles for startSettleS). */
     this.firstHeardS = now;
+    this.heardAny = false;
     const config = this.config;
     this.playback = plays
       ? new Playback({
@@ -66,7 +67,10 @@ export class Playout {
   /** seq exists (atPeer: a neighbour other than the source holds all of it). */
   heard(seq, now, atPeer = false) {
     if (this.newestHeard === null || seq > this.newestHeard) {
-      if (this.newestHeard === null) this.firstHeardS = now;
+      if (this.newestHeard === null) {
+        this.firstHeardS = now;
+        this.heardAny = true;
+      }
       this.newestHeard = seq;
     }
     if (atPeer && (this.newestAtPeer === null || seq > this.newestAtPeer)) {
@@ -105,6 +109,25 @@ export class Playout {
   }
 
   /** A chunk completed here: playback learns how early (it adapts the lag). */
+  /**
+   * Where startup went, in seconds from joining: the first link open, the first chunk heard of,
+   * the start chunk complete (playout scheduled), playout begun; and the start chunk's release
+   * (negative: before we joined). Null for a source.
+   */
+  startupPhases(firstLinkS) {
+    const pb = this.playback;
+    if (pb === null) return null;
+    const sinceJoin = (atS) => (atS === null ? null : atS - pb.joinedS);
+    const releaseS = pb.startedAtS === null ? null : pb.startedAtS - pb.startLagS;
+    return {
+      first_link_s: sinceJoin(firstLinkS),
+      first_heard_s: sinceJoin(this.heardAny ? this.firstHeardS : null),
+      start_complete_s: sinceJoin(pb.startCompleteAtS),
+      play_s: pb.startupS,
+      start_release_s: sinceJoin(releaseS),
+    };
+  }
+
   completed(chunk, now) {
     const pb = this.playback;
     const seq = chunk.header.seq;

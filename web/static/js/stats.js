@@ -77,6 +77,7 @@ export function assembleStats(core, player, extra) {
     bytes_uploaded: c.bytes_uploaded ?? 0,
     peer_share: peerShare(fromPeers, fromSource),
     core_startup_s: c.startup_s ?? null,
+    startup_phases: c.startup_phases ?? null,
     video_lag_s: p.video_lag_s ?? null,
     buffer_s: p.buffer_s ?? null,
     current_time_s: p.current_time_s ?? null,
