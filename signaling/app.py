@@ -263,7 +263,13 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     except Exception:  # a bug must cost one connection, never the server
         log.exception("signaling connection failed")
     finally:
-        await _disconnect(state, conn)
+        # In a task of its own: aiohttp may cancel this handler when the client goes, and a
+        # cancel between the releases below would leave the address's counts and the peer's
+        # records behind (seen: a cluster's channel count kept after its socket closed).
+        task = asyncio.get_running_loop().create_task(_disconnect(state, conn))
+        state.disconnects.add(task)
+        task.add_done_callback(state.disconnects.discard)
+        await asyncio.shield(task)
         _release_heartbeat(ws)
     return ws
 
@@ -391,7 +397,7 @@ async def _dispatch(
 async def _on_join(state: ServerState, conn: Connection, message: Join, now: float) -> None:
     if conn.peer_id is not None:
         raise ProtocolError("already_joined", "this connection already joined a channel")
-    if not state.ip_limits.enter(conn.address, message.channel):
+    if not await _enter_channel(state, conn, message.channel):
         cap = state.config.max_channels_per_ip
         raise ProtocolError(
             "too_many_channels",
@@ -412,6 +418,7 @@ async def _on_join(state: ServerState, conn: Connection, message: Join, now: flo
         joined = await state.directory.join(message, peer_id, now, state.config.welcome_peers)
     except BaseException:
         state.ip_limits.leave(conn.address, message.channel)
+        await _release_cluster_channel(state, conn)
         if old is not None:
             with contextlib.suppress(Exception):
                 await state.directory.leave(peer_id, now, graceful=False)
@@ -443,6 +450,29 @@ async def _on_join(state: ServerState, conn: Connection, message: Join, now: flo
     )
 
 
+async def _enter_channel(state: ServerState, conn: Connection, channel: str) -> bool:
+    """Count the peer against its address's channel cap: this process's first, then the
+    cluster's (the same number for all processes together)."""
+    limits = state.ip_limits
+    if not limits.enter(conn.address, channel):
+        return False
+    # (A detached socket joining again gives back its old count first.)
+    await _release_cluster_channel(state, conn)
+    if limits.caps_channels(conn.address):
+        cap = limits.max_channels_per_ip
+        if not await state.directory.admit_channel(conn.address, channel, cap):
+            limits.leave(conn.address, channel)
+            return False
+        conn.cluster_channel = channel
+    return True
+
+
+async def _release_cluster_channel(state: ServerState, conn: Connection) -> None:
+    channel, conn.cluster_channel = conn.cluster_channel, None
+    if channel is not None:
+        await state.directory.release_channel(conn.address, channel)
+
+
 def _detach(state: ServerState, conn: Connection) -> None:
     """The socket no longer speaks for its peer id (its close will not touch the directory)."""
     if conn.peer_id is not None and state.by_peer.get(conn.peer_id) is conn:
@@ -471,6 +501,7 @@ async def _disconnect(state: ServerState, conn: Connection) -> None:
     if conn.counted_in_cluster:
         conn.counted_in_cluster = False
         await state.directory.release_address(conn.address)
+    await _release_cluster_channel(state, conn)
     if conn.channel is not None:
         state.ip_limits.leave(conn.address, conn.channel)
         conn.channel = None

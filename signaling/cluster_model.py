@@ -51,6 +51,17 @@ def proc_addresses_key(proc: str) -> str:
     return f"{PREFIX}proc:{proc}:addresses"
 
 
+def proc_channel_addresses_key(proc: str) -> str:
+    """The addresses whose channel counts a process holds (set), for its cleanup."""
+    return f"{PREFIX}proc:{proc}:chanaddrs"
+
+
+def proc_address_channels_key(proc: str, address: str) -> str:
+    """A process's peers of one client address per channel (hash: channel -> count), for the
+    per-address channel cap. (_CLEANUP in signaling.redis_directory builds the same name.)"""
+    return f"{PREFIX}proc:{proc}:chans:{address}"
+
+
 def claim_key(channel: str) -> str:
     return f"{PREFIX}claim:{channel}"
 

@@ -93,6 +93,16 @@ class Directory(Protocol):
         """A socket that admit_address counted closed."""
         ...
 
+    async def admit_channel(self, address: str, channel: str, cap: int) -> bool:
+        """Count one more peer of `address` in `channel` across the cluster; False (nothing
+        counted) if the address is not in `channel` and already in `cap` channels. One process
+        counts alone (signaling.iplimits)."""
+        ...
+
+    async def release_channel(self, address: str, channel: str) -> None:
+        """A peer that admit_channel counted left its channel (its socket closed)."""
+        ...
+
 
 class LocalDirectory:
     """One process: the registry knows every peer; delivery is a direct call."""
@@ -116,6 +126,12 @@ class LocalDirectory:
         return True  # signaling.iplimits counts this process's sockets, which are all of them
 
     async def release_address(self, address: str) -> None:
+        pass
+
+    async def admit_channel(self, address: str, channel: str, cap: int) -> bool:
+        return True  # signaling.iplimits counts this process's peers, which are all of them
+
+    async def release_channel(self, address: str, channel: str) -> None:
         pass
 
     async def join(self, message: Join, peer_id: str, now: float, count: int) -> Joined:

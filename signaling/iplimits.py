@@ -40,6 +40,10 @@ class IpLimits:
         """Whether `address` has a socket cap at all (a cluster then counts it too)."""
         return bool(self.max_connections_per_ip) and not self._exempt(address)
 
+    def caps_channels(self, address: str) -> bool:
+        """Whether `address` has a channel cap at all (a cluster then counts it too)."""
+        return bool(self.max_channels_per_ip) and not self._exempt(address)
+
     def connect(self, address: str) -> bool:
         """Count one more socket from `address`; False (nothing counted) when over the cap."""
         cap = self.max_connections_per_ip

@@ -125,8 +125,8 @@ return 1
 """
 
 # After process ARGV[1] died: remove its peers' records, except those of peers that joined
-# again elsewhere meanwhile. KEYS: its peers, its figures, its address counts. ARGV: the
-# process, the key prefix.
+# again elsewhere meanwhile. KEYS: its peers, its figures, its address counts, the addresses of
+# its channel counts. ARGV: the process, the key prefix.
 # Returns the removed "CHANNEL PEER"s.
 _CLEANUP = """
 local removed = {}
@@ -149,7 +149,10 @@ for _, entry in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     end
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+for _, address in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  redis.call('DEL', ARGV[2] .. 'proc:' .. ARGV[1] .. ':chans:' .. address)
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('ZREM', ARGV[2] .. 'procs', ARGV[1])
 return removed
 """
@@ -167,6 +170,34 @@ return 1
 # A counted socket closed. KEYS: this process's address counts. ARGV: address.
 _RELEASE_ADDRESS = """
 if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+# A peer of an address joins a channel, if the address is in it already or in fewer channels
+# than the cap across the cluster. KEYS: this process's set of addresses with channel counts,
+# its channel counts for the address, then every other live process's for the address. ARGV:
+# address, channel, cap. Returns 1 if counted.
+_ADMIT_CHANNEL = """
+local seen, count, inside = {}, 0, false
+for i = 2, #KEYS do
+  for _, channel in ipairs(redis.call('HKEYS', KEYS[i])) do
+    if channel == ARGV[2] then inside = true end
+    if not seen[channel] then
+      seen[channel] = true
+      count = count + 1
+    end
+  end
+end
+if not inside and count >= tonumber(ARGV[3]) then return 0 end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+"""
+
+# A counted peer left its channel. KEYS: as _ADMIT_CHANNEL's first two. ARGV: address, channel.
+_RELEASE_CHANNEL = """
+if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+if redis.call('HLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[1], ARGV[1]) end
 return 1
 """
 
@@ -224,6 +255,8 @@ class RedisDirectory(LocalDirectory):
         self._cleanup_script = self.redis.register_script(_CLEANUP)
         self._admit_script = self.redis.register_script(_ADMIT_ADDRESS)
         self._release_script = self.redis.register_script(_RELEASE_ADDRESS)
+        self._admit_channel_script = self.redis.register_script(_ADMIT_CHANNEL)
+        self._release_channel_script = self.redis.register_script(_RELEASE_CHANNEL)
         self._where: dict[tuple[str, str], str] = {}
         #: Our peers in their channel's preferred pool in Redis.
         self._preferred: set[str] = set()
@@ -279,6 +312,30 @@ class RedisDirectory(LocalDirectory):
     async def release_address(self, address: str) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._release_script(keys=[model.proc_addresses_key(self.proc)], args=[address])
+
+    async def admit_channel(self, address: str, channel: str, cap: int) -> bool:
+        """One round trip, over the live processes as admit_address; Redis out of reach:
+        admitted, each process's own cap still holds."""
+        others = sorted(self.live_procs - {self.proc})
+        keys = [
+            model.proc_channel_addresses_key(self.proc),
+            *(model.proc_address_channels_key(p, address) for p in [self.proc, *others]),
+        ]
+        try:
+            return bool(await self._admit_channel_script(keys=keys, args=[address, channel, cap]))
+        except (RedisError, OSError) as error:
+            log.warning(
+                "per-address channel count failed, admitted on this process's cap: %s", error
+            )
+            return True
+
+    async def release_channel(self, address: str, channel: str) -> None:
+        keys = [
+            model.proc_channel_addresses_key(self.proc),
+            model.proc_address_channels_key(self.proc, address),
+        ]
+        with contextlib.suppress(RedisError, OSError):
+            await self._release_channel_script(keys=keys, args=[address, channel])
 
     # --- membership ---------------------------------------------------------------------
 
@@ -783,6 +840,7 @@ class RedisDirectory(LocalDirectory):
                 model.proc_peers_key(proc),
                 model.proc_channels_key(proc),
                 model.proc_addresses_key(proc),
+                model.proc_channel_addresses_key(proc),
             ],
             args=[proc, model.PREFIX],
         )

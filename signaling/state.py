@@ -5,6 +5,7 @@ Kept apart from app.py so the page handlers can reach it without importing the s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ class Connection:
     channel: str | None = None
     #: Counted in the cluster's per-address socket counts (released when it closes).
     counted_in_cluster: bool = False
+    #: The channel it is counted in by the cluster's per-address channel counts (released when
+    #: it closes; a replaced socket keeps its count until then).
+    cluster_channel: str | None = None
     #: When the TURN credentials this peer holds expire (None: it holds none from our secret).
     turn_expires_at_unix_s: int | None = None
     rate_violations: int = 0
@@ -61,6 +65,8 @@ class ServerState:
     started_at_s: float = field(default_factory=time.monotonic)
     #: Wall clock for TURN credential expiry (Unix seconds; tests replace it).
     wall_clock: Callable[[], float] = time.time
+    #: Closed sockets whose records are still being released (a reference keeps each task).
+    disconnects: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def registry(self) -> Registry:

@@ -282,3 +282,82 @@ async def test_the_per_address_socket_cap_holds_for_the_cluster_together(
     assert welcome["channel"] == "show"
     for ws in (on_a[1], on_b, again):
         await ws.close()
+
+
+async def test_the_per_address_channel_cap_holds_for_the_cluster_together(
+    aiohttp_client: Any, redis_url: str
+) -> None:
+    """A cap of 2 channels per address is 2 across both processes: a third channel is refused
+    on either, a channel the address is in already is not, and a channel left on one process
+    frees a place on the other; a process's counts go when it closes."""
+    a, b = await two_servers(aiohttp_client, redis_url, limit_loopback=True, max_channels_per_ip=2)
+
+    async def both_alive() -> bool:
+        return all(len(s.app[STATE].directory.live_procs) == 2 for s in (a, b))
+
+    await wait_for(both_alive)
+    in_x, _ = await join(a, "x")
+    in_y, _ = await join(b, "y")
+    for server in (a, b):
+        third = await server.ws_connect("/ws")
+        await third.send_json({"type": "join", "channel": "z", "role": "viewer"})
+        error = await expect_closed(third)
+        assert error["code"] == "too_many_channels" and "at most 2" in error["message"]
+    also_x, welcome = await join(b, "x")  # in x already (on A): no new channel
+    assert welcome["channel"] == "x"
+
+    await in_y.close()
+    redis = b.app[STATE].directory.redis
+    b_proc = b.app[STATE].directory.proc
+
+    async def y_released() -> bool:
+        return not await redis.hexists(f"sig:proc:{b_proc}:chans:127.0.0.1", "y")
+
+    await wait_for(y_released)
+    in_z, welcome = await join(a, "z")  # the place y held on B is taken on A
+    assert welcome["channel"] == "z"
+    for ws in (in_x, also_x, in_z):
+        await ws.close()
+
+    async def counts_gone() -> bool:
+        counts = await redis.keys("sig:proc:*:chans:*")
+        return not counts and not await redis.keys("sig:proc:*:chanaddrs")
+
+    await wait_for(counts_gone)
+
+
+@pytest.mark.slow
+async def test_a_killed_process_s_channel_counts_go_with_it(
+    aiohttp_client: Any, redis_url: str, procs: list[subprocess.Popen[str]]
+) -> None:
+    """An address in one channel (cap 1) on a process that dies is free to join another once
+    the process is gone, and the dead process's counts leave Redis with its other records."""
+    caps = ("--limit-loopback", "--max-channels-per-ip", "1")
+    url = start_cluster_process(redis_url, procs, *caps)
+    b = await make_client(
+        aiohttp_client, redis_url=redis_url, limit_loopback=True, max_channels_per_ip=1, **CLUSTER
+    )
+    redis = b.app[STATE].directory.redis
+    async with aiohttp.ClientSession() as session:
+        doomed = await session.ws_connect(url + "/ws")
+        await doomed.send_json({"type": "join", "channel": "c", "role": "viewer"})
+        assert (await receive(doomed))["type"] == "welcome"
+
+        async def both_alive() -> bool:
+            return len(b.app[STATE].directory.live_procs) == 2
+
+        await wait_for(both_alive)
+        refused = await b.ws_connect("/ws")
+        await refused.send_json({"type": "join", "channel": "d", "role": "viewer"})
+        error = await expect_closed(refused)
+        assert error["code"] == "too_many_channels"
+        assert await redis.keys("sig:proc:*:chans:*")
+        procs[-1].kill()
+
+        async def cleaned_up() -> bool:
+            return not await redis.keys("sig:proc:*:chans:*")
+
+        await wait_for(cleaned_up, timeout_s=8.0)
+        viewer, welcome = await join(b, "d")
+        assert welcome["channel"] == "d"
+        await viewer.close()
