@@ -8,6 +8,7 @@ so that their wave of reconnects does not share the viewers' event loop), every 
 all the servers (each tries them in its own shuffled order). Once every viewer plays, the process
 holding the most peers is killed with SIGKILL. Reported: for the peers that were on it, the time
 from the kill to their welcome on another process (p50/p99/max) and whether their ids were kept;
+the CPU seconds the surviving servers, the clients and the whole machine used in that wave;
 over the viewers, continuity and chunks missed in the `--after` seconds after the kill, and links
 to ids no node has (a second link to a peer that came back under a new id, the old bug) at the
 end.
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -45,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "failover"
 CHUNK_S = 0.5
 EPOCH = 7
+CPU_SAMPLE_S = 0.25
 
 
 def start_servers(count: int, redis_url: str, grace_s: float) -> tuple[list[Any], list[str]]:
@@ -54,6 +57,53 @@ def start_servers(count: int, redis_url: str, grace_s: float) -> tuple[list[Any]
         assert proc.stdout is not None
         urls.append(proc.stdout.readline().split()[-1])
     return procs, urls
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSamples:
+    """Cumulative CPU of the surviving servers, the clients (client processes and this one) and
+    the machine, sampled through the wave: how much of the rejoin time was whose work."""
+
+    def __init__(self, servers: list[int], clients: list[int]) -> None:
+        self.servers, self.clients = servers, clients
+        self.samples: list[tuple[float, float, float, float]] = []
+
+    def sample(self) -> None:
+        self.samples.append(
+            (
+                time.monotonic(),
+                sum(cpu_s(pid) for pid in self.servers),
+                sum(cpu_s(pid) for pid in self.clients),
+                machine_busy_s(),
+            )
+        )
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds used from the first sample at or after start to the first at or after
+        end (the last sample if none is that late)."""
+        first = next(s for s in self.samples if s[0] >= start)
+        last = next((s for s in self.samples if s[0] >= end), self.samples[-1])
+        return {
+            "wall_s": round(last[0] - first[0], 2),
+            "servers_cpu_s": round(last[1] - first[1], 2),
+            "clients_cpu_s": round(last[2] - first[2], 2),
+            "machine_busy_cpu_s": round(last[3] - first[3], 2),
+        }
 
 
 def quantile(values: list[float], q: float) -> float | None:
@@ -128,17 +178,26 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
         ids_before = {id(c): c.peer_id for c in doomed}
         node_clients = {id(v.client): v for v in viewers} | {id(source.node.client): source.node}
         reconnects_before = {id(c): c.reconnects for c in doomed}
-        procs[urls.index(doomed_url)].kill()
+        doomed_proc = procs[urls.index(doomed_url)]
+        cpu = CpuSamples(
+            [p.pid for p in procs if p is not doomed_proc], [os.getpid(), *(h.pid for h in helpers)]
+        )
+        cpu.sample()
+        doomed_proc.kill()
         killed_at = time.monotonic()
         order = json.dumps({"killed": websocket_url(doomed_url), "at": killed_at}) + "\n"
         for helper in helpers:
             assert helper.stdin is not None
             helper.stdin.write(order.encode())
             await helper.stdin.drain()
+        next_sample = killed_at
         while time.monotonic() - killed_at < args.after:
             for c in doomed:
                 if id(c) in node_clients and c.reconnects > reconnects_before[id(c)]:
                     back_at.setdefault(id(c), time.monotonic())
+            if time.monotonic() >= next_sample:
+                cpu.sample()
+                next_sample += CPU_SAMPLE_S
             await asyncio.sleep(0.01)
         back_s = [back_at[id(c)] - killed_at for c in doomed if id(c) in back_at]
         kept = sum(c.peer_id == ids_before[id(c)] for c in doomed if id(c) in back_at)
@@ -172,6 +231,8 @@ async def measure(args: argparse.Namespace, procs: list[Any], urls: list[str]) -
             "back_s_p50": quantile(back_s, 0.5),
             "back_s_p99": quantile(back_s, 0.99),
             "back_s_max": max(back_s) if back_s else None,
+            # From the kill to the last peer back: whose CPU the wave took (2 cores shared).
+            "wave_cpu": cpu.between(killed_at - CPU_SAMPLE_S, killed_at + max(back_s, default=0)),
             "viewers_continuity_min": min(s["continuity"] or 0.0 for s in stats),
             "viewers_chunks_missed": sum(int(s["chunks_missed"]) for s in stats),
             "viewers_chunks_played_after_kill": len(window),

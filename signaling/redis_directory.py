@@ -795,6 +795,8 @@ class RedisDirectory(LocalDirectory):
             pipe.hset(figures_key, mapping=figures)  # type: ignore[arg-type]
             pipe.pexpire(figures_key, liveness_ms)
         for channel_name, infos in dirty.items():
+            if not infos:  # its peers left before the beat (an empty HSET fails the whole beat)
+                continue
             pipe.hset(
                 model.info_key(channel_name),
                 mapping={peer_id: info.encode() for peer_id, info in infos.items()},

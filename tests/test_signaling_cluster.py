@@ -361,3 +361,25 @@ async def test_a_killed_process_s_channel_counts_go_with_it(
         viewer, welcome = await join(b, "d")
         assert welcome["channel"] == "d"
         await viewer.close()
+
+
+async def test_a_beat_after_every_dirty_peer_left_still_beats(
+    aiohttp_client: Any, redis_url: str
+) -> None:
+    """A peer that sent a status and left before the next beat leaves its channel's pending
+    status list empty; the beat skips it (an empty HSET used to fail the whole beat, so the
+    process did not state it was alive)."""
+    server = await make_client(aiohttp_client, redis_url=redis_url, **CLUSTER)
+    directory = server.app[STATE].directory
+    viewer, _ = await join(server, "c")
+    await viewer.send_json({"type": "status", "latest_seq": 3, "neighbours": 1})
+    await viewer.close()
+
+    async def left() -> bool:
+        return not server.app[STATE].by_peer
+
+    await wait_for(left)
+    directory._dirty.setdefault("c", {})  # (its status popped again: an empty list for "c")
+    before = await directory.redis.zscore("sig:procs", directory.proc)
+    await directory._beat()
+    assert await directory.redis.zscore("sig:procs", directory.proc) > before
