@@ -38,7 +38,8 @@ def test_peer_info_round_trips_and_hostile_entries_are_skipped() -> None:
     for bad in ("", "[", "{}", '["p1","king",1,2,3]', "[1,2]"):
         assert model.decode_info(bad) is None
     ids = ["x", "y", "z", "me"]
-    infos = [info.encode(), model.PeerInfo("dead", "viewer").encode(), None, info.encode()]
+    texts = [info.encode(), model.PeerInfo("dead", "viewer").encode(), None, info.encode()]
+    infos = model.decode_infos(texts)
     found = model.live_candidates(ids, infos, {"p1"}, requester="me")
     assert [c.peer_id for c in found] == ["x"] and found[0].role == "relay"
     assert model.procs_of(infos) == {"p1", "dead"}
