@@ -415,7 +415,10 @@ async def _on_join(state: ServerState, conn: Connection, message: Join, now: flo
     if old is not None and old is not conn:
         _detach(state, old)
     try:
-        joined = await state.directory.join(message, peer_id, now, state.config.welcome_peers)
+        count = state.config.welcome_peers
+        if message.want_peers is not None:
+            count = min(count, message.want_peers)
+        joined = await state.directory.join(message, peer_id, now, count)
     except BaseException:
         state.ip_limits.leave(conn.address, message.channel)
         await _release_cluster_channel(state, conn)

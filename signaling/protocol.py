@@ -68,6 +68,9 @@ class Join:
     token: str | None
     #: The client's own secret its peer id is derived from (signaling_wire.peer_id_for).
     peer_secret: str | None = None
+    #: How many candidates the welcome should carry at most (None: the server's number). A
+    #: client that rejoins with its links open asks for 0: a wave of rejoins costs no samples.
+    want_peers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,17 @@ def _parse_join(obj: dict[str, Any], size_bytes: int, limits: Limits) -> Join:
         raise ProtocolError(
             "invalid_message", f"'peer_secret' needs at least {MIN_PEER_SECRET_CHARS} chars"
         )
-    return Join(channel=channel, role=role, secret=secret, token=token, peer_secret=peer_secret)
+    want_peers = obj.get("want_peers")
+    if want_peers is not None and (not _is_int(want_peers) or want_peers < 0):
+        raise ProtocolError("invalid_message", "'want_peers' must be a non-negative integer")
+    return Join(
+        channel=channel,
+        role=role,
+        secret=secret,
+        token=token,
+        peer_secret=peer_secret,
+        want_peers=want_peers,
+    )
 
 
 def _parse_publish(obj: dict[str, Any], size_bytes: int, limits: Limits) -> Publish:

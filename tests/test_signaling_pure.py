@@ -47,6 +47,8 @@ def test_parse_join_viewer_and_broadcaster() -> None:
     assert join == Join(channel="cam_1-A", role="viewer", secret=None, token=None)
     join = parse({"type": "join", "v": 1, "channel": "c", "role": "broadcaster", "secret": "s"})
     assert join.secret == "s"
+    rejoin = parse({"type": "join", "v": 1, "channel": "c", "role": "viewer", "want_peers": 0})
+    assert rejoin.want_peers == 0
 
 
 @pytest.mark.parametrize(
@@ -66,6 +68,9 @@ def test_parse_join_viewer_and_broadcaster() -> None:
         ({"type": "join", "v": 1, "channel": "c", "role": "admin"}, "invalid_message"),
         ({"type": "join", "v": 1, "channel": "c", "role": "broadcaster"}, "invalid_message"),
         ({"type": "join", "channel": "c", "role": "viewer", "secret": 5}, "invalid_message"),
+        ({"type": "join", "channel": "c", "role": "viewer", "want_peers": -1}, "invalid_message"),
+        ({"type": "join", "channel": "c", "role": "viewer", "want_peers": True}, "invalid_message"),
+        ({"type": "join", "channel": "c", "role": "viewer", "want_peers": "8"}, "invalid_message"),
         ({"type": "signal", "to": "a b", "data": {}}, "invalid_message"),
         ({"type": "signal", "to": "abc", "data": "offer"}, "invalid_message"),
         ({"type": "get_peers", "count": 0}, "invalid_message"),

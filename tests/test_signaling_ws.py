@@ -21,6 +21,20 @@ from signaling.app import start_server
 from signaling.config import IceServer, ServerConfig
 
 
+async def test_a_join_gets_at_most_the_candidates_it_wants(aiohttp_client: Any) -> None:
+    """A rejoin asks for none (want_peers 0: its links are open); the server's own number is the
+    most any join gets."""
+    client = await make_client(aiohttp_client, welcome_peers=2)
+    for _ in range(3):
+        await join(client, "show")
+    _rejoin, welcome = await join(client, "show", want_peers=0)
+    assert welcome["peers"] == []
+    _one, welcome = await join(client, "show", want_peers=1)
+    assert len(welcome["peers"]) == 1
+    _greedy, welcome = await join(client, "show", want_peers=50)
+    assert len(welcome["peers"]) == 2
+
+
 async def test_viewer_waits_then_gets_media_and_broadcaster_in_peers(aiohttp_client: Any) -> None:
     client = await make_client(aiohttp_client)
     early, welcome = await join(client, "show")

@@ -133,7 +133,9 @@ async def test_reconnects_and_republishes_after_a_server_restart() -> None:
     try:
         await caster.connect()
         await caster.publish(MEDIA)
+        assert "want_peers" not in viewer._join_message()  # a first join wants candidates
         old_viewer_id = (await viewer.connect()).peer_id
+        assert viewer._join_message()["want_peers"] == 0  # a rejoin does not
         await first.close()
         lost = await next_of(viewer, Disconnected)
         assert isinstance(lost, Disconnected) and 0 <= lost.retry_in_s <= 0.1

@@ -559,6 +559,11 @@ class SignalingClient:
         if self._token is not None:
             message["token"] = self._token
         message["peer_secret"] = self.peer_secret
+        if self.welcome is not None:
+            # A rejoin: our links are still open, and we ask get_peers when we want more. A
+            # server whose neighbour died takes thousands of rejoins at once; none costs a
+            # sample of the channel.
+            message["want_peers"] = 0
         return message
 
     async def _join_first_reachable(self) -> tuple[aiohttp.ClientWebSocketResponse, Welcome]:

@@ -233,6 +233,7 @@ test("signaling: every join carries the same peer secret, never an id", () => {
     role: "viewer",
     peer_secret: secret,
   });
+  assert.equal(joinMessage("live", "viewer", secret, true).want_peers, 0); // a rejoin
 });
 
 /**
@@ -282,6 +283,26 @@ test("signaling: a lost server is followed by the next one, with the same join",
     opened[2].onopen();
     assert.deepEqual(opened[2].sent[0], opened[0].sent[0]);
     assert.equal(opened[0].sent[0].peer_secret, client.peerSecret);
+    client.close();
+  });
+});
+
+test("signaling: a rejoin after a welcome asks for no candidates", () => {
+  withFakeSockets(({ FakeSocket, opened, timers }) => {
+    const client = new SignalingClient(["ws://a/ws", "ws://b/ws"], "live", {}, {
+      WebSocketImpl: FakeSocket,
+      random: () => 0.5,
+    });
+    client.connect();
+    opened[0].onopen();
+    assert.equal(opened[0].sent[0].want_peers, undefined); // a first join gets candidates
+    const welcome = { type: "welcome", peer_id: "abcdefghijk", channel: "live", peers: [] };
+    opened[0].onmessage({ data: JSON.stringify(welcome) });
+    opened[0].onclose();
+    timers.shift().fn();
+    opened[1].onopen();
+    assert.equal(opened[1].sent[0].want_peers, 0);
+    assert.equal(opened[1].sent[0].peer_secret, client.peerSecret);
     client.close();
   });
 });

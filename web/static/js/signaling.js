@@ -48,9 +48,15 @@ export function newPeerSecret(cryptoImpl = globalThis.crypto) {
   return btoa(text).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
 }
 
-/** The join this page sends on every (re)connect: the same secret, so the same peer id. */
-export function joinMessage(channel, role, peerSecret) {
-  return { type: "join", v: PROTOCOL_VERSION, channel, role, peer_secret: peerSecret };
+/**
+ * The join this page sends on every (re)connect: the same secret, so the same peer id. A rejoin
+ * asks for no candidates (want_peers 0): its links are still open, it asks get_peers when it
+ * wants more, and a server taking a dead one's peers gets thousands of rejoins at once.
+ */
+export function joinMessage(channel, role, peerSecret, rejoin = false) {
+  const message = { type: "join", v: PROTOCOL_VERSION, channel, role, peer_secret: peerSecret };
+  if (rejoin) message.want_peers = 0;
+  return message;
 }
 
 /** ws:// or wss:// URL for `path` on the page's own origin. */
@@ -200,7 +206,8 @@ export class SignalingClient {
     }
     this.ws = ws;
     ws.onopen = () => {
-      ws.send(JSON.stringify(joinMessage(this.channel, this.role, this.peerSecret)));
+      const rejoin = this.peerId !== null;
+      ws.send(JSON.stringify(joinMessage(this.channel, this.role, this.peerSecret, rejoin)));
     };
     ws.onmessage = (ev) => {
       if (ws !== this.ws || typeof ev.data !== "string") return;
