@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 FATAL_FLUSH_S = 0.5
 CLOSE_TIMEOUT_S = 2.0
+#: On shutdown, how long closed sockets may take to release their records before the directory
+#: stops (a Redis that stopped answering must not hold the shutdown).
+DISCONNECTS_TIMEOUT_S = 5.0
 
 
 def create_app(config: ServerConfig) -> web.Application:
@@ -96,6 +99,8 @@ async def _directory(app: web.Application) -> AsyncIterator[None]:
     )
     await state.directory.start(events)
     yield
+    if state.disconnects:  # closed sockets still releasing their records: bounded, then go
+        await asyncio.wait(set(state.disconnects), timeout=DISCONNECTS_TIMEOUT_S)
     await state.directory.close()
 
 
