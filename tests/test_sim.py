@@ -286,3 +286,30 @@ def test_a_thousand_peers_at_tight_upload() -> None:
     # Not the 0.99 target yet (docs/BENCHMARKS.md, Simulation): a flash crowd of 1,000 on a
     # 5 s old stream stalls while the lag adapts. (Wall time is a benchmark figure, not checked.)
     assert s["continuity_mean"] >= 0.75
+
+
+@pytest.mark.slow
+def test_with_the_servers_down_survivors_replace_neighbours_through_peer_exchange() -> None:
+    """The simulator's counterpart of benchmarks/peer_exchange.py: no server answers from 15 s
+    on while 30% of the viewers leave; offers and answers relayed by the cores (send_signal ->
+    PeerSignal) open new links, so the survivors stay better linked than without exchange."""
+    from streamer.swarm import SwarmConfig
+
+    def run(exchange_interval_s: float) -> dict[str, Any]:
+        config = replace(SwarmConfig(), exchange_interval_s=exchange_interval_s)
+        sc = Scenario(
+            peers=30,
+            duration_s=40,
+            leave_share=0.3,
+            tracker_down_s=(15.0, 40.0),
+            seed=3,
+            config=config,
+        )
+        return run_scenario(sc).summary()
+
+    with_exchange, without = run(5.0), run(0.0)
+    assert with_exchange["links_opened_via_exchange"] > 0
+    assert without["links_opened_via_exchange"] == 0
+    assert with_exchange["neighbours_min"] >= 3
+    assert with_exchange["neighbours_min"] > without["neighbours_min"]
+    assert with_exchange["continuity_min"] >= 0.99

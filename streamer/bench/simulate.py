@@ -103,6 +103,7 @@ def settings_json(sc: Scenario) -> dict[str, Any]:
         "relays": sc.relays,
         "relay_upload_ratio": sc.relay_upload_ratio,
         "join_window_s": sc.join_window_s,
+        "servers_down_s": sc.tracker_down_s,
     }
 
 

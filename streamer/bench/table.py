@@ -70,6 +70,8 @@ SWEEP_COLUMNS: list[tuple[str, str, int]] = [
     ("stall s", "stall_s_mean", 2),
     ("source x", "source_upload_ratio", 2),
     ("fluid bound x", "fluid_bound_ratio", 2),
+    ("nbrs min", "neighbours_min", 0),
+    ("via exchange", "links_opened_via_exchange", 0),
     ("wall s", "wall_s", 1),
 ]
 

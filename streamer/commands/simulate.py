@@ -118,6 +118,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="peers send no peers messages (the figures from before peer exchange)",
     )
+    parser.add_argument(
+        "--servers-down",
+        metavar="START,END",
+        help="no signaling server answers from START to END s: peers that want neighbours "
+        "open links through peer exchange only",
+    )
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--plot", help="with --sweep: a PNG of the figures as N grows")
     parser.add_argument(
@@ -146,10 +152,22 @@ def _scenario(args: argparse.Namespace) -> Scenario:
             source_upload_ratio=args.source_upload,
             relays=args.relays,
             join_window_s=args.join_window,
+            tracker_down_s=_window(args.servers_down),
             config=_exchange_config(args, SIMULATE_DEFAULTS.config),
         )
     except ValueError as error:
         raise UserError(f"bad simulation settings: {error}") from None
+
+
+def _window(text: str | None) -> tuple[float, float] | None:
+    """'20,60' -> (20.0, 60.0); ValueError for anything else."""
+    if text is None:
+        return None
+    start_text, end_text = text.split(",")
+    start, end = float(start_text), float(end_text)
+    if not 0 <= start < end:
+        raise ValueError(f"--servers-down needs 0 <= START < END, not {text!r}")
+    return start, end
 
 
 def _exchange_config(args: argparse.Namespace, config: SwarmConfig) -> SwarmConfig:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.protocol import MsgType
-from streamer.swarm import DropNeighbour, Event, SwarmPeer, WantNeighbours
+from streamer.swarm import DropNeighbour, Event, PeerSignal, SwarmPeer, WantNeighbours
 from streamer.swarm.drain import Send, send_data, send_ready_control
 
 Observer = Callable[[str, Event, float], None]
@@ -75,6 +75,14 @@ class EventQueue:
         self.now = end_s
 
 
+OFFER = '{"type": "offer"}'
+ANSWER = '{"type": "answer"}'
+"""What the simulator's relayed signals carry (the real drivers send SDP; its size does not matter
+here: a signal is a control message)."""
+OFFER_RETRY_S = 5.0
+"""An offer not answered by then may go again (the target was full, or the relay left)."""
+
+
 class SimNetwork:
     """Peers, links and the tracker of a simulated swarm."""
 
@@ -88,6 +96,7 @@ class SimNetwork:
         connect_delay_s: float = 0.3,
         vanish_detect_s: float = 5.0,
         tracker_sample: int = 12,
+        tracker_down: tuple[float, float] | None = None,
         observer: Observer | None = None,
         tap: Tap | None = None,
     ) -> None:
@@ -99,6 +108,14 @@ class SimNetwork:
         self.connect_delay_s = connect_delay_s
         self.vanish_detect_s = vanish_detect_s
         self.tracker_sample = tracker_sample
+        self.tracker_down = tracker_down
+        """[start, end) in which no signaling server answers: a node that wants neighbours
+        then opens links through peer exchange only (an offer and an answer relayed by a
+        common neighbour's core, as the drivers do)."""
+        self.links_via_exchange: dict[str, int] = {}
+        """peer id -> links it opened through peer exchange."""
+        self._offers: dict[tuple[str, str], float] = {}
+        """(offerer, target) -> when the offer went (one at a time per pair, for a while)."""
         self.observer = observer
         self.tap = tap
         self.nodes: dict[str, SimNode] = {}
@@ -175,6 +192,32 @@ class SimNetwork:
         others = [pid for pid in sample if pid != node.peer_id and pid not in node.links]
         return [pid for pid in others if self.nodes[pid].core.has_room()][:count]
 
+    # ---------------------------------------------------------------- peer exchange
+
+    def tracker_answers(self) -> bool:
+        down = self.tracker_down
+        return down is None or not down[0] <= self.now < down[1]
+
+    def _offer_via_exchange(self, node: SimNode, count: int) -> None:
+        """Send an offer through a common neighbour to peers our neighbours named."""
+        for pid, via in node.core.exchange_candidates(count, self.now):
+            sent_s = self._offers.get((node.peer_id, pid))
+            if pid in node.links or (sent_s is not None and self.now - sent_s < OFFER_RETRY_S):
+                continue
+            if node.core.send_signal(via, pid, OFFER):
+                self._offers[(node.peer_id, pid)] = self.now
+
+    def _on_peer_signal(self, node: SimNode, event: PeerSignal) -> None:
+        """An offer is answered through the same neighbour if we have room; an answer to our
+        offer opens the link (after the setup delay, like any other)."""
+        other = event.from_peer
+        if event.payload == OFFER:
+            if node.core.has_room() and other not in node.links:
+                node.core.send_signal(event.via, other, ANSWER)
+        elif event.payload == ANSWER and self._offers.pop((node.peer_id, other), None) is not None:
+            self.links_via_exchange[node.peer_id] = self.links_via_exchange.get(node.peer_id, 0) + 1
+            self.connect(node.peer_id, other)
+
     # ---------------------------------------------------------------- messages
 
     def _transmit(self, src: SimNode, dst_id: str, data: bytes, extra_s: float = 0.0) -> None:
@@ -222,8 +265,13 @@ class SimNetwork:
                     self.now + self.latency_s, self._close_link, event.peer_id, node.peer_id
                 )
             elif isinstance(event, WantNeighbours):
-                for pid in self._tracker_candidates(node, event.count):
-                    self.connect(node.peer_id, pid)
+                if self.tracker_answers():
+                    for pid in self._tracker_candidates(node, event.count):
+                        self.connect(node.peer_id, pid)
+                else:
+                    self._offer_via_exchange(node, event.count)
+            elif isinstance(event, PeerSignal):
+                self._on_peer_signal(node, event)
         linked = [pid for pid in core.take_ready() if pid in node.links]
         send_ready_control(core, linked, self._sender(node))
         self._start_uplink(node)

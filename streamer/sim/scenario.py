@@ -65,6 +65,8 @@ class Scenario:
     warmup_s: float = 0.0
     """Source publishes this long before the first viewer joins."""
     seed: int = 1
+    tracker_down_s: tuple[float, float] | None = None
+    """[start, end) in which no signaling server answers: links come through peer exchange."""
     config: SwarmConfig = field(default_factory=SwarmConfig)
 
     def __post_init__(self) -> None:
@@ -137,6 +139,8 @@ class SimResult:
             "peer_share": from_peers / (from_peers + from_source) if from_peers else 0.0,
             "duplicate_share": sum(s["bytes_duplicate"] for s in viewers)
             / max(1, from_peers + from_source),
+            "neighbours_min": min((s["neighbours"] for s in viewers), default=None),
+            "links_opened_via_exchange": sum(s["links_opened_via_exchange"] for s in viewers),
             "wall_s": self.wall_s,
             "events": self.events,
         }
@@ -161,7 +165,12 @@ def run_scenario(
     started = time.perf_counter()
     rng = random.Random(sc.seed)
     net = SimNetwork(
-        rng=rng, latency_s=sc.latency_s, loss_rate=sc.loss_rate, observer=observer, tap=tap
+        rng=rng,
+        latency_s=sc.latency_s,
+        loss_rate=sc.loss_rate,
+        tracker_down=sc.tracker_down_s,
+        observer=observer,
+        tap=tap,
     )
     config = replace(sc.config, chunk_duration_s=sc.chunk_duration_s)
     key = test_key()
@@ -243,7 +252,14 @@ def run_scenario(
             gc.enable()
     return SimResult(
         scenario=sc,
-        peer_stats={pid: net.nodes[pid].core.stats() for pid in ids if pid in net.nodes},
+        peer_stats={
+            pid: {
+                **net.nodes[pid].core.stats(),
+                "links_opened_via_exchange": net.links_via_exchange.get(pid, 0),
+            }
+            for pid in ids
+            if pid in net.nodes
+        },
         source_stats=source.stats(),
         liars=liars,
         left=left,
