@@ -132,13 +132,14 @@ def procs_of(infos: Iterable[PeerInfo | None]) -> set[str]:
 
 
 def live_candidates(
-    ids: list[str], infos: list[PeerInfo | None], live_procs: set[str], requester: str
+    ids: list[str], infos: list[PeerInfo | None], live_procs: set[str], skip: frozenset[str]
 ) -> list[Candidate]:
-    """The sampled peers whose process is alive (a dead process's peers are skipped at once)."""
+    """The sampled peers whose process is alive (a dead process's peers are skipped at once),
+    but those in `skip` (the requester, and whom it excluded)."""
     return [
         info.candidate(peer_id)
         for peer_id, info in zip(ids, infos, strict=True)
-        if info is not None and peer_id != requester and info.proc in live_procs
+        if info is not None and peer_id not in skip and info.proc in live_procs
     ]
 
 

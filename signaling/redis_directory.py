@@ -578,9 +578,8 @@ class RedisDirectory(LocalDirectory):
         claim = {_str(k): _str(v) for k, v in zip(flat_claim[::2], flat_claim[1::2], strict=True)}
         decoded = model.decode_infos(None if text is None else _str(text) for text in infos)
         await self._learn_procs(model.procs_of(decoded))
-        chosen = [(i, d) for i, d in zip(ids, decoded, strict=False) if _str(i) not in exclude]
         pool = model.live_candidates(
-            [_str(i) for i, _ in chosen], [d for _, d in chosen], self.live_procs, requester
+            [_str(i) for i in ids], decoded, self.live_procs, exclude | {requester}
         )
         seq = claim.get("seq", "")
         live_edge_seq = int(seq) if seq.isdigit() else None

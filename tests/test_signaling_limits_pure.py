@@ -40,7 +40,7 @@ def test_peer_info_round_trips_and_hostile_entries_are_skipped() -> None:
     ids = ["x", "y", "z", "me"]
     texts = [info.encode(), model.PeerInfo("dead", "viewer").encode(), None, info.encode()]
     infos = model.decode_infos(texts)
-    found = model.live_candidates(ids, infos, {"p1"}, requester="me")
+    found = model.live_candidates(ids, infos, {"p1"}, skip=frozenset({"me"}))
     assert [c.peer_id for c in found] == ["x"] and found[0].role == "relay"
     assert model.procs_of(infos) == {"p1", "dead"}
 

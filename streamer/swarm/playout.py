@@ -38,7 +38,6 @@ class Playout:
         """The newest seq a neighbour other than the source holds whole (the start point)."""
         self._first_heard_s = now
         """When we first heard of any chunk (the start point settles for start_settle_s)."""
-        self.heard_any = False
         self.playback: Playback | None = None
         if plays:
             config = ctx.config
@@ -79,7 +78,6 @@ class Playout:
         if self.newest_heard is None or seq > self.newest_heard:
             if self.newest_heard is None:
                 self._first_heard_s = now
-                self.heard_any = True
             self.newest_heard = seq
         if at_peer and (self._newest_at_peer is None or seq > self._newest_at_peer):
             self._newest_at_peer = seq
@@ -128,7 +126,7 @@ class Playout:
         release_s = None if pb.started_at_s is None else pb.started_at_s - pb.start_lag_s
         return {
             "first_link_s": since_join(first_link_s),
-            "first_heard_s": since_join(self._first_heard_s if self.heard_any else None),
+            "first_heard_s": since_join(None if self.newest_heard is None else self._first_heard_s),
             "start_complete_s": since_join(pb.start_complete_at_s),
             "play_s": pb.startup_s,
             "start_release_s": since_join(release_s),

@@ -25,7 +25,6 @@ export class Playout {
     this.newestAtPeer = null;
     /** When we first heard of any chunk (the start point settles for startSettleS). */
     this.firstHeardS = now;
-    this.heardAny = false;
     const config = this.config;
     this.playback = plays
       ? new Playback({
@@ -67,10 +66,7 @@ export class Playout {
   /** seq exists (atPeer: a neighbour other than the source holds all of it). */
   heard(seq, now, atPeer = false) {
     if (this.newestHeard === null || seq > this.newestHeard) {
-      if (this.newestHeard === null) {
-        this.firstHeardS = now;
-        this.heardAny = true;
-      }
+      if (this.newestHeard === null) this.firstHeardS = now;
       this.newestHeard = seq;
     }
     if (atPeer && (this.newestAtPeer === null || seq > this.newestAtPeer)) {
@@ -121,7 +117,7 @@ export class Playout {
     const releaseS = pb.startedAtS === null ? null : pb.startedAtS - pb.startLagS;
     return {
       first_link_s: sinceJoin(firstLinkS),
-      first_heard_s: sinceJoin(this.heardAny ? this.firstHeardS : null),
+      first_heard_s: sinceJoin(this.newestHeard === null ? null : this.firstHeardS),
       start_complete_s: sinceJoin(pb.startCompleteAtS),
       play_s: pb.startupS,
       start_release_s: sinceJoin(releaseS),
