@@ -311,5 +311,8 @@ def test_whole_report_puts_the_two_halves_side_by_side() -> None:
     assert len(rows) == 4  # each in the sites table and the viewers table
     assert "0.900" in rows[2] and "0.75" in rows[2] and "1.000" in rows[2]
     assert "relay0: uploaded 1.00 Mbit/s" in text and "TURN allocations" in text
+    # The bed's own targets, not loopback's (startup <= 2 s there).
+    startup_row = next(line for line in text.splitlines() if line.startswith("startup p50"))
+    assert startup_row.endswith("<= 2.5")
     result["delay_mode"] = "none"
     assert "not applied" in report(result)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streamer.bench.table import bench_table, fmt, render
+from streamer.bench.table import BED_ROWS, bench_table, fmt, render
 
 
 def _figure(stats: Mapping[str, Any], key: str, digits: int) -> str:
@@ -113,7 +113,7 @@ def report(result: Mapping[str, Any]) -> str:
             float(src["one_way_delay_ms"]) if applied else None,
         ),
         "",
-        bench_table(swarm["figures"], baseline["figures"]),
+        bench_table(swarm["figures"], baseline["figures"], BED_ROWS),
     ]
     for name, relay in swarm.get("relays", {}).items():
         uploaded, lifetime_s = relay.get("bytes_uploaded"), relay.get("duration_s")
