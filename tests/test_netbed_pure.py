@@ -286,7 +286,8 @@ def test_whole_report_puts_the_two_halves_side_by_side() -> None:
 
     bed = build_bed(Profile(watchers=1, pages=1, relays=1), 750_000, "snb5")
     viewer = {"continuity": 0.9, "startup_s": 3.0, "lag_s_p50": 4.0, "lag_s_p95": 9.0,
-              "bytes_from_peers": 3, "bytes_from_source": 1}  # fmt: skip
+              "bytes_from_peers": 3, "bytes_from_source": 1, "stall_s": 0.5}  # fmt: skip
+    page = {**viewer, "stalled_s": 1.25}  # the <video>'s own stalls
     http = {"continuity": 1.0, "startup_s": 1.0, "lag_s_p50": 2.5, "lag_s_p95": 2.5}
     result = {
         "command": "streamer netbed",
@@ -296,7 +297,7 @@ def test_whole_report_puts_the_two_halves_side_by_side() -> None:
         "sites": describe_sites(bed.sites),
         "swarm": {
             "figures": {"continuity_min": 0.9, "source_upload_ratio": 2.0},
-            "per_viewer": {"watch0": viewer, "page0": viewer},
+            "per_viewer": {"watch0": viewer, "page0": page},
             "relays": {"relay0": {"bytes_uploaded": 7_500_000, "duration_s": 60.0}},
             "turn_allocations": 4,
         },
@@ -310,6 +311,7 @@ def test_whole_report_puts_the_two_halves_side_by_side() -> None:
     rows = [line for line in text.splitlines() if line.startswith(("watch0 ", "page0 "))]
     assert len(rows) == 4  # each in the sites table and the viewers table
     assert "0.900" in rows[2] and "0.75" in rows[2] and "1.000" in rows[2]
+    assert "0.50" in rows[2] and "1.25" in rows[3]  # the picture's stalls: core, <video>
     assert "relay0: uploaded 1.00 Mbit/s" in text and "TURN allocations" in text
     # The bed's own targets, not loopback's (startup <= 2 s there).
     startup_row = next(line for line in text.splitlines() if line.startswith("startup p50"))

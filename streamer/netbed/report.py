@@ -54,13 +54,21 @@ def sites_table(sites: Sequence[Mapping[str, Any]], stream_bps: float) -> str:
     return render(header, rows)
 
 
+def picture_stalled_s(stats: Mapping[str, Any]) -> float | None:
+    """How long the picture stood still: a page's <video> element (stalled_s), else the core's
+    playout (stall_s, what `streamer watch --output` records)."""
+    value = stats.get("stalled_s", stats.get("stall_s"))
+    return None if value is None else float(value)
+
+
 def viewers_table(
     sites: Sequence[Mapping[str, Any]],
     swarm: Mapping[str, Mapping[str, Any]],
     baseline: Mapping[str, Mapping[str, Any]] | None,
     src_delay_ms: float | None,
 ) -> str:
-    """One row per viewer: continuity, startup, lag p50/p95, peer share; then client-server."""
+    """One row per viewer: continuity, startup, lag p50/p95, picture stalled, peer share; then
+    client-server."""
     rows = []
     for s in sites:
         name = str(s["site"])
@@ -78,6 +86,7 @@ def viewers_table(
                 _figure(p2p, "startup_s", 2),
                 _figure(p2p, "lag_s_p50", 2),
                 _figure(p2p, "lag_s_p95", 2),
+                fmt(picture_stalled_s(p2p), 2),
                 fmt(share_from_peers(p2p), 2),
                 _figure(cs, "continuity", 3),
                 _figure(cs, "startup_s", 2),
@@ -86,7 +95,8 @@ def viewers_table(
             ]
         )
     header = [
-        "viewer", "NAT", "RTT src ms", "cont.", "startup s", "lag p50", "lag p95", "from peers",
+        "viewer", "NAT", "RTT src ms", "cont.", "startup s", "lag p50", "lag p95", "stalled s",
+        "from peers",
         "CS cont.", "CS startup", "CS lag p50", "CS lag p95",
     ]  # fmt: skip
     return render(header, rows)

@@ -7,6 +7,7 @@ import {
   DEFAULT_POLICY,
   bufferAheadS,
   catchUp,
+  followLag,
   gapJump,
   startPosition,
   trimRange,
@@ -50,6 +51,26 @@ test("catch up: nothing when near target, faster when behind, seek when far behi
   assert.equal(far.rate, 1);
   // Playhead outside any range (a hole): catch-up does not decide, gapJump does.
   assert.deepEqual(catchUp([[0, 5], [6, 30]], 5.5), { seekTo: null, rate: 1 });
+});
+
+test("follow the core's lag: slower ahead of it, faster behind, a seek forward far behind", () => {
+  // Nothing to follow before the core plays (or before the picture shows a chunk): catchUp.
+  assert.equal(followLag(null, 4), null);
+  assert.equal(followLag(4, null), null);
+  const aim = 4 + P.followMarginS; // a little behind the core's deadlines
+  assert.ok(P.followMarginS > 0);
+  assert.deepEqual(followLag(aim + 0.1, 4), { seekByS: null, rate: 1 });
+  // At the core's own lag the picture is ahead of where it aims: slower.
+  assert.deepEqual(followLag(4, 4), { seekByS: null, rate: P.slowDownRate });
+  assert.deepEqual(followLag(aim + P.followToleranceS + 0.5, 4), {
+    seekByS: null,
+    rate: P.catchUpRate,
+  });
+  const far = followLag(aim + P.seekAboveS + 2, 4);
+  assert.ok(Math.abs(far.seekByS - (P.seekAboveS + 2)) < 1e-9 && far.rate === 1);
+  // Far ahead of the core: slower, never a seek back.
+  assert.deepEqual(followLag(0.5, 8), { seekByS: null, rate: P.slowDownRate });
+  assert.ok(P.slowDownRate < 1 && P.catchUpRate > 1);
 });
 
 test("gap jump: over a missing chunk or a stalled input's hole, not while media remains", () => {

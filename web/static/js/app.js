@@ -446,8 +446,12 @@ export class WatchApp {
         this.rtc.handleSignal(ev.fromPeer, data, ev.via);
         break;
       }
+      case "ChunkPlayed":
+        // The core's playout clock: the <video> plays its own media, at the core's lag.
+        this.player.followCoreLag(ev.lagS);
+        break;
       default:
-        break; // ChunkPlayed: the core's playout clock; the <video> keeps its own
+        break;
     }
   }
 

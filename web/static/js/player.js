@@ -13,6 +13,7 @@ import {
   DEFAULT_POLICY,
   bufferAheadS,
   catchUp,
+  followLag,
   gapJump,
   rangesOf,
   startPosition,
@@ -60,6 +61,8 @@ export class MsePlayer {
     this.onEvent = onEvent;
     this.clock = clock;
     this.held = false;
+    /** The lag the swarm core played its last chunk at (null: it has not played one). */
+    this.targetLagS = null;
     this.mediaSource = null;
     this.sourceBuffer = null;
     this.mimeType = null;
@@ -154,11 +157,13 @@ export class MsePlayer {
     }
     const ranges = this.ranges();
     const now = this.clock();
-    // A chunk is missing while later ones wait: once the playhead runs dry, skip it.
+    // A chunk is missing while later ones wait: once the playhead runs dry, skip it (following
+    // the core, only when the core has not given it up in its own time: see skipChunk).
     if (this.pending.size && !this.pending.has(this.nextSeq)) {
       if (this.waitingSinceS === null) this.waitingSinceS = now;
       const dry = bufferAheadS(ranges, video.currentTime) < 0.3;
-      if (dry && now - this.waitingSinceS > 0.5) {
+      const waitS = this.targetLagS === null ? this.policy.skipWaitS : this.policy.coreSkipWaitS;
+      if (dry && now - this.waitingSinceS > waitS) {
         this._skip();
         this._pump();
       }
@@ -172,7 +177,10 @@ export class MsePlayer {
       this.gapJumps += 1;
       video.currentTime = jump;
     } else {
-      const decision = catchUp(ranges, video.currentTime, this.policy, this.recentChunkS());
+      const follow = followLag(this.videoLagS(), this.targetLagS, this.policy);
+      const decision = follow
+        ? { seekTo: this._seekForward(ranges, follow.seekByS), rate: follow.rate }
+        : catchUp(ranges, video.currentTime, this.policy, this.recentChunkS());
       if (decision.seekTo !== null) {
         this.seeksForLag += 1;
         video.currentTime = decision.seekTo;
@@ -234,6 +242,22 @@ export class MsePlayer {
       gap_jumps: this.gapJumps,
       error: this.error,
     };
+  }
+
+  /**
+   * The swarm core played a chunk at `lagS` (its ChunkPlayed): the picture keeps that lag (see
+   * followLag), so that it stalls when the core's playout does and not otherwise.
+   */
+  followCoreLag(lagS) {
+    this.targetLagS = lagS;
+  }
+
+  /** Where a seek forward by `byS` lands, kept inside the buffered media (null: no seek). */
+  _seekForward(ranges, byS) {
+    if (byS === null || !ranges.length) return null;
+    const liveEnd = ranges[ranges.length - 1][1];
+    const to = Math.min(this.video.currentTime + byS, liveEnd - this.policy.followToleranceS);
+    return to > this.video.currentTime ? to : null;
   }
 
   /** Held: a viewer paused; tick() neither restarts the <video> nor moves it towards live. */

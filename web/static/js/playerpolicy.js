@@ -14,6 +14,24 @@ export const DEFAULT_POLICY = Object.freeze({
   /** Catch-up playback rate (small enough not to be noticed). */
   catchUpRate: 1.1,
   /**
+   * Once the swarm core plays, the picture keeps the core's lag plus this (followLag): a chunk
+   * complete at the core's deadline is appended and decoded before the picture needs it. The
+   * core's lag is what the swarm delivers in time; a picture ahead of it stalls on every chunk
+   * that comes late for it but in time for the core (test bed, 2026-12-06: 1-5 stalls a minute
+   * per page and chunks the player skipped, at core continuity 1.000)...
+   */
+  followMarginS: 0.3,
+  /** ...within this of it, normal speed; behind, catchUpRate; ahead, this rate. */
+  followToleranceS: 0.2,
+  slowDownRate: 0.9,
+  /**
+   * A chunk missing while later ones wait is skipped once the playhead ran dry this long after
+   * they came; following the core, coreSkipWaitS (the core stalls up to 2 s, max_stall_s,
+   * before it gives a chunk up, and then says so: MsePlayer.skipChunk).
+   */
+  skipWaitS: 0.5,
+  coreSkipWaitS: 2.5,
+  /**
    * A gap in the buffer at most this long is jumped over when the playhead reaches it. Chunks
    * are appended in order, so a hole with media after it is never filled: an input that stalled
    * or a chunk the swarm skipped. Only a jump further than this (a clock gone wrong) waits.
@@ -80,6 +98,23 @@ export function catchUp(ranges, currentTimeS, policy = DEFAULT_POLICY, chunkS = 
   }
   if (excessS > policy.speedUpAboveS) return { seekTo: null, rate: policy.catchUpRate };
   return { seekTo: null, rate: 1 };
+}
+
+/**
+ * Keep the picture at the swarm core's lag (plus followMarginS). `videoLagS`: now - release of
+ * the media shown;
+ * `targetLagS`: the lag the core played its last chunk at (null: not playing yet). Returns
+ * {seekByS: number|null, rate: number}, or null when there is nothing to follow (catchUp
+ * decides then). Behind it: faster, or far behind: a seek forward by the difference; ahead of
+ * it: slower, never a seek back (media behind the playhead may be trimmed).
+ */
+export function followLag(videoLagS, targetLagS, policy = DEFAULT_POLICY) {
+  if (typeof videoLagS !== "number" || typeof targetLagS !== "number") return null;
+  const behindS = videoLagS - (targetLagS + policy.followMarginS);
+  if (behindS > policy.seekAboveS) return { seekByS: behindS, rate: 1 };
+  if (behindS > policy.followToleranceS) return { seekByS: null, rate: policy.catchUpRate };
+  if (behindS < -policy.followToleranceS) return { seekByS: null, rate: policy.slowDownRate };
+  return { seekByS: null, rate: 1 };
 }
 
 /**
