@@ -204,6 +204,28 @@ async def test_player_plays_live_chunks(
     assert stats["chunks_skipped"] == 0 and stats["stalls"] <= 1, stats
 
 
+async def test_player_keeps_the_swarm_core_lag(player_page: tuple[Page, list[str]]) -> None:
+    """Given the lag the core plays at, the picture slows down to it (it would otherwise stall
+    on chunks that come in time for the core but late for it), or speeds up when behind it."""
+    page, console = player_page
+    await page.evaluate(FEED_JS, {"plan": _live_plan(0, 16, burst=3), "policy": {}})
+    await _wait_for(page, "() => window.player.stats().video_lag_s !== null", 5)
+    policy = await page.evaluate("() => window.player.policy")
+    start_lag_s = (await _player_stats(page))["video_lag_s"]
+    # The core plays 1 s further behind the source than the picture shows: slower, and the
+    # picture's lag grows towards the core's.
+    await page.evaluate("(lag) => window.player.followCoreLag(lag)", start_lag_s + 1.0)
+    await _wait_for(page, f"() => window.player.video.playbackRate === {policy['slowDownRate']}", 2)
+    await asyncio.sleep(3)
+    slowed = await _player_stats(page)
+    assert slowed["video_lag_s"] - start_lag_s > 0.2, (start_lag_s, slowed)
+    # The core 2 s ahead of the picture: faster.
+    await page.evaluate("(lag) => window.player.followCoreLag(lag)", slowed["video_lag_s"] - 2.0)
+    await _wait_for(page, f"() => window.player.video.playbackRate === {policy['catchUpRate']}", 2)
+    stats = await _player_stats(page)
+    assert stats["error"] is None and stats["chunks_skipped"] == 0, (stats, console)
+
+
 async def test_player_skips_a_chunk_that_never_comes(player_page: tuple[Page, list[str]]) -> None:
     page, console = player_page
     plan = _live_plan(0, 9, burst=2, skip=(3,))
