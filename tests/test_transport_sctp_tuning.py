@@ -70,6 +70,7 @@ def test_values_stay_rfc_reasonable() -> None:
     assert TUNED.rto_initial_s == 1.0  # RFC 9260 RTO.Initial
     mtu = sctp.SCTP_MAX_PACKET_LENGTH
     assert TUNED.initial_cwnd_bytes == min(4 * mtu, max(2 * mtu, 4380))  # RFC 9260 7.2.1
+    assert TUNED.loss_beta == 0.7 and STOCK.loss_beta == 0.5  # CUBIC's decrease; aiortc halves
     with pytest.raises(ValueError):
         SctpTuning(rto_min_s=0.05)
     with pytest.raises(ValueError):
@@ -154,7 +155,7 @@ async def test_a_loss_episode_keeps_loss_beta_of_the_window() -> None:
     assert transport._cwnd == 6_000
     with pytest.raises(ValueError):
         SctpTuning(loss_beta=0.4)
-    assert sctp_tuning.parse_tuning("tuned,loss_beta=0.7").loss_beta == 0.7
+    assert sctp_tuning.parse_tuning("tuned,loss_beta=0.5").loss_beta == 0.5
 
 
 async def test_new_associations_start_with_the_rfc_window() -> None:
