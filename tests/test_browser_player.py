@@ -219,6 +219,8 @@ async def test_player_keeps_the_swarm_core_lag(player_page: tuple[Page, list[str
     await asyncio.sleep(3)
     slowed = await _player_stats(page)
     assert slowed["video_lag_s"] - start_lag_s > 0.2, (start_lag_s, slowed)
+    # Ahead of where it aims (the core's lag plus the margin): not behind live.
+    assert slowed["behind_core_s"] < 0, slowed
     # The core 2 s ahead of the picture: faster.
     await page.evaluate("(lag) => window.player.followCoreLag(lag)", slowed["video_lag_s"] - 2.0)
     await _wait_for(page, f"() => window.player.video.playbackRate === {policy['catchUpRate']}", 2)

@@ -56,8 +56,16 @@ async def test_without_a_server_survivors_replace_neighbours_that_left_through_e
             5,
             "nobody is connected to a server",
         )
-        # The two viewers with the most neighbours leave: their neighbours fall below target.
-        leaving = sorted(viewers, key=lambda n: -n.stats()["neighbour_count"])[:2]
+        # Two viewer neighbours of the best-linked viewer leave: it falls below its target for
+        # sure (with any other choice every survivor could keep enough links, and nothing would
+        # need exchange).
+        ids = {n.client.peer_id: n for n in viewers}
+        hub = max(
+            viewers, key=lambda n: len(set(n.core.neighbour_ids if n.core else ()) & ids.keys())
+        )
+        hub_viewers = sorted(set(hub.core.neighbour_ids if hub.core else ()) & ids.keys())
+        assert len(hub_viewers) >= 2, hub_viewers
+        leaving = [ids[peer_id] for peer_id in hub_viewers[:2]]
         survivors = [n for n in viewers if n not in leaving]
         gone = {n.client.peer_id for n in leaving}
         for node in leaving:
@@ -71,7 +79,18 @@ async def test_without_a_server_survivors_replace_neighbours_that_left_through_e
                 for n in survivors
             ) and any(n.stats()["neighbours_via_exchange"] > 0 for n in survivors)
 
-        await wait_until(replaced, 30, "survivors linked to each other through exchange")
+        try:
+            await wait_until(replaced, 30, "survivors linked to each other through exchange")
+        except AssertionError as failure:
+            state = [
+                (
+                    n.client.peer_id,
+                    n.stats()["neighbour_count"],
+                    n.stats()["neighbours_via_exchange"],
+                )
+                for n in survivors
+            ]
+            raise AssertionError(f"{failure}; survivors {state}, gone {sorted(gone)}") from None
         await wait_until(
             lambda: all(len(n.played) >= p + 6 for n, p in zip(survivors, played, strict=True)),
             20,

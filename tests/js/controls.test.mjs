@@ -18,6 +18,11 @@ test("go to live is offered when paused by the viewer or far behind the newest m
   assert.equal(isBehindLive({ state: "live", buffer_s: 1.5 }, false), false);
   assert.equal(isBehindLive({ state: "live", buffer_s: BEHIND_LIVE_S + 0.1 }, false), true);
   assert.equal(isBehindLive({ state: "live", buffer_s: 0.5 }, true), true);
+  // Following the swarm core's lag, more buffered than BEHIND_LIVE_S is live all the same;
+  // behind is behind the core's lag.
+  const following = { state: "live", buffer_s: BEHIND_LIVE_S + 1, behind_core_s: 0.1 };
+  assert.equal(isBehindLive(following, false), false);
+  assert.equal(isBehindLive({ ...following, behind_core_s: BEHIND_LIVE_S + 0.1 }, false), true);
   // Nothing to go back to once the broadcast is over.
   assert.equal(isBehindLive({ state: "ended", buffer_s: 9 }, true), false);
 });

@@ -46,10 +46,16 @@ export const STATE_WORDS = Object.freeze({
   error: "Error",
 });
 
-/** Whether to offer "go to live": held by the viewer, or far behind the newest media. */
+/**
+ * Whether to offer "go to live": held by the viewer, or far behind the live point: the swarm
+ * core's lag once the picture follows it (behind_core_s), else the newest media (buffer_s; a
+ * picture at the core's lag may have more than BEHIND_LIVE_S buffered and be live all the same).
+ */
 export function isBehindLive(stats, heldByViewer) {
   if (!stats || stats.state === "ended") return false;
-  return heldByViewer || (stats.buffer_s ?? 0) > BEHIND_LIVE_S;
+  if (heldByViewer) return true;
+  if (typeof stats.behind_core_s === "number") return stats.behind_core_s > BEHIND_LIVE_S;
+  return (stats.buffer_s ?? 0) > BEHIND_LIVE_S;
 }
 
 export class PlayerControls {

@@ -79,6 +79,7 @@ export function assembleStats(core, player, extra) {
     core_startup_s: c.startup_s ?? null,
     startup_phases: c.startup_phases ?? null,
     video_lag_s: p.video_lag_s ?? null,
+    behind_core_s: p.behind_core_s ?? null,
     buffer_s: p.buffer_s ?? null,
     current_time_s: p.current_time_s ?? null,
     frames_decoded: p.frames_decoded ?? null,
