@@ -41,9 +41,9 @@ kept to what RFC 9260 and browsers do:
   CUBIC (RFC 9438, Linux TCP's default) keeps 0.7, and so do we. Under random loss the window
   is set by how much each loss takes away: the data channel held ~1.1 Mbit/s of a 2 Mbit/s
   uplink at 100 ms RTT and 1% loss where TCP held 1.87 (docs/benchmarks-history.md, "The data
-  channel alone"); a relay, whose every viewer is one lossy association, served 20-40
-  download-only viewers on the bed at mean continuity 0.997-0.999 with it against 0.48-0.93
-  without (docs/BENCHMARKS.md, "Relay capacity").
+  channel alone"); a relay, whose every viewer is one lossy association, carried 27.8-28.9
+  Mbit/s to 40 download-only viewers on the bed with it against 11.2 without
+  (docs/BENCHMARKS.md, "Relay capacity").
 
 What this does not change: the growth (one 1160-byte packet more per RTT, where Linux TCP grows
 1448-byte segments by CUBIC's curve).
