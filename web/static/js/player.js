@@ -11,6 +11,7 @@
 
 import {
   DEFAULT_POLICY,
+  behindCoreS,
   bufferAheadS,
   catchUp,
   followLag,
@@ -228,7 +229,7 @@ export class MsePlayer {
       buffer_s: bufferAheadS(ranges, this.video.currentTime),
       buffered_total_s: ranges.reduce((acc, [a, b]) => acc + (b - a), 0),
       video_lag_s: this.videoLagS(),
-      behind_core_s: this.behindCoreS(),
+      behind_core_s: behindCoreS(this.videoLagS(), this.targetLagS, this.policy),
       playback_rate: this.video.playbackRate,
       frames_decoded: q ? q.totalVideoFrames : null,
       frames_dropped: q ? q.droppedVideoFrames : null,
@@ -251,13 +252,6 @@ export class MsePlayer {
    */
   followCoreLag(lagS) {
     this.targetLagS = lagS;
-  }
-
-  /** How far the picture is behind where it aims, the core's lag (null: not following). */
-  behindCoreS() {
-    const videoLagS = this.videoLagS();
-    if (this.targetLagS === null || videoLagS === null) return null;
-    return videoLagS - (this.targetLagS + this.policy.followMarginS);
   }
 
   /** Where a seek forward by `byS` lands, kept inside the buffered media (null: no seek). */

@@ -101,16 +101,24 @@ export function catchUp(ranges, currentTimeS, policy = DEFAULT_POLICY, chunkS = 
 }
 
 /**
- * Keep the picture at the swarm core's lag (plus followMarginS). `videoLagS`: now - release of
- * the media shown;
- * `targetLagS`: the lag the core played its last chunk at (null: not playing yet). Returns
- * {seekByS: number|null, rate: number}, or null when there is nothing to follow (catchUp
- * decides then). Behind it: faster, or far behind: a seek forward by the difference; ahead of
- * it: slower, never a seek back (media behind the playhead may be trimmed).
+ * How far the picture is behind where it aims: the swarm core's lag plus followMarginS.
+ * `videoLagS`: now - release of the media shown; `targetLagS`: the lag the core played its last
+ * chunk at. Null when either is unknown (not following).
+ */
+export function behindCoreS(videoLagS, targetLagS, policy = DEFAULT_POLICY) {
+  if (typeof videoLagS !== "number" || typeof targetLagS !== "number") return null;
+  return videoLagS - (targetLagS + policy.followMarginS);
+}
+
+/**
+ * Keep the picture at the swarm core's lag (see behindCoreS). Returns {seekByS: number|null,
+ * rate: number}, or null when there is nothing to follow (catchUp decides then). Behind it:
+ * faster, or far behind: a seek forward by the difference; ahead of it: slower, never a seek
+ * back (media behind the playhead may be trimmed).
  */
 export function followLag(videoLagS, targetLagS, policy = DEFAULT_POLICY) {
-  if (typeof videoLagS !== "number" || typeof targetLagS !== "number") return null;
-  const behindS = videoLagS - (targetLagS + policy.followMarginS);
+  const behindS = behindCoreS(videoLagS, targetLagS, policy);
+  if (behindS === null) return null;
   if (behindS > policy.seekAboveS) return { seekByS: behindS, rate: 1 };
   if (behindS > policy.followToleranceS) return { seekByS: null, rate: policy.catchUpRate };
   if (behindS < -policy.followToleranceS) return { seekByS: null, rate: policy.slowDownRate };
