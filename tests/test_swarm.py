@@ -304,6 +304,7 @@ def test_playout_stalls_for_a_late_chunk_and_counts_it_against_continuity() -> N
     have.add(1)
     assert pb.due(3.6, float, lambda s: s in have) == [(1, True)]
     assert (pb.played, pb.late, pb.missed) == (1, 1, 0) and pb.continuity == 0.5
+    assert pb.not_on_time == [{"seq": 1, "after_start_s": 1.6, "played": True}]
 
 
 def test_playout_does_not_stall_for_a_chunk_nobody_announced() -> None:
@@ -330,6 +331,7 @@ def test_playout_skips_after_stalling_max_stall_s() -> None:
     assert pb.due(3.1, float, lambda s: s == 0) == [(0, True)]
     assert pb.due(4.1, float, lambda s: s == 0) == [(1, False)]  # stalled 1.0 s, then skipped
     assert pb.stall_s == 1.0 and pb.missed == 1
+    assert pb.not_on_time == [{"seq": 1, "after_start_s": 2.1, "played": False}]
     # The lag added never exceeds max_lag_added_s: beyond it, chunks are skipped at once.
     pb.lag_added_s = pb.max_lag_added_s
     assert pb.due(10.0, float, lambda s: s == 0)[0] == (2, False)

@@ -314,6 +314,7 @@ class SwarmPeer:
             "reanchors": pb.reanchors if pb else 0,
             "paused_s": pb.paused_s if pb else 0.0,
             "longest_pause_s": pb.longest_pause_s if pb else 0.0,
+            "not_on_time": list(pb.not_on_time) if pb else [],
             "bytes_from_source": fetching.bytes_from_source,
             "bytes_from_peers": fetching.bytes_from_peers,
             "bytes_uploaded": self.bytes_uploaded,

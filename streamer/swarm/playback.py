@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+MAX_NOT_ON_TIME = 32
+
 
 @dataclass(slots=True)
 class Playback:
@@ -83,6 +85,9 @@ class Playback:
     _never_released: tuple[int, int] = (0, 0)
     """Seqs [lo, hi) a restarted broadcast skipped: they never existed, so they count nowhere."""
     lags_s: list[float] = field(default_factory=list)
+    not_on_time: list[dict[str, float | int | bool]] = field(default_factory=list)
+    """The first MAX_NOT_ON_TIME chunks played late or skipped: seq, seconds after playout
+    began, whether it played (a diagnosis of when a swarm falls behind: flash crowd, steady)."""
     _stalled_seq: int | None = None
     _stalled_for_s: float = 0.0
     _early_in_a_row: int = 0
@@ -224,6 +229,11 @@ class Playback:
                 self.played += 1
             else:
                 self.missed += 1
+            if (not ok or stalled) and len(self.not_on_time) < MAX_NOT_ON_TIME:
+                assert self.started_at_s is not None
+                self.not_on_time.append(
+                    {"seq": seq, "after_start_s": round(now - self.started_at_s, 3), "played": ok}
+                )
             if ok and self._paused_since_s is not None:
                 pause_s = now - self._paused_since_s
                 self.paused_s += pause_s

@@ -199,6 +199,11 @@ test("playback skips a chunk that never comes and goes on; continuity counts it"
   const s = net.cores.get("v").stats();
   assert.equal(s.chunks_missed, 1);
   assert.equal(s.stall_s, DEFAULT_CONFIG.maxStallS, "stalled for chunk 4 only, maxStallS in all");
+  assert.deepEqual(
+    s.not_on_time.map((x) => [x.seq, x.played]),
+    [[4, false]],
+    "the skipped chunk is on record",
+  );
   assert.equal(s.continuity, s.chunks_played / (s.chunks_played + s.chunks_late + 1));
 });
 

@@ -319,6 +319,7 @@ export class SwarmPeer {
       reanchors: pb ? pb.reanchors : 0,
       paused_s: pb ? pb.pausedS : 0.0,
       longest_pause_s: pb ? pb.longestPauseS : 0.0,
+      not_on_time: pb ? [...pb.notOnTime] : [],
       bytes_from_source: f.bytesFromSource,
       bytes_from_peers: f.bytesFromPeers,
       bytes_uploaded: this.bytesUploaded,

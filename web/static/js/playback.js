@@ -24,6 +24,8 @@
 // timing, not the swarm's: it counts in reanchoredS, not in stalls or lagAddedS.
 // Pure: `now` (seconds) is passed in; no timers, no DOM.
 
+export const MAX_NOT_ON_TIME = 32;
+
 export class Playback {
   constructor({
     chunkDurationS,
@@ -96,6 +98,11 @@ export class Playback {
     /** Seqs [lo, hi) a restarted broadcast skipped: they never existed, so they count nowhere. */
     this._neverReleased = [0, 0];
     this.lagsS = [];
+    /**
+     * The first MAX_NOT_ON_TIME chunks played late or skipped: seq, seconds after playout began,
+     * whether it played (a diagnosis of when a swarm falls behind: flash crowd, steady).
+     */
+    this.notOnTime = [];
     this._stalledSeq = null;
     this._stalledForS = 0;
     this._earlyInARow = 0;
@@ -238,6 +245,10 @@ export class Playback {
       if (ok && stalled) this.late += 1;
       else if (ok) this.played += 1;
       else this.missed += 1;
+      if ((!ok || stalled) && this.notOnTime.length < MAX_NOT_ON_TIME) {
+        const afterStartS = Math.round((now - this.startedAtS) * 1000) / 1000;
+        this.notOnTime.push({ seq, after_start_s: afterStartS, played: ok });
+      }
       if (ok && this._pausedSinceS !== null) {
         const pauseS = now - this._pausedSinceS;
         this.pausedS += pauseS;

@@ -72,6 +72,7 @@ export function assembleStats(core, player, extra) {
     chunks_missed: c.chunks_missed ?? 0,
     lag_added_s: c.lag_added_s ?? 0,
     stall_s: c.stall_s ?? 0,
+    not_on_time: c.not_on_time ?? [],
     bytes_from_source: fromSource,
     bytes_from_peers: fromPeers,
     bytes_uploaded: c.bytes_uploaded ?? 0,
