@@ -44,6 +44,8 @@ STATS_KEYS = (
     "chunks_late",
     "chunks_missed",
     "stall_s",
+    "not_on_time",
+    "timeouts",
     "bytes_from_source",
     "bytes_from_peers",
     "bytes_uploaded",

@@ -325,6 +325,9 @@ class SwarmPeer:
             "stream_bytes": self.stream_bytes,
             "neighbours": len(self._nbrs),
             "have_interval_s": self.have_interval_s(),
+            "uplink_capacity_bps": (
+                None if (c := self._uplink.capacity_bytes_per_s) is None else round(c * 8)
+            ),
             "complete_after_release_s_p50": percentile(fetching.complete_after_release_s, 0.5),
             "complete_after_release_s_p95": percentile(fetching.complete_after_release_s, 0.95),
             "drops": dict(self.drops),
