@@ -38,6 +38,8 @@ class FakeCore:
         self.serve_to: str | None = None
         self.link_full: list[tuple[str, bool]] = []
         """set_link_full calls, in order."""
+        self.delivered: list[tuple[float, int]] = []
+        """uplink_delivered calls: (now, bytes)."""
 
     def pop_events(self) -> list[Any]:
         return []
@@ -55,6 +57,9 @@ class FakeCore:
 
     def next_data_message(self, peer_id: str, now: float) -> bytes | None:
         return self.data.popleft() if self.data else None
+
+    def uplink_delivered(self, delivered_bytes: int, now: float) -> None:
+        self.delivered.append((now, delivered_bytes))
 
     def next_timer(self) -> float | None:
         return None
@@ -332,3 +337,18 @@ def test_comparison_marks_each_figure_within_its_margin_or_not() -> None:
     assert not rows["peer_share"]["within"]  # 15 points
     assert not rows["startup_s_p50"]["within"]  # missing on both sides: not within
     assert "NO" in comparison_table(list(rows.values()))
+
+
+def test_the_core_hears_what_the_uplink_delivered_not_what_it_was_handed() -> None:
+    core = FakeCore([bytes([1]) * 1000 for _ in range(20)])
+    core.serve_to = "b"
+    net, a, _b_core = _pair(core)  # 10,000 B/s uplink
+    net.pump(a)
+    net.queue.run_until(1.1)
+    # Four looks a second; 20,000 bytes handed at once, 10,000 a second delivered.
+    (at_s, first), *_ = core.delivered
+    assert at_s == pytest.approx(0.25) and first == pytest.approx(2_500, abs=1_000)
+    at_s, one_s = core.delivered[3]
+    assert at_s == pytest.approx(1.0) and one_s == pytest.approx(10_000, abs=1_000)
+    net.queue.run_until(3.0)
+    assert core.delivered[-1][1] == 20_000

@@ -494,3 +494,20 @@ async def test_without_a_relay_a_connection_via_a_neighbour_is_refused(swarm: Sw
     a = swarm.add("alice")
     assert not a.manager.connect("bob", via="carol")
     assert a.manager.pending_peers() == []
+
+
+async def test_bytes_delivered_counts_what_sctp_acknowledged(swarm: Swarm) -> None:
+    """The uplink's delivered count trails what was sent while data is queued or in flight,
+    and catches up once the peer has acknowledged it all (SwarmPeer.uplink_delivered)."""
+    a, b = await open_pair(swarm)
+    start = a.manager.bytes_delivered()
+    count = 64
+    for i in range(count):
+        assert a.manager.send("bob", bytes([i % 251]) * 16 * 1024, ordered=False)
+    sent = a.manager.total_bytes_sent
+    assert a.manager.bytes_delivered() < sent  # queued or in flight: not delivered yet
+    await b.events.wait_for(lambda: len(b.events.messages.get("alice", [])) == count, 30)
+    async with asyncio.timeout(10):  # (no event says "acknowledged": poll)
+        while a.manager.bytes_delivered() < sent:
+            await asyncio.sleep(0.02)
+    assert a.manager.bytes_delivered() - start == count * 16 * 1024

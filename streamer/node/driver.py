@@ -46,7 +46,7 @@ from streamer.errors import UserError
 from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
 from streamer.node.status import RateMeter
 from streamer.node.token_bucket import TokenBucket
-from streamer.node.uplink_gate import GATE_POLL_S, UplinkGate
+from streamer.node.uplink_gate import GATE_POLL_S, UPLINK_SAMPLE_S, UplinkGate
 from streamer.protocol import ChunkSigner, MsgType, Role
 from streamer.swarm import (
     ChunkComplete,
@@ -269,6 +269,7 @@ class SwarmNode:
             self._on_peers(welcome.peers)
         self._spawn(self._signaling_loop(), "node-signaling")
         self._spawn(self._status_loop(), "node-status")
+        self._spawn(self._uplink_loop(), "node-uplink")
         return welcome
 
     async def close(self) -> None:
@@ -766,6 +767,16 @@ class SwarmNode:
         elif pb is not None and pb.waiting_at_edge:
             figures["note"] = "broadcast paused (nothing new from the broadcaster)"
         return figures
+
+    async def _uplink_loop(self) -> None:
+        """Tell the core what the uplink delivered (it stops uploading on a narrow one)."""
+        while True:
+            await asyncio.sleep(UPLINK_SAMPLE_S)
+            core, manager = self.core, self.manager
+            if core is None or manager is None or self._closed:
+                continue
+            core.uplink_delivered(manager.bytes_delivered(), self._clock())
+            self._after_input()
 
     async def _status_loop(self) -> None:
         while True:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 GATE_POLL_S = 0.02
 """How often links held back by the gate try again (the transport has no event for "all links
 together drained below a level"; the page's app.js polls as often)."""
+UPLINK_SAMPLE_S = 0.25
+"""How often a driver tells its core what the uplink delivered (SwarmPeer.uplink_delivered)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from streamer.node.uplink_gate import GATE_POLL_S, UplinkGate
+from streamer.node.uplink_gate import GATE_POLL_S, UPLINK_SAMPLE_S, UplinkGate
 from streamer.protocol.messages import MsgType
 from streamer.sim.network import Observer, SimNetwork, SimNode, Tap
 from streamer.swarm.drain import send_data, send_ready_control
@@ -199,6 +199,23 @@ class QueuedNetwork(SimNetwork):
         self._handed: dict[str, int] = {}
         """Per node: bytes ever handed to its links' buffers (data and control: the gate's
         measure of what the transport drained)."""
+        self._into_uplink: dict[str, int] = {}
+        """Per node: bytes ever moved into its uplink (what it has delivered, less its queue)."""
+        self.queue.at(UPLINK_SAMPLE_S, self._sample_uplinks)
+
+    def _sample_uplinks(self) -> None:
+        """What each node's uplink delivered so far, as the driver tells its core."""
+        now = self.now
+        for peer_id, node in self.nodes.items():
+            if not node.alive:
+                continue
+            queued_s = max(0.0, self._uplink_until.get(peer_id, now) - now)
+            overhead = 1 + self.transport.wire_overhead
+            queued = int(queued_s * node.upload_bytes_per_s / overhead)
+            delivered = max(0, self._into_uplink.get(peer_id, 0) - queued)
+            node.core.uplink_delivered(delivered, now)
+            self.pump(node)
+        self.queue.at(now + UPLINK_SAMPLE_S, self._sample_uplinks)
 
     def _gate(self, peer_id: str) -> UplinkGate | None:
         if not self.transport.uplink_gate:
@@ -383,6 +400,7 @@ class QueuedNetwork(SimNetwork):
             turn = pick + 1
             data = link.buffer.popleft()
             size = len(data)
+            self._into_uplink[peer_id] = self._into_uplink.get(peer_id, 0) + size
             link.buffered_bytes -= size
             if link.blocked and link.buffered_bytes <= low:
                 link.blocked = False

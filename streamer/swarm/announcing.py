@@ -40,14 +40,19 @@ class Announcer:
 
     def greet(self, nb: Neighbour, upload: bool) -> None:
         """A new link: our hello, then a buffer map of the complete chunks we hold."""
-        caps = Capability.PARTIAL | (Capability.UPLOAD if upload else Capability.NONE)
-        nb.control.append(encode_message(Hello(PROTOCOL_VERSION, self._role, caps)))
+        self.hello(nb, upload)
         have = self._store.complete_seqs()
         if have:
             base = max(have[0], have[-1] - MAX_BUFFER_MAP_BITS + 1)
             members = set(have)
             bits = tuple(s in members for s in range(base, have[-1] + 1))
             nb.control.append(encode_message(BufferMap(base, bits)))
+        self._outbox.wake(nb.peer_id)
+
+    def hello(self, nb: Neighbour, upload: bool) -> None:
+        """Our hello: who we are and whether we upload (sent again when that changes)."""
+        caps = Capability.PARTIAL | (Capability.UPLOAD if upload else Capability.NONE)
+        nb.control.append(encode_message(Hello(PROTOCOL_VERSION, self._role, caps)))
         self._outbox.wake(nb.peer_id)
 
     def send_have(self, nb: Neighbour, seq: int, bits: tuple[bool, ...]) -> None:

@@ -143,6 +143,14 @@ class ChunkStore:
     def complete_seqs(self) -> list[int]:
         return sorted(s for s, c in self._chunks.items() if c.complete)
 
+    def stream_bytes_per_s(self) -> float | None:
+        """The stream's rate from the headers held (None without a header of any duration)."""
+        size = duration_us = 0
+        for chunk in self._chunks.values():
+            size += chunk.header.total_size
+            duration_us += chunk.header.duration_us
+        return size / (duration_us / 1e6) if duration_us > 0 else None
+
     def media_start_s(self, seq: int, nominal_s: float) -> float | None:
         """seq's media start: from its header; else the end of the nearest header below plus
         nominal_s per chunk between; else the nearest header above less nominal_s per chunk;

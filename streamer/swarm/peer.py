@@ -44,7 +44,7 @@ from streamer.swarm.context import PeerContext
 from streamer.swarm.events import ChunkComplete, DropNeighbour, Event, WantNeighbours
 from streamer.swarm.exchange import Exchange
 from streamer.swarm.fetching import Fetcher
-from streamer.swarm.neighbours import Neighbour, UplinkMeter
+from streamer.swarm.neighbours import DeliveredUplinkMeter, Neighbour, UplinkMeter
 from streamer.swarm.outbox import Outbox
 from streamer.swarm.playback import Playback
 from streamer.swarm.playout import Playout
@@ -86,6 +86,7 @@ class SwarmPeer:
         """piece_pool: a simulator's shared store of verified payloads (memory, not behaviour)."""
         self._nbrs: dict[str, Neighbour] = {}
         self._now = now
+        self._joined_s = now
         self._first_link_s: float | None = None
         """When the first link opened (startup_phases)."""
         self._next_want_s: float | None = None if role == Role.SOURCE else now
@@ -99,6 +100,10 @@ class SwarmPeer:
         self.playout = Playout(ctx, plays=role != Role.SOURCE, now=now, abandon=self._abandon)
         self.fetching = Fetcher(ctx, playout=self.playout, rng=rng or Mulberry32(0))
         self.bytes_uploaded = 0
+        self._delivered = DeliveredUplinkMeter()
+        """What our uplink delivers under demand (see upload_min_uplink_share)."""
+        self.upload_stopped_s: float | None = None
+        """When we stopped uploading for a narrow uplink."""
         self.stream_bytes = 0
         self.drops: dict[str, int] = {}
         self.banned: set[str] = set()
@@ -314,6 +319,9 @@ class SwarmPeer:
             "reanchors": pb.reanchors if pb else 0,
             "paused_s": pb.paused_s if pb else 0.0,
             "longest_pause_s": pb.longest_pause_s if pb else 0.0,
+            "upload_stopped_s": (
+                None if self.upload_stopped_s is None else self.upload_stopped_s - self._joined_s
+            ),
             "not_on_time": list(pb.not_on_time) if pb else [],
             "bytes_from_source": fetching.bytes_from_source,
             "bytes_from_peers": fetching.bytes_from_peers,
@@ -327,6 +335,9 @@ class SwarmPeer:
             "have_interval_s": self.have_interval_s(),
             "uplink_capacity_bps": (
                 None if (c := self._uplink.capacity_bytes_per_s) is None else round(c * 8)
+            ),
+            "uplink_delivered_bps": (
+                None if (r := self._delivered.best_bytes_per_s) is None else round(r * 8)
             ),
             "complete_after_release_s_p50": percentile(fetching.complete_after_release_s, 0.5),
             "complete_after_release_s_p95": percentile(fetching.complete_after_release_s, 0.95),
@@ -462,6 +473,27 @@ class SwarmPeer:
             self._evict_below(floor)
         if self.role != Role.SOURCE:
             self.fetching.run(now)
+
+    def uplink_delivered(self, delivered_bytes: int, now: float) -> None:
+        """The driver's count of every byte its transport has delivered (acknowledged) to our
+        neighbours so far, data and control, called every fraction of a second. A viewer whose
+        uplink, under demand, delivers less than upload_min_uplink_share of the stream's rate
+        stops uploading: a narrow uplink that uploads queues our own requests, haves and SACKs
+        behind its pieces, and every peer waits for the first copies it holds."""
+        self._now = now
+        self._delivered.sample(delivered_bytes, self.serving.pressed(), now)
+        share = self._config.upload_min_uplink_share
+        if not self.upload or self.role != Role.VIEWER or share <= 0:
+            return
+        best = self._delivered.best_bytes_per_s
+        rate = self.store.stream_bytes_per_s()
+        if best is None or rate is None or best >= share * rate:
+            return
+        self.upload = False
+        self.upload_stopped_s = now
+        self.serving.stop()
+        for nb in self._nbrs.values():
+            self.announcer.hello(nb, upload=False)
 
     def _evict_below(self, floor_seq: int) -> None:
         """Playout moved on: forget chunks older than the window."""

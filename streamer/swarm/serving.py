@@ -73,6 +73,16 @@ class Server:
         self._uploads.append(item)
         self._outbox.wake(nb.peer_id)
 
+    def stop(self) -> None:
+        """We upload no more: every queued request gets an absent."""
+        self._upload = False
+        for item in list(self._uploads):
+            self._unqueue(item)
+            self._release(item)
+            nb = self._nbrs.get(item.peer_id)
+            if nb is not None:
+                self._absent(nb, item.seq, 0, ALL_PIECES)
+
     def on_cancel(self, nb: Neighbour, msg: Cancel) -> None:
         end = msg.first_index + msg.count
         for item in list(nb.serving):
@@ -111,6 +121,10 @@ class Server:
         demand, sets the pace then.) The queue keeps arrival order: the first is the oldest."""
         uploads = self._uploads
         return bool(uploads) and now - uploads[0].queued_s >= self._config.backlog_age_s
+
+    def pressed(self) -> bool:
+        """Are requests waiting in our upload queue?"""
+        return bool(self._uploads)
 
     def wake_for(self, seq: int) -> None:
         """A piece of seq arrived: requests waiting for it may be served now."""

@@ -199,6 +199,18 @@ def _buffered(peer: _Peer) -> int:
     return total
 
 
+def _outstanding(peer: _Peer) -> int:
+    """Bytes handed to this connection and not yet acknowledged: queued on its channels, in
+    SCTP's outbound queue or in flight (aiortc 1.16's `_outbound_queue` and `_flight_size`;
+    without them, the channels' queues only)."""
+    total = _buffered(peer)
+    sctp = peer.pc.sctp if peer.pc is not None else None
+    if sctp is not None:
+        total += int(getattr(sctp, "_flight_size", 0))
+        total += sum(len(chunk.user_data) for chunk in getattr(sctp, "_outbound_queue", ()))
+    return total
+
+
 def _below(channel: RTCDataChannel, limit_bytes: int) -> bool:
     """Room on one channel. Each channel counts alone: a channel at the high mark drains through
     `buffer_low_bytes`, whose event (`on_peer_writable`) then finds room; a sum over both could
@@ -300,6 +312,8 @@ class PeerManager:
         self.total_bytes_sent = 0
         self.total_messages_sent = 0
         self.total_bytes_received = 0
+        #: Bytes sent on connections that closed before SCTP acknowledged them.
+        self.bytes_abandoned = 0
         #: Signals refused as malformed (any peer).
         self.bad_signals = 0
         #: Connections opened so far whose signals went through a neighbour (peer exchange).
@@ -412,6 +426,12 @@ class PeerManager:
         if peer is None or peer.channel is None:
             return 0
         return _buffered(peer)
+
+    def bytes_delivered(self) -> int:
+        """Bytes of every message sent so far that SCTP has delivered (acknowledged), all
+        connections together: what the uplink carried, not what it was handed."""
+        outstanding = sum(_outstanding(peer) for peer in self._peers.values())
+        return max(0, self.total_bytes_sent - self.bytes_abandoned - outstanding)
 
     def buffered_total(self) -> int:
         """Bytes queued on all open links and not yet handed to SCTP."""
@@ -785,6 +805,7 @@ class PeerManager:
             return
         peer.state = _CLOSED
         self._release_setup_slot(peer)
+        self.bytes_abandoned += _outstanding(peer)
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
         pc, peer.pc, peer.channel, peer.pieces_channel = peer.pc, None, None, None

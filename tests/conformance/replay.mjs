@@ -225,6 +225,9 @@ export function step(core, s) {
     case "link_full":
       core.setLinkFull(s.peer, s.full);
       return null;
+    case "uplink_delivered":
+      core.uplinkDelivered(s.bytes, s.now);
+      return null;
     case "publish":
       if (s.chunk !== undefined) {
         const spec = { ...s.chunk, piece_size: core.config.pieceSizeBytes };

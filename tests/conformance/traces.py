@@ -8,9 +8,10 @@ replay() below into a fresh Python core; both return one output per step in the 
 difference in any message byte, event, timer or figure shows up as the first diverging step.
 
 Ops (outputs in brackets): add [accepted], remove, recv (hex), timer (handle_timer), link_full
-(set_link_full: peer, full), publish (signed header hex + data hex), ctl [hex or null], data [hex
-or null], ready [sorted ids], events [normalised events], next_timer [seconds or null],
-upload_peers [ids], has_room [bool], stats [the figures both cores report].
+(set_link_full: peer, full), uplink_delivered (bytes, now), publish (signed header hex + data
+hex), ctl [hex or null], data [hex or null], ready [sorted ids], events [normalised events],
+next_timer [seconds or null], upload_peers [ids], has_room [bool], stats [the figures both cores
+report].
 
 For hand-written scenarios, inputs may be given readably instead of as hex: recv with "msg" (the
 field view of streamer/protocol/jsonview.py), with "header" {seq, size, start_s, duration_s,
@@ -236,6 +237,10 @@ class RecordingPeer(SwarmPeer):
         with self._call("link_full", peer=peer_id, full=full):
             super().set_link_full(peer_id, full)
 
+    def uplink_delivered(self, delivered_bytes: int, now: float) -> None:
+        with self._call("uplink_delivered", bytes=delivered_bytes, now=now):
+            super().uplink_delivered(delivered_bytes, now)
+
 
 @dataclass(frozen=True, slots=True)
 class TraceRun:
@@ -383,6 +388,8 @@ def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
         core.handle_timer(step["now"])
     elif op == "link_full":
         core.set_link_full(step["peer"], step["full"])
+    elif op == "uplink_delivered":
+        core.uplink_delivered(step["bytes"], step["now"])
     elif op == "publish":
         if "chunk" in step:
             spec = {**step["chunk"], "piece_size": core.config.piece_size_bytes}

@@ -21,12 +21,18 @@ export class Announcer {
     this.uplink = uplink;
   }
 
-  /** A new link: our hello, then a buffer map of the complete chunks we hold. */
-  greet(nb, upload) {
+  /** Our hello: who we are and whether we upload (sent again when that changes). */
+  hello(nb, upload) {
     const capabilities = Capability.PARTIAL | (upload ? Capability.UPLOAD : Capability.NONE);
     nb.control.push(
       encodeMessage({ type: "hello", version: PROTOCOL_VERSION, role: this.role, capabilities }),
     );
+    this.outbox.wake(nb.peerId);
+  }
+
+  /** A new link: our hello, then a buffer map of the complete chunks we hold. */
+  greet(nb, upload) {
+    this.hello(nb, upload);
     const have = this.store.completeSeqs();
     if (have.length) {
       const newest = have[have.length - 1];

@@ -88,6 +88,17 @@ export class ChunkStore {
     return chunk !== undefined && chunk.complete;
   }
 
+  /** The stream's rate from the headers held (null without a header of any duration). */
+  streamBytesPerS() {
+    let size = 0;
+    let durationUs = 0;
+    for (const c of this.chunks.values()) {
+      size += c.header.totalSize;
+      durationUs += c.header.durationUs;
+    }
+    return durationUs > 0 ? size / (durationUs / 1e6) : null;
+  }
+
   completeSeqs() {
     const out = [];
     for (const [s, c] of this.chunks) if (c.complete) out.push(s);

@@ -98,6 +98,12 @@ export const DEFAULT_CONFIG = Object.freeze({
    * playout speeds up by catchUpStepS per chunk (never below targetLagS).
    */
   catchUpChunks: 4,
+  /**
+   * A viewer whose uplink, under demand, delivers less than this share of the stream's rate
+   * (DeliveredUplinkMeter, fed by the driver: SwarmPeer.uplinkDelivered) stops uploading: it tells
+   * its neighbours in a new hello and answers requests absent (see config.py). 0: never.
+   */
+  uploadMinUplinkShare: 0.5,
   /** Outstanding requests a neighbour may have on us; more is a protocol error (flooding). */
   maxServeQueue: 64,
   /** Timeouts in a row (on requests it could have served at once) before it is dropped. */

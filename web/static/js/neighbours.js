@@ -82,6 +82,54 @@ export class UplinkMeter {
 }
 
 /**
+ * What our uplink delivers when there is work for it: from the bytes the transport has delivered
+ * (acknowledged: the driver's count, SwarmPeer.uplinkDelivered), the rate over each SAMPLE_S or
+ * more in which requests waited in our upload queue at half the looks or more; bestBytesPerS is
+ * the best of the last SAMPLES such rates (null until there are SAMPLES of them). See
+ * neighbours.py for why delivered, not handed, bytes.
+ */
+export class DeliveredUplinkMeter {
+  static SAMPLE_S = 1.0;
+  static SAMPLES = 3;
+
+  constructor() {
+    this.rates = [];
+    this.sinceS = null;
+    this.sinceBytes = 0;
+    this.looks = 0;
+    this.pressedLooks = 0;
+  }
+
+  get bestBytesPerS() {
+    return this.rates.length === DeliveredUplinkMeter.SAMPLES ? Math.max(...this.rates) : null;
+  }
+
+  /** deliveredBytes: every byte the transport delivered so far; pressed: requests wait now. */
+  sample(deliveredBytes, pressed, now) {
+    if (this.sinceS === null) {
+      this.start(deliveredBytes, now);
+      return;
+    }
+    this.looks += 1;
+    if (pressed) this.pressedLooks += 1;
+    const elapsedS = now - this.sinceS;
+    if (elapsedS < DeliveredUplinkMeter.SAMPLE_S) return;
+    if (2 * this.pressedLooks >= this.looks) {
+      this.rates.push(Math.max(0, deliveredBytes - this.sinceBytes) / elapsedS);
+      if (this.rates.length > DeliveredUplinkMeter.SAMPLES) this.rates.shift();
+    }
+    this.start(deliveredBytes, now);
+  }
+
+  start(deliveredBytes, now) {
+    this.sinceS = now;
+    this.sinceBytes = deliveredBytes;
+    this.looks = 0;
+    this.pressedLooks = 0;
+  }
+}
+
+/**
  * How soon a neighbour answers a request when nothing else of ours is queued there: a low quantile
  * of its last few responses (request sent -> first piece or header back; not the shortest, which
  * a piece already on its way when we asked for it again makes too short). That is the round trip

@@ -14,7 +14,7 @@ import { decodeMessage, encodeMessage } from "./wire.js";
 import { splitPieces } from "./chunkheader.js";
 import { ChunkStore, PieceResult } from "./chunkstore.js";
 import { DEFAULT_CONFIG } from "./config.js";
-import { Neighbour, UplinkMeter } from "./neighbours.js";
+import { DeliveredUplinkMeter, Neighbour, UplinkMeter } from "./neighbours.js";
 import { Announcer } from "./announcing.js";
 import { Exchange } from "./exchange.js";
 import { Fetcher } from "./fetching.js";
@@ -86,6 +86,11 @@ export class SwarmPeer {
     const random = rng ?? seededRandom(0);
     this.fetching = new Fetcher(ctx, { playout: this.playout, checks: this.checks, rng: random });
     this.bytesUploaded = 0;
+    this.joinedS = now;
+    /** What our uplink delivers under demand (see uploadMinUplinkShare). */
+    this.delivered = new DeliveredUplinkMeter();
+    /** When we stopped uploading for a narrow uplink. */
+    this.uploadStoppedS = null;
     this.streamBytes = 0;
     this.drops = {};
     /** Peers that sent forged or malformed data: never accepted as neighbours again. */
@@ -320,6 +325,9 @@ export class SwarmPeer {
       paused_s: pb ? pb.pausedS : 0.0,
       longest_pause_s: pb ? pb.longestPauseS : 0.0,
       not_on_time: pb ? [...pb.notOnTime] : [],
+      upload_stopped_s: this.uploadStoppedS === null ? null : this.uploadStoppedS - this.joinedS,
+      uplink_delivered_bps:
+        this.delivered.bestBytesPerS === null ? null : Math.round(this.delivered.bestBytesPerS * 8),
       bytes_from_source: f.bytesFromSource,
       bytes_from_peers: f.bytesFromPeers,
       bytes_uploaded: this.bytesUploaded,
@@ -485,6 +493,27 @@ export class SwarmPeer {
     if (due) this.fetching.replan();
     if (floor !== null) this.evictBelow(floor, now);
     if (this.role !== Role.SOURCE) this.fetching.run(now);
+  }
+
+  /**
+   * The driver's count of every byte its transport has delivered (acknowledged) to our
+   * neighbours so far, data and control, given every fraction of a second. A viewer whose
+   * uplink, under demand, delivers less than uploadMinUplinkShare of the stream's rate stops
+   * uploading: a narrow uplink that uploads queues our own requests, haves and SACKs behind its
+   * pieces, and every peer waits for the first copies it holds.
+   */
+  uplinkDelivered(deliveredBytes, now) {
+    this.now = now;
+    this.delivered.sample(deliveredBytes, this.serving.pressed(), now);
+    const share = this.config.uploadMinUplinkShare;
+    if (!this.upload || this.role !== Role.VIEWER || share <= 0) return;
+    const best = this.delivered.bestBytesPerS;
+    const rate = this.store.streamBytesPerS();
+    if (best === null || rate === null || best >= share * rate) return;
+    this.upload = false;
+    this.uploadStoppedS = now;
+    this.serving.stop();
+    for (const nb of this.nbrs.values()) this.announcer.hello(nb, false);
   }
 
   /** Playout moved on: forget chunks older than the window. */

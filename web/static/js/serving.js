@@ -141,6 +141,22 @@ export class Server {
     for (const item of this.uploads) this.outbox.wake(item.peerId);
   }
 
+  /** Are requests waiting in our upload queue? */
+  pressed() {
+    return this.uploads.length > 0;
+  }
+
+  /** We upload no more: every queued request gets an absent. */
+  stop() {
+    this.upload = false;
+    for (const item of [...this.uploads]) {
+      this.unqueue(item);
+      this.release(item);
+      const nb = this.nbrs.get(item.peerId);
+      if (nb !== undefined) this.absent(nb, item.seq, 0, ALL_PIECES);
+    }
+  }
+
   evictBelow(floorSeq) {
     for (const seq of [...this.sentOnce.keys()]) if (seq < floorSeq) this.sentOnce.delete(seq);
   }
