@@ -39,7 +39,9 @@ class FakeCore:
         self.link_full: list[tuple[str, bool]] = []
         """set_link_full calls, in order."""
         self.delivered: list[tuple[float, int]] = []
-        """uplink_delivered calls: (now, bytes)."""
+        """uplink_delivered calls: (now, bytes delivered)..."""
+        self.outstanding: list[int] = []
+        """...and the bytes not delivered yet."""
 
     def pop_events(self) -> list[Any]:
         return []
@@ -58,8 +60,9 @@ class FakeCore:
     def next_data_message(self, peer_id: str, now: float) -> bytes | None:
         return self.data.popleft() if self.data else None
 
-    def uplink_delivered(self, delivered_bytes: int, now: float) -> None:
+    def uplink_delivered(self, delivered_bytes: int, outstanding_bytes: int, now: float) -> None:
         self.delivered.append((now, delivered_bytes))
+        self.outstanding.append(outstanding_bytes)
 
     def next_timer(self) -> float | None:
         return None
@@ -350,5 +353,6 @@ def test_the_core_hears_what_the_uplink_delivered_not_what_it_was_handed() -> No
     assert at_s == pytest.approx(0.25) and first == pytest.approx(2_500, abs=1_000)
     at_s, one_s = core.delivered[3]
     assert at_s == pytest.approx(1.0) and one_s == pytest.approx(10_000, abs=1_000)
+    assert core.outstanding[3] == pytest.approx(10_000, abs=1_000)
     net.queue.run_until(3.0)
-    assert core.delivered[-1][1] == 20_000
+    assert core.delivered[-1][1] == 20_000 and core.outstanding[-1] == 0

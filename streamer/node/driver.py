@@ -775,7 +775,9 @@ class SwarmNode:
             core, manager = self.core, self.manager
             if core is None or manager is None or self._closed:
                 continue
-            core.uplink_delivered(manager.bytes_delivered(), self._clock())
+            core.uplink_delivered(
+                manager.bytes_delivered(), manager.bytes_outstanding(), self._clock()
+            )
             self._after_input()
 
     async def _status_loop(self) -> None:

@@ -213,7 +213,8 @@ class QueuedNetwork(SimNetwork):
             overhead = 1 + self.transport.wire_overhead
             queued = int(queued_s * node.upload_bytes_per_s / overhead)
             delivered = max(0, self._into_uplink.get(peer_id, 0) - queued)
-            node.core.uplink_delivered(delivered, now)
+            buffered = sum(link.buffered_bytes for link in self._out.get(peer_id, {}).values())
+            node.core.uplink_delivered(delivered, buffered + queued, now)
             self.pump(node)
         self.queue.at(now + UPLINK_SAMPLE_S, self._sample_uplinks)
 

@@ -474,14 +474,16 @@ class SwarmPeer:
         if self.role != Role.SOURCE:
             self.fetching.run(now)
 
-    def uplink_delivered(self, delivered_bytes: int, now: float) -> None:
+    def uplink_delivered(self, delivered_bytes: int, outstanding_bytes: int, now: float) -> None:
         """The driver's count of every byte its transport has delivered (acknowledged) to our
-        neighbours so far, data and control, called every fraction of a second. A viewer whose
-        uplink, under demand, delivers less than upload_min_uplink_share of the stream's rate
-        stops uploading: a narrow uplink that uploads queues our own requests, haves and SACKs
-        behind its pieces, and every peer waits for the first copies it holds."""
+        neighbours so far, data and control, and of the bytes it holds not yet acknowledged
+        (queued or in flight), all links together, given every fraction of a second. A viewer
+        whose uplink, with work, delivers less than upload_min_uplink_share of the stream's
+        rate stops uploading: a narrow uplink that uploads queues our own requests, haves and
+        SACKs behind its pieces, and every peer waits for the first copies it holds."""
         self._now = now
-        self._delivered.sample(delivered_bytes, self.serving.pressed(), now)
+        pressed = self.serving.pressed() or outstanding_bytes >= self._config.piece_size_bytes
+        self._delivered.sample(delivered_bytes, pressed, now)
         share = self._config.upload_min_uplink_share
         if not self.upload or self.role != Role.VIEWER or share <= 0:
             return

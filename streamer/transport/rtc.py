@@ -427,10 +427,14 @@ class PeerManager:
             return 0
         return _buffered(peer)
 
+    def bytes_outstanding(self) -> int:
+        """Bytes handed to open connections and not yet acknowledged (queued or in flight)."""
+        return sum(_outstanding(peer) for peer in self._peers.values())
+
     def bytes_delivered(self) -> int:
         """Bytes of every message sent so far that SCTP has delivered (acknowledged), all
         connections together: what the uplink carried, not what it was handed."""
-        outstanding = sum(_outstanding(peer) for peer in self._peers.values())
+        outstanding = self.bytes_outstanding()
         return max(0, self.total_bytes_sent - self.bytes_abandoned - outstanding)
 
     def buffered_total(self) -> int:

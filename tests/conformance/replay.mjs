@@ -226,7 +226,7 @@ export function step(core, s) {
       core.setLinkFull(s.peer, s.full);
       return null;
     case "uplink_delivered":
-      core.uplinkDelivered(s.bytes, s.now);
+      core.uplinkDelivered(s.bytes, s.outstanding, s.now);
       return null;
     case "publish":
       if (s.chunk !== undefined) {

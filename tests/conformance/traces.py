@@ -8,7 +8,7 @@ replay() below into a fresh Python core; both return one output per step in the 
 difference in any message byte, event, timer or figure shows up as the first diverging step.
 
 Ops (outputs in brackets): add [accepted], remove, recv (hex), timer (handle_timer), link_full
-(set_link_full: peer, full), uplink_delivered (bytes, now), publish (signed header hex + data
+(set_link_full: peer, full), uplink_delivered (bytes, outstanding, now), publish (signed header hex + data
 hex), ctl [hex or null], data [hex or null], ready [sorted ids], events [normalised events],
 next_timer [seconds or null], upload_peers [ids], has_room [bool], stats [the figures both cores
 report].
@@ -237,9 +237,11 @@ class RecordingPeer(SwarmPeer):
         with self._call("link_full", peer=peer_id, full=full):
             super().set_link_full(peer_id, full)
 
-    def uplink_delivered(self, delivered_bytes: int, now: float) -> None:
-        with self._call("uplink_delivered", bytes=delivered_bytes, now=now):
-            super().uplink_delivered(delivered_bytes, now)
+    def uplink_delivered(self, delivered_bytes: int, outstanding_bytes: int, now: float) -> None:
+        with self._call(
+            "uplink_delivered", bytes=delivered_bytes, outstanding=outstanding_bytes, now=now
+        ):
+            super().uplink_delivered(delivered_bytes, outstanding_bytes, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +391,7 @@ def _step(core: SwarmPeer, step: dict[str, Any]) -> Any:
     elif op == "link_full":
         core.set_link_full(step["peer"], step["full"])
     elif op == "uplink_delivered":
-        core.uplink_delivered(step["bytes"], step["now"])
+        core.uplink_delivered(step["bytes"], step["outstanding"], step["now"])
     elif op == "publish":
         if "chunk" in step:
             spec = {**step["chunk"], "piece_size": core.config.piece_size_bytes}

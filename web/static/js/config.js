@@ -99,7 +99,7 @@ export const DEFAULT_CONFIG = Object.freeze({
    */
   catchUpChunks: 4,
   /**
-   * A viewer whose uplink, under demand, delivers less than this share of the stream's rate
+   * A viewer whose uplink, with work, delivers less than this share of the stream's rate
    * (DeliveredUplinkMeter, fed by the driver: SwarmPeer.uplinkDelivered) stops uploading: it tells
    * its neighbours in a new hello and answers requests absent (see config.py). 0: never.
    */

@@ -82,15 +82,16 @@ export class UplinkMeter {
 }
 
 /**
- * What our uplink delivers when there is work for it: from the bytes the transport has delivered
+ * What our uplink delivers when it has work: from the bytes the transport has delivered
  * (acknowledged: the driver's count, SwarmPeer.uplinkDelivered), the rate over each SAMPLE_S or
- * more in which requests waited in our upload queue at half the looks or more; bestBytesPerS is
- * the best of the last SAMPLES such rates (null until there are SAMPLES of them). See
- * neighbours.py for why delivered, not handed, bytes.
+ * more in which, at half the looks or more, requests waited in our upload queue or the transport
+ * held a piece's worth or more not yet acknowledged; bestBytesPerS is the best of the last
+ * SAMPLES such rates (null until there are SAMPLES of them). See neighbours.py for why delivered,
+ * not handed, bytes.
  */
 export class DeliveredUplinkMeter {
   static SAMPLE_S = 1.0;
-  static SAMPLES = 3;
+  static SAMPLES = 5;
 
   constructor() {
     this.rates = [];
@@ -104,7 +105,7 @@ export class DeliveredUplinkMeter {
     return this.rates.length === DeliveredUplinkMeter.SAMPLES ? Math.max(...this.rates) : null;
   }
 
-  /** deliveredBytes: every byte the transport delivered so far; pressed: requests wait now. */
+  /** deliveredBytes: every byte the transport delivered so far; pressed: the uplink has work. */
   sample(deliveredBytes, pressed, now) {
     if (this.sinceS === null) {
       this.start(deliveredBytes, now);

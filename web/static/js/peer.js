@@ -497,14 +497,16 @@ export class SwarmPeer {
 
   /**
    * The driver's count of every byte its transport has delivered (acknowledged) to our
-   * neighbours so far, data and control, given every fraction of a second. A viewer whose
-   * uplink, under demand, delivers less than uploadMinUplinkShare of the stream's rate stops
-   * uploading: a narrow uplink that uploads queues our own requests, haves and SACKs behind its
-   * pieces, and every peer waits for the first copies it holds.
+   * neighbours so far, data and control, and of the bytes it holds not yet acknowledged, all
+   * links together, given every fraction of a second. A viewer whose uplink, with work, delivers
+   * less than uploadMinUplinkShare of the stream's rate stops uploading: a narrow uplink that
+   * uploads queues our own requests, haves and SACKs behind its pieces, and every peer waits for
+   * the first copies it holds.
    */
-  uplinkDelivered(deliveredBytes, now) {
+  uplinkDelivered(deliveredBytes, outstandingBytes, now) {
     this.now = now;
-    this.delivered.sample(deliveredBytes, this.serving.pressed(), now);
+    const pressed = this.serving.pressed() || outstandingBytes >= this.config.pieceSizeBytes;
+    this.delivered.sample(deliveredBytes, pressed, now);
     const share = this.config.uploadMinUplinkShare;
     if (!this.upload || this.role !== Role.VIEWER || share <= 0) return;
     const best = this.delivered.bestBytesPerS;
