@@ -8,10 +8,10 @@ replay() below into a fresh Python core; both return one output per step in the 
 difference in any message byte, event, timer or figure shows up as the first diverging step.
 
 Ops (outputs in brackets): add [accepted], remove, recv (hex), timer (handle_timer), link_full
-(set_link_full: peer, full), uplink_delivered (bytes, outstanding, now), publish (signed header hex + data
-hex), ctl [hex or null], data [hex or null], ready [sorted ids], events [normalised events],
-next_timer [seconds or null], upload_peers [ids], has_room [bool], stats [the figures both cores
-report].
+(set_link_full: peer, full), uplink_delivered (bytes, outstanding, now), publish (signed header
+hex + data hex), ctl [hex or null], data [hex or null], ready [sorted ids], events [normalised
+events], next_timer [seconds or null], upload_peers [ids], has_room [bool], stats [the figures
+both cores report].
 
 For hand-written scenarios, inputs may be given readably instead of as hex: recv with "msg" (the
 field view of streamer/protocol/jsonview.py), with "header" {seq, size, start_s, duration_s,
