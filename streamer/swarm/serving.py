@@ -74,14 +74,9 @@ class Server:
         self._outbox.wake(nb.peer_id)
 
     def stop(self) -> None:
-        """We upload no more: every queued request gets an absent."""
+        """We take no more requests (each gets an absent); those queued are still served: a
+        first copy we hold may be the only one yet."""
         self._upload = False
-        for item in list(self._uploads):
-            self._unqueue(item)
-            self._release(item)
-            nb = self._nbrs.get(item.peer_id)
-            if nb is not None:
-                self._absent(nb, item.seq, 0, ALL_PIECES)
 
     def on_cancel(self, nb: Neighbour, msg: Cancel) -> None:
         end = msg.first_index + msg.count

@@ -101,7 +101,8 @@ export const DEFAULT_CONFIG = Object.freeze({
   /**
    * A viewer whose uplink, with work, delivers less than this share of the stream's rate
    * (DeliveredUplinkMeter, fed by the driver: SwarmPeer.uplinkDelivered) stops uploading: it tells
-   * its neighbours in a new hello and answers requests absent (see config.py). 0: never.
+   * its neighbours in a new hello, serves the requests it has queued and answers later ones
+   * absent (see config.py). 0: never.
    */
   uploadMinUplinkShare: 0.5,
   /** Outstanding requests a neighbour may have on us; more is a protocol error (flooding). */

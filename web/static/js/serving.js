@@ -146,15 +146,12 @@ export class Server {
     return this.uploads.length > 0;
   }
 
-  /** We upload no more: every queued request gets an absent. */
+  /**
+   * We take no more requests (each gets an absent); those queued are still served: a first copy
+   * we hold may be the only one yet.
+   */
   stop() {
     this.upload = false;
-    for (const item of [...this.uploads]) {
-      this.unqueue(item);
-      this.release(item);
-      const nb = this.nbrs.get(item.peerId);
-      if (nb !== undefined) this.absent(nb, item.seq, 0, ALL_PIECES);
-    }
   }
 
   evictBelow(floorSeq) {
