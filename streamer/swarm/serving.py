@@ -118,8 +118,15 @@ class Server:
         return bool(uploads) and now - uploads[0].queued_s >= self._config.backlog_age_s
 
     def pressed(self) -> bool:
-        """Are requests waiting in our upload queue?"""
-        return bool(self._uploads)
+        """Does a request wait in our upload queue for a piece (or header) we hold? (One waiting
+        for pieces still coming in says nothing of the uplink.)"""
+        for item in self._uploads:
+            chunk = self._store.get(item.seq)
+            if chunk is not None and (
+                item.header_pending or any(chunk.pieces[i] is not None for i in item.pieces)
+            ):
+                return True
+        return False
 
     def wake_for(self, seq: int) -> None:
         """A piece of seq arrived: requests waiting for it may be served now."""

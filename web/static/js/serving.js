@@ -141,9 +141,18 @@ export class Server {
     for (const item of this.uploads) this.outbox.wake(item.peerId);
   }
 
-  /** Are requests waiting in our upload queue? */
+  /**
+   * Does a request wait in our upload queue for a piece (or header) we hold? (One waiting for
+   * pieces still coming in says nothing of the uplink.)
+   */
   pressed() {
-    return this.uploads.length > 0;
+    for (const item of this.uploads) {
+      const chunk = this.store.get(item.seq);
+      if (chunk !== null && (item.headerPending || item.pieces.some((i) => chunk.pieces[i] !== null))) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /**
