@@ -81,9 +81,10 @@ class UplinkMeter:
 class DeliveredUplinkMeter:
     """What our uplink delivers when it has work: from the bytes the transport has delivered
     (acknowledged: the driver's count, SwarmPeer.uplink_delivered), the rate over each SAMPLE_S
-    or more in which, at half the looks or more, requests waited in our upload queue or the
-    transport held a piece's worth of data or more not yet acknowledged; best_bytes_per_s is
-    the best of the last SAMPLES such rates (None until there are SAMPLES of them).
+    or more in which, at half the looks or more, a request waited in our upload queue for
+    something we hold or the transport held a piece's worth of data or more not yet
+    acknowledged; best_bytes_per_s is the best of the last SAMPLES such rates (None until
+    there are SAMPLES of them).
 
     The bytes we hand the transport say little of the uplink: a congestion window larger than
     the uplink's queue takes them at once and the shaped queue drops the excess (test bed: a
@@ -108,7 +109,8 @@ class DeliveredUplinkMeter:
 
     def sample(self, delivered_bytes: int, pressed: bool, now: float) -> None:
         """delivered_bytes: every byte the transport delivered so far; pressed: the uplink has
-        work now (requests waiting in our queue, or a piece's worth not yet acknowledged)."""
+        work now (a request we can serve waiting in our queue, or a piece's worth not yet
+        acknowledged)."""
         if self._since_s is None:
             self._start(delivered_bytes, now)
             return

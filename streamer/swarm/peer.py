@@ -488,8 +488,10 @@ class SwarmPeer:
         if not self.upload or self.role != Role.VIEWER or share <= 0:
             return
         best = self._delivered.best_bytes_per_s
+        if best is None:
+            return
         rate = self.store.stream_bytes_per_s()
-        if best is None or rate is None or best >= share * rate:
+        if rate is None or best >= share * rate:
             return
         self.upload = False
         self.upload_stopped_s = now

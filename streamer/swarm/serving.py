@@ -19,6 +19,7 @@ from streamer.protocol import (
     encode_message,
     piece_runs,
 )
+from streamer.swarm.chunks import ChunkBuffer
 from streamer.swarm.context import PeerContext
 from streamer.swarm.neighbours import Neighbour, ServeItem, drop_seqs_below
 from streamer.swarm.seeding import Seeder
@@ -120,13 +121,7 @@ class Server:
     def pressed(self) -> bool:
         """Does a request wait in our upload queue for a piece (or header) we hold? (One waiting
         for pieces still coming in says nothing of the uplink.)"""
-        for item in self._uploads:
-            chunk = self._store.get(item.seq)
-            if chunk is not None and (
-                item.header_pending or any(chunk.pieces[i] is not None for i in item.pieces)
-            ):
-                return True
-        return False
+        return any(_servable(item, self._store.get(item.seq)) for item in self._uploads)
 
     def wake_for(self, seq: int) -> None:
         """A piece of seq arrived: requests waiting for it may be served now."""
@@ -185,7 +180,7 @@ class Server:
             nb = self._nbrs.get(item.peer_id)
             if nb is not None and nb.link_full:
                 continue
-            if item.header_pending or any(chunk.pieces[i] is not None for i in item.pieces):
+            if _servable(item, chunk):
                 ready.append(item)
         if len(ready) > self._config.upload_slots:
             ready.sort(key=self._serve_key)
@@ -240,3 +235,10 @@ class Server:
     def _release(self, item: ServeItem, dropped: list[int] | None = None) -> None:
         if self._seeder is not None:
             self._seeder.release(item, dropped)
+
+
+def _servable(item: ServeItem, chunk: ChunkBuffer | None) -> bool:
+    """Do we hold something item asks for now (chunk: its chunk): its header, or a piece?"""
+    return chunk is not None and (
+        item.header_pending or any(chunk.pieces[i] is not None for i in item.pieces)
+    )

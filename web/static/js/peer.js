@@ -510,8 +510,9 @@ export class SwarmPeer {
     const share = this.config.uploadMinUplinkShare;
     if (!this.upload || this.role !== Role.VIEWER || share <= 0) return;
     const best = this.delivered.bestBytesPerS;
+    if (best === null) return;
     const rate = this.store.streamBytesPerS();
-    if (best === null || rate === null || best >= share * rate) return;
+    if (rate === null || best >= share * rate) return;
     this.upload = false;
     this.uploadStoppedS = now;
     this.serving.stop();

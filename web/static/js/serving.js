@@ -146,13 +146,7 @@ export class Server {
    * pieces still coming in says nothing of the uplink.)
    */
   pressed() {
-    for (const item of this.uploads) {
-      const chunk = this.store.get(item.seq);
-      if (chunk !== null && (item.headerPending || item.pieces.some((i) => chunk.pieces[i] !== null))) {
-        return true;
-      }
-    }
-    return false;
+    return this.uploads.some((item) => servable(item, this.store.get(item.seq)));
   }
 
   /**
@@ -200,7 +194,7 @@ export class Server {
         continue;
       }
       if (this.nbrs.get(item.peerId)?.linkFull) continue;
-      if (item.headerPending || item.pieces.some((i) => chunk.pieces[i] !== null)) {
+      if (servable(item, chunk)) {
         ready.push(item);
       }
     }
@@ -269,4 +263,9 @@ export class Server {
   release(item, dropped = null) {
     if (this.seeder !== null) this.seeder.release(item, dropped);
   }
+}
+
+/** Do we hold something item asks for now (chunk: its chunk): its header, or a piece? */
+function servable(item, chunk) {
+  return chunk !== null && (item.headerPending || item.pieces.some((i) => chunk.pieces[i] !== null));
 }
