@@ -24,8 +24,12 @@ def assert_pinned(summary: dict[str, Any], **expected: float) -> None:
     every draw from the seed, no hash-order dependence: test_same_seed_same_figures and
     test_runs_do_not_depend_on_hash_order), so any move is a change in the core or the model:
     re-pin deliberately, saying why in the commit."""
-    for name, value in expected.items():
-        assert summary[name] == pytest.approx(value, abs=5e-4), (name, summary[name])
+    moved = {
+        name: round(summary[name], 3)
+        for name, value in expected.items()
+        if summary[name] != pytest.approx(value, abs=5e-4)
+    }
+    assert not moved, f"figures moved (now): {moved}"
 
 
 def scenario(**fields: Any) -> Scenario:
@@ -112,8 +116,8 @@ def test_source_upload_stays_bounded_and_peers_carry_the_stream() -> None:
     s = result.summary()
     assert s["viewers_started"] == 20
     # The source sends each chunk ~1.2 times; 94% of the bytes come from peers. A piece moved
-    # from a holder that kept it queued, or re-asked after a timeout, may come twice (4%).
-    assert_pinned(s, source_upload_ratio=1.238, peer_share=0.938, duplicate_share=0.043)
+    # from a holder that kept it queued, or re-asked after a timeout, may come twice (3%).
+    assert_pinned(s, source_upload_ratio=1.248, peer_share=0.938, duplicate_share=0.026)
 
 
 def test_twenty_peers_with_ample_upload_play_continuously() -> None:
@@ -124,13 +128,13 @@ def test_twenty_peers_with_ample_upload_play_continuously() -> None:
         startup_s_p50=3.25,
         lag_s_p50=2.5,
         lag_s_p95=2.5,
-        source_upload_ratio=1.195,
+        source_upload_ratio=1.201,
     )
 
 
 @pytest.mark.parametrize(
     ("seed", "lag_s_p95", "source_upload_ratio"),
-    [(1, 3.028, 1.225), (2, 2.766, 1.223), (3, 2.658, 1.223)],
+    [(1, 3.069, 1.228), (2, 2.6, 1.22), (3, 2.743, 1.21)],
 )
 def test_twenty_peers_at_1_5_to_2x_upload_reach_continuity_target(
     seed: int, lag_s_p95: float, source_upload_ratio: float
@@ -143,7 +147,7 @@ def test_twenty_peers_at_1_5_to_2x_upload_reach_continuity_target(
     )
 
 
-@pytest.mark.parametrize(("seed", "source_upload_ratio"), [(1, 1.247), (2, 1.227)])
+@pytest.mark.parametrize(("seed", "source_upload_ratio"), [(1, 1.257), (2, 1.274)])
 def test_realistic_mix_with_download_only_viewers_reaches_continuity_target(
     seed: int, source_upload_ratio: float
 ) -> None:
@@ -158,7 +162,7 @@ def test_churn_at_tight_upload_keeps_continuity() -> None:
     result = run_scenario(scenario(peers=20, duration_s=60, seed=1, leave_share=0.2))
     s = result.summary()
     assert s["viewers_counted"] == 16
-    assert_pinned(s, continuity_min=1.0, lag_s_p95=3.208, source_upload_ratio=1.303)
+    assert_pinned(s, continuity_min=1.0, lag_s_p95=3.106, source_upload_ratio=1.282)
 
 
 def test_runs_do_not_depend_on_hash_order() -> None:
@@ -191,9 +195,9 @@ def test_urgent_pieces_leave_a_holder_too_slow_to_meet_the_deadline() -> None:
         scenario(peers=4, relays=2, relay_upload_ratio=0.05, duration_s=30, seed=1)
     )
     rescues = sum(s["rescues"] for s in result.peer_stats.values())
-    assert rescues == 46
+    assert rescues == 58
     # Rescued, though late: the relays' first copies cost the viewers some stalls.
-    assert_pinned(result.summary(), continuity_min=0.913, continuity_mean=0.956)
+    assert_pinned(result.summary(), continuity_min=0.955, continuity_mean=0.968)
 
 
 def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:
@@ -210,7 +214,7 @@ def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:
     s = result.summary()
     assert s["viewers_started"] == 19
     # The liar costs the source extra copies (1.6x the stream instead of ~1.2x), not continuity.
-    assert_pinned(s, continuity_mean=1.0, source_upload_ratio=1.66)
+    assert_pinned(s, continuity_mean=1.0, source_upload_ratio=1.654)
 
 
 def test_lying_peer_does_not_hurt_continuity() -> None:

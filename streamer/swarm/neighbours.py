@@ -144,11 +144,15 @@ class ResponseMeter:
     def __init__(self) -> None:
         self._samples: deque[float] = deque(maxlen=self.SAMPLES)
         self.base_s: float | None = None
+        self.slow_s: float | None = None
+        """The upper quartile of the same responses: as long as a request to it usually
+        takes when its queue is long. A piece later than that is stuck there, not queued."""
 
     def sample(self, response_s: float) -> None:
         self._samples.append(max(0.0, response_s))
         ordered = sorted(self._samples)
         self.base_s = ordered[(len(ordered) - 1) // 4]
+        self.slow_s = ordered[(len(ordered) - 1) * 3 // 4]
 
 
 @dataclass(slots=True)

@@ -3,7 +3,8 @@ missing and the neighbours that may serve them (the input of streamer.swarm.sche
 
 Rules: the window is fetch_ahead_chunks past the next chunk to play, more when playout added
 lag; a piece asked of someone is wanted again only when it is stuck there (move_after_s past its
-holder's usual wait, never from the source or a holder slower than move_max_response_s); a
+holder's slow response, the upper quartile of its recent ones; never from the source or a holder
+whose usual response is slower than move_max_response_s); a
 neighbour that answered absent for a chunk is left out until its not_from time; a neighbour that
 announced a chunk before we verified its header is an 'earlier' holder; every holder counts for
 rarity, but only one with room (or the source) may be asked; the clock alone changes the plan
@@ -142,8 +143,9 @@ class Planner:
         self, seq: int, asked: dict[int, str], now: float
     ) -> tuple[tuple[tuple[int, str], ...], float | None]:
         """(piece, neighbour) for pieces of seq asked of a peer that has sent nothing of them
-        for move_after_s (they wait in its upload queue behind other requesters' pieces), and
-        when the next of the others will be stuck (None: never, as things stand)."""
+        for move_after_s beyond its slow response (they wait in its upload queue behind other
+        requesters' pieces longer than its queue usually holds them), and when the next of the
+        others will be stuck (None: never, as things stand)."""
         stuck: list[tuple[int, str]] = []
         next_s = math.inf
         for owner in sorted(set(asked.values())):  # sorted: no hash order in a simulation
@@ -156,7 +158,8 @@ class Planner:
             wait_s = nb.expected_wait_s(self._config.initial_response_s)
             if wait_s >= self._config.move_max_response_s:
                 continue
-            move_s = self._config.move_after_s + wait_s
+            slow_s = nb.response.slow_s
+            move_s = self._config.move_after_s + (wait_s if slow_s is None else slow_s)
             for i in sorted(a.pieces):
                 if asked.get(i) == owner:
                     stuck_s = max(a.last_progress_s, a.asked_s.get(i, now)) + move_s

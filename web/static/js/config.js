@@ -51,9 +51,9 @@ export const DEFAULT_CONFIG = Object.freeze({
    */
   requestTimeoutS: 1.5,
   /**
-   * Pieces asked of a peer that sent nothing of them for this long beyond its response time
-   * (queued behind others' requests there) are asked of another holder with room instead, and
-   * cancelled there.
+   * Pieces asked of a peer that sent nothing of them for this long beyond its slow response time
+   * (the upper quartile of its recent ones: stuck behind others' requests there, not just queued)
+   * are asked of another holder with room instead, and cancelled there.
    */
   moveAfterS: 0.2,
   /**

@@ -143,6 +143,11 @@ export class ResponseMeter {
   constructor() {
     this.samples = [];
     this.baseS = null;
+    /**
+     * The upper quartile of the same responses: as long as a request to it usually takes when
+     * its queue is long. A piece later than that is stuck there, not queued.
+     */
+    this.slowS = null;
   }
 
   sample(responseS) {
@@ -150,6 +155,7 @@ export class ResponseMeter {
     if (this.samples.length > ResponseMeter.SAMPLES) this.samples.shift();
     const ordered = [...this.samples].sort((a, b) => a - b);
     this.baseS = ordered[Math.trunc((ordered.length - 1) / 4)];
+    this.slowS = ordered[Math.trunc(((ordered.length - 1) * 3) / 4)];
   }
 }
 

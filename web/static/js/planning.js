@@ -2,8 +2,9 @@
 // missing and the neighbours that may serve them (the input of scheduler.js). The JavaScript twin
 // of streamer/swarm/planning.py, with the same rules: the window is fetchAheadChunks past the
 // next chunk to play, more when playout added lag; a piece asked of someone is wanted again only
-// when it is stuck there (moveAfterS past its holder's usual wait, never from the source or a
-// holder slower than moveMaxResponseS); a neighbour that answered absent is left out until its
+// when it is stuck there (moveAfterS past its holder's slow response, the upper quartile of its
+// recent ones; never from the source or a holder whose usual response is slower than
+// moveMaxResponseS); a neighbour that answered absent is left out until its
 // notFrom time; a neighbour that announced a chunk before we verified its header is an "earlier"
 // holder; every holder counts for rarity, but only one with room (or the source) may be asked;
 // the clock alone changes the plan when a chunk turns urgent, a notFrom period ends or a piece
@@ -104,8 +105,9 @@ export class Planner {
 
   /**
    * {stuck: [[piece, peerId]...], nextS}: pieces of seq asked of a peer that has sent nothing of
-   * them for moveAfterS (they wait in its upload queue behind other requesters' pieces), and when
-   * the next of the others will be stuck (null: never, as things stand).
+   * them for moveAfterS beyond its slow response (they wait in its upload queue behind other
+   * requesters' pieces longer than its queue usually holds them), and when the next of the others
+   * will be stuck (null: never, as things stand).
    */
   stuckPieces(seq, asked, now) {
     const stuck = [];
@@ -118,7 +120,8 @@ export class Planner {
       if (a === undefined) continue;
       const waitS = nb.expectedWaitS(this.config.initialResponseS);
       if (waitS >= this.config.moveMaxResponseS) continue;
-      const moveS = this.config.moveAfterS + waitS;
+      const slowS = nb.response.slowS;
+      const moveS = this.config.moveAfterS + (slowS === null ? waitS : slowS);
       for (const i of [...a.pieces].sort(byNumber)) {
         if (asked.get(i) !== owner) continue;
         const stuckS = Math.max(a.lastProgressS, a.askedS.get(i) ?? now) + moveS;
