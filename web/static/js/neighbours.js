@@ -85,9 +85,9 @@ export class UplinkMeter {
  * What our uplink delivers when it has work: from the bytes the transport has delivered
  * (acknowledged: the driver's count, SwarmPeer.uplinkDelivered), the rate over each SAMPLE_S or
  * more in which, at half the looks or more, a request waited in our upload queue for something we
- * hold or the transport held a piece's worth or more not yet acknowledged; bestBytesPerS is the best of the last
- * SAMPLES such rates (null until there are SAMPLES of them). See neighbours.py for why delivered,
- * not handed, bytes.
+ * hold or the transport held a piece's worth or more not yet acknowledged; bestBytesPerS is the
+ * best of the last SAMPLES such rates (null until there are SAMPLES of them). See neighbours.py
+ * for why delivered, not handed, bytes.
  */
 export class DeliveredUplinkMeter {
   static SAMPLE_S = 1.0;
