@@ -267,5 +267,6 @@ export class Server {
 
 /** Do we hold something item asks for now (chunk: its chunk): its header, or a piece? */
 function servable(item, chunk) {
-  return chunk !== null && (item.headerPending || item.pieces.some((i) => chunk.pieces[i] !== null));
+  if (chunk === null) return false;
+  return item.headerPending || item.pieces.some((i) => chunk.pieces[i] !== null);
 }
