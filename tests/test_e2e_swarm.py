@@ -151,6 +151,13 @@ def test_broadcast_relay_and_watchers_as_processes(
         for path in st["neighbour_paths"].values():
             assert path["pair_type"] == "host" and path["protocol"] == "udp", path
         assert set(st["ice_pair_types"]) == {"host"}, st
+        # ...and how each SCTP association recovered; on loopback nothing is lost.
+        for path in st["neighbour_paths"].values():
+            assert path["sctp"]["t3_timeouts"] == 0 and path["sctp"]["rto_ms"] >= 250, path
+    recovery = stats["broadcast"]["sctp_recovery"]
+    assert recovery["associations"] >= 2 and 0 < recovery["longest_ack_ms"] < 5000, recovery
+    for st in [stats["broadcast"], stats["relay"], *watch_stats]:
+        assert 0 <= st["loop_lag"]["p99_ms"] <= 1000, st["loop_lag"]
 
 
 @pytest.mark.slow

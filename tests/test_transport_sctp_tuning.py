@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -260,3 +261,47 @@ def test_the_tuning_delays_sacks_within_rfc_9260() -> None:
     assert STOCK.sack_after_bytes is None
     with pytest.raises(ValueError):
         SctpTuning(sack_after_bytes=3 * sctp.USERDATA_MAX_LENGTH)
+
+
+async def test_recovery_counts_timeouts_loss_episodes_and_the_longest_wait() -> None:
+    assert sctp_tuning.apply(TUNED)
+    transport = _fake_transport([_chunk(5)])
+    transport._sent_queue = deque(transport._sent_queue)
+    transport._sent_queue[0]._sent_time = sctp.time.time() - 2.0
+    transport._fast_recovery_exit, transport._rto, transport._srtt = None, 0.3, 0.12
+    assert sctp_tuning.recovery(transport) is None  # nothing acknowledged yet
+
+    async def acking(self: Any, chunk: Any) -> None:
+        """aiortc's SACK handling, reduced to: the cumulative ack pops, a gap starts recovery."""
+        self._sent_queue.clear()
+        self._fast_recovery_exit = 9 if chunk.gaps else self._fast_recovery_exit
+
+    counting = sctp_tuning._counting_sack(acking)
+    await counting(transport, SimpleNamespace(cumulative_tsn=5, gaps=[(2, 2)]))
+    await counting(transport, SimpleNamespace(cumulative_tsn=6, gaps=[(1, 1)]))  # same episode
+    sctp_tuning._t3_expired(transport)
+    await asyncio.sleep(0)
+    got = sctp_tuning.recovery(transport)
+    assert got is not None
+    assert got["t3_timeouts"] == 1 and got["loss_episodes"] == 1
+    assert 2000 <= got["longest_ack_ms"] < 3000
+    assert got["srtt_ms"] == 120.0 and got["rto_ms"] == 300.0
+    assert got["cwnd_bytes"] == sctp.USERDATA_MAX_LENGTH
+    both = sctp_tuning.combined([got, {**got, "longest_ack_ms": 5.0, "associations": 3}])
+    longest_ms = got["longest_ack_ms"]
+    assert both == {
+        "associations": 4, "t3_timeouts": 2, "loss_episodes": 2, "longest_ack_ms": longest_ms
+    }  # fmt: skip
+    assert sctp_tuning.combined([]) is None
+    sctp_tuning.restore()
+    assert sctp_tuning.recovery(transport) is None  # aiortc as shipped counts nothing
+
+
+def test_stock_timeouts_are_counted_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    monkeypatch.setitem(sctp_tuning._ORIGINAL_METHODS, "_t3_expired", calls.append)
+    sctp_tuning.restore()
+    assert sctp_tuning.apply(SctpTuning(t3_skips_acked=False))
+    transport = SimpleNamespace()
+    sctp.RTCSctpTransport._t3_expired(transport)
+    assert calls == [transport] and transport._streamer_t3_timeouts == 1

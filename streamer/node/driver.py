@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signaling_wire import PEER_ID_RE
 from streamer.errors import UserError
+from streamer.node.loop_lag import LoopLagMeter
 from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
 from streamer.node.status import RateMeter
 from streamer.node.token_bucket import TokenBucket
@@ -236,6 +237,7 @@ class SwarmNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._in_meter = RateMeter()
         self._out_meter = RateMeter()
+        self._loop_lag = LoopLagMeter()
         self._started_s = clock()
         self._closed = False
 
@@ -270,6 +272,7 @@ class SwarmNode:
         self._spawn(self._signaling_loop(), "node-signaling")
         self._spawn(self._status_loop(), "node-status")
         self._spawn(self._uplink_loop(), "node-uplink")
+        self._spawn(self._loop_lag.run(), "node-loop-lag")
         return welcome
 
     async def close(self) -> None:
@@ -821,6 +824,8 @@ class SwarmNode:
                 "transport_bytes_received": manager.total_bytes_received if manager else 0,
                 "transport_messages_sent": manager.total_messages_sent if manager else 0,
                 "neighbour_paths": self._neighbour_paths(),
+                "sctp_recovery": manager.sctp_recovery_total() if manager else None,
+                "loop_lag": self._loop_lag.figures(),
                 "uplink_drain_bps": (
                     int(self._gate.drain_bytes_per_s * 8) if self._gate.drain_bytes_per_s else None
                 ),
@@ -843,13 +848,17 @@ class SwarmNode:
         return stats
 
     def _neighbour_paths(self) -> dict[str, dict[str, Any]]:
-        """Per open neighbour: the selected ICE candidate pair type and its RTT."""
+        """Per open neighbour: the selected ICE candidate pair type and its RTT, and how its
+        SCTP association recovered from loss (what we sent it)."""
         manager = self.manager
         paths: dict[str, dict[str, Any]] = {}
         for peer_id in manager.open_peers() if manager else []:
             stats = manager.stats(peer_id) if manager else None
             if stats is not None and stats.ice is not None:
                 paths[peer_id] = stats.ice.to_json()
+                recovery = manager.sctp_recovery(peer_id) if manager else None
+                if recovery is not None:
+                    paths[peer_id]["sctp"] = recovery
         return paths
 
 

@@ -314,6 +314,8 @@ class PeerManager:
         self.total_bytes_received = 0
         #: Bytes sent on connections that closed before SCTP acknowledged them.
         self.bytes_abandoned = 0
+        #: SCTP loss recovery of the connections closed so far (sctp_tuning.combined).
+        self._closed_recovery: dict[str, Any] | None = None
         #: Signals refused as malformed (any peer).
         self.bad_signals = 0
         #: Connections opened so far whose signals went through a neighbour (peer exchange).
@@ -463,6 +465,19 @@ class PeerManager:
         """Counters of a live connection (None if there is none)."""
         peer = self._peers.get(peer_id)
         return peer.stats if peer is not None else None
+
+    def sctp_recovery(self, peer_id: str) -> dict[str, Any] | None:
+        """Loss recovery of a live connection's SCTP association (sctp_tuning.recovery)."""
+        peer = self._peers.get(peer_id)
+        pc = peer.pc if peer is not None else None
+        return sctp_tuning.recovery(pc.sctp) if pc is not None and pc.sctp is not None else None
+
+    def sctp_recovery_total(self) -> dict[str, Any] | None:
+        """SCTP loss recovery over every connection so far, closed ones included."""
+        figures = [f for p in self._peers.values() if (f := self.sctp_recovery(p.peer_id))]
+        if self._closed_recovery is not None:
+            figures.append(self._closed_recovery)
+        return sctp_tuning.combined(figures)
 
     def open_peers_via_exchange(self) -> list[str]:
         """Open connections whose signals went through a neighbour (peer exchange)."""
@@ -810,6 +825,11 @@ class PeerManager:
         peer.state = _CLOSED
         self._release_setup_slot(peer)
         self.bytes_abandoned += _outstanding(peer)
+        if peer.pc is not None and peer.pc.sctp is not None:
+            recovery = sctp_tuning.recovery(peer.pc.sctp)
+            if recovery is not None:
+                figures = [recovery] + ([self._closed_recovery] if self._closed_recovery else [])
+                self._closed_recovery = sctp_tuning.combined(figures)
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
         pc, peer.pc, peer.channel, peer.pieces_channel = peer.pc, None, None, None

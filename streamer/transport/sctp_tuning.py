@@ -56,6 +56,10 @@ logs a warning and leaves aiortc as it is: the patched methods are copies of 1.1
 changes marked. STREAMER_SCTP_TUNING=stock in the environment turns the tuning off; a base
 name with field=value pairs changes single fields (`tuned,sack_after_bytes=none`).
 
+While any tuning is in force, each association also counts its loss recovery (`recovery`):
+retransmission timeouts, fast-retransmit episodes and the longest a chunk waited for its
+acknowledgement, the figures that tell a lossy path's stall from a busy peer's.
+
 Rules: `apply` and `restore` are idempotent and only touch the names in `_PATCHED`; the
 module never imports the rest of the project.
 """
@@ -204,6 +208,10 @@ def apply(tuning: SctpTuning | None = None) -> bool:
     if tuning.loss_beta != 0.5:
         inner = _Transport._receive_sack_chunk
         _Transport._receive_sack_chunk = _with_loss_beta(inner, tuning.loss_beta)  # type: ignore[method-assign]
+    inner_sack = _Transport._receive_sack_chunk
+    _Transport._receive_sack_chunk = _counting_sack(inner_sack)  # type: ignore[method-assign]
+    if not tuning.t3_skips_acked:
+        _Transport._t3_expired = _counting_t3(_Transport._t3_expired)  # type: ignore[method-assign]
     if tuning.delayed_sack_s is not None:
         delayed = _delayed_send_sack(tuning.delayed_sack_s, tuning.sack_after_bytes)
         _Transport._send_sack = delayed  # type: ignore[method-assign]
@@ -291,9 +299,67 @@ def _ignore_closed(task: Any) -> None:
         task.exception()
 
 
+def recovery(transport: Any) -> dict[str, Any] | None:
+    """One association's loss recovery so far, as the sender saw it (None when no tuning is in
+    force, or it has sent nothing): retransmission timeouts, fast-retransmit episodes, the
+    longest a chunk waited from its first sending to its cumulative acknowledgement, and the
+    smoothed RTT, RTO and congestion window now."""
+    if _active is None or not hasattr(transport, "_streamer_longest_ack_s"):
+        return None
+    srtt_s = getattr(transport, "_srtt", None)
+    return {
+        "t3_timeouts": getattr(transport, "_streamer_t3_timeouts", 0),
+        "loss_episodes": getattr(transport, "_streamer_loss_episodes", 0),
+        "longest_ack_ms": round(transport._streamer_longest_ack_s * 1000, 1),
+        "srtt_ms": None if srtt_s is None else round(srtt_s * 1000, 1),
+        "rto_ms": round(transport._rto * 1000, 1),
+        "cwnd_bytes": transport._cwnd,
+    }
+
+
+def combined(figures: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Several associations' recovery (from `recovery`): the counts summed, the longest wait."""
+    if not figures:
+        return None
+    return {
+        "associations": sum(f.get("associations", 1) for f in figures),
+        "t3_timeouts": sum(f["t3_timeouts"] for f in figures),
+        "loss_episodes": sum(f["loss_episodes"] for f in figures),
+        "longest_ack_ms": max(f["longest_ack_ms"] for f in figures),
+    }
+
+
+def _counting_sack(inner: Callable[..., Any]) -> Callable[..., Any]:
+    """inner (a _receive_sack_chunk), counting loss episodes and the oldest chunk's wait."""
+
+    async def _receive_sack_chunk(self: Any, chunk: Any) -> None:
+        queue = self._sent_queue
+        if queue and sctp.uint32_gte(chunk.cumulative_tsn, queue[0].tsn):
+            # (the first sending's time: aiortc keeps it through retransmissions)
+            waited_s = sctp.time.time() - queue[0]._sent_time
+            self._streamer_longest_ack_s = max(
+                getattr(self, "_streamer_longest_ack_s", 0.0), waited_s
+            )
+        in_recovery = self._fast_recovery_exit is not None
+        await inner(self, chunk)
+        if not in_recovery and self._fast_recovery_exit is not None:
+            self._streamer_loss_episodes = getattr(self, "_streamer_loss_episodes", 0) + 1
+
+    return _receive_sack_chunk
+
+
+def _counting_t3(inner: Callable[..., None]) -> Callable[..., None]:
+    def _t3_expired(self: Any) -> None:
+        self._streamer_t3_timeouts = getattr(self, "_streamer_t3_timeouts", 0) + 1
+        inner(self)
+
+    return _t3_expired
+
+
 def _t3_expired(self: Any) -> None:
     """aiortc 1.16.0's RTCSctpTransport._t3_expired, except that chunks acknowledged in a gap
     block are not marked for retransmission."""
+    self._streamer_t3_timeouts = getattr(self, "_streamer_t3_timeouts", 0) + 1
     self._t3_handle = None
     for chunk in self._sent_queue:
         if chunk._acked:  # changed: the peer holds it; it is not outstanding
