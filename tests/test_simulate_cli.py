@@ -135,8 +135,8 @@ def test_compiled_core_asked_for_but_not_buildable_is_a_one_line_error(
 def test_compiled_core_gives_the_same_figures_as_pure_python(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The mypyc build (made here, in an empty cache) runs the very same simulation."""
-    monkeypatch.setenv("STREAMER_CACHE_DIR", str(tmp_path / "cache"))
+    """The mypyc build (made here, or by test_sim.py from the same sources) runs the very same
+    simulation."""
     docs = {}
     for core in ("python", "mypyc"):
         out = tmp_path / f"{core}.json"
@@ -147,8 +147,8 @@ def test_compiled_core_gives_the_same_figures_as_pure_python(
     figures = [k for k in docs["python"] if k not in ("wall_s", "core", "command")]
     assert "events" in figures and "lag_s_p95" in figures
     assert {k: docs["mypyc"][k] for k in figures} == {k: docs["python"][k] for k in figures}
-    builds = list((tmp_path / "cache" / "compiled-core").iterdir())
-    assert len(builds) == 1 and any(builds[0].glob("streamer/swarm/peer.*.so"))
+    build = compiled.cache_root() / "compiled-core" / compiled.source_key(compiled.package_dir())
+    assert any(build.glob("streamer/swarm/peer.*.so"))
 
 
 def test_progress_is_reported_while_the_simulation_runs() -> None:
