@@ -1,5 +1,6 @@
 """`streamer netbed --relay-capacity` for real: the relay and a load generator of 2 viewers in two
-bed sites (delays and jitter, no loss), one short step (slow, needs root; ~40 s)."""
+bed sites (the relay on a data centre's link, the viewers the profile's middle RTT away, no
+loss), one short step (slow, needs root; ~40 s)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ def test_one_relay_two_viewers_on_the_bed(tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr[-2000:]
     doc = json.loads(out.read_text())
     assert doc["delay_mode"] in ("shim", "netem")
-    assert {s["site"] for s in doc["sites"]} == {"infra", "src", "relay0", "watch0"}
+    sites = {s["site"]: s for s in doc["sites"]}
+    assert set(sites) == {"infra", "src", "relay0", "watch0"}
+    # The relay runs where relays are run, on a data centre's link like the server's.
+    assert sites["relay0"]["one_way_delay_ms"] == sites["infra"]["one_way_delay_ms"] == 2.5
+    assert sites["relay0"]["jitter_ms"] == 0 and sites["watch0"]["jitter_ms"] > 0
     [step] = doc["steps"]
     assert step["viewers"] == 2 and step["viewers_without_stats"] == 0
     assert step["continuity_mean"] > 0.5 and step["relay_cores"] > 0.0

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from streamer.netbed import coturn, namespaces, procnet
+from streamer.netbed.capacity import capacity_profile, place_relay
 from streamer.netbed.report import sites_table, viewers_table
 from streamer.netbed.shim import config_json, ipv4_addresses
 from streamer.netbed.timing import LinkProfile, ReleaseClock, path_loss, path_rtt_s
@@ -140,6 +141,22 @@ def test_default_bed_is_the_issue_profile() -> None:
     ups = [s.uplink_bps for s in peers if s.role != "broadcaster"]
     assert all(u is not None and 500_000 <= u <= 3_000_000 for u in ups)
     assert bed.site("infra").uplink_bps is None and bed.site("infra").link.loss == 0
+
+
+def test_the_capacity_bed_s_relay_is_on_a_data_centre_link_unless_asked_otherwise() -> None:
+    profile = capacity_profile(Profile())
+    drawn = build_bed(profile, 1e6, "snb6")
+    assert place_relay(drawn, profile, "home") == drawn
+    bed = place_relay(drawn, profile)
+    relay, viewers = bed.site("relay0"), bed.site("watch0")
+    assert relay.link == bed.site("infra").link and relay.uplink_bps == 100_000_000
+    # Every viewer is the profile's middle RTT (20-150 ms) and loss (0.5-1%) from the relay.
+    assert path_rtt_s(relay.link, viewers.link) == pytest.approx(0.085)
+    assert path_loss(relay.link, viewers.link) == pytest.approx(0.0075)
+    assert viewers.uplink_bps == drawn.site("watch0").uplink_bps
+    assert bed.site("src") == drawn.site("src") and bed.site_of_ip("10.99.3.2") == "relay0"
+    with pytest.raises(ValueError, match="relay link"):
+        place_relay(drawn, profile, "fibre")
 
 
 def test_addresses_and_names() -> None:

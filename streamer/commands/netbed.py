@@ -32,7 +32,13 @@ from streamer.bench.table import command_line
 from streamer.errors import UserError
 from streamer.media import MediaOptions, open_media
 from streamer.netbed import coturn, namespaces
-from streamer.netbed.capacity import CAPACITY_UPLINK, capacity_profile, run_bed_capacity
+from streamer.netbed.capacity import (
+    CAPACITY_UPLINK,
+    RELAY_LINKS,
+    capacity_profile,
+    place_relay,
+    run_bed_capacity,
+)
 from streamer.netbed.report import report
 from streamer.netbed.run import RunOptions, request_stop, run_bed
 from streamer.netbed.shim import check_shim_available
@@ -107,6 +113,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=CAPACITY_UPLINK,
         help="the relay's and the load site's uplinks in stream multiples (default %(default)g)",
+    )
+    capacity.add_argument(
+        "--relay-link",
+        choices=RELAY_LINKS,
+        default="datacentre",
+        help="the relay's link: a data centre's like the server's (default), or a home link "
+        "drawn from the profile like the others",
     )
     add(
         "--cleanup",
@@ -204,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
     clip = make_clip(Path(args.input) if args.input else SAMPLE, bitrate_bps, args.chunk_seconds)
     stream_bps = clip_rate_bps(clip, args.chunk_seconds)
     bed = build_bed(profile, stream_bps, namespaces.prefix_for(os.getpid()))
+    if args.relay_capacity:
+        bed = place_relay(bed, profile, args.relay_link)
     options = RunOptions(
         clip=clip,
         workdir=workdir,
@@ -261,7 +276,14 @@ def _run_capacity(
     return 0
 
 
-_CAPACITY_OPTIONS = ("relay_capacity", "steps", "keep_going", "with_source", "capacity_uplink")
+_CAPACITY_OPTIONS = (
+    "relay_capacity",
+    "steps",
+    "keep_going",
+    "with_source",
+    "capacity_uplink",
+    "relay_link",
+)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
