@@ -129,6 +129,9 @@ class ChunkStore:
         self.floor_seq = 0
         self.newest_seq: int | None = None
         """Newest seq whose header verified: the anchor for 'far ahead' checks."""
+        self.version = 0
+        """Bumped by every change of what the store holds (a chunk, a piece, an abandon, an
+        eviction): what is derived from it may be kept while this stays the same."""
 
     def get(self, seq: int) -> ChunkBuffer | None:
         return self._chunks.get(seq)
@@ -192,6 +195,7 @@ class ChunkStore:
         if header.seq < self.floor_seq:
             return None
         self._chunks[header.seq] = ChunkBuffer(header, [None] * header.piece_count)
+        self.version += 1
         if self.newest_seq is None or header.seq > self.newest_seq:
             self.newest_seq = header.seq
         return True
@@ -202,6 +206,7 @@ class ChunkStore:
             header, list(pieces), have_count=len(pieces), held_mask=(1 << len(pieces)) - 1
         )
         self._chunks[header.seq] = chunk
+        self.version += 1
         if self.newest_seq is None or header.seq > self.newest_seq:
             self.newest_seq = header.seq
         return chunk
@@ -221,7 +226,13 @@ class ChunkStore:
         chunk.pieces[index] = payload
         chunk.have_count += 1
         chunk.held_mask |= 1 << index
+        self.version += 1
         return PieceResult.NEW
+
+    def abandon(self, chunk: ChunkBuffer) -> None:
+        """We stop fetching chunk (it stays, with the pieces we hold, until evicted)."""
+        chunk.abandoned = True
+        self.version += 1
 
     def evict_below(self, floor_seq: int) -> list[int]:
         """Forget chunks below floor_seq; returns the evicted seqs."""
@@ -231,6 +242,7 @@ class ChunkStore:
         gone = [s for s in self._chunks if s < floor_seq]
         for s in gone:
             del self._chunks[s]
+        self.version += 1
         return gone
 
     def _verify(self, header: ChunkHeader) -> bool:

@@ -314,7 +314,7 @@ class Fetcher:
                     nb.meter.idle()
         chunk = self._store.get(seq)
         if chunk is not None and not chunk.complete:
-            chunk.abandoned = True
+            self._store.abandon(chunk)
             return True
         return False
 

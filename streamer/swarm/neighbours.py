@@ -184,6 +184,29 @@ class ServeItem:
     reserved_bytes: int = 0
     queued_s: float = 0.0
     """When it arrived."""
+    mask: int = 0
+    """Bitmask of `pieces`, kept with it (set_pieces, take): a relay with dozens of viewers asks
+    'do I hold any of them?' of every queued request for every piece it sends, one AND each."""
+
+    def __post_init__(self) -> None:
+        self.mask = _mask_of(self.pieces)
+
+    def set_pieces(self, pieces: list[int]) -> None:
+        self.pieces = pieces
+        self.mask = _mask_of(pieces)
+
+    def take(self, pos: int) -> int:
+        """Remove and return the piece index at pos."""
+        index = self.pieces.pop(pos)
+        self.mask &= ~(1 << index)
+        return index
+
+
+def _mask_of(indices: list[int]) -> int:
+    mask = 0
+    for index in indices:
+        mask |= 1 << index
+    return mask
 
 
 @dataclass(slots=True)
