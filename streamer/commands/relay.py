@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from signaling_wire import CHANNEL_NAME_RE
@@ -16,6 +17,7 @@ from streamer.errors import UserError
 from streamer.node.driver import NodeConfig, SwarmNode
 from streamer.node.runner import run_until_stopped, write_stats
 from streamer.node.units import parse_rate_bps
+from streamer.swarm.config import relay_config
 from streamer.transport.rtc import RtcConfig
 
 NAME = "relay"
@@ -117,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _relay(args: argparse.Namespace) -> int:
-    node = SwarmNode(node_config(args, "relay", target_neighbours=8))
+    config = node_config(args, "relay", target_neighbours=8)
+    node = SwarmNode(replace(config, swarm=relay_config(config.swarm)))
     stats: dict[str, Any] = {}
     try:
         await run_until_stopped(node, args.duration, args.status_interval)

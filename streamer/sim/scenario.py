@@ -20,6 +20,7 @@ from streamer.protocol import ChunkSigner, Role
 from streamer.sim.network import Observer, SimNetwork, SimNode, Tap
 from streamer.swarm import HeaderVerifier, SwarmConfig, SwarmPeer, percentile
 from streamer.swarm.chunks import PiecePool
+from streamer.swarm.config import relay_config
 
 SOURCE_ID = "source"
 
@@ -287,7 +288,7 @@ def _join(
         pid,
         role=role,
         now=net.now,
-        config=config,
+        config=relay_config(config) if role == Role.RELAY else config,
         verifier=verifier,
         rng=rng,
         upload=uploads,

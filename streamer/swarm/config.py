@@ -6,7 +6,7 @@ halved the time a piece spends on each hop: docs/BENCHMARKS.md, Simulation, 2026
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +178,12 @@ class SwarmConfig:
     """Pieces held aside until their chunk's header is stored: one asked of a neighbour may
     come before the header (pieces travel unordered; the header, in order, may wait for a
     retransmission), and in the page while the header's signature is checked."""
+
+
+def relay_config(config: SwarmConfig) -> SwarmConfig:
+    """A relay's config: it keeps as many chunks behind its playout as the source keeps. A
+    viewer behind a relay fetches what the relay still holds; with a viewer's keep_behind_chunks,
+    one that started at 8.8 s of lag on a slow link (test bed, 30 viewers of one relay,
+    2026-12-07) asked for chunks the relay had just evicted, got absents, and played 3 of 30."""
+    keep = max(config.keep_behind_chunks, config.source_keep_chunks)
+    return replace(config, keep_behind_chunks=keep)
