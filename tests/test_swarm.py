@@ -490,27 +490,6 @@ def linked_viewer_with_piece(now: float) -> tuple[SwarmPeer, SwarmPeer, int]:
     return src, v, 0
 
 
-def test_a_queued_request_is_served_as_its_pieces_arrive_and_not_after_a_cancel() -> None:
-    """The upload queue's slot items are kept between changes (a relay's CPU): a piece arriving,
-    a request, a serve and a cancel each make it look again."""
-    now = 10.0
-    src, v, seq = linked_viewer_with_piece(now)
-    v.receive("n1", encode_message(Request(seq, 0, 5, False)), now)
-    served = [decode_message(d) for d in drain_data(v, "n1", now)]
-    assert [(m.seq, m.index) for m in served if isinstance(m, Piece)] == [(seq, 0)]
-    assert drain_data(v, "n1", now) == []  # pieces 1-4 not held yet: the request waits
-    src.receive("v", encode_message(Request(seq, 1, 2, False)), now)
-    for data in drain_data(src, "v", now):
-        v.receive("src", data, now)
-    served = [decode_message(d) for d in drain_data(v, "n1", now)]
-    assert [m.index for m in served if isinstance(m, Piece)] == [1, 2]
-    v.receive("n1", encode_message(Cancel(seq, 3, 2)), now)
-    src.receive("v", encode_message(Request(seq, 3, 2, False)), now)
-    for data in drain_data(src, "v", now):
-        v.receive("src", data, now)
-    assert drain_data(v, "n1", now) == []  # cancelled: nothing more goes
-
-
 def test_haves_are_coalesced_per_neighbour() -> None:
     """One have goes at once; pieces verified within have_interval_s travel in the next one."""
     now = 10.0

@@ -73,6 +73,11 @@ export class ChunkStore {
     this.floorSeq = 0;
     /** Newest seq whose header verified: the anchor for "far ahead" checks. */
     this.newestSeq = null;
+    /**
+     * Bumped by every change of what the store holds (a chunk, a piece, an abandon, an
+     * eviction): what is derived from it may be kept while this stays the same.
+     */
+    this.version = 0;
   }
 
   get(seq) {
@@ -136,6 +141,7 @@ export class ChunkStore {
     if (this.chunks.has(header.seq) || header.seq < this.floorSeq) return null;
     const count = header.pieceHashes.length;
     this.chunks.set(header.seq, new ChunkBuffer(header, new Array(count).fill(null)));
+    this.version += 1;
     if (this.newestSeq === null || header.seq > this.newestSeq) this.newestSeq = header.seq;
     return true;
   }
@@ -144,6 +150,7 @@ export class ChunkStore {
   addOwn(header, pieces) {
     const chunk = new ChunkBuffer(header, pieces.slice(), pieces.length);
     this.chunks.set(header.seq, chunk);
+    this.version += 1;
     if (this.newestSeq === null || header.seq > this.newestSeq) this.newestSeq = header.seq;
     return chunk;
   }
@@ -156,7 +163,14 @@ export class ChunkStore {
     if (!pieceOk(chunk.header, index, payload)) return PieceResult.FORGED;
     chunk.pieces[index] = payload;
     chunk.haveCount += 1;
+    this.version += 1;
     return PieceResult.NEW;
+  }
+
+  /** We stop fetching chunk (it stays, with the pieces we hold, until evicted). */
+  abandon(chunk) {
+    chunk.abandoned = true;
+    this.version += 1;
   }
 
   /** Forget chunks below floorSeq; returns the evicted seqs. */
@@ -166,6 +180,7 @@ export class ChunkStore {
     const gone = [];
     for (const s of this.chunks.keys()) if (s < floorSeq) gone.push(s);
     for (const s of gone) this.chunks.delete(s);
+    this.version += 1;
     return gone;
   }
 }

@@ -304,7 +304,7 @@ export class Fetcher {
     }
     const chunk = this.store.get(seq);
     if (chunk !== null && !chunk.complete) {
-      chunk.abandoned = true;
+      this.store.abandon(chunk);
       return true;
     }
     return false;

@@ -28,6 +28,15 @@ export class Server {
     this.order = 0;
     /** seq -> BigInt mask of the pieces we have uploaded at least once (see serveKey). */
     this.sentOnce = new Map();
+    /** Bumped by every change of the queue, its items, sentOnce or a link's fullness. */
+    this.version = 0;
+    /**
+     * The slot items and the (store, queue) versions they were worked out at: they are asked
+     * for for every piece sent, and a relay with dozens of viewers spent a third of its CPU
+     * scanning its queue each time (test bed).
+     */
+    this.slots = [];
+    this.slotsOf = [-1, -1];
   }
 
   /** Queue the request; absent only for what we cannot serve (no chunk, gone, budget). */
@@ -71,10 +80,12 @@ export class Server {
     };
     nb.serving.push(item);
     this.uploads.push(item);
+    this.version += 1;
     this.outbox.wake(nb.peerId);
   }
 
   onCancel(nb, msg) {
+    this.version += 1;
     const end = msg.firstIndex + msg.count;
     const inRange = (i) => msg.firstIndex <= i && i < end;
     for (const item of [...nb.serving]) {
@@ -91,6 +102,7 @@ export class Server {
   forget(nb) {
     for (const item of nb.serving) this.release(item);
     this.uploads = this.uploads.filter((item) => item.peerId !== nb.peerId);
+    this.version += 1;
   }
 
   /** Next header or piece for peerId, if one of its requests holds an upload slot. */
@@ -128,6 +140,7 @@ export class Server {
   setLinkFull(nb, full) {
     if (nb.linkFull === full) return;
     nb.linkFull = full;
+    this.version += 1;
     if (full) {
       // Its slots pass to the next requests: their links have something to send now.
       for (const item of this.uploads) if (item.peerId !== nb.peerId) this.outbox.wake(item.peerId);
@@ -159,6 +172,7 @@ export class Server {
 
   evictBelow(floorSeq) {
     for (const seq of [...this.sentOnce.keys()]) if (seq < floorSeq) this.sentOnce.delete(seq);
+    this.version += 1;
   }
 
   absent(nb, seq, firstIndex, count) {
@@ -171,9 +185,12 @@ export class Server {
    *
    * Requests waiting for pieces we are still receiving, or for their full link, keep their place
    * without holding a slot; requests we can never complete (chunk gone or abandoned) get an
-   * absent.
+   * absent. Worked out again only when the store or the queue changed.
    */
   slotItems() {
+    if (this.slotsOf[0] === this.store.version && this.slotsOf[1] === this.version) {
+      return this.slots;
+    }
     let ready = [];
     for (const item of [...this.uploads]) {
       const chunk = this.store.get(item.seq);
@@ -202,6 +219,8 @@ export class Server {
       ready.sort((a, b) => compareKeys(this.serveKey(a), this.serveKey(b)));
       ready = ready.slice(0, this.config.uploadSlots);
     }
+    this.slots = ready;
+    this.slotsOf = [this.store.version, this.version];
     return ready;
   }
 
@@ -222,6 +241,7 @@ export class Server {
   /** The next message of a slot item (the header first when it was asked for). */
   serve(item) {
     const chunk = this.store.get(item.seq);
+    this.version += 1;
     if (item.headerPending) {
       item.headerPending = false;
       if (item.pieces.length === 0) this.unqueue(item);
@@ -255,6 +275,7 @@ export class Server {
     const at = this.uploads.indexOf(item);
     if (at >= 0) {
       this.uploads.splice(at, 1);
+      this.version += 1;
       // Another request may take the freed slot: its link has something to send now.
       for (const other of this.uploads) this.outbox.wake(other.peerId);
     }
