@@ -44,6 +44,8 @@ STATS_KEYS = (
     "chunks_late",
     "chunks_missed",
     "stall_s",
+    "lag_added_s",
+    "startup_phases",
     "not_on_time",
     "timeouts",
     "bytes_from_source",
