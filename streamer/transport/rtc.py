@@ -211,6 +211,12 @@ def _outstanding(peer: _Peer) -> int:
     return total
 
 
+def _recovery(peer: _Peer) -> dict[str, Any] | None:
+    """Loss recovery of a connection's SCTP association so far (None before it has one)."""
+    sctp = peer.pc.sctp if peer.pc is not None else None
+    return sctp_tuning.recovery(sctp) if sctp is not None else None
+
+
 def _below(channel: RTCDataChannel, limit_bytes: int) -> bool:
     """Room on one channel. Each channel counts alone: a channel at the high mark drains through
     `buffer_low_bytes`, whose event (`on_peer_writable`) then finds room; a sum over both could
@@ -469,12 +475,11 @@ class PeerManager:
     def sctp_recovery(self, peer_id: str) -> dict[str, Any] | None:
         """Loss recovery of a live connection's SCTP association (sctp_tuning.recovery)."""
         peer = self._peers.get(peer_id)
-        pc = peer.pc if peer is not None else None
-        return sctp_tuning.recovery(pc.sctp) if pc is not None and pc.sctp is not None else None
+        return _recovery(peer) if peer is not None else None
 
     def sctp_recovery_total(self) -> dict[str, Any] | None:
         """SCTP loss recovery over every connection so far, closed ones included."""
-        figures = [f for p in self._peers.values() if (f := self.sctp_recovery(p.peer_id))]
+        figures = [f for p in self._peers.values() if (f := _recovery(p)) is not None]
         if self._closed_recovery is not None:
             figures.append(self._closed_recovery)
         return sctp_tuning.combined(figures)
@@ -825,11 +830,10 @@ class PeerManager:
         peer.state = _CLOSED
         self._release_setup_slot(peer)
         self.bytes_abandoned += _outstanding(peer)
-        if peer.pc is not None and peer.pc.sctp is not None:
-            recovery = sctp_tuning.recovery(peer.pc.sctp)
-            if recovery is not None:
-                figures = [recovery] + ([self._closed_recovery] if self._closed_recovery else [])
-                self._closed_recovery = sctp_tuning.combined(figures)
+        recovery = _recovery(peer)
+        if recovery is not None:
+            figures = [recovery] + ([self._closed_recovery] if self._closed_recovery else [])
+            self._closed_recovery = sctp_tuning.combined(figures)
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
         pc, peer.pc, peer.channel, peer.pieces_channel = peer.pc, None, None, None
