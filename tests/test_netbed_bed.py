@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,8 @@ def test_a_killed_bed_is_removed_by_the_next_cleanup(tmp_path: Path) -> None:
     proc.wait()
     left = _our_namespaces(proc.pid)
     assert left
+    coturn_state = Path(tempfile.gettempdir()).glob(f"netbed-coturn-{proc.pid}-*")
+    assert list(coturn_state)
     cleanup = subprocess.run(
         [sys.executable, "-m", "streamer", "netbed", "--cleanup"],
         capture_output=True,
@@ -160,6 +163,7 @@ def test_a_killed_bed_is_removed_by_the_next_cleanup(tmp_path: Path) -> None:
     )
     assert cleanup.returncode == 0, cleanup.stderr
     assert not _our_namespaces(proc.pid)
+    assert not list(Path(tempfile.gettempdir()).glob(f"netbed-coturn-{proc.pid}-*"))
     assert f"removed {len(left)} namespaces" in cleanup.stdout or "removed" in cleanup.stdout
 
 

@@ -239,6 +239,8 @@ def test_capability_and_stale_detection() -> None:
     names = ["snb100-router", "snb100-watch0-nat", "snb200-router", "other", "snbx-router"]
     assert namespaces.stale_namespaces(names, alive=[200]) == ["snb100-router", "snb100-watch0-nat"]
     assert namespaces.prefix_for(123) == "snb123"
+    dirs = ["netbed-coturn-100-ab12", "netbed-coturn-200-cd34", "netbed-coturn-x1y2", "netbed-7"]
+    assert coturn.stale_state_dirs(dirs, alive={200}) == ["netbed-coturn-100-ab12"]
 
 
 def test_turn_rest_credentials() -> None:

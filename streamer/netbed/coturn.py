@@ -55,13 +55,37 @@ def turnserver_argv(
     ]  # fmt: skip
 
 
+STATE_DIR_PREFIX = "netbed-coturn-"
+
+
 def make_state_dir() -> Path:
     """A fresh folder the unprivileged coturn can write (its SQLite database, its pid file); a
-    temporary one of its own, since the run's workdir may not be reachable for `nobody`."""
-    path = Path(tempfile.mkdtemp(prefix="netbed-coturn-"))
+    temporary one of its own, since the run's workdir may not be reachable for `nobody`. Its
+    name carries the run's pid, so a later run can remove it if this one dies unannounced."""
+    path = Path(tempfile.mkdtemp(prefix=f"{STATE_DIR_PREFIX}{os.getpid()}-"))
     user = pwd.getpwnam(UNPRIVILEGED_USER)
     os.chown(path, user.pw_uid, user.pw_gid)
     return path
+
+
+def stale_state_dirs(names: list[str], alive: set[int]) -> list[str]:
+    """The state folders (by name) whose run's pid is not alive."""
+    stale = []
+    for name in names:
+        pid_text = name.removeprefix(STATE_DIR_PREFIX).split("-", 1)[0]
+        if name.startswith(STATE_DIR_PREFIX) and pid_text.isdigit() and int(pid_text) not in alive:
+            stale.append(name)
+    return stale
+
+
+def remove_stale_state_dirs(alive: set[int]) -> int:
+    """Remove the state folders of runs that died (SIGKILL); how many went."""
+    parent = Path(tempfile.gettempdir())
+    names = [p.name for p in parent.glob(f"{STATE_DIR_PREFIX}*")]
+    stale = stale_state_dirs(names, alive)
+    for name in stale:
+        shutil.rmtree(parent / name, ignore_errors=True)
+    return len(stale)
 
 
 def allocations(log_text: str) -> int:

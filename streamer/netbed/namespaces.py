@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from streamer.errors import UserError
+from streamer.netbed import coturn
 from streamer.netbed.topology import Bed, Site
 
 STALE_PREFIX = "snb"
@@ -282,7 +283,10 @@ def _alive_pids() -> list[int]:
 
 
 def cleanup_stale() -> list[str]:
-    """Remove beds left by runs that died (SIGKILL, power loss); returns what was removed."""
-    stale = stale_namespaces(list_namespaces(), _alive_pids())
+    """Remove beds left by runs that died (SIGKILL, power loss), their namespaces and coturn's
+    state folders; returns the namespaces removed."""
+    alive = _alive_pids()
+    stale = stale_namespaces(list_namespaces(), alive)
     destroy(stale)
+    coturn.remove_stale_state_dirs(set(alive))
     return stale
