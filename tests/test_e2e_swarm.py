@@ -154,6 +154,9 @@ def test_broadcast_relay_and_watchers_as_processes(
         # ...and how each SCTP association recovered; on loopback nothing is lost.
         for path in st["neighbour_paths"].values():
             assert path["sctp"]["t3_timeouts"] == 0 and path["sctp"]["rto_ms"] >= 250, path
+            # ...and where its setup's time went, step by step.
+            steps = path["setup_ms"]
+            assert 0 <= steps["described"] <= steps["ice"] <= steps["dtls"] <= steps["open"], path
     recovery = stats["broadcast"]["sctp_recovery"]
     assert recovery["associations"] >= 2 and 0 < recovery["longest_ack_ms"] < 5000, recovery
     for st in [stats["broadcast"], stats["relay"], *watch_stats]:

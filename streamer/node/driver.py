@@ -870,6 +870,7 @@ class SwarmNode:
             stats = manager.stats(peer_id) if manager else None
             if stats is not None and stats.ice is not None:
                 paths[peer_id] = stats.ice.to_json()
+                paths[peer_id]["setup_ms"] = dict(stats.setup_ms)
                 recovery = manager.sctp_recovery(peer_id) if manager else None
                 if recovery is not None:
                     paths[peer_id]["sctp"] = recovery

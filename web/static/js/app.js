@@ -532,6 +532,7 @@ export class WatchApp {
         bytesReceived: s?.bytesReceived ?? 0,
         bytesSent: s?.bytesSent ?? 0,
         setupS: s?.setupS ?? null,
+        setupMs: s?.setupMs ?? {},
         path: s?.path ?? null,
       });
     }
@@ -557,7 +558,9 @@ export class WatchApp {
       neighbours_via_exchange: this.rtc.openPeersViaExchange().length,
       links_opened_via_exchange: this.rtc.openedViaExchange,
       neighbour_paths: Object.fromEntries(
-        neighbours.filter((n) => n.state === "open" && n.path).map((n) => [n.peerId, n.path]),
+        neighbours
+          .filter((n) => n.state === "open" && n.path)
+          .map((n) => [n.peerId, { ...n.path, setup_ms: n.setupMs }]),
       ),
       ice_pair_types: { ...this.rtc.pairTypesOpened },
       signaling_reconnects: this.signaling.reconnects,

@@ -32,9 +32,12 @@ const MAX_SDP_CHARS = 64 * 1024;
 const MAX_CANDIDATE_CHARS = 1024;
 
 export const DEFAULT_RTC_CONFIG = Object.freeze({
+  // The ordered channel of every connection, negotiated out of band with a fixed id (both ends
+  // create it; streamer.transport.rtc does the same): it opens with the SCTP association, a
+  // round trip before one opened in band would open for the offerer.
   channelLabel: "swarm",
-  // The second, unordered channel of every connection, negotiated out of band with a fixed id
-  // (both ends create it; streamer.transport.rtc does the same): what send(..., false) uses. A
+  channelId: 11,
+  // The second, unordered channel, negotiated the same way: what send(..., false) uses. A
   // message on it waits for no earlier one, so a lost packet holds back only its own message.
   piecesLabel: "swarm-pieces",
   piecesChannelId: 10,
@@ -110,6 +113,9 @@ class Peer {
     this.bytesSent = 0;
     this.bytesReceived = 0;
     this.setupS = null;
+    // Milliseconds from the start of setup to each step (described, answered, ice, dtls, open):
+    // where a link's setup time goes (streamer.transport.rtc's PeerStats.setup_ms).
+    this.setupMs = {};
     this.lastDrainedBytes = 0;
     this.lastProgressS = 0;
     this.path = null; // the selected candidate pair, from getStats() (icepath.js)
@@ -280,6 +286,7 @@ export class PeerManager {
       bytesSent: p.bytesSent,
       bytesReceived: p.bytesReceived,
       setupS: p.setupS,
+      setupMs: { ...p.setupMs },
       path: p.path,
     };
   }
@@ -368,29 +375,41 @@ export class PeerManager {
     pc.onconnectionstatechange = () => {
       if (peer.pc === pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
         this._closePeer(peer, `ice_${pc.connectionState}`);
+      } else if (peer.pc === pc && pc.connectionState === "connected") {
+        this._setupStep(peer, "dtls");
+      }
+    };
+    pc.oniceconnectionstatechange = () => {
+      const state = pc.iceConnectionState;
+      if (peer.pc === pc && (state === "connected" || state === "completed")) {
+        this._setupStep(peer, "ice");
       }
     };
     return pc;
   }
 
-  /** The ordered channel: its opening opens the link. */
-  _attachChannel(peer, channel) {
+  /**
+   * Both channels, negotiated (both ends make them): the ordered one's opening opens the link;
+   * the unordered one's messages go to the listener as the ordered one's do.
+   */
+  _attachChannels(peer, pc) {
+    const channel = pc.createDataChannel(this.config.channelLabel, {
+      ordered: true,
+      negotiated: true,
+      id: this.config.channelId,
+    });
     peer.channel = channel;
     channel.onopen = () => {
       if (peer.channel === channel) this._onOpen(peer);
     };
     this._listenTo(peer, channel, () => peer.channel === channel);
-  }
-
-  /** The unordered channel: its messages go to the listener as the ordered one's do. */
-  _attachPiecesChannel(peer, pc) {
-    const channel = pc.createDataChannel(this.config.piecesLabel, {
+    const pieces = pc.createDataChannel(this.config.piecesLabel, {
       ordered: false,
       negotiated: true,
       id: this.config.piecesChannelId,
     });
-    peer.piecesChannel = channel;
-    this._listenTo(peer, channel, () => peer.piecesChannel === channel);
+    peer.piecesChannel = pieces;
+    this._listenTo(peer, pieces, () => peer.piecesChannel === pieces);
   }
 
   /** Messages, drains and the close of one of peer's channels (while current()). */
@@ -411,11 +430,10 @@ export class PeerManager {
   async _offer(peer) {
     const pc = this._newPc(peer);
     try {
-      const channel = pc.createDataChannel(this.config.channelLabel, { ordered: true });
-      this._attachChannel(peer, channel);
-      this._attachPiecesChannel(peer, pc);
+      this._attachChannels(peer, pc);
       await pc.setLocalDescription(await pc.createOffer());
       if (peer.pc !== pc || peer.state === CLOSED) return;
+      this._setupStep(peer, "described");
       this._sendSignal(peer, { kind: "offer", sdp: pc.localDescription.sdp });
     } catch (err) {
       if (peer.pc === pc) {
@@ -496,26 +514,22 @@ export class PeerManager {
     peer.via = this.relay === null ? null : via; // the answer goes back the way the offer came
     this._takeSetupSlot(peer);
     const pc = this._newPc(peer);
-    pc.ondatachannel = (ev) => {
-      const channel = ev.channel;
-      if (peer.pc !== pc || peer.channel) {
-        channel.close(); // one channel per neighbour
-        return;
-      }
-      this._attachChannel(peer, channel);
-      if (channel.readyState === "open") this._onOpen(peer);
-    };
+    // Both channels are negotiated: one opened in band is a peer of another protocol version
+    // (or a hostile one), refused.
+    pc.ondatachannel = (ev) => ev.channel.close();
     try {
       await pc.setRemoteDescription({ type: "offer", sdp });
     } catch (err) {
       throw new Error(`unusable offer: ${err?.message ?? err}`);
     }
     peer.remoteDescriptionSet = true;
-    this._attachPiecesChannel(peer, pc);
+    this._attachChannels(peer, pc);
     await this._applyPendingCandidates(peer);
     await pc.setLocalDescription(await pc.createAnswer());
     if (peer.pc === pc && peer.state !== CLOSED) {
+      this._setupStep(peer, "described");
       this._sendSignal(peer, { kind: "answer", sdp: pc.localDescription.sdp });
+      this._setupStep(peer, "answered");
     }
   }
 
@@ -536,7 +550,15 @@ export class PeerManager {
       throw new Error(`unusable answer: ${err?.message ?? err}`);
     }
     peer.remoteDescriptionSet = true;
+    this._setupStep(peer, "answered");
     await this._applyPendingCandidates(peer);
+  }
+
+  /** Note when a step of peer's setup happened (the first time; see Peer.setupMs). */
+  _setupStep(peer, step) {
+    if (!(step in peer.setupMs)) {
+      peer.setupMs[step] = Math.round((this.clock() - peer.startedAtS) * 10000) / 10;
+    }
   }
 
   async _onCandidate(fromId, data) {
@@ -575,6 +597,7 @@ export class PeerManager {
     const now = this.clock();
     peer.state = OPEN;
     peer.setupS = now - peer.startedAtS;
+    this._setupStep(peer, "open");
     peer.lastProgressS = now;
     this._releaseSetupSlot(peer);
     peer.announced = true;
