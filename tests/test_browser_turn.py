@@ -101,8 +101,11 @@ async def test_page_plays_through_turn_only(
     for path in paths.values():
         assert path["pair_type"] == "relay" and path["local_candidate_type"] == "relay", paths
         assert path["rtt_ms"] >= 0
-        steps = path["setup_ms"]  # the page's setup, step by step
-        assert 0 <= steps["described"] <= steps["dtls"] <= steps["open"], path
+        # The page's setup, step by step (the browser may report the connection connected, the
+        # "dtls" step, just after the channel opened: only the order of the others is sure).
+        steps = path["setup_ms"]
+        assert {"described", "answered", "ice", "dtls", "open"} <= set(steps), path
+        assert 0 <= steps["described"] <= steps["open"] and steps["answered"] <= steps["open"], path
     assert set(stats["ice_pair_types"]) == {"relay"}, stats["ice_pair_types"]
     assert stats["chunks_played"] >= 1, stats
     [row] = [n for n in stats["neighbours"] if n["peerId"] in paths]
