@@ -21,12 +21,14 @@ import signaling_wire
 from signaling import protocol as signaling_protocol
 from streamer.protocol import chunk_header, messages
 from streamer.transport import signaling_client
+from streamer.transport.rtc import RtcConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
 _DUMP_JS = """
 import * as signaling from "./web/static/js/signaling.js";
 import * as wire from "./web/static/js/wire.js";
+import { DEFAULT_RTC_CONFIG } from "./web/static/js/rtc.js";
 const pick = (module, names) => Object.fromEntries(names.map((name) => [name, module[name]]));
 const out = {
   signaling: {
@@ -37,6 +39,8 @@ const out = {
     MAX_PEER_SECRET_CHARS: signaling.MAX_PEER_SECRET_CHARS,
   },
   wire: { ...pick(wire, NAMES), PEER_ID_PATTERN: wire.PEER_ID_PATTERN.source },
+  channels: pick(DEFAULT_RTC_CONFIG, ["channelLabel", "channelId", "piecesLabel",
+    "piecesChannelId"]),
 };
 console.log(JSON.stringify(out));
 """
@@ -113,3 +117,13 @@ def test_page_speaks_the_peer_wire_protocol(js_constants: dict[str, Any]) -> Non
     # Ids in peers and signal messages are the ids the signaling server gives out.
     assert page["PEER_ID_PATTERN"] == signaling_wire.PEER_ID_RE.pattern
     assert messages.PEER_ID_PATTERN.pattern == signaling_wire.PEER_ID_RE.pattern
+
+
+def test_page_opens_the_same_data_channels(js_constants: dict[str, Any]) -> None:
+    """Both channels are negotiated out of band: label and id must match on both ends."""
+    page, python = js_constants["channels"], RtcConfig()
+    assert (page["channelLabel"], page["channelId"]) == (python.channel_label, python.channel_id)
+    assert (page["piecesLabel"], page["piecesChannelId"]) == (
+        python.pieces_label,
+        python.pieces_channel_id,
+    )
