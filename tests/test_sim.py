@@ -119,7 +119,7 @@ def test_source_upload_stays_bounded_and_peers_carry_the_stream() -> None:
     assert s["viewers_started"] == 20
     # The source sends each chunk ~1.2 times; 94% of the bytes come from peers. A piece moved
     # from a holder that kept it queued, or re-asked after a timeout, may come twice (3%).
-    assert_pinned(s, source_upload_ratio=1.248, peer_share=0.938, duplicate_share=0.026)
+    assert_pinned(s, source_upload_ratio=1.235, peer_share=0.938, duplicate_share=0.025)
 
 
 def test_twenty_peers_with_ample_upload_play_continuously() -> None:
@@ -127,16 +127,16 @@ def test_twenty_peers_with_ample_upload_play_continuously() -> None:
     assert_pinned(
         s,
         continuity_min=1.0,
-        startup_s_p50=3.25,
+        startup_s_p50=3.1,
         lag_s_p50=2.5,
         lag_s_p95=2.5,
-        source_upload_ratio=1.201,
+        source_upload_ratio=1.199,
     )
 
 
 @pytest.mark.parametrize(
     ("seed", "lag_s_p95", "source_upload_ratio"),
-    [(1, 3.069, 1.228), (2, 2.6, 1.22), (3, 2.743, 1.21)],
+    [(1, 2.916, 1.222), (2, 2.693, 1.222), (3, 2.875, 1.196)],
 )
 def test_twenty_peers_at_1_5_to_2x_upload_reach_continuity_target(
     runs: Runs, seed: int, lag_s_p95: float, source_upload_ratio: float
@@ -149,7 +149,7 @@ def test_twenty_peers_at_1_5_to_2x_upload_reach_continuity_target(
     )
 
 
-@pytest.mark.parametrize(("seed", "source_upload_ratio"), [(1, 1.257), (2, 1.274)])
+@pytest.mark.parametrize(("seed", "source_upload_ratio"), [(1, 1.267), (2, 1.274)])
 def test_realistic_mix_with_download_only_viewers_reaches_continuity_target(
     runs: Runs, seed: int, source_upload_ratio: float
 ) -> None:
@@ -160,7 +160,7 @@ def test_realistic_mix_with_download_only_viewers_reaches_continuity_target(
 def test_churn_at_tight_upload_keeps_continuity(runs: Runs) -> None:
     s = runs.summary("tight-churn")
     assert s["viewers_counted"] == 16
-    assert_pinned(s, continuity_min=1.0, lag_s_p95=3.106, source_upload_ratio=1.282)
+    assert_pinned(s, continuity_min=1.0, lag_s_p95=3.14, source_upload_ratio=1.289)
 
 
 def test_runs_do_not_depend_on_hash_order() -> None:
@@ -194,9 +194,10 @@ def test_urgent_pieces_leave_a_holder_too_slow_to_meet_the_deadline() -> None:
         scenario(peers=4, relays=2, relay_upload_ratio=0.05, duration_s=30, seed=1)
     )
     rescues = sum(s["rescues"] for s in result.peer_stats.values())
-    assert rescues == 58
-    # Rescued, though late: the relays' first copies cost the viewers some stalls.
-    assert_pinned(result.summary(), continuity_min=0.955, continuity_mean=0.968)
+    assert rescues == 48
+    # Rescued, though late: the relays' first copies cost the viewers some stalls. (Seeds 1-8
+    # average continuity min / mean 0.937 / 0.967; this seed is among the worst.)
+    assert_pinned(result.summary(), continuity_min=0.87, continuity_mean=0.946)
 
 
 def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:
@@ -213,7 +214,7 @@ def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:
     s = result.summary()
     assert s["viewers_started"] == 19
     # The liar costs the source extra copies (1.6x the stream instead of ~1.2x), not continuity.
-    assert_pinned(s, continuity_min=1.0, source_upload_ratio=1.654)
+    assert_pinned(s, continuity_min=1.0, source_upload_ratio=1.622)
 
 
 def test_churn_is_survived() -> None:

@@ -627,3 +627,50 @@ def test_source_offers_a_stuck_first_copy_again_and_again_while_the_chunk_is_you
     whom = [pid for t in times for pid in offered[t]]
     assert len(whom) == len(set(whom)) == 4  # a new uploader each time; a had the first copy
     assert "a" not in whom
+
+
+def test_a_low_first_measurement_of_a_neighbour_does_not_stick() -> None:
+    """Its first pieces come after a second (a retransmission timeout), so its measured rate
+    allows one piece in flight; then it answers every request in 0.12 s, shorter than a meter
+    sample, each request ended by its one piece. Summed over requests, with the last piece of
+    each counted, the rate climbs to what it serves; a meter that dropped such periods kept the
+    first measurement for good (test bed: a viewer fetched 0.3 Mbit/s of a 1 Mbit/s stream
+    from a relay with room to spare, for the rest of the run)."""
+    src = published(range(3, 6), now=10.0)
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    exchange(src, "src", v, "v", 10.1)
+    v.add_neighbour("peer", 10.1)
+    v.receive("peer", hello(Role.VIEWER), 10.1)
+    seqs = range(6, 10)
+    for seq in seqs:
+        publish(src, seq, bytes([seq]) * 4500, float(seq), 1.0, 10.1)
+    drain_control(src, "v")
+    now = 10.2
+    for seq in seqs:
+        v.receive("peer", encode_message(Have(seq, (True,) * 5)), now)
+    nb = v.neighbour("peer")
+    assert nb is not None
+
+    def answer(delay_s: float) -> int:
+        nonlocal now
+        asked = [m for m in drain_control(v, "peer") if isinstance(m, Request)]
+        now += delay_s
+        pieces = 0
+        for req in asked:
+            chunk = src.store.get(req.seq)
+            assert chunk is not None
+            if req.want_header:
+                v.receive("peer", chunk.header.encode(), now)
+            for i in range(req.first_index, min(req.first_index + req.count, len(chunk.pieces))):
+                v.receive("peer", encode_message(Piece(req.seq, i, 5, chunk.pieces[i])), now)
+                pieces += 1
+        return pieces
+
+    assert answer(1.0) >= 1
+    first_rate = nb.meter.rate_bytes_per_s
+    assert first_rate is not None and first_rate < 4000
+    answered = [answer(0.12) for _ in range(10)]
+    assert answered[1:3] == [1, 1], answered  # one piece in flight at a time
+    rate = nb.meter.rate_bytes_per_s
+    assert rate is not None and rate > 2 * first_rate, (first_rate, rate, answered)

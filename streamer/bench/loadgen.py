@@ -53,6 +53,11 @@ STATS_KEYS = (
     "bytes_uploaded",
     "transport_bytes_received",
     "neighbour_paths",
+    "neighbour_figures",
+    "complete_after_release_s_p50",
+    "complete_after_release_s_p95",
+    "moved",
+    "bytes_duplicate",
 )
 
 

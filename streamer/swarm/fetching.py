@@ -225,6 +225,10 @@ class Fetcher:
             # Not asked of nb, or no room to hold it: not counted as come.
             self.bytes_duplicate += len(msg.payload)
             return result
+        if result is PieceResult.NEW:
+            # Metered before the assignment is settled: the last piece of a request ends the
+            # meter's busy period, and counted after that it would not count at all.
+            nb.meter.received(size_bytes, now)
         a = nb.assignments.get(seq)
         if a is not None and index in a.pieces:
             a.pieces.discard(index)
@@ -239,7 +243,6 @@ class Fetcher:
             self.bytes_from_source += len(msg.payload)
         else:
             self.bytes_from_peers += len(msg.payload)
-        nb.meter.received(size_bytes, now)
         nb.last_useful_s = now
         owner = self._inflight.get(seq, {}).pop(index, None)
         if owner is not None and owner != nb.peer_id:

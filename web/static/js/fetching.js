@@ -203,6 +203,9 @@ export class Fetcher {
       this.bytesDuplicate += msg.payload.length;
       return result;
     }
+    // Metered before the assignment is settled: the last piece of a request ends the meter's
+    // busy period, and counted after that it would not count at all.
+    if (result === PieceResult.NEW) nb.meter.received(sizeBytes, now);
     const a = nb.assignments.get(seq);
     if (a !== undefined && a.pieces.has(index)) {
       a.pieces.delete(index);
@@ -216,7 +219,6 @@ export class Fetcher {
     }
     if (nb.isSource) this.bytesFromSource += msg.payload.length;
     else this.bytesFromPeers += msg.payload.length;
-    nb.meter.received(sizeBytes, now);
     nb.lastUsefulS = now;
     const asked = this.inflight.get(seq);
     const owner = asked?.get(index);

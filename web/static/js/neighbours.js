@@ -6,38 +6,48 @@
 
 import { Capability, Role } from "./wire.js";
 
-/** Throughput of a neighbour towards us, in bytes/s, measured over busy periods (EWMA). */
+/**
+ * Throughput of a neighbour towards us, in bytes/s, measured over busy periods (EWMA). A sample
+ * spans SAMPLE_S of busy time or more, summed over as many busy periods as it takes (each from
+ * its first request to its last byte): a period is often one round trip, and dropping those kept
+ * a meter at its first, low sample for good (streamer/swarm/neighbours.py says more).
+ */
 export class RateMeter {
   static SAMPLE_S = 0.25;
   static ALPHA = 0.3;
 
   constructor() {
     this.rateBytesPerS = null;
-    this.sinceS = null;
+    this.sinceS = null; // when the current busy period began (null: idle)
+    this.busyS = 0; // busy time of earlier periods not yet in a sample
     this.bytes = 0;
+    this.lastS = null; // when the last byte came
   }
 
   /** A request is outstanding from now on (no-op if one already was). */
   busy(now) {
-    if (this.sinceS === null) {
-      this.sinceS = now;
-      this.bytes = 0;
-    }
+    if (this.sinceS === null) this.sinceS = now;
   }
 
+  /** Nothing is outstanding any more: the period ended with its last byte. */
   idle() {
+    if (this.sinceS !== null && this.lastS !== null && this.lastS > this.sinceS) {
+      this.busyS += this.lastS - this.sinceS;
+    }
     this.sinceS = null;
   }
 
   received(sizeBytes, now) {
     if (this.sinceS === null) return;
     this.bytes += sizeBytes;
-    const elapsed = now - this.sinceS;
+    this.lastS = now;
+    const elapsed = this.busyS + (now - this.sinceS);
     if (elapsed >= RateMeter.SAMPLE_S) {
       const sample = this.bytes / elapsed;
       const old = this.rateBytesPerS;
       this.rateBytesPerS = old === null ? sample : old + RateMeter.ALPHA * (sample - old);
       this.sinceS = now;
+      this.busyS = 0;
       this.bytes = 0;
     }
   }
