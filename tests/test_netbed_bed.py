@@ -82,6 +82,8 @@ def test_small_bed_runs_both_halves_and_cleans_up(tmp_path: Path) -> None:
         # the cone-NAT watcher, but straight to the public sites).
         assert stats.get("chunks_played", 0) >= 5, (name, stats, logs)
     assert swarm["turn_allocations"] >= 1, logs
+    assert swarm["machine_busy_cores"] > 0
+    assert {"broadcast", "watch0", "watch1"} <= set(swarm["loop_lag_p99_ms"]), swarm
     assert swarm["figures"]["source_upload_ratio"] is not None
     assert all(s.get("chunks_played", 0) >= 5 for s in baseline["per_viewer"].values()), baseline
     assert baseline["figures"]["source_upload_ratio"] > 1.5  # a copy per viewer (3, staggered)

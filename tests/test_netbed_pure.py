@@ -319,6 +319,8 @@ def test_whole_report_puts_the_two_halves_side_by_side() -> None:
             "per_viewer": {"watch0": viewer, "page0": page},
             "relays": {"relay0": {"bytes_uploaded": 7_500_000, "duration_s": 60.0}},
             "turn_allocations": 4,
+            "machine_busy_cores": 1.9,
+            "loop_lag_p99_ms": {"broadcast": 35.0, "relay0": 60.0, "watch0": 40.0},
         },
         "baseline": {
             "figures": {"continuity_min": 1.0, "source_upload_ratio": 2.0},
@@ -332,6 +334,8 @@ def test_whole_report_puts_the_two_halves_side_by_side() -> None:
     assert "0.900" in rows[2] and "0.75" in rows[2] and "1.000" in rows[2]
     assert "0.50" in rows[2] and "1.25" in rows[3]  # the picture's stalls: core, <video>
     assert "relay0: uploaded 1.00 Mbit/s" in text and "TURN allocations" in text
+    machine = next(line for line in text.splitlines() if line.startswith("machine:"))
+    assert "1.90 cores busy" in machine and "relay0 60 ms" in machine and "watch0 40 ms" in machine
     # The bed's own targets, not loopback's (startup <= 2 s there).
     startup_row = next(line for line in text.splitlines() if line.startswith("startup p50"))
     assert startup_row.endswith("<= 2.5")

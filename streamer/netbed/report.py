@@ -102,6 +102,22 @@ def viewers_table(
     return render(header, rows)
 
 
+def machine_line(swarm: Mapping[str, Any]) -> str | None:
+    """The machine's load during the swarm half and how late the CLI peers' event loops ran
+    (p99): a bed on too small a machine delays every message at every hop."""
+    busy = swarm.get("machine_busy_cores")
+    lags = swarm.get("loop_lag_p99_ms") or {}
+    if busy is None and not lags:
+        return None
+    parts = [f"machine: {fmt(busy)} cores busy during the swarm half"]
+    if lags:
+        parts.append(
+            "event loops late p99 "
+            + ", ".join(f"{name} {lag:.0f} ms" for name, lag in sorted(lags.items()))
+        )
+    return "; ".join(parts)
+
+
 def report(result: Mapping[str, Any]) -> str:
     sites = result["sites"]
     src = next(s for s in sites if s["role"] == "broadcaster")
@@ -129,6 +145,8 @@ def report(result: Mapping[str, Any]) -> str:
         uploaded, lifetime_s = relay.get("bytes_uploaded"), relay.get("duration_s")
         rate = 8 * uploaded / lifetime_s / 1e6 if uploaded and lifetime_s else None
         lines.append(f"{name}: uploaded {fmt(rate)} Mbit/s on average")
+    if (line := machine_line(swarm)) is not None:
+        lines.append(line)
     if swarm.get("turn_allocations") is not None:
         lines.append(f"TURN allocations (relayed connections): {swarm['turn_allocations']}")
     missing = swarm["figures"].get("viewers_without_stats")
