@@ -219,3 +219,14 @@ def test_runqueue_wait_from_schedstat() -> None:
     import os
 
     assert runqueue_wait_s(Path(f"/proc/{os.getpid()}/schedstat").read_text()) is not None
+
+
+def test_loop_lag_of_the_relay_and_the_busiest_load_generator_viewer() -> None:
+    from streamer.bench.capacity import loop_lag_p99_ms
+
+    viewers = [{"loop_lag": {"p99_ms": 30.0}}, {"loop_lag": {"p99_ms": 80.0}}, {"missing": True}]
+    assert loop_lag_p99_ms({"loop_lag": {"p99_ms": 45.0}}, viewers) == {
+        "relay": 45.0,
+        "loadgen": 80.0,
+    }
+    assert loop_lag_p99_ms({}, [{"continuity": 0.0}]) == {"relay": None, "loadgen": None}

@@ -27,6 +27,7 @@ from typing import Any
 from streamer.bench.capacity import (
     CpuSample,
     cpu_cores,
+    loop_lag_p99_ms,
     machine_busy,
     machine_busy_cores,
     runqueue_wait_s,
@@ -255,6 +256,7 @@ def run_step(
     relay_stats = load_json_object(work / f"relay-{tag}.json") or {}
     figures["relay_bytes_uploaded"] = relay_stats.get("bytes_uploaded")
     figures["relay_peers_served"] = relay_stats.get("peers_served")
+    figures["loop_lag_p99_ms"] = loop_lag_p99_ms(relay_stats, per_viewer)
     figures["loadgen_failed_joins"] = load.get("failed_joins")
     held, why = step_held(figures)
     figures.update({"held": held, "verdict": why, "per_viewer": per_viewer})

@@ -58,6 +58,7 @@ STATS_KEYS = (
     "complete_after_release_s_p95",
     "moved",
     "bytes_duplicate",
+    "loop_lag",
 )
 
 
