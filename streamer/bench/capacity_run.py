@@ -130,8 +130,7 @@ def _wait_relay_linked(relay: Child, timeout_s: float) -> None:
     raise UserError("the relay did not link to the broadcaster: " + relay.log_tail(400))
 
 
-def read_machine_busy() -> tuple[float, float] | None:
-    """This machine's `machine_busy` reading now (None where /proc/stat cannot be read)."""
+def _read_machine() -> tuple[float, float] | None:
     try:
         return machine_busy(Path("/proc/stat").read_text())
     except OSError:
@@ -202,7 +201,7 @@ def run_step(
         wait_line(loadgen, reader, "joined", join_s)
         progress(f"capacity {tag}: {viewers} viewers joined; measuring {options.duration_s:g} s")
         start = {c.name: _sample(c) for c in (relay, loadgen, *others)}
-        machine_start = read_machine_busy()
+        machine_start = _read_machine()
         drops_start = {c.name: _rcvbuf_errors(c) for c in (relay, loadgen)}
         namespaces_shared = _netns(relay) == _netns(loadgen)
         waits_start = {c.name: _waited_s(c) for c in (relay, loadgen)}
@@ -218,7 +217,7 @@ def run_step(
         wait_line(loadgen, reader, "leaving", options.duration_s + START_TIMEOUT_S, tick)
         tick()
         end = {c.name: _sample(c) for c in (relay, loadgen, *others)}
-        machine_end = read_machine_busy()
+        machine_end = _read_machine()
         drops_end = {c.name: _rcvbuf_errors(c) for c in (relay, loadgen)}
         waits_end = {c.name: _waited_s(c) for c in (relay, loadgen)}
         try:
