@@ -8,6 +8,7 @@ server is closed for good, so every link opened after that went through peer exc
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import pytest
@@ -15,7 +16,7 @@ from test_node_swarm import RecordingNode, broadcast
 from waiting import wait_until
 
 from signaling.app import RunningServer
-from streamer.node.driver import NodeConfig
+from streamer.node.driver import NodeConfig, SwarmNode
 from streamer.swarm import SwarmConfig
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -24,9 +25,21 @@ TARGET = 3
 """Viewers want 3 neighbours and take at most 4: with 6 viewers, nobody is linked to everyone."""
 
 
-def exchanging_viewer(server: RunningServer, peer_exchange: bool = True) -> RecordingNode:
+class ExchangingViewer(RecordingNode):
+    """A recording node that also keeps why each of its links closed."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        super().__init__(config)
+        self.closed: list[tuple[str, str]] = []
+
+    def on_peer_closed(self, peer_id: str, reason: str) -> None:
+        self.closed.append((peer_id, reason))
+        super().on_peer_closed(peer_id, reason)
+
+
+def exchanging_viewer(server: RunningServer, peer_exchange: bool = True) -> ExchangingViewer:
     swarm = replace(SwarmConfig(), exchange_interval_s=1.0, exchange_first_s=0.3)
-    return RecordingNode(
+    return ExchangingViewer(
         NodeConfig(
             server.url,
             "t",
@@ -39,7 +52,37 @@ def exchanging_viewer(server: RunningServer, peer_exchange: bool = True) -> Reco
     )
 
 
-async def test_without_a_server_survivors_replace_neighbours_that_left_through_exchange() -> None:
+def exchange_state(node: RecordingNode | SwarmNode) -> str:
+    """One line on what a node has, tries and knows, for a failure to say why."""
+    core, manager = node.core, node.manager
+    if core is None or manager is None:
+        return f"{node.client.peer_id}: no core"
+    stats = node.stats()
+    fields = {
+        "neighbours": sorted(core.neighbour_ids),
+        "via_exchange": sorted(manager.open_peers_via_exchange()),
+        "pending": sorted(manager.pending_peers()),
+        "failed": sorted(node._failed.ids(node._clock())),
+        "candidates": core.exchange_candidates(16, now=node._clock()),
+        **{
+            key: stats.get(key)
+            for key in (
+                "exchange_hints",
+                "links_opened_via_exchange",
+                "signals_relayed",
+                "signals_dropped",
+            )
+        },
+        "bad_signals": manager.bad_signals,
+        "closed": getattr(node, "closed", None),
+    }
+    return f"{node.client.peer_id}: {fields}"
+
+
+async def test_without_a_server_survivors_replace_neighbours_that_left_through_exchange(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamer.node.driver")  # links offered and dropped
     async with broadcast() as cast:
         viewers = [exchanging_viewer(cast.server) for _ in range(6)]
         for node in viewers:
@@ -82,15 +125,8 @@ async def test_without_a_server_survivors_replace_neighbours_that_left_through_e
         try:
             await wait_until(replaced, 30, "survivors linked to each other through exchange")
         except AssertionError as failure:
-            state = [
-                (
-                    n.client.peer_id,
-                    n.stats()["neighbour_count"],
-                    n.stats()["neighbours_via_exchange"],
-                )
-                for n in survivors
-            ]
-            raise AssertionError(f"{failure}; survivors {state}, gone {sorted(gone)}") from None
+            state = "\n".join(exchange_state(n) for n in [cast.node, *survivors])
+            raise AssertionError(f"{failure}; gone {sorted(gone)}; survivors:\n{state}") from None
         await wait_until(
             lambda: all(len(n.played) >= p + 6 for n, p in zip(survivors, played, strict=True)),
             20,

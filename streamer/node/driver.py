@@ -45,6 +45,7 @@ from signaling_wire import PEER_ID_RE
 from streamer.errors import UserError
 from streamer.node.loop_lag import LoopLagMeter
 from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
+from streamer.node.recent_failures import RecentFailures
 from streamer.node.status import RateMeter
 from streamer.node.token_bucket import TokenBucket
 from streamer.node.uplink_gate import GATE_POLL_S, UPLINK_SAMPLE_S, UplinkGate
@@ -89,7 +90,6 @@ SWARM_ROLE_BY_SIGNALING_ROLE = {
 }
 _MAX_EARLY_MESSAGES = 64
 """Messages kept per link that opened before we knew the channel's key (then it is dropped)."""
-_FAILED_PEER_MEMORY_S = 20.0
 _MIN_TIMER_DELAY_S = 0.002
 _MAX_FLUSH_ROUNDS = 16
 _BYE_GRACE_S = 0.3
@@ -225,7 +225,7 @@ class SwarmNode:
         self.chunks_completed = 0
         self._served: set[str] = set()
         self._early: dict[str, list[bytes]] = {}
-        self._failed: dict[str, float] = {}
+        self._failed = RecentFailures()
         self._timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
         self._throttled: set[str] = set()
@@ -472,11 +472,8 @@ class SwarmNode:
         return set(self.manager.open_peers()) | set(self.manager.pending_peers())
 
     def _ask_for_peers(self, count: int) -> None:
-        now = self._clock()
-        for pid, when in list(self._failed.items()):
-            if now - when > _FAILED_PEER_MEMORY_S:
-                del self._failed[pid]
-        exclude = [p for p in self._known_peers() | set(self._failed) if PEER_ID_RE.match(p)]
+        failed = self._failed.ids(self._clock())
+        exclude = [p for p in self._known_peers() | failed if PEER_ID_RE.match(p)]
         self._spawn(self.client.get_peers(max(1, min(count, 32)), exclude[:256]), "get-peers")
 
     def _wants_neighbours(self, count: int) -> None:
@@ -492,13 +489,14 @@ class SwarmNode:
         if core is None or manager is None or self.role == Role.SOURCE:
             return
         known = self._known_peers()
+        failed = self._failed.ids(self._clock())
         room = min(count, core.config.target_neighbours - len(known))
         for peer_id, via in core.exchange_candidates(
-            room + len(known) + len(self._failed), now=self._clock()
+            room + len(known) + len(failed), now=self._clock()
         ):
             if room <= 0:
                 break
-            if peer_id in known or peer_id in self._failed or peer_id == self.client.peer_id:
+            if peer_id in known or peer_id in failed or peer_id == self.client.peer_id:
                 continue
             if manager.connect(peer_id, via=via):
                 logger.info("offering a link to %s through %s (peer exchange)", peer_id, via)
@@ -542,11 +540,12 @@ class SwarmNode:
         if roles is not None:
             peers = tuple(p for p in peers if p.role in roles)
         known = self._known_peers()
+        failed = self._failed.ids(self._clock())
         room = core.config.target_neighbours - len(known)
         need_source = not self._has_source_neighbour()
         for record in peers:
             pid = record.peer_id
-            if pid in known or pid in self._failed or pid == self.client.peer_id:
+            if pid in known or pid in failed or pid == self.client.peer_id:
                 continue
             wanted_source = record.role == "broadcaster" and need_source
             if room <= 0 and not (wanted_source and len(known) < core.config.max_neighbours):
@@ -590,7 +589,7 @@ class SwarmNode:
         self._early.pop(peer_id, None)
         self._throttled.discard(peer_id)
         if reason not in ("shutdown", "rebuilt"):
-            self._failed[peer_id] = self._clock()
+            self._failed.add(peer_id, self._clock())
         if self.core is not None:
             self.core.remove_neighbour(peer_id, self._clock())
             self._after_input()
@@ -638,7 +637,7 @@ class SwarmNode:
         elif isinstance(event, DropNeighbour):
             logger.info("dropping neighbour %s: %s", event.peer_id, event.reason)
             assert self.manager is not None
-            self._failed[event.peer_id] = self._clock()
+            self._failed.add(event.peer_id, self._clock())
             if event.bye is not None:
                 self.manager.send(event.peer_id, event.bye)
             self._disconnect_later(event.peer_id, "dropped")

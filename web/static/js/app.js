@@ -13,6 +13,7 @@
 import { parseMedia } from "./media.js";
 import { MsePlayer, supportReport, unixNowS } from "./player.js";
 import { PeerManager, exchangeLinksToOpen } from "./rtc.js";
+import { RecentFailures } from "./recentfailures.js";
 import { SignalingClient, serverOrder, websocketUrl } from "./signaling.js";
 import { CounterRate, assembleStats } from "./stats.js";
 import { HeaderVerifier } from "./chunkheader.js";
@@ -71,6 +72,7 @@ export class WatchApp {
     this.player = null;
     this.roles = new Map(); // peerId -> role learned from the server
     this.openLinks = new Set(); // links open before the core exists, added once it does
+    this.recentFailures = new RecentFailures(); // peers not offered a link again for a while
     this.timer = null;
     this.timerAtS = null;
     this.ended = false;
@@ -202,8 +204,10 @@ export class WatchApp {
     if (!this.core) return; // without the key we could not verify anything yet
     const target = this._targetNeighbours();
     let have = this.rtc.openPeers().length + this.rtc.pendingPeers().length;
+    const failed = this.recentFailures.ids(this.clock());
     for (const p of peers) {
       if (have >= target) break;
+      if (failed.has(p.peerId)) continue;
       if (this.rtc.connect(p.peerId)) have += 1;
     }
   }
@@ -299,8 +303,9 @@ export class WatchApp {
         // A link that has room again takes back its upload slot from another.
         this._service();
       },
-      onPeerClosed: (id) => {
+      onPeerClosed: (id, reason) => {
         this.openLinks.delete(id);
+        if (reason !== "shutdown") this.recentFailures.add(id, this.clock());
         if (this.core) {
           this.core.removeNeighbour(id, this.clock());
           this._service();
@@ -415,17 +420,20 @@ export class WatchApp {
         this.player.skipChunk(ev.seq);
         break;
       case "DropNeighbour":
+        this.recentFailures.add(ev.peerId, this.clock());
         if (ev.bye) this.rtc.send(ev.peerId, ev.bye);
         this.rtc.disconnect(ev.peerId, ev.reason);
         break;
       case "WantNeighbours": {
-        const exclude = [...this.rtc.openPeers(), ...this.rtc.pendingPeers()];
+        const known = [...this.rtc.openPeers(), ...this.rtc.pendingPeers()];
+        const failed = this.recentFailures.ids(this.clock());
+        const exclude = [...known, ...failed];
         if (this.signaling.connected) {
           this.signaling.getPeers(ev.count, exclude);
           break;
         }
         // No server: offer links to peers our neighbours named, through those neighbours.
-        const room = Math.min(ev.count, this._targetNeighbours() - exclude.length);
+        const room = Math.min(ev.count, this._targetNeighbours() - known.length);
         const candidates = this.core.exchangeCandidates(room + exclude.length, this.clock());
         const links = exchangeLinksToOpen(candidates, {
           ownId: this.signaling.peerId,
