@@ -8,6 +8,7 @@ server is closed for good, so every link opened after that went through peer exc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 
@@ -83,11 +84,19 @@ async def test_without_a_server_survivors_replace_neighbours_that_left_through_e
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="streamer.node.driver")  # links offered and dropped
-    async with broadcast() as cast:
+    # Every viewer is closed however the test ends.
+    async with broadcast() as cast, contextlib.AsyncExitStack() as closing:
         viewers = [exchanging_viewer(cast.server) for _ in range(6)]
         for node in viewers:
+            closing.push_async_callback(node.close)
             await node.start()
-        await wait_until(lambda: all(len(n.played) >= 2 for n in viewers), 30, "every viewer plays")
+        try:
+            await wait_until(
+                lambda: all(len(n.played) >= 2 for n in viewers), 30, "every viewer plays"
+            )
+        except AssertionError as failure:
+            played_now = [len(n.played) for n in viewers]
+            raise AssertionError(f"{failure}: chunks played {played_now}") from None
         await wait_until(
             lambda: all(n.stats()["exchange_hints"] > 0 for n in viewers),
             10,
@@ -133,8 +142,6 @@ async def test_without_a_server_survivors_replace_neighbours_that_left_through_e
             "survivors play on",
         )
         stats = [n.stats() for n in survivors]
-        for node in survivors:
-            await node.close()
     assert sum(s["links_opened_via_exchange"] for s in stats) >= 1
     assert sum(s["signals_relayed"] for s in stats) + cast.node.stats()["signals_relayed"] >= 2
     for node in survivors:
