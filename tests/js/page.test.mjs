@@ -131,6 +131,8 @@ test("stats carry streamer watch's field names and the peer share", () => {
     bytes_from_source: 250,
     bytes_from_peers: 750,
     bytes_uploaded: 500,
+    upload_stopped_s: 7.5,
+    uplink_delivered_bps: 300000,
     exchange_hints: 4,
     signals_relayed: 2,
     signals_dropped: 0,
@@ -147,6 +149,7 @@ test("stats carry streamer watch's field names and the peer share", () => {
   const empty = assembleStats(null, null, {});
   assert.equal(empty.bytes_from_peers, 0);
   assert.equal(empty.continuity, null);
+  assert.equal(empty.upload_stopped_s, null);
 });
 
 test("graph layout: broadcaster first (on top), every node on the circle", () => {

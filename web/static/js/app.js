@@ -494,13 +494,26 @@ export class WatchApp {
 
   // -- periodic ----------------------------------------------------------------------------------
 
+  /**
+   * What our uplink delivered, for the core to stop uploading on a narrow one (as driver.py
+   * does every UPLINK_SAMPLE_S). A browser tells only what its data channels still hold, not
+   * what SCTP has had acknowledged: bytes handed to SCTP count as delivered, so the rate seen
+   * runs ahead of the acknowledged one by at most a congestion window.
+   */
+  _tellUplinkDelivered(now) {
+    const buffered = this.rtc.bufferedTotal();
+    this.core.uplinkDelivered(this.rtc.totalBytesSent - buffered, buffered, now);
+    this._service();
+  }
+
   _tick() {
     if (this.player) this.player.tick();
+    const now = this.clock();
     if (this.core) {
+      this._tellUplinkDelivered(now);
       // A safety net: the core's own timer normally does this.
       if (this.timer === null) this._armTimer();
     }
-    const now = this.clock();
     this.lastStats = this._collectStats(now);
     this.onStats(this.lastStats);
     if (!this._lastRenderS || now - this._lastRenderS >= 1) {

@@ -76,6 +76,8 @@ export function assembleStats(core, player, extra) {
     bytes_from_source: fromSource,
     bytes_from_peers: fromPeers,
     bytes_uploaded: c.bytes_uploaded ?? 0,
+    upload_stopped_s: c.upload_stopped_s ?? null,
+    uplink_delivered_bps: c.uplink_delivered_bps ?? null,
     peer_share: peerShare(fromPeers, fromSource),
     core_startup_s: c.startup_s ?? null,
     startup_phases: c.startup_phases ?? null,
