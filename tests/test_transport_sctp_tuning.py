@@ -32,7 +32,7 @@ def test_the_transport_applies_the_tuning_on_import() -> None:
 def test_apply_and_restore() -> None:
     assert sctp_tuning.apply(TUNED)
     assert sctp.SCTP_RTO_MIN == 0.25 and sctp.SCTP_RTO_INITIAL == 1.0
-    assert sctp.RTCSctpTransport._t3_expired is sctp_tuning._t3_expired
+    assert sctp.RTCSctpTransport._t3_expired is not sctp_tuning._ORIGINAL_METHODS["_t3_expired"]
     sctp_tuning.restore()
     assert sctp_tuning.active() is None
     assert sctp.SCTP_RTO_MIN == 1 and sctp.SCTP_RTO_INITIAL == 3.0
@@ -117,7 +117,7 @@ def _fake_transport(chunks: list[Any]) -> Any:
 async def test_a_timeout_resends_only_what_the_peer_has_not_acknowledged() -> None:
     chunks = [_chunk(1), _chunk(2, acked=True), _chunk(3)]
     transport = _fake_transport(chunks)
-    sctp_tuning._t3_expired(transport)
+    sctp.RTCSctpTransport._t3_expired(transport)  # as tuned: counted, acknowledged ones kept
     await asyncio.sleep(0)
     assert [c._retransmit for c in chunks] == [True, False, True]
     assert transport._cwnd == sctp.USERDATA_MAX_LENGTH  # one packet after a timeout, as RFC
@@ -279,7 +279,7 @@ async def test_recovery_counts_timeouts_loss_episodes_and_the_longest_wait() -> 
     counting = sctp_tuning._counting_sack(acking)
     await counting(transport, SimpleNamespace(cumulative_tsn=5, gaps=[(2, 2)]))
     await counting(transport, SimpleNamespace(cumulative_tsn=6, gaps=[(1, 1)]))  # same episode
-    sctp_tuning._t3_expired(transport)
+    sctp.RTCSctpTransport._t3_expired(transport)
     await asyncio.sleep(0)
     got = sctp_tuning.recovery(transport)
     assert got is not None

@@ -201,8 +201,6 @@ def apply(tuning: SctpTuning | None = None) -> bool:
     sctp.SCTP_RTO_INITIAL = tuning.rto_initial_s
     if tuning.initial_cwnd_bytes is not None:
         _Transport.__init__ = _init_with_cwnd(tuning.initial_cwnd_bytes)  # type: ignore[method-assign]
-    if tuning.t3_skips_acked:
-        _Transport._t3_expired = _t3_expired  # type: ignore[method-assign]
     if tuning.fast_retransmit_once:
         _Transport._receive_sack_chunk = _receive_sack_chunk  # type: ignore[method-assign]
     if tuning.loss_beta != 0.5:
@@ -210,8 +208,8 @@ def apply(tuning: SctpTuning | None = None) -> bool:
         _Transport._receive_sack_chunk = _with_loss_beta(inner, tuning.loss_beta)  # type: ignore[method-assign]
     inner_sack = _Transport._receive_sack_chunk
     _Transport._receive_sack_chunk = _counting_sack(inner_sack)  # type: ignore[method-assign]
-    if not tuning.t3_skips_acked:
-        _Transport._t3_expired = _counting_t3(_Transport._t3_expired)  # type: ignore[method-assign]
+    timeout = _t3_expired if tuning.t3_skips_acked else _Transport._t3_expired
+    _Transport._t3_expired = _counting_t3(timeout)  # type: ignore[method-assign]
     if tuning.delayed_sack_s is not None:
         delayed = _delayed_send_sack(tuning.delayed_sack_s, tuning.sack_after_bytes)
         _Transport._send_sack = delayed  # type: ignore[method-assign]
@@ -358,8 +356,7 @@ def _counting_t3(inner: Callable[..., None]) -> Callable[..., None]:
 
 def _t3_expired(self: Any) -> None:
     """aiortc 1.16.0's RTCSctpTransport._t3_expired, except that chunks acknowledged in a gap
-    block are not marked for retransmission."""
-    self._streamer_t3_timeouts = getattr(self, "_streamer_t3_timeouts", 0) + 1
+    block are not marked for retransmission (counted by _counting_t3 around it)."""
     self._t3_handle = None
     for chunk in self._sent_queue:
         if chunk._acked:  # changed: the peer holds it; it is not outstanding
