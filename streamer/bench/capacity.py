@@ -206,19 +206,20 @@ def _drops(drops: Any) -> str:
     return " / ".join("-" if v is None else str(v) for v in drops.values())
 
 
+def loop_lag_p99(stats: Mapping[str, Any]) -> float | None:
+    """How late a peer's event loop ran (p99, ms) from its stats; None when not reported."""
+    lag = stats.get("loop_lag")
+    value = lag.get("p99_ms") if isinstance(lag, Mapping) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
 def loop_lag_p99_ms(
     relay_stats: Mapping[str, Any], viewers: Sequence[Mapping[str, Any]]
 ) -> dict[str, float | None]:
     """How late the relay's and the load generator's event loops ran (p99, ms): a loop that
     runs late delays every message of that process, on a machine too small for the step."""
-
-    def p99(stats: Mapping[str, Any]) -> float | None:
-        lag = stats.get("loop_lag")
-        value = lag.get("p99_ms") if isinstance(lag, Mapping) else None
-        return float(value) if isinstance(value, int | float) else None
-
-    loadgen = [v for v in (p99(s) for s in viewers) if v is not None]
-    return {"relay": p99(relay_stats), "loadgen": max(loadgen) if loadgen else None}
+    loadgen = [v for v in (loop_lag_p99(s) for s in viewers) if v is not None]
+    return {"relay": loop_lag_p99(relay_stats), "loadgen": max(loadgen) if loadgen else None}
 
 
 def capacity_table(steps: Sequence[Mapping[str, Any]]) -> str:

@@ -130,7 +130,8 @@ def _wait_relay_linked(relay: Child, timeout_s: float) -> None:
     raise UserError("the relay did not link to the broadcaster: " + relay.log_tail(400))
 
 
-def _read_machine() -> tuple[float, float] | None:
+def read_machine_busy() -> tuple[float, float] | None:
+    """(busy, total) jiffies of the whole machine now (capacity.machine_busy); None if unread."""
     try:
         return machine_busy(Path("/proc/stat").read_text())
     except OSError:
@@ -201,7 +202,7 @@ def run_step(
         wait_line(loadgen, reader, "joined", join_s)
         progress(f"capacity {tag}: {viewers} viewers joined; measuring {options.duration_s:g} s")
         start = {c.name: _sample(c) for c in (relay, loadgen, *others)}
-        machine_start = _read_machine()
+        machine_start = read_machine_busy()
         drops_start = {c.name: _rcvbuf_errors(c) for c in (relay, loadgen)}
         namespaces_shared = _netns(relay) == _netns(loadgen)
         waits_start = {c.name: _waited_s(c) for c in (relay, loadgen)}
@@ -217,7 +218,7 @@ def run_step(
         wait_line(loadgen, reader, "leaving", options.duration_s + START_TIMEOUT_S, tick)
         tick()
         end = {c.name: _sample(c) for c in (relay, loadgen, *others)}
-        machine_end = _read_machine()
+        machine_end = read_machine_busy()
         drops_end = {c.name: _rcvbuf_errors(c) for c in (relay, loadgen)}
         waits_end = {c.name: _waited_s(c) for c in (relay, loadgen)}
         try:

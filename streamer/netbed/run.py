@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamer.bench.capacity import machine_busy, machine_busy_cores
+from streamer.bench.capacity import loop_lag_p99, machine_busy_cores
+from streamer.bench.capacity_run import read_machine_busy
 from streamer.bench.figures import summarise_viewers
 from streamer.bench.procs import Child, ProcessGroup
 from streamer.bench.statusline import Status, last_status
@@ -288,7 +289,7 @@ def _run_swarm(
     deadline_s += EXIT_GRACE_S
     status: dict[str, Status] = {}
     next_note_s = started_s
-    cpu_start = _machine_busy()
+    cpu_start = read_machine_busy()
     while pending or any(v.popen.poll() is None for v in viewers):
         now = time.monotonic()
         if now > deadline_s:
@@ -320,19 +321,12 @@ def _run_swarm(
             )
         _check_stop()
         time.sleep(0.1)
-    busy_cores = machine_busy_cores(cpu_start, _machine_busy(), os.cpu_count() or 1)
+    busy_cores = machine_busy_cores(cpu_start, read_machine_busy(), os.cpu_count() or 1)
     group.stop(viewers)
     group.stop([*relays, cast])
     swarm = _collect_swarm(bed, work)
     swarm["machine_busy_cores"] = busy_cores
     return swarm
-
-
-def _machine_busy() -> tuple[float, float] | None:
-    try:
-        return machine_busy(Path("/proc/stat").read_text())
-    except OSError:
-        return None
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -369,7 +363,7 @@ def _collect_swarm(bed: Bed, work: Path) -> dict[str, Any]:
     # waits that long at every hop, and the figures measure the machine as much as the network.
     loop_lag_p99_ms = {}
     for name in ["broadcast", *(s.name for s in bed.by_role("relay")), *per_viewer]:
-        lag = ((_load(work / f"{name}.json") or {}).get("loop_lag") or {}).get("p99_ms")
+        lag = loop_lag_p99(_load(work / f"{name}.json") or {})
         if lag is not None:
             loop_lag_p99_ms[name] = lag
     return {

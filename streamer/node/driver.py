@@ -488,12 +488,11 @@ class SwarmNode:
         core, manager = self.core, self.manager
         if core is None or manager is None or self.role == Role.SOURCE:
             return
+        now = self._clock()
         known = self._known_peers()
-        failed = self._failed.ids(self._clock())
+        failed = self._failed.ids(now)
         room = min(count, core.config.target_neighbours - len(known))
-        for peer_id, via in core.exchange_candidates(
-            room + len(known) + len(failed), now=self._clock()
-        ):
+        for peer_id, via in core.exchange_candidates(room + len(known) + len(failed), now=now):
             if room <= 0:
                 break
             if peer_id in known or peer_id in failed or peer_id == self.client.peer_id:
