@@ -34,6 +34,7 @@ from streamer.protocol import (
     encode_message,
     make_chunk_header,
     split_pieces,
+    travels_unordered,
 )
 from streamer.protocol.jsonview import message_from_dict, message_to_dict
 
@@ -55,6 +56,17 @@ def test_golden_message_decodes_to_fields_and_encodes_back(vector: dict[str, Any
     assert message_to_dict(msg) == vector["fields"]
     if not isinstance(msg, Unknown):
         assert encode_message(message_from_dict(vector["fields"])) == data
+
+
+def test_only_pieces_and_requests_travel_unordered() -> None:
+    """The golden messages the unordered channel carries (the JS port checks the same)."""
+    vectors = load("messages.json")["vectors"]
+    kinds = {v["fields"]["type"] for v in vectors}
+    unordered = {v["fields"]["type"] for v in vectors if travels_unordered(bytes.fromhex(v["hex"]))}
+    assert {"request", "piece", "have", "cancel", "hello"} <= kinds
+    assert unordered == {"request", "piece"}
+    # A header stays in order ahead of the haves and pieces that need it.
+    assert not travels_unordered(bytes.fromhex(load("chunk_header.json")["header_hex"]))
 
 
 @pytest.mark.parametrize("vector", load("malformed.json")["vectors"], ids=lambda v: v["why"])

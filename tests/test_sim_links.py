@@ -243,7 +243,7 @@ def test_a_message_arrives_after_its_serialisation_and_both_delays() -> None:
     assert b_core.received[0][0] == pytest.approx(0.1 + 0.03)
 
 
-def _lossy(unordered_pieces: bool) -> Transport:
+def _lossy(unordered_channel: bool) -> Transport:
     """Only loss and its recovery: no overheads, SACKs or throughput cap."""
     return Transport(
         wire_overhead=0.0,
@@ -251,7 +251,7 @@ def _lossy(unordered_pieces: bool) -> Transport:
         sack_bytes=0,
         loss_throughput=False,
         rto_s=1.0,
-        unordered_pieces=unordered_pieces,
+        unordered_channel=unordered_channel,
     )
 
 
@@ -268,11 +268,12 @@ def test_loss_delays_by_a_retransmission_and_holds_what_follows() -> None:
     assert net.retransmissions > 0 and times[-1] > 0.5
 
 
-def test_unordered_pieces_pass_a_lost_piece_and_control_stays_in_order() -> None:
+@pytest.mark.parametrize("kind", [MsgType.PIECE, MsgType.REQUEST])
+def test_unordered_messages_pass_a_lost_one_and_control_stays_in_order(kind: MsgType) -> None:
     access = {"a": Access(delay_s=0.01, loss=0.3), "b": Access(delay_s=0.02)}
     transport = _lossy(True)
     net, a, b_core = _pair(FakeCore(), rate=1e9, access=access, transport=transport, seed=3)
-    pieces = [bytes([MsgType.PIECE, i]) * 50 for i in range(20)]
+    pieces = [bytes([kind, i]) * 50 for i in range(20)]
     controls = [bytes([MsgType.HAVE, i]) * 50 for i in range(20)]
     for piece, control in zip(pieces, controls, strict=True):
         net._transmit(a, "b", piece)
@@ -282,7 +283,7 @@ def test_unordered_pieces_pass_a_lost_piece_and_control_stays_in_order() -> None
     assert net.retransmissions > 0
     assert sorted(got) == sorted(pieces + controls)  # everything arrives
     assert [d for d in got if d[0] == MsgType.HAVE] == controls  # control in order
-    assert [d for d in got if d[0] == MsgType.PIECE] != pieces  # a lost piece was overtaken
+    assert [d for d in got if d[0] == kind] != pieces  # a lost one was overtaken
 
 
 def test_loss_based_throughput_matches_the_measured_data_channel() -> None:

@@ -69,7 +69,8 @@ PEER_WIRE_NAMES = [
 @pytest.fixture(scope="module")
 def js_constants() -> dict[str, Any]:
     node = required_program("node", "REQUIRE_NODE", "Node 20+: Debian nodejs; `make browser`")
-    script = _DUMP_JS.replace("NAMES", json.dumps([*PEER_WIRE_NAMES, "HEADER_FIXED_BYTES"]))
+    names = [*PEER_WIRE_NAMES, "HEADER_FIXED_BYTES", "UNORDERED_TYPES"]
+    script = _DUMP_JS.replace("NAMES", json.dumps(names))
     proc = subprocess.run(
         [node, "--input-type=module", "-e", script],
         cwd=ROOT,
@@ -114,6 +115,8 @@ def test_page_speaks_the_peer_wire_protocol(js_constants: dict[str, Any]) -> Non
     for name in PEER_WIRE_NAMES:
         assert page[name] == _python_value(getattr(messages, name)), name
     assert page["HEADER_FIXED_BYTES"] == chunk_header.HEADER_FIXED_BYTES
+    # Both ends put the same messages on the unordered channel.
+    assert sorted(page["UNORDERED_TYPES"]) == sorted(messages.UNORDERED_TYPES)
     # Ids in peers and signal messages are the ids the signaling server gives out.
     assert page["PEER_ID_PATTERN"] == signaling_wire.PEER_ID_RE.pattern
     assert messages.PEER_ID_PATTERN.pattern == signaling_wire.PEER_ID_RE.pattern

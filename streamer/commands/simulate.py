@@ -56,10 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="netbed profile: pull data again once a link's buffer drained to this (the driver's)",
     )
     parser.add_argument(
-        "--ordered-pieces",
+        "--ordered-only",
         action="store_true",
-        help="netbed profile, a what-if: pieces on the ordered channel with everything else "
-        "(the drivers before 157c1e6), not on their own unordered one",
+        help="netbed profile, a what-if: pieces and requests on the ordered channel with "
+        "everything else (the drivers before 157c1e6), not on their own unordered one",
     )
     parser.add_argument(
         "--run-seed",
@@ -234,14 +234,14 @@ def _run_bed(args: argparse.Namespace) -> int:
             sc.transport,
             buffer_high_bytes=args.buffer_high_bytes or sc.transport.buffer_high_bytes,
             buffer_low_bytes=args.buffer_low_bytes or sc.transport.buffer_low_bytes,
-            unordered_pieces=not args.ordered_pieces,
+            unordered_channel=not args.ordered_only,
         )
     except ValueError as error:
         raise UserError(f"bad transport buffer: {error}") from None
     result = run_bed_scenario(replace(sc, transport=transport))
     doc = result.to_json()
     bed_options = ["profile", "duration", "seed", "run_seed", "stream_rate_bps", "json"]
-    bed_options += ["buffer_high_bytes", "buffer_low_bytes", "ordered_pieces"]
+    bed_options += ["buffer_high_bytes", "buffer_low_bytes", "ordered_only"]
     doc["command"] = command_line(NAME, {k: getattr(args, k) for k in bed_options})
     doc["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, " + (
         f"Python {platform.python_version()}"

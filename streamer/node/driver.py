@@ -49,7 +49,7 @@ from streamer.node.recent_failures import RecentFailures
 from streamer.node.status import RateMeter
 from streamer.node.token_bucket import TokenBucket
 from streamer.node.uplink_gate import GATE_POLL_S, UPLINK_SAMPLE_S, UplinkGate
-from streamer.protocol import ChunkSigner, MsgType, Role
+from streamer.protocol import ChunkSigner, Role, travels_unordered
 from streamer.swarm import (
     ChunkComplete,
     ChunkMissed,
@@ -654,7 +654,7 @@ class SwarmNode:
     def _pump(self, peer_id: str) -> None:
         core, manager = self.core, self.manager
         assert core is not None and manager is not None
-        if not send_control(core, peer_id, manager.send):
+        if not send_control(core, peer_id, self._send):
             return
         now = self._clock()
         bucket, gate = self._bucket, self._gate
@@ -702,12 +702,16 @@ class SwarmNode:
         buffered, sent = self._buffered_base
         return buffered + manager.total_bytes_sent - sent
 
+    def _send(self, peer_id: str, data: bytes) -> bool:
+        """Send one message on the channel its type travels on (pieces and requests unordered:
+        one held by a retransmission holds back nothing sent after it; headers stay in order
+        ahead of the haves and pieces that need them)."""
+        assert self.manager is not None
+        return self.manager.send(peer_id, data, ordered=not travels_unordered(data))
+
     def _send_data(self, peer_id: str, data: bytes) -> bool:
         """Send one header or piece (a seam for tests that play a lying peer)."""
-        assert self.manager is not None
-        # Pieces go unordered: one held by a retransmission holds back nothing sent after it.
-        # Headers stay in order ahead of the haves and pieces that need them.
-        return self.manager.send(peer_id, data, ordered=data[0] != MsgType.PIECE)
+        return self._send(peer_id, data)
 
     def _send_later(self, peer_id: str, delay_s: float) -> None:
         self._throttled.add(peer_id)

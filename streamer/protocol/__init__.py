@@ -23,6 +23,7 @@ from streamer.protocol.messages import (
     MAX_SIGNAL_PAYLOAD_BYTES,
     PEER_ID_PATTERN,
     PROTOCOL_VERSION,
+    UNORDERED_TYPES,
     Absent,
     BufferMap,
     Bye,
@@ -39,6 +40,7 @@ from streamer.protocol.messages import (
     Signal,
     Unknown,
     piece_runs,
+    travels_unordered,
 )
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "MAX_SIGNAL_PAYLOAD_BYTES",
     "PEER_ID_PATTERN",
     "PROTOCOL_VERSION",
+    "UNORDERED_TYPES",
     "Absent",
     "BufferMap",
     "Bye",
@@ -78,5 +81,6 @@ __all__ = [
     "piece_count_for",
     "piece_runs",
     "split_pieces",
+    "travels_unordered",
     "unpack_bits",
 ]

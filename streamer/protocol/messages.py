@@ -47,6 +47,17 @@ class MsgType(enum.IntEnum):
     SIGNAL = 0x0B
 
 
+UNORDERED_TYPES = frozenset({MsgType.PIECE, MsgType.REQUEST})
+"""Messages sent on the connection's unordered channel (docs/protocol.md, Transport): each
+waits for no earlier message and none waits for it. A lost request then delays only its own
+pieces instead of every request sent after it until SCTP retransmits it."""
+
+
+def travels_unordered(data: bytes) -> bool:
+    """Whether an encoded message goes on the unordered channel."""
+    return data[0] in UNORDERED_TYPES
+
+
 class Role(enum.IntEnum):
     """What a peer is in the swarm; the source is the broadcaster."""
 

@@ -28,7 +28,8 @@ Model (SimNetwork's, with these differences):
   the bed: ~1.0 Mbit/s at 90 ms and 1-1.5% loss, 0.55 Mbit/s at 140 ms and 2%);
 - a message loses one of its packets with 1 - (1 - loss)^packets and then arrives later by a fast
   retransmit (one path RTT) when more of the link's data follows it, else by a retransmission
-  timeout (`rto_s`, SCTP's minimum 1 s); what the link sends after it waits (head-of-line);
+  timeout (`rto_s`, SCTP's minimum 1 s); what the link sends after it on the ordered channel
+  waits (head-of-line), pieces and requests (the unordered channel's) do not;
 - a connection takes `setup_base_s` + `setup_rtts` path round trips to open (signaling, ICE,
   DTLS, SCTP), not SimNetwork's fixed delay.
 Downloads stay unlimited (the bed shapes uplinks only). Rules: as SimNetwork's: no wall clock,
@@ -44,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamer.node.uplink_gate import GATE_POLL_S, UPLINK_SAMPLE_S, UplinkGate
-from streamer.protocol.messages import MsgType
+from streamer.protocol.messages import travels_unordered
 from streamer.sim.network import Observer, SimNetwork, SimNode, Tap
 from streamer.swarm.drain import send_data, send_ready_control
 
@@ -96,10 +97,11 @@ class Transport:
     """The drivers' uplink gate (streamer.node.uplink_gate): a link with data already buffered
     takes more only while all the node's links together buffer less than the gate's window
     (0.1 s of the measured drain rate); held-back links try again every GATE_POLL_S."""
-    unordered_pieces: bool = True
-    """As the drivers do: pieces on the connection's unordered channel, so a piece held by a
-    retransmission holds nothing sent after it (and waits for nothing sent before it); every
-    other message stays ordered. False: everything on one ordered channel (before 157c1e6)."""
+    unordered_channel: bool = True
+    """As the drivers do: pieces and requests (`UNORDERED_TYPES`) on the connection's unordered
+    channel, so one held by a retransmission holds nothing sent after it (and waits for nothing
+    sent before it); every other message stays ordered. False: everything on one ordered
+    channel (before 157c1e6)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.buffer_low_bytes <= self.buffer_high_bytes:
@@ -449,7 +451,7 @@ class QueuedNetwork(SimNetwork):
             if self.rng.random() >= link.keep**packets:
                 self.retransmissions += 1
                 arrive += link.rtt_s if link.buffer else max(self.transport.rto_s, link.rtt_s)
-        if not (self.transport.unordered_pieces and data[0] == MsgType.PIECE):
+        if not (self.transport.unordered_channel and travels_unordered(data)):
             arrive = max(arrive, link.clear_s)
             link.clear_s = arrive
         if self.tap is not None:

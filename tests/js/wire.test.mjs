@@ -10,11 +10,25 @@ import {
   encodeMessage,
   messageFromFields,
   messageToFields,
+  travelsUnordered,
 } from "../../web/static/js/wire.js";
 
 const messages = loadVector("messages.json").vectors;
 const malformed = loadVector("malformed.json").vectors;
 const chunkHeader = loadVector("chunk_header.json");
+
+test("only pieces and requests travel unordered (the golden messages, as in Python)", () => {
+  const kinds = new Set(messages.map((v) => v.fields.type));
+  const unordered = new Set(
+    messages.filter((v) => travelsUnordered(fromHex(v.hex))).map((v) => v.fields.type),
+  );
+  for (const kind of ["request", "piece", "have", "cancel", "hello"]) {
+    assert.ok(kinds.has(kind), kind);
+  }
+  assert.deepEqual([...unordered].sort(), ["piece", "request"]);
+  // A header stays in order ahead of the haves and pieces that need it.
+  assert.equal(travelsUnordered(fromHex(chunkHeader.header_hex)), false);
+});
 
 for (const vector of messages) {
   test(`golden ${vector.fields.type} ${vector.hex.slice(0, 24)} decodes and re-encodes`, () => {

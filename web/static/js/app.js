@@ -23,7 +23,7 @@ import { TokenBucket } from "./tokenbucket.js";
 import { UplinkGate } from "./uplinkgate.js";
 import { PlayerControls } from "./controls.js";
 import { PageUi } from "./ui.js";
-import { MsgType, Role } from "./wire.js";
+import { Role, travelsUnordered } from "./wire.js";
 
 const STATUS_INTERVAL_S = 2;
 const TICK_INTERVAL_S = 0.25;
@@ -336,11 +336,20 @@ export class WatchApp {
       const ready = core.takeReady();
       if (ready.size === 0) break;
       for (const id of ready) {
-        sendControl(core, id, (peerId, msg) => this.rtc.send(peerId, msg));
+        sendControl(core, id, (peerId, msg) => this._send(peerId, msg));
         this._pumpData(id);
       }
     }
     this._armTimer();
+  }
+
+  /**
+   * One message on the channel its type travels on: pieces and requests unordered (one held by
+   * a retransmission holds back nothing sent after it), headers in order ahead of the haves and
+   * pieces that need them.
+   */
+  _send(peerId, msg) {
+    return this.rtc.send(peerId, msg, !travelsUnordered(msg));
   }
 
   _pumpData(id) {
@@ -368,9 +377,7 @@ export class WatchApp {
     const send = (peerId, msg) => {
       bucket.take(msg.byteLength, now);
       buffered += msg.byteLength;
-      // Pieces go unordered: one held by a retransmission holds back nothing sent after it.
-      // Headers stay in order ahead of the haves and pieces that need them.
-      return this.rtc.send(peerId, msg, msg[0] !== MsgType.PIECE);
+      return this._send(peerId, msg);
     };
     // A full link holds no upload slot: one held back by its congestion window (a lossy path)
     // must not keep the next requests off links that could carry them.

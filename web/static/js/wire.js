@@ -75,6 +75,17 @@ export const MsgType = Object.freeze({
   SIGNAL: 0x0b,
 });
 
+/**
+ * Messages sent on the connection's unordered channel (docs/protocol.md, Transport): each waits
+ * for no earlier message and none waits for it, so a lost request delays only its own pieces.
+ */
+export const UNORDERED_TYPES = Object.freeze([MsgType.REQUEST, MsgType.PIECE]);
+
+/** Whether an encoded message goes on the unordered channel. */
+export function travelsUnordered(msg) {
+  return UNORDERED_TYPES.includes(msg[0]);
+}
+
 export const Role = Object.freeze({ SOURCE: 0, RELAY: 1, VIEWER: 2 });
 const ROLE_NAMES = ["source", "relay", "viewer"];
 
