@@ -194,10 +194,11 @@ def test_urgent_pieces_leave_a_holder_too_slow_to_meet_the_deadline() -> None:
         scenario(peers=4, relays=2, relay_upload_ratio=0.05, duration_s=30, seed=1)
     )
     rescues = sum(s["rescues"] for s in result.peer_stats.values())
-    assert rescues == 48
+    assert rescues == 45
     # Rescued, though late: the relays' first copies cost the viewers some stalls. (Seeds 1-8
-    # average continuity min / mean 0.937 / 0.967; this seed is among the worst.)
-    assert_pinned(result.summary(), continuity_min=0.87, continuity_mean=0.946)
+    # average continuity min / mean 0.948 / 0.974; 0.937 / 0.967 when a holder was left even
+    # with nobody else to ask.)
+    assert_pinned(result.summary(), continuity_min=0.917, continuity_mean=0.969)
 
 
 def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:
@@ -214,7 +215,7 @@ def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:
     s = result.summary()
     assert s["viewers_started"] == 19
     # The liar costs the source extra copies (1.6x the stream instead of ~1.2x), not continuity.
-    assert_pinned(s, continuity_min=1.0, source_upload_ratio=1.622)
+    assert_pinned(s, continuity_min=1.0, source_upload_ratio=1.578)
 
 
 def test_churn_is_survived() -> None:

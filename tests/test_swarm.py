@@ -568,6 +568,33 @@ def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> No
     assert [m for m in drain_control(v, "slow") if isinstance(m, Cancel) and m.seq == 6]
 
 
+def test_a_slow_holder_keeps_urgent_pieces_when_nobody_else_may_be_asked() -> None:
+    """As above, but the source has left: the slow neighbour is the only one that uploads, so
+    cancelling there (and leaving it out for 2 x request_timeout_s) could only miss the chunk."""
+    src = published(range(3, 6), now=10.0)
+    v = viewer(now=10.0)
+    connect(src, "src", v, "v", 10.0)
+    exchange(src, "src", v, "v", 10.1)
+    pb = v.playback
+    assert pb is not None and pb.play_start_s is not None
+    v.add_neighbour("slow", 10.1)
+    v.receive("slow", hello(Role.VIEWER), 10.1)
+    v.receive("slow", encode_message(Have(6, (True,) * 5)), 10.1)
+    assert [m for m in drain_control(v, "slow") if isinstance(m, Request) and m.seq == 6]
+    publish(src, 6, bytes([6]) * 4500, 6.0, 1.0, 10.1)
+    header = src.store.get(6).header  # type: ignore[union-attr]
+    v.receive("slow", header.encode(), 10.2)
+    piece0 = src.store.get(6).pieces[0]  # type: ignore[union-attr]
+    assert piece0 is not None
+    v.receive("slow", encode_message(Piece(6, 0, 5, piece0)), 12.2)
+    v.remove_neighbour("src", 12.2)
+    v.handle_timer(pb.play_start_s + 0.6)
+    assert v.stats()["rescues"] == 0
+    assert not [m for m in drain_control(v, "slow") if isinstance(m, Cancel) and m.seq == 6]
+    nb = v.neighbour("slow")
+    assert nb is not None and 6 in nb.assignments  # still asked there: the rest may come
+
+
 def test_a_plan_skipped_for_a_neighbour_without_room_is_made_when_room_frees() -> None:
     """A have from a neighbour we may not ask more of does not re-plan (a cost cut); the next
     piece from it frees room, and the pieces it offered meanwhile are asked for then."""

@@ -279,7 +279,10 @@ class Fetcher:
         A slow trickle is progress, so the timeout never fires; but if what is left of an
         assignment, at the holder's measured rate, would land after the chunk's deadline, it is
         cancelled there (no strike: the holder is serving, only slowly) and asked elsewhere -
-        another holder, or the source, which serves urgent chunks.
+        another holder, or the source, which serves urgent chunks. Only when there is such an
+        elsewhere: a viewer whose one holder is slow keeps its trickle (cancelled, with that
+        holder left out for 2 x request_timeout_s, the chunk was sure to be missed: a relay's
+        30 viewers on the bed each missed one or two chunks a run that way).
         """
         pb = self._playout.playback
         if pb is None or pb.start_seq is None:
@@ -298,9 +301,19 @@ class Fetcher:
                     deadline = now + self._config.target_lag_s
                 if deadline - now > self._config.urgent_s:
                     continue
-                if now + len(a.pieces) * piece_bytes / rate > deadline:
+                if now + len(a.pieces) * piece_bytes / rate <= deadline:
+                    continue
+                if self._may_ask_elsewhere(nb, seq, now):
                     self._give_up(nb, seq, now)
                     self.rescues += 1
+
+    def _may_ask_elsewhere(self, nb: Neighbour, seq: int, now: float) -> bool:
+        """Whether a neighbour other than nb uploads and may be asked for seq now: one that
+        holds it, or will soon (a chunk crosses a swarm within seconds)."""
+        return any(
+            o is not nb and o.uploads and o.not_from.get(seq, -1.0) <= now
+            for o in self._nbrs.values()
+        )
 
     def abandon(self, seq: int) -> bool:
         """Stop fetching seq (played past it). True when an incomplete chunk of it was held

@@ -420,6 +420,29 @@ test("urgent pieces are taken from a holder too slow for the deadline (no strike
   assert.equal(v.neighbour("slow").assignments.has(6), false);
 });
 
+test("a slow holder keeps urgent pieces when nobody else may be asked (as in Python)", async () => {
+  const src = await published(range(3, 6), 10);
+  const v = viewer(10);
+  connect(src, "src", v, "v", 10);
+  exchange(src, "src", v, "v", 10.1);
+  const pb = v.playback;
+  assert.ok(pb.playStartS !== null);
+  v.addNeighbour("slow", 10.1);
+  v.receive("slow", hello(Role.VIEWER), 10.1);
+  v.receive("slow", have(6, [true, true, true, true, true]), 10.1);
+  assert.ok(ofType(drainControl(v, "slow"), "request").some((m) => m.seq === 6));
+  const c = await signed(6, 10.1);
+  v.receive("slow", encodeMessage(c.header), 10.2);
+  v.receive("slow", pieceOf(c, 6, 0), 12.2);
+  // The source leaves: the slow neighbour is the only one that uploads.
+  v.removeNeighbour("src", 12.2);
+  drainControl(v, "slow");
+  v.handleTimer(pb.playStartS + 0.6);
+  assert.equal(v.stats().rescues, 0);
+  assert.ok(!ofType(drainControl(v, "slow"), "cancel").some((m) => m.seq === 6));
+  assert.ok(v.neighbour("slow").assignments.has(6)); // still asked there: the rest may come
+});
+
 // ---------------------------------------------------------------- adaptive lag (Playback)
 
 const near = (actual, expected, what = "") =>

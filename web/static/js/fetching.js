@@ -263,7 +263,9 @@ export class Fetcher {
    * A slow trickle is progress, so the timeout never fires; but if what is left of an
    * assignment, at the holder's measured rate, would land after the chunk's deadline, it is
    * cancelled there (no strike: the holder is serving, only slowly) and asked elsewhere - another
-   * holder, or the source, which serves urgent chunks.
+   * holder, or the source, which serves urgent chunks. Only when there is such an elsewhere: a
+   * viewer whose one holder is slow keeps its trickle (cancelled, with that holder left out for
+   * 2 x requestTimeoutS, the chunk was sure to be missed).
    */
   rescueSlow(now) {
     const pb = this.playout.playback;
@@ -278,12 +280,24 @@ export class Fetcher {
           ? this.playout.deadlineS(seq, now)
           : now + this.config.targetLagS;
         if (deadline - now > this.config.urgentS) continue;
-        if (now + (a.pieces.size * pieceBytes) / rate > deadline) {
+        if (now + (a.pieces.size * pieceBytes) / rate <= deadline) continue;
+        if (this.mayAskElsewhere(nb, seq, now)) {
           this.giveUp(nb, seq, now);
           this.rescues += 1;
         }
       }
     }
+  }
+
+  /**
+   * Whether a neighbour other than nb uploads and may be asked for seq now: one that holds it, or
+   * will soon (a chunk crosses a swarm within seconds).
+   */
+  mayAskElsewhere(nb, seq, now) {
+    for (const o of this.nbrs.values()) {
+      if (o !== nb && o.uploads && !((o.notFrom.get(seq) ?? -1) > now)) return true;
+    }
+    return false;
   }
 
   /**
