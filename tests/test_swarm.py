@@ -538,14 +538,15 @@ def test_source_stops_super_seeding_a_neighbour_nobody_feeds() -> None:
     assert seeded == {"linked", "other"}
 
 
-def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> None:
+def _slow_holder_of_chunk_6() -> tuple[SwarmPeer, float]:
+    """A viewer playing from the source, and a slow neighbour holding chunk 6 that we asked for
+    it and that trickles: one piece in 2 s. Returns the viewer and its playout start."""
     src = published(range(3, 6), now=10.0)
     v = viewer(now=10.0)
     connect(src, "src", v, "v", 10.0)
     exchange(src, "src", v, "v", 10.1)
     pb = v.playback
     assert pb is not None and pb.play_start_s is not None
-    # A slow neighbour holds chunk 6; we ask it, and it trickles: one piece in 2 s.
     v.add_neighbour("slow", 10.1)
     v.receive("slow", hello(Role.VIEWER), 10.1)
     v.receive("slow", encode_message(Have(6, (True,) * 5)), 10.1)
@@ -560,9 +561,14 @@ def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> No
     v.receive("slow", encode_message(Piece(6, 0, 5, piece0)), 12.2)
     nb = v.neighbour("slow")
     assert nb is not None and nb.meter.rate_bytes_per_s is not None
+    return v, pb.play_start_s
+
+
+def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> None:
+    v, play_start_s = _slow_holder_of_chunk_6()
     # Chunk 6 is due at play_start + 2 s; 1.4 s before, the rest (4 pieces at ~480 B/s)
     # cannot arrive in time - though the slow peer did make progress (no timeout yet).
-    v.handle_timer(pb.play_start_s + 0.6)
+    v.handle_timer(play_start_s + 0.6)
     assert v.stats()["timeouts"] == 0
     assert v.stats()["rescues"] >= 1
     assert [m for m in drain_control(v, "slow") if isinstance(m, Cancel) and m.seq == 6]
@@ -571,24 +577,9 @@ def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> No
 def test_a_slow_holder_keeps_urgent_pieces_when_nobody_else_may_be_asked() -> None:
     """As above, but the source has left: the slow neighbour is the only one that uploads, so
     cancelling there (and leaving it out for 2 x request_timeout_s) could only miss the chunk."""
-    src = published(range(3, 6), now=10.0)
-    v = viewer(now=10.0)
-    connect(src, "src", v, "v", 10.0)
-    exchange(src, "src", v, "v", 10.1)
-    pb = v.playback
-    assert pb is not None and pb.play_start_s is not None
-    v.add_neighbour("slow", 10.1)
-    v.receive("slow", hello(Role.VIEWER), 10.1)
-    v.receive("slow", encode_message(Have(6, (True,) * 5)), 10.1)
-    assert [m for m in drain_control(v, "slow") if isinstance(m, Request) and m.seq == 6]
-    publish(src, 6, bytes([6]) * 4500, 6.0, 1.0, 10.1)
-    header = src.store.get(6).header  # type: ignore[union-attr]
-    v.receive("slow", header.encode(), 10.2)
-    piece0 = src.store.get(6).pieces[0]  # type: ignore[union-attr]
-    assert piece0 is not None
-    v.receive("slow", encode_message(Piece(6, 0, 5, piece0)), 12.2)
+    v, play_start_s = _slow_holder_of_chunk_6()
     v.remove_neighbour("src", 12.2)
-    v.handle_timer(pb.play_start_s + 0.6)
+    v.handle_timer(play_start_s + 0.6)
     assert v.stats()["rescues"] == 0
     assert not [m for m in drain_control(v, "slow") if isinstance(m, Cancel) and m.seq == 6]
     nb = v.neighbour("slow")
