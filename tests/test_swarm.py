@@ -538,9 +538,10 @@ def test_source_stops_super_seeding_a_neighbour_nobody_feeds() -> None:
     assert seeded == {"linked", "other"}
 
 
-def _slow_holder_of_chunk_6() -> tuple[SwarmPeer, float]:
+def _slow_holder_of_chunk_6(source_tells: bool = True) -> tuple[SwarmPeer, float]:
     """A viewer playing from the source, and a slow neighbour holding chunk 6 that we asked for
-    it and that trickles: one piece in 2 s. Returns the viewer and its playout start."""
+    it and that trickles: one piece in 2 s (the source holds chunk 6 too, and says so unless
+    not source_tells). Returns the viewer and its playout start."""
     src = published(range(3, 6), now=10.0)
     v = viewer(now=10.0)
     connect(src, "src", v, "v", 10.0)
@@ -553,7 +554,9 @@ def _slow_holder_of_chunk_6() -> tuple[SwarmPeer, float]:
     asked = [m for m in drain_control(v, "slow") if isinstance(m, Request)]
     assert asked and asked[0].seq == 6
     publish(src, 6, bytes([6]) * 4500, 6.0, 1.0, 10.1)
-    drain_control(src, "v")
+    for data in iter(lambda: src.next_control_message("v"), None):
+        if source_tells:
+            v.receive("src", data, 10.1)  # (the source's haves: it holds chunk 6 too)
     header = src.store.get(6).header  # type: ignore[union-attr]  # the slow peer's copy
     v.receive("slow", header.encode(), 10.2)
     piece0 = src.store.get(6).pieces[0]  # type: ignore[union-attr]
@@ -572,6 +575,8 @@ def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> No
     assert v.stats()["timeouts"] == 0
     assert v.stats()["rescues"] >= 1
     assert [m for m in drain_control(v, "slow") if isinstance(m, Cancel) and m.seq == 6]
+    nb = v.neighbour("slow")
+    assert nb is not None and nb.strikes == 0 and 6 not in nb.assignments
 
 
 def test_a_slow_holder_keeps_urgent_pieces_when_nobody_else_may_be_asked() -> None:
@@ -584,6 +589,15 @@ def test_a_slow_holder_keeps_urgent_pieces_when_nobody_else_may_be_asked() -> No
     assert not [m for m in drain_control(v, "slow") if isinstance(m, Cancel) and m.seq == 6]
     nb = v.neighbour("slow")
     assert nb is not None and 6 in nb.assignments  # still asked there: the rest may come
+
+
+def test_a_slow_holder_keeps_urgent_pieces_while_no_other_neighbour_holds_them() -> None:
+    """As above, but the source stays and has not said it holds chunk 6: cancelled, the pieces
+    would be asked again of the slow neighbour at once, as a last resort."""
+    v, play_start_s = _slow_holder_of_chunk_6(source_tells=False)
+    v.handle_timer(play_start_s + 0.6)
+    assert v.stats()["rescues"] == 0
+    assert not [m for m in drain_control(v, "slow") if isinstance(m, Cancel) and m.seq == 6]
 
 
 def test_a_plan_skipped_for_a_neighbour_without_room_is_made_when_room_frees() -> None:

@@ -56,7 +56,8 @@ class SwarmConfig:
 
     request_timeout_s: float = 1.5
     """No progress on a request for this long beyond the neighbour's measured response time
-    (Neighbour.expected_wait_s): cancel what is left and ask someone else."""
+    (Neighbour.expected_wait_s): cancel what is left and ask someone else (that neighbour is a
+    last resort for the chunk for twice this long: Neighbour.gave_up)."""
     move_after_s: float = 0.2
     """Pieces asked of a peer that sent nothing of them for this long beyond its slow response
     time (the upper quartile of its recent ones: stuck behind others' requests there, not just

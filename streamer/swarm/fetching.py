@@ -2,10 +2,12 @@
 
 Rules: a missing piece is asked of one neighbour at a time (inflight), and of another only when
 that one times out, is too slow for the deadline (rescue), sent nothing of it for move_after_s
-(a move), or answered absent; a neighbour gets no more requests than its room (pipeline_s of its
-measured rate); a request silent towards us for request_timeout_s plus its neighbour's usual
-wait times out, and stall_strikes such timeouts drop it; the plan (streamer.swarm.scheduler) is
-redone only when an input or the clock may change it (dirty, replan_at_s, work_pending).
+(a move), or answered absent (one that timed out or was rescued from is asked again only as
+a last resort, for an urgent chunk); a neighbour gets no more requests than its room
+(pipeline_s of its measured rate); a request silent towards us for request_timeout_s plus its
+neighbour's usual wait times out, and stall_strikes such timeouts drop it; the plan
+(streamer.swarm.scheduler) is redone only when an input or the clock may change it (dirty,
+replan_at_s, work_pending).
 """
 
 from __future__ import annotations
@@ -279,10 +281,12 @@ class Fetcher:
         A slow trickle is progress, so the timeout never fires; but if what is left of an
         assignment, at the holder's measured rate, would land after the chunk's deadline, it is
         cancelled there (no strike: the holder is serving, only slowly) and asked elsewhere -
-        another holder, or the source, which serves urgent chunks. Only when there is such an
-        elsewhere: a viewer whose one holder is slow keeps its trickle (cancelled, with that
-        holder left out for 2 x request_timeout_s, the chunk was sure to be missed: a relay's
-        30 viewers on the bed each missed one or two chunks a run that way).
+        another holder, or the source, which serves urgent chunks. Only when another neighbour
+        we may ask holds some of it: a viewer whose one holder is slow keeps its trickle
+        (cancelled, with that holder left out for 2 x request_timeout_s, the chunk was sure to
+        be missed: a relay's 30 viewers on the bed each missed one or two chunks a run that
+        way), and so does one whose other neighbours do not hold it yet (cancelled, it would be
+        asked again there at once, as a last resort: streamer.swarm.planning).
         """
         pb = self._playout.playback
         if pb is None or pb.start_seq is None:
@@ -303,15 +307,19 @@ class Fetcher:
                     continue
                 if now + len(a.pieces) * piece_bytes / rate <= deadline:
                     continue
-                if self._may_ask_elsewhere(nb, seq, now):
+                if self._held_elsewhere(nb, seq, now):
                     self._give_up(nb, seq, now)
                     self.rescues += 1
 
-    def _may_ask_elsewhere(self, nb: Neighbour, seq: int, now: float) -> bool:
-        """Whether a neighbour other than nb uploads and may be asked for seq now: one that
-        holds it, or will soon (a chunk crosses a swarm within seconds)."""
+    def _held_elsewhere(self, nb: Neighbour, seq: int, now: float) -> bool:
+        """Whether a neighbour other than nb uploads, holds some of seq (or announced it) and
+        may be asked for it now."""
         return any(
-            o is not nb and o.uploads and o.not_from.get(seq, -1.0) <= now
+            o is not nb
+            and o.uploads
+            and (o.holds(seq) or seq in o.announced_s)
+            and o.not_from.get(seq, -1.0) <= now
+            and o.gave_up.get(seq, -1.0) <= now
             for o in self._nbrs.values()
         )
 
@@ -388,7 +396,7 @@ class Fetcher:
             nb.meter.idle()
         for first, count in piece_runs(sorted(a.pieces)) or [(0, ALL_PIECES)]:
             self._outbox.send(nb, encode_message(Cancel(seq, first, count)))
-        nb.not_from[seq] = now + 2 * self._config.request_timeout_s
+        nb.gave_up[seq] = now + 2 * self._config.request_timeout_s
         self._dirty = True
 
     def _cancel_piece(self, owner: str, seq: int, index: int) -> None:

@@ -241,7 +241,10 @@ class Neighbour:
     announced_s: dict[int, float] = field(default_factory=dict)
     """seq -> when its first have of seq reached us (it had verified the header by then)."""
     not_from: dict[int, float] = field(default_factory=dict)
-    """seq -> time until which we do not ask it for seq again (absent, timed out)."""
+    """seq -> time until which we do not ask it for seq again (it answered absent)."""
+    gave_up: dict[int, float] = field(default_factory=dict)
+    """seq -> time until which it is asked for seq only as a last resort: we gave up a request
+    for seq there (silent, or too slow for the deadline)."""
     assignments: dict[int, Assignment] = field(default_factory=dict)
     meter: RateMeter = field(default_factory=RateMeter)
     response: ResponseMeter = field(default_factory=ResponseMeter)
@@ -342,6 +345,7 @@ class Neighbour:
             floor_seq,
             self.partial,
             self.not_from,
+            self.gave_up,
             self.announced_s,
             self.sent_mask,
             self.extra_bytes,

@@ -5,10 +5,14 @@ Rules: the window is fetch_ahead_chunks past the next chunk to play, more when p
 lag; a piece asked of someone is wanted again only when it is stuck there (move_after_s past its
 holder's slow response, the upper quartile of its recent ones; never from the source or a holder
 whose usual response is slower than move_max_response_s); a
-neighbour that answered absent for a chunk is left out until its not_from time; a neighbour that
+neighbour that answered absent for a chunk is left out until its not_from time; one we gave up a
+request for that chunk at (timed out, or rescued from) is left out until its gave_up time,
+except as a last resort for an urgent chunk that no other neighbour holds (every holder of a
+chunk, the source included, can be given up in turn within a second or two); a neighbour that
 announced a chunk before we verified its header is an 'earlier' holder; every holder counts for
 rarity, but only one with room (or the source) may be asked; the clock alone changes the plan
-when a chunk turns urgent, a not_from period ends or a piece becomes stuck (replan_at_s).
+when a chunk turns urgent, a not_from or gave_up period ends or a piece becomes stuck
+(replan_at_s).
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class Planner:
                 nb.partial,
                 nb.announced_s,
                 nb.not_from,
+                nb.gave_up,
                 nb.is_source or room[nb.peer_id] > 0,
             )
             for nb in self._nbrs.values()
@@ -114,20 +119,42 @@ class Planner:
             urgent = deadline - now <= self._config.urgent_s
             holders: list[Holder] = []
             count = 0
-            for peer_id, is_source, complete, partial, announced_s, not_from, askable in uploaders:
+            left_out = False
+            last_resort: list[Holder] = []
+            last_resort_count = 0
+            for (
+                peer_id,
+                is_source,
+                complete,
+                partial,
+                announced_s,
+                not_from,
+                gave_up,
+                askable,
+            ) in uploaders:
                 if not_from and not_from.get(seq, -1.0) > now:
                     changes_s.append(not_from[seq])
+                    continue
+                given_up = bool(gave_up) and gave_up.get(seq, -1.0) > now
+                if given_up and not urgent:
+                    changes_s.append(gave_up[seq])
+                    left_out = True
                     continue
                 mask = -1 if seq in complete else partial.get(seq, 0)
                 announced = None if is_source else announced_s.get(seq)
                 earlier = announced is not None and (mine_s is None or announced <= mine_s)
                 if mask or earlier:
-                    count += 1
+                    if given_up:
+                        last_resort_count += 1
+                    else:
+                        count += 1
                     if askable:
                         holder = Holder(peer_id, mask, earlier, is_source)
                         if may_serve(holder, missing_mask, urgent, peers_linked):
-                            holders.append(holder)
-            if count and not urgent:
+                            (last_resort if given_up else holders).append(holder)
+            if not count:
+                holders, count = last_resort, last_resort_count
+            if (count or left_out) and not urgent:
                 # (a hair past the crossing, so that float rounding cannot make it not urgent)
                 changes_s.append(deadline - self._config.urgent_s + 1e-6)
             if holders:

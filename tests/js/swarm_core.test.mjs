@@ -391,9 +391,10 @@ test("the source seeds a fresh neighbour, and all uploaders when none is linked"
 
 /**
  * A viewer playing from the source, and a slow neighbour holding chunk 6 that we asked for it and
- * that trickles: one piece in 2 s. Returns the viewer and its playout start.
+ * that trickles: one piece in 2 s (the source holds chunk 6 too, and says so unless not
+ * sourceTells). Returns the viewer and its playout start.
  */
-async function slowHolderOfChunk6() {
+async function slowHolderOfChunk6({ sourceTells = true } = {}) {
   const src = await published(range(3, 6), 10);
   const v = viewer(10);
   connect(src, "src", v, "v", 10);
@@ -407,7 +408,9 @@ async function slowHolderOfChunk6() {
   assert.ok(asked.length > 0 && asked[0].seq === 6);
   const c = await signed(6, 10.1);
   src.publishChunk(c.header, c.data, 10.1);
-  drainControl(src, "v");
+  let m;
+  // (the source's haves: it holds chunk 6 too)
+  while ((m = src.nextControlMessage("v")) !== null) if (sourceTells) v.receive("src", m, 10.1);
   v.receive("slow", encodeMessage(c.header), 10.2);
   v.receive("slow", pieceOf(c, 6, 0), 12.2);
   assert.ok(v.neighbour("slow").meter.rateBytesPerS > 0);
@@ -436,6 +439,15 @@ test("a slow holder keeps urgent pieces when nobody else may be asked (as in Pyt
   assert.equal(v.stats().rescues, 0);
   assert.ok(!ofType(drainControl(v, "slow"), "cancel").some((m) => m.seq === 6));
   assert.ok(v.neighbour("slow").assignments.has(6)); // still asked there: the rest may come
+});
+
+test("a slow holder keeps urgent pieces while no other neighbour holds them", async () => {
+  // The source stays but has not said it holds chunk 6: cancelled, the pieces would be asked
+  // again of the slow neighbour at once, as a last resort.
+  const { v, playStartS } = await slowHolderOfChunk6({ sourceTells: false });
+  v.handleTimer(playStartS + 0.6);
+  assert.equal(v.stats().rescues, 0);
+  assert.ok(!ofType(drainControl(v, "slow"), "cancel").some((m) => m.seq === 6));
 });
 
 // ---------------------------------------------------------------- adaptive lag (Playback)

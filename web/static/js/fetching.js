@@ -3,7 +3,8 @@
 //
 // Rules: a missing piece is asked of one neighbour at a time (inflight), and of another only when
 // that one times out, is too slow for the deadline (rescue), sent nothing of it for moveAfterS (a
-// move), or answered absent; a neighbour gets no more requests than its room (pipelineS of its
+// move), or answered absent (one that timed out or was rescued from is asked again only as a last
+// resort, for an urgent chunk); a neighbour gets no more requests than its room (pipelineS of its
 // measured rate); a request silent towards us for requestTimeoutS plus its neighbour's usual wait
 // times out, and stallStrikes such timeouts drop it; the plan (scheduler.js) is redone only when
 // an input or the clock may change it (dirty, replanAtS, workPending).
@@ -263,9 +264,11 @@ export class Fetcher {
    * A slow trickle is progress, so the timeout never fires; but if what is left of an
    * assignment, at the holder's measured rate, would land after the chunk's deadline, it is
    * cancelled there (no strike: the holder is serving, only slowly) and asked elsewhere - another
-   * holder, or the source, which serves urgent chunks. Only when there is such an elsewhere: a
-   * viewer whose one holder is slow keeps its trickle (cancelled, with that holder left out for
-   * 2 x requestTimeoutS, the chunk was sure to be missed).
+   * holder, or the source, which serves urgent chunks. Only when another neighbour we may ask
+   * holds some of it: a viewer whose one holder is slow keeps its trickle (cancelled, with that
+   * holder left out for 2 x requestTimeoutS, the chunk was sure to be missed), and so does one
+   * whose other neighbours do not hold it yet (cancelled, it would be asked again there at once,
+   * as a last resort: planning.js).
    */
   rescueSlow(now) {
     const pb = this.playout.playback;
@@ -281,7 +284,7 @@ export class Fetcher {
           : now + this.config.targetLagS;
         if (deadline - now > this.config.urgentS) continue;
         if (now + (a.pieces.size * pieceBytes) / rate <= deadline) continue;
-        if (this.mayAskElsewhere(nb, seq, now)) {
+        if (this.heldElsewhere(nb, seq, now)) {
           this.giveUp(nb, seq, now);
           this.rescues += 1;
         }
@@ -290,12 +293,13 @@ export class Fetcher {
   }
 
   /**
-   * Whether a neighbour other than nb uploads and may be asked for seq now: one that holds it, or
-   * will soon (a chunk crosses a swarm within seconds).
+   * Whether a neighbour other than nb uploads, holds some of seq (or announced it) and may be
+   * asked for it now.
    */
-  mayAskElsewhere(nb, seq, now) {
+  heldElsewhere(nb, seq, now) {
     for (const o of this.nbrs.values()) {
-      if (o !== nb && o.uploads && !((o.notFrom.get(seq) ?? -1) > now)) return true;
+      if (o === nb || !o.uploads || !(o.holds(seq) || o.announcedS.has(seq))) continue;
+      if (!((o.notFrom.get(seq) ?? -1) > now) && !((o.gaveUp.get(seq) ?? -1) > now)) return true;
     }
     return false;
   }
@@ -367,7 +371,7 @@ export class Fetcher {
     for (const [first, count] of runs.length ? runs : [[0, ALL_PIECES]]) {
       this.outbox.send(nb, encodeMessage({ type: "cancel", seq, firstIndex: first, count }));
     }
-    nb.notFrom.set(seq, now + 2 * this.config.requestTimeoutS);
+    nb.gaveUp.set(seq, now + 2 * this.config.requestTimeoutS);
     this.dirty = true;
   }
 

@@ -182,8 +182,13 @@ export class Neighbour {
     this.partial = new Map();
     /** seq -> when its first have (or header) of seq reached us (it had verified the header). */
     this.announcedS = new Map();
-    /** seq -> time until which we do not ask it for seq again (absent, timed out). */
+    /** seq -> time until which we do not ask it for seq again (it answered absent). */
     this.notFrom = new Map();
+    /**
+     * seq -> time until which it is asked for seq only as a last resort: we gave up a request for
+     * seq there (silent, or too slow for the deadline).
+     */
+    this.gaveUp = new Map();
     /**
      * Pieces of one chunk we asked it for, by seq: {seq, pieces: Set (still to come),
      * headerPending, requestedS, lastProgressS, strikeOnTimeout (it held what we asked for, so
@@ -294,6 +299,7 @@ export class Neighbour {
     for (const table of [
       this.partial,
       this.notFrom,
+      this.gaveUp,
       this.announcedS,
       this.sentMask,
       this.extraBytes,

@@ -1,14 +1,16 @@
-// What the window wants: for each chunk between playout and the newest heard of, the pieces
-// missing and the neighbours that may serve them (the input of scheduler.js). The JavaScript twin
-// of streamer/swarm/planning.py, with the same rules: the window is fetchAheadChunks past the
-// next chunk to play, more when playout added lag; a piece asked of someone is wanted again only
-// when it is stuck there (moveAfterS past its holder's slow response, the upper quartile of its
-// recent ones; never from the source or a holder whose usual response is slower than
-// moveMaxResponseS); a neighbour that answered absent is left out until its
-// notFrom time; a neighbour that announced a chunk before we verified its header is an "earlier"
-// holder; every holder counts for rarity, but only one with room (or the source) may be asked;
-// the clock alone changes the plan when a chunk turns urgent, a notFrom period ends or a piece
-// becomes stuck (replanAtS). JS only: a chunk whose header is being checked is not asked for.
+// What the window wants: for each chunk between playout and the newest heard of, the pieces missing
+// and the neighbours that may serve them (the input of scheduler.js). The JavaScript twin of
+// streamer/swarm/planning.py, with the same rules: the window is fetchAheadChunks past the next
+// chunk to play, more when playout added lag; a piece asked of someone is wanted again only when it
+// is stuck there (moveAfterS past its holder's slow response, the upper quartile of its recent
+// ones; never from the source or a holder whose usual response is slower than moveMaxResponseS); a
+// neighbour that answered absent is left out until its notFrom time; one we gave up a request for
+// that chunk at is left out until its gaveUp time, except as a last resort for an urgent chunk that
+// no other neighbour holds; a neighbour that announced a chunk before we verified its header is an
+// "earlier" holder; every holder counts for rarity, but only one with room (or the source) may be
+// asked; the clock alone changes the plan when a chunk turns urgent, a notFrom or gaveUp period
+// ends or a piece becomes stuck (replanAtS). JS only: a chunk whose header is being checked is not
+// asked for.
 
 import { mayServe } from "./scheduler.js";
 
@@ -69,26 +71,43 @@ export class Planner {
       const mineS = headerS.get(seq);
       const deadlineS = pb.deadline(seq, this.playout.mediaStartS(seq), now);
       const urgent = deadlineS - now <= this.config.urgentS;
-      const holders = [];
+      let holders = [];
       let count = 0;
+      let leftOut = false;
+      const lastResort = [];
+      let lastResortCount = 0;
       for (const { nb, askable } of uploaders) {
         const notFromS = nb.notFrom.get(seq);
         if (notFromS !== undefined && notFromS > now) {
           changesS.push(notFromS);
           continue;
         }
+        const gaveUpS = nb.gaveUp.get(seq);
+        const givenUp = gaveUpS !== undefined && gaveUpS > now;
+        if (givenUp && !urgent) {
+          changesS.push(gaveUpS);
+          leftOut = true;
+          continue;
+        }
         const knownMask = nb.knownMask(seq);
         const announced = nb.isSource ? undefined : nb.announcedS.get(seq);
         const earlier = announced !== undefined && (mineS === undefined || announced <= mineS);
         if (knownMask !== 0n || earlier) {
-          count += 1;
+          if (givenUp) lastResortCount += 1;
+          else count += 1;
           if (askable) {
             const holder = { peerId: nb.peerId, knownMask, earlier, source: nb.isSource };
-            if (mayServe(holder, missingMask, urgent, peersLinked)) holders.push(holder);
+            if (mayServe(holder, missingMask, urgent, peersLinked)) {
+              (givenUp ? lastResort : holders).push(holder);
+            }
           }
         }
       }
-      if (count && !urgent) {
+      if (!count) {
+        holders = lastResort;
+        count = lastResortCount;
+      }
+      if ((count || leftOut) && !urgent) {
         // (a hair past the crossing, so that float rounding cannot make it not urgent)
         changesS.push(deadlineS - this.config.urgentS + 1e-6);
       }
