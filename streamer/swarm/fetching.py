@@ -282,11 +282,10 @@ class Fetcher:
         assignment, at the holder's measured rate, would land after the chunk's deadline, it is
         cancelled there (no strike: the holder is serving, only slowly) and asked elsewhere -
         another holder, or the source, which serves urgent chunks. Only when another neighbour
-        we may ask holds some of it: a viewer whose one holder is slow keeps its trickle
-        (cancelled, with that holder left out for 2 x request_timeout_s, the chunk was sure to
-        be missed: a relay's 30 viewers on the bed each missed one or two chunks a run that
-        way), and so does one whose other neighbours do not hold it yet (cancelled, it would be
-        asked again there at once, as a last resort: streamer.swarm.planning).
+        we may ask holds some of it (or announced it): otherwise the pieces would be asked of
+        the same holder again at once, as a last resort (streamer.swarm.planning), a round trip
+        lost. (When a holder given up was left out for 2 x request_timeout_s instead, a relay's
+        30 viewers on the bed, whose one holder it was, each missed one or two chunks a run.)
         """
         pb = self._playout.playback
         if pb is None or pb.start_seq is None:

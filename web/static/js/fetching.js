@@ -265,10 +265,8 @@ export class Fetcher {
    * assignment, at the holder's measured rate, would land after the chunk's deadline, it is
    * cancelled there (no strike: the holder is serving, only slowly) and asked elsewhere - another
    * holder, or the source, which serves urgent chunks. Only when another neighbour we may ask
-   * holds some of it: a viewer whose one holder is slow keeps its trickle (cancelled, with that
-   * holder left out for 2 x requestTimeoutS, the chunk was sure to be missed), and so does one
-   * whose other neighbours do not hold it yet (cancelled, it would be asked again there at once,
-   * as a last resort: planning.js).
+   * holds some of it (or announced it): otherwise the pieces would be asked of the same holder
+   * again at once, as a last resort (planning.js), a round trip lost.
    */
   rescueSlow(now) {
     const pb = this.playout.playback;
