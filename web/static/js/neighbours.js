@@ -96,12 +96,14 @@ export class UplinkMeter {
  * (acknowledged: the driver's count, SwarmPeer.uplinkDelivered), the rate over each SAMPLE_S or
  * more in which, at half the looks or more, a request waited in our upload queue for something we
  * hold or the transport held a piece's worth or more not yet acknowledged; bestBytesPerS is the
- * best of the last SAMPLES such rates (null until there are SAMPLES of them). See neighbours.py
+ * best of the last SAMPLES such rates (null until there are FIRST_SAMPLES of them: the first
+ * verdict comes sooner, every later one from SAMPLES). See neighbours.py
  * for why delivered, not handed, bytes.
  */
 export class DeliveredUplinkMeter {
   static SAMPLE_S = 1.0;
   static SAMPLES = 5;
+  static FIRST_SAMPLES = 3;
 
   constructor() {
     this.rates = [];
@@ -112,7 +114,8 @@ export class DeliveredUplinkMeter {
   }
 
   get bestBytesPerS() {
-    return this.rates.length === DeliveredUplinkMeter.SAMPLES ? Math.max(...this.rates) : null;
+    const enough = this.rates.length >= DeliveredUplinkMeter.FIRST_SAMPLES;
+    return enough ? Math.max(...this.rates) : null;
   }
 
   /** deliveredBytes: every byte the transport delivered so far; pressed: the uplink has work. */
