@@ -581,7 +581,8 @@ def test_urgent_pieces_are_taken_from_a_holder_too_slow_for_the_deadline() -> No
 
 def test_a_slow_holder_keeps_urgent_pieces_when_nobody_else_may_be_asked() -> None:
     """As above, but the source has left: the slow neighbour is the only one that uploads, so
-    cancelling there (and leaving it out for 2 x request_timeout_s) could only miss the chunk."""
+    cancelling there could only cost a round trip (it would be asked again at once, as a last
+    resort)."""
     v, play_start_s = _slow_holder_of_chunk_6()
     v.remove_neighbour("src", 12.2)
     v.handle_timer(play_start_s + 0.6)
