@@ -149,7 +149,7 @@ def test_twenty_peers_at_1_5_to_2x_upload_reach_continuity_target(
     )
 
 
-@pytest.mark.parametrize(("seed", "source_upload_ratio"), [(1, 1.267), (2, 1.274)])
+@pytest.mark.parametrize(("seed", "source_upload_ratio"), [(1, 1.245), (2, 1.274)])
 def test_realistic_mix_with_download_only_viewers_reaches_continuity_target(
     runs: Runs, seed: int, source_upload_ratio: float
 ) -> None:
@@ -160,7 +160,7 @@ def test_realistic_mix_with_download_only_viewers_reaches_continuity_target(
 def test_churn_at_tight_upload_keeps_continuity(runs: Runs) -> None:
     s = runs.summary("tight-churn")
     assert s["viewers_counted"] == 16
-    assert_pinned(s, continuity_min=1.0, lag_s_p95=3.14, source_upload_ratio=1.289)
+    assert_pinned(s, continuity_min=1.0, lag_s_p95=3.059, source_upload_ratio=1.282)
 
 
 def test_runs_do_not_depend_on_hash_order() -> None:
@@ -194,11 +194,11 @@ def test_urgent_pieces_leave_a_holder_too_slow_to_meet_the_deadline() -> None:
         scenario(peers=4, relays=2, relay_upload_ratio=0.05, duration_s=30, seed=1)
     )
     rescues = sum(s["rescues"] for s in result.peer_stats.values())
-    assert rescues == 45
+    assert rescues == 54
     # Rescued, though late: the relays' first copies cost the viewers some stalls. (Seeds 1-8
-    # average continuity min / mean 0.948 / 0.974; 0.937 / 0.967 when a holder was left even
+    # average continuity min / mean 0.948 / 0.973; 0.937 / 0.967 when a holder was left even
     # with nobody else to ask.)
-    assert_pinned(result.summary(), continuity_min=0.917, continuity_mean=0.969)
+    assert_pinned(result.summary(), continuity_min=0.917, continuity_mean=0.947)
 
 
 def test_lying_peer_is_dropped_by_everyone_it_lies_to_and_only_it() -> None:

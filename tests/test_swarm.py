@@ -250,25 +250,6 @@ def test_playout_skips_a_chunk_that_never_comes() -> None:
     assert pb.continuity == 2 / 3 and pb.startup_s == 1.2
 
 
-def test_playout_starts_a_margin_after_a_start_chunk_that_came_late() -> None:
-    def started(now: float, release_s: float) -> float | None:
-        pb = Playback(
-            chunk_duration_s=1.0,
-            start_behind_chunks=0,
-            joined_s=0.0,
-            target_lag_s=2.5,
-            start_margin_s=1.0,
-        )
-        pb.hear_of(3)
-        assert pb.start_if_ready(now, True, media_start_s=3.0, release_s=release_s)
-        return pb.play_start_s
-
-    assert started(now=5.0, release_s=4.8) == 7.3  # fresh: target_lag_s after its release
-    assert started(now=5.0, release_s=3.0) == 6.0  # 2 s old: not at once, but 1 s from now
-    assert started(now=5.0, release_s=0.0) == 6.0  # 5 s old (a slow swarm): the same
-    assert started(now=5.0, release_s=90.0) == 7.5  # a source clock far ahead: now + target
-
-
 def adaptive(**kw: float) -> Playback:
     settings = dict(lag_margin_s=1.0, lag_step_s=0.5, stall_step_s=0.5, max_stall_s=1.0)
     settings.update(kw)
@@ -446,6 +427,21 @@ def test_viewer_starts_at_the_newest_chunk_a_peer_holds_whole() -> None:
     # ...but one that left our start point three chunks behind is.
     v.receive("p", encode_message(Have(21, (True,) * 5)), 1.1)
     assert pb.start_seq == 21
+
+
+def test_playout_begins_once_the_chunk_after_the_start_chunk_is_in_too() -> None:
+    """start_margin_s is for the chunks after the start chunk: a viewer joining late, which
+    fetches its start chunk and the next together from a source that holds both, begins
+    playout the moment both are whole, not a margin later (tests/scenarios/playback_start.json
+    has the rule's arithmetic)."""
+    src = published(range(16, 20))  # released at 10.0
+    v = viewer(now=20.0)
+    connect(src, "src", v, "v", 20.0)
+    exchange(src, "src", v, "v", 20.0)
+    pb = v.playback
+    assert pb is not None and pb.start_seq == 18
+    assert v.store.is_complete(18) and v.store.is_complete(19)
+    assert pb.play_start_s == 20.0 and pb.startup_s == 0.0  # not 20.0 + start_margin_s
 
 
 def test_a_start_chunk_half_fetched_is_kept_when_the_frontier_runs_ahead() -> None:

@@ -2,7 +2,8 @@
 
 Rules (the browser player follows the same ones): start `start_behind_chunks` behind the newest seq
 heard of; once the start chunk is complete, playback begins target_lag_s after the source released
-it (not before now + start_margin_s, not after now + target_lag_s); chunk seq is due at
+it (not before now + start_margin_s, unless the chunk after it completes first, and then with at
+least start_sooner_min_lag_s of lag; not after now + target_lag_s); chunk seq is due at
 play_start + (its media start - the start chunk's media start); at its deadline a chunk is played if
 complete, otherwise skipped (never stall forever).
 
@@ -48,6 +49,9 @@ class Playback:
     start_margin_s: float = 0.0
     """Playout begins at least this long after the start chunk completes: the next chunks cross
     the swarm about as late as it did, and a start on the edge would stall on them."""
+    start_sooner_min_lag_s: float = 0.0
+    """...unless the chunk after it completes first: then playout begins with at least this lag
+    (start_sooner)."""
     lag_margin_s: float = 0.0
     lag_step_s: float = 0.0
     stall_step_s: float = 0.0
@@ -126,6 +130,23 @@ class Playback:
         self.start_lag_s = self.play_start_s - release_s
         self.start_complete_at_s = now
         self.start_media_s = media_start_s
+        return True
+
+    def start_sooner(self, now: float) -> bool:
+        """The chunk after the start chunk is complete too, before playout began: it need not
+        wait out start_margin_s (that margin is for the next chunks, and the first of them is
+        here). It begins now, or start_sooner_min_lag_s after the start chunk's release if that
+        is later (the chunks after it still have to cross the swarm). A start chunk released
+        before we joined took our join and fetch to complete, not the swarm's crossing time,
+        and the margin added to that only added lag. True when moved."""
+        if self.play_start_s is None or now >= self.play_start_s or self.next_seq != self.start_seq:
+            return False
+        release_s = self.play_start_s - self.start_lag_s
+        sooner_s = max(now, release_s + self.start_sooner_min_lag_s)
+        if sooner_s >= self.play_start_s:
+            return False
+        self.play_start_s = self.started_at_s = sooner_s
+        self.start_lag_s = sooner_s - release_s
         return True
 
     def deadline(self, seq: int, media_start_s: float | None, now: float) -> float:

@@ -47,6 +47,7 @@ class Playout:
                 target_lag_s=config.target_lag_s,
                 joined_s=now,
                 start_margin_s=config.start_margin_s,
+                start_sooner_min_lag_s=config.start_sooner_min_lag_s,
                 lag_margin_s=config.lag_margin_s,
                 lag_step_s=config.lag_step_s,
                 stall_step_s=config.stall_step_s,
@@ -137,7 +138,15 @@ class Playout:
         pb = self.playback
         seq = chunk.header.seq
         if pb is not None and pb.started and pb.next_seq is not None and seq >= pb.next_seq:
+            self._start_sooner(now)  # first: how early this chunk came depends on it
             pb.completed(pb.deadline(seq, chunk.header.start_us / 1e6, now), now)
+
+    def _start_sooner(self, now: float) -> None:
+        """Playout scheduled and the chunk after the start chunk complete: begin sooner."""
+        pb = self.playback
+        if pb is not None and pb.started and pb.start_seq is not None:
+            if self._store.is_complete(pb.start_seq + 1):
+                pb.start_sooner(now)
 
     def play(self, now: float) -> tuple[bool, int | None]:
         """Start, play or miss what is due now. Returns whether any chunk came due (the plan
@@ -158,6 +167,7 @@ class Playout:
                 pb.start_if_ready(
                     now, True, start.header.start_us / 1e6, start.header.release_us / 1e6
                 )
+        self._start_sooner(now)
         any_due = False
         for seq, ok in pb.due(
             now,

@@ -809,16 +809,16 @@ test("the core passes the catch-up settings and speeds up after early chunks", a
     [pb0.catchUpMarginS, pb0.catchUpStepS, pb0.catchUpChunks],
     [1.5, 0.2, 4],
   );
-  // Chunks 3..5 were released at 5; we join at 10, so playout starts startMarginS (1 s) after
-  // the start chunk completes, 6 s behind.
+  // Chunks 3..5 were released at 5; we join at 10 and fetch the start chunk (4) and the one
+  // after it together, so playout starts at once, 5 s behind (no startMarginS to wait out).
   const src = await published(range(3, 6), 5);
   const v = viewer(10);
   connect(src, "src", v, "v", 10);
   exchange(src, "src", v, "v", 10);
   const pb = v.playback;
   assert.equal(pb.startSeq, 4);
-  assert.equal(pb.playStartS, 11);
-  assert.equal(pb.startLagS, 6);
+  assert.equal(pb.playStartS, 10);
+  assert.equal(pb.startLagS, 5);
   const lags = [];
   for (let seq = 6; seq < 12; seq++) {
     // Each chunk arrives 1.8 s before its deadline: early.
@@ -828,10 +828,10 @@ test("the core passes the catch-up settings and speeds up after early chunks", a
     exchange(src, "src", v, "v", now);
     lags.push(Math.round((pb.startLagS + pb.lagAddedS) * 10) / 10);
   }
-  // Chunk 5 completed with 4, 2 s before its deadline (12): early too, so the 4th early chunk
-  // is 8.
-  assert.deepEqual(lags, [6, 6, 5.8, 5.6, 5.4, 5.2]);
-  near(v.stats().lag_added_s, -0.8);
+  // Chunk 5 completed with 4, 1 s before its deadline (11): not early enough, so the 4th early
+  // chunk is 9.
+  assert.deepEqual(lags, [5, 5, 5, 4.8, 4.6, 4.4]);
+  near(v.stats().lag_added_s, -0.6);
   assert.ok(pb.lagAddedS < 0, "the lag added goes below zero");
 });
 

@@ -79,6 +79,11 @@ export const DEFAULT_CONFIG = Object.freeze({
    */
   startMarginS: 1.0,
   /**
+   * ...but once the chunk after the start chunk is complete too, playout begins then, with at
+   * least this much lag (Playback.startSooner; SwarmConfig.start_sooner_min_lag_s says why 3 s).
+   */
+  startSoonerMinLagS: 3.0,
+  /**
    * A chunk completing closer than this to its deadline slows playout down (the lag adapts to
    * how long chunks take to cross the swarm; see Playback).
    */

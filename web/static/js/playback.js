@@ -2,7 +2,8 @@
 //
 // The same rules as streamer/swarm/playback.py (and so as `streamer watch`): start
 // `startBehindChunks` behind the newest seq heard of; once the start chunk is complete, playback
-// begins targetLagS after the source released it (not before now + startMarginS, not after
+// begins targetLagS after the source released it (not before now + startMarginS, unless the
+// chunk after it completes first, and then with at least startSoonerMinLagS of lag; not after
 // now + targetLagS);
 // chunk seq is due at playStart + (its media start - the start chunk's media start); at its
 // deadline a chunk is played if complete, otherwise skipped (never stall forever).
@@ -33,6 +34,7 @@ export class Playback {
     joinedS,
     targetLagS = 0,
     startMarginS = 0,
+    startSoonerMinLagS = 0,
     lagMarginS = 0,
     lagStepS = 0,
     stallStepS = 0,
@@ -58,6 +60,7 @@ export class Playback {
      * the swarm about as late as it did, and a start on the edge would stall on them.
      */
     this.startMarginS = startMarginS;
+    this.startSoonerMinLagS = startSoonerMinLagS;
     this.lagMarginS = lagMarginS;
     this.lagStepS = lagStepS;
     this.stallStepS = stallStepS;
@@ -142,6 +145,26 @@ export class Playback {
     this.startLagS = this.playStartS - releaseS;
     this.startCompleteAtS = now;
     this.startMediaS = mediaStartS;
+    return true;
+  }
+
+  /**
+   * The chunk after the start chunk is complete too, before playout began: it need not wait out
+   * startMarginS (that margin is for the next chunks, and the first of them is here). It begins
+   * now, or startSoonerMinLagS after the start chunk's release if that is later (the chunks after
+   * it still have to cross the swarm). A start chunk released before we joined took our join and
+   * fetch to complete, not the swarm's crossing time, and the margin added to that only added
+   * lag. True when moved.
+   */
+  startSooner(now) {
+    if (this.playStartS === null || now >= this.playStartS || this.nextSeq !== this.startSeq) {
+      return false;
+    }
+    const releaseS = this.playStartS - this.startLagS;
+    const soonerS = Math.max(now, releaseS + this.startSoonerMinLagS);
+    if (soonerS >= this.playStartS) return false;
+    this.playStartS = this.startedAtS = soonerS;
+    this.startLagS = soonerS - releaseS;
     return true;
   }
 

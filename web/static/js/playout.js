@@ -33,6 +33,7 @@ export class Playout {
           targetLagS: config.targetLagS,
           joinedS: now,
           startMarginS: config.startMarginS,
+          startSoonerMinLagS: config.startSoonerMinLagS,
           lagMarginS: config.lagMarginS,
           lagStepS: config.lagStepS,
           stallStepS: config.stallStepS,
@@ -128,7 +129,16 @@ export class Playout {
     const pb = this.playback;
     const seq = chunk.header.seq;
     if (pb !== null && pb.started && pb.nextSeq !== null && seq >= pb.nextSeq) {
+      this.startSooner(now); // first: how early this chunk came depends on it
       pb.completed(pb.deadline(seq, chunk.header.startUs / 1e6, now), now);
+    }
+  }
+
+  /** Playout scheduled and the chunk after the start chunk complete: begin sooner. */
+  startSooner(now) {
+    const pb = this.playback;
+    if (pb !== null && pb.started && pb.startSeq !== null && this.store.isComplete(pb.startSeq + 1)) {
+      pb.startSooner(now);
     }
   }
 
@@ -153,6 +163,7 @@ export class Playout {
         pb.startIfReady(now, true, start.header.startUs / 1e6, start.header.releaseUs / 1e6);
       }
     }
+    this.startSooner(now);
     const due = pb.due(
       now,
       (s) => this.mediaStartS(s),
