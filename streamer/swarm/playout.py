@@ -144,9 +144,10 @@ class Playout:
     def _start_sooner(self, now: float) -> None:
         """Playout scheduled and the chunk after the start chunk complete: begin sooner."""
         pb = self.playback
-        if pb is not None and pb.started and pb.start_seq is not None:
-            if self._store.is_complete(pb.start_seq + 1):
-                pb.start_sooner(now)
+        if pb is None or not pb.started or pb.start_seq is None:
+            return
+        if self._store.is_complete(pb.start_seq + 1):
+            pb.start_sooner(now)
 
     def play(self, now: float) -> tuple[bool, int | None]:
         """Start, play or miss what is due now. Returns whether any chunk came due (the plan

@@ -137,9 +137,8 @@ export class Playout {
   /** Playout scheduled and the chunk after the start chunk complete: begin sooner. */
   startSooner(now) {
     const pb = this.playback;
-    if (pb !== null && pb.started && pb.startSeq !== null && this.store.isComplete(pb.startSeq + 1)) {
-      pb.startSooner(now);
-    }
+    if (pb === null || !pb.started || pb.startSeq === null) return;
+    if (this.store.isComplete(pb.startSeq + 1)) pb.startSooner(now);
   }
 
   /**
