@@ -92,9 +92,10 @@ class SwarmConfig:
     viewer joining a swarm whose chunks take longer than target_lag_s to cross it)."""
     start_sooner_min_lag_s: float = 3.0
     """...but once the chunk after the start chunk is complete too, playout begins then, with
-    at least this much lag (Playback.start_sooner). Test bed model, 6 layouts: startup p50
-    0.1-0.7 s shorter, highest lag p95 4.27-6.69 -> 4.01-4.53 s; the floor at target_lag_s
-    (2.5 s) made three times the late chunks (docs/BENCHMARKS.md, Real networks)."""
+    at least this much lag (Playback.start_sooner). Test bed, 17 runs against 10: startup p50
+    2.90 s against 3.08 on the mean, lag p95 the same, late chunks 1.9 a run against 1.5; bed
+    model, 6 layouts: late or missed 5 -> 11. With the floor at target_lag_s (2.5 s) the model
+    had 15 (docs/BENCHMARKS.md, Real networks)."""
     lag_margin_s: float = 0.7
     """A chunk completing closer than this to its deadline slows playout down (the lag adapts
     to how long chunks take to cross the swarm; see Playback). With stuck pieces moved, chunks
