@@ -142,9 +142,12 @@ class Playout:
             pb.completed(pb.deadline(seq, chunk.header.start_us / 1e6, now), now)
 
     def _start_sooner(self, now: float) -> None:
-        """Playout scheduled and the chunk after the start chunk complete: begin sooner."""
+        """Playout scheduled and the chunk after the start chunk complete: begin sooner. (Runs
+        after every input: once playout began, the first test ends it.)"""
         pb = self.playback
-        if pb is None or not pb.started or pb.start_seq is None:
+        if pb is None or pb.play_start_s is None or now >= pb.play_start_s:
+            return
+        if pb.start_seq is None:
             return
         if self._store.is_complete(pb.start_seq + 1):
             pb.start_sooner(now)

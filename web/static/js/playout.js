@@ -134,10 +134,14 @@ export class Playout {
     }
   }
 
-  /** Playout scheduled and the chunk after the start chunk complete: begin sooner. */
+  /**
+   * Playout scheduled and the chunk after the start chunk complete: begin sooner. (Runs after
+   * every input: once playout began, the first test ends it.)
+   */
   startSooner(now) {
     const pb = this.playback;
-    if (pb === null || !pb.started || pb.startSeq === null) return;
+    if (pb === null || pb.playStartS === null || now >= pb.playStartS) return;
+    if (pb.startSeq === null) return;
     if (this.store.isComplete(pb.startSeq + 1)) pb.startSooner(now);
   }
 
