@@ -58,7 +58,7 @@ def _bed_argv(tmp_path: Path, *extra: str) -> list[str]:
 def test_small_bed_runs_both_halves_and_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "bed.json"
     proc = subprocess.Popen(
-        _bed_argv(tmp_path, "--json", str(out)),
+        _bed_argv(tmp_path, "--json", str(out), "--hop-trace"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,6 +91,12 @@ def test_small_bed_runs_both_halves_and_cleans_up(tmp_path: Path) -> None:
     delays = {s["site"]: s["one_way_delay_ms"] for s in result["sites"]}
     assert max(delays.values()) > 20
     assert "viewer" in stdout and "CS cont." in stdout and "page0" in stdout
+    # --hop-trace: each part of a piece's trip measured between the CLI nodes, and shown.
+    hop_times = swarm["hop_times"]
+    for part in ("request_transit_s", "holder_queue_s", "piece_transit_s"):
+        assert sum(f["n"] for f in hop_times[part]["by_kind"].values()) > 0, (part, hop_times)
+    assert hop_times["piece_transit_s"]["by_kind"]["source"]["p50"] > 0.02  # >= a one-way delay
+    assert "where a piece's time goes" in stdout
 
 
 def _start_and_wait_broadcasting(tmp_path: Path) -> subprocess.Popen[str]:

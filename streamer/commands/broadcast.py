@@ -19,6 +19,7 @@ from typing import Any
 from signaling import config as signaling_config
 from streamer.commands.relay import (
     add_exchange_argument,
+    add_hop_trace_argument,
     add_ice_arguments,
     add_server_argument,
     check_channel_name,
@@ -112,6 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upload-limit", help="cap on upload, e.g. 5M (bits/s)")
     parser.add_argument("--stats-json", help="write stats to this file on exit")
     parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
+    add_hop_trace_argument(parser)
     add_ice_arguments(parser)
     add_exchange_argument(parser)
     embedded = parser.add_argument_group("STUN/TURN of the embedded server (without --server)")
@@ -238,6 +240,7 @@ async def _broadcast(args: argparse.Namespace) -> int:
                 epoch=epoch,
                 rtc=rtc_config(args),
                 peer_exchange=not args.no_peer_exchange,
+                hop_trace_path=args.hop_trace,
             )
         )
         await node.start()

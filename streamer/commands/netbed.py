@@ -100,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="give broadcast, relays and watchers 90%% of their uplink as --upload-limit",
     )
+    add(
+        "--hop-trace",
+        action="store_true",
+        help="have broadcast, relays and watchers trace every request and piece (FILE.hops in "
+        "the workdir) and report where a piece's time goes: request on the way, holder's "
+        "queue, piece on the way",
+    )
     add("--chromium", default="/usr/bin/chromium", help="Chromium binary for the pages")
     add("--json", help="write every figure to this JSON file")
     add("--workdir", help="logs and stats files go here (default: a temp dir)")
@@ -230,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         delay_mode=args.delay,
         chromium=args.chromium,
         seed=args.seed,
+        hop_trace=args.hop_trace,
     )
     if args.relay_capacity:
         return _run_capacity(args, bed, options, stream_bps, progress)
@@ -259,7 +267,7 @@ def _run_capacity(
     outcome = run_bed_capacity(bed, options, capacity_options(args), progress.note)
     progress.finish()
     omit: tuple[str, ...] = ("relays", "watchers", "pages", "uplinks", "watcher_nats")
-    omit += ("page_nats", "no_baseline", "tell_uplinks", "chromium", "cleanup")
+    omit += ("page_nats", "no_baseline", "tell_uplinks", "chromium", "cleanup", "hop_trace")
     doc = result_doc(
         NAME,
         args,

@@ -35,8 +35,18 @@ def add_node_arguments(parser: argparse.ArgumentParser, max_neighbours: int) -> 
     parser.add_argument("--duration", type=float, help="leave after this many seconds")
     parser.add_argument("--stats-json", help="write stats to this file on exit")
     parser.add_argument("--status-interval", type=float, default=10.0, help="status line period")
+    add_hop_trace_argument(parser)
     add_ice_arguments(parser)
     add_exchange_argument(parser)
+
+
+def add_hop_trace_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hop-trace",
+        metavar="FILE",
+        help="write a line for every request and piece sent or received, with the time (for "
+        "`streamer netbed --hop-trace`, which splits where a piece's time goes)",
+    )
 
 
 def add_exchange_argument(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +117,7 @@ def node_config(args: argparse.Namespace, role: str, target_neighbours: int) -> 
         upload_limit_bps=limit_bps,
         rtc=rtc_config(args),
         peer_exchange=not args.no_peer_exchange,
+        hop_trace_path=args.hop_trace,
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streamer.bench.table import BED_ROWS, bench_table, fmt, render
+from streamer.netbed import hops
 
 
 def _figure(stats: Mapping[str, Any], key: str, digits: int) -> str:
@@ -147,6 +148,8 @@ def report(result: Mapping[str, Any]) -> str:
         lines.append(f"{name}: uploaded {fmt(rate)} Mbit/s on average")
     if (line := machine_line(swarm)) is not None:
         lines.append(line)
+    if swarm.get("hop_times"):
+        lines.extend(hops.report_lines(swarm["hop_times"]))
     if swarm.get("turn_allocations") is not None:
         lines.append(f"TURN allocations (relayed connections): {swarm['turn_allocations']}")
     missing = swarm["figures"].get("viewers_without_stats")

@@ -29,7 +29,7 @@ from streamer.bench.figures import summarise_viewers
 from streamer.bench.procs import Child, ProcessGroup
 from streamer.bench.statusline import Status, last_status
 from streamer.errors import UserError
-from streamer.netbed import coturn, namespaces, procnet
+from streamer.netbed import coturn, hops, namespaces, procnet
 from streamer.netbed.shim import check_shim_available, config_json
 from streamer.netbed.topology import Bed, Site
 
@@ -56,6 +56,8 @@ class RunOptions:
     delay_mode: str = "auto"
     chromium: str = "/usr/bin/chromium"
     seed: int = 1
+    hop_trace: bool = False
+    """Have every CLI node write `--hop-trace` and split where a piece's time goes."""
 
 
 class _StopFlag:
@@ -94,6 +96,12 @@ def upload_limit_args(site: Site, options: RunOptions) -> list[str]:
     if not options.tell_uplinks or site.uplink_bps is None:
         return []
     return ["--upload-limit", str(int(site.uplink_bps * UPLOAD_LIMIT_SHARE))]
+
+
+def hop_trace_args(name: str, options: RunOptions) -> list[str]:
+    if not options.hop_trace:
+        return []
+    return ["--hop-trace", str(options.workdir / f"{name}.hops")]
 
 
 def viewer_sites(bed: Bed) -> list[Site]:
@@ -249,6 +257,7 @@ def start_broadcast(group: ProcessGroup, bed: Bed, options: RunOptions, url: str
         "--status-interval",
         "1",
         *upload_limit_args(src, options),
+        *hop_trace_args("broadcast", options),
         prefix=in_site(bed, src),
         stdout_pipe=True,
     )
@@ -275,7 +284,7 @@ def _run_swarm(
     relays = [
         group.spawn(
             site.name, "relay", "--stats-json", str(work / f"{site.name}.json"), *common,
-            *upload_limit_args(site, options),
+            *upload_limit_args(site, options), *hop_trace_args(site.name, options),
             prefix=in_site(bed, site),
         )
         for site in bed.by_role("relay")
@@ -305,6 +314,7 @@ def _run_swarm(
             else:
                 args = ["watch", "--duration", str(options.duration_s), "--stats-json", stats]
                 args += [*common, *upload_limit_args(site, options)]
+                args += hop_trace_args(site.name, options)
                 module = "streamer"
             viewers.append(group.spawn(site.name, *args, prefix=in_site(bed, site), module=module))
             next_join_s = now + options.stagger_s
@@ -326,6 +336,8 @@ def _run_swarm(
     group.stop([*relays, cast])
     swarm = _collect_swarm(bed, work)
     swarm["machine_busy_cores"] = busy_cores
+    if options.hop_trace:
+        swarm["hop_times"] = _hop_times(bed, work)
     return swarm
 
 
@@ -372,6 +384,20 @@ def _collect_swarm(bed: Bed, work: Path) -> dict[str, Any]:
         "relays": relays,
         "loop_lag_p99_ms": loop_lag_p99_ms,
     }
+
+
+def _hop_times(bed: Bed, work: Path) -> dict[str, Any]:
+    """Where a piece's time goes, from the CLI nodes' traces (pages write none)."""
+    kind_of = {"broadcast": "source"}
+    kind_of.update({s.name: "relay" for s in bed.by_role("relay")})
+    kind_of.update({s.name: "viewer" for s in bed.by_role("watcher")})
+    traces = {}
+    for name in kind_of:
+        path = work / f"{name}.hops"
+        if path.exists():
+            with path.open(encoding="ascii", errors="replace") as lines:
+                traces[name] = hops.parse_trace(lines)
+    return hops.summarise(hops.hop_samples(traces), kind_of)
 
 
 def _run_baseline(

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signaling_wire import PEER_ID_RE
 from streamer.errors import UserError
+from streamer.node.hop_trace import HopTrace
 from streamer.node.loop_lag import LoopLagMeter
 from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
 from streamer.node.recent_failures import RecentFailures
@@ -127,6 +128,8 @@ class NodeConfig:
     fallback_server_urls: tuple[str, ...] = ()
     """More servers of the cluster: the client tries them all (in its own shuffled order) and
     fails over to the next when it loses one."""
+    hop_trace_path: str | None = None
+    """Write every request and piece sent or received here (`streamer.node.hop_trace`)."""
     peer_exchange: bool = True
     """Tell neighbours about our neighbours, relay their WebRTC signals, and find neighbours
     through them while no signaling server is connected (False: the server only)."""
@@ -240,6 +243,7 @@ class SwarmNode:
         self._loop_lag = LoopLagMeter()
         self._buffered_base: tuple[int, int] | None = None
         """(bytes buffered on all links, bytes ever sent) when first summed in this callback."""
+        self._hop_trace = HopTrace(config.hop_trace_path) if config.hop_trace_path else None
         self._started_s = clock()
         self._closed = False
 
@@ -292,6 +296,8 @@ class SwarmNode:
                     self.manager.send(pid, bye)
                 await asyncio.sleep(_BYE_GRACE_S)
             await self.manager.close()
+        if self._hop_trace is not None:
+            self._hop_trace.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -377,12 +383,15 @@ class SwarmNode:
                 peer_id=self.client.peer_id or "",
             )
         assert self.manager is not None
+        if self._hop_trace is not None:
+            self._hop_trace.me(now, self.client.peer_id or "")
         for pid, early in list(self._early.items()):
             del self._early[pid]
             if not self.core.add_neighbour(pid, now):
                 self.manager.disconnect(pid, "full")
                 continue
             for data in early:
+                self._trace(pid, data, outgoing=False)
                 self.core.receive(pid, data, now)
         self._after_input()
 
@@ -575,6 +584,7 @@ class SwarmNode:
             elif self.manager is not None:
                 self.manager.disconnect(peer_id, "too_early")
             return
+        self._trace(peer_id, data, outgoing=False)
         core.receive(peer_id, data, self._clock())
         self._after_input()
 
@@ -707,7 +717,14 @@ class SwarmNode:
         one held by a retransmission holds back nothing sent after it; headers stay in order
         ahead of the haves and pieces that need them)."""
         assert self.manager is not None
-        return self.manager.send(peer_id, data, ordered=not travels_unordered(data))
+        sent = self.manager.send(peer_id, data, ordered=not travels_unordered(data))
+        if sent:
+            self._trace(peer_id, data, outgoing=True)
+        return sent
+
+    def _trace(self, peer_id: str, data: bytes, outgoing: bool) -> None:
+        if self._hop_trace is not None:
+            self._hop_trace.message(time.time(), outgoing, peer_id, data)
 
     def _send_data(self, peer_id: str, data: bytes) -> bool:
         """Send one header or piece (a seam for tests that play a lying peer)."""

@@ -1,0 +1,62 @@
+"""`--hop-trace FILE`: one line per request and piece a node sends or receives, with the time.
+
+Why: a piece's trip from a holder has three parts: its request on the way (behind the
+requester's own uploads), the request in the holder's upload queue, the piece on the way (behind
+the holder's other uploads, and SCTP's recovery of a loss). A node alone sees only their sum
+(its response times). Nodes on one machine (the test bed's namespaces) share one clock, so their
+traces put side by side split it: `streamer.netbed.hops` does that for `streamer netbed
+--hop-trace`.
+
+Line format (text, space-separated): `T me PEER_ID` when the node takes its peer id, then
+`T > PEER R SEQ FIRST COUNT` for a request sent to PEER (`<` received from it) and
+`T > PEER P SEQ INDEX` for a piece. T is Unix time in seconds. Other messages are not traced.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import TextIO
+
+from streamer.protocol import MsgType
+
+_REQUEST = struct.Struct(">BIBHH")
+_PIECE_HEAD = struct.Struct(">BIH")
+
+
+def trace_line(now_s: float, outgoing: bool, peer_id: str, data: bytes) -> str | None:
+    """The line for one encoded message, or None for a message that is not traced (or too short
+    to be what its type says: the core refuses those)."""
+    if not data:
+        return None
+    arrow = ">" if outgoing else "<"
+    if data[0] == MsgType.REQUEST and len(data) == _REQUEST.size:
+        _, seq, _flags, first, count = _REQUEST.unpack(data)
+        return f"{now_s:.4f} {arrow} {peer_id} R {seq} {first} {count}\n"
+    if data[0] == MsgType.PIECE and len(data) >= _PIECE_HEAD.size:
+        _, seq, index = _PIECE_HEAD.unpack_from(data)
+        return f"{now_s:.4f} {arrow} {peer_id} P {seq} {index}\n"
+    return None
+
+
+class HopTrace:
+    """Appends trace lines to a file (buffered: a node writes a few hundred a second)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._file: TextIO | None = open(path, "w", encoding="ascii")  # noqa: SIM115
+
+    def me(self, now_s: float, peer_id: str) -> None:
+        if self._file is not None and peer_id:
+            self._file.write(f"{now_s:.4f} me {peer_id}\n")
+
+    def message(self, now_s: float, outgoing: bool, peer_id: str, data: bytes) -> None:
+        if self._file is None:
+            return
+        line = trace_line(now_s, outgoing, peer_id, data)
+        if line is not None:
+            self._file.write(line)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
