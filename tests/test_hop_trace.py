@@ -62,6 +62,7 @@ def test_a_pieces_trip_is_split_into_its_three_parts() -> None:
     assert samples["request_transit_s"] == {"viewer": [pytest.approx(0.1)]}
     assert samples["holder_queue_s"] == {"holder": [pytest.approx(0.2), pytest.approx(0.4)]}
     assert samples["piece_transit_s"] == {"holder": [pytest.approx(0.15), pytest.approx(0.4)]}
+    assert samples["total_s"] == {"holder": [pytest.approx(0.45), pytest.approx(0.9)]}
     summary = hops.summarise(samples, {"viewer": "viewer", "holder": "relay"})
     queue = summary["holder_queue_s"]["by_kind"]["relay"]
     assert queue == {"n": 2, "p50": 0.4, "p90": 0.4, "p99": 0.4, "max": 0.4}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.netbed import namespaces
+from streamer.netbed import hops, namespaces
 
 pytestmark = [pytest.mark.slow]
 
@@ -93,7 +93,7 @@ def test_small_bed_runs_both_halves_and_cleans_up(tmp_path: Path) -> None:
     assert "viewer" in stdout and "CS cont." in stdout and "page0" in stdout
     # --hop-trace: each part of a piece's trip measured between the CLI nodes, and shown.
     hop_times = swarm["hop_times"]
-    for part in ("request_transit_s", "holder_queue_s", "piece_transit_s"):
+    for part in hops.PARTS:
         assert sum(f["n"] for f in hop_times[part]["by_kind"].values()) > 0, (part, hop_times)
     assert hop_times["piece_transit_s"]["by_kind"]["source"]["p50"] > 0.02  # >= a one-way delay
     assert "where a piece's time goes" in stdout

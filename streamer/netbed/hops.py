@@ -9,7 +9,9 @@ served (`streamer.node.hop_trace` has the line format):
 - holder queue: holder received it -> holder handed the piece to its transport (the upload
   queue of the swarm core, and the uplink gate);
 - piece transit: holder handed the piece over -> requester received it (behind the holder's
-  other uploads, and loss recovery).
+  other uploads, and loss recovery);
+
+and their sum, what the requester waits (asked -> received; `total_s`).
 
 Each is summed up by the kind of node it waits at: the requester's kind for request transit,
 the holder's for the other two. Matching is by (sender, receiver, seq, first, count) for
@@ -25,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-PARTS = ("request_transit_s", "holder_queue_s", "piece_transit_s")
+PARTS = ("request_transit_s", "holder_queue_s", "piece_transit_s", "total_s")
 
 
 @dataclass
@@ -80,7 +82,7 @@ def hop_samples(traces: Mapping[str, NodeTrace]) -> dict[str, dict[str, list[flo
                     continue
                 for sent_s, came_s in zip(sent, came, strict=False):
                     samples["request_transit_s"][requester].append(came_s - sent_s)
-                    request = (own_id, seq, first, count, came_s)
+                    request = (own_id, seq, first, count, sent_s, came_s)
                     _pieces(samples, trace, holder, holder_trace, request)
     return {part: dict(by_node) for part, by_node in samples.items()}
 
@@ -90,11 +92,12 @@ def _pieces(
     trace: NodeTrace,
     holder: str,
     holder_trace: NodeTrace,
-    request: tuple[str, int, int, int, float],
+    request: tuple[str, int, int, int, float, float],
 ) -> None:
-    """The holder queue and piece transit of each piece of one request the holder received
-    (request: the requester's id as the holder knows it, seq, first, count, when it came)."""
-    requester_id, seq, first, count, came_s = request
+    """The holder queue, piece transit and total of each piece of one request the holder
+    received (request: the requester's id as the holder knows it, seq, first, count, when it
+    was sent, when it came)."""
+    requester_id, seq, first, count, sent_s, came_s = request
     holder_ids = holder_trace.peer_ids
     for index in range(first, first + count):
         handed = holder_trace.pieces.get((True, requester_id, seq, index))
@@ -107,6 +110,7 @@ def _pieces(
             got_s = _first_at_or_after(got, handed_s) if got else None
             if got_s is not None:
                 samples["piece_transit_s"][holder].append(got_s - handed_s)
+                samples["total_s"][holder].append(got_s - sent_s)
                 break
 
 
@@ -145,6 +149,7 @@ def report_lines(summary: Mapping[str, Any]) -> list[str]:
         "request_transit_s": "request on the way (by requester)",
         "holder_queue_s": "in the holder's queue",
         "piece_transit_s": "piece on the way (by holder)",
+        "total_s": "asked to received (by holder)",
     }
     for part in PARTS:
         figures = summary.get(part, {}).get("by_kind", {})
