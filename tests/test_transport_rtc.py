@@ -511,3 +511,29 @@ async def test_bytes_delivered_counts_what_sctp_acknowledged(swarm: Swarm) -> No
         while a.manager.bytes_delivered() < sent:
             await asyncio.sleep(0.02)
     assert a.manager.bytes_delivered() - start == count * 16 * 1024
+
+
+async def test_a_link_that_stops_acknowledging_leaves_the_flight_count() -> None:
+    """bytes_in_flight counts what open links hold unacknowledged (the driver's flight window),
+    except on a link with no acknowledgement for ack_stall_s: a peer that vanished must not hold
+    back what goes to the others. bytes_outstanding still counts it (the delivered meter)."""
+    swarm = Swarm(replace(FAST, ack_stall_s=0.5))
+    try:
+        a, b = await open_pair(swarm)
+        assert a.manager.bytes_in_flight() == 0
+        sctp = b.manager._peers["alice"].pc.sctp  # bob vanishes: his SCTP hears nothing more
+
+        async def deaf(data: bytes) -> None:
+            return None
+
+        sctp._handle_data = deaf
+        assert a.manager.send("bob", b"x" * 16 * 1024, ordered=False)
+        assert a.manager.bytes_in_flight() == 16 * 1024
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            while a.manager.bytes_in_flight() > 0:
+                await asyncio.sleep(0.02)
+        assert time.monotonic() - started >= 0.4
+        assert a.manager.bytes_outstanding() == 16 * 1024
+    finally:
+        await swarm.close()

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from streamer.node.uplink_gate import UplinkGate
+from streamer.node.uplink_gate import (
+    INITIAL_FLIGHT_BYTES,
+    MIN_FLIGHT_BYTES,
+    UplinkGate,
+    flight_window_bytes,
+)
 
 STEPS = json.loads((Path(__file__).parent / "scenarios" / "uplink_gate.json").read_text())["steps"]
 
@@ -34,3 +39,10 @@ def test_the_window_holds_one_piece_message_at_least_and_a_megabyte_at_most() ->
     assert gate.has_room(8 * 1024 + 30)
     gate.observe(2.0, 1, 10**9)  # a gigabyte a second
     assert gate.window_bytes == gate.config.max_window_bytes
+
+
+def test_the_flight_window_is_0_4_s_of_the_delivered_rate_two_pieces_at_least() -> None:
+    assert flight_window_bytes(None) == INITIAL_FLIGHT_BYTES  # nothing delivered under demand yet
+    assert flight_window_bytes(1_000_000 / 8) == 50_000  # 1 Mbit/s: 0.4 s of it
+    assert flight_window_bytes(100) == MIN_FLIGHT_BYTES  # a trickle still takes two pieces
+    assert MIN_FLIGHT_BYTES >= 2 * (8 * 1024 + 9)

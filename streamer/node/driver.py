@@ -8,8 +8,9 @@ lives in the sans-I/O `SwarmPeer`; this module only moves bytes and time between
 - every input (message, open, close, timer, published chunk) is fed to the core, then the core's
   events are handled, the control messages of every ready link are sent, and data messages are
   pumped while the link has room (`PeerManager.has_room`), the uplink gate lets data in (all
-  links together hold at most ~0.1 s of the uplink's drain rate: `UplinkGate`) and the upload
-  cap allows; a link without room is told to the core (`set_link_full`), whose requests then
+  links together hold at most ~0.1 s of the uplink's drain rate queued: `UplinkGate`, and at
+  most ~0.4 s of its delivered rate unacknowledged: `flight_window_bytes`) and the upload cap
+  allows; a link without room is told to the core (`set_link_full`), whose requests then
   hold no upload slot until it has room again;
 - `WantNeighbours` -> `get_peers` -> `connect` (the manager staggers setups); with no signaling
   server connected, `exchange_candidates` -> `connect(peer, via=neighbour)` instead: the offer
@@ -49,7 +50,12 @@ from streamer.node.media_info import ChannelMedia, MediaInfoError, parse_media
 from streamer.node.recent_failures import RecentFailures
 from streamer.node.status import RateMeter
 from streamer.node.token_bucket import TokenBucket
-from streamer.node.uplink_gate import GATE_POLL_S, UPLINK_SAMPLE_S, UplinkGate
+from streamer.node.uplink_gate import (
+    GATE_POLL_S,
+    UPLINK_SAMPLE_S,
+    UplinkGate,
+    flight_window_bytes,
+)
 from streamer.protocol import ChunkSigner, Role, travels_unordered
 from streamer.swarm import (
     ChunkComplete,
@@ -241,8 +247,9 @@ class SwarmNode:
         self._in_meter = RateMeter()
         self._out_meter = RateMeter()
         self._loop_lag = LoopLagMeter()
-        self._buffered_base: tuple[int, int] | None = None
-        """(bytes buffered on all links, bytes ever sent) when first summed in this callback."""
+        self._buffered_base: tuple[int, int, int] | None = None
+        """(bytes buffered on all links, bytes unacknowledged on all links, bytes ever sent) when
+        first summed in this callback."""
         self._hop_trace = HopTrace(config.hop_trace_path) if config.hop_trace_path else None
         self._started_s = clock()
         self._closed = False
@@ -668,8 +675,16 @@ class SwarmNode:
             return
         now = self._clock()
         bucket, gate = self._bucket, self._gate
-        buffered = self._buffered_total()
+        buffered, outstanding = self._link_totals()
         gate.observe(now, buffered, manager.total_bytes_sent)
+        # Not the broadcaster's: its first copies are what every peer waits for, and its
+        # uplink queue did not overflow on the test bed (its loss episodes were its paths'
+        # random loss), so holding them back only delayed them.
+        flight_window = (
+            None
+            if self.role == Role.SOURCE
+            else flight_window_bytes(core.uplink_delivered_bytes_per_s)
+        )
 
         def may_send() -> bool:
             if not manager.has_room(peer_id):
@@ -682,13 +697,16 @@ class SwarmNode:
             if manager.buffered_amount(peer_id) > 0 and not gate.has_room(buffered):
                 self._send_later(peer_id, GATE_POLL_S)
                 return False
+            if flight_window is not None and outstanding >= flight_window:
+                self._send_later(peer_id, GATE_POLL_S)
+                return False
             return True
 
         def send(pid: str, data: bytes) -> bool:
-            nonlocal buffered
+            nonlocal buffered, outstanding
             if not self._send_data(pid, data):
                 return False
-            buffered = self._buffered_total()
+            buffered, outstanding = self._link_totals()
             self._served.add(pid)
             if bucket is not None:
                 bucket.consume(len(data), now)
@@ -700,17 +718,23 @@ class SwarmNode:
         send_data(core, peer_id, now, send, may_send)
         core.set_link_full(peer_id, not manager.has_room(peer_id))
 
-    def _buffered_total(self) -> int:
-        """Bytes queued on all links now. Summed over the links once per callback of ours (the
-        transport drains them only in its own tasks, never while one of ours runs), plus what
-        we handed to it since: a relay pumps its links for every message that comes in, and
-        summing dozens of them each time was a tenth of its CPU on the test bed."""
+    def _link_totals(self) -> tuple[int, int]:
+        """Bytes queued on all links now, and bytes not yet acknowledged on all links. Summed
+        over the links once per callback of ours (the transport drains them only in its own
+        tasks, never while one of ours runs), plus what we handed to it since: a relay pumps its
+        links for every message that comes in, and summing dozens of them each time was a
+        tenth of its CPU on the test bed."""
         manager = self.manager
         assert manager is not None
         if self._buffered_base is None:
-            self._buffered_base = (manager.buffered_total(), manager.total_bytes_sent)
-        buffered, sent = self._buffered_base
-        return buffered + manager.total_bytes_sent - sent
+            self._buffered_base = (
+                manager.buffered_total(),
+                manager.bytes_in_flight(),
+                manager.total_bytes_sent,
+            )
+        buffered, outstanding, sent = self._buffered_base
+        handed = manager.total_bytes_sent - sent
+        return buffered + handed, outstanding + handed
 
     def _send(self, peer_id: str, data: bytes) -> bool:
         """Send one message on the channel its type travels on (pieces and requests unordered:

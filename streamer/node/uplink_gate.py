@@ -20,6 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+FLIGHT_WINDOW_S = 0.4
+"""Bytes handed to the transport and not yet acknowledged, all links together: at most this long
+at the uplink's delivered rate (see flight_window_bytes)."""
+MIN_FLIGHT_BYTES = 18 * 1024
+"""...but two piece messages at least."""
+INITIAL_FLIGHT_BYTES = 32 * 1024
+"""Before the uplink has delivered under demand for a second."""
 GATE_POLL_S = 0.02
 """How often links held back by the gate try again (the transport has no event for "all links
 together drained below a level"; the page's app.js polls as often)."""
@@ -40,6 +47,27 @@ class UplinkGateConfig:
     """Drain rate samples span at least this long."""
     alpha: float = 0.25
     """Weight of a new sample in the drain rate (EWMA)."""
+
+
+def flight_window_bytes(delivered_bytes_per_s: float | None) -> int:
+    """How many bytes all links together may hold unacknowledged (queued in the transport or in
+    flight), from the best rate the uplink delivered under demand (SwarmPeer's
+    uplink_delivered_bytes_per_s).
+
+    Why: each SCTP association's congestion window grows until a packet is lost, so several
+    links together handed all they take overfill a home router's uplink queue. On the test bed
+    (uplink queues of 200 ms) a 1x-stream viewer that uploaded two thirds of its uplink on
+    average had ~200 loss recovery episodes a minute, against ~25 its links' random loss
+    explains, and its pieces and its own requests waited behind those recoveries (netbed
+    --hop-trace: 0.50 / 1.08 / 2.16 s p50 / p90 / p99 on the way for its pieces). Held back
+    here instead, data waits in the core's upload queue, where the most urgent request goes
+    first. Python nodes only: a browser shows what its channels queue, not what is in flight.
+    The window is counted in time at the delivered rate, so it grows with what the uplink is
+    seen to carry, and it is over 2x the bed's longest round trip, so one link alone can still
+    fill the uplink."""
+    if delivered_bytes_per_s is None:
+        return INITIAL_FLIGHT_BYTES
+    return max(MIN_FLIGHT_BYTES, int(delivered_bytes_per_s * FLIGHT_WINDOW_S))
 
 
 class UplinkGate:

@@ -474,6 +474,11 @@ class SwarmPeer:
         if self.role != Role.SOURCE:
             self.fetching.run(now)
 
+    @property
+    def uplink_delivered_bytes_per_s(self) -> float | None:
+        """The best rate our uplink delivered under demand lately (None: not measured yet)."""
+        return self._delivered.best_bytes_per_s
+
     def uplink_delivered(self, delivered_bytes: int, outstanding_bytes: int, now: float) -> None:
         """The driver's count of every byte its transport has delivered (acknowledged) to our
         neighbours so far, data and control, and of the bytes it holds not yet acknowledged

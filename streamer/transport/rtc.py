@@ -145,6 +145,9 @@ class RtcConfig:
     max_peers: int = 64
     #: Data waiting to be sent for this long without any of it leaving means the peer is gone.
     stall_timeout_s: float = 10.0
+    #: `bytes_in_flight` leaves out a link whose data has had no acknowledgement for this long
+    #: (a vanished peer's unacknowledged data must not hold back what goes to the others).
+    ack_stall_s: float = 1.0
     #: Nothing received for this long closes the peer (None: rely on ICE consent, ~30 s).
     idle_timeout_s: float | None = None
     #: How often timeouts are checked.
@@ -194,6 +197,10 @@ class _Peer:
     last_received_at: float = 0.0
     last_drained_bytes: int = 0
     last_progress_at: float = 0.0
+    acked_bytes: int = 0
+    """Bytes SCTP had acknowledged (sent minus outstanding) when the watchdog last looked."""
+    acked_at: float = 0.0
+    """When that count last rose, or nothing was outstanding."""
     holds_setup_slot: bool = False
     via: str | None = None
     """The neighbour relaying this connection's signals (peer exchange); None: the server."""
@@ -446,6 +453,16 @@ class PeerManager:
     def bytes_outstanding(self) -> int:
         """Bytes handed to open connections and not yet acknowledged (queued or in flight)."""
         return sum(_outstanding(peer) for peer in self._peers.values())
+
+    def bytes_in_flight(self) -> int:
+        """Bytes handed to open connections and not yet acknowledged, leaving out connections
+        that have had no acknowledgement for `ack_stall_s` (as the watchdog last saw them)."""
+        fresh_after = self._loop.time() - self.config.ack_stall_s
+        return sum(
+            _outstanding(peer)
+            for peer in self._peers.values()
+            if peer.state == _OPEN and peer.acked_at >= fresh_after
+        )
 
     def bytes_delivered(self) -> int:
         """Bytes of every message sent so far that SCTP has delivered (acknowledged), all
@@ -797,6 +814,7 @@ class PeerManager:
         self._setup_step(peer, "open")
         peer.last_received_at = now
         peer.last_progress_at = now
+        peer.acked_at = now
         self._release_setup_slot(peer)
         peer.stats.ice = ice_path(peer.pc)
         if peer.stats.ice is not None:
@@ -913,6 +931,11 @@ class PeerManager:
                     if buffered == 0 or drained > peer.last_drained_bytes:
                         peer.last_progress_at = now
                     peer.last_drained_bytes = drained
+                    outstanding = _outstanding(peer)
+                    acked = peer.stats.bytes_sent - outstanding
+                    if outstanding == 0 or acked > peer.acked_bytes:
+                        peer.acked_at = now
+                    peer.acked_bytes = acked
                     if now - peer.last_progress_at > config.stall_timeout_s:
                         self._close_peer(peer, "stalled")
                     elif (
