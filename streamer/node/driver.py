@@ -247,7 +247,7 @@ class SwarmNode:
         self._in_meter = RateMeter()
         self._out_meter = RateMeter()
         self._loop_lag = LoopLagMeter()
-        self._buffered_base: tuple[int, int, int] | None = None
+        self._link_totals_base: tuple[int, int, int] | None = None
         """(bytes buffered on all links, bytes unacknowledged on all links, bytes ever sent) when
         first summed in this callback."""
         self._hop_trace = HopTrace(config.hop_trace_path) if config.hop_trace_path else None
@@ -617,7 +617,7 @@ class SwarmNode:
         if self._in_flush:
             self._flush_again = True
             return
-        self._buffered_base = None
+        self._link_totals_base = None
         core = self.core
         if core is None or self._closed:
             return
@@ -637,7 +637,7 @@ class SwarmNode:
                     break
         finally:
             self._in_flush = False
-            self._buffered_base = None
+            self._link_totals_base = None
         self._rearm_timer()
 
     def _on_core_event(self, event: Event) -> None:
@@ -726,13 +726,13 @@ class SwarmNode:
         tenth of its CPU on the test bed."""
         manager = self.manager
         assert manager is not None
-        if self._buffered_base is None:
-            self._buffered_base = (
+        if self._link_totals_base is None:
+            self._link_totals_base = (
                 manager.buffered_total(),
                 manager.bytes_in_flight(),
                 manager.total_bytes_sent,
             )
-        buffered, outstanding, sent = self._buffered_base
+        buffered, outstanding, sent = self._link_totals_base
         handed = manager.total_bytes_sent - sent
         return buffered + handed, outstanding + handed
 
