@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer.errors import UserError
 from streamer.netbed import hops
 from streamer.node.hop_trace import HopTrace, trace_line
 from streamer.protocol import Have, Piece, Request, encode_message
@@ -33,6 +34,11 @@ def test_a_written_trace_reads_back(tmp_path: Path) -> None:
     assert parsed.peer_ids == {"A1"}
     assert parsed.requests == {(True, "B1", 5, 0, 2): [1.0]}
     assert parsed.pieces == {(False, "B1", 5, 1): [1.2]}
+
+
+def test_an_unwritable_trace_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot write --hop-trace"):
+        HopTrace(tmp_path / "missing-dir" / "a.hops")
 
 
 def _trace(me: str, lines: list[str]) -> hops.NodeTrace:

@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 from typing import TextIO
 
+from streamer.errors import UserError
 from streamer.protocol import MsgType
 
 _REQUEST = struct.Struct(">BIBHH")
@@ -43,7 +44,10 @@ class HopTrace:
     """Appends trace lines to a file (buffered: a node writes a few hundred a second)."""
 
     def __init__(self, path: str | Path) -> None:
-        self._file: TextIO | None = open(path, "w", encoding="ascii")  # noqa: SIM115
+        try:
+            self._file: TextIO | None = open(path, "w", encoding="ascii")  # noqa: SIM115
+        except OSError as error:
+            raise UserError(f"cannot write --hop-trace {path}: {error.strerror or error}") from None
 
     def me(self, now_s: float, peer_id: str) -> None:
         if self._file is not None and peer_id:
