@@ -694,10 +694,8 @@ class SwarmNode:
                 return False
             # A link with nothing queued may always take one message: one association alone
             # cannot fill an uplink under loss (its window halves at every loss).
-            if manager.buffered_amount(peer_id) > 0 and not gate.has_room(buffered):
-                self._send_later(peer_id, GATE_POLL_S)
-                return False
-            if flight_window is not None and outstanding >= flight_window:
+            gate_full = manager.buffered_amount(peer_id) > 0 and not gate.has_room(buffered)
+            if gate_full or (flight_window is not None and outstanding >= flight_window):
                 self._send_later(peer_id, GATE_POLL_S)
                 return False
             return True

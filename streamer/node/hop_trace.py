@@ -14,30 +14,29 @@ Line format (text, space-separated): `T me PEER_ID` when the node takes its peer
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 from typing import TextIO
 
 from streamer.errors import UserError
-from streamer.protocol import MsgType
+from streamer.protocol import MsgType, Piece, ProtocolError, Request, decode_message
 
-_REQUEST = struct.Struct(">BIBHH")
-_PIECE_HEAD = struct.Struct(">BIH")
+_TRACED_TYPES = (MsgType.REQUEST, MsgType.PIECE)
 
 
 def trace_line(now_s: float, outgoing: bool, peer_id: str, data: bytes) -> str | None:
-    """The line for one encoded message, or None for a message that is not traced (or too short
-    to be what its type says: the core refuses those)."""
-    if not data:
+    """The line for one encoded message, or None for a message that is not traced (or that is
+    malformed: the core refuses those)."""
+    if not data or data[0] not in _TRACED_TYPES:
+        return None
+    try:
+        msg = decode_message(data)
+    except ProtocolError:
         return None
     arrow = ">" if outgoing else "<"
-    if data[0] == MsgType.REQUEST and len(data) == _REQUEST.size:
-        _, seq, _flags, first, count = _REQUEST.unpack(data)
-        return f"{now_s:.4f} {arrow} {peer_id} R {seq} {first} {count}\n"
-    if data[0] == MsgType.PIECE and len(data) >= _PIECE_HEAD.size:
-        _, seq, index = _PIECE_HEAD.unpack_from(data)
-        return f"{now_s:.4f} {arrow} {peer_id} P {seq} {index}\n"
-    return None
+    if isinstance(msg, Request):
+        return f"{now_s:.4f} {arrow} {peer_id} R {msg.seq} {msg.first_index} {msg.count}\n"
+    assert isinstance(msg, Piece)
+    return f"{now_s:.4f} {arrow} {peer_id} P {msg.seq} {msg.index}\n"
 
 
 class HopTrace:
